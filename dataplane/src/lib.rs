@@ -1,0 +1,29 @@
+//! dataplane: wrenvnet's safe layer over DPDK and the forwarding workers built on it.
+//!
+//! The modules `eal`, `mempool`, `mbuf`, `port`, `lcore` and `tsc` are the only places
+//! in the project that call DPDK; each `unsafe` block there carries a `// SAFETY:`
+//! comment. Everything else (`xconnect`, `counters`, and the binary) is safe Rust.
+
+pub mod counters;
+pub mod eal;
+pub mod error;
+pub mod lcore;
+pub mod mbuf;
+pub mod mempool;
+pub mod port;
+pub mod tsc;
+pub mod xconnect;
+
+pub use eal::{Eal, EalArgs};
+pub use error::{Error, Result};
+pub use lcore::LcoreId;
+pub use mbuf::{Burst, Mbuf, MAX_BURST};
+pub use mempool::Mempool;
+pub use port::{
+    LinkStatus, MacAddr, Port, PortConfig, PortId, PortStats, QueueId, RxQueue, TxQueue,
+};
+
+/// The DPDK version the project was built against (from pkg-config).
+pub fn dpdk_build_version() -> &'static str {
+    dpdk_sys::DPDK_PKG_VERSION
+}

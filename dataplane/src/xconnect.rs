@@ -1,0 +1,128 @@
+//! Cross-connect: every packet received on one port is sent out of the other, untouched.
+//! This is the io mode of the switch (testpmd's `--forward-mode=io`), kept as the
+//! baseline the benchmarks compare everything against.
+//!
+//! One loop you can read at a glance, as DPDK's l2fwd: the TSC read once per loop, a
+//! quit flag, counters with one writer each, and the stats printed elsewhere on a timer.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::counters::Counter;
+use crate::mbuf::Burst;
+use crate::port::{RxQueue, TxQueue};
+use crate::tsc;
+
+/// Counters of one direction (rx port → tx port) of one worker.
+#[derive(Debug, Default)]
+pub struct LegCounters {
+    pub rx_packets: Counter,
+    pub tx_packets: Counter,
+    /// Packets the tx queue had no room for (freed, never leaked).
+    pub tx_full_drops: Counter,
+}
+
+/// Counters of one worker.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// TSC cycles spent in loop iterations that moved at least one packet (testpmd's
+    /// `--record-core-cycles` counts the same way, so the two compare directly).
+    pub busy_cycles: Counter,
+    pub packets: Counter,
+    pub polls: Counter,
+    pub empty_polls: Counter,
+}
+
+/// A snapshot of `WorkerCounters`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct WorkerSnapshot {
+    pub busy_cycles: u64,
+    pub packets: u64,
+    pub polls: u64,
+    pub empty_polls: u64,
+}
+
+impl WorkerCounters {
+    pub fn snapshot(&self) -> WorkerSnapshot {
+        WorkerSnapshot {
+            busy_cycles: self.busy_cycles.get(),
+            packets: self.packets.get(),
+            polls: self.polls.get(),
+            empty_polls: self.empty_polls.get(),
+        }
+    }
+}
+
+impl WorkerSnapshot {
+    /// Busy TSC cycles per forwarded packet, or `None` before any packet.
+    pub fn cycles_per_packet(&self) -> Option<f64> {
+        (self.packets > 0).then(|| self.busy_cycles as f64 / self.packets as f64)
+    }
+}
+
+/// What a worker does when its queues are empty. Off (pure busy polling) suits
+/// isolated cores; on a shared machine a short sleep after a run of empty polls lets
+/// several daemons share the CPUs. Sleeping happens only when no packet is waiting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IdleBackoff {
+    /// Consecutive empty polls before sleeping.
+    pub empty_polls_before_sleep: u32,
+    /// Sleep length in microseconds; 0 disables the back-off.
+    pub sleep_us: u32,
+}
+
+/// One direction of the cross-connect.
+pub struct Leg<'p, 'c> {
+    pub rx: RxQueue<'p>,
+    pub tx: TxQueue<'p>,
+    pub counters: &'c LegCounters,
+}
+
+/// Runs the cross-connect on this lcore until `quit` is set.
+pub fn run(
+    legs: &mut [Leg<'_, '_>],
+    worker: &WorkerCounters,
+    quit: &AtomicBool,
+    idle: IdleBackoff,
+) {
+    let mut burst = Burst::new();
+    let mut prev_tsc = tsc::now();
+    let mut prev_moved = false;
+    let mut empty_run: u32 = 0;
+    while !quit.load(Ordering::Relaxed) {
+        let now = tsc::now();
+        if prev_moved {
+            worker.busy_cycles.add(now - prev_tsc);
+        }
+        prev_tsc = now;
+
+        let mut moved = 0usize;
+        for leg in legs.iter_mut() {
+            let n = leg.rx.rx(&mut burst);
+            if n == 0 {
+                continue;
+            }
+            let out = leg.tx.send(&mut burst);
+            leg.counters.rx_packets.add(n as u64);
+            leg.counters.tx_packets.add(out.sent as u64);
+            if out.dropped > 0 {
+                leg.counters.tx_full_drops.add(out.dropped as u64);
+            }
+            moved += n;
+        }
+        worker.polls.add(1);
+        prev_moved = moved > 0;
+        if moved > 0 {
+            worker.packets.add(moved as u64);
+            empty_run = 0;
+        } else {
+            worker.empty_polls.add(1);
+            empty_run = empty_run.saturating_add(1);
+            if idle.sleep_us > 0 && empty_run >= idle.empty_polls_before_sleep {
+                std::thread::sleep(Duration::from_micros(idle.sleep_us as u64));
+            }
+        }
+    }
+}

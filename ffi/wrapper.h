@@ -1,0 +1,14 @@
+/* The DPDK headers dpdk-sys binds: EAL, lcores, mempool, mbuf, ethdev, ring, cycles, devices. */
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_launch.h>
+#include <rte_cycles.h>
+#include <rte_mempool.h>
+#include <rte_mbuf.h>
+#include <rte_ethdev.h>
+#include <rte_ring.h>
+#include <rte_dev.h>
+#include <rte_bus_vdev.h>
+#include <rte_version.h>
+#include <rte_thread.h>

@@ -1,0 +1,204 @@
+//! The daemon's TOML configuration. Unknown keys are errors, so a typo never silently
+//! falls back to a default.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub eal: EalSection,
+    #[serde(default)]
+    pub mempool: MempoolSection,
+    #[serde(default)]
+    pub dataplane: DataplaneSection,
+    #[serde(default, rename = "port")]
+    pub ports: Vec<PortSection>,
+}
+
+/// EAL settings; arguments after `--` on the command line are appended and win.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EalSection {
+    /// `-l`, e.g. "0-1": the first lcore is the main (control) lcore, the others run workers.
+    pub lcores: Option<String>,
+    pub file_prefix: Option<String>,
+    #[serde(default)]
+    pub in_memory: bool,
+    #[serde(default)]
+    pub no_huge: bool,
+    pub memory_mb: Option<u32>,
+    pub log_level: Option<String>,
+    /// PCI NICs to probe (`-a`); naming any turns off `--no-pci`.
+    #[serde(default)]
+    pub pci: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MempoolSection {
+    pub mbufs: u32,
+    pub cache: u32,
+}
+
+impl Default for MempoolSection {
+    fn default() -> Self {
+        Self {
+            mbufs: 16383,
+            cache: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Every packet from port 0 goes out of port 1 and the reverse (testpmd's io mode).
+    Xconnect,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneSection {
+    pub mode: Mode,
+    /// Forwarding workers; each gets its own rx and tx queue on every port.
+    pub workers: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    pub stats_interval_ms: u64,
+    /// Microseconds a worker sleeps after `idle_polls` empty polls; 0 = busy-poll always.
+    pub idle_sleep_us: u32,
+    pub idle_polls: u32,
+}
+
+impl Default for DataplaneSection {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Xconnect,
+            workers: 1,
+            rx_desc: 1024,
+            tx_desc: 1024,
+            stats_interval_ms: 1000,
+            idle_sleep_us: 0,
+            idle_polls: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSection {
+    pub name: String,
+    /// DPDK devargs: "net_af_packet0,iface=veth0", "net_null0", "net_vhost0,iface=/run/vm0.sock",
+    /// or a PCI address named in `eal.pci`.
+    pub devargs: String,
+    pub mtu: Option<u16>,
+    #[serde(default = "default_true")]
+    pub promiscuous: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Config {
+    #[cold]
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    #[cold]
+    pub fn parse(text: &str) -> Result<Self> {
+        let cfg: Config = toml::from_str(text)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let d = &self.dataplane;
+        if d.mode == Mode::Xconnect && self.ports.len() != 2 {
+            bail!(
+                "mode \"xconnect\" needs exactly two [[port]] sections, found {}",
+                self.ports.len()
+            );
+        }
+        if d.workers == 0 {
+            bail!("dataplane.workers must be at least 1");
+        }
+        if d.stats_interval_ms == 0 {
+            bail!("dataplane.stats_interval_ms must be at least 1");
+        }
+        if self.mempool.mbufs < 512 {
+            bail!(
+                "mempool.mbufs must be at least 512, got {}",
+                self.mempool.mbufs
+            );
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if p.devargs.trim().is_empty() {
+                bail!("port {} ({}) has empty devargs", i, p.name);
+            }
+            if self.ports[..i].iter().any(|q| q.name == p.name) {
+                bail!("port name {:?} is used twice", p.name);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [dataplane]
+        mode = "xconnect"
+        workers = 1
+        rx_desc = 512
+        tx_desc = 512
+        stats_interval_ms = 500
+        idle_sleep_us = 0
+        idle_polls = 10
+
+        [[port]]
+        name = "a"
+        devargs = "net_null0"
+
+        [[port]]
+        name = "b"
+        devargs = "net_null1"
+    "#;
+
+    #[test]
+    fn parses_a_complete_config() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[1].devargs, "net_null1");
+        assert_eq!(c.dataplane.stats_interval_ms, 500);
+        assert!(c.ports[0].promiscuous);
+    }
+
+    #[test]
+    fn rejects_unknown_keys_wrong_port_counts_and_duplicates() {
+        let typo = GOOD.replace("rx_desc", "rx_dsec");
+        assert!(Config::parse(&typo).is_err());
+        let one_port = r#"
+            [[port]]
+            name = "a"
+            devargs = "net_null0"
+        "#;
+        let err = Config::parse(one_port).unwrap_err().to_string();
+        assert!(err.contains("exactly two"), "{err}");
+        let dup = GOOD.replace("name = \"b\"", "name = \"a\"");
+        assert!(Config::parse(&dup)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        assert!(Config::parse("[dataplane]\nmode = \"warp\"").is_err());
+    }
+}

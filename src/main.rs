@@ -1,0 +1,50 @@
+//! wrenvnet: a DPDK overlay switch for virtual machines that measures the network from
+//! the application's own traffic and adapts the application to it.
+
+mod config;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wrenvnet",
+    version,
+    about = "DPDK overlay switch for VMs that measures the network for free and adapts",
+    long_about = "wrenvnet switches the Ethernet frames of virtual machines between their \
+vhost-user ports and the NIC, and measures latency, available bandwidth and the \
+application's traffic matrix from that same traffic.\n\n\
+EAL arguments go after `--`, as with dpdk-testpmd: \
+`wrenvnet run --config wrenvnet.toml -- -l 0-1 --file-prefix wv0`. \
+`--no-pci` is added unless PCI devices are named with -a.\n\n\
+Logging: RUST_LOG=debug|info|warn (default info)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the dataplane described by a config file (mode "xconnect": port 0 <-> port 1).
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! `wrenvnet run`: bring the EAL, the pool and the ports up, run the workers on their
+//! lcores, print stats on a timer from the main lcore, and shut down cleanly on
+//! SIGINT/SIGTERM with every mbuf back in its pool.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use dataplane::lcore::LcoreJob;
+use dataplane::xconnect::{self, IdleBackoff, Leg, LegCounters, WorkerCounters, WorkerSnapshot};
+use dataplane::{Eal, EalArgs, Mempool, Port, PortConfig, PortId, PortStats};
+use serde::Serialize;
+
+use crate::config::Config;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// TOML config file (see config/xconnect.example.toml).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Stop after this many seconds (benchmarks, tests); default: run until SIGINT/SIGTERM.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Write the final statistics as JSON to this file at exit.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// EAL arguments, after `--` (e.g. `-- -l 0-1 --file-prefix wv0 --vdev net_null0`).
+    #[arg(last = true)]
+    eal_args: Vec<String>,
+}
+
+/// What `run` reports at exit.
+#[derive(Debug, Serialize)]
+struct Summary {
+    ports: Vec<PortSummary>,
+    workers: Vec<WorkerSnapshot>,
+    cycles_per_packet: Option<f64>,
+    tsc_hz: u64,
+    tx_full_drops: u64,
+    mbufs_total: u32,
+    mbufs_in_use_at_exit: u32,
+    elapsed_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct PortSummary {
+    name: String,
+    port_id: PortId,
+    stats: PortStats,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let config = Config::load(&args.config)?;
+
+    // Signals first: the flag is the workers' quit flag.
+    let quit = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&quit))
+            .with_context(|| format!("cannot install handler for signal {sig}"))?;
+    }
+
+    let e = &config.eal;
+    let mut eal_args = EalArgs::new("wrenvnet")
+        .in_memory(e.in_memory)
+        .no_huge(e.no_huge)
+        .passthrough(args.eal_args.iter().cloned());
+    if let Some(l) = &e.lcores {
+        eal_args = eal_args.lcores(l.clone());
+    }
+    if let Some(p) = &e.file_prefix {
+        eal_args = eal_args.file_prefix(p.clone());
+    }
+    if let Some(m) = e.memory_mb {
+        eal_args = eal_args.memory_mb(m);
+    }
+    if let Some(l) = &e.log_level {
+        eal_args = eal_args.log_level(l.clone());
+    }
+    for a in &e.pci {
+        eal_args = eal_args.pci(a.clone());
+    }
+    let eal = Eal::init(&eal_args).context("cannot start the DPDK EAL")?;
+    log::info!(
+        "DPDK {} (built against {})",
+        eal.runtime_version(),
+        dataplane::dpdk_build_version()
+    );
+    if !dataplane::tsc::cpu_has_invariant_tsc() {
+        log::warn!("CPU lacks constant_tsc/nonstop_tsc: cycle counts may not track wall time");
+    }
+
+    let d = &config.dataplane;
+    let lcores = eal.worker_lcores();
+    if lcores.len() < d.workers as usize {
+        bail!(
+            "{} worker(s) configured but the EAL has {} worker lcore(s); give more with `-- -l` \
+             (the first lcore is the main/control lcore)",
+            d.workers,
+            lcores.len()
+        );
+    }
+
+    let pool = Mempool::create(
+        &eal,
+        "wrenvnet_pool",
+        config.mempool.mbufs,
+        config.mempool.cache,
+        None,
+    )
+    .context("cannot create the mbuf pool (are hugepages reserved? see scripts/setup.sh)")?;
+    let port_cfg = PortConfig {
+        rx_queues: d.workers,
+        tx_queues: d.workers,
+        rx_desc: d.rx_desc,
+        tx_desc: d.tx_desc,
+        promiscuous: true,
+        mtu: None,
+    };
+    let mut ports = Vec::new();
+    for p in &config.ports {
+        let cfg = PortConfig {
+            mtu: p.mtu,
+            promiscuous: p.promiscuous,
+            ..port_cfg.clone()
+        };
+        let port = Port::open(&eal, &p.devargs, &pool, &cfg)
+            .with_context(|| format!("cannot open port {:?}", p.name))?;
+        log::info!(
+            "port {:?}: id {} mac {} devargs {}",
+            p.name,
+            port.id().0,
+            port.mac().map(|m| m.to_string()).unwrap_or_default(),
+            p.devargs
+        );
+        ports.push(port);
+    }
+    let port_ids: Vec<PortId> = ports.iter().map(|p| p.id()).collect();
+    let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
+
+    let workers: Vec<WorkerCounters> = (0..d.workers).map(|_| WorkerCounters::default()).collect();
+    let legs_counters: Vec<[LegCounters; 2]> = (0..d.workers).map(|_| Default::default()).collect();
+    let idle = IdleBackoff {
+        empty_polls_before_sleep: d.idle_polls,
+        sleep_us: d.idle_sleep_us,
+    };
+    let started = Instant::now();
+    {
+        let (a, b) = ports.split_at_mut(1);
+        let (mut a_rx, mut a_tx) = a[0].queues();
+        let (mut b_rx, mut b_tx) = b[0].queues();
+        let mut jobs: Vec<(dataplane::LcoreId, LcoreJob<'_>)> = Vec::new();
+        for w in (0..d.workers as usize).rev() {
+            let mut legs = vec![
+                Leg {
+                    rx: a_rx.remove(w),
+                    tx: b_tx.remove(w),
+                    counters: &legs_counters[w][0],
+                },
+                Leg {
+                    rx: b_rx.remove(w),
+                    tx: a_tx.remove(w),
+                    counters: &legs_counters[w][1],
+                },
+            ];
+            let counters = &workers[w];
+            let quit = &*quit;
+            jobs.push((
+                lcores[w],
+                Box::new(move || xconnect::run(&mut legs, counters, quit, idle)),
+            ));
+        }
+        log::info!(
+            "xconnect: {} worker(s) on {:?}",
+            d.workers,
+            &lcores[..d.workers as usize]
+        );
+        eal.run_on_lcores(jobs, || {
+            stats_loop(
+                &quit,
+                &port_ids,
+                &names,
+                &workers,
+                d.stats_interval_ms,
+                args.duration,
+                started,
+            )
+        })?;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+
+    let port_summaries: Vec<PortSummary> = port_ids
+        .iter()
+        .zip(&names)
+        .map(|(id, name)| PortSummary {
+            name: name.clone(),
+            port_id: *id,
+            stats: id.stats().unwrap_or_default(),
+        })
+        .collect();
+    let snaps: Vec<WorkerSnapshot> = workers.iter().map(|w| w.snapshot()).collect();
+    let tx_full_drops = legs_counters
+        .iter()
+        .flatten()
+        .map(|l| l.tx_full_drops.get())
+        .sum();
+    print_stats("final", &port_ids, &names, &workers);
+
+    drop(ports); // stop + close: rx rings give their mbufs back
+    let in_use = pool.in_use();
+    let total_busy: u64 = snaps.iter().map(|s| s.busy_cycles).sum();
+    let total_pkts: u64 = snaps.iter().map(|s| s.packets).sum();
+    let summary = Summary {
+        ports: port_summaries,
+        workers: snaps,
+        cycles_per_packet: (total_pkts > 0).then(|| total_busy as f64 / total_pkts as f64),
+        tsc_hz: dataplane::tsc::hz(),
+        tx_full_drops,
+        mbufs_total: pool.size(),
+        mbufs_in_use_at_exit: in_use,
+        elapsed_s: elapsed,
+    };
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if in_use != 0 {
+        bail!(
+            "{in_use} of {} mbufs were not returned to the pool (leak)",
+            pool.size()
+        );
+    }
+    println!("mbufs: all {} back in the pool", pool.size());
+    Ok(())
+}
+
+#[cold]
+fn stats_loop(
+    quit: &AtomicBool,
+    ports: &[PortId],
+    names: &[String],
+    workers: &[WorkerCounters],
+    interval_ms: u64,
+    duration: Option<f64>,
+    started: Instant,
+) {
+    let interval = Duration::from_millis(interval_ms);
+    let mut next = Instant::now() + interval;
+    while !quit.load(Ordering::Relaxed) {
+        if duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d) {
+            quit.store(true, Ordering::Relaxed);
+            break;
+        }
+        if Instant::now() >= next {
+            print_stats("periodic", ports, names, workers);
+            next += interval;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    quit.store(true, Ordering::Relaxed);
+}
+
+#[cold]
+fn print_stats(label: &str, ports: &[PortId], names: &[String], workers: &[WorkerCounters]) {
+    println!("--- stats ({label}) ---");
+    println!(
+        "{:<10} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
+        "port", "rx_pkts", "tx_pkts", "rx_bytes", "tx_bytes", "rx_missed", "rx_nombuf", "tx_errors"
+    );
+    for (id, name) in ports.iter().zip(names) {
+        match id.stats() {
+            Ok(s) => println!(
+                "{:<10} {:>12} {:>12} {:>14} {:>14} {:>10} {:>10} {:>10}",
+                name,
+                s.rx_packets,
+                s.tx_packets,
+                s.rx_bytes,
+                s.tx_bytes,
+                s.rx_missed,
+                s.rx_nombuf,
+                s.tx_errors
+            ),
+            Err(e) => println!("{name:<10} stats unavailable: {e}"),
+        }
+    }
+    for (i, w) in workers.iter().enumerate() {
+        let s = w.snapshot();
+        let cpp = s
+            .cycles_per_packet()
+            .map(|c| format!("{c:.2}"))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "worker {i}: packets {} cycles/packet {} polls {} empty {}",
+            s.packets, cpp, s.polls, s.empty_polls
+        );
+    }
+}
