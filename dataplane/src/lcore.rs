@@ -116,7 +116,7 @@ extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // exactly one lcore.
     let job = unsafe { Box::from_raw(arg as *mut LcoreJob<'static>) };
     // A panic must not unwind into C.
-    match catch_unwind(AssertUnwindSafe(move || job())) {
+    match catch_unwind(AssertUnwindSafe(job)) {
         Ok(()) => 0,
         Err(_) => -1,
     }

@@ -1,0 +1,131 @@
+//! Operators' mistakes get a clear error and a non-zero exit, never a panic: a
+//! malformed or missing config, bad EAL arguments, a missing device, too few lcores.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+const TWO_NULL_PORTS: &str = r#"
+[[port]]
+name = "a"
+devargs = "net_null0"
+[[port]]
+name = "b"
+devargs = "net_null1"
+"#;
+
+fn run(config: &std::path::Path, eal: &[String]) -> (i32, String, String) {
+    let out = Command::new(wrenvnet_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--duration", "0.5", "--"])
+        .args(eal)
+        .output()
+        .expect("spawn wrenvnet");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_clean_failure(code: i32, stderr: &str, expect: &str) {
+    assert_eq!(code, 1, "expected exit 1, stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "panicked:\n{stderr}");
+    assert!(stderr.contains("error:"), "no `error:` line:\n{stderr}");
+    assert!(
+        stderr.to_lowercase().contains(&expect.to_lowercase()),
+        "stderr lacks {expect:?}:\n{stderr}"
+    );
+}
+
+#[test]
+fn malformed_and_missing_config_files() {
+    let dir = TempDir::new("cli-cfg");
+    let bad = write_file(&dir.0, "bad.toml", "[[port]]\nname = \"a\"\ndevargs = 3\n");
+    let (code, _, err) = run(&bad, &[]);
+    assert_clean_failure(code, &err, "invalid config file");
+    let typo = write_file(
+        &dir.0,
+        "typo.toml",
+        &format!("{TWO_NULL_PORTS}\n[dataplane]\nworkerz = 2\n"),
+    );
+    let (code, _, err) = run(&typo, &[]);
+    assert_clean_failure(code, &err, "unknown field");
+    let (code, _, err) = run(&dir.0.join("nope.toml"), &[]);
+    assert_clean_failure(code, &err, "cannot read config file");
+}
+
+#[test]
+fn bad_eal_arguments() {
+    let dir = TempDir::new("cli-eal");
+    let cfg = write_file(&dir.0, "ok.toml", TWO_NULL_PORTS);
+    let mut eal = eal_mem_args("clieal");
+    eal.push("--no-such-eal-flag".into());
+    let (code, _, err) = run(&cfg, &eal);
+    assert_clean_failure(code, &err, "cannot start the DPDK EAL");
+    assert!(err.contains("rte_eal_init"), "{err}");
+}
+
+#[test]
+fn missing_device() {
+    let dir = TempDir::new("cli-dev");
+    let cfg = write_file(
+        &dir.0,
+        "dev.toml",
+        "[[port]]\nname = \"a\"\ndevargs = \"net_af_packet9,iface=wv-no-such-if\"\n\
+         [[port]]\nname = \"b\"\ndevargs = \"net_null1\"\n",
+    );
+    let mut eal = eal_mem_args("clidev");
+    eal.extend(["-l".into(), "0-1".into()]);
+    let (code, _, err) = run(&cfg, &eal);
+    assert_clean_failure(code, &err, "cannot open port \"a\"");
+    assert!(err.contains("wv-no-such-if"), "{err}");
+}
+
+#[test]
+fn more_workers_than_lcores() {
+    let dir = TempDir::new("cli-lc");
+    let cfg = write_file(
+        &dir.0,
+        "lc.toml",
+        &format!("{TWO_NULL_PORTS}\n[dataplane]\nworkers = 4\n"),
+    );
+    let mut eal = eal_mem_args("clilc");
+    eal.extend(["-l".into(), "0-1".into()]);
+    let (code, _, err) = run(&cfg, &eal);
+    assert_clean_failure(code, &err, "worker lcore");
+}
+
+#[test]
+fn null_ports_forward_and_report_a_clean_exit() {
+    let dir = TempDir::new("cli-ok");
+    let cfg = write_file(&dir.0, "ok.toml", TWO_NULL_PORTS);
+    let summary = dir.0.join("summary.json");
+    let mut eal = eal_mem_args("cliok");
+    eal.extend(["-l".into(), "0-1".into()]);
+    let out = Command::new(wrenvnet_bin())
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .args(["--duration", "1", "--summary-json"])
+        .arg(&summary)
+        .arg("--")
+        .args(&eal)
+        .output()
+        .expect("spawn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(s["mbufs_in_use_at_exit"], 0);
+    let a_rx = s["ports"][0]["stats"]["rx_packets"].as_u64().unwrap();
+    let b_tx = s["ports"][1]["stats"]["tx_packets"].as_u64().unwrap();
+    assert!(a_rx > 1000, "too few packets forwarded: {a_rx}");
+    // Everything received on a went out of b, except what b's queue refused (counted).
+    let drops = s["tx_full_drops"].as_u64().unwrap();
+    assert_eq!(
+        a_rx + s["ports"][1]["stats"]["rx_packets"].as_u64().unwrap(),
+        b_tx + s["ports"][0]["stats"]["tx_packets"].as_u64().unwrap() + drops
+    );
+    assert!(s["cycles_per_packet"].as_f64().unwrap() > 0.0);
+}

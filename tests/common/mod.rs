@@ -1,0 +1,150 @@
+//! Helpers shared by the integration tests: running the `wrenvnet` binary, EAL
+//! arguments that fit the host, and network namespaces that clean up after themselves.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn wrenvnet_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_wrenvnet"))
+}
+
+/// Runs a shell command, panicking with its output if it fails.
+pub fn sh(cmd: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("spawn sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a shell command and returns its output whatever the status.
+pub fn sh_out(cmd: &str) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .expect("spawn sh")
+}
+
+pub fn require_root() {
+    let uid = sh("id -u");
+    assert_eq!(
+        uid.trim(),
+        "0",
+        "this test needs root (network namespaces, hugepages): run scripts/test.sh as root"
+    );
+}
+
+/// EAL memory arguments that work on this host: hugepages in memory when reserved,
+/// anonymous memory otherwise. Each process also gets its own file prefix.
+pub fn eal_mem_args(tag: &str) -> Vec<String> {
+    let free_huge = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("HugePages_Free:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let mut v = vec!["--log-level".to_string(), "*:warning".to_string()];
+    if free_huge >= 128 {
+        v.push("--in-memory".into());
+    } else {
+        v.extend(["--no-huge".into(), "-m".into(), "512".into()]);
+        v.extend([
+            "--file-prefix".into(),
+            format!("{tag}{}", std::process::id()),
+        ]);
+    }
+    v
+}
+
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write file");
+    p
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("wrenvnet-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("mkdir");
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Network namespaces created by a test and deleted (with their veths) on drop.
+pub struct Namespaces(pub Vec<String>);
+
+impl Namespaces {
+    pub fn create(names: &[String]) -> Self {
+        let ns = Namespaces(Vec::new());
+        let mut ns = ns;
+        for n in names {
+            let _ = sh_out(&format!("ip netns del {n} 2>/dev/null"));
+            sh(&format!("ip netns add {n}"));
+            ns.0.push(n.clone());
+            sh(&format!("ip -n {n} link set lo up"));
+        }
+        ns
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = sh_out(&format!(
+                "ip netns pids {n} | xargs -r kill -9; ip netns del {n}"
+            ));
+        }
+    }
+}
+
+/// Links created in the root namespace, deleted on drop.
+pub struct Links(pub Vec<String>);
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        for l in &self.0 {
+            let _ = sh_out(&format!("ip link del {l} 2>/dev/null"));
+        }
+    }
+}
+
+/// Makes a veth pair `outer` (root namespace, for a DPDK af_packet port) and `inner`
+/// (moved into `ns` with `addr`). Offloads are turned off on both ends: af_packet
+/// copies frames as they are, so segments must be MTU-sized and fully checksummed.
+pub fn veth_into_ns(outer: &str, inner: &str, ns: &str, addr: &str) {
+    // The peer gets a unique name first: `inner` may exist in the root namespace.
+    sh(&format!("ip link add {outer} type veth peer name {outer}i"));
+    sh(&format!("ip link set {outer}i netns {ns}"));
+    sh(&format!("ip -n {ns} link set {outer}i name {inner}"));
+    sh(&format!("ip -n {ns} addr add {addr} dev {inner}"));
+    sh(&format!("ip -n {ns} link set {inner} up"));
+    sh(&format!("ip link set {outer} up"));
+    sh(&format!(
+        "ethtool -K {outer} tx off tso off gso off gro off >/dev/null 2>&1 || true"
+    ));
+    sh(&format!(
+        "ip netns exec {ns} ethtool -K {inner} tx off tso off gso off gro off >/dev/null 2>&1 || true"
+    ));
+    sh(&format!("sysctl -qw net.ipv6.conf.{outer}.disable_ipv6=1"));
+}
