@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "wrenvnet",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("WRENVNET_GIT_REV"), ")"),
     about = "DPDK overlay switch for VMs that measures the network for free and adapts",
     long_about = "wrenvnet switches the Ethernet frames of virtual machines between their \
 vhost-user ports and the NIC, and measures latency, available bandwidth and the \

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Cross-connect benchmark: wrenvnet's xconnect against `dpdk-testpmd --forward-mode=io`
+# on the same two net_null ports, interleaved round by round in one run, so both see
+# the same machine. The figure is TSC cycles per forwarded packet in busy iterations
+# (testpmd's --record-core-cycles measures the same); Mpps is printed but a shared
+# machine makes it noisy.
+#
+#   sudo bench/xconnect.sh                 # 7 rounds of 4 s each
+#   ROUNDS=3 SECONDS_PER_RUN=3 bench/xconnect.sh
+#
+# Writes bench/results/xconnect-null.{md,json}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-7}"
+SECS="${SECONDS_PER_RUN:-4}"
+LCORES="${LCORES:-0-1}"
+OUT="${OUT:-bench/results}"
+mkdir -p "$OUT"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+cargo build --release -q
+BIN=target/release/wrenvnet
+EAL=(-l "$LCORES" --in-memory --no-pci --log-level '*:error')
+
+testpmd_run() {
+  # Interactive mode is the only one that prints testpmd's cycles/packet at "stop".
+  { echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } |
+    dpdk-testpmd "${EAL[@]}" --vdev net_null0,copy=0 --vdev net_null1,copy=0 -- \
+      -i --forward-mode=io --burst=32 --record-core-cycles --nb-cores=1 >"$tmp/testpmd.log" 2>&1
+  local cpp pkts
+  cpp=$(sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$tmp/testpmd.log" | tail -1)
+  pkts=$(sed -n 's/.*total io packets=\([0-9]*\)).*/\1/p' "$tmp/testpmd.log" | tail -1)
+  [ -n "$cpp" ] || { cat "$tmp/testpmd.log" >&2; echo "testpmd printed no cycles/packet" >&2; exit 1; }
+  echo "$cpp $pkts"
+}
+
+wrenvnet_run() {
+  "$BIN" run --config bench/null-xconnect.toml --duration "$SECS" --summary-json "$tmp/s.json" \
+    -- "${EAL[@]}" >"$tmp/wrenvnet.log" 2>&1 || { cat "$tmp/wrenvnet.log" >&2; exit 1; }
+  python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("%.3f %d" % (s["cycles_per_packet"], sum(w["packets"] for w in s["workers"])))' "$tmp/s.json"
+}
+
+declare -a T W R
+for r in $(seq 1 "$ROUNDS"); do
+  read -r tc tp < <(testpmd_run)
+  read -r wc wp < <(wrenvnet_run)
+  ratio=$(python3 -c "print('%.3f' % ($wc/$tc))")
+  T+=("$tc"); W+=("$wc"); R+=("$ratio")
+  printf 'round %d: testpmd %s cyc/pkt (%s pkts)  wrenvnet %s cyc/pkt (%s pkts)  ratio %s\n' \
+    "$r" "$tc" "$tp" "$wc" "$wp" "$ratio"
+done
+
+python3 - "$OUT" "$ROUNDS" "$SECS" "${T[*]}" "${W[*]}" "${R[*]}" <<'PY'
+import json, platform, statistics, subprocess, sys, datetime
+out, rounds, secs = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+t = [float(x) for x in sys.argv[4].split()]
+w = [float(x) for x in sys.argv[5].split()]
+r = [float(x) for x in sys.argv[6].split()]
+def cpu():
+    for line in open('/proc/cpuinfo'):
+        if line.startswith('model name'):
+            return line.split(':', 1)[1].strip()
+    return platform.processor()
+def ver(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except Exception:
+        return '?'
+res = {
+    'benchmark': 'xconnect on two net_null ports (copy=0), 1 worker, burst 32',
+    'date': datetime.datetime.utcnow().isoformat() + 'Z',
+    'machine': {'cpu': cpu(), 'cores': ver('nproc'), 'kernel': platform.release()},
+    'versions': {'dpdk': ver('pkg-config --modversion libdpdk'), 'rustc': ver('rustc --version')},
+    'rounds': rounds, 'seconds_per_run': float(secs),
+    'testpmd_cycles_per_packet': t, 'wrenvnet_cycles_per_packet': w, 'ratio_per_round': r,
+    'testpmd_median': statistics.median(t), 'wrenvnet_median': statistics.median(w),
+    'ratio_median': statistics.median(r), 'ratio_min': min(r), 'ratio_max': max(r),
+    'target_ratio_max': 1.05,
+    'command': 'sudo ROUNDS=%d SECONDS_PER_RUN=%s bench/xconnect.sh' % (rounds, secs),
+}
+json.dump(res, open(out + '/xconnect-null.json', 'w'), indent=2)
+md = f"""# Cross-connect vs testpmd io-forward (net_null ports)
+
+{res['benchmark']}; {rounds} interleaved rounds of {secs} s.
+Machine: {res['machine']['cpu']}, {res['machine']['cores']} cores, Linux {res['machine']['kernel']};
+DPDK {res['versions']['dpdk']}; {res['versions']['rustc']}. Date: {res['date']}.
+
+| round | testpmd cyc/pkt | wrenvnet cyc/pkt | ratio |
+|---|---|---|---|
+""" + "".join(f"| {i+1} | {a:.2f} | {b:.2f} | {c:.3f} |\n" for i, (a, b, c) in enumerate(zip(t, w, r))) + f"""
+**Median ratio wrenvnet/testpmd: {res['ratio_median']:.3f}** (min {res['ratio_min']:.3f}, max {res['ratio_max']:.3f});
+medians: testpmd {res['testpmd_median']:.2f}, wrenvnet {res['wrenvnet_median']:.2f} cycles/packet. Target: at most 1.05.
+
+Reproduce: `{res['command']}`
+"""
+open(out + '/xconnect-null.md', 'w').write(md)
+print(md)
+PY
