@@ -1,6 +1,7 @@
 //! wrenvnet: a DPDK overlay switch for virtual machines that measures the network from
 //! the application's own traffic and adapts the application to it.
 
+mod adapt;
 mod config;
 mod run;
 
@@ -30,18 +31,29 @@ struct Cli {
 enum Command {
     /// Start the dataplane described by a config file (mode "xconnect": port 0 <-> port 1).
     Run(run::RunArgs),
+    /// Solve a VADAPT problem (VM mapping and overlay paths) from a JSON file.
+    /// Exit code 3 when no feasible plan exists (the best-effort plan is printed).
+    Adapt(adapt::AdaptArgs),
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
+    dataplane::process::restore_default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Adapt(args) => adapt::run(args).map(|feasible| {
+            if feasible {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(adapt::EXIT_INFEASIBLE)
+            }
+        }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

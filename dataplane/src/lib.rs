@@ -11,6 +11,7 @@ pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;
+pub mod process;
 pub mod tsc;
 pub mod xconnect;
 

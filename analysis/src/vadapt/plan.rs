@@ -1,0 +1,228 @@
+//! A plan (VM → host, and a host path per demand) and its evaluation from first
+//! principles: this is the independent recomputation every algorithm's answer is
+//! checked against, so it shares no bookkeeping with the algorithms.
+
+use super::problem::{HostId, Instance, Objective};
+
+/// Slack for floating-point sums: a residual above -EPS counts as non-negative.
+pub const EPS: f64 = 1e-6;
+
+/// VM placement and one host path per demand (in `Instance::demands` order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub mapping: Vec<HostId>,
+    pub paths: Vec<Vec<HostId>>,
+}
+
+/// What a plan achieves and which constraints it breaks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub feasible: bool,
+    /// Residual objective (maximise) or total latency (minimise), as `Instance::objective`.
+    pub objective: f64,
+    pub migrations: usize,
+    /// Human-readable broken constraints.
+    pub violations: Vec<String>,
+    /// How badly constraints are broken, in Mbit/s-like units (0 when feasible); the
+    /// annealer's penalty.
+    pub violation_amount: f64,
+}
+
+/// The path's latency, or `None` when a hop has no link.
+pub fn path_latency(inst: &Instance, path: &[HostId]) -> Option<f64> {
+    path.windows(2)
+        .map(|w| inst.bw[w[0].0][w[1].0].map(|_| inst.latency[w[0].0][w[1].0]))
+        .sum()
+}
+
+/// Link loads (Mbit/s routed over each directed link) and host-local loads.
+pub fn loads(inst: &Instance, plan: &Plan) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let n = inst.hosts();
+    let mut link = vec![vec![0.0; n]; n];
+    let mut local = vec![0.0; n];
+    for (d, path) in inst.demands.iter().zip(&plan.paths) {
+        if path.len() == 1 {
+            local[path[0].0] += d.mbps;
+        }
+        for w in path.windows(2) {
+            link[w[0].0][w[1].0] += d.mbps;
+        }
+    }
+    (link, local)
+}
+
+/// Evaluates `plan` on `inst`.
+pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
+    let n = inst.hosts();
+    let mut violations = Vec::new();
+    let mut amount = 0.0;
+    let big = inst
+        .bw
+        .iter()
+        .flatten()
+        .flatten()
+        .chain(inst.local_bw.iter())
+        .fold(1.0f64, |a, &b| a.max(b));
+
+    if plan.mapping.len() != inst.vms() || plan.paths.len() != inst.demands.len() {
+        return Evaluation {
+            feasible: false,
+            objective: f64::NAN,
+            migrations: 0,
+            violations: vec!["plan does not cover every VM and demand".into()],
+            violation_amount: f64::INFINITY,
+        };
+    }
+    let mut count = vec![0usize; n];
+    for (v, h) in plan.mapping.iter().enumerate() {
+        if h.0 >= n {
+            return Evaluation {
+                feasible: false,
+                objective: f64::NAN,
+                migrations: 0,
+                violations: vec![format!(
+                    "VM {} on a host that does not exist",
+                    inst.vm_names[v]
+                )],
+                violation_amount: f64::INFINITY,
+            };
+        }
+        count[h.0] += 1;
+        if inst.pinned[v] && inst.current[v] != Some(*h) {
+            violations.push(format!("pinned VM {} moved", inst.vm_names[v]));
+            amount += big;
+        }
+    }
+    for h in 0..n {
+        if count[h] > inst.capacity[h] {
+            violations.push(format!(
+                "host {} holds {} VMs, capacity {}",
+                inst.host_names[h], count[h], inst.capacity[h]
+            ));
+            amount += big * (count[h] - inst.capacity[h]) as f64;
+        }
+    }
+    let migrations = plan
+        .mapping
+        .iter()
+        .zip(&inst.current)
+        .filter(|(h, c)| matches!(c, Some(c) if c != *h))
+        .count();
+
+    let mut broken_path = false;
+    for (i, (d, path)) in inst.demands.iter().zip(&plan.paths).enumerate() {
+        let name = || format!("{}->{}", inst.vm_names[d.src.0], inst.vm_names[d.dst.0]);
+        let (hs, hd) = (plan.mapping[d.src.0], plan.mapping[d.dst.0]);
+        if path.first() != Some(&hs) || path.last() != Some(&hd) || path.iter().any(|h| h.0 >= n) {
+            violations.push(format!(
+                "demand {} (#{i}): path does not join its VMs' hosts",
+                name()
+            ));
+            amount += big * 4.0;
+            broken_path = true;
+            continue;
+        }
+        match path_latency(inst, path) {
+            None => {
+                violations.push(format!("demand {}: path uses a missing link", name()));
+                amount += big * 2.0;
+                broken_path = true;
+            }
+            Some(lat) => {
+                if let Some(max) = d.max_latency_ms {
+                    if lat > max + EPS {
+                        violations.push(format!(
+                            "demand {}: latency {lat:.3} ms > bound {max} ms",
+                            name()
+                        ));
+                        amount += (lat - max) * big / 10.0 + big / 100.0;
+                    }
+                }
+            }
+        }
+    }
+    let (link_load, local_load) = loads(inst, plan);
+    let residual = |a: usize, b: usize| inst.bw[a][b].unwrap_or(0.0) - link_load[a][b];
+    for a in 0..n {
+        if inst.local_bw[a] - local_load[a] < -EPS {
+            violations.push(format!(
+                "host {}: local demand {:.3} > {:.3} Mbit/s",
+                inst.host_names[a], local_load[a], inst.local_bw[a]
+            ));
+            amount += local_load[a] - inst.local_bw[a];
+        }
+        for b in 0..n {
+            if link_load[a][b] > 0.0 && residual(a, b) < -EPS {
+                violations.push(format!(
+                    "link {}->{}: demand {:.3} > {:.3} Mbit/s",
+                    inst.host_names[a],
+                    inst.host_names[b],
+                    link_load[a][b],
+                    inst.bw[a][b].unwrap_or(0.0)
+                ));
+                amount += -residual(a, b);
+            }
+        }
+    }
+    let objective = if broken_path {
+        f64::NAN
+    } else {
+        match inst.objective {
+            Objective::ResidualBw => plan
+                .paths
+                .iter()
+                .map(|p| {
+                    if p.len() == 1 {
+                        inst.local_bw[p[0].0] - local_load[p[0].0]
+                    } else {
+                        p.windows(2)
+                            .map(|w| residual(w[0].0, w[1].0))
+                            .fold(f64::INFINITY, f64::min)
+                    }
+                })
+                .sum(),
+            Objective::Latency => plan
+                .paths
+                .iter()
+                .map(|p| path_latency(inst, p).unwrap_or(0.0))
+                .sum(),
+        }
+    };
+    Evaluation {
+        feasible: violations.is_empty(),
+        objective,
+        migrations,
+        violations,
+        violation_amount: amount,
+    }
+}
+
+/// Whether `a` is a better answer than `b`: feasible beats infeasible; then the
+/// objective (with a relative tolerance, so near-ties count as ties); then fewer
+/// migrations; infeasible answers compare by how badly they break constraints.
+pub fn better(objective: Objective, a: &Evaluation, b: &Evaluation) -> bool {
+    if a.feasible != b.feasible {
+        return a.feasible;
+    }
+    if !a.feasible {
+        if (a.violation_amount - b.violation_amount).abs() > EPS {
+            return a.violation_amount < b.violation_amount;
+        }
+    }
+    let (x, y) = (a.objective, b.objective);
+    if x.is_nan() || y.is_nan() {
+        return !x.is_nan() && y.is_nan();
+    }
+    let tol = 1e-9 * x.abs().max(y.abs()).max(1.0);
+    let diff = match objective {
+        Objective::ResidualBw => x - y,
+        Objective::Latency => y - x,
+    };
+    if diff > tol {
+        return true;
+    }
+    if diff < -tol {
+        return false;
+    }
+    a.migrations < b.migrations
+}

@@ -1,0 +1,271 @@
+//! The adaptation problem as operators write it (JSON), and the same problem with
+//! names resolved to dense indices for the algorithms.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A host's index in `Instance::hosts`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostId(pub usize);
+
+/// A VM's index in `Instance::vms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VmId(pub usize);
+
+/// What to optimise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// Maximise the sum over demands of the smallest residual bandwidth on its path.
+    #[default]
+    ResidualBw,
+    /// Minimise the sum over demands of its path's latency.
+    Latency,
+}
+
+fn default_local_bw() -> f64 {
+    10_000.0
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    /// How many VMs the host holds.
+    pub capacity: usize,
+    /// Bandwidth VMs on this host get between them, Mbit/s.
+    #[serde(default = "default_local_bw")]
+    pub local_bw_mbps: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    pub from: String,
+    pub to: String,
+    pub bw_mbps: f64,
+    #[serde(default)]
+    pub latency_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmSpec {
+    pub name: String,
+    /// Where the VM runs now (`null`: not placed yet).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// A pinned VM never moves.
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemandSpec {
+    pub src: String,
+    pub dst: String,
+    pub mbps: f64,
+    #[serde(default)]
+    pub max_latency_ms: Option<f64>,
+}
+
+/// A path a demand takes now, for computing the minimal rule changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathSpec {
+    pub src: String,
+    pub dst: String,
+    pub hosts: Vec<String>,
+}
+
+/// The problem, as `wrenvnet adapt --input` reads it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Problem {
+    pub hosts: Vec<HostSpec>,
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+    pub vms: Vec<VmSpec>,
+    #[serde(default)]
+    pub demands: Vec<DemandSpec>,
+    #[serde(default)]
+    pub objective: Objective,
+    /// The paths in use now (optional): rule changes are computed against them.
+    #[serde(default)]
+    pub current_paths: Vec<PathSpec>,
+}
+
+/// A problem that cannot be solved as written.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ProblemError {
+    #[error("no hosts")]
+    NoHosts,
+    #[error("host name {0:?} is used twice")]
+    DuplicateHost(String),
+    #[error("VM name {0:?} is used twice")]
+    DuplicateVm(String),
+    #[error("{what} names unknown host {name:?}")]
+    UnknownHost { what: String, name: String },
+    #[error("{what} names unknown VM {name:?}")]
+    UnknownVm { what: String, name: String },
+    #[error("{0}")]
+    BadValue(String),
+}
+
+/// A demand with indices.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Demand {
+    pub src: VmId,
+    pub dst: VmId,
+    pub mbps: f64,
+    pub max_latency_ms: Option<f64>,
+}
+
+/// The problem with names resolved: dense matrices for links, indices everywhere.
+#[derive(Debug, Clone)]
+pub struct Instance {
+    pub host_names: Vec<String>,
+    pub vm_names: Vec<String>,
+    pub capacity: Vec<usize>,
+    pub local_bw: Vec<f64>,
+    /// `bw[a][b]`: bandwidth of the directed link a→b, `None` when there is none.
+    pub bw: Vec<Vec<Option<f64>>>,
+    pub latency: Vec<Vec<f64>>,
+    pub current: Vec<Option<HostId>>,
+    pub pinned: Vec<bool>,
+    pub demands: Vec<Demand>,
+    pub objective: Objective,
+}
+
+impl Instance {
+    pub fn hosts(&self) -> usize {
+        self.host_names.len()
+    }
+
+    pub fn vms(&self) -> usize {
+        self.vm_names.len()
+    }
+
+    /// Builds the indexed instance, rejecting what makes no sense.
+    pub fn from_problem(p: &Problem) -> Result<Self, ProblemError> {
+        if p.hosts.is_empty() {
+            return Err(ProblemError::NoHosts);
+        }
+        let mut host_ix = HashMap::new();
+        for (i, h) in p.hosts.iter().enumerate() {
+            if host_ix.insert(h.name.as_str(), i).is_some() {
+                return Err(ProblemError::DuplicateHost(h.name.clone()));
+            }
+            if !(h.local_bw_mbps >= 0.0 && h.local_bw_mbps.is_finite()) {
+                return Err(ProblemError::BadValue(format!(
+                    "host {:?}: local_bw_mbps must be a finite number >= 0",
+                    h.name
+                )));
+            }
+        }
+        let host = |what: String, name: &str| {
+            host_ix.get(name).copied().ok_or(ProblemError::UnknownHost {
+                what,
+                name: name.to_string(),
+            })
+        };
+        let n = p.hosts.len();
+        let mut bw = vec![vec![None; n]; n];
+        let mut latency = vec![vec![0.0; n]; n];
+        for l in &p.links {
+            let what = format!("link {}->{}", l.from, l.to);
+            let a = host(what.clone(), &l.from)?;
+            let b = host(what.clone(), &l.to)?;
+            if a == b {
+                return Err(ProblemError::BadValue(format!(
+                    "{what}: a link joins two different hosts"
+                )));
+            }
+            if !(l.bw_mbps >= 0.0 && l.bw_mbps.is_finite())
+                || !(l.latency_ms >= 0.0 && l.latency_ms.is_finite())
+            {
+                return Err(ProblemError::BadValue(format!(
+                    "{what}: bw_mbps and latency_ms must be finite numbers >= 0"
+                )));
+            }
+            bw[a][b] = Some(l.bw_mbps);
+            latency[a][b] = l.latency_ms;
+        }
+        let mut vm_ix = HashMap::new();
+        let mut current = Vec::new();
+        let mut pinned = Vec::new();
+        for (i, v) in p.vms.iter().enumerate() {
+            if vm_ix.insert(v.name.as_str(), i).is_some() {
+                return Err(ProblemError::DuplicateVm(v.name.clone()));
+            }
+            let h = match &v.host {
+                Some(h) => Some(HostId(host(format!("VM {}", v.name), h)?)),
+                None => None,
+            };
+            if v.pinned && h.is_none() {
+                return Err(ProblemError::BadValue(format!(
+                    "VM {:?} is pinned but has no host",
+                    v.name
+                )));
+            }
+            current.push(h);
+            pinned.push(v.pinned);
+        }
+        let vm = |what: String, name: &str| {
+            vm_ix.get(name).copied().ok_or(ProblemError::UnknownVm {
+                what,
+                name: name.to_string(),
+            })
+        };
+        let mut demands = Vec::new();
+        for d in &p.demands {
+            let what = format!("demand {}->{}", d.src, d.dst);
+            let src = VmId(vm(what.clone(), &d.src)?);
+            let dst = VmId(vm(what.clone(), &d.dst)?);
+            if src == dst {
+                return Err(ProblemError::BadValue(format!(
+                    "{what}: a demand joins two different VMs"
+                )));
+            }
+            if !(d.mbps >= 0.0 && d.mbps.is_finite()) {
+                return Err(ProblemError::BadValue(format!(
+                    "{what}: mbps must be a finite number >= 0"
+                )));
+            }
+            if let Some(l) = d.max_latency_ms {
+                if !(l >= 0.0) {
+                    return Err(ProblemError::BadValue(format!(
+                        "{what}: max_latency_ms must be >= 0"
+                    )));
+                }
+            }
+            demands.push(Demand {
+                src,
+                dst,
+                mbps: d.mbps,
+                max_latency_ms: d.max_latency_ms,
+            });
+        }
+        for c in &p.current_paths {
+            vm(format!("current path {}->{}", c.src, c.dst), &c.src)?;
+            vm(format!("current path {}->{}", c.src, c.dst), &c.dst)?;
+            for h in &c.hosts {
+                host(format!("current path {}->{}", c.src, c.dst), h)?;
+            }
+        }
+        Ok(Instance {
+            host_names: p.hosts.iter().map(|h| h.name.clone()).collect(),
+            vm_names: p.vms.iter().map(|v| v.name.clone()).collect(),
+            capacity: p.hosts.iter().map(|h| h.capacity).collect(),
+            local_bw: p.hosts.iter().map(|h| h.local_bw_mbps).collect(),
+            bw,
+            latency,
+            current,
+            pinned,
+            demands,
+            objective: p.objective,
+        })
+    }
+}

@@ -1,0 +1,212 @@
+//! Paths between hosts over the overlay links' residual bandwidth: the widest path
+//! that meets a latency bound (the residual objective) and the lowest-latency path
+//! with room (the latency objective).
+
+use super::plan::EPS;
+use super::problem::{HostId, Instance};
+
+/// Residual bandwidth of every directed link and of every host's local switching,
+/// kept up to date as demands are routed and unrouted.
+#[derive(Debug, Clone)]
+pub struct Residuals {
+    pub link: Vec<Vec<f64>>,
+    pub local: Vec<f64>,
+}
+
+impl Residuals {
+    /// Everything free.
+    pub fn new(inst: &Instance) -> Self {
+        Self {
+            link: inst
+                .bw
+                .iter()
+                .map(|row| row.iter().map(|b| b.unwrap_or(f64::NEG_INFINITY)).collect())
+                .collect(),
+            local: inst.local_bw.clone(),
+        }
+    }
+
+    /// Takes `mbps` along `path` (`sign` = 1.0) or gives it back (`sign` = -1.0).
+    pub fn apply(&mut self, path: &[HostId], mbps: f64, sign: f64) {
+        if path.len() == 1 {
+            self.local[path[0].0] -= sign * mbps;
+        }
+        for w in path.windows(2) {
+            self.link[w[0].0][w[1].0] -= sign * mbps;
+        }
+    }
+
+    /// The smallest residual along `path` (host-local residual for one host).
+    pub fn bottleneck(&self, path: &[HostId]) -> f64 {
+        if path.len() == 1 {
+            return self.local[path[0].0];
+        }
+        path.windows(2)
+            .map(|w| self.link[w[0].0][w[1].0])
+            .fold(f64::INFINITY, f64::min)
+    }
+}
+
+/// Lowest-latency path from `src` to `dst` over links whose residual is at least
+/// `min_residual`; returns the path and its latency.
+fn min_latency(
+    inst: &Instance,
+    res: &Residuals,
+    src: usize,
+    dst: usize,
+    min_residual: f64,
+) -> Option<(Vec<HostId>, f64)> {
+    let n = inst.hosts();
+    let mut dist = vec![f64::INFINITY; n];
+    let mut prev = vec![usize::MAX; n];
+    let mut done = vec![false; n];
+    dist[src] = 0.0;
+    for _ in 0..n {
+        let mut u = usize::MAX;
+        let mut best = f64::INFINITY;
+        for v in 0..n {
+            if !done[v] && dist[v] < best {
+                best = dist[v];
+                u = v;
+            }
+        }
+        if u == usize::MAX || u == dst {
+            break;
+        }
+        done[u] = true;
+        for v in 0..n {
+            if done[v] || res.link[u][v] < min_residual - EPS || inst.bw[u][v].is_none() {
+                continue;
+            }
+            let d = dist[u] + inst.latency[u][v];
+            // Ties: fewer hops first (prev chain shorter) is implied by strict `<`.
+            if d < dist[v] {
+                dist[v] = d;
+                prev[v] = u;
+            }
+        }
+    }
+    if !dist[dst].is_finite() {
+        return None;
+    }
+    let mut path = vec![HostId(dst)];
+    let mut v = dst;
+    while v != src {
+        v = prev[v];
+        path.push(HostId(v));
+    }
+    path.reverse();
+    Some((path, dist[dst]))
+}
+
+/// The path from `src` to `dst` whose smallest residual is largest, among paths on
+/// which every link has at least `mbps` left and whose latency is within `max_latency`;
+/// among equally wide paths the one with the lowest latency. `None` if no such path.
+///
+/// Method: the feasible set only grows as the width threshold falls, so a binary
+/// search over the distinct residual values, each step a lowest-latency Dijkstra
+/// restricted to links at least that wide, finds the widest threshold that still
+/// meets the bound: exact, in O(log E) Dijkstra runs.
+pub fn widest_path(
+    inst: &Instance,
+    res: &Residuals,
+    src: HostId,
+    dst: HostId,
+    mbps: f64,
+    max_latency: Option<f64>,
+) -> Option<Vec<HostId>> {
+    if src == dst {
+        return Some(vec![src]);
+    }
+    let bound = max_latency.unwrap_or(f64::INFINITY) + EPS;
+    let n = inst.hosts();
+    let mut thresholds: Vec<f64> = Vec::new();
+    for a in 0..n {
+        for b in 0..n {
+            if inst.bw[a][b].is_some() && res.link[a][b] >= mbps - EPS {
+                thresholds.push(res.link[a][b]);
+            }
+        }
+    }
+    if thresholds.is_empty() {
+        return None;
+    }
+    thresholds.sort_by(|a, b| b.total_cmp(a));
+    thresholds.dedup();
+    let ok = |t: f64| min_latency(inst, res, src.0, dst.0, t).filter(|(_, lat)| *lat <= bound);
+    // The loosest threshold must work, or nothing does.
+    let mut best = ok(*thresholds.last().unwrap())?;
+    let (mut lo, mut hi) = (0usize, thresholds.len() - 1); // answer index in [lo, hi]
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        match ok(thresholds[mid]) {
+            Some(found) => {
+                best = found;
+                hi = mid;
+            }
+            None => lo = mid + 1,
+        }
+    }
+    // `hi` only ever moves to a threshold that worked, so the last success is the answer.
+    Some(best.0)
+}
+
+/// The lowest-latency path on which every link has at least `mbps` left, within
+/// `max_latency`.
+pub fn lowest_latency_path(
+    inst: &Instance,
+    res: &Residuals,
+    src: HostId,
+    dst: HostId,
+    mbps: f64,
+    max_latency: Option<f64>,
+) -> Option<Vec<HostId>> {
+    if src == dst {
+        return Some(vec![src]);
+    }
+    let (path, lat) = min_latency(inst, res, src.0, dst.0, mbps)?;
+    (lat <= max_latency.unwrap_or(f64::INFINITY) + EPS).then_some(path)
+}
+
+/// A best-effort path when nothing feasible exists: the widest path ignoring the
+/// demand's own size and its latency bound, or the direct hop.
+pub fn fallback_path(inst: &Instance, res: &Residuals, src: HostId, dst: HostId) -> Vec<HostId> {
+    widest_path(inst, res, src, dst, f64::NEG_INFINITY, None).unwrap_or_else(|| vec![src, dst])
+}
+
+/// Every simple path from `src` to `dst` (for the exact solver on small instances).
+pub fn all_simple_paths(inst: &Instance, src: HostId, dst: HostId) -> Vec<Vec<HostId>> {
+    if src == dst {
+        return vec![vec![src]];
+    }
+    let n = inst.hosts();
+    let mut out = Vec::new();
+    let mut path = vec![src];
+    let mut on = vec![false; n];
+    on[src.0] = true;
+    fn dfs(
+        inst: &Instance,
+        dst: usize,
+        path: &mut Vec<HostId>,
+        on: &mut [bool],
+        out: &mut Vec<Vec<HostId>>,
+    ) {
+        let u = path.last().unwrap().0;
+        for v in 0..inst.hosts() {
+            if on[v] || inst.bw[u][v].is_none() {
+                continue;
+            }
+            path.push(HostId(v));
+            if v == dst {
+                out.push(path.clone());
+            } else {
+                on[v] = true;
+                dfs(inst, dst, path, on, out);
+                on[v] = false;
+            }
+            path.pop();
+        }
+    }
+    dfs(inst, dst.0, &mut path, &mut on, &mut out);
+    out
+}
