@@ -1,9 +1,10 @@
 //! SA, simulated annealing over plans. Moves: move a VM to a host with room, swap two
-//! VMs, reroute a demand through another intermediate host. Infeasible plans are
-//! allowed along the way with a penalty, so the search can cross them; the answer is
-//! the best plan seen, compared feasibility first, then objective, then migrations.
-//! Deterministic for a given seed and iteration budget (a time budget that cuts the
-//! run short is reported).
+//! VMs, reroute a demand through another intermediate host, re-route every demand in
+//! a new order. Infeasible plans are allowed along the way with a penalty, so the
+//! search can cross them; the answer is the best plan seen (feasibility first, then
+//! objective, then migrations), finished by a deterministic local search. Deterministic
+//! for a given seed and iteration budget (a time budget that cuts the run short is
+//! reported).
 
 use std::time::Instant;
 
@@ -11,7 +12,10 @@ use super::greedy::{route_all, route_one};
 use super::plan::{better, evaluate, Evaluation, Plan};
 use super::problem::{HostId, Instance, Objective};
 use super::rng::Rng;
-use super::routing::{widest_path, Residuals};
+use super::routing::{lowest_latency_path, widest_path, Residuals};
+
+/// Above this many demands the re-route-everything move costs more than it gives.
+const REROUTE_ALL_MAX_DEMANDS: usize = 48;
 
 /// How long SA may search.
 #[derive(Debug, Clone, Copy)]
@@ -21,17 +25,21 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// A default that grows with the problem.
+    /// A default that grows with the problem, capped so large instances stay fast (an
+    /// iteration costs O(hosts²): 64 VMs on 32 hosts take well under 1 s, 256 on 64
+    /// well under 10 s on one core).
     pub fn for_instance(inst: &Instance) -> Self {
+        let size = (inst.vms() + inst.demands.len()) as u64;
+        let cap = if inst.hosts() <= 16 { 40_000 } else { 15_000 };
         Budget {
-            iterations: 4000 + 150 * (inst.vms() + inst.demands.len()) as u64,
+            iterations: (20_000 + 1_000 * size).min(cap),
             time_ms: None,
         }
     }
 }
 
 /// What SA did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AnnealStats {
     pub iterations: u64,
     pub accepted: u64,
@@ -62,7 +70,26 @@ pub fn initial_plan(inst: &Instance) -> Plan {
     Plan { mapping, paths }
 }
 
-fn score(inst: &Instance, e: &Evaluation, penalty: f64) -> f64 {
+/// A plan with its residuals and host loads, changed by moves that can be undone.
+struct State<'a> {
+    inst: &'a Instance,
+    plan: Plan,
+    res: Residuals,
+    load: Vec<usize>,
+    touching: Vec<Vec<usize>>,
+}
+
+/// How to undo one move.
+#[derive(Default)]
+struct Undo {
+    moved: Vec<(usize, HostId, HostId)>,
+    rerouted: Vec<(usize, Vec<HostId>)>,
+}
+
+/// Scalar the annealer maximises: the objective (negated for latency) minus a penalty
+/// for broken constraints, minus a hair per migration to break ties.
+fn score(inst: &Instance, e: &Evaluation) -> f64 {
+    const PENALTY: f64 = 10.0;
     let obj = if e.objective.is_nan() {
         0.0
     } else {
@@ -71,56 +98,215 @@ fn score(inst: &Instance, e: &Evaluation, penalty: f64) -> f64 {
             Objective::Latency => -e.objective,
         }
     };
-    obj - penalty * e.violation_amount - 1e-6 * e.migrations as f64
+    obj - PENALTY * e.violation_amount - 1e-6 * e.migrations as f64
+}
+
+impl<'a> State<'a> {
+    fn new(inst: &'a Instance, plan: Plan) -> Self {
+        let mut res = Residuals::new(inst);
+        for (d, p) in inst.demands.iter().zip(&plan.paths) {
+            res.apply(p, d.mbps, 1.0);
+        }
+        let mut load = vec![0usize; inst.hosts()];
+        for h in &plan.mapping {
+            load[h.0] += 1;
+        }
+        let mut touching = vec![Vec::new(); inst.vms()];
+        for (i, d) in inst.demands.iter().enumerate() {
+            touching[d.src.0].push(i);
+            touching[d.dst.0].push(i);
+        }
+        Self {
+            inst,
+            plan,
+            res,
+            load,
+            touching,
+        }
+    }
+
+    fn set_path(&mut self, i: usize, p: Vec<HostId>, undo: &mut Undo) {
+        let mbps = self.inst.demands[i].mbps;
+        self.res.apply(&self.plan.paths[i], mbps, -1.0);
+        self.res.apply(&p, mbps, 1.0);
+        undo.rerouted
+            .push((i, std::mem::replace(&mut self.plan.paths[i], p)));
+    }
+
+    /// Re-routes demands `affected` (heaviest first) on the residuals left by the others.
+    fn reroute(&mut self, mut affected: Vec<usize>, undo: &mut Undo) {
+        affected.sort_unstable();
+        affected.dedup();
+        for &i in &affected {
+            self.res
+                .apply(&self.plan.paths[i], self.inst.demands[i].mbps, -1.0);
+        }
+        let inst = self.inst;
+        affected.sort_by(|&a, &b| {
+            inst.demands[b]
+                .mbps
+                .total_cmp(&inst.demands[a].mbps)
+                .then(a.cmp(&b))
+        });
+        for &i in &affected {
+            let p = route_one(inst, &self.res, &self.plan.mapping, i);
+            self.res.apply(&p, inst.demands[i].mbps, 1.0);
+            undo.rerouted
+                .push((i, std::mem::replace(&mut self.plan.paths[i], p)));
+        }
+    }
+
+    /// Moves VMs (vm, to) and re-routes what they touch.
+    fn place(&mut self, moves: &[(usize, HostId)], undo: &mut Undo) {
+        for &(v, to) in moves {
+            let from = self.plan.mapping[v];
+            self.load[from.0] -= 1;
+            self.load[to.0] += 1;
+            self.plan.mapping[v] = to;
+            undo.moved.push((v, from, to));
+        }
+        let affected = moves
+            .iter()
+            .flat_map(|(v, _)| self.touching[*v].iter().copied())
+            .collect();
+        self.reroute(affected, undo);
+    }
+
+    /// Sends demand `i` through `via` (or directly when `via` is an endpoint).
+    fn via(&mut self, i: usize, via: HostId, undo: &mut Undo) -> bool {
+        let inst = self.inst;
+        let d = inst.demands[i];
+        let (s, t) = (self.plan.mapping[d.src.0], self.plan.mapping[d.dst.0]);
+        if s == t {
+            return false;
+        }
+        self.res.apply(&self.plan.paths[i], d.mbps, -1.0);
+        let find = |a: HostId, b: HostId, bound: Option<f64>| match inst.objective {
+            Objective::ResidualBw => widest_path(inst, &self.res, a, b, d.mbps, bound),
+            Objective::Latency => lowest_latency_path(inst, &self.res, a, b, d.mbps, bound),
+        };
+        let path = if via == s || via == t {
+            find(s, t, d.max_latency_ms)
+        } else {
+            match (find(s, via, None), find(via, t, None)) {
+                (Some(mut a), Some(b)) if !a.iter().any(|h| b[1..].contains(h)) => {
+                    a.extend_from_slice(&b[1..]);
+                    Some(a)
+                }
+                _ => None,
+            }
+        };
+        self.res.apply(&self.plan.paths[i], d.mbps, 1.0);
+        match path {
+            Some(p) if p != self.plan.paths[i] => {
+                self.set_path(i, p, undo);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn undo(&mut self, undo: Undo) {
+        for (i, old) in undo.rerouted.into_iter().rev() {
+            let mbps = self.inst.demands[i].mbps;
+            self.res.apply(&self.plan.paths[i], mbps, -1.0);
+            self.res.apply(&old, mbps, 1.0);
+            self.plan.paths[i] = old;
+        }
+        for (v, from, to) in undo.moved.into_iter().rev() {
+            self.load[to.0] -= 1;
+            self.load[from.0] += 1;
+            self.plan.mapping[v] = from;
+        }
+    }
+
+    /// One random move; false if the draw was not a move.
+    fn random_move(&mut self, rng: &mut Rng, movable: &[usize], undo: &mut Undo) -> bool {
+        let inst = self.inst;
+        let n = inst.hosts();
+        let kind = rng.below(20);
+        if kind < 8 && !movable.is_empty() {
+            let v = movable[rng.below(movable.len())];
+            let h = HostId(rng.below(n));
+            if h == self.plan.mapping[v] || self.load[h.0] >= inst.capacity[h.0] {
+                return false;
+            }
+            self.place(&[(v, h)], undo);
+            true
+        } else if kind < 14 && movable.len() >= 2 {
+            let a = movable[rng.below(movable.len())];
+            let b = movable[rng.below(movable.len())];
+            let (ha, hb) = (self.plan.mapping[a], self.plan.mapping[b]);
+            if ha == hb {
+                return false;
+            }
+            self.place(&[(a, hb), (b, ha)], undo);
+            true
+        } else if kind < 19 && !inst.demands.is_empty() {
+            let i = rng.below(inst.demands.len());
+            self.via(i, HostId(rng.below(n)), undo)
+        } else if !inst.demands.is_empty() && inst.demands.len() <= REROUTE_ALL_MAX_DEMANDS {
+            // Re-route everything in a random order: routes interact through residuals.
+            let mut order: Vec<usize> = (0..inst.demands.len()).collect();
+            for k in (1..order.len()).rev() {
+                order.swap(k, rng.below(k + 1));
+            }
+            for &i in &order {
+                self.res
+                    .apply(&self.plan.paths[i], inst.demands[i].mbps, -1.0);
+            }
+            let old: Vec<Vec<HostId>> = order.iter().map(|&i| self.plan.paths[i].clone()).collect();
+            for (&i, old) in order.iter().zip(old) {
+                let p = route_one(inst, &self.res, &self.plan.mapping, i);
+                self.res.apply(&p, inst.demands[i].mbps, 1.0);
+                self.plan.paths[i] = p;
+                undo.rerouted.push((i, old));
+            }
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Anneals from `start`.
 pub fn anneal(inst: &Instance, start: Plan, seed: u64, budget: Budget) -> (Plan, AnnealStats) {
     let mut rng = Rng::new(seed);
     let began = Instant::now();
-    let mut cur = start;
-    let mut cur_eval = evaluate(inst, &cur);
-    let mut best = cur.clone();
+    let mut stats = AnnealStats::default();
+    let mut st = State::new(inst, start);
+    let mut cur_eval = evaluate(inst, &st.plan);
+    let mut cur_score = score(inst, &cur_eval);
+    let mut best = st.plan.clone();
     let mut best_eval = cur_eval.clone();
-    let mut stats = AnnealStats {
-        iterations: 0,
-        accepted: 0,
-        stopped_by_time: false,
-    };
     if inst.vms() == 0 || budget.iterations == 0 {
         return (best, stats);
     }
-    let penalty = 10.0;
-    let mut res = Residuals::new(inst);
-    for (d, p) in inst.demands.iter().zip(&cur.paths) {
-        res.apply(p, d.mbps, 1.0);
-    }
-    // Demands touching each VM, to reroute after a placement move.
-    let mut touching = vec![Vec::new(); inst.vms()];
-    for (i, d) in inst.demands.iter().enumerate() {
-        touching[d.src.0].push(i);
-        touching[d.dst.0].push(i);
-    }
     let movable: Vec<usize> = (0..inst.vms()).filter(|&v| !inst.pinned[v]).collect();
-    // Temperature: starts at a few percent of the objective's scale, cools
-    // geometrically to 1e-4 of that over the iteration budget.
-    let scale = inst
-        .demands
-        .iter()
-        .map(|d| d.mbps)
-        .sum::<f64>()
-        .max(score(inst, &cur_eval, penalty).abs() * 0.05)
-        .max(1.0);
-    let t0 = 0.05 * scale;
-    let t_end = t0 * 1e-4;
-    let cool = (t_end / t0).powf(1.0 / budget.iterations as f64);
-    let mut temp = t0;
-    let mut cur_score = score(inst, &cur_eval, penalty);
-    let n = inst.hosts();
-    let mut load = vec![0usize; n];
-    for h in &cur.mapping {
-        load[h.0] += 1;
+
+    // Starting temperature from the moves themselves: the mean loss of a worsening
+    // move is accepted with probability 1/2 at first; cooling is geometric to 1e-4.
+    let mut losses = Vec::new();
+    for _ in 0..200 {
+        let mut undo = Undo::default();
+        if st.random_move(&mut rng, &movable, &mut undo) {
+            let s = score(inst, &evaluate(inst, &st.plan));
+            if s < cur_score {
+                losses.push(cur_score - s);
+            }
+        }
+        st.undo(undo);
     }
+    losses.sort_by(f64::total_cmp);
+    // The median, so one constraint-breaking move does not set the scale.
+    let typical = losses
+        .get(losses.len() / 2)
+        .copied()
+        .unwrap_or(1.0)
+        .max(1e-9);
+    let t0 = typical / std::f64::consts::LN_2;
+    let cool = (1e-4f64).powf(1.0 / budget.iterations as f64);
+    let mut temp = t0;
 
     for it in 0..budget.iterations {
         if it % 256 == 0 {
@@ -133,113 +319,89 @@ pub fn anneal(inst: &Instance, start: Plan, seed: u64, budget: Budget) -> (Plan,
         }
         stats.iterations += 1;
         temp *= cool;
-        // Undo log: old host of moved VMs, old paths of rerouted demands.
-        let mut moved: Vec<(usize, HostId, HostId)> = Vec::new();
-        let mut rerouted: Vec<(usize, Vec<HostId>)> = Vec::new();
-        let kind = rng.below(10);
-        if kind < 4 && !movable.is_empty() {
-            let v = movable[rng.below(movable.len())];
-            let h = rng.below(n);
-            if HostId(h) == cur.mapping[v] || load[h] >= inst.capacity[h] {
-                continue;
-            }
-            moved.push((v, cur.mapping[v], HostId(h)));
-        } else if kind < 7 && movable.len() >= 2 {
-            let a = movable[rng.below(movable.len())];
-            let b = movable[rng.below(movable.len())];
-            if cur.mapping[a] == cur.mapping[b] {
-                continue;
-            }
-            moved.push((a, cur.mapping[a], cur.mapping[b]));
-            moved.push((b, cur.mapping[b], cur.mapping[a]));
-        } else if !inst.demands.is_empty() {
-            let i = rng.below(inst.demands.len());
-            let d = inst.demands[i];
-            let (s, t) = (cur.mapping[d.src.0], cur.mapping[d.dst.0]);
-            if s == t {
-                continue;
-            }
-            res.apply(&cur.paths[i], d.mbps, -1.0);
-            let via = HostId(rng.below(n));
-            let path = if via == s || via == t {
-                widest_path(inst, &res, s, t, d.mbps, d.max_latency_ms)
-            } else {
-                match (
-                    widest_path(inst, &res, s, via, d.mbps, None),
-                    widest_path(inst, &res, via, t, d.mbps, None),
-                ) {
-                    (Some(mut a), Some(b)) if !a.iter().any(|h| b[1..].contains(h)) => {
-                        a.extend_from_slice(&b[1..]);
-                        Some(a)
-                    }
-                    _ => None,
-                }
-            };
-            match path {
-                Some(p) if p != cur.paths[i] => {
-                    res.apply(&p, d.mbps, 1.0);
-                    rerouted.push((i, std::mem::replace(&mut cur.paths[i], p)));
-                }
-                _ => {
-                    res.apply(&cur.paths[i], d.mbps, 1.0);
-                    continue;
-                }
-            }
-        } else {
+        let mut undo = Undo::default();
+        if !st.random_move(&mut rng, &movable, &mut undo) {
+            st.undo(undo);
             continue;
         }
-        if !moved.is_empty() {
-            // Apply the placement change, then reroute every demand it touches.
-            for &(v, old, new) in &moved {
-                load[old.0] -= 1;
-                load[new.0] += 1;
-                cur.mapping[v] = new;
-            }
-            let mut affected: Vec<usize> = moved
-                .iter()
-                .flat_map(|(v, _, _)| touching[*v].iter().copied())
-                .collect();
-            affected.sort_unstable();
-            affected.dedup();
-            for &i in &affected {
-                res.apply(&cur.paths[i], inst.demands[i].mbps, -1.0);
-            }
-            affected.sort_by(|&a, &b| {
-                inst.demands[b]
-                    .mbps
-                    .total_cmp(&inst.demands[a].mbps)
-                    .then(a.cmp(&b))
-            });
-            for &i in &affected {
-                let p = route_one(inst, &res, &cur.mapping, i);
-                res.apply(&p, inst.demands[i].mbps, 1.0);
-                rerouted.push((i, std::mem::replace(&mut cur.paths[i], p)));
-            }
-        }
-        let new_eval = evaluate(inst, &cur);
-        let new_score = score(inst, &new_eval, penalty);
-        let accept = new_score >= cur_score || rng.unit() < ((new_score - cur_score) / temp).exp();
-        if accept {
+        let new_eval = evaluate(inst, &st.plan);
+        let new_score = score(inst, &new_eval);
+        if new_score >= cur_score || rng.unit() < ((new_score - cur_score) / temp).exp() {
             stats.accepted += 1;
             cur_score = new_score;
             cur_eval = new_eval;
             if better(inst.objective, &cur_eval, &best_eval) {
-                best = cur.clone();
+                best = st.plan.clone();
                 best_eval = cur_eval.clone();
             }
         } else {
-            // Undo, newest change first.
-            for (i, old) in rerouted.into_iter().rev() {
-                res.apply(&cur.paths[i], inst.demands[i].mbps, -1.0);
-                res.apply(&old, inst.demands[i].mbps, 1.0);
-                cur.paths[i] = old;
-            }
-            for (v, old, new) in moved.into_iter().rev() {
-                load[new.0] -= 1;
-                load[old.0] += 1;
-                cur.mapping[v] = old;
-            }
+            st.undo(undo);
         }
     }
-    (best, stats)
+    let polished = polish(inst, best, budget.time_ms.map(|ms| (began, ms)));
+    (polished, stats)
+}
+
+/// Deterministic local search: every single-VM move, every swap and every one-detour
+/// reroute, taking improvements until none is left (or a pass budget runs out).
+pub fn polish(inst: &Instance, plan: Plan, deadline: Option<(Instant, u64)>) -> Plan {
+    let n = inst.hosts();
+    let movable: Vec<usize> = (0..inst.vms()).filter(|&v| !inst.pinned[v]).collect();
+    // Neighbourhood size per pass; skip passes that would be too slow.
+    let per_pass = movable.len() * n + movable.len() * movable.len() / 2 + inst.demands.len() * n;
+    if per_pass > 5_000 {
+        return plan;
+    }
+    let mut st = State::new(inst, plan);
+    let mut cur = evaluate(inst, &st.plan);
+    for _pass in 0..50 {
+        if deadline.is_some_and(|(t, ms)| t.elapsed().as_millis() as u64 >= ms) {
+            break;
+        }
+        let mut improved = false;
+        let mut try_it = |st: &mut State, f: &mut dyn FnMut(&mut State, &mut Undo) -> bool| {
+            let mut undo = Undo::default();
+            if f(st, &mut undo) {
+                let e = evaluate(inst, &st.plan);
+                if better(inst.objective, &e, &cur) {
+                    cur = e;
+                    improved = true;
+                    return;
+                }
+            }
+            st.undo(undo);
+        };
+        for &v in &movable {
+            for h in 0..n {
+                try_it(&mut st, &mut |st, undo| {
+                    if HostId(h) == st.plan.mapping[v] || st.load[h] >= inst.capacity[h] {
+                        return false;
+                    }
+                    st.place(&[(v, HostId(h))], undo);
+                    true
+                });
+            }
+        }
+        for (x, &a) in movable.iter().enumerate() {
+            for &b in &movable[x + 1..] {
+                try_it(&mut st, &mut |st, undo| {
+                    let (ha, hb) = (st.plan.mapping[a], st.plan.mapping[b]);
+                    if ha == hb {
+                        return false;
+                    }
+                    st.place(&[(a, hb), (b, ha)], undo);
+                    true
+                });
+            }
+        }
+        for i in 0..inst.demands.len() {
+            for h in 0..n {
+                try_it(&mut st, &mut |st, undo| st.via(i, HostId(h), undo));
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
+    st.plan
 }

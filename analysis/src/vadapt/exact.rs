@@ -33,11 +33,14 @@ pub struct ExactStats {
     pub proven_optimal: bool,
 }
 
+/// A candidate path with its latency.
+type Candidate = (Vec<HostId>, f64);
+
 struct Search<'a> {
     inst: &'a Instance,
     wide: Vec<Vec<f64>>,
     lat: Vec<Vec<f64>>,
-    paths: HashMap<(usize, usize), Vec<(Vec<HostId>, f64)>>,
+    paths: HashMap<(usize, usize), Vec<Candidate>>,
     order: Vec<usize>,
     best: Option<(Plan, Evaluation)>,
     nodes: u64,
@@ -113,7 +116,7 @@ impl Search<'_> {
         if self.nodes > self.budget.max_nodes {
             self.stopped = true;
         }
-        if self.nodes % 4096 == 0 {
+        if self.nodes.is_multiple_of(4096) {
             if let Some(ms) = self.budget.time_ms {
                 if self.began.elapsed().as_millis() as u64 >= ms {
                     self.stopped = true;
@@ -227,7 +230,7 @@ impl Search<'_> {
         }
     }
 
-    fn candidates(&mut self, a: usize, b: usize) -> &Vec<(Vec<HostId>, f64)> {
+    fn candidates(&mut self, a: usize, b: usize) -> &Vec<Candidate> {
         let inst = self.inst;
         self.paths.entry((a, b)).or_insert_with(|| {
             all_simple_paths(inst, HostId(a), HostId(b))
@@ -261,12 +264,12 @@ impl Search<'_> {
                 .then(x.cmp(&y))
         });
         // Candidate paths per inter-host demand, within its latency bound.
-        let mut cands: Vec<Vec<(Vec<HostId>, f64)>> = Vec::with_capacity(inter.len());
+        let mut cands: Vec<Vec<Candidate>> = Vec::with_capacity(inter.len());
         for &i in &inter {
             let d = inst.demands[i];
             let (a, b) = (mapping[d.src.0].0, mapping[d.dst.0].0);
             let bound = d.max_latency_ms.unwrap_or(f64::INFINITY) + EPS;
-            let list: Vec<(Vec<HostId>, f64)> = self
+            let list: Vec<Candidate> = self
                 .candidates(a, b)
                 .iter()
                 .filter(|(_, l)| *l <= bound)
@@ -306,7 +309,7 @@ impl Search<'_> {
         &mut self,
         k: usize,
         inter: &[usize],
-        cands: &[Vec<(Vec<HostId>, f64)>],
+        cands: &[Vec<Candidate>],
         res: &mut Vec<Vec<f64>>,
         paths: &mut Vec<Vec<HostId>>,
         mapping: &[HostId],

@@ -14,6 +14,7 @@ pub mod exact;
 pub mod greedy;
 pub mod plan;
 pub mod problem;
+pub mod random;
 pub mod rng;
 pub mod routing;
 

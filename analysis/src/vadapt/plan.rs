@@ -56,13 +56,7 @@ pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
     let n = inst.hosts();
     let mut violations = Vec::new();
     let mut amount = 0.0;
-    let big = inst
-        .bw
-        .iter()
-        .flatten()
-        .flatten()
-        .chain(inst.local_bw.iter())
-        .fold(1.0f64, |a, &b| a.max(b));
+    let big = inst.largest_bw;
 
     if plan.mapping.len() != inst.vms() || plan.paths.len() != inst.demands.len() {
         return Evaluation {
@@ -204,10 +198,8 @@ pub fn better(objective: Objective, a: &Evaluation, b: &Evaluation) -> bool {
     if a.feasible != b.feasible {
         return a.feasible;
     }
-    if !a.feasible {
-        if (a.violation_amount - b.violation_amount).abs() > EPS {
-            return a.violation_amount < b.violation_amount;
-        }
+    if !a.feasible && (a.violation_amount - b.violation_amount).abs() > EPS {
+        return a.violation_amount < b.violation_amount;
     }
     let (x, y) = (a.objective, b.objective);
     if x.is_nan() || y.is_nan() {

@@ -114,6 +114,11 @@ pub enum ProblemError {
     BadValue(String),
 }
 
+/// A finite number ≥ 0 (NaN and infinities are not).
+fn non_negative(x: f64) -> bool {
+    x.is_finite() && x >= 0.0
+}
+
 /// A demand with indices.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Demand {
@@ -137,6 +142,8 @@ pub struct Instance {
     pub pinned: Vec<bool>,
     pub demands: Vec<Demand>,
     pub objective: Objective,
+    /// The largest bandwidth anywhere (at least 1): the unit of constraint penalties.
+    pub largest_bw: f64,
 }
 
 impl Instance {
@@ -158,7 +165,7 @@ impl Instance {
             if host_ix.insert(h.name.as_str(), i).is_some() {
                 return Err(ProblemError::DuplicateHost(h.name.clone()));
             }
-            if !(h.local_bw_mbps >= 0.0 && h.local_bw_mbps.is_finite()) {
+            if !non_negative(h.local_bw_mbps) {
                 return Err(ProblemError::BadValue(format!(
                     "host {:?}: local_bw_mbps must be a finite number >= 0",
                     h.name
@@ -183,9 +190,7 @@ impl Instance {
                     "{what}: a link joins two different hosts"
                 )));
             }
-            if !(l.bw_mbps >= 0.0 && l.bw_mbps.is_finite())
-                || !(l.latency_ms >= 0.0 && l.latency_ms.is_finite())
-            {
+            if !(non_negative(l.bw_mbps) && non_negative(l.latency_ms)) {
                 return Err(ProblemError::BadValue(format!(
                     "{what}: bw_mbps and latency_ms must be finite numbers >= 0"
                 )));
@@ -229,13 +234,13 @@ impl Instance {
                     "{what}: a demand joins two different VMs"
                 )));
             }
-            if !(d.mbps >= 0.0 && d.mbps.is_finite()) {
+            if !non_negative(d.mbps) {
                 return Err(ProblemError::BadValue(format!(
                     "{what}: mbps must be a finite number >= 0"
                 )));
             }
             if let Some(l) = d.max_latency_ms {
-                if !(l >= 0.0) {
+                if !non_negative(l) {
                     return Err(ProblemError::BadValue(format!(
                         "{what}: max_latency_ms must be >= 0"
                     )));
@@ -255,7 +260,14 @@ impl Instance {
                 host(format!("current path {}->{}", c.src, c.dst), h)?;
             }
         }
+        let largest_bw = bw
+            .iter()
+            .flatten()
+            .flatten()
+            .chain(p.hosts.iter().map(|h| &h.local_bw_mbps))
+            .fold(1.0f64, |a, &b| a.max(b));
         Ok(Instance {
+            largest_bw,
             host_names: p.hosts.iter().map(|h| h.name.clone()).collect(),
             vm_names: p.vms.iter().map(|v| v.name.clone()).collect(),
             capacity: p.hosts.iter().map(|h| h.capacity).collect(),

@@ -99,14 +99,56 @@ fn min_latency(
     Some((path, dist[dst]))
 }
 
+/// Largest bottleneck residual of any path from `src` to `dst` over links with at
+/// least `min_residual` left (a max-min Dijkstra), or `None` when none connects them.
+fn best_bottleneck(
+    inst: &Instance,
+    res: &Residuals,
+    src: usize,
+    dst: usize,
+    min_residual: f64,
+) -> Option<f64> {
+    let n = inst.hosts();
+    let mut width = vec![f64::NEG_INFINITY; n];
+    let mut done = vec![false; n];
+    width[src] = f64::INFINITY;
+    for _ in 0..n {
+        let mut u = usize::MAX;
+        let mut best = f64::NEG_INFINITY;
+        for v in 0..n {
+            if !done[v] && width[v] > best {
+                best = width[v];
+                u = v;
+            }
+        }
+        if u == usize::MAX || u == dst {
+            break;
+        }
+        done[u] = true;
+        for v in 0..n {
+            let r = res.link[u][v];
+            if done[v] || inst.bw[u][v].is_none() || r < min_residual - EPS {
+                continue;
+            }
+            let w = width[u].min(r);
+            if w > width[v] {
+                width[v] = w;
+            }
+        }
+    }
+    (width[dst] > f64::NEG_INFINITY).then_some(width[dst])
+}
+
 /// The path from `src` to `dst` whose smallest residual is largest, among paths on
 /// which every link has at least `mbps` left and whose latency is within `max_latency`;
 /// among equally wide paths the one with the lowest latency. `None` if no such path.
 ///
-/// Method: the feasible set only grows as the width threshold falls, so a binary
-/// search over the distinct residual values, each step a lowest-latency Dijkstra
-/// restricted to links at least that wide, finds the widest threshold that still
-/// meets the bound: exact, in O(log E) Dijkstra runs.
+/// Method: a max-min Dijkstra gives the widest width W; a lowest-latency Dijkstra over
+/// the links at least W wide gives the fastest of the widest paths. If that breaks the
+/// latency bound, the feasible set only grows as the width threshold falls, so a binary
+/// search over the distinct residual values below W (each step a lowest-latency
+/// Dijkstra restricted to links at least that wide) finds the widest threshold that
+/// still meets the bound: exact, in O(log E) Dijkstra runs.
 pub fn widest_path(
     inst: &Instance,
     res: &Residuals,
@@ -119,12 +161,18 @@ pub fn widest_path(
         return Some(vec![src]);
     }
     let bound = max_latency.unwrap_or(f64::INFINITY) + EPS;
+    let widest = best_bottleneck(inst, res, src.0, dst.0, mbps)?;
+    let ok = |t: f64| min_latency(inst, res, src.0, dst.0, t).filter(|(_, lat)| *lat <= bound);
+    if let Some((path, _)) = ok(widest) {
+        return Some(path);
+    }
     let n = inst.hosts();
     let mut thresholds: Vec<f64> = Vec::new();
     for a in 0..n {
         for b in 0..n {
-            if inst.bw[a][b].is_some() && res.link[a][b] >= mbps - EPS {
-                thresholds.push(res.link[a][b]);
+            let r = res.link[a][b];
+            if inst.bw[a][b].is_some() && r >= mbps - EPS && r < widest {
+                thresholds.push(r);
             }
         }
     }
@@ -133,7 +181,6 @@ pub fn widest_path(
     }
     thresholds.sort_by(|a, b| b.total_cmp(a));
     thresholds.dedup();
-    let ok = |t: f64| min_latency(inst, res, src.0, dst.0, t).filter(|(_, lat)| *lat <= bound);
     // The loosest threshold must work, or nothing does.
     let mut best = ok(*thresholds.last().unwrap())?;
     let (mut lo, mut hi) = (0usize, thresholds.len() - 1); // answer index in [lo, hi]
