@@ -66,6 +66,8 @@ pub struct DataplaneSection {
     pub mode: Mode,
     /// Forwarding workers; each gets its own rx and tx queue on every port.
     pub workers: u16,
+    /// Packets per rx burst (1-64).
+    pub burst: usize,
     pub rx_desc: u16,
     pub tx_desc: u16,
     pub stats_interval_ms: u64,
@@ -79,6 +81,7 @@ impl Default for DataplaneSection {
         Self {
             mode: Mode::Xconnect,
             workers: 1,
+            burst: 32,
             rx_desc: 1024,
             tx_desc: 1024,
             stats_interval_ms: 1000,
@@ -129,6 +132,9 @@ impl Config {
         }
         if d.workers == 0 {
             bail!("dataplane.workers must be at least 1");
+        }
+        if !(1..=64).contains(&d.burst) {
+            bail!("dataplane.burst must be between 1 and 64, got {}", d.burst);
         }
         if d.stats_interval_ms == 0 {
             bail!("dataplane.stats_interval_ms must be at least 1");

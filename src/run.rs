@@ -166,9 +166,10 @@ pub fn run(args: RunArgs) -> Result<()> {
             ];
             let counters = &workers[w];
             let quit = &*quit;
+            let burst = d.burst;
             jobs.push((
                 lcores[w],
-                Box::new(move || xconnect::run(&mut legs, counters, quit, idle)),
+                Box::new(move || xconnect::run(&mut legs, counters, quit, idle, burst)),
             ));
         }
         log::info!(

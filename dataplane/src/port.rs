@@ -464,8 +464,14 @@ impl RxQueue<'_> {
     /// Receives into the free room of `burst`; returns how many packets arrived.
     #[inline(always)]
     pub fn rx(&mut self, burst: &mut Burst<'_>) -> usize {
+        self.rx_up_to(burst, MAX_BURST)
+    }
+
+    /// Receives at most `max` packets into the free room of `burst`.
+    #[inline(always)]
+    pub fn rx_up_to(&mut self, burst: &mut Burst<'_>, max: usize) -> usize {
         let (slots, len) = burst.raw_parts();
-        let room = (MAX_BURST - *len) as u16;
+        let room = (MAX_BURST - *len).min(max) as u16;
         // SAFETY: this queue is owned by the caller alone (no concurrent rx on it);
         // the pointer addresses `room` free slots of the burst, which takes ownership
         // of the mbufs written there.
