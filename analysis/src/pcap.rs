@@ -1,0 +1,131 @@
+//! Captures into records: pcap (micro- and nanosecond) and pcapng (any if_tsresol),
+//! Ethernet link type, taken on the underlay (VXLAN, decapsulated here) or at a VM's
+//! interface (plain). Times become nanoseconds since the epoch.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use pcap_file::pcap::PcapReader;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::DataLink;
+
+use crate::record::{Direction, Record, NO_HOST};
+use crate::wire::frame::dissect;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: std::io::Error },
+    #[error("{path}: not a pcap or pcapng file, or a damaged one: {detail}")]
+    Format { path: String, detail: String },
+    #[error("{path}: link type {linktype} is not Ethernet (capture on an interface, not `-i any`)")]
+    LinkType { path: String, linktype: String },
+}
+
+/// Underlay addresses seen in a capture, numbered in order of appearance: the host
+/// table that `Record::outer_src`/`outer_dst` index.
+#[derive(Debug, Default, Clone)]
+pub struct HostTable {
+    index: HashMap<[u8; 4], u8>,
+    pub addrs: Vec<[u8; 4]>,
+}
+
+impl HostTable {
+    /// The index of `ip`, adding it; `NO_HOST` once 255 hosts are known.
+    pub fn index_of(&mut self, ip: [u8; 4]) -> u8 {
+        if let Some(&i) = self.index.get(&ip) {
+            return i;
+        }
+        if self.addrs.len() >= NO_HOST as usize {
+            return NO_HOST;
+        }
+        let i = self.addrs.len() as u8;
+        self.index.insert(ip, i);
+        self.addrs.push(ip);
+        i
+    }
+}
+
+/// A capture turned into records.
+#[derive(Debug, Default)]
+pub struct Capture {
+    pub records: Vec<Record>,
+    pub hosts: HostTable,
+    /// Frames whose headers were truncated or malformed (still recorded, flagged).
+    pub broken: u64,
+}
+
+/// Turns one frame into a record.
+pub fn frame_record(frame: &[u8], time_ns: u64, hosts: &mut HostTable) -> Record {
+    let (d, verdict) = dissect(frame, true);
+    let outer = match d.underlay {
+        Some(u) => (hosts.index_of(u.src_ip), hosts.index_of(u.dst_ip)),
+        None => (NO_HOST, NO_HOST),
+    };
+    Record::from_dissection(time_ns, &d, verdict, Direction::Unknown, 0, outer)
+}
+
+/// Reads a whole capture file.
+pub fn read_capture(path: &Path) -> Result<Capture, CaptureError> {
+    let p = path.display().to_string();
+    let mut file = File::open(path).map_err(|source| CaptureError::Open { path: p.clone(), source })?;
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic)
+        .map_err(|e| CaptureError::Format { path: p.clone(), detail: e.to_string() })?;
+    let file = File::open(path).map_err(|source| CaptureError::Open { path: p.clone(), source })?;
+    let reader = BufReader::with_capacity(1 << 20, file);
+    let fmt = |e: pcap_file::PcapError| CaptureError::Format { path: p.clone(), detail: e.to_string() };
+    let mut cap = Capture::default();
+    if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
+        let mut r = PcapNgReader::new(reader).map_err(fmt)?;
+        // Ticks per second for each interface (if_tsresol; default microseconds).
+        let mut resolution: Vec<u64> = Vec::new();
+        while let Some(block) = r.next_block() {
+            match block.map_err(fmt)? {
+                Block::InterfaceDescription(idb) => {
+                    if idb.linktype != DataLink::ETHERNET {
+                        return Err(CaptureError::LinkType { path: p.clone(), linktype: format!("{:?}", idb.linktype) });
+                    }
+                    let mut hz = 1_000_000u64;
+                    for o in &idb.options {
+                        if let InterfaceDescriptionOption::IfTsResol(v) = o {
+                            hz = if v & 0x80 == 0 { 10u64.saturating_pow((*v).into()) } else { 1u64 << (v & 0x7f).min(63) };
+                        }
+                    }
+                    resolution.push(hz.max(1));
+                }
+                Block::EnhancedPacket(epb) => {
+                    // pcap-file hands the raw 64-bit timestamp as "nanoseconds".
+                    let ticks = epb.timestamp.as_nanos() as u128;
+                    let hz = resolution.get(epb.interface_id as usize).copied().unwrap_or(1_000_000) as u128;
+                    let ns = (ticks * 1_000_000_000 / hz) as u64;
+                    push(&mut cap, &epb.data, ns);
+                }
+                Block::SimplePacket(spb) => push(&mut cap, &spb.data, 0),
+                _ => {}
+            }
+        }
+    } else {
+        let mut r = PcapReader::new(reader).map_err(fmt)?;
+        let dl = r.header().datalink;
+        if dl != DataLink::ETHERNET {
+            return Err(CaptureError::LinkType { path: p.clone(), linktype: format!("{dl:?}") });
+        }
+        while let Some(pkt) = r.next_packet() {
+            let pkt = pkt.map_err(fmt)?;
+            push(&mut cap, &pkt.data, pkt.timestamp.as_nanos() as u64);
+        }
+    }
+    Ok(cap)
+}
+
+fn push(cap: &mut Capture, frame: &[u8], ns: u64) {
+    let r = frame_record(frame, ns, &mut cap.hosts);
+    if r.flags & crate::record::FLAG_BROKEN != 0 {
+        cap.broken += 1;
+    }
+    cap.records.push(r);
+}

@@ -1,0 +1,167 @@
+//! Dissects a whole frame — Ethernet, VLAN, IPv4/IPv6, UDP, VXLAN and the inner frame,
+//! TCP with options — into the fields a packet record needs. Used by the workers on
+//! live mbufs and by the offline reader on captures.
+
+use super::{ethernet, ipv4, ipv6, tcp, udp, vxlan, Error};
+
+/// The outer (underlay) addresses of a VXLAN-encapsulated frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Underlay {
+    pub src_ip: [u8; 4],
+    pub dst_ip: [u8; 4],
+    pub vni: u32,
+}
+
+/// What the parser found in a frame. Fields past the deepest parsed layer are zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Dissection {
+    /// Set when the frame arrived in VXLAN; the rest describes the inner frame.
+    pub underlay: Option<Underlay>,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    pub ethertype: u16,
+    /// Bytes of the (inner) Ethernet frame.
+    pub frame_len: u32,
+    /// 4 or 6 when an IP header parsed, else 0.
+    pub ip_version: u8,
+    /// IPv4 addresses in the first 4 bytes; IPv6 in all 16.
+    pub src_ip: [u8; 16],
+    pub dst_ip: [u8; 16],
+    pub protocol: u8,
+    /// A non-first fragment: no L4 header to read.
+    pub fragment: bool,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub tcp: Option<TcpFields>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpFields {
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub window: u16,
+    pub payload_len: u32,
+    pub timestamps: Option<(u32, u32)>,
+}
+
+/// How far a frame could be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every header present was read.
+    Complete,
+    /// A header was truncated or malformed at this layer; fields above it are unset.
+    Broken(Layer, Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    Ethernet,
+    Ip,
+    Udp,
+    Vxlan,
+    Tcp,
+}
+
+/// Dissects `frame`. `decap` says whether UDP to port 4789 is VXLAN to look inside.
+/// Never panics and never reads past `frame`, whatever its bytes.
+pub fn dissect(frame: &[u8], decap: bool) -> (Dissection, Verdict) {
+    let mut d = Dissection::default();
+    let v = dissect_into(frame, decap, &mut d, 0);
+    (d, v)
+}
+
+fn dissect_into(frame: &[u8], decap: bool, d: &mut Dissection, depth: u8) -> Verdict {
+    let eth = match ethernet::Packet::new_checked(frame) {
+        Ok(e) => e,
+        Err(e) => return Verdict::Broken(Layer::Ethernet, e),
+    };
+    d.src_mac = eth.src();
+    d.dst_mac = eth.dst();
+    d.frame_len = frame.len() as u32;
+    let (ethertype, offset, _vlan) = match eth.inner() {
+        Ok(x) => x,
+        Err(e) => return Verdict::Broken(Layer::Ethernet, e),
+    };
+    d.ethertype = ethertype;
+    let l3 = &frame[offset..];
+    let (protocol, l4): (u8, &[u8]) = match ethertype {
+        ethernet::ETHERTYPE_IPV4 => {
+            let ip = match ipv4::Packet::new_checked(l3) {
+                Ok(p) => p,
+                Err(e) => return Verdict::Broken(Layer::Ip, e),
+            };
+            d.ip_version = 4;
+            d.src_ip[..4].copy_from_slice(&ip.src());
+            d.dst_ip[..4].copy_from_slice(&ip.dst());
+            d.protocol = ip.protocol();
+            if ip.frag_offset() != 0 {
+                d.fragment = true;
+                return Verdict::Complete;
+            }
+            (ip.protocol(), &l3[ip.header_len()..ip.total_len()])
+        }
+        ethernet::ETHERTYPE_IPV6 => {
+            let ip = match ipv6::Packet::new_checked(l3) {
+                Ok(p) => p,
+                Err(e) => return Verdict::Broken(Layer::Ip, e),
+            };
+            d.ip_version = 6;
+            d.src_ip = ip.src();
+            d.dst_ip = ip.dst();
+            match ip.upper_layer() {
+                Ok((44, _)) => {
+                    d.protocol = 44;
+                    d.fragment = true;
+                    return Verdict::Complete;
+                }
+                Ok((p, range)) => {
+                    d.protocol = p;
+                    (p, &l3[range])
+                }
+                Err(e) => return Verdict::Broken(Layer::Ip, e),
+            }
+        }
+        _ => return Verdict::Complete,
+    };
+    match protocol {
+        ipv4::PROTO_UDP => {
+            let u = match udp::Packet::new_checked(l4) {
+                Ok(u) => u,
+                Err(e) => return Verdict::Broken(Layer::Udp, e),
+            };
+            d.src_port = u.src_port();
+            d.dst_port = u.dst_port();
+            if decap && depth == 0 && d.ip_version == 4 && u.dst_port() == vxlan::UDP_PORT {
+                let vx = match vxlan::Packet::new_checked(u.payload()) {
+                    Ok(v) => v,
+                    Err(e) => return Verdict::Broken(Layer::Vxlan, e),
+                };
+                let mut outer = Underlay { vni: vx.vni(), ..Default::default() };
+                outer.src_ip.copy_from_slice(&d.src_ip[..4]);
+                outer.dst_ip.copy_from_slice(&d.dst_ip[..4]);
+                *d = Dissection { underlay: Some(outer), ..Default::default() };
+                return dissect_into(vx.payload(), decap, d, depth + 1);
+            }
+            Verdict::Complete
+        }
+        ipv4::PROTO_TCP => {
+            let t = match tcp::Packet::new_checked(l4) {
+                Ok(t) => t,
+                Err(e) => return Verdict::Broken(Layer::Tcp, e),
+            };
+            d.src_port = t.src_port();
+            d.dst_port = t.dst_port();
+            d.tcp = Some(TcpFields {
+                seq: t.seq(),
+                ack: t.ack(),
+                flags: t.flags(),
+                window: t.window(),
+                payload_len: t.payload().len() as u32,
+                timestamps: t.timestamps(),
+            });
+            Verdict::Complete
+        }
+        _ => Verdict::Complete,
+    }
+}
