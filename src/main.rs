@@ -2,6 +2,7 @@
 //! the application's own traffic and adapts the application to it.
 
 mod adapt;
+mod analyze;
 mod config;
 mod run;
 
@@ -34,6 +35,8 @@ enum Command {
     /// Solve a VADAPT problem (VM mapping and overlay paths) from a JSON file.
     /// Exit code 3 when no feasible plan exists (the best-effort plan is printed).
     Adapt(adapt::AdaptArgs),
+    /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapt(args) => adapt::run(args).map(|feasible| {
             if feasible {
                 ExitCode::SUCCESS

@@ -1,0 +1,147 @@
+//! `wrenvnet analyze`: read a capture (pcap or pcapng; underlay VXLAN or plain) into
+//! packet records and run the analysis engines over them, as the daemon does online.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use analysis::engine::{Engine, FlowTable};
+use analysis::pcap::read_capture;
+use analysis::record::{Timebase, FLAG_IPV6};
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+#[derive(Debug, clap::Args)]
+pub struct AnalyzeArgs {
+    /// Capture file (pcap or pcapng, Ethernet link type).
+    #[arg(long)]
+    pcap: PathBuf,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Print every packet record as a JSON line instead (for checking against tshark).
+    #[arg(long, conflicts_with = "json")]
+    records: bool,
+}
+
+#[derive(Serialize)]
+struct RecordLine {
+    time_ns: u64,
+    src_ip: String,
+    dst_ip: String,
+    src_port: u16,
+    dst_port: u16,
+    protocol: u8,
+    seq: u32,
+    ack: u32,
+    tcp_flags: u8,
+    window: u16,
+    payload_len: u16,
+    frame_len: u32,
+    tsval: Option<u32>,
+    tsecr: Option<u32>,
+    vxlan: bool,
+    outer_src: Option<String>,
+    outer_dst: Option<String>,
+    broken: bool,
+}
+
+#[derive(Serialize)]
+struct FlowLine {
+    protocol: u8,
+    src: String,
+    dst: String,
+    packets: u64,
+    frame_bytes: u64,
+    tcp_payload_bytes: u64,
+    duration_s: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    records: u64,
+    broken: u64,
+    underlay_hosts: Vec<String>,
+    flows: Vec<FlowLine>,
+}
+
+fn ip(v: u32, flags: u8) -> String {
+    if flags & FLAG_IPV6 != 0 {
+        format!("v6#{v:08x}")
+    } else {
+        Ipv4Addr::from(v).to_string()
+    }
+}
+
+pub fn run(args: AnalyzeArgs) -> Result<()> {
+    let cap = read_capture(&args.pcap).context("cannot read the capture")?;
+    let host = |i: u8| cap.hosts.addrs.get(i as usize).map(|a| Ipv4Addr::from(*a).to_string());
+    if args.records {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        for r in &cap.records {
+            let line = RecordLine {
+                time_ns: r.time,
+                src_ip: ip(r.src_ip, r.flags),
+                dst_ip: ip(r.dst_ip, r.flags),
+                src_port: r.src_port,
+                dst_port: r.dst_port,
+                protocol: r.protocol,
+                seq: r.seq,
+                ack: r.ack,
+                tcp_flags: r.tcp_flags,
+                window: r.window,
+                payload_len: r.payload_len,
+                frame_len: r.frame_len,
+                tsval: r.has_timestamps().then_some(r.tsval),
+                tsecr: r.has_timestamps().then_some(r.tsecr),
+                vxlan: r.flags & analysis::record::FLAG_VXLAN != 0,
+                outer_src: host(r.outer_src),
+                outer_dst: host(r.outer_dst),
+                broken: r.flags & analysis::record::FLAG_BROKEN != 0,
+            };
+            writeln!(out, "{}", serde_json::to_string(&line)?)?;
+        }
+        return Ok(());
+    }
+    let mut flows = FlowTable::default();
+    for chunk in cap.records.chunks(1024) {
+        flows.on_batch(chunk, Timebase::NANOS);
+    }
+    let mut lines: Vec<FlowLine> = flows
+        .flows()
+        .map(|(k, s)| FlowLine {
+            protocol: k.protocol,
+            src: format!("{}:{}", Ipv4Addr::from(k.src_ip), k.src_port),
+            dst: format!("{}:{}", Ipv4Addr::from(k.dst_ip), k.dst_port),
+            packets: s.packets,
+            frame_bytes: s.frame_bytes,
+            tcp_payload_bytes: s.tcp_payload_bytes,
+            duration_s: (s.last_ns - s.first_ns) as f64 / 1e9,
+        })
+        .collect();
+    lines.sort_by(|a, b| b.frame_bytes.cmp(&a.frame_bytes));
+    let report = Report {
+        records: flows.records,
+        broken: flows.broken,
+        underlay_hosts: cap.hosts.addrs.iter().map(|a| Ipv4Addr::from(*a).to_string()).collect(),
+        flows: lines,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} records ({} with broken headers); underlay hosts: {}",
+            report.records,
+            report.broken,
+            if report.underlay_hosts.is_empty() { "none (plain capture)".to_string() } else { report.underlay_hosts.join(", ") }
+        );
+        println!("{:>5} {:<22} {:<22} {:>10} {:>14} {:>10}", "proto", "src", "dst", "packets", "bytes", "seconds");
+        for f in &report.flows {
+            println!(
+                "{:>5} {:<22} {:<22} {:>10} {:>14} {:>10.3}",
+                f.protocol, f.src, f.dst, f.packets, f.frame_bytes, f.duration_s
+            );
+        }
+    }
+    Ok(())
+}
