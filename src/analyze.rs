@@ -74,7 +74,12 @@ fn ip(v: u32, flags: u8) -> String {
 
 pub fn run(args: AnalyzeArgs) -> Result<()> {
     let cap = read_capture(&args.pcap).context("cannot read the capture")?;
-    let host = |i: u8| cap.hosts.addrs.get(i as usize).map(|a| Ipv4Addr::from(*a).to_string());
+    let host = |i: u8| {
+        cap.hosts
+            .addrs
+            .get(i as usize)
+            .map(|a| Ipv4Addr::from(*a).to_string())
+    };
     if args.records {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -123,7 +128,12 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     let report = Report {
         records: flows.records,
         broken: flows.broken,
-        underlay_hosts: cap.hosts.addrs.iter().map(|a| Ipv4Addr::from(*a).to_string()).collect(),
+        underlay_hosts: cap
+            .hosts
+            .addrs
+            .iter()
+            .map(|a| Ipv4Addr::from(*a).to_string())
+            .collect(),
         flows: lines,
     };
     if args.json {
@@ -133,9 +143,16 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             "{} records ({} with broken headers); underlay hosts: {}",
             report.records,
             report.broken,
-            if report.underlay_hosts.is_empty() { "none (plain capture)".to_string() } else { report.underlay_hosts.join(", ") }
+            if report.underlay_hosts.is_empty() {
+                "none (plain capture)".to_string()
+            } else {
+                report.underlay_hosts.join(", ")
+            }
         );
-        println!("{:>5} {:<22} {:<22} {:>10} {:>14} {:>10}", "proto", "src", "dst", "packets", "bytes", "seconds");
+        println!(
+            "{:>5} {:<22} {:<22} {:>10} {:>14} {:>10}",
+            "proto", "src", "dst", "packets", "bytes", "seconds"
+        );
         for f in &report.flows {
             println!(
                 "{:>5} {:<22} {:<22} {:>10} {:>14} {:>10.3}",

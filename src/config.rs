@@ -17,6 +17,30 @@ pub struct Config {
     pub dataplane: DataplaneSection,
     #[serde(default, rename = "port")]
     pub ports: Vec<PortSection>,
+    #[serde(default)]
+    pub monitor: MonitorSection,
+}
+
+/// The free measurement path: packet records from the workers to the analysis core.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorSection {
+    /// Off: workers forward without parsing or recording anything.
+    pub enabled: bool,
+    /// Records each worker's ring holds (64 bytes each).
+    pub ring_records: usize,
+    /// Testing only: the analysis core waits this long between drains (a slow consumer).
+    pub consumer_delay_us: u64,
+}
+
+impl Default for MonitorSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ring_records: 65536,
+            consumer_delay_us: 0,
+        }
+    }
 }
 
 /// EAL settings; arguments after `--` on the command line are appended and win.
@@ -138,6 +162,12 @@ impl Config {
         }
         if d.stats_interval_ms == 0 {
             bail!("dataplane.stats_interval_ms must be at least 1");
+        }
+        if self.monitor.ring_records < 64 {
+            bail!(
+                "monitor.ring_records must be at least 64, got {}",
+                self.monitor.ring_records
+            );
         }
         if self.mempool.mbufs < 512 {
             bail!(

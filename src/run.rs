@@ -7,8 +7,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use analysis::engine::{AnalysisLoop, Engine, FlowTable};
+use analysis::record::{Direction, Timebase};
+use analysis::ring::{record_ring, RingCounters};
 use anyhow::{bail, Context, Result};
 use dataplane::lcore::LcoreJob;
+use dataplane::monitor::Monitor;
 use dataplane::xconnect::{self, IdleBackoff, Leg, LegCounters, WorkerCounters, WorkerSnapshot};
 use dataplane::{Eal, EalArgs, Mempool, Port, PortConfig, PortId, PortStats};
 use serde::Serialize;
@@ -39,9 +43,17 @@ struct Summary {
     cycles_per_packet: Option<f64>,
     tsc_hz: u64,
     tx_full_drops: u64,
+    monitor: Option<MonitorSummary>,
     mbufs_total: u32,
     mbufs_in_use_at_exit: u32,
     elapsed_s: f64,
+}
+
+#[derive(Debug, Serialize, Default, Clone, Copy)]
+struct MonitorSummary {
+    records_pushed: u64,
+    records_dropped_ring_full: u64,
+    records_analysed: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,8 +100,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         dataplane::dpdk_build_version()
     );
     if !dataplane::tsc::cpu_has_invariant_tsc() {
-        log::warn!("CPU lacks constant_tsc/nonstop_tsc: cycle counts may not track wall time");
+        log::warn!("CPU lacks constant_tsc/nonstop_tsc: cycle counts and record times may not track wall time");
     }
+    check_tsc_rate();
 
     let d = &config.dataplane;
     let lcores = eal.worker_lcores();
@@ -145,6 +158,28 @@ pub fn run(args: RunArgs) -> Result<()> {
         empty_polls_before_sleep: d.idle_polls,
         sleep_us: d.idle_sleep_us,
     };
+    // One record ring per worker; the analysis core (the main lcore) drains them all.
+    let mut producers = Vec::new();
+    let mut consumers = Vec::new();
+    let mut ring_counters: Vec<Arc<RingCounters>> = Vec::new();
+    if config.monitor.enabled {
+        for _ in 0..d.workers {
+            let (p, c) = record_ring(config.monitor.ring_records);
+            ring_counters.push(p.counters());
+            producers.push(Some(Monitor::new(p)));
+            consumers.push(c);
+        }
+    } else {
+        producers.extend((0..d.workers).map(|_| None));
+    }
+    let timebase = Timebase {
+        hz: dataplane::tsc::hz(),
+    };
+    let engines: Vec<Box<dyn Engine>> = vec![Box::new(FlowTable::default())];
+    let mut analysis = AnalysisLoop::new(consumers, engines, timebase);
+    let monitor_on = config.monitor.enabled;
+    let consumer_delay = Duration::from_micros(config.monitor.consumer_delay_us);
+
     let started = Instant::now();
     {
         let (a, b) = ports.split_at_mut(1);
@@ -157,19 +192,24 @@ pub fn run(args: RunArgs) -> Result<()> {
                     rx: a_rx.remove(w),
                     tx: b_tx.remove(w),
                     counters: &legs_counters[w][0],
+                    direction: Direction::ToNic,
                 },
                 Leg {
                     rx: b_rx.remove(w),
                     tx: a_tx.remove(w),
                     counters: &legs_counters[w][1],
+                    direction: Direction::FromNic,
                 },
             ];
             let counters = &workers[w];
             let quit = &*quit;
             let burst = d.burst;
+            let mut monitor = producers.pop().flatten();
             jobs.push((
                 lcores[w],
-                Box::new(move || xconnect::run(&mut legs, counters, quit, idle, burst)),
+                Box::new(move || {
+                    xconnect::run(&mut legs, counters, quit, idle, burst, monitor.as_mut())
+                }),
             ));
         }
         log::info!(
@@ -178,7 +218,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             &lcores[..d.workers as usize]
         );
         eal.run_on_lcores(jobs, || {
-            stats_loop(
+            main_loop(
                 &quit,
                 &port_ids,
                 &names,
@@ -186,8 +226,11 @@ pub fn run(args: RunArgs) -> Result<()> {
                 d.stats_interval_ms,
                 args.duration,
                 started,
+                monitor_on.then_some((&mut analysis, ring_counters.as_slice(), consumer_delay)),
             )
         })?;
+        // Workers are done: what is left in the rings is analysed too.
+        analysis.poll();
     }
     let elapsed = started.elapsed().as_secs_f64();
 
@@ -207,6 +250,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         .map(|l| l.tx_full_drops.get())
         .sum();
     print_stats("final", &port_ids, &names, &workers);
+    let monitor = monitor_on.then(|| monitor_summary(&analysis, &ring_counters));
+    if let Some(m) = &monitor {
+        println!(
+            "monitor: {} records pushed, {} dropped (ring full), {} analysed",
+            m.records_pushed, m.records_dropped_ring_full, m.records_analysed
+        );
+    }
 
     drop(ports); // stop + close: rx rings give their mbufs back
     let in_use = pool.in_use();
@@ -218,6 +268,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         cycles_per_packet: (total_pkts > 0).then(|| total_busy as f64 / total_pkts as f64),
         tsc_hz: dataplane::tsc::hz(),
         tx_full_drops,
+        monitor,
         mbufs_total: pool.size(),
         mbufs_in_use_at_exit: in_use,
         elapsed_s: elapsed,
@@ -236,8 +287,18 @@ pub fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-#[cold]
-fn stats_loop(
+fn monitor_summary(analysis: &AnalysisLoop, rings: &[Arc<RingCounters>]) -> MonitorSummary {
+    MonitorSummary {
+        records_pushed: rings.iter().map(|r| r.pushed()).sum(),
+        records_dropped_ring_full: rings.iter().map(|r| r.dropped()).sum(),
+        records_analysed: analysis.drained(),
+    }
+}
+
+/// The main lcore: drains the record rings into the engines (when monitoring is on),
+/// prints stats on a timer, and ends the run on a signal or after `duration`.
+#[allow(clippy::too_many_arguments)]
+fn main_loop(
     quit: &AtomicBool,
     ports: &[PortId],
     names: &[String],
@@ -245,21 +306,68 @@ fn stats_loop(
     interval_ms: u64,
     duration: Option<f64>,
     started: Instant,
+    mut analysis: Option<(&mut AnalysisLoop, &[Arc<RingCounters>], Duration)>,
 ) {
     let interval = Duration::from_millis(interval_ms);
     let mut next = Instant::now() + interval;
     while !quit.load(Ordering::Relaxed) {
         if duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d) {
-            quit.store(true, Ordering::Relaxed);
             break;
         }
+        let drained = match analysis.as_mut() {
+            Some((a, _, delay)) => {
+                if !delay.is_zero() {
+                    std::thread::sleep(*delay);
+                }
+                a.poll()
+            }
+            None => 0,
+        };
         if Instant::now() >= next {
             print_stats("periodic", ports, names, workers);
+            if let Some((a, rings, _)) = analysis.as_mut() {
+                let m = monitor_summary(a, rings);
+                println!(
+                    "monitor: {} records pushed, {} dropped (ring full), {} analysed",
+                    m.records_pushed, m.records_dropped_ring_full, m.records_analysed
+                );
+                a.tick(started.elapsed().as_nanos() as u64);
+            }
             next += interval;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        if drained == 0 {
+            std::thread::sleep(Duration::from_micros(if analysis.is_some() {
+                50
+            } else {
+                10_000
+            }));
+        }
     }
     quit.store(true, Ordering::Relaxed);
+}
+
+/// Checks DPDK's TSC rate against the system clock over 50 ms and warns when they
+/// disagree by more than 1% (record times would then be off by as much).
+#[cold]
+fn check_tsc_rate() {
+    let hz = dataplane::tsc::hz();
+    let t0 = Instant::now();
+    let c0 = dataplane::tsc::now();
+    std::thread::sleep(Duration::from_millis(50));
+    let c1 = dataplane::tsc::now();
+    let measured = (c1 - c0) as f64 / t0.elapsed().as_secs_f64();
+    let err = (measured - hz as f64).abs() / hz.max(1) as f64;
+    if err > 0.01 {
+        log::warn!(
+            "TSC runs at {measured:.0} Hz by the system clock, DPDK says {hz} Hz ({:.1}% apart)",
+            err * 100.0
+        );
+    } else {
+        log::info!(
+            "TSC {hz} Hz (system clock agrees within {:.2}%); record times resolve to one poll",
+            err * 100.0
+        );
+    }
 }
 
 #[cold]

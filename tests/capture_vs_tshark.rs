@@ -18,7 +18,15 @@ impl Drop for Kill {
 
 /// Runs iperf3 (server in `ns_b` on `dst`) from `ns_a` while tcpdump in `cap_ns`
 /// captures `cap_if` into `file`.
-fn capture_iperf3(ns_a: &str, ns_b: &str, dst: &str, cap_ns: &str, cap_if: &str, file: &std::path::Path, nano: bool) {
+fn capture_iperf3(
+    ns_a: &str,
+    ns_b: &str,
+    dst: &str,
+    cap_ns: &str,
+    cap_if: &str,
+    file: &std::path::Path,
+    nano: bool,
+) {
     let _server = Kill(
         Command::new("ip")
             .args(["netns", "exec", ns_b, "iperf3", "-s", "-1", "-B", dst])
@@ -38,7 +46,9 @@ fn capture_iperf3(ns_a: &str, ns_b: &str, dst: &str, cap_ns: &str, cap_if: &str,
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    sh(&format!("ip netns exec {ns_a} iperf3 -c {dst} -t 1 -b 30M -l 8000 >/dev/null"));
+    sh(&format!(
+        "ip netns exec {ns_a} iperf3 -c {dst} -t 1 -b 30M -l 8000 >/dev/null"
+    ));
     std::thread::sleep(Duration::from_millis(500));
     sh(&format!("kill -INT {}", dump.id()));
     let _ = dump.wait();
@@ -59,7 +69,10 @@ struct Pkt {
 }
 
 fn tshark(file: &std::path::Path) -> (usize, Vec<Pkt>) {
-    let total = sh(&format!("tshark -r {} 2>/dev/null | wc -l", file.display())).trim().parse().unwrap();
+    let total = sh(&format!("tshark -r {} 2>/dev/null | wc -l", file.display()))
+        .trim()
+        .parse()
+        .unwrap();
     let out = sh(&format!(
         "tshark -r {} -Y tcp -E occurrence=l -T fields -e frame.time_epoch -e ip.src -e ip.dst -e tcp.srcport \
          -e tcp.dstport -e tcp.seq_raw -e tcp.ack_raw -e tcp.len -e tcp.options.timestamp.tsval \
@@ -91,10 +104,20 @@ fn tshark(file: &std::path::Path) -> (usize, Vec<Pkt>) {
 }
 
 fn ours(file: &std::path::Path) -> (usize, Vec<Pkt>, Vec<serde_json::Value>) {
-    let out = Command::new(wrenvnet_bin()).args(["analyze", "--records", "--pcap"]).arg(file).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = Command::new(wrenvnet_bin())
+        .args(["analyze", "--records", "--pcap"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let pkts = lines
         .iter()
         .filter(|r| r["protocol"] == 6 && r["broken"] == false)
@@ -123,8 +146,14 @@ fn compare(file: &std::path::Path) -> Vec<serde_json::Value> {
     for (i, (a, b)) in o.iter().zip(&t).enumerate() {
         assert_eq!(a, b, "packet {i} differs (ours, tshark)");
     }
-    let flows: std::collections::HashSet<_> = o.iter().map(|p| (&p.src, p.sport, &p.dst, p.dport)).collect();
-    assert!(flows.len() >= 4, "expected iperf3's control and data flows both ways: {flows:?}");
+    let flows: std::collections::HashSet<_> = o
+        .iter()
+        .map(|p| (&p.src, p.sport, &p.dst, p.dport))
+        .collect();
+    assert!(
+        flows.len() >= 4,
+        "expected iperf3's control and data flows both ways: {flows:?}"
+    );
     lines
 }
 
@@ -134,9 +163,15 @@ fn plain_capture_matches_tshark() {
     let id = std::process::id() % 100000;
     let (a, b) = (format!("wvta{id}"), format!("wvtb{id}"));
     let _ns = Namespaces::create(&[a.clone(), b.clone()]);
-    sh(&format!("ip -n {a} link add eth0 type veth peer name eth0 netns {b}"));
-    sh(&format!("ip -n {a} addr add 198.18.5.1/24 dev eth0 && ip -n {a} link set eth0 up"));
-    sh(&format!("ip -n {b} addr add 198.18.5.2/24 dev eth0 && ip -n {b} link set eth0 up"));
+    sh(&format!(
+        "ip -n {a} link add eth0 type veth peer name eth0 netns {b}"
+    ));
+    sh(&format!(
+        "ip -n {a} addr add 198.18.5.1/24 dev eth0 && ip -n {a} link set eth0 up"
+    ));
+    sh(&format!(
+        "ip -n {b} addr add 198.18.5.2/24 dev eth0 && ip -n {b} link set eth0 up"
+    ));
     let dir = TempDir::new("tshark-plain");
     let file = dir.0.join("plain.pcap");
     capture_iperf3(&a, &b, "198.18.5.2", &a, "eth0", &file, false);
@@ -149,11 +184,22 @@ fn vxlan_underlay_pcapng_capture_matches_tshark() {
     let id = std::process::id() % 100000;
     let (a, b) = (format!("wvva{id}"), format!("wvvb{id}"));
     let _ns = Namespaces::create(&[a.clone(), b.clone()]);
-    sh(&format!("ip -n {a} link add u0 type veth peer name u0 netns {b}"));
-    for (ns, me, peer, inner) in [(&a, "198.18.6.1", "198.18.6.2", "198.19.6.1"), (&b, "198.18.6.2", "198.18.6.1", "198.19.6.2")] {
-        sh(&format!("ip -n {ns} addr add {me}/24 dev u0 && ip -n {ns} link set u0 up"));
-        sh(&format!("ip -n {ns} link add vx0 type vxlan id 42 remote {peer} local {me} dstport 4789 dev u0"));
-        sh(&format!("ip -n {ns} addr add {inner}/24 dev vx0 && ip -n {ns} link set vx0 up"));
+    sh(&format!(
+        "ip -n {a} link add u0 type veth peer name u0 netns {b}"
+    ));
+    for (ns, me, peer, inner) in [
+        (&a, "198.18.6.1", "198.18.6.2", "198.19.6.1"),
+        (&b, "198.18.6.2", "198.18.6.1", "198.19.6.2"),
+    ] {
+        sh(&format!(
+            "ip -n {ns} addr add {me}/24 dev u0 && ip -n {ns} link set u0 up"
+        ));
+        sh(&format!(
+            "ip -n {ns} link add vx0 type vxlan id 42 remote {peer} local {me} dstport 4789 dev u0"
+        ));
+        sh(&format!(
+            "ip -n {ns} addr add {inner}/24 dev vx0 && ip -n {ns} link set vx0 up"
+        ));
     }
     let dir = TempDir::new("tshark-vxlan");
     // tcpdump writes nanosecond pcap here; editcap turns it into pcapng (if_tsresol 9).
@@ -161,13 +207,27 @@ fn vxlan_underlay_pcapng_capture_matches_tshark() {
     capture_iperf3(&a, &b, "198.19.6.2", &a, "u0", &nano, true);
     compare(&nano);
     let file = dir.0.join("underlay.pcapng");
-    sh(&format!("editcap -F pcapng {} {}", nano.display(), file.display()));
-    assert_eq!(&std::fs::read(&file).unwrap()[..4], &[0x0a, 0x0d, 0x0d, 0x0a], "not pcapng");
+    sh(&format!(
+        "editcap -F pcapng {} {}",
+        nano.display(),
+        file.display()
+    ));
+    assert_eq!(
+        &std::fs::read(&file).unwrap()[..4],
+        &[0x0a, 0x0d, 0x0d, 0x0a],
+        "not pcapng"
+    );
     let lines = compare(&file);
     // Every TCP record came out of VXLAN, between the two underlay addresses.
     for r in lines.iter().filter(|r| r["protocol"] == 6) {
         assert_eq!(r["vxlan"], true);
-        let pair = (r["outer_src"].as_str().unwrap(), r["outer_dst"].as_str().unwrap());
-        assert!(pair == ("198.18.6.1", "198.18.6.2") || pair == ("198.18.6.2", "198.18.6.1"), "{pair:?}");
+        let pair = (
+            r["outer_src"].as_str().unwrap(),
+            r["outer_dst"].as_str().unwrap(),
+        );
+        assert!(
+            pair == ("198.18.6.1", "198.18.6.2") || pair == ("198.18.6.2", "198.18.6.1"),
+            "{pair:?}"
+        );
     }
 }

@@ -28,8 +28,17 @@ pub struct AnalysisLoop {
 }
 
 impl AnalysisLoop {
-    pub fn new(rings: Vec<RecordConsumer>, engines: Vec<Box<dyn Engine>>, timebase: Timebase) -> Self {
-        Self { rings, engines, timebase, drained: 0 }
+    pub fn new(
+        rings: Vec<RecordConsumer>,
+        engines: Vec<Box<dyn Engine>>,
+        timebase: Timebase,
+    ) -> Self {
+        Self {
+            rings,
+            engines,
+            timebase,
+            drained: 0,
+        }
     }
 
     /// One pass over every ring; returns how many records it handed on.
@@ -130,7 +139,10 @@ impl Engine for FlowTable {
                 dst_port: r.dst_port,
             };
             let t = tb.to_ns(r.time);
-            let s = self.flows.entry(key).or_insert(FlowStats { first_ns: t, ..Default::default() });
+            let s = self.flows.entry(key).or_insert(FlowStats {
+                first_ns: t,
+                ..Default::default()
+            });
             s.packets += 1;
             s.frame_bytes += r.frame_len as u64;
             s.tcp_payload_bytes += r.payload_len as u64;

@@ -18,10 +18,15 @@ use crate::wire::frame::dissect;
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
     #[error("cannot open {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: not a pcap or pcapng file, or a damaged one: {detail}")]
     Format { path: String, detail: String },
-    #[error("{path}: link type {linktype} is not Ethernet (capture on an interface, not `-i any`)")]
+    #[error(
+        "{path}: link type {linktype} is not Ethernet (capture on an interface, not `-i any`)"
+    )]
     LinkType { path: String, linktype: String },
 }
 
@@ -71,13 +76,25 @@ pub fn frame_record(frame: &[u8], time_ns: u64, hosts: &mut HostTable) -> Record
 /// Reads a whole capture file.
 pub fn read_capture(path: &Path) -> Result<Capture, CaptureError> {
     let p = path.display().to_string();
-    let mut file = File::open(path).map_err(|source| CaptureError::Open { path: p.clone(), source })?;
+    let mut file = File::open(path).map_err(|source| CaptureError::Open {
+        path: p.clone(),
+        source,
+    })?;
     let mut magic = [0u8; 4];
     file.read_exact(&mut magic)
-        .map_err(|e| CaptureError::Format { path: p.clone(), detail: e.to_string() })?;
-    let file = File::open(path).map_err(|source| CaptureError::Open { path: p.clone(), source })?;
+        .map_err(|e| CaptureError::Format {
+            path: p.clone(),
+            detail: e.to_string(),
+        })?;
+    let file = File::open(path).map_err(|source| CaptureError::Open {
+        path: p.clone(),
+        source,
+    })?;
     let reader = BufReader::with_capacity(1 << 20, file);
-    let fmt = |e: pcap_file::PcapError| CaptureError::Format { path: p.clone(), detail: e.to_string() };
+    let fmt = |e: pcap_file::PcapError| CaptureError::Format {
+        path: p.clone(),
+        detail: e.to_string(),
+    };
     let mut cap = Capture::default();
     if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
         let mut r = PcapNgReader::new(reader).map_err(fmt)?;
@@ -87,20 +104,30 @@ pub fn read_capture(path: &Path) -> Result<Capture, CaptureError> {
             match block.map_err(fmt)? {
                 Block::InterfaceDescription(idb) => {
                     if idb.linktype != DataLink::ETHERNET {
-                        return Err(CaptureError::LinkType { path: p.clone(), linktype: format!("{:?}", idb.linktype) });
+                        return Err(CaptureError::LinkType {
+                            path: p.clone(),
+                            linktype: format!("{:?}", idb.linktype),
+                        });
                     }
                     let mut hz = 1_000_000u64;
                     for o in &idb.options {
                         if let InterfaceDescriptionOption::IfTsResol(v) = o {
-                            hz = if v & 0x80 == 0 { 10u64.saturating_pow((*v).into()) } else { 1u64 << (v & 0x7f).min(63) };
+                            hz = if v & 0x80 == 0 {
+                                10u64.saturating_pow((*v).into())
+                            } else {
+                                1u64 << (v & 0x7f).min(63)
+                            };
                         }
                     }
                     resolution.push(hz.max(1));
                 }
                 Block::EnhancedPacket(epb) => {
                     // pcap-file hands the raw 64-bit timestamp as "nanoseconds".
-                    let ticks = epb.timestamp.as_nanos() as u128;
-                    let hz = resolution.get(epb.interface_id as usize).copied().unwrap_or(1_000_000) as u128;
+                    let ticks = epb.timestamp.as_nanos();
+                    let hz = resolution
+                        .get(epb.interface_id as usize)
+                        .copied()
+                        .unwrap_or(1_000_000) as u128;
                     let ns = (ticks * 1_000_000_000 / hz) as u64;
                     push(&mut cap, &epb.data, ns);
                 }
@@ -112,7 +139,10 @@ pub fn read_capture(path: &Path) -> Result<Capture, CaptureError> {
         let mut r = PcapReader::new(reader).map_err(fmt)?;
         let dl = r.header().datalink;
         if dl != DataLink::ETHERNET {
-            return Err(CaptureError::LinkType { path: p.clone(), linktype: format!("{dl:?}") });
+            return Err(CaptureError::LinkType {
+                path: p.clone(),
+                linktype: format!("{dl:?}"),
+            });
         }
         while let Some(pkt) = r.next_packet() {
             let pkt = pkt.map_err(fmt)?;

@@ -67,7 +67,9 @@ const _: () = assert!(std::mem::size_of::<Record>() == 64);
 
 fn fold(ip: &[u8; 16], v6: bool) -> u32 {
     if v6 {
-        (0..4).fold(0u32, |a, i| a ^ u32::from_be_bytes([ip[4 * i], ip[4 * i + 1], ip[4 * i + 2], ip[4 * i + 3]]))
+        (0..4).fold(0u32, |a, i| {
+            a ^ u32::from_be_bytes([ip[4 * i], ip[4 * i + 1], ip[4 * i + 2], ip[4 * i + 3]])
+        })
     } else {
         u32::from_be_bytes([ip[0], ip[1], ip[2], ip[3]])
     }
@@ -77,7 +79,14 @@ impl Record {
     /// Fills a record from a dissection. `outer` gives the host indices of the
     /// underlay addresses (the caller's table).
     #[inline]
-    pub fn from_dissection(time: u64, d: &Dissection, verdict: Verdict, direction: Direction, port: u8, outer: (u8, u8)) -> Self {
+    pub fn from_dissection(
+        time: u64,
+        d: &Dissection,
+        verdict: Verdict,
+        direction: Direction,
+        port: u8,
+        outer: (u8, u8),
+    ) -> Self {
         let v6 = d.ip_version == 6;
         let mut flags = 0;
         if v6 {

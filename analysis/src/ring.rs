@@ -48,7 +48,10 @@ pub fn record_ring(capacity: usize) -> (RecordProducer, RecordConsumer) {
     let (p, c) = rtrb::RingBuffer::new(capacity.max(1));
     let counters = Arc::new(RingCounters::default());
     (
-        RecordProducer { ring: p, counters: Arc::clone(&counters) },
+        RecordProducer {
+            ring: p,
+            counters: Arc::clone(&counters),
+        },
         RecordConsumer { ring: c, counters },
     )
 }
@@ -115,7 +118,10 @@ mod tests {
     use super::*;
 
     fn rec(i: u64) -> Record {
-        Record { time: i, ..Default::default() }
+        Record {
+            time: i,
+            ..Default::default()
+        }
     }
 
     #[test]

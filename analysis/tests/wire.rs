@@ -23,7 +23,17 @@ fn seg(ts: bool) -> tcp::Repr {
 }
 
 fn plain(ts: bool, payload: usize) -> Vec<u8> {
-    tcp_frame(ethernet::Repr { dst: B, src: A, ethertype: 0 }, [198, 18, 0, 1], [198, 18, 0, 2], &seg(ts), payload)
+    tcp_frame(
+        ethernet::Repr {
+            dst: B,
+            src: A,
+            ethertype: 0,
+        },
+        [198, 18, 0, 1],
+        [198, 18, 0, 2],
+        &seg(ts),
+        payload,
+    )
 }
 
 #[test]
@@ -35,7 +45,10 @@ fn plain_tcp_frame_reads_back_exactly() {
     assert_eq!(&d.src_ip[..4], &[198, 18, 0, 1]);
     assert_eq!((d.src_port, d.dst_port, d.protocol), (40000, 5201, 6));
     let t = d.tcp.unwrap();
-    assert_eq!((t.seq, t.ack, t.window, t.payload_len), (0xdead_beef, 12345, 502, 1448));
+    assert_eq!(
+        (t.seq, t.ack, t.window, t.payload_len),
+        (0xdead_beef, 12345, 502, 1448)
+    );
     assert_eq!(t.timestamps, Some((111, 222)));
     assert!(d.underlay.is_none());
     // Checksums are right: the IPv4 header verifies.
@@ -51,11 +64,25 @@ fn plain_tcp_frame_reads_back_exactly() {
 #[test]
 fn vxlan_frames_are_read_through_to_the_inner_flow() {
     let inner = plain(false, 100);
-    let outer = vxlan_encap(&inner, ethernet::Repr { dst: [0xa; 6], src: [0xb; 6], ethertype: 0 }, [198, 19, 0, 1], [198, 19, 0, 2], 42, 999);
+    let outer = vxlan_encap(
+        &inner,
+        ethernet::Repr {
+            dst: [0xa; 6],
+            src: [0xb; 6],
+            ethertype: 0,
+        },
+        [198, 19, 0, 1],
+        [198, 19, 0, 2],
+        42,
+        999,
+    );
     let (d, v) = dissect(&outer, true);
     assert_eq!(v, Verdict::Complete);
     let u = d.underlay.unwrap();
-    assert_eq!((u.src_ip, u.dst_ip, u.vni), ([198, 19, 0, 1], [198, 19, 0, 2], 42));
+    assert_eq!(
+        (u.src_ip, u.dst_ip, u.vni),
+        ([198, 19, 0, 1], [198, 19, 0, 2], 42)
+    );
     assert_eq!((d.src_mac, d.dst_mac), (A, B));
     assert_eq!(d.tcp.unwrap().payload_len, 100);
     assert_eq!(d.frame_len as usize, inner.len());
@@ -89,13 +116,33 @@ fn broken_frames_stop_at_the_broken_layer() {
     // A bad IHL, a TCP data offset below 5, a bad VXLAN flag.
     let mut bad = f.clone();
     bad[14] = 0x43;
-    assert_eq!(dissect(&bad, true).1, Verdict::Broken(Layer::Ip, Error::Malformed));
+    assert_eq!(
+        dissect(&bad, true).1,
+        Verdict::Broken(Layer::Ip, Error::Malformed)
+    );
     let mut bad = f.clone();
     bad[14 + 20 + 12] = 0x40;
-    assert_eq!(dissect(&bad, true).1, Verdict::Broken(Layer::Tcp, Error::Malformed));
-    let mut vx = vxlan_encap(&f, ethernet::Repr { dst: [0; 6], src: [0; 6], ethertype: 0 }, [1; 4], [2; 4], 1, 1);
+    assert_eq!(
+        dissect(&bad, true).1,
+        Verdict::Broken(Layer::Tcp, Error::Malformed)
+    );
+    let mut vx = vxlan_encap(
+        &f,
+        ethernet::Repr {
+            dst: [0; 6],
+            src: [0; 6],
+            ethertype: 0,
+        },
+        [1; 4],
+        [2; 4],
+        1,
+        1,
+    );
     vx[14 + 20 + 8] = 0;
-    assert_eq!(dissect(&vx, true).1, Verdict::Broken(Layer::Vxlan, Error::Malformed));
+    assert_eq!(
+        dissect(&vx, true).1,
+        Verdict::Broken(Layer::Vxlan, Error::Malformed)
+    );
     let (d, v) = dissect(&vx, true);
     let r = Record::from_dissection(0, &d, v, Direction::Unknown, 0, (NO_HOST, NO_HOST));
     assert_eq!(r.flags & FLAG_BROKEN, FLAG_BROKEN);
@@ -108,7 +155,18 @@ fn broken_frames_stop_at_the_broken_layer() {
 fn fuzz_a_million_inputs_without_a_panic() {
     let mut rng = Rng::new(0x5eed);
     let mut seeds = vec![plain(true, 0), plain(false, 64), plain(true, 1448)];
-    seeds.push(vxlan_encap(&seeds[1], ethernet::Repr { dst: [1; 6], src: [2; 6], ethertype: 0 }, [1; 4], [2; 4], 7, 3));
+    seeds.push(vxlan_encap(
+        &seeds[1],
+        ethernet::Repr {
+            dst: [1; 6],
+            src: [2; 6],
+            ethertype: 0,
+        },
+        [1; 4],
+        [2; 4],
+        7,
+        3,
+    ));
     let mut tagged = seeds[1].clone();
     tagged.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
     seeds.push(tagged);
@@ -156,5 +214,8 @@ fn fuzz_a_million_inputs_without_a_panic() {
         }
         assert!(d.frame_len as usize <= buf.len());
     }
-    assert!(complete > 10_000, "the mutations never produced a parseable frame: {complete}");
+    assert!(
+        complete > 10_000,
+        "the mutations never produced a parseable frame: {complete}"
+    );
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
+pub mod monitor;
 pub mod port;
 pub mod process;
 pub mod tsc;

@@ -166,6 +166,22 @@ impl<'e> Burst<'e> {
         unsafe { segment_bytes(m) }
     }
 
+    /// Asks the CPU to bring the first cache line of every packet's data into cache
+    /// (the parser reads it next; on devices that do not write the data, such as
+    /// net_null, or with DMA to memory, it is otherwise a cache miss per packet).
+    #[inline(always)]
+    pub fn prefetch_data(&self) {
+        #[cfg(target_arch = "x86_64")]
+        for &m in &self.mbufs[..self.len] {
+            // SAFETY: every pointer below len is a valid owned mbuf; prefetching any
+            // address is harmless (no fault, no architectural effect).
+            unsafe {
+                let base = ((*m).buf_addr as *const i8).add((*m).data_off as usize);
+                core::arch::x86_64::_mm_prefetch(base, core::arch::x86_64::_MM_HINT_T0);
+            }
+        }
+    }
+
     /// Adds an owned mbuf; gives it back when the burst is full.
     #[inline]
     pub fn push(&mut self, m: Mbuf<'e>) -> Result<(), Mbuf<'e>> {

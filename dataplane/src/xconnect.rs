@@ -10,8 +10,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use analysis::record::Direction;
+
 use crate::counters::Counter;
 use crate::mbuf::Burst;
+use crate::monitor::Monitor;
 use crate::port::{RxQueue, TxQueue};
 use crate::tsc;
 
@@ -79,6 +82,8 @@ pub struct Leg<'p, 'c> {
     pub rx: RxQueue<'p>,
     pub tx: TxQueue<'p>,
     pub counters: &'c LegCounters,
+    /// How packets of this leg cross the host (port 0 faces the VMs, port 1 the NIC).
+    pub direction: Direction,
 }
 
 /// Packets per rx burst unless configured otherwise (DPDK's customary 32).
@@ -92,6 +97,7 @@ pub fn run(
     quit: &AtomicBool,
     idle: IdleBackoff,
     burst_size: usize,
+    mut monitor: Option<&mut Monitor>,
 ) {
     let burst_size = burst_size.clamp(1, crate::mbuf::MAX_BURST);
     let mut burst = Burst::new();
@@ -105,6 +111,9 @@ pub fn run(
             let n = leg.rx.rx_up_to(&mut burst, burst_size);
             if n == 0 {
                 continue;
+            }
+            if let Some(m) = monitor.as_deref_mut() {
+                m.record_burst(&burst, rx_tsc, leg.direction, leg.rx.port().0 as u8);
             }
             let out = leg.tx.send(&mut burst);
             busy += tsc::now() - rx_tsc;

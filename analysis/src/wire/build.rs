@@ -23,7 +23,10 @@ pub fn tcp_frame(
         ident: (seg.seq & 0xffff) as u16,
         dont_fragment: true,
     };
-    let eth = ethernet::Repr { ethertype: ethernet::ETHERTYPE_IPV4, ..eth };
+    let eth = ethernet::Repr {
+        ethertype: ethernet::ETHERTYPE_IPV4,
+        ..eth
+    };
     eth.emit(&mut f).expect("room");
     ip.emit(&mut f[ethernet::HEADER_LEN..]).expect("room");
     let l4 = &mut f[ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN..];
@@ -47,7 +50,10 @@ pub fn vxlan_encap(
 ) -> Vec<u8> {
     let udp_len = udp::HEADER_LEN + vxlan::HEADER_LEN + inner.len();
     let mut f = vec![0u8; ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + udp_len];
-    let eth = ethernet::Repr { ethertype: ethernet::ETHERTYPE_IPV4, ..outer_eth };
+    let eth = ethernet::Repr {
+        ethertype: ethernet::ETHERTYPE_IPV4,
+        ..outer_eth
+    };
     eth.emit(&mut f).expect("room");
     let ip = ipv4::Repr {
         src: src_ip,
@@ -60,10 +66,16 @@ pub fn vxlan_encap(
     };
     ip.emit(&mut f[ethernet::HEADER_LEN..]).expect("room");
     let u = &mut f[ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN..];
-    udp::Repr { src_port: 49152 | (entropy & 0x3fff), dst_port: vxlan::UDP_PORT, payload_len: udp_len - udp::HEADER_LEN }
-        .emit(u)
+    udp::Repr {
+        src_port: 49152 | (entropy & 0x3fff),
+        dst_port: vxlan::UDP_PORT,
+        payload_len: udp_len - udp::HEADER_LEN,
+    }
+    .emit(u)
+    .expect("room");
+    vxlan::Repr { vni }
+        .emit(&mut u[udp::HEADER_LEN..])
         .expect("room");
-    vxlan::Repr { vni }.emit(&mut u[udp::HEADER_LEN..]).expect("room");
     u[udp::HEADER_LEN + vxlan::HEADER_LEN..].copy_from_slice(inner);
     f
 }

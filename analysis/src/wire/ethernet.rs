@@ -73,7 +73,11 @@ pub struct Repr {
 
 impl Repr {
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Self {
-        Self { dst: p.dst(), src: p.src(), ethertype: p.ethertype() }
+        Self {
+            dst: p.dst(),
+            src: p.src(),
+            ethertype: p.ethertype(),
+        }
     }
 
     /// Writes the header into the first 14 bytes of `out`.

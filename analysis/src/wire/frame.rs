@@ -137,10 +137,16 @@ fn dissect_into(frame: &[u8], decap: bool, d: &mut Dissection, depth: u8) -> Ver
                     Ok(v) => v,
                     Err(e) => return Verdict::Broken(Layer::Vxlan, e),
                 };
-                let mut outer = Underlay { vni: vx.vni(), ..Default::default() };
+                let mut outer = Underlay {
+                    vni: vx.vni(),
+                    ..Default::default()
+                };
                 outer.src_ip.copy_from_slice(&d.src_ip[..4]);
                 outer.dst_ip.copy_from_slice(&d.dst_ip[..4]);
-                *d = Dissection { underlay: Some(outer), ..Default::default() };
+                *d = Dissection {
+                    underlay: Some(outer),
+                    ..Default::default()
+                };
                 return dissect_into(vx.payload(), decap, d, depth + 1);
             }
             Verdict::Complete

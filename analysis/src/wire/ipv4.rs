@@ -75,7 +75,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// Whether the header checksum verifies.
     pub fn checksum_ok(&self) -> bool {
-        checksum_finish(checksum_accumulate(0, &self.buffer.as_ref()[..self.header_len()])) == 0
+        checksum_finish(checksum_accumulate(
+            0,
+            &self.buffer.as_ref()[..self.header_len()],
+        )) == 0
     }
 
     /// The payload, up to the total length (padding excluded).

@@ -61,7 +61,11 @@ pub struct Repr {
 
 impl Repr {
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Self {
-        Self { src_port: p.src_port(), dst_port: p.dst_port(), payload_len: p.len() - HEADER_LEN }
+        Self {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+            payload_len: p.len() - HEADER_LEN,
+        }
     }
 
     /// Writes the header with a zero checksum (allowed for UDP over IPv4, and what

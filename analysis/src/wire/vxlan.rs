@@ -45,7 +45,11 @@ impl Repr {
 
     pub fn emit(&self, out: &mut [u8]) -> Result<()> {
         if out.len() < HEADER_LEN || self.vni >= 1 << 24 {
-            return Err(if out.len() < HEADER_LEN { Error::Truncated } else { Error::Malformed });
+            return Err(if out.len() < HEADER_LEN {
+                Error::Truncated
+            } else {
+                Error::Malformed
+            });
         }
         out[0..4].copy_from_slice(&[FLAG_VNI_VALID, 0, 0, 0]);
         out[4..8].copy_from_slice(&(self.vni << 8).to_be_bytes());
