@@ -124,7 +124,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             duration_s: (s.last_ns - s.first_ns) as f64 / 1e9,
         })
         .collect();
-    lines.sort_by(|a, b| b.frame_bytes.cmp(&a.frame_bytes));
+    lines.sort_by_key(|f| std::cmp::Reverse(f.frame_bytes));
     let report = Report {
         records: flows.records,
         broken: flows.broken,
