@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use analysis::engine::{Engine, FlowTable};
 use analysis::pcap::read_capture;
 use analysis::record::{Timebase, FLAG_IPV6};
+use analysis::wren::{PathView, Wren};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -58,6 +59,7 @@ struct FlowLine {
 
 #[derive(Serialize)]
 struct Report {
+    paths: Vec<PathView>,
     records: u64,
     broken: u64,
     underlay_hosts: Vec<String>,
@@ -109,9 +111,19 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         return Ok(());
     }
     let mut flows = FlowTable::default();
+    let mut wren = Wren::new(Default::default());
+    wren.set_hosts(
+        cap.hosts
+            .addrs
+            .iter()
+            .map(|a| u32::from_be_bytes(*a))
+            .collect(),
+    );
     for chunk in cap.records.chunks(1024) {
         flows.on_batch(chunk, Timebase::NANOS);
+        wren.on_batch(chunk, Timebase::NANOS);
     }
+    let paths = wren.views(|ip| Ipv4Addr::from(ip).to_string());
     let mut lines: Vec<FlowLine> = flows
         .flows()
         .map(|(k, s)| FlowLine {
@@ -126,6 +138,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         .collect();
     lines.sort_by_key(|f| std::cmp::Reverse(f.frame_bytes));
     let report = Report {
+        paths,
         records: flows.records,
         broken: flows.broken,
         underlay_hosts: cap
@@ -149,6 +162,45 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
                 report.underlay_hosts.join(", ")
             }
         );
+        println!(
+            "\npaths (Wren; RTT in microseconds, rates in Mbit/s; avail = available bandwidth)"
+        );
+        println!(
+            "{:<16} {:<16} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>17} {:>11} {:>6}",
+            "src",
+            "dst",
+            "flows",
+            "samples",
+            "rtt_min",
+            "srtt",
+            "p50",
+            "p99",
+            "tput",
+            "avail",
+            "range",
+            "kind",
+            "trains"
+        );
+        let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        for p in &report.paths {
+            println!(
+                "{:<16} {:<16} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>8.1} {:>8} {:>17} {:>11} {:>6}",
+                p.src,
+                p.dst,
+                p.flows,
+                p.rtt_samples,
+                f(p.rtt_min_us),
+                f(p.rtt_srtt_us),
+                f(p.rtt_p50_us),
+                f(p.rtt_p99_us),
+                p.throughput_mbps,
+                f(p.avail_bw_mbps),
+                format!("{}..{}", f(p.avail_bw_low_mbps), f(p.avail_bw_high_mbps)),
+                serde_json::to_value(p.avail_bw_kind)?.as_str().unwrap_or("?").to_string(),
+                p.trains
+            );
+        }
+        println!("\nflows");
         println!(
             "{:>5} {:<22} {:<22} {:>10} {:>14} {:>10}",
             "proto", "src", "dst", "packets", "bytes", "seconds"

@@ -18,3 +18,4 @@ pub mod record;
 pub mod ring;
 pub mod vadapt;
 pub mod wire;
+pub mod wren;

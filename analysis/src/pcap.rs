@@ -13,7 +13,7 @@ use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::DataLink;
 
 use crate::record::{Direction, Record, NO_HOST};
-use crate::wire::frame::dissect;
+use crate::wire::frame::dissect_snapped;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -64,8 +64,8 @@ pub struct Capture {
 }
 
 /// Turns one frame into a record.
-pub fn frame_record(frame: &[u8], time_ns: u64, hosts: &mut HostTable) -> Record {
-    let (d, verdict) = dissect(frame, true);
+pub fn frame_record(frame: &[u8], orig_len: usize, time_ns: u64, hosts: &mut HostTable) -> Record {
+    let (d, verdict) = dissect_snapped(frame, orig_len, true);
     let outer = match d.underlay {
         Some(u) => (hosts.index_of(u.src_ip), hosts.index_of(u.dst_ip)),
         None => (NO_HOST, NO_HOST),
@@ -129,31 +129,37 @@ pub fn read_capture(path: &Path) -> Result<Capture, CaptureError> {
                         .copied()
                         .unwrap_or(1_000_000) as u128;
                     let ns = (ticks * 1_000_000_000 / hz) as u64;
-                    push(&mut cap, &epb.data, ns);
+                    push(&mut cap, &epb.data, epb.original_len as usize, ns);
                 }
-                Block::SimplePacket(spb) => push(&mut cap, &spb.data, 0),
+                Block::SimplePacket(spb) => push(&mut cap, &spb.data, spb.original_len as usize, 0),
                 _ => {}
             }
         }
     } else {
         let mut r = PcapReader::new(reader).map_err(fmt)?;
-        let dl = r.header().datalink;
-        if dl != DataLink::ETHERNET {
+        let header = r.header();
+        if header.datalink != DataLink::ETHERNET {
             return Err(CaptureError::LinkType {
                 path: p.clone(),
-                linktype: format!("{dl:?}"),
+                linktype: format!("{:?}", header.datalink),
             });
         }
-        while let Some(pkt) = r.next_packet() {
+        let frac_ns: u64 = match header.ts_resolution {
+            pcap_file::TsResolution::MicroSecond => 1000,
+            pcap_file::TsResolution::NanoSecond => 1,
+        };
+        // Raw packets: the typed reader refuses snapped captures (orig_len > snaplen).
+        while let Some(pkt) = r.next_raw_packet() {
             let pkt = pkt.map_err(fmt)?;
-            push(&mut cap, &pkt.data, pkt.timestamp.as_nanos() as u64);
+            let ns = pkt.ts_sec as u64 * 1_000_000_000 + pkt.ts_frac as u64 * frac_ns;
+            push(&mut cap, &pkt.data, pkt.orig_len as usize, ns);
         }
     }
     Ok(cap)
 }
 
-fn push(cap: &mut Capture, frame: &[u8], ns: u64) {
-    let r = frame_record(frame, ns, &mut cap.hosts);
+fn push(cap: &mut Capture, frame: &[u8], orig_len: usize, ns: u64) {
+    let r = frame_record(frame, orig_len, ns, &mut cap.hosts);
     if r.flags & crate::record::FLAG_BROKEN != 0 {
         cap.broken += 1;
     }

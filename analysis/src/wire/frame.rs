@@ -67,11 +67,30 @@ pub enum Layer {
 /// Never panics and never reads past `frame`, whatever its bytes.
 pub fn dissect(frame: &[u8], decap: bool) -> (Dissection, Verdict) {
     let mut d = Dissection::default();
-    let v = dissect_into(frame, decap, &mut d, 0);
+    let v = dissect_into(frame, decap, &mut d, 0, false);
     (d, v)
 }
 
-fn dissect_into(frame: &[u8], decap: bool, d: &mut Dissection, depth: u8) -> Verdict {
+/// Dissects a captured frame that may have been cut short by the capture's snap
+/// length (`frame.len() < orig_len`): lengths then come from the IP header, and
+/// `frame_len` is the original length.
+pub fn dissect_snapped(frame: &[u8], orig_len: usize, decap: bool) -> (Dissection, Verdict) {
+    let mut d = Dissection::default();
+    let snapped = frame.len() < orig_len;
+    let v = dissect_into(frame, decap, &mut d, 0, snapped);
+    if snapped && d.underlay.is_none() {
+        d.frame_len = orig_len.min(u32::MAX as usize) as u32;
+    }
+    (d, v)
+}
+
+fn dissect_into(
+    frame: &[u8],
+    decap: bool,
+    d: &mut Dissection,
+    depth: u8,
+    snapped: bool,
+) -> Verdict {
     let eth = match ethernet::Packet::new_checked(frame) {
         Ok(e) => e,
         Err(e) => return Verdict::Broken(Layer::Ethernet, e),
@@ -85,9 +104,16 @@ fn dissect_into(frame: &[u8], decap: bool, d: &mut Dissection, depth: u8) -> Ver
     };
     d.ethertype = ethertype;
     let l3 = &frame[offset..];
+    // TCP payload length from the IP header when the capture cut the packet short.
+    let mut l4_claimed: Option<usize> = None;
     let (protocol, l4): (u8, &[u8]) = match ethertype {
         ethernet::ETHERTYPE_IPV4 => {
-            let ip = match ipv4::Packet::new_checked(l3) {
+            let checked = if snapped {
+                ipv4::Packet::new_snapped(l3)
+            } else {
+                ipv4::Packet::new_checked(l3)
+            };
+            let ip = match checked {
                 Ok(p) => p,
                 Err(e) => return Verdict::Broken(Layer::Ip, e),
             };
@@ -99,7 +125,11 @@ fn dissect_into(frame: &[u8], decap: bool, d: &mut Dissection, depth: u8) -> Ver
                 d.fragment = true;
                 return Verdict::Complete;
             }
-            (ip.protocol(), &l3[ip.header_len()..ip.total_len()])
+            l4_claimed = Some(ip.total_len() - ip.header_len());
+            (
+                ip.protocol(),
+                &l3[ip.header_len()..ip.total_len().min(l3.len())],
+            )
         }
         ethernet::ETHERTYPE_IPV6 => {
             let ip = match ipv6::Packet::new_checked(l3) {
@@ -126,7 +156,15 @@ fn dissect_into(frame: &[u8], decap: bool, d: &mut Dissection, depth: u8) -> Ver
     };
     match protocol {
         ipv4::PROTO_UDP => {
-            let u = match udp::Packet::new_checked(l4) {
+            let checked = if snapped
+                && l4.len() >= udp::HEADER_LEN
+                && l4_claimed.is_some_and(|c| c > l4.len())
+            {
+                udp::Packet::new_snapped(l4)
+            } else {
+                udp::Packet::new_checked(l4)
+            };
+            let u = match checked {
                 Ok(u) => u,
                 Err(e) => return Verdict::Broken(Layer::Udp, e),
             };
@@ -147,7 +185,7 @@ fn dissect_into(frame: &[u8], decap: bool, d: &mut Dissection, depth: u8) -> Ver
                     underlay: Some(outer),
                     ..Default::default()
                 };
-                return dissect_into(vx.payload(), decap, d, depth + 1);
+                return dissect_into(vx.payload(), decap, d, depth + 1, snapped);
             }
             Verdict::Complete
         }
@@ -163,7 +201,10 @@ fn dissect_into(frame: &[u8], decap: bool, d: &mut Dissection, depth: u8) -> Ver
                 ack: t.ack(),
                 flags: t.flags(),
                 window: t.window(),
-                payload_len: t.payload().len() as u32,
+                payload_len: match l4_claimed {
+                    Some(c) if snapped => c.saturating_sub(t.header_len()) as u32,
+                    _ => t.payload().len() as u32,
+                },
                 timestamps: t.timestamps(),
             });
             Verdict::Complete

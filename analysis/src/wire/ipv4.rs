@@ -36,6 +36,26 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(Self { buffer })
     }
 
+    /// Like `new_checked`, for a packet cut short by a capture's snap length: the
+    /// header must be whole, the total length may exceed the buffer.
+    pub fn new_snapped(buffer: T) -> Result<Self> {
+        let b = buffer.as_ref();
+        if b.len() < MIN_HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        if b[0] >> 4 != 4 {
+            return Err(Error::Malformed);
+        }
+        let ihl = ((b[0] & 0x0f) as usize) * 4;
+        if ihl < MIN_HEADER_LEN || (be16(b, 2) as usize) < ihl {
+            return Err(Error::Malformed);
+        }
+        if b.len() < ihl {
+            return Err(Error::Truncated);
+        }
+        Ok(Self { buffer })
+    }
+
     pub fn header_len(&self) -> usize {
         ((self.buffer.as_ref()[0] & 0x0f) as usize) * 4
     }
@@ -81,9 +101,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
         )) == 0
     }
 
-    /// The payload, up to the total length (padding excluded).
+    /// The payload, up to the total length (padding excluded) or the end of a
+    /// snapped buffer.
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[self.header_len()..self.total_len()]
+        let b = self.buffer.as_ref();
+        &b[self.header_len()..self.total_len().min(b.len())]
     }
 }
 

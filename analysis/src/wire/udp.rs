@@ -26,6 +26,14 @@ impl<T: AsRef<[u8]>> Packet<T> {
         Ok(Self { buffer })
     }
 
+    /// For a datagram cut short by a capture: only the 8-byte header must be there.
+    pub fn new_snapped(buffer: T) -> Result<Self> {
+        if buffer.as_ref().len() < HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        Ok(Self { buffer })
+    }
+
     pub fn src_port(&self) -> u16 {
         be16(self.buffer.as_ref(), 0)
     }
@@ -47,7 +55,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn payload(&self) -> &[u8] {
-        &self.buffer.as_ref()[HEADER_LEN..self.len()]
+        let b = self.buffer.as_ref();
+        &b[HEADER_LEN..self.len().clamp(HEADER_LEN, b.len())]
     }
 }
 

@@ -1,0 +1,659 @@
+//! Wren: latency and available bandwidth per path, measured passively from the
+//! application's own TCP traffic.
+//!
+//! - RTT: each outgoing data segment is matched with the first ACK that covers it
+//!   (retransmitted ranges excluded, Karn); SYN → SYN/ACK; TCP timestamps (TSval seen
+//!   first, then echoed as TSecr, as pping does). Min, smoothed, percentiles.
+//! - Trains: runs of a flow's data segments sent close together (gaps below half the
+//!   smoothed RTT, at most `max_train` segments); once every segment of a train is ACKed, its RTTs go
+//!   through the trend test (`trend`) and its sending rate is kept.
+//! - Available bandwidth: between the fastest train without a rising delay trend and
+//!   the slowest train with one, over a sliding window; a bound when only one kind has
+//!   been seen, "none" when no train qualified.
+//!
+//! Paths are (data sender, receiver): the underlay hosts for VXLAN records, the
+//! endpoints' IPs for plain ones. Memory is bounded: flows and paths expire when idle,
+//! per-flow queues have caps, and beyond `max_flows` new flows are counted, not tracked.
+
+pub mod trend;
+
+use std::collections::{HashMap, VecDeque};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::record::{Record, Timebase, FLAG_BROKEN, FLAG_FRAGMENT, FLAG_VXLAN, NO_HOST};
+use crate::wire::tcp::{FLAG_ACK, FLAG_SYN};
+use trend::Trend;
+
+/// Tunables, with defaults that follow from the method, not from any one capture.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Trains with fewer ACK-timed segments are not judged: ⌊√16⌋ = 4 median groups is
+    /// the least that gives PCT more than two comparisons.
+    pub min_train: usize,
+    pub max_train: usize,
+    /// The sliding window of trains behind an estimate.
+    pub window_ns: u64,
+    pub flow_idle_ns: u64,
+    pub path_idle_ns: u64,
+    pub max_flows: usize,
+    /// Data segments awaiting an ACK, per flow; beyond it segments go unsampled.
+    pub max_outstanding: usize,
+    pub max_ts_pending: usize,
+    /// Bytes added per VXLAN record to count underlay frames (outer Ethernet/IPv4/UDP/VXLAN).
+    pub vxlan_overhead: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            min_train: 16,
+            max_train: 128,
+            window_ns: 10_000_000_000,
+            flow_idle_ns: 30_000_000_000,
+            path_idle_ns: 120_000_000_000,
+            max_flows: 200_000,
+            max_outstanding: 256,
+            max_ts_pending: 128,
+            vxlan_overhead: 50,
+        }
+    }
+}
+
+/// Endpoints of a path (IPv4 as u32; for VXLAN, the underlay addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PathKey {
+    pub src: u32,
+    pub dst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    src: u32,
+    sport: u16,
+    dst: u32,
+    dport: u16,
+}
+
+impl FlowKey {
+    fn reverse(self) -> Self {
+        FlowKey {
+            src: self.dst,
+            sport: self.dport,
+            dst: self.src,
+            dport: self.sport,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seg {
+    end: u32,
+    t: u64,
+    tainted: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TrainSeg {
+    end: u32,
+    t: u64,
+    bytes: u32,
+    rtt: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Train {
+    segs: Vec<TrainSeg>,
+    tainted: bool,
+}
+
+/// One direction of a TCP connection: data sent src → dst, and the ACKs coming back.
+#[derive(Debug)]
+struct Flow {
+    path: PathKey,
+    outstanding: VecDeque<Seg>,
+    high_end: Option<u32>,
+    syn: Option<(u32, u64)>,
+    ts_sent: VecDeque<(u32, u64)>,
+    last_tsval: Option<u32>,
+    train: Train,
+    pending: VecDeque<Train>,
+    last_data_t: u64,
+    last_seen: u64,
+}
+
+/// A judged train.
+#[derive(Debug, Clone, Copy)]
+struct TrainResult {
+    t: u64,
+    rate_bps: f64,
+    trend: Trend,
+    /// Segments in the train: a longer train's verdict counts for more.
+    segments: usize,
+}
+
+#[derive(Debug)]
+struct Path {
+    flows: usize,
+    packets: u64,
+    payload_bytes: u64,
+    first_t: u64,
+    last_t: u64,
+    rtt: Histogram<u64>,
+    rtt_min_ns: u64,
+    srtt_ns: f64,
+    trains: VecDeque<TrainResult>,
+}
+
+impl Path {
+    fn new(t: u64) -> Self {
+        Self {
+            flows: 0,
+            packets: 0,
+            payload_bytes: 0,
+            first_t: t,
+            last_t: t,
+            rtt: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            rtt_min_ns: u64::MAX,
+            srtt_ns: 0.0,
+            trains: VecDeque::new(),
+        }
+    }
+
+    fn rtt_sample(&mut self, ns: u64) {
+        let us = (ns / 1000).max(1);
+        let _ = self.rtt.record(us.min(60_000_000));
+        if self.rtt_min_ns == u64::MAX {
+            self.srtt_ns = ns as f64;
+        } else {
+            self.srtt_ns += (ns as f64 - self.srtt_ns) / 8.0;
+        }
+        self.rtt_min_ns = self.rtt_min_ns.min(ns);
+    }
+}
+
+/// What kind of available-bandwidth answer a path has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AvailKind {
+    Estimate,
+    LowerBound,
+    UpperBound,
+    None,
+}
+
+/// A path's view, as published and as `wrenvnet analyze --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathView {
+    pub src: String,
+    pub dst: String,
+    pub flows: usize,
+    pub packets: u64,
+    pub bytes: u64,
+    pub rtt_samples: u64,
+    pub rtt_min_us: Option<f64>,
+    pub rtt_srtt_us: Option<f64>,
+    pub rtt_p50_us: Option<f64>,
+    pub rtt_p99_us: Option<f64>,
+    pub throughput_mbps: f64,
+    pub avail_bw_mbps: Option<f64>,
+    pub avail_bw_low_mbps: Option<f64>,
+    pub avail_bw_high_mbps: Option<f64>,
+    pub avail_bw_kind: AvailKind,
+    pub trains: usize,
+}
+
+/// Counters of what Wren could not use.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct WrenCounters {
+    pub records: u64,
+    pub tcp_records: u64,
+    pub flows_not_tracked: u64,
+    pub segments_unsampled: u64,
+    pub trains_judged: u64,
+    pub trains_discarded: u64,
+}
+
+/// The Wren engine.
+pub struct Wren {
+    cfg: Config,
+    flows: HashMap<FlowKey, Flow>,
+    paths: HashMap<PathKey, Path>,
+    /// Underlay address of each host index in `Record::outer_src`/`outer_dst`.
+    hosts: Vec<u32>,
+    counters: WrenCounters,
+    now: u64,
+    last_expiry: u64,
+}
+
+fn seq_lt(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
+fn seq_le(a: u32, b: u32) -> bool {
+    !seq_lt(b, a)
+}
+
+impl Wren {
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            flows: HashMap::new(),
+            paths: HashMap::new(),
+            hosts: Vec::new(),
+            counters: WrenCounters::default(),
+            now: 0,
+            last_expiry: 0,
+        }
+    }
+
+    /// The underlay address of every host index records may carry.
+    pub fn set_hosts(&mut self, hosts: Vec<u32>) {
+        self.hosts = hosts;
+    }
+
+    pub fn counters(&self) -> WrenCounters {
+        self.counters
+    }
+
+    fn path_of(&self, r: &Record) -> Option<PathKey> {
+        if r.flags & FLAG_VXLAN != 0 {
+            if r.outer_src == NO_HOST || r.outer_dst == NO_HOST {
+                return None;
+            }
+            Some(PathKey {
+                src: *self.hosts.get(r.outer_src as usize)?,
+                dst: *self.hosts.get(r.outer_dst as usize)?,
+            })
+        } else {
+            Some(PathKey {
+                src: r.src_ip,
+                dst: r.dst_ip,
+            })
+        }
+    }
+
+    /// Handles one record, its time already in ns.
+    pub fn on_record(&mut self, r: &Record, t: u64) {
+        self.counters.records += 1;
+        if !r.is_tcp() || r.flags & (FLAG_BROKEN | FLAG_FRAGMENT) != 0 {
+            return;
+        }
+        self.counters.tcp_records += 1;
+        self.now = self.now.max(t);
+        let Some(path) = self.path_of(r) else { return };
+        let key = FlowKey {
+            src: r.src_ip,
+            sport: r.src_port,
+            dst: r.dst_ip,
+            dport: r.dst_port,
+        };
+        let wire_bytes = r.frame_len
+            + if r.flags & FLAG_VXLAN != 0 {
+                self.cfg.vxlan_overhead
+            } else {
+                0
+            };
+
+        // This packet's own direction: a sent segment.
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.cfg.max_flows {
+                self.counters.flows_not_tracked += 1;
+                return;
+            }
+            self.flows.insert(
+                key,
+                Flow {
+                    path,
+                    outstanding: VecDeque::new(),
+                    high_end: None,
+                    syn: None,
+                    ts_sent: VecDeque::new(),
+                    last_tsval: None,
+                    train: Train::default(),
+                    pending: VecDeque::new(),
+                    last_data_t: 0,
+                    last_seen: t,
+                },
+            );
+            self.paths.entry(path).or_insert_with(|| Path::new(t)).flows += 1;
+        }
+        let p = self.paths.entry(path).or_insert_with(|| Path::new(t));
+        p.packets += 1;
+        p.payload_bytes += r.payload_len as u64;
+        p.last_t = t;
+        // The smoothed RTT (queueing included) sets the train time scale: a train is what
+        // the sender emits within well under one round trip.
+        let srtt = (p.rtt_min_ns != u64::MAX).then_some(p.srtt_ns as u64);
+        let cfg = self.cfg;
+        let flow = self.flows.get_mut(&key).expect("inserted above");
+        flow.last_seen = t;
+        if r.tcp_flags & FLAG_SYN != 0 && r.tcp_flags & FLAG_ACK == 0 {
+            flow.syn = Some((r.seq, t));
+        }
+        if r.has_timestamps() && flow.last_tsval != Some(r.tsval) {
+            flow.last_tsval = Some(r.tsval);
+            if flow.ts_sent.len() >= cfg.max_ts_pending {
+                flow.ts_sent.pop_front();
+            }
+            flow.ts_sent.push_back((r.tsval, t));
+        }
+        let mut finished: Vec<Train> = Vec::new();
+        if r.payload_len > 0 {
+            let end = r.seq.wrapping_add(r.payload_len as u32);
+            let retransmission = flow.high_end.is_some_and(|h| seq_lt(r.seq, h));
+            if retransmission {
+                // Karn: nothing in the retransmitted range may give an RTT sample.
+                for s in flow.outstanding.iter_mut().filter(|s| seq_lt(r.seq, s.end)) {
+                    s.tainted = true;
+                }
+                flow.train.tainted = true;
+                for tr in flow.pending.iter_mut() {
+                    if tr.segs.iter().any(|s| seq_lt(r.seq, s.end)) {
+                        tr.tainted = true;
+                    }
+                }
+            } else {
+                flow.high_end = Some(end);
+                if flow.outstanding.len() < cfg.max_outstanding {
+                    flow.outstanding.push_back(Seg {
+                        end,
+                        t,
+                        tainted: false,
+                    });
+                } else {
+                    self.counters.segments_unsampled += 1;
+                    flow.train.tainted = true;
+                }
+                // Trains: a gap of half the smoothed RTT ends one (the sender went idle or
+                // waited for ACKs), and so does reaching `max_train` segments.
+                let gap_limit = srtt.map(|m| (m / 2).max(20_000)).unwrap_or(1_000_000);
+                let close = !flow.train.segs.is_empty()
+                    && (t.saturating_sub(flow.last_data_t) > gap_limit
+                        || flow.train.segs.len() >= cfg.max_train);
+                if close {
+                    finished.push(std::mem::take(&mut flow.train));
+                }
+                flow.train.segs.push(TrainSeg {
+                    end,
+                    t,
+                    bytes: wire_bytes,
+                    rtt: None,
+                });
+                flow.last_data_t = t;
+            }
+        }
+        for tr in finished {
+            if tr.segs.len() >= cfg.min_train && !tr.tainted {
+                flow.pending.push_back(tr);
+                if flow.pending.len() > 16 {
+                    flow.pending.pop_front();
+                    self.counters.trains_discarded += 1;
+                }
+            } else {
+                self.counters.trains_discarded += 1;
+            }
+        }
+
+        // The reverse direction: this packet ACKs (and echoes timestamps of) the data
+        // flowing the other way.
+        let rev = key.reverse();
+        let mut samples: Vec<(PathKey, u64)> = Vec::new();
+        let mut judged: Vec<(PathKey, TrainResult)> = Vec::new();
+        if let Some(back) = self.flows.get_mut(&rev) {
+            if r.tcp_flags & FLAG_ACK != 0 {
+                let a = r.ack;
+                if r.tcp_flags & FLAG_SYN != 0 {
+                    if let Some((s, t0)) = back.syn.take() {
+                        if a == s.wrapping_add(1) {
+                            samples.push((back.path, t.saturating_sub(t0)));
+                        }
+                    }
+                }
+                let mut last_clean: Option<u64> = None;
+                while let Some(s) = back.outstanding.front() {
+                    if !seq_le(s.end, a) {
+                        break;
+                    }
+                    let s = back.outstanding.pop_front().expect("front exists");
+                    last_clean = if s.tainted {
+                        None
+                    } else {
+                        Some(t.saturating_sub(s.t))
+                    };
+                }
+                // RTT from the newest segment this ACK covers, unless timestamps give one.
+                if let (Some(rtt), false) = (last_clean, r.has_timestamps()) {
+                    samples.push((back.path, rtt));
+                }
+                for tr in back
+                    .pending
+                    .iter_mut()
+                    .chain(std::iter::once(&mut back.train))
+                {
+                    for s in tr
+                        .segs
+                        .iter_mut()
+                        .filter(|s| s.rtt.is_none() && seq_le(s.end, a))
+                    {
+                        s.rtt = Some(t.saturating_sub(s.t));
+                    }
+                }
+                while back
+                    .pending
+                    .front()
+                    .is_some_and(|tr| tr.tainted || tr.segs.iter().all(|s| s.rtt.is_some()))
+                {
+                    let tr = back.pending.pop_front().expect("front exists");
+                    if tr.tainted {
+                        self.counters.trains_discarded += 1;
+                        continue;
+                    }
+                    match judge(&tr) {
+                        Some(res) => judged.push((back.path, res)),
+                        None => self.counters.trains_discarded += 1,
+                    }
+                }
+            }
+            if r.has_timestamps() {
+                if let Some(i) = back.ts_sent.iter().position(|&(v, _)| v == r.tsecr) {
+                    let (_, t0) = back.ts_sent[i];
+                    back.ts_sent.drain(..=i);
+                    samples.push((back.path, t.saturating_sub(t0)));
+                }
+            }
+        }
+        for (pk, ns) in samples {
+            if let Some(p) = self.paths.get_mut(&pk) {
+                p.rtt_sample(ns);
+            }
+        }
+        for (pk, res) in judged {
+            self.counters.trains_judged += 1;
+            if let Some(p) = self.paths.get_mut(&pk) {
+                p.trains.push_back(res);
+                while p.trains.len() > 4096
+                    || p.trains
+                        .front()
+                        .is_some_and(|f| res.t.saturating_sub(f.t) > self.cfg.window_ns)
+                {
+                    p.trains.pop_front();
+                }
+            }
+        }
+        if t.saturating_sub(self.last_expiry) > 1_000_000_000 {
+            self.expire(t);
+        }
+    }
+
+    /// Forgets idle flows and paths.
+    pub fn expire(&mut self, now: u64) {
+        self.last_expiry = now;
+        let (fi, pi) = (self.cfg.flow_idle_ns, self.cfg.path_idle_ns);
+        let paths = &mut self.paths;
+        self.flows.retain(|_, f| {
+            let keep = now.saturating_sub(f.last_seen) <= fi;
+            if !keep {
+                if let Some(p) = paths.get_mut(&f.path) {
+                    p.flows = p.flows.saturating_sub(1);
+                }
+            }
+            keep
+        });
+        self.paths.retain(|_, p| now.saturating_sub(p.last_t) <= pi);
+    }
+
+    /// Views of every path, ordered by endpoints; `name` renders an endpoint.
+    pub fn views(&self, name: impl Fn(u32) -> String) -> Vec<PathView> {
+        let mut keys: Vec<&PathKey> = self.paths.keys().collect();
+        keys.sort();
+        keys.into_iter()
+            .map(|k| {
+                let p = &self.paths[k];
+                let has_rtt = p.rtt_min_ns != u64::MAX;
+                let dur = (p.last_t.saturating_sub(p.first_t)) as f64 / 1e9;
+                let recent: Vec<TrainResult> = p
+                    .trains
+                    .iter()
+                    .filter(|tr| p.last_t.saturating_sub(tr.t) <= self.cfg.window_ns)
+                    .copied()
+                    .collect();
+                let (kind, est, low, high) = estimate(&recent);
+                PathView {
+                    src: name(k.src),
+                    dst: name(k.dst),
+                    flows: p.flows,
+                    packets: p.packets,
+                    bytes: p.payload_bytes,
+                    rtt_samples: p.rtt.len(),
+                    rtt_min_us: has_rtt.then(|| p.rtt_min_ns as f64 / 1e3),
+                    rtt_srtt_us: has_rtt.then(|| p.srtt_ns / 1e3),
+                    rtt_p50_us: has_rtt.then(|| p.rtt.value_at_quantile(0.5) as f64),
+                    rtt_p99_us: has_rtt.then(|| p.rtt.value_at_quantile(0.99) as f64),
+                    throughput_mbps: if dur > 0.0 {
+                        p.payload_bytes as f64 * 8.0 / dur / 1e6
+                    } else {
+                        0.0
+                    },
+                    avail_bw_mbps: est.map(|x| x / 1e6),
+                    avail_bw_low_mbps: low.map(|x| x / 1e6),
+                    avail_bw_high_mbps: high.map(|x| x / 1e6),
+                    avail_bw_kind: kind,
+                    trains: recent.len(),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Judges a fully ACKed train: its trend and its sending rate (bits/s, the bytes sent
+/// after the first segment over the time from first to last).
+fn judge(tr: &Train) -> Option<TrainResult> {
+    let first = tr.segs.first()?;
+    let last = tr.segs.last()?;
+    let span = last.t.saturating_sub(first.t);
+    if span == 0 {
+        return None;
+    }
+    let bytes: u64 = tr.segs[1..].iter().map(|s| s.bytes as u64).sum();
+    let delays: Vec<f64> = tr
+        .segs
+        .iter()
+        .filter_map(|s| s.rtt.map(|x| x as f64))
+        .collect();
+    let trend = trend::trend(&delays)?;
+    Some(TrainResult {
+        t: last.t,
+        rate_bps: bytes as f64 * 8.0 * 1e9 / span as f64,
+        trend,
+        segments: tr.segs.len(),
+    })
+}
+
+/// Available bandwidth from judged trains. Sorted by rate, the trains below A should
+/// show no rising delay and those above should: the split that misclassifies the
+/// fewest trains — each weighted by its length, as a longer train's verdict is
+/// surer — places A between the two trains around it. A side backed by fewer than
+/// `max(2, 5%)` trains is noise, and then only a bound is known. Grey trains are ignored.
+fn estimate(trains: &[TrainResult]) -> (AvailKind, Option<f64>, Option<f64>, Option<f64>) {
+    let mut judged: Vec<(f64, bool, usize)> = trains
+        .iter()
+        .filter(|t| t.trend != Trend::Grey)
+        .map(|t| (t.rate_bps, t.trend == Trend::Increasing, t.segments))
+        .collect();
+    if judged.is_empty() {
+        return (AvailKind::None, None, None, None);
+    }
+    judged.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = judged.len();
+    let total_inc_w: usize = judged.iter().filter(|t| t.1).map(|t| t.2).sum();
+    // errors(i) = weight of increasing trains below the split + of non-increasing ones above.
+    let (mut best_i, mut best_err) = (0usize, usize::MAX);
+    let (mut inc_below_w, mut non_below_w) = (0usize, 0usize);
+    let total_w: usize = judged.iter().map(|t| t.2).sum();
+    for i in 0..=n {
+        let non_above_w = (total_w - inc_below_w - non_below_w) - (total_inc_w - inc_below_w);
+        let err = inc_below_w + non_above_w;
+        if err < best_err {
+            best_err = err;
+            best_i = i;
+        }
+        if i < n {
+            if judged[i].1 {
+                inc_below_w += judged[i].2;
+            } else {
+                non_below_w += judged[i].2;
+            }
+        }
+    }
+    let min_side = 2usize.max(n.div_ceil(20));
+    let non_low = judged[..best_i].iter().filter(|t| !t.1).count();
+    let inc_high = judged[best_i..].iter().filter(|t| t.1).count();
+    let lower = (non_low >= min_side).then(|| judged[best_i - 1].0);
+    let upper = (inc_high >= min_side).then(|| judged[best_i].0);
+    match (lower, upper) {
+        (Some(lo), Some(hi)) => (
+            AvailKind::Estimate,
+            Some((lo + hi) / 2.0),
+            Some(lo),
+            Some(hi),
+        ),
+        (Some(lo), None) => {
+            // Everything (but noise) is below A: A is at least the fastest non-increasing train.
+            let lo = judged
+                .iter()
+                .filter(|t| !t.1)
+                .map(|t| t.0)
+                .fold(lo, f64::max);
+            (AvailKind::LowerBound, Some(lo), Some(lo), None)
+        }
+        (None, Some(hi)) => {
+            let hi = judged
+                .iter()
+                .filter(|t| t.1)
+                .map(|t| t.0)
+                .fold(hi, f64::min);
+            (AvailKind::UpperBound, Some(hi), None, Some(hi))
+        }
+        (None, None) => (AvailKind::None, None, None, None),
+    }
+}
+
+impl Engine for Wren {
+    fn name(&self) -> &'static str {
+        "wren"
+    }
+
+    fn on_batch(&mut self, records: &[Record], tb: Timebase) {
+        for r in records {
+            self.on_record(r, tb.to_ns(r.time));
+        }
+    }
+
+    fn on_tick(&mut self, _now_ns: u64) {
+        let now = self.now;
+        self.expire(now);
+    }
+}

@@ -1,0 +1,219 @@
+//! Wren against the physics it rests on: a sender emits trains of segments at rates
+//! below and above the available bandwidth A = C − X of a FIFO bottleneck (capacity C,
+//! constant cross traffic X); each segment's RTT is the base RTT plus the queueing
+//! delay it met; the receiver ACKs every second segment. Wren must find A within 15%
+//! and the base RTT, from the records alone.
+
+use analysis::engine::Engine;
+use analysis::record::{Record, Timebase, FLAG_TCP};
+use analysis::vadapt::rng::Rng;
+use analysis::wire::tcp::{FLAG_ACK, FLAG_PSH};
+use analysis::wren::{AvailKind, Config, Wren};
+
+const SRC: u32 = 0xc612_0001; // 198.18.0.1
+const DST: u32 = 0xc612_0102; // 198.18.1.2
+const MSS: u32 = 1448;
+const FRAME: u32 = MSS + 66;
+
+fn data(t: u64, seq: u32) -> Record {
+    Record {
+        time: t,
+        src_ip: SRC,
+        dst_ip: DST,
+        src_port: 40000,
+        dst_port: 5201,
+        seq,
+        ack: 1,
+        payload_len: MSS as u16,
+        frame_len: FRAME,
+        protocol: 6,
+        tcp_flags: FLAG_ACK | FLAG_PSH,
+        flags: FLAG_TCP,
+        ..Default::default()
+    }
+}
+
+fn ack(t: u64, ack: u32) -> Record {
+    Record {
+        time: t,
+        src_ip: DST,
+        dst_ip: SRC,
+        src_port: 5201,
+        dst_port: 40000,
+        seq: 1,
+        ack,
+        frame_len: 66,
+        protocol: 6,
+        tcp_flags: FLAG_ACK,
+        flags: FLAG_TCP,
+        ..Default::default()
+    }
+}
+
+/// Simulates `seconds` of trains and returns the records in time order.
+fn simulate(c_bps: f64, x_bps: f64, base_rtt_ns: u64, seconds: f64, rng: &mut Rng) -> Vec<Record> {
+    simulate_rates(c_bps, x_bps, base_rtt_ns, seconds, (0.4, 2.0), rng)
+}
+
+/// As `simulate`, with train rates uniform in `rates` (multiples of A).
+fn simulate_rates(
+    c_bps: f64,
+    x_bps: f64,
+    base_rtt_ns: u64,
+    seconds: f64,
+    rates: (f64, f64),
+    rng: &mut Rng,
+) -> Vec<Record> {
+    let a = c_bps - x_bps;
+    let mut events: Vec<Record> = Vec::new();
+    let mut t = 0u64;
+    let mut seq = 1u32;
+    let mut backlog_bits = 0.0f64; // our bits waiting at the bottleneck (served at A)
+    let mut last_arrival = 0u64;
+    let end = (seconds * 1e9) as u64;
+    while t < end {
+        // A train at a random rate in the given range (multiples of A), of 32 segments.
+        let rate = a * (rates.0 + (rates.1 - rates.0) * rng.unit());
+        let spacing = (FRAME as f64 * 8.0 / rate * 1e9) as u64;
+        for k in 0..32u32 {
+            let ts = t + k as u64 * spacing;
+            let dt = (ts - last_arrival) as f64 / 1e9;
+            backlog_bits = (backlog_bits - a * dt).max(0.0) + FRAME as f64 * 8.0;
+            last_arrival = ts;
+            let queue_ns = (backlog_bits / a * 1e9) as u64;
+            let jitter = (rng.unit() * 30_000.0) as u64;
+            let rtt = base_rtt_ns + queue_ns + jitter;
+            events.push(data(ts, seq));
+            seq = seq.wrapping_add(MSS);
+            if k % 2 == 1 || k == 31 {
+                events.push(ack(ts + rtt, seq));
+            }
+        }
+        // Idle long enough for the queue to drain and the ACKs to return.
+        let drain = (backlog_bits / a * 1e9) as u64;
+        t += 32 * spacing + drain + 2 * base_rtt_ns + (rng.unit() * base_rtt_ns as f64) as u64;
+    }
+    events.sort_by_key(|r| r.time);
+    events
+}
+
+#[test]
+fn available_bandwidth_within_15_percent_across_capacity_cross_traffic_and_rtt() {
+    let mut rng = Rng::new(20060425);
+    let mut errors = Vec::new();
+    for &c in &[20e6, 50e6, 100e6] {
+        for &xf in &[0.0, 0.3, 0.7] {
+            for &rtt_ms in &[4u64, 20, 80] {
+                let rtt = rtt_ms * 1_000_000;
+                let recs = simulate(c, c * xf, rtt, 20.0, &mut rng);
+                let mut w = Wren::new(Config::default());
+                w.on_batch(&recs, Timebase::NANOS);
+                let v = w.views(|ip| format!("{ip:08x}"));
+                let p = v
+                    .iter()
+                    .find(|p| p.src == format!("{SRC:08x}"))
+                    .expect("path");
+                let a = c * (1.0 - xf) / 1e6;
+                assert_eq!(
+                    p.avail_bw_kind,
+                    AvailKind::Estimate,
+                    "C={c} X={xf} RTT={rtt_ms}: {p:?}"
+                );
+                let est = p.avail_bw_mbps.unwrap();
+                let err = (est - a).abs() / a;
+                println!("C {:>5.0} X {:>3.0}% RTT {:>2} ms: A {:>6.1} estimate {:>6.1} ({:+.1}%) range {:.1}..{:.1} trains {}",
+                    c / 1e6, xf * 100.0, rtt_ms, a, est, (est - a) / a * 100.0,
+                    p.avail_bw_low_mbps.unwrap(), p.avail_bw_high_mbps.unwrap(), p.trains);
+                errors.push(err);
+                // Base RTT: the least-queued segment saw the base, its own serialization
+                // at A, and up to 30 us of jitter.
+                let min_us = p.rtt_min_us.unwrap();
+                let serialization_us = FRAME as f64 * 8.0 / (a * 1e6) * 1e6;
+                let floor = rtt as f64 / 1e3;
+                assert!(
+                    min_us >= floor && min_us <= floor + serialization_us + 50.0,
+                    "rtt_min {min_us} vs {rtt_ms} ms"
+                );
+            }
+        }
+    }
+    errors.sort_by(f64::total_cmp);
+    let median = errors[errors.len() / 2];
+    let worst = *errors.last().unwrap();
+    println!(
+        "median error {:.1}%, worst {:.1}%",
+        median * 100.0,
+        worst * 100.0
+    );
+    assert!(
+        median <= 0.15,
+        "median relative error {:.1}%",
+        median * 100.0
+    );
+    assert!(worst <= 0.30, "worst relative error {:.1}%", worst * 100.0);
+}
+
+#[test]
+fn one_sided_evidence_gives_bounds_and_no_trains_give_none() {
+    let mut rng = Rng::new(3);
+    let view = |recs: &[Record]| {
+        let mut w = Wren::new(Config::default());
+        w.on_batch(recs, Timebase::NANOS);
+        w.views(|ip| format!("{ip:08x}"))
+            .into_iter()
+            .find(|p| p.src == format!("{SRC:08x}"))
+            .unwrap()
+    };
+    // Every train slower than A (50 Mb/s): A is at least the fastest of them.
+    let p = view(&simulate_rates(
+        50e6,
+        0.0,
+        10_000_000,
+        10.0,
+        (0.3, 0.8),
+        &mut rng,
+    ));
+    assert_eq!(p.avail_bw_kind, AvailKind::LowerBound, "{p:?}");
+    let lo = p.avail_bw_low_mbps.unwrap();
+    assert!((0.7 * 50.0..=50.0).contains(&lo), "{lo}");
+    assert!(p.avail_bw_high_mbps.is_none());
+    // Every train faster than A: A is at most the slowest of them.
+    let p = view(&simulate_rates(
+        50e6,
+        0.0,
+        10_000_000,
+        10.0,
+        (1.5, 3.0),
+        &mut rng,
+    ));
+    assert_eq!(p.avail_bw_kind, AvailKind::UpperBound, "{p:?}");
+    let hi = p.avail_bw_high_mbps.unwrap();
+    assert!((50.0..=1.6 * 50.0).contains(&hi), "{hi}");
+    // A flow of pure ACKs (no data) has no trains: "none", and no number.
+    let acks_only: Vec<Record> = (0..100).map(|i| ack(i * 1_000_000, 1)).collect();
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&acks_only, Timebase::NANOS);
+    assert!(w
+        .views(|ip| format!("{ip:08x}"))
+        .iter()
+        .all(|p| p.avail_bw_kind == AvailKind::None && p.avail_bw_mbps.is_none()));
+}
+
+#[test]
+fn retransmitted_segments_give_no_rtt_sample() {
+    // A segment sent at 0, retransmitted at 500 ms, ACKed at 510 ms: Karn says no sample.
+    let recs = vec![data(0, 1), data(500_000_000, 1), ack(510_000_000, 1 + MSS)];
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    assert_eq!(p.rtt_samples, 0, "{p:?}");
+    // Without the retransmission the same ACK gives one 510 ms sample.
+    let recs = vec![data(0, 1), ack(510_000_000, 1 + MSS)];
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    assert_eq!(p.rtt_samples, 1);
+    assert!((p.rtt_min_us.unwrap() - 510_000.0).abs() < 1.0);
+}
