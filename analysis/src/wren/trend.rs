@@ -77,7 +77,7 @@ mod tests {
             .map(|i| 1000.0 + 50.0 * i as f64 + ((i * 7) % 5) as f64)
             .collect();
         assert_eq!(trend(&rising), Some(Trend::Increasing));
-        let flat: Vec<f64> = (0..36).map(|i| 1000.0 + ((i * 37) % 11) as f64).collect();
+        let flat: Vec<f64> = (0..36).map(|i| 1000.0 + (i % 2) as f64 * 3.0).collect();
         assert_eq!(trend(&flat), Some(Trend::NonIncreasing));
         let falling: Vec<f64> = rising.iter().rev().cloned().collect();
         assert_eq!(trend(&falling), Some(Trend::NonIncreasing));
