@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use analysis::engine::{Engine, FlowTable};
 use analysis::pcap::read_capture;
 use analysis::record::{Timebase, FLAG_IPV6};
+use analysis::vttif::{MatrixEntry, Topology, TopologyChange, Vttif};
 use analysis::wren::{PathView, Wren};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -60,6 +61,10 @@ struct FlowLine {
 #[derive(Serialize)]
 struct Report {
     paths: Vec<PathView>,
+    /// VM-to-VM traffic; VMs by MAC in underlay captures, by IP in plain ones.
+    matrix: Vec<MatrixEntry>,
+    topology: Topology,
+    topology_changes: Vec<TopologyChange>,
     records: u64,
     broken: u64,
     underlay_hosts: Vec<String>,
@@ -124,6 +129,9 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         wren.on_batch(chunk, Timebase::NANOS);
     }
     let paths = wren.views(|ip| Ipv4Addr::from(ip).to_string());
+    let mut vttif = Vttif::new(analysis::vttif::Config { by_ip: cap.hosts.addrs.is_empty(), ..Default::default() });
+    vttif.on_batch(&cap.records, Timebase::NANOS);
+    vttif.finish();
     let mut lines: Vec<FlowLine> = flows
         .flows()
         .map(|(k, s)| FlowLine {
@@ -139,6 +147,9 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     lines.sort_by_key(|f| std::cmp::Reverse(f.frame_bytes));
     let report = Report {
         paths,
+        matrix: vttif.matrix(),
+        topology: vttif.topology(),
+        topology_changes: vttif.changes().to_vec(),
         records: flows.records,
         broken: flows.broken,
         underlay_hosts: cap
@@ -199,6 +210,19 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
                 serde_json::to_value(p.avail_bw_kind)?.as_str().unwrap_or("?").to_string(),
                 p.trains
             );
+        }
+        println!(
+            "\ntopology (VTTIF): {} with {} edges (entries >= {:.0}% of the largest)",
+            report.topology.shape,
+            report.topology.edges.len(),
+            report.topology.threshold * 100.0
+        );
+        for c in &report.topology_changes {
+            println!("  at {:>7.1} s: {} ({} edges)", c.time_s, c.shape, c.edges);
+        }
+        println!("{:<20} {:<20} {:>14} {:>10}", "matrix src", "dst", "bytes", "Mbit/s");
+        for m in report.matrix.iter().take(20) {
+            println!("{:<20} {:<20} {:>14} {:>10.2}", m.src, m.dst, m.bytes, m.rate_mbps);
         }
         println!("\nflows");
         println!(

@@ -17,5 +17,6 @@ pub mod pcap;
 pub mod record;
 pub mod ring;
 pub mod vadapt;
+pub mod vttif;
 pub mod wire;
 pub mod wren;

@@ -1,0 +1,361 @@
+//! VTTIF: the application's traffic matrix and communication topology, inferred from
+//! the VMs' own traffic.
+//!
+//! Each window (default 1 s) the bytes and packets per (source VM, destination VM)
+//! are counted and folded into an EWMA rate. The topology is the matrix normalised by
+//! its largest entry and pruned below a threshold (default 10%); its shape is named
+//! for people when it is a known one. A new topology is reported only when it has
+//! persisted for `k` windows, so steady traffic never flaps.
+//!
+//! VMs are known by MAC (underlay captures, the daemon) or by IP (plain captures).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::engine::Engine;
+use crate::record::{Record, Timebase, FLAG_BROKEN};
+
+/// How a VM is identified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VmKey {
+    Mac([u8; 6]),
+    Ip(u32),
+}
+
+impl std::fmt::Display for VmKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VmKey::Mac(m) => write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]),
+            VmKey::Ip(ip) => write!(f, "{}", std::net::Ipv4Addr::from(*ip)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub window_ns: u64,
+    /// Weight of the newest window in the smoothed rate.
+    pub ewma_alpha: f64,
+    /// Entries below this fraction of the largest are pruned from the topology.
+    pub threshold: f64,
+    /// Windows a new topology must persist before it is reported.
+    pub persist_windows: usize,
+    /// Identify VMs by IP (plain captures) instead of MAC.
+    pub by_ip: bool,
+    /// At most this many VMs are tracked (memory bound: the matrix is at most its square).
+    pub max_vms: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { window_ns: 1_000_000_000, ewma_alpha: 0.5, threshold: 0.10, persist_windows: 3, by_ip: false, max_vms: 4096 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Cell {
+    bytes: u64,
+    packets: u64,
+    window_bytes: u64,
+    rate_bps: f64,
+}
+
+/// A topology: the directed edges that survive pruning, and the shape's name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Topology {
+    pub shape: String,
+    pub edges: Vec<[String; 2]>,
+    pub threshold: f64,
+}
+
+/// One reported change of topology.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopologyChange {
+    /// Window index (from the first record) at which the new topology was reported.
+    pub window: u64,
+    pub time_s: f64,
+    pub shape: String,
+    pub edges: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MatrixEntry {
+    pub src: String,
+    pub dst: String,
+    pub bytes: u64,
+    pub packets: u64,
+    /// Average over the whole observation (offline) — see `smoothed_mbps` for the EWMA.
+    pub rate_mbps: f64,
+    pub smoothed_mbps: f64,
+}
+
+pub struct Vttif {
+    cfg: Config,
+    cells: HashMap<(VmKey, VmKey), Cell>,
+    vms: BTreeSet<VmKey>,
+    first_t: Option<u64>,
+    last_t: u64,
+    window: u64,
+    reported: Option<BTreeSet<(VmKey, VmKey)>>,
+    candidate: Option<(BTreeSet<(VmKey, VmKey)>, usize)>,
+    changes: Vec<TopologyChange>,
+    pub untracked_records: u64,
+}
+
+impl Vttif {
+    pub fn new(cfg: Config) -> Self {
+        Self {
+            cfg,
+            cells: HashMap::new(),
+            vms: BTreeSet::new(),
+            first_t: None,
+            last_t: 0,
+            window: 0,
+            reported: None,
+            candidate: None,
+            changes: Vec::new(),
+            untracked_records: 0,
+        }
+    }
+
+    fn key(&self, r: &Record) -> Option<(VmKey, VmKey)> {
+        if self.cfg.by_ip {
+            (r.protocol != 0).then_some((VmKey::Ip(r.src_ip), VmKey::Ip(r.dst_ip)))
+        } else {
+            // Broadcast and multicast destinations are not VM-to-VM traffic.
+            (r.dst_mac[0] & 1 == 0).then_some((VmKey::Mac(r.src_mac), VmKey::Mac(r.dst_mac)))
+        }
+    }
+
+    pub fn on_record(&mut self, r: &Record, t: u64) {
+        if r.flags & FLAG_BROKEN != 0 {
+            return;
+        }
+        let Some((s, d)) = self.key(r) else { return };
+        if s == d {
+            return;
+        }
+        let first = *self.first_t.get_or_insert(t);
+        let w = t.saturating_sub(first) / self.cfg.window_ns;
+        while self.window < w {
+            self.close_window();
+        }
+        self.last_t = self.last_t.max(t);
+        for v in [s, d] {
+            if !self.vms.contains(&v) {
+                if self.vms.len() >= self.cfg.max_vms {
+                    self.untracked_records += 1;
+                    return;
+                }
+                self.vms.insert(v);
+            }
+        }
+        let c = self.cells.entry((s, d)).or_default();
+        c.bytes += r.frame_len as u64;
+        c.packets += 1;
+        c.window_bytes += r.frame_len as u64;
+    }
+
+    /// Ends the current window: folds its counts into the EWMA and runs change detection.
+    fn close_window(&mut self) {
+        let secs = self.cfg.window_ns as f64 / 1e9;
+        let a = self.cfg.ewma_alpha;
+        for c in self.cells.values_mut() {
+            let rate = c.window_bytes as f64 * 8.0 / secs;
+            c.rate_bps = a * rate + (1.0 - a) * c.rate_bps;
+            c.window_bytes = 0;
+        }
+        let edges = self.edges(|c| c.rate_bps);
+        match &mut self.candidate {
+            Some((cand, n)) if *cand == edges => *n += 1,
+            _ => self.candidate = Some((edges.clone(), 1)),
+        }
+        let (cand, n) = self.candidate.as_ref().expect("set above");
+        if *n >= self.cfg.persist_windows && self.reported.as_ref() != Some(cand) && !cand.is_empty() {
+            let shape = shape_of(cand);
+            self.changes.push(TopologyChange {
+                window: self.window,
+                time_s: self.window as f64 * secs,
+                shape,
+                edges: cand.len(),
+            });
+            self.reported = Some(cand.clone());
+        }
+        self.window += 1;
+    }
+
+    fn edges(&self, value: impl Fn(&Cell) -> f64) -> BTreeSet<(VmKey, VmKey)> {
+        let max = self.cells.values().map(&value).fold(0.0, f64::max);
+        if max <= 0.0 {
+            return BTreeSet::new();
+        }
+        self.cells.iter().filter(|(_, c)| value(c) / max >= self.cfg.threshold).map(|(k, _)| *k).collect()
+    }
+
+    /// The matrix over everything seen, largest first.
+    pub fn matrix(&self) -> Vec<MatrixEntry> {
+        let dur = (self.last_t.saturating_sub(self.first_t.unwrap_or(0))) as f64 / 1e9;
+        let mut m: Vec<MatrixEntry> = self
+            .cells
+            .iter()
+            .map(|((s, d), c)| MatrixEntry {
+                src: s.to_string(),
+                dst: d.to_string(),
+                bytes: c.bytes,
+                packets: c.packets,
+                rate_mbps: if dur > 0.0 { c.bytes as f64 * 8.0 / dur / 1e6 } else { 0.0 },
+                smoothed_mbps: c.rate_bps / 1e6,
+            })
+            .collect();
+        m.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.src.cmp(&b.src)).then(a.dst.cmp(&b.dst)));
+        m
+    }
+
+    /// The topology of everything seen (total bytes).
+    pub fn topology(&self) -> Topology {
+        let edges = self.edges(|c| c.bytes as f64);
+        Topology {
+            shape: shape_of(&edges),
+            edges: edges.iter().map(|(s, d)| [s.to_string(), d.to_string()]).collect(),
+            threshold: self.cfg.threshold,
+        }
+    }
+
+    /// Topology changes reported so far (damped).
+    pub fn changes(&self) -> &[TopologyChange] {
+        &self.changes
+    }
+
+    /// Flushes the last (partial) window into change detection.
+    pub fn finish(&mut self) {
+        if self.first_t.is_some() {
+            self.close_window();
+        }
+    }
+}
+
+impl Engine for Vttif {
+    fn name(&self) -> &'static str {
+        "vttif"
+    }
+
+    fn on_batch(&mut self, records: &[Record], tb: Timebase) {
+        for r in records {
+            self.on_record(r, tb.to_ns(r.time));
+        }
+    }
+}
+
+/// Names the shape of a set of directed edges (judged on the undirected graph).
+pub fn shape_of<T: Ord + Copy>(edges: &BTreeSet<(T, T)>) -> String {
+    let mut adj: BTreeMap<T, BTreeSet<T>> = BTreeMap::new();
+    for &(a, b) in edges {
+        if a != b {
+            adj.entry(a).or_default().insert(b);
+            adj.entry(b).or_default().insert(a);
+        }
+    }
+    let n = adj.len();
+    if n == 0 {
+        return "none".into();
+    }
+    let degrees: Vec<usize> = adj.values().map(|s| s.len()).collect();
+    let m: usize = degrees.iter().sum::<usize>() / 2;
+    // Connected?
+    let start = *adj.keys().next().expect("non-empty");
+    let mut seen = BTreeSet::from([start]);
+    let mut stack = vec![start];
+    while let Some(v) = stack.pop() {
+        for &w in &adj[&v] {
+            if seen.insert(w) {
+                stack.push(w);
+            }
+        }
+    }
+    let connected = seen.len() == n;
+    if degrees.iter().all(|&d| d == 1) {
+        return "pairs".into();
+    }
+    if !connected {
+        return "irregular".into();
+    }
+    if n >= 3 && m == n * (n - 1) / 2 {
+        return "all-to-all".into();
+    }
+    if n >= 3 && degrees.iter().all(|&d| d == 2) {
+        return "ring".into();
+    }
+    if n >= 3 && m == n - 1 {
+        if degrees.iter().filter(|&&d| d == n - 1).count() == 1 {
+            return "star".into();
+        }
+        if degrees.iter().all(|&d| d <= 2) {
+            return "1-D mesh".into();
+        }
+        return "tree".into();
+    }
+    // 2-D neighbour mesh: an r x c grid (r, c >= 2), or its torus.
+    for r in 2..=n {
+        if n % r != 0 {
+            continue;
+        }
+        let c = n / r;
+        if c < r {
+            break;
+        }
+        let grid_edges = r * (c - 1) + c * (r - 1);
+        let count = |d: usize| degrees.iter().filter(|&&x| x == d).count();
+        if m == grid_edges && count(2) == 4 && count(3) == 2 * (r - 2) + 2 * (c - 2) && count(4) == (r - 2) * (c - 2) {
+            return "2-D mesh".into();
+        }
+        if r >= 3 && m == 2 * n && degrees.iter().all(|&d| d == 4) {
+            return "2-D mesh (torus)".into();
+        }
+    }
+    "irregular".into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(e: &[(u32, u32)]) -> BTreeSet<(u32, u32)> {
+        e.iter().copied().collect()
+    }
+
+    #[test]
+    fn names_the_shapes() {
+        let ring: Vec<(u32, u32)> = (0..6).map(|i| (i, (i + 1) % 6)).collect();
+        assert_eq!(shape_of(&set(&ring)), "ring");
+        let mut a2a = Vec::new();
+        for i in 0..5 {
+            for j in 0..5 {
+                if i != j {
+                    a2a.push((i, j));
+                }
+            }
+        }
+        assert_eq!(shape_of(&set(&a2a)), "all-to-all");
+        assert_eq!(shape_of(&set(&[(0, 1), (1, 0), (2, 3), (3, 2)])), "pairs");
+        assert_eq!(shape_of(&set(&[(0, 1), (0, 2), (0, 3), (3, 0)])), "star");
+        assert_eq!(shape_of(&set(&[(0, 1), (1, 2), (2, 3)])), "1-D mesh");
+        assert_eq!(shape_of(&set(&[(0, 1), (0, 2), (1, 3), (1, 4), (2, 5)])), "tree");
+        // 3 x 3 grid, neighbours both ways.
+        let mut grid = Vec::new();
+        for r in 0..3u32 {
+            for c in 0..3u32 {
+                let v = r * 3 + c;
+                if c < 2 {
+                    grid.push((v, v + 1));
+                    grid.push((v + 1, v));
+                }
+                if r < 2 {
+                    grid.push((v, v + 3));
+                }
+            }
+        }
+        assert_eq!(shape_of(&set(&grid)), "2-D mesh");
+        assert_eq!(shape_of(&set(&[(0, 1), (1, 2), (2, 0), (0, 3)])), "irregular");
+    }
+}
