@@ -65,6 +65,7 @@ pub enum Layer {
 
 /// Dissects `frame`. `decap` says whether UDP to port 4789 is VXLAN to look inside.
 /// Never panics and never reads past `frame`, whatever its bytes.
+#[inline]
 pub fn dissect(frame: &[u8], decap: bool) -> (Dissection, Verdict) {
     let mut d = Dissection::default();
     let v = dissect_into(frame, decap, &mut d, 0, false);
