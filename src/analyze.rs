@@ -129,7 +129,10 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         wren.on_batch(chunk, Timebase::NANOS);
     }
     let paths = wren.views(|ip| Ipv4Addr::from(ip).to_string());
-    let mut vttif = Vttif::new(analysis::vttif::Config { by_ip: cap.hosts.addrs.is_empty(), ..Default::default() });
+    let mut vttif = Vttif::new(analysis::vttif::Config {
+        by_ip: cap.hosts.addrs.is_empty(),
+        ..Default::default()
+    });
     vttif.on_batch(&cap.records, Timebase::NANOS);
     vttif.finish();
     let mut lines: Vec<FlowLine> = flows
@@ -220,9 +223,15 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         for c in &report.topology_changes {
             println!("  at {:>7.1} s: {} ({} edges)", c.time_s, c.shape, c.edges);
         }
-        println!("{:<20} {:<20} {:>14} {:>10}", "matrix src", "dst", "bytes", "Mbit/s");
+        println!(
+            "{:<20} {:<20} {:>14} {:>10}",
+            "matrix src", "dst", "bytes", "Mbit/s"
+        );
         for m in report.matrix.iter().take(20) {
-            println!("{:<20} {:<20} {:>14} {:>10.2}", m.src, m.dst, m.bytes, m.rate_mbps);
+            println!(
+                "{:<20} {:<20} {:>14} {:>10.2}",
+                m.src, m.dst, m.bytes, m.rate_mbps
+            );
         }
         println!("\nflows");
         println!(

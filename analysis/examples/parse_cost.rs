@@ -16,17 +16,56 @@ fn rdtsc() -> u64 {
 }
 
 fn main() {
-    let seg = tcp::Repr { src_port: 1, dst_port: 2, seq: 3, ack: 4, flags: 0x10, window: 5, timestamps: Some((6, 7)) };
-    let plain = tcp_frame(ethernet::Repr { dst: [2; 6], src: [4; 6], ethertype: 0 }, [1, 2, 3, 4], [5, 6, 7, 8], &seg, 1448);
-    let vx = vxlan_encap(&plain, ethernet::Repr { dst: [2; 6], src: [4; 6], ethertype: 0 }, [9; 4], [8; 4], 5, 6);
+    let seg = tcp::Repr {
+        src_port: 1,
+        dst_port: 2,
+        seq: 3,
+        ack: 4,
+        flags: 0x10,
+        window: 5,
+        timestamps: Some((6, 7)),
+    };
+    let plain = tcp_frame(
+        ethernet::Repr {
+            dst: [2; 6],
+            src: [4; 6],
+            ethertype: 0,
+        },
+        [1, 2, 3, 4],
+        [5, 6, 7, 8],
+        &seg,
+        1448,
+    );
+    let vx = vxlan_encap(
+        &plain,
+        ethernet::Repr {
+            dst: [2; 6],
+            src: [4; 6],
+            ethertype: 0,
+        },
+        [9; 4],
+        [8; 4],
+        5,
+        6,
+    );
     let mut out = vec![Record::default(); 64];
     for (name, f) in [("plain TCP", &plain), ("VXLAN TCP", &vx)] {
         for _ in 0..3 {
-            let n: u64 = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(4_000_000);
+            let n: u64 = std::env::var("N")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(4_000_000);
             let t0 = rdtsc();
             for i in 0..n as usize {
                 let (d, v) = dissect(std::hint::black_box(f), true);
-                out[i & 63] = Record::from_dissection(i as u64, &d, v, Direction::ToNic, 0, (NO_HOST, NO_HOST));
+                out[i & 63] = Record::from_dissection(
+                    i as u64,
+                    &d,
+                    v,
+                    Direction::ToNic,
+                    0,
+                    (NO_HOST, NO_HOST),
+                );
             }
             let t1 = rdtsc();
             std::hint::black_box(&out);

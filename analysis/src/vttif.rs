@@ -26,7 +26,11 @@ pub enum VmKey {
 impl std::fmt::Display for VmKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            VmKey::Mac(m) => write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5]),
+            VmKey::Mac(m) => write!(
+                f,
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ),
             VmKey::Ip(ip) => write!(f, "{}", std::net::Ipv4Addr::from(*ip)),
         }
     }
@@ -49,7 +53,14 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { window_ns: 1_000_000_000, ewma_alpha: 0.5, threshold: 0.10, persist_windows: 3, by_ip: false, max_vms: 4096 }
+        Self {
+            window_ns: 1_000_000_000,
+            ewma_alpha: 0.5,
+            threshold: 0.10,
+            persist_windows: 3,
+            by_ip: false,
+            max_vms: 4096,
+        }
     }
 }
 
@@ -172,7 +183,10 @@ impl Vttif {
             _ => self.candidate = Some((edges.clone(), 1)),
         }
         let (cand, n) = self.candidate.as_ref().expect("set above");
-        if *n >= self.cfg.persist_windows && self.reported.as_ref() != Some(cand) && !cand.is_empty() {
+        if *n >= self.cfg.persist_windows
+            && self.reported.as_ref() != Some(cand)
+            && !cand.is_empty()
+        {
             let shape = shape_of(cand);
             self.changes.push(TopologyChange {
                 window: self.window,
@@ -190,7 +204,11 @@ impl Vttif {
         if max <= 0.0 {
             return BTreeSet::new();
         }
-        self.cells.iter().filter(|(_, c)| value(c) / max >= self.cfg.threshold).map(|(k, _)| *k).collect()
+        self.cells
+            .iter()
+            .filter(|(_, c)| value(c) / max >= self.cfg.threshold)
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// The matrix over everything seen, largest first.
@@ -204,11 +222,20 @@ impl Vttif {
                 dst: d.to_string(),
                 bytes: c.bytes,
                 packets: c.packets,
-                rate_mbps: if dur > 0.0 { c.bytes as f64 * 8.0 / dur / 1e6 } else { 0.0 },
+                rate_mbps: if dur > 0.0 {
+                    c.bytes as f64 * 8.0 / dur / 1e6
+                } else {
+                    0.0
+                },
                 smoothed_mbps: c.rate_bps / 1e6,
             })
             .collect();
-        m.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.src.cmp(&b.src)).then(a.dst.cmp(&b.dst)));
+        m.sort_by(|a, b| {
+            b.bytes
+                .cmp(&a.bytes)
+                .then(a.src.cmp(&b.src))
+                .then(a.dst.cmp(&b.dst))
+        });
         m
     }
 
@@ -217,7 +244,10 @@ impl Vttif {
         let edges = self.edges(|c| c.bytes as f64);
         Topology {
             shape: shape_of(&edges),
-            edges: edges.iter().map(|(s, d)| [s.to_string(), d.to_string()]).collect(),
+            edges: edges
+                .iter()
+                .map(|(s, d)| [s.to_string(), d.to_string()])
+                .collect(),
             threshold: self.cfg.threshold,
         }
     }
@@ -306,7 +336,11 @@ pub fn shape_of<T: Ord + Copy>(edges: &BTreeSet<(T, T)>) -> String {
         }
         let grid_edges = r * (c - 1) + c * (r - 1);
         let count = |d: usize| degrees.iter().filter(|&&x| x == d).count();
-        if m == grid_edges && count(2) == 4 && count(3) == 2 * (r - 2) + 2 * (c - 2) && count(4) == (r - 2) * (c - 2) {
+        if m == grid_edges
+            && count(2) == 4
+            && count(3) == 2 * (r - 2) + 2 * (c - 2)
+            && count(4) == (r - 2) * (c - 2)
+        {
             return "2-D mesh".into();
         }
         if r >= 3 && m == 2 * n && degrees.iter().all(|&d| d == 4) {
@@ -340,7 +374,10 @@ mod tests {
         assert_eq!(shape_of(&set(&[(0, 1), (1, 0), (2, 3), (3, 2)])), "pairs");
         assert_eq!(shape_of(&set(&[(0, 1), (0, 2), (0, 3), (3, 0)])), "star");
         assert_eq!(shape_of(&set(&[(0, 1), (1, 2), (2, 3)])), "1-D mesh");
-        assert_eq!(shape_of(&set(&[(0, 1), (0, 2), (1, 3), (1, 4), (2, 5)])), "tree");
+        assert_eq!(
+            shape_of(&set(&[(0, 1), (0, 2), (1, 3), (1, 4), (2, 5)])),
+            "tree"
+        );
         // 3 x 3 grid, neighbours both ways.
         let mut grid = Vec::new();
         for r in 0..3u32 {
@@ -356,6 +393,9 @@ mod tests {
             }
         }
         assert_eq!(shape_of(&set(&grid)), "2-D mesh");
-        assert_eq!(shape_of(&set(&[(0, 1), (1, 2), (2, 0), (0, 3)])), "irregular");
+        assert_eq!(
+            shape_of(&set(&[(0, 1), (1, 2), (2, 0), (0, 3)])),
+            "irregular"
+        );
     }
 }

@@ -12,7 +12,14 @@ fn mac(i: u32) -> [u8; 6] {
 }
 
 fn frame(t: u64, s: u32, d: u32, len: u32) -> Record {
-    Record { time: t, src_mac: mac(s), dst_mac: mac(d), frame_len: len, protocol: 6, ..Default::default() }
+    Record {
+        time: t,
+        src_mac: mac(s),
+        dst_mac: mac(d),
+        frame_len: len,
+        protocol: 6,
+        ..Default::default()
+    }
 }
 
 /// `secs` seconds of traffic among `n` VMs along `pairs`, 100 frames per pair per
@@ -22,14 +29,24 @@ fn traffic(start_s: u64, secs: u64, n: u32, pairs: &[(u32, u32)], rng: &mut Rng)
     for sec in start_s..start_s + secs {
         for &(s, d) in pairs {
             for k in 0..100u64 {
-                out.push(frame(sec * 1_000_000_000 + k * 9_000_000 + rng.below(1000) as u64, s, d, 1000 + rng.below(500) as u32));
+                out.push(frame(
+                    sec * 1_000_000_000 + k * 9_000_000 + rng.below(1000) as u64,
+                    s,
+                    d,
+                    1000 + rng.below(500) as u32,
+                ));
             }
         }
         // Noise: an occasional small frame between any two VMs (well under 10%).
         for _ in 0..20 {
             let (s, d) = (rng.below(n as usize) as u32, rng.below(n as usize) as u32);
             if s != d {
-                out.push(frame(sec * 1_000_000_000 + rng.below(999_000_000) as u64, s, d, 100));
+                out.push(frame(
+                    sec * 1_000_000_000 + rng.below(999_000_000) as u64,
+                    s,
+                    d,
+                    100,
+                ));
             }
         }
     }
@@ -42,7 +59,9 @@ fn ring(n: u32) -> Vec<(u32, u32)> {
 }
 
 fn all_to_all(n: u32) -> Vec<(u32, u32)> {
-    (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).collect()
+    (0..n)
+        .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+        .collect()
 }
 
 #[test]
@@ -52,15 +71,30 @@ fn patterns_are_named_and_a_switch_is_detected_without_flapping() {
     let k = 3;
     let mut recs = traffic(0, 10, n, &ring(n), &mut rng);
     recs.extend(traffic(10, 10, n, &all_to_all(n), &mut rng));
-    let mut v = Vttif::new(Config { persist_windows: k, ..Default::default() });
+    let mut v = Vttif::new(Config {
+        persist_windows: k,
+        ..Default::default()
+    });
     v.on_batch(&recs, Timebase::NANOS);
     v.finish();
     let changes = v.changes();
-    assert_eq!(changes.len(), 2, "exactly two reported topologies: {changes:?}");
+    assert_eq!(
+        changes.len(),
+        2,
+        "exactly two reported topologies: {changes:?}"
+    );
     assert_eq!(changes[0].shape, "ring");
-    assert!(changes[0].window < 5, "ring found in window {}", changes[0].window);
+    assert!(
+        changes[0].window < 5,
+        "ring found in window {}",
+        changes[0].window
+    );
     assert_eq!(changes[1].shape, "all-to-all");
-    assert!(changes[1].window >= 10 && changes[1].window <= 10 + k as u64 + 2, "switch found in window {}", changes[1].window);
+    assert!(
+        changes[1].window >= 10 && changes[1].window <= 10 + k as u64 + 2,
+        "switch found in window {}",
+        changes[1].window
+    );
 }
 
 #[test]
@@ -83,13 +117,25 @@ fn each_pattern_is_recognised_from_its_traffic() {
         .collect();
     let star: Vec<(u32, u32)> = (1..6).flat_map(|w| [(0, w), (w, 0)]).collect();
     let pairs = vec![(0, 1), (1, 0), (2, 3), (3, 2), (4, 5), (5, 4)];
-    for (name, n, edges) in [("ring", 6, ring(6)), ("all-to-all", 5, all_to_all(5)), ("2-D mesh", 9, grid), ("star", 6, star), ("pairs", 6, pairs)] {
+    for (name, n, edges) in [
+        ("ring", 6, ring(6)),
+        ("all-to-all", 5, all_to_all(5)),
+        ("2-D mesh", 9, grid),
+        ("star", 6, star),
+        ("pairs", 6, pairs),
+    ] {
         let recs = traffic(0, 5, n, &edges, &mut rng);
         let mut v = Vttif::new(Config::default());
         v.on_batch(&recs, Timebase::NANOS);
         v.finish();
         assert_eq!(v.topology().shape, name);
         assert_eq!(v.topology().edges.len(), edges.len(), "{name}");
-        assert!(v.changes().first().is_some_and(|c| c.shape == name && c.window < 5), "{name}: {:?}", v.changes());
+        assert!(
+            v.changes()
+                .first()
+                .is_some_and(|c| c.shape == name && c.window < 5),
+            "{name}: {:?}",
+            v.changes()
+        );
     }
 }

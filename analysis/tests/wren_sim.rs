@@ -217,3 +217,45 @@ fn retransmitted_segments_give_no_rtt_sample() {
     assert_eq!(p.rtt_samples, 1);
     assert!((p.rtt_min_us.unwrap() - 510_000.0).abs() < 1.0);
 }
+
+#[test]
+fn memory_is_accounted_and_released_when_flows_expire() {
+    let mut rng = Rng::new(9);
+    let recs = simulate(50e6, 10e6, 20_000_000, 5.0, &mut rng);
+    let mut w = Wren::new(Config::default());
+    // Drop every third ACK so some segments and trains stay unfinished.
+    let thinned: Vec<Record> = recs
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| r.payload_len > 0 || i % 3 != 0)
+        .map(|(_, r)| *r)
+        .collect();
+    w.on_batch(&thinned, Timebase::NANOS);
+    let (flows, out, train) = w.held();
+    assert_eq!(flows, 2);
+    assert!(
+        out <= Config::default().max_outstanding && train <= 4 * 128 + 128,
+        "{out} {train}"
+    );
+    let end = thinned.last().unwrap().time;
+    w.expire(end + Config::default().flow_idle_ns + 1);
+    assert_eq!(w.held(), (0, 0, 0));
+    // Caps hold for many flows: 100k one-packet flows stay within max_flows and the totals.
+    let cfg = Config {
+        max_flows: 50_000,
+        ..Config::default()
+    };
+    let mut w = Wren::new(cfg);
+    let many: Vec<Record> = (0..100_000u32)
+        .map(|i| Record {
+            src_port: (i % 60_000) as u16,
+            src_ip: SRC + i / 60_000,
+            ..data(i as u64 * 1000, 1)
+        })
+        .collect();
+    w.on_batch(&many, Timebase::NANOS);
+    let (flows, out, _) = w.held();
+    assert_eq!(flows, 50_000);
+    assert_eq!(out, 50_000);
+    assert_eq!(w.counters().flows_not_tracked, 50_000);
+}

@@ -42,6 +42,10 @@ pub struct Config {
     /// Data segments awaiting an ACK, per flow; beyond it segments go unsampled.
     pub max_outstanding: usize,
     pub max_ts_pending: usize,
+    /// Segments awaiting an ACK over all flows (24 bytes each).
+    pub max_outstanding_total: usize,
+    /// Segments held in trains over all flows (32 bytes each).
+    pub max_train_segments_total: usize,
     /// Bytes added per VXLAN record to count underlay frames (outer Ethernet/IPv4/UDP/VXLAN).
     pub vxlan_overhead: u32,
 }
@@ -56,7 +60,9 @@ impl Default for Config {
             path_idle_ns: 120_000_000_000,
             max_flows: 200_000,
             max_outstanding: 256,
-            max_ts_pending: 128,
+            max_ts_pending: 32,
+            max_outstanding_total: 2_000_000,
+            max_train_segments_total: 1_000_000,
             vxlan_overhead: 50,
         }
     }
@@ -226,6 +232,8 @@ pub struct Wren {
     counters: WrenCounters,
     now: u64,
     last_expiry: u64,
+    outstanding_total: usize,
+    train_segments_total: usize,
 }
 
 fn seq_lt(a: u32, b: u32) -> bool {
@@ -246,6 +254,8 @@ impl Wren {
             counters: WrenCounters::default(),
             now: 0,
             last_expiry: 0,
+            outstanding_total: 0,
+            train_segments_total: 0,
         }
     }
 
@@ -256,6 +266,16 @@ impl Wren {
 
     pub fn counters(&self) -> WrenCounters {
         self.counters
+    }
+
+    /// Flows tracked, segments awaiting ACKs and segments held in trains: what the
+    /// memory budget counts.
+    pub fn held(&self) -> (usize, usize, usize) {
+        (
+            self.flows.len(),
+            self.outstanding_total,
+            self.train_segments_total,
+        )
     }
 
     fn path_of(&self, r: &Record) -> Option<PathKey> {
@@ -357,12 +377,15 @@ impl Wren {
                 }
             } else {
                 flow.high_end = Some(end);
-                if flow.outstanding.len() < cfg.max_outstanding {
+                if flow.outstanding.len() < cfg.max_outstanding
+                    && self.outstanding_total < cfg.max_outstanding_total
+                {
                     flow.outstanding.push_back(Seg {
                         end,
                         t,
                         tainted: false,
                     });
+                    self.outstanding_total += 1;
                 } else {
                     self.counters.segments_unsampled += 1;
                     flow.train.tainted = true;
@@ -376,23 +399,30 @@ impl Wren {
                 if close {
                     finished.push(std::mem::take(&mut flow.train));
                 }
-                flow.train.segs.push(TrainSeg {
-                    end,
-                    t,
-                    bytes: wire_bytes,
-                    rtt: None,
-                });
+                if self.train_segments_total < cfg.max_train_segments_total {
+                    flow.train.segs.push(TrainSeg {
+                        end,
+                        t,
+                        bytes: wire_bytes,
+                        rtt: None,
+                    });
+                    self.train_segments_total += 1;
+                } else {
+                    flow.train.tainted = true;
+                }
                 flow.last_data_t = t;
             }
         }
         for tr in finished {
             if tr.segs.len() >= cfg.min_train && !tr.tainted {
                 flow.pending.push_back(tr);
-                if flow.pending.len() > 16 {
-                    flow.pending.pop_front();
+                if flow.pending.len() > 4 {
+                    let old = flow.pending.pop_front().expect("non-empty");
+                    self.train_segments_total -= old.segs.len();
                     self.counters.trains_discarded += 1;
                 }
             } else {
+                self.train_segments_total -= tr.segs.len();
                 self.counters.trains_discarded += 1;
             }
         }
@@ -418,6 +448,7 @@ impl Wren {
                         break;
                     }
                     let s = back.outstanding.pop_front().expect("front exists");
+                    self.outstanding_total -= 1;
                     last_clean = if s.tainted {
                         None
                     } else {
@@ -447,6 +478,7 @@ impl Wren {
                     .is_some_and(|tr| tr.tainted || tr.segs.iter().all(|s| s.rtt.is_some()))
                 {
                     let tr = back.pending.pop_front().expect("front exists");
+                    self.train_segments_total -= tr.segs.len();
                     if tr.tainted {
                         self.counters.trains_discarded += 1;
                         continue;
@@ -493,15 +525,21 @@ impl Wren {
         self.last_expiry = now;
         let (fi, pi) = (self.cfg.flow_idle_ns, self.cfg.path_idle_ns);
         let paths = &mut self.paths;
+        let (mut freed_out, mut freed_train) = (0usize, 0usize);
         self.flows.retain(|_, f| {
             let keep = now.saturating_sub(f.last_seen) <= fi;
             if !keep {
                 if let Some(p) = paths.get_mut(&f.path) {
                     p.flows = p.flows.saturating_sub(1);
                 }
+                freed_out += f.outstanding.len();
+                freed_train +=
+                    f.train.segs.len() + f.pending.iter().map(|t| t.segs.len()).sum::<usize>();
             }
             keep
         });
+        self.outstanding_total -= freed_out;
+        self.train_segments_total -= freed_train;
         self.paths.retain(|_, p| now.saturating_sub(p.last_t) <= pi);
     }
 
