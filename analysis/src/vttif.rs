@@ -327,7 +327,7 @@ pub fn shape_of<T: Ord + Copy>(edges: &BTreeSet<(T, T)>) -> String {
     }
     // 2-D neighbour mesh: an r x c grid (r, c >= 2), or its torus.
     for r in 2..=n {
-        if n % r != 0 {
+        if !n.is_multiple_of(r) {
             continue;
         }
         let c = n / r;
