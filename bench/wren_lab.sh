@@ -52,6 +52,7 @@ for case in $CASES; do
   [ "$X" != 0 ] && wait "$xp" || true
   sleep 0.5; kill -INT "$td"; wait "$td" 2>/dev/null || true
   "$BIN" analyze --pcap "$work/c.pcap" --json > "$work/a.json"
+  [ -n "${KEEP_PCAP:-}" ] && cp "$work/c.pcap" "$KEEP_PCAP-$C-$X-$CC.pcap"
   [ $first = 1 ] || echo ',' >> "$work/rows.json"; first=0
   python3 - "$C" "$X" "$CC" "$ping_min" "$goodput" "$work/a.json" >> "$work/rows.json" <<'PY'
 import json, sys
