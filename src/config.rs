@@ -19,6 +19,73 @@ pub struct Config {
     pub ports: Vec<PortSection>,
     #[serde(default)]
     pub monitor: MonitorSection,
+    /// Mode "switch": the overlay.
+    pub switch: Option<SwitchSection>,
+}
+
+/// The overlay switch: this host's underlay identity, its VMs, its peers, the rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchSection {
+    /// This host's underlay IPv4 address; the daemon answers ARP for it.
+    pub underlay_ip: std::net::Ipv4Addr,
+    /// VXLAN network identifier of the overlay.
+    pub vni: u32,
+    /// The [[port]] that is the NIC.
+    pub nic: String,
+    /// Underlay MTU; encapsulated frames above MTU + 14 bytes are dropped and counted.
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+    #[serde(default, rename = "vm")]
+    pub vms: Vec<SwitchVm>,
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<SwitchPeer>,
+    /// Remote VMs: destination MAC → peer host.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<SwitchRule>,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchVm {
+    /// The [[port]] the VM is attached to.
+    pub port: String,
+    /// The VM's MAC: frames to it go to this port.
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchPeer {
+    pub name: String,
+    pub ip: std::net::Ipv4Addr,
+    /// Optional: otherwise resolved by ARP.
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchRule {
+    pub dst_mac: String,
+    /// The peer host (by name) behind which the destination lives.
+    pub peer: String,
+}
+
+/// Parses "aa:bb:cc:dd:ee:ff".
+pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        bail!("bad MAC address {s:?}: want six hex bytes like 02:00:00:00:00:01");
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        m[i] = u8::from_str_radix(p, 16).map_err(|_| anyhow::anyhow!("bad MAC address {s:?}"))?;
+    }
+    Ok(m)
 }
 
 /// The free measurement path: packet records from the workers to the analysis core.
@@ -82,6 +149,8 @@ impl Default for MempoolSection {
 pub enum Mode {
     /// Every packet from port 0 goes out of port 1 and the reverse (testpmd's io mode).
     Xconnect,
+    /// The VXLAN overlay switch between VM ports and the NIC ([switch] section).
+    Switch,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +222,36 @@ impl Config {
                 "mode \"xconnect\" needs exactly two [[port]] sections, found {}",
                 self.ports.len()
             );
+        }
+        if d.mode == Mode::Switch {
+            let Some(sw) = &self.switch else { bail!("mode \"switch\" needs a [switch] section") };
+            let port = |n: &str| self.ports.iter().any(|p| p.name == n);
+            if !port(&sw.nic) {
+                bail!("switch.nic {:?} is not a [[port]] name", sw.nic);
+            }
+            for v in &sw.vms {
+                if !port(&v.port) || v.port == sw.nic {
+                    bail!("switch vm port {:?} is not a [[port]] name (or is the NIC)", v.port);
+                }
+                parse_mac(&v.mac)?;
+            }
+            for p in &sw.peers {
+                if let Some(m) = &p.mac {
+                    parse_mac(m)?;
+                }
+            }
+            for r in &sw.rules {
+                parse_mac(&r.dst_mac)?;
+                if !sw.peers.iter().any(|p| p.name == r.peer) {
+                    bail!("switch rule for {} names unknown peer {:?}", r.dst_mac, r.peer);
+                }
+            }
+            if sw.vni >= 1 << 24 {
+                bail!("switch.vni must be below 2^24, got {}", sw.vni);
+            }
+            if d.workers != 1 {
+                bail!("mode \"switch\" runs one worker for now (dataplane.workers = 1)");
+            }
         }
         if d.workers == 0 {
             bail!("dataplane.workers must be at least 1");

@@ -5,6 +5,7 @@ mod adapt;
 mod analyze;
 mod config;
 mod run;
+mod switch_mode;
 
 use std::process::ExitCode;
 

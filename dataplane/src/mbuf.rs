@@ -81,6 +81,32 @@ impl<'e> Mbuf<'e> {
         Some(unsafe { std::slice::from_raw_parts_mut(p as *mut u8, len as usize) })
     }
 
+    /// Makes room for `len` bytes in front of the data (headroom) and returns the
+    /// whole data, new bytes first; `None` when the headroom is too small.
+    pub fn prepend(&mut self, len: u16) -> Option<&mut [u8]> {
+        // SAFETY: rte_pktmbuf_prepend only moves data_off/data_len/pkt_len of the mbuf
+        // we own, within its buffer; it returns null when there is no room.
+        let p = unsafe { dpdk_sys::rte_pktmbuf_prepend(self.raw.as_ptr(), len) };
+        if p.is_null() {
+            return None;
+        }
+        Some(self.data_mut())
+    }
+
+    /// Removes `len` bytes from the front of the data; false when there are fewer.
+    pub fn adj(&mut self, len: u16) -> bool {
+        // SAFETY: rte_pktmbuf_adj only moves offsets of the mbuf we own; null on failure.
+        !unsafe { dpdk_sys::rte_pktmbuf_adj(self.raw.as_ptr(), len) }.is_null()
+    }
+
+    /// A deep copy from `pool` (for flooding: each copy is then modified on its own).
+    pub fn copy(&self, pool: &crate::mempool::Mempool<'e>) -> Option<Mbuf<'e>> {
+        // SAFETY: reads the mbuf we own; the copy (if any) is new and exclusively ours.
+        let c = unsafe { dpdk_sys::rte_pktmbuf_copy(self.raw.as_ptr(), pool.as_ptr(), 0, u32::MAX) };
+        // SAFETY: a fresh mbuf nobody else owns.
+        NonNull::new(c).map(|c| unsafe { Mbuf::from_raw(c) })
+    }
+
     /// Builds an mbuf holding `bytes` from `pool`; `None` when the pool is empty or the
     /// bytes do not fit one segment.
     pub fn from_bytes(pool: &crate::mempool::Mempool<'e>, bytes: &[u8]) -> Option<Self> {
@@ -204,6 +230,13 @@ impl<'e> Burst<'e> {
         Some(unsafe { Mbuf::from_raw(NonNull::new_unchecked(m)) })
     }
 
+    /// Takes every packet out, in order.
+    pub fn drain(&mut self) -> BurstDrain<'_, 'e> {
+        let len = self.len;
+        self.len = 0;
+        BurstDrain { burst: self, next: 0, end: len }
+    }
+
     /// Frees every packet held and returns how many were freed.
     #[inline]
     pub fn free_all(&mut self) -> usize {
@@ -247,5 +280,35 @@ impl<'e> Burst<'e> {
 impl Drop for Burst<'_> {
     fn drop(&mut self) {
         self.free_all();
+    }
+}
+
+/// The packets of a burst, in order, each handed out owned. Packets not taken are
+/// freed when the drain is dropped.
+pub struct BurstDrain<'b, 'e> {
+    burst: &'b mut Burst<'e>,
+    next: usize,
+    end: usize,
+}
+
+impl<'e> Iterator for BurstDrain<'_, 'e> {
+    type Item = Mbuf<'e>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf<'e>> {
+        if self.next == self.end {
+            return None;
+        }
+        let m = self.burst.mbufs[self.next];
+        self.next += 1;
+        // SAFETY: slots below `end` held owned mbufs; each is handed out once (the burst's
+        // len was set to 0, so it will not free them again).
+        Some(unsafe { Mbuf::from_raw(NonNull::new_unchecked(m)) })
+    }
+}
+
+impl Drop for BurstDrain<'_, '_> {
+    fn drop(&mut self) {
+        for _ in self.by_ref() {}
     }
 }

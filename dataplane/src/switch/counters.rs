@@ -1,0 +1,102 @@
+//! The switch's counters: packets by path, and drops by cause from one list.
+
+use serde::Serialize;
+
+use crate::counters::Counter;
+
+/// Why a packet was dropped. One list, so every drop has a counted cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Drop {
+    /// No rule for the destination MAC.
+    NoRule,
+    /// Not addressed to this daemon (other IP, not VXLAN, other ARP).
+    NotForUs,
+    /// VXLAN from an address that is not a configured peer.
+    UnknownPeer,
+    WrongVni,
+    /// Truncated or inconsistent headers.
+    Malformed,
+    /// Would exceed the NIC's frame size once encapsulated.
+    Oversize,
+    /// The peer's MAC is not resolved yet (ARP pending).
+    PeerUnresolved,
+    /// A tx queue had no room.
+    TxFull,
+    /// No mbuf for a flood copy or an ARP frame.
+    NoMbuf,
+}
+
+pub const DROP_CAUSES: [Drop; 9] = [
+    Drop::NoRule,
+    Drop::NotForUs,
+    Drop::UnknownPeer,
+    Drop::WrongVni,
+    Drop::Malformed,
+    Drop::Oversize,
+    Drop::PeerUnresolved,
+    Drop::TxFull,
+    Drop::NoMbuf,
+];
+
+#[derive(Debug, Default)]
+pub struct SwitchCounters {
+    pub vm_rx: Counter,
+    pub vm_tx: Counter,
+    pub nic_rx: Counter,
+    pub nic_tx: Counter,
+    pub encapsulated: Counter,
+    pub decapsulated: Counter,
+    pub flooded: Counter,
+    pub arp_replies: Counter,
+    pub arp_requests: Counter,
+    drops: [Counter; 9],
+    /// Busy TSC cycles (rx to end of tx, as in xconnect) and packets received.
+    pub busy_cycles: Counter,
+    pub packets: Counter,
+}
+
+impl SwitchCounters {
+    #[inline]
+    pub fn drop(&self, cause: Drop, n: u64) {
+        self.drops[cause as usize].add(n);
+    }
+
+    pub fn drops(&self) -> Vec<(Drop, u64)> {
+        DROP_CAUSES.iter().map(|&c| (c, self.drops[c as usize].get())).collect()
+    }
+}
+
+/// A snapshot for reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchSnapshot {
+    pub vm_rx: u64,
+    pub vm_tx: u64,
+    pub nic_rx: u64,
+    pub nic_tx: u64,
+    pub encapsulated: u64,
+    pub decapsulated: u64,
+    pub flooded: u64,
+    pub arp_replies: u64,
+    pub arp_requests: u64,
+    pub drops: std::collections::BTreeMap<String, u64>,
+    pub cycles_per_packet: Option<f64>,
+}
+
+impl SwitchCounters {
+    pub fn snapshot(&self) -> SwitchSnapshot {
+        let pk = self.packets.get();
+        SwitchSnapshot {
+            vm_rx: self.vm_rx.get(),
+            vm_tx: self.vm_tx.get(),
+            nic_rx: self.nic_rx.get(),
+            nic_tx: self.nic_tx.get(),
+            encapsulated: self.encapsulated.get(),
+            decapsulated: self.decapsulated.get(),
+            flooded: self.flooded.get(),
+            arp_replies: self.arp_replies.get(),
+            arp_requests: self.arp_requests.get(),
+            drops: self.drops().into_iter().map(|(c, n)| (format!("{c:?}"), n)).collect(),
+            cycles_per_packet: (pk > 0).then(|| self.busy_cycles.get() as f64 / pk as f64),
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The overlay switch: frames between local VM ports and the NIC, across a VXLAN
+//! overlay to peer hosts, by VNET-style rules (destination MAC → local VM or peer).
+//! Broadcast and multicast reach every local VM and every peer once (frames that came
+//! over the overlay are not sent back over it: split horizon). The daemon answers ARP
+//! for its underlay address and resolves its peers' MACs by ARP and from their traffic.
+//!
+//! One worker owns every queue. Each loop: receive a burst per port, sort each packet
+//! to a per-destination burst, transmit those bursts; every mbuf is sent or freed and
+//! counted. The TSC is read at each rx and at the end of the loop's transmits.
+
+pub mod counters;
+pub mod fib;
+pub mod overlay;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use analysis::record::Direction;
+
+use crate::mbuf::{Burst, Mbuf};
+use crate::mempool::Mempool;
+use crate::monitor::Monitor;
+use crate::port::{RxQueue, TxQueue};
+use crate::tsc;
+use crate::xconnect::IdleBackoff;
+use counters::{Drop, SwitchCounters};
+use fib::{is_multicast, Dest, Fib};
+use overlay::{arp_reply_in_place, arp_request, classify, write_encap, FromNic, Underlay, ENCAP_LEN};
+
+/// A peer host on the overlay.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer {
+    pub ip: [u8; 4],
+    /// Learned by ARP or from its VXLAN frames; configured for static setups.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A local VM's port.
+pub struct VmPort<'p> {
+    pub rx: RxQueue<'p>,
+    pub tx: TxQueue<'p>,
+}
+
+/// Everything the worker owns.
+pub struct Switch<'p, 'c, 'e> {
+    pub nic_rx: RxQueue<'p>,
+    pub nic_tx: TxQueue<'p>,
+    pub vms: Vec<VmPort<'p>>,
+    pub peers: Vec<Peer>,
+    pub fib: Fib,
+    pub underlay: Underlay,
+    pub pool: Mempool<'e>,
+    pub counters: &'c SwitchCounters,
+}
+
+/// Per-destination bursts, reused every loop.
+struct Outputs<'e> {
+    nic: Burst<'e>,
+    vms: Vec<Burst<'e>>,
+}
+
+impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
+    /// Queues `m` for the NIC, flushing first when the burst is full.
+    #[inline]
+    fn to_nic(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>) {
+        if let Err(m) = out.nic.push(m) {
+            self.flush_nic(out);
+            let _ = out.nic.push(m);
+        }
+    }
+
+    #[inline]
+    fn to_vm(&mut self, out: &mut Outputs<'e>, i: usize, m: Mbuf<'e>) {
+        if let Err(m) = out.vms[i].push(m) {
+            self.flush_vm(out, i);
+            let _ = out.vms[i].push(m);
+        }
+    }
+
+    fn flush_nic(&mut self, out: &mut Outputs<'e>) {
+        if !out.nic.is_empty() {
+            let r = self.nic_tx.send(&mut out.nic);
+            self.counters.nic_tx.add(r.sent as u64);
+            if r.dropped > 0 {
+                self.counters.drop(Drop::TxFull, r.dropped as u64);
+            }
+        }
+    }
+
+    fn flush_vm(&mut self, out: &mut Outputs<'e>, i: usize) {
+        if !out.vms[i].is_empty() {
+            let r = self.vms[i].tx.send(&mut out.vms[i]);
+            self.counters.vm_tx.add(r.sent as u64);
+            if r.dropped > 0 {
+                self.counters.drop(Drop::TxFull, r.dropped as u64);
+            }
+        }
+    }
+
+    /// Encapsulates `m` towards peer `p` and queues it for the NIC.
+    #[inline]
+    fn encap(&mut self, out: &mut Outputs<'e>, mut m: Mbuf<'e>, p: usize) {
+        let Some(peer) = self.peers.get(p).copied() else {
+            self.counters.drop(Drop::NoRule, 1);
+            return;
+        };
+        let Some(peer_mac) = peer.mac else {
+            self.counters.drop(Drop::PeerUnresolved, 1);
+            return;
+        };
+        if m.data().len() + ENCAP_LEN > self.underlay.max_frame || m.segments() != 1 {
+            self.counters.drop(Drop::Oversize, 1);
+            return;
+        }
+        let u = self.underlay;
+        match m.prepend(ENCAP_LEN as u16).map(|f| write_encap(f, &u, peer.ip, peer_mac)) {
+            Some(Ok(())) => {
+                self.counters.encapsulated.add(1);
+                self.to_nic(out, m);
+            }
+            Some(Err(cause)) => self.counters.drop(cause, 1),
+            None => self.counters.drop(Drop::Oversize, 1),
+        }
+    }
+
+    /// Copies of `m` to every local VM except `except`, and (unless it came from the
+    /// overlay) to every peer; `m` itself goes to the last destination.
+    fn flood(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>, except: Option<usize>, to_peers: bool) {
+        let mut dests: Vec<Dest> = Vec::with_capacity(self.vms.len() + self.peers.len());
+        dests.extend((0..self.vms.len()).filter(|&i| Some(i) != except).map(Dest::Vm));
+        if to_peers {
+            dests.extend((0..self.peers.len()).map(Dest::Peer));
+        }
+        let Some((&last, rest)) = dests.split_last() else { return };
+        self.counters.flooded.add(1);
+        for &d in rest {
+            match m.copy(&self.pool) {
+                Some(c) => self.send_to(out, c, d),
+                None => self.counters.drop(Drop::NoMbuf, 1),
+            }
+        }
+        self.send_to(out, m, last);
+    }
+
+    #[inline]
+    fn send_to(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>, d: Dest) {
+        match d {
+            Dest::Vm(i) => self.to_vm(out, i, m),
+            Dest::Peer(p) => self.encap(out, m, p),
+        }
+    }
+
+    fn from_nic(&mut self, out: &mut Outputs<'e>, mut m: Mbuf<'e>) {
+        match classify(m.data(), &self.underlay) {
+            FromNic::Vxlan { peer_ip, peer_mac } => {
+                let Some(p) = self.peers.iter().position(|p| p.ip == peer_ip) else {
+                    self.counters.drop(Drop::UnknownPeer, 1);
+                    return;
+                };
+                self.peers[p].mac = Some(peer_mac);
+                if !m.adj(ENCAP_LEN as u16) {
+                    self.counters.drop(Drop::Malformed, 1);
+                    return;
+                }
+                self.counters.decapsulated.add(1);
+                let dst: [u8; 6] = m.data()[0..6].try_into().unwrap_or([0xff; 6]);
+                if is_multicast(&dst) {
+                    // Split horizon: what came over the overlay is not flooded back over it.
+                    self.flood(out, m, None, false);
+                } else {
+                    match self.fib.lookup(&dst) {
+                        Some(Dest::Vm(i)) => self.to_vm(out, i, m),
+                        // A transit hop: forward over the next overlay link.
+                        Some(Dest::Peer(q)) if q != p => self.encap(out, m, q),
+                        _ => self.counters.drop(Drop::NoRule, 1),
+                    }
+                }
+            }
+            FromNic::ArpRequest => {
+                if let Some((ip, mac)) = arp_reply_in_place(m.data_mut(), &self.underlay) {
+                    self.learn(ip, mac);
+                }
+                self.counters.arp_replies.add(1);
+                self.to_nic(out, m);
+            }
+            FromNic::ArpFrom { ip, mac } => self.learn(ip, mac),
+            FromNic::Drop(cause) => self.counters.drop(cause, 1),
+        }
+    }
+
+    fn learn(&mut self, ip: [u8; 4], mac: [u8; 6]) {
+        if let Some(p) = self.peers.iter_mut().find(|p| p.ip == ip) {
+            p.mac = Some(mac);
+        }
+    }
+
+    fn from_vm(&mut self, out: &mut Outputs<'e>, j: usize, m: Mbuf<'e>) {
+        let Some(dst) = m.data().get(0..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
+            self.counters.drop(Drop::Malformed, 1);
+            return;
+        };
+        if is_multicast(&dst) {
+            self.flood(out, m, Some(j), true);
+            return;
+        }
+        match self.fib.lookup(&dst) {
+            Some(Dest::Vm(i)) if i != j => self.to_vm(out, i, m),
+            Some(Dest::Peer(p)) => self.encap(out, m, p),
+            _ => self.counters.drop(Drop::NoRule, 1),
+        }
+    }
+
+    #[cold]
+    fn resolve_peers(&mut self, out: &mut Outputs<'e>) {
+        for i in 0..self.peers.len() {
+            if self.peers[i].mac.is_some() {
+                continue;
+            }
+            let frame = arp_request(&self.underlay, self.peers[i].ip);
+            match Mbuf::from_bytes(&self.pool, &frame) {
+                Some(m) => {
+                    self.counters.arp_requests.add(1);
+                    self.to_nic(out, m);
+                }
+                None => self.counters.drop(Drop::NoMbuf, 1),
+            }
+        }
+    }
+
+    /// Runs the switch on this lcore until `quit` is set.
+    pub fn run(&mut self, quit: &AtomicBool, idle: IdleBackoff, burst_size: usize, mut monitor: Option<&mut Monitor>) {
+        let burst_size = burst_size.clamp(1, crate::mbuf::MAX_BURST);
+        let mut rx = Burst::new();
+        let mut out = Outputs { nic: Burst::new(), vms: (0..self.vms.len()).map(|_| Burst::new()).collect() };
+        let hz = tsc::hz().max(1);
+        let mut next_arp = tsc::now();
+        let mut empty_run = 0u32;
+        while !quit.load(Ordering::Relaxed) {
+            let start = tsc::now();
+            let mut moved = 0usize;
+            let n = self.nic_rx.rx_up_to(&mut rx, burst_size);
+            if n > 0 {
+                self.counters.nic_rx.add(n as u64);
+                if let Some(mon) = monitor.as_deref_mut() {
+                    mon.record_burst(&rx, start, Direction::FromNic, self.nic_rx.port().0 as u8);
+                }
+                moved += n;
+                for m in rx.drain() {
+                    self.from_nic(&mut out, m);
+                }
+            }
+            for j in 0..self.vms.len() {
+                let rx_tsc = tsc::now();
+                let n = self.vms[j].rx.rx_up_to(&mut rx, burst_size);
+                if n == 0 {
+                    continue;
+                }
+                self.counters.vm_rx.add(n as u64);
+                if let Some(mon) = monitor.as_deref_mut() {
+                    mon.record_burst(&rx, rx_tsc, Direction::ToNic, self.vms[j].rx.port().0 as u8);
+                }
+                moved += n;
+                for m in rx.drain() {
+                    self.from_vm(&mut out, j, m);
+                }
+            }
+            if start >= next_arp {
+                self.resolve_peers(&mut out);
+                next_arp = start + hz;
+            }
+            self.flush_nic(&mut out);
+            for i in 0..self.vms.len() {
+                self.flush_vm(&mut out, i);
+            }
+            if moved > 0 {
+                self.counters.busy_cycles.add(tsc::now() - start);
+                self.counters.packets.add(moved as u64);
+                empty_run = 0;
+            } else {
+                empty_run = empty_run.saturating_add(1);
+                if idle.sleep_us > 0 && empty_run >= idle.empty_polls_before_sleep {
+                    std::thread::sleep(Duration::from_micros(idle.sleep_us as u64));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! VXLAN encapsulation and decapsulation in place (RFC 7348), and ARP for the daemon's
+//! underlay address. Headers are written with the `analysis::wire` reprs.
+
+use analysis::wire::{ethernet, ipv4, udp, vxlan};
+
+use super::counters::Drop;
+
+/// Outer headers: Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
+pub const ENCAP_LEN: usize = 50;
+
+/// The daemon's identity on the underlay.
+#[derive(Debug, Clone, Copy)]
+pub struct Underlay {
+    pub ip: [u8; 4],
+    pub mac: [u8; 6],
+    pub vni: u32,
+    /// Largest outer frame the NIC sends (MTU + Ethernet header).
+    pub max_frame: usize,
+}
+
+/// Writes the outer headers into the first `ENCAP_LEN` bytes of `frame` (the inner
+/// frame follows). The UDP source port hashes the inner MACs, for ECMP entropy.
+pub fn write_encap(frame: &mut [u8], u: &Underlay, peer_ip: [u8; 4], peer_mac: [u8; 6]) -> Result<(), Drop> {
+    if frame.len() < ENCAP_LEN + ethernet::HEADER_LEN {
+        return Err(Drop::Malformed);
+    }
+    let inner_len = frame.len() - ENCAP_LEN;
+    let entropy = {
+        let i = &frame[ENCAP_LEN..ENCAP_LEN + 12];
+        i.iter().fold(0u16, |h, &b| h.rotate_left(5) ^ b as u16)
+    };
+    ethernet::Repr { dst: peer_mac, src: u.mac, ethertype: ethernet::ETHERTYPE_IPV4 }
+        .emit(frame)
+        .map_err(|_| Drop::Malformed)?;
+    let udp_len = udp::HEADER_LEN + vxlan::HEADER_LEN + inner_len;
+    ipv4::Repr { src: u.ip, dst: peer_ip, protocol: ipv4::PROTO_UDP, payload_len: udp_len, ttl: 64, ident: 0, dont_fragment: true }
+        .emit(&mut frame[14..])
+        .map_err(|_| Drop::Oversize)?;
+    udp::Repr { src_port: 49152 | (entropy & 0x3fff), dst_port: vxlan::UDP_PORT, payload_len: udp_len - udp::HEADER_LEN }
+        .emit(&mut frame[34..])
+        .map_err(|_| Drop::Oversize)?;
+    vxlan::Repr { vni: u.vni }.emit(&mut frame[42..]).map_err(|_| Drop::Malformed)?;
+    Ok(())
+}
+
+/// What a frame from the NIC is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromNic {
+    /// VXLAN for us from `peer_ip` (outer source MAC `peer_mac`), inner frame after `ENCAP_LEN`.
+    Vxlan { peer_ip: [u8; 4], peer_mac: [u8; 6] },
+    /// An ARP request for our address: answer it.
+    ArpRequest,
+    /// An ARP reply (or request) from `ip` at `mac`: learn it.
+    ArpFrom { ip: [u8; 4], mac: [u8; 6] },
+    /// Not for us, or broken.
+    Drop(Drop),
+}
+
+/// Classifies a frame received on the NIC.
+pub fn classify(frame: &[u8], u: &Underlay) -> FromNic {
+    let Ok(eth) = ethernet::Packet::new_checked(frame) else { return FromNic::Drop(Drop::Malformed) };
+    match eth.ethertype() {
+        ethernet::ETHERTYPE_ARP => classify_arp(&frame[14..], u),
+        ethernet::ETHERTYPE_IPV4 => {
+            let Ok(ip) = ipv4::Packet::new_checked(&frame[14..]) else { return FromNic::Drop(Drop::Malformed) };
+            if ip.dst() != u.ip {
+                return FromNic::Drop(Drop::NotForUs);
+            }
+            if ip.protocol() != ipv4::PROTO_UDP || ip.frag_offset() != 0 || ip.more_fragments() {
+                return FromNic::Drop(Drop::NotForUs);
+            }
+            let Ok(udp) = udp::Packet::new_checked(ip.payload()) else { return FromNic::Drop(Drop::Malformed) };
+            if udp.dst_port() != vxlan::UDP_PORT || ip.header_len() != 20 {
+                return FromNic::Drop(Drop::NotForUs);
+            }
+            let Ok(vx) = vxlan::Packet::new_checked(udp.payload()) else { return FromNic::Drop(Drop::Malformed) };
+            if vx.vni() != u.vni {
+                return FromNic::Drop(Drop::WrongVni);
+            }
+            if vx.payload().len() < ethernet::HEADER_LEN {
+                return FromNic::Drop(Drop::Malformed);
+            }
+            FromNic::Vxlan { peer_ip: ip.src(), peer_mac: eth.src() }
+        }
+        _ => FromNic::Drop(Drop::NotForUs),
+    }
+}
+
+const ARP_LEN: usize = 28;
+
+fn classify_arp(a: &[u8], u: &Underlay) -> FromNic {
+    if a.len() < ARP_LEN || a[0..2] != [0, 1] || a[2..4] != [8, 0] || a[4] != 6 || a[5] != 4 {
+        return FromNic::Drop(Drop::Malformed);
+    }
+    let op = u16::from_be_bytes([a[6], a[7]]);
+    let sha: [u8; 6] = a[8..14].try_into().unwrap_or_default();
+    let spa: [u8; 4] = a[14..18].try_into().unwrap_or_default();
+    let tpa: [u8; 4] = a[24..28].try_into().unwrap_or_default();
+    if op == 1 && tpa == u.ip {
+        FromNic::ArpRequest
+    } else if op == 2 && tpa == u.ip {
+        FromNic::ArpFrom { ip: spa, mac: sha }
+    } else {
+        FromNic::Drop(Drop::NotForUs)
+    }
+}
+
+/// Turns an ARP request for our address into the reply, in place. Returns the
+/// requester's (IP, MAC), which we learn too.
+pub fn arp_reply_in_place(frame: &mut [u8], u: &Underlay) -> Option<([u8; 4], [u8; 6])> {
+    if frame.len() < 14 + ARP_LEN {
+        return None;
+    }
+    let sha: [u8; 6] = frame[22..28].try_into().ok()?;
+    let spa: [u8; 4] = frame[28..32].try_into().ok()?;
+    frame[0..6].copy_from_slice(&sha);
+    frame[6..12].copy_from_slice(&u.mac);
+    frame[20..22].copy_from_slice(&2u16.to_be_bytes());
+    frame[22..28].copy_from_slice(&u.mac);
+    frame[28..32].copy_from_slice(&u.ip);
+    frame[32..38].copy_from_slice(&sha);
+    frame[38..42].copy_from_slice(&spa);
+    Some((spa, sha))
+}
+
+/// An ARP request for `target` (a peer whose MAC we do not know yet).
+pub fn arp_request(u: &Underlay, target: [u8; 4]) -> [u8; 60] {
+    let mut f = [0u8; 60];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&u.mac);
+    f[12..14].copy_from_slice(&ethernet::ETHERTYPE_ARP.to_be_bytes());
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&u.mac);
+    f[28..32].copy_from_slice(&u.ip);
+    f[38..42].copy_from_slice(&target);
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use analysis::wire::frame::dissect;
+
+    const U: Underlay = Underlay { ip: [198, 18, 100, 1], mac: [2, 0, 0, 0, 0, 0xa], vni: 42, max_frame: 1514 };
+
+    #[test]
+    fn encapsulated_frames_decode_and_classify_at_the_peer() {
+        let inner: Vec<u8> = (0..100u8).collect();
+        let mut f = vec![0u8; ENCAP_LEN];
+        f.extend_from_slice(&inner);
+        write_encap(&mut f, &U, [198, 18, 100, 2], [2, 0, 0, 0, 0, 0xb]).unwrap();
+        let peer = Underlay { ip: [198, 18, 100, 2], mac: [2, 0, 0, 0, 0, 0xb], ..U };
+        assert_eq!(classify(&f, &peer), FromNic::Vxlan { peer_ip: U.ip, peer_mac: U.mac });
+        let (d, _) = dissect(&f, true);
+        assert_eq!(d.underlay.unwrap().vni, 42);
+        assert_eq!(&f[ENCAP_LEN..], &inner[..]);
+        assert!(analysis::wire::ipv4::Packet::new_checked(&f[14..]).unwrap().checksum_ok());
+        // Wrong VNI and strangers' traffic are refused.
+        let other = Underlay { vni: 7, ..peer };
+        assert_eq!(classify(&f, &other), FromNic::Drop(Drop::WrongVni));
+        assert_eq!(classify(&f, &U), FromNic::Drop(Drop::NotForUs));
+        assert_eq!(classify(&f[..30], &peer), FromNic::Drop(Drop::Malformed));
+    }
+
+    #[test]
+    fn arp_request_and_reply() {
+        let mut req = arp_request(&U, [198, 18, 100, 2]);
+        let peer = Underlay { ip: [198, 18, 100, 2], mac: [2, 0, 0, 0, 0, 0xb], ..U };
+        assert_eq!(classify(&req, &peer), FromNic::ArpRequest);
+        assert_eq!(arp_reply_in_place(&mut req, &peer), Some((U.ip, U.mac)));
+        assert_eq!(classify(&req, &U), FromNic::ArpFrom { ip: peer.ip, mac: peer.mac });
+    }
+}

@@ -1,0 +1,150 @@
+//! `wrenvnet run` in mode "switch": builds the overlay switch from the config, runs it
+//! on one worker lcore, and drains records, prints stats and shuts down on the main one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use analysis::engine::AnalysisLoop;
+use anyhow::{Context, Result};
+use dataplane::lcore::LcoreJob;
+use dataplane::monitor::Monitor;
+use dataplane::switch::counters::{SwitchCounters, SwitchSnapshot};
+use dataplane::switch::fib::{Dest, Fib};
+use dataplane::switch::overlay::Underlay;
+use dataplane::switch::{Peer, Switch, VmPort};
+use dataplane::xconnect::IdleBackoff;
+use dataplane::{Eal, Mempool, Port, PortId};
+
+use crate::config::{parse_mac, Config};
+
+/// What the switch reports at exit.
+pub struct SwitchOutcome {
+    pub snapshot: SwitchSnapshot,
+    pub elapsed_s: f64,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn run<'e>(
+    eal: &'e Eal,
+    pool: Mempool<'e>,
+    ports: &mut [Port<'e>],
+    config: &Config,
+    quit: &AtomicBool,
+    duration: Option<f64>,
+    monitor: Option<Monitor>,
+    analysis: &mut AnalysisLoop,
+) -> Result<SwitchOutcome> {
+    let sw = config.switch.as_ref().context("mode \"switch\" needs a [switch] section")?;
+    let index = |name: &str| config.ports.iter().position(|p| p.name == name);
+    let nic_ix = index(&sw.nic).context("switch.nic is not a port")?;
+    let nic_mac = ports[nic_ix].mac().context("cannot read the NIC's MAC")?;
+    let underlay = Underlay {
+        ip: sw.underlay_ip.octets(),
+        mac: nic_mac.0,
+        vni: sw.vni,
+        max_frame: sw.mtu as usize + 14,
+    };
+    let mut fib = Fib::default();
+    for (i, v) in sw.vms.iter().enumerate() {
+        fib.insert(parse_mac(&v.mac)?, Dest::Vm(i));
+    }
+    let peers: Vec<Peer> = sw
+        .peers
+        .iter()
+        .map(|p| Ok(Peer { ip: p.ip.octets(), mac: p.mac.as_deref().map(parse_mac).transpose()? }))
+        .collect::<Result<_>>()?;
+    for r in &sw.rules {
+        let p = sw.peers.iter().position(|p| p.name == r.peer).context("rule names an unknown peer")?;
+        fib.insert(parse_mac(&r.dst_mac)?, Dest::Peer(p));
+    }
+    let vm_ix: Vec<usize> = sw.vms.iter().map(|v| index(&v.port).context("switch vm port is not a port")).collect::<Result<_>>()?;
+    let port_ids: Vec<PortId> = ports.iter().map(|p| p.id()).collect();
+    let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
+    log::info!(
+        "switch: underlay {} mac {} vni {}, {} VM(s), {} peer(s), {} rule(s)",
+        sw.underlay_ip,
+        nic_mac,
+        sw.vni,
+        sw.vms.len(),
+        peers.len(),
+        fib.len()
+    );
+
+    let counters = SwitchCounters::default();
+    let d = &config.dataplane;
+    let idle = IdleBackoff { empty_polls_before_sleep: d.idle_polls, sleep_us: d.idle_sleep_us };
+    let lcores = eal.worker_lcores();
+    let started = Instant::now();
+    {
+        // Each port hands out its queues once; the worker owns them all.
+        let mut queues: Vec<Option<(dataplane::RxQueue<'_>, dataplane::TxQueue<'_>)>> = ports
+            .iter_mut()
+            .map(|p| {
+                let (mut rx, mut tx) = p.queues();
+                Some((rx.remove(0), tx.remove(0)))
+            })
+            .collect();
+        let (nic_rx, nic_tx) = queues[nic_ix].take().context("NIC queues")?;
+        let vms: Vec<VmPort<'_>> = vm_ix
+            .iter()
+            .map(|&i| {
+                let (rx, tx) = queues[i].take().context("a port is used twice")?;
+                Ok(VmPort { rx, tx })
+            })
+            .collect::<Result<_>>()?;
+        let mut switch = Switch { nic_rx, nic_tx, vms, peers, fib, underlay, pool, counters: &counters };
+        let mut monitor = monitor;
+        let burst = d.burst;
+        let job: LcoreJob<'_> = Box::new(move || switch.run(quit, idle, burst, monitor.as_mut()));
+        eal.run_on_lcores(vec![(lcores[0], job)], || {
+            let interval = Duration::from_millis(d.stats_interval_ms);
+            let mut next = Instant::now() + interval;
+            while !quit.load(Ordering::Relaxed) {
+                if duration.is_some_and(|s| started.elapsed().as_secs_f64() >= s) {
+                    break;
+                }
+                let drained = analysis.poll();
+                if Instant::now() >= next {
+                    print_switch(&counters.snapshot(), &port_ids, &names);
+                    next += interval;
+                }
+                if drained == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            quit.store(true, Ordering::Relaxed);
+        })?;
+        analysis.poll();
+    }
+    let snapshot = counters.snapshot();
+    println!("--- switch (final) ---");
+    print_switch(&snapshot, &port_ids, &names);
+    Ok(SwitchOutcome { snapshot, elapsed_s: started.elapsed().as_secs_f64() })
+}
+
+#[cold]
+fn print_switch(s: &SwitchSnapshot, ports: &[PortId], names: &[String]) {
+    println!(
+        "switch: vm rx {} tx {} | nic rx {} tx {} | encap {} decap {} flood {} | arp replies {} requests {} | cycles/pkt {}",
+        s.vm_rx,
+        s.vm_tx,
+        s.nic_rx,
+        s.nic_tx,
+        s.encapsulated,
+        s.decapsulated,
+        s.flooded,
+        s.arp_replies,
+        s.arp_requests,
+        s.cycles_per_packet.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into())
+    );
+    let drops: Vec<String> = s.drops.iter().filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
+    println!("drops: {}", if drops.is_empty() { "none".to_string() } else { drops.join(", ") });
+    for (id, name) in ports.iter().zip(names) {
+        if let Ok(st) = id.stats() {
+            println!(
+                "  port {name:<10} rx {:>10} tx {:>10} missed {:>6} errors rx {} tx {}",
+                st.rx_packets, st.tx_packets, st.rx_missed, st.rx_errors, st.tx_errors
+            );
+        }
+    }
+}
