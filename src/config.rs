@@ -224,14 +224,19 @@ impl Config {
             );
         }
         if d.mode == Mode::Switch {
-            let Some(sw) = &self.switch else { bail!("mode \"switch\" needs a [switch] section") };
+            let Some(sw) = &self.switch else {
+                bail!("mode \"switch\" needs a [switch] section")
+            };
             let port = |n: &str| self.ports.iter().any(|p| p.name == n);
             if !port(&sw.nic) {
                 bail!("switch.nic {:?} is not a [[port]] name", sw.nic);
             }
             for v in &sw.vms {
                 if !port(&v.port) || v.port == sw.nic {
-                    bail!("switch vm port {:?} is not a [[port]] name (or is the NIC)", v.port);
+                    bail!(
+                        "switch vm port {:?} is not a [[port]] name (or is the NIC)",
+                        v.port
+                    );
                 }
                 parse_mac(&v.mac)?;
             }
@@ -243,7 +248,11 @@ impl Config {
             for r in &sw.rules {
                 parse_mac(&r.dst_mac)?;
                 if !sw.peers.iter().any(|p| p.name == r.peer) {
-                    bail!("switch rule for {} names unknown peer {:?}", r.dst_mac, r.peer);
+                    bail!(
+                        "switch rule for {} names unknown peer {:?}",
+                        r.dst_mac,
+                        r.peer
+                    );
                 }
             }
             if sw.vni >= 1 << 24 {

@@ -182,7 +182,16 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     if d.mode == crate::config::Mode::Switch {
         let monitor = producers.pop().flatten();
-        let outcome = crate::switch_mode::run(&eal, pool, &mut ports, &config, &quit, args.duration, monitor, &mut analysis)?;
+        let outcome = crate::switch_mode::run(
+            &eal,
+            pool,
+            &mut ports,
+            &config,
+            &quit,
+            args.duration,
+            monitor,
+            &mut analysis,
+        )?;
         let monitor_sum = monitor_on.then(|| monitor_summary(&analysis, &ring_counters));
         drop(ports);
         let in_use = pool.in_use();
@@ -194,10 +203,14 @@ pub fn run(args: RunArgs) -> Result<()> {
                 "mbufs_in_use_at_exit": in_use,
                 "elapsed_s": outcome.elapsed_s,
             });
-            std::fs::write(path, serde_json::to_string_pretty(&json)?).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::write(path, serde_json::to_string_pretty(&json)?)
+                .with_context(|| format!("cannot write {}", path.display()))?;
         }
         if in_use != 0 {
-            bail!("{in_use} of {} mbufs were not returned to the pool (leak)", pool.size());
+            bail!(
+                "{in_use} of {} mbufs were not returned to the pool (leak)",
+                pool.size()
+            );
         }
         println!("mbufs: all {} back in the pool", pool.size());
         return Ok(());

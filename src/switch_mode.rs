@@ -34,7 +34,10 @@ pub fn run<'e>(
     monitor: Option<Monitor>,
     analysis: &mut AnalysisLoop,
 ) -> Result<SwitchOutcome> {
-    let sw = config.switch.as_ref().context("mode \"switch\" needs a [switch] section")?;
+    let sw = config
+        .switch
+        .as_ref()
+        .context("mode \"switch\" needs a [switch] section")?;
     let index = |name: &str| config.ports.iter().position(|p| p.name == name);
     let nic_ix = index(&sw.nic).context("switch.nic is not a port")?;
     let nic_mac = ports[nic_ix].mac().context("cannot read the NIC's MAC")?;
@@ -51,13 +54,26 @@ pub fn run<'e>(
     let peers: Vec<Peer> = sw
         .peers
         .iter()
-        .map(|p| Ok(Peer { ip: p.ip.octets(), mac: p.mac.as_deref().map(parse_mac).transpose()? }))
+        .map(|p| {
+            Ok(Peer {
+                ip: p.ip.octets(),
+                mac: p.mac.as_deref().map(parse_mac).transpose()?,
+            })
+        })
         .collect::<Result<_>>()?;
     for r in &sw.rules {
-        let p = sw.peers.iter().position(|p| p.name == r.peer).context("rule names an unknown peer")?;
+        let p = sw
+            .peers
+            .iter()
+            .position(|p| p.name == r.peer)
+            .context("rule names an unknown peer")?;
         fib.insert(parse_mac(&r.dst_mac)?, Dest::Peer(p));
     }
-    let vm_ix: Vec<usize> = sw.vms.iter().map(|v| index(&v.port).context("switch vm port is not a port")).collect::<Result<_>>()?;
+    let vm_ix: Vec<usize> = sw
+        .vms
+        .iter()
+        .map(|v| index(&v.port).context("switch vm port is not a port"))
+        .collect::<Result<_>>()?;
     let port_ids: Vec<PortId> = ports.iter().map(|p| p.id()).collect();
     let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
     log::info!(
@@ -72,7 +88,10 @@ pub fn run<'e>(
 
     let counters = SwitchCounters::default();
     let d = &config.dataplane;
-    let idle = IdleBackoff { empty_polls_before_sleep: d.idle_polls, sleep_us: d.idle_sleep_us };
+    let idle = IdleBackoff {
+        empty_polls_before_sleep: d.idle_polls,
+        sleep_us: d.idle_sleep_us,
+    };
     let lcores = eal.worker_lcores();
     let started = Instant::now();
     {
@@ -92,7 +111,16 @@ pub fn run<'e>(
                 Ok(VmPort { rx, tx })
             })
             .collect::<Result<_>>()?;
-        let mut switch = Switch { nic_rx, nic_tx, vms, peers, fib, underlay, pool, counters: &counters };
+        let mut switch = Switch {
+            nic_rx,
+            nic_tx,
+            vms,
+            peers,
+            fib,
+            underlay,
+            pool,
+            counters: &counters,
+        };
         let mut monitor = monitor;
         let burst = d.burst;
         let job: LcoreJob<'_> = Box::new(move || switch.run(quit, idle, burst, monitor.as_mut()));
@@ -119,7 +147,10 @@ pub fn run<'e>(
     let snapshot = counters.snapshot();
     println!("--- switch (final) ---");
     print_switch(&snapshot, &port_ids, &names);
-    Ok(SwitchOutcome { snapshot, elapsed_s: started.elapsed().as_secs_f64() })
+    Ok(SwitchOutcome {
+        snapshot,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
 }
 
 #[cold]
@@ -137,8 +168,20 @@ fn print_switch(s: &SwitchSnapshot, ports: &[PortId], names: &[String]) {
         s.arp_requests,
         s.cycles_per_packet.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into())
     );
-    let drops: Vec<String> = s.drops.iter().filter(|(_, n)| **n > 0).map(|(c, n)| format!("{c} {n}")).collect();
-    println!("drops: {}", if drops.is_empty() { "none".to_string() } else { drops.join(", ") });
+    let drops: Vec<String> = s
+        .drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    println!(
+        "drops: {}",
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops.join(", ")
+        }
+    );
     for (id, name) in ports.iter().zip(names) {
         if let Ok(st) = id.stats() {
             println!(

@@ -102,7 +102,8 @@ impl<'e> Mbuf<'e> {
     /// A deep copy from `pool` (for flooding: each copy is then modified on its own).
     pub fn copy(&self, pool: &crate::mempool::Mempool<'e>) -> Option<Mbuf<'e>> {
         // SAFETY: reads the mbuf we own; the copy (if any) is new and exclusively ours.
-        let c = unsafe { dpdk_sys::rte_pktmbuf_copy(self.raw.as_ptr(), pool.as_ptr(), 0, u32::MAX) };
+        let c =
+            unsafe { dpdk_sys::rte_pktmbuf_copy(self.raw.as_ptr(), pool.as_ptr(), 0, u32::MAX) };
         // SAFETY: a fresh mbuf nobody else owns.
         NonNull::new(c).map(|c| unsafe { Mbuf::from_raw(c) })
     }
@@ -234,7 +235,11 @@ impl<'e> Burst<'e> {
     pub fn drain(&mut self) -> BurstDrain<'_, 'e> {
         let len = self.len;
         self.len = 0;
-        BurstDrain { burst: self, next: 0, end: len }
+        BurstDrain {
+            burst: self,
+            next: 0,
+            end: len,
+        }
     }
 
     /// Frees every packet held and returns how many were freed.

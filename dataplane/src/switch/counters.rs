@@ -62,7 +62,10 @@ impl SwitchCounters {
     }
 
     pub fn drops(&self) -> Vec<(Drop, u64)> {
-        DROP_CAUSES.iter().map(|&c| (c, self.drops[c as usize].get())).collect()
+        DROP_CAUSES
+            .iter()
+            .map(|&c| (c, self.drops[c as usize].get()))
+            .collect()
     }
 }
 
@@ -95,7 +98,11 @@ impl SwitchCounters {
             flooded: self.flooded.get(),
             arp_replies: self.arp_replies.get(),
             arp_requests: self.arp_requests.get(),
-            drops: self.drops().into_iter().map(|(c, n)| (format!("{c:?}"), n)).collect(),
+            drops: self
+                .drops()
+                .into_iter()
+                .map(|(c, n)| (format!("{c:?}"), n))
+                .collect(),
             cycles_per_packet: (pk > 0).then(|| self.busy_cycles.get() as f64 / pk as f64),
         }
     }

@@ -25,7 +25,9 @@ use crate::tsc;
 use crate::xconnect::IdleBackoff;
 use counters::{Drop, SwitchCounters};
 use fib::{is_multicast, Dest, Fib};
-use overlay::{arp_reply_in_place, arp_request, classify, write_encap, FromNic, Underlay, ENCAP_LEN};
+use overlay::{
+    arp_reply_in_place, arp_request, classify, write_encap, FromNic, Underlay, ENCAP_LEN,
+};
 
 /// A peer host on the overlay.
 #[derive(Debug, Clone, Copy)]
@@ -62,7 +64,7 @@ struct Outputs<'e> {
 impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     /// Queues `m` for the NIC, flushing first when the burst is full.
     #[inline]
-    fn to_nic(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>) {
+    fn queue_for_nic(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>) {
         if let Err(m) = out.nic.push(m) {
             self.flush_nic(out);
             let _ = out.nic.push(m);
@@ -70,7 +72,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     }
 
     #[inline]
-    fn to_vm(&mut self, out: &mut Outputs<'e>, i: usize, m: Mbuf<'e>) {
+    fn queue_for_vm(&mut self, out: &mut Outputs<'e>, i: usize, m: Mbuf<'e>) {
         if let Err(m) = out.vms[i].push(m) {
             self.flush_vm(out, i);
             let _ = out.vms[i].push(m);
@@ -113,10 +115,13 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             return;
         }
         let u = self.underlay;
-        match m.prepend(ENCAP_LEN as u16).map(|f| write_encap(f, &u, peer.ip, peer_mac)) {
+        match m
+            .prepend(ENCAP_LEN as u16)
+            .map(|f| write_encap(f, &u, peer.ip, peer_mac))
+        {
             Some(Ok(())) => {
                 self.counters.encapsulated.add(1);
-                self.to_nic(out, m);
+                self.queue_for_nic(out, m);
             }
             Some(Err(cause)) => self.counters.drop(cause, 1),
             None => self.counters.drop(Drop::Oversize, 1),
@@ -126,31 +131,40 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     /// Copies of `m` to every local VM except `except`, and (unless it came from the
     /// overlay) to every peer; `m` itself goes to the last destination.
     fn flood(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>, except: Option<usize>, to_peers: bool) {
-        let mut dests: Vec<Dest> = Vec::with_capacity(self.vms.len() + self.peers.len());
-        dests.extend((0..self.vms.len()).filter(|&i| Some(i) != except).map(Dest::Vm));
-        if to_peers {
-            dests.extend((0..self.peers.len()).map(Dest::Peer));
-        }
-        let Some((&last, rest)) = dests.split_last() else { return };
+        // Destinations in order: local VMs but `except`, then (maybe) every peer. No
+        // list is built: the hot path does not allocate.
+        let vms = self.vms.len();
+        let total = vms + if to_peers { self.peers.len() } else { 0 };
+        let dest = |k: usize| {
+            if k < vms {
+                Dest::Vm(k)
+            } else {
+                Dest::Peer(k - vms)
+            }
+        };
+        let wanted = |k: usize| k >= vms || Some(k) != except;
+        let Some(last) = (0..total).rev().find(|&k| wanted(k)) else {
+            return;
+        };
         self.counters.flooded.add(1);
-        for &d in rest {
+        for k in (0..last).filter(|&k| wanted(k)) {
             match m.copy(&self.pool) {
-                Some(c) => self.send_to(out, c, d),
+                Some(c) => self.send_to(out, c, dest(k)),
                 None => self.counters.drop(Drop::NoMbuf, 1),
             }
         }
-        self.send_to(out, m, last);
+        self.send_to(out, m, dest(last));
     }
 
     #[inline]
     fn send_to(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>, d: Dest) {
         match d {
-            Dest::Vm(i) => self.to_vm(out, i, m),
+            Dest::Vm(i) => self.queue_for_vm(out, i, m),
             Dest::Peer(p) => self.encap(out, m, p),
         }
     }
 
-    fn from_nic(&mut self, out: &mut Outputs<'e>, mut m: Mbuf<'e>) {
+    fn handle_nic_frame(&mut self, out: &mut Outputs<'e>, mut m: Mbuf<'e>) {
         match classify(m.data(), &self.underlay) {
             FromNic::Vxlan { peer_ip, peer_mac } => {
                 let Some(p) = self.peers.iter().position(|p| p.ip == peer_ip) else {
@@ -169,7 +183,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                     self.flood(out, m, None, false);
                 } else {
                     match self.fib.lookup(&dst) {
-                        Some(Dest::Vm(i)) => self.to_vm(out, i, m),
+                        Some(Dest::Vm(i)) => self.queue_for_vm(out, i, m),
                         // A transit hop: forward over the next overlay link.
                         Some(Dest::Peer(q)) if q != p => self.encap(out, m, q),
                         _ => self.counters.drop(Drop::NoRule, 1),
@@ -181,7 +195,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                     self.learn(ip, mac);
                 }
                 self.counters.arp_replies.add(1);
-                self.to_nic(out, m);
+                self.queue_for_nic(out, m);
             }
             FromNic::ArpFrom { ip, mac } => self.learn(ip, mac),
             FromNic::Drop(cause) => self.counters.drop(cause, 1),
@@ -194,7 +208,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         }
     }
 
-    fn from_vm(&mut self, out: &mut Outputs<'e>, j: usize, m: Mbuf<'e>) {
+    fn handle_vm_frame(&mut self, out: &mut Outputs<'e>, j: usize, m: Mbuf<'e>) {
         let Some(dst) = m.data().get(0..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
             self.counters.drop(Drop::Malformed, 1);
             return;
@@ -204,7 +218,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             return;
         }
         match self.fib.lookup(&dst) {
-            Some(Dest::Vm(i)) if i != j => self.to_vm(out, i, m),
+            Some(Dest::Vm(i)) if i != j => self.queue_for_vm(out, i, m),
             Some(Dest::Peer(p)) => self.encap(out, m, p),
             _ => self.counters.drop(Drop::NoRule, 1),
         }
@@ -220,7 +234,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             match Mbuf::from_bytes(&self.pool, &frame) {
                 Some(m) => {
                     self.counters.arp_requests.add(1);
-                    self.to_nic(out, m);
+                    self.queue_for_nic(out, m);
                 }
                 None => self.counters.drop(Drop::NoMbuf, 1),
             }
@@ -228,10 +242,19 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     }
 
     /// Runs the switch on this lcore until `quit` is set.
-    pub fn run(&mut self, quit: &AtomicBool, idle: IdleBackoff, burst_size: usize, mut monitor: Option<&mut Monitor>) {
+    pub fn run(
+        &mut self,
+        quit: &AtomicBool,
+        idle: IdleBackoff,
+        burst_size: usize,
+        mut monitor: Option<&mut Monitor>,
+    ) {
         let burst_size = burst_size.clamp(1, crate::mbuf::MAX_BURST);
         let mut rx = Burst::new();
-        let mut out = Outputs { nic: Burst::new(), vms: (0..self.vms.len()).map(|_| Burst::new()).collect() };
+        let mut out = Outputs {
+            nic: Burst::new(),
+            vms: (0..self.vms.len()).map(|_| Burst::new()).collect(),
+        };
         let hz = tsc::hz().max(1);
         let mut next_arp = tsc::now();
         let mut empty_run = 0u32;
@@ -246,7 +269,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 }
                 moved += n;
                 for m in rx.drain() {
-                    self.from_nic(&mut out, m);
+                    self.handle_nic_frame(&mut out, m);
                 }
             }
             for j in 0..self.vms.len() {
@@ -261,7 +284,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 }
                 moved += n;
                 for m in rx.drain() {
-                    self.from_vm(&mut out, j, m);
+                    self.handle_vm_frame(&mut out, j, m);
                 }
             }
             if start >= next_arp {

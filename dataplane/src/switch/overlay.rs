@@ -20,7 +20,12 @@ pub struct Underlay {
 
 /// Writes the outer headers into the first `ENCAP_LEN` bytes of `frame` (the inner
 /// frame follows). The UDP source port hashes the inner MACs, for ECMP entropy.
-pub fn write_encap(frame: &mut [u8], u: &Underlay, peer_ip: [u8; 4], peer_mac: [u8; 6]) -> Result<(), Drop> {
+pub fn write_encap(
+    frame: &mut [u8],
+    u: &Underlay,
+    peer_ip: [u8; 4],
+    peer_mac: [u8; 6],
+) -> Result<(), Drop> {
     if frame.len() < ENCAP_LEN + ethernet::HEADER_LEN {
         return Err(Drop::Malformed);
     }
@@ -29,17 +34,35 @@ pub fn write_encap(frame: &mut [u8], u: &Underlay, peer_ip: [u8; 4], peer_mac: [
         let i = &frame[ENCAP_LEN..ENCAP_LEN + 12];
         i.iter().fold(0u16, |h, &b| h.rotate_left(5) ^ b as u16)
     };
-    ethernet::Repr { dst: peer_mac, src: u.mac, ethertype: ethernet::ETHERTYPE_IPV4 }
-        .emit(frame)
-        .map_err(|_| Drop::Malformed)?;
+    ethernet::Repr {
+        dst: peer_mac,
+        src: u.mac,
+        ethertype: ethernet::ETHERTYPE_IPV4,
+    }
+    .emit(frame)
+    .map_err(|_| Drop::Malformed)?;
     let udp_len = udp::HEADER_LEN + vxlan::HEADER_LEN + inner_len;
-    ipv4::Repr { src: u.ip, dst: peer_ip, protocol: ipv4::PROTO_UDP, payload_len: udp_len, ttl: 64, ident: 0, dont_fragment: true }
-        .emit(&mut frame[14..])
-        .map_err(|_| Drop::Oversize)?;
-    udp::Repr { src_port: 49152 | (entropy & 0x3fff), dst_port: vxlan::UDP_PORT, payload_len: udp_len - udp::HEADER_LEN }
-        .emit(&mut frame[34..])
-        .map_err(|_| Drop::Oversize)?;
-    vxlan::Repr { vni: u.vni }.emit(&mut frame[42..]).map_err(|_| Drop::Malformed)?;
+    ipv4::Repr {
+        src: u.ip,
+        dst: peer_ip,
+        protocol: ipv4::PROTO_UDP,
+        payload_len: udp_len,
+        ttl: 64,
+        ident: 0,
+        dont_fragment: true,
+    }
+    .emit(&mut frame[14..])
+    .map_err(|_| Drop::Oversize)?;
+    udp::Repr {
+        src_port: 49152 | (entropy & 0x3fff),
+        dst_port: vxlan::UDP_PORT,
+        payload_len: udp_len - udp::HEADER_LEN,
+    }
+    .emit(&mut frame[34..])
+    .map_err(|_| Drop::Oversize)?;
+    vxlan::Repr { vni: u.vni }
+        .emit(&mut frame[42..])
+        .map_err(|_| Drop::Malformed)?;
     Ok(())
 }
 
@@ -58,29 +81,40 @@ pub enum FromNic {
 
 /// Classifies a frame received on the NIC.
 pub fn classify(frame: &[u8], u: &Underlay) -> FromNic {
-    let Ok(eth) = ethernet::Packet::new_checked(frame) else { return FromNic::Drop(Drop::Malformed) };
+    let Ok(eth) = ethernet::Packet::new_checked(frame) else {
+        return FromNic::Drop(Drop::Malformed);
+    };
     match eth.ethertype() {
         ethernet::ETHERTYPE_ARP => classify_arp(&frame[14..], u),
         ethernet::ETHERTYPE_IPV4 => {
-            let Ok(ip) = ipv4::Packet::new_checked(&frame[14..]) else { return FromNic::Drop(Drop::Malformed) };
+            let Ok(ip) = ipv4::Packet::new_checked(&frame[14..]) else {
+                return FromNic::Drop(Drop::Malformed);
+            };
             if ip.dst() != u.ip {
                 return FromNic::Drop(Drop::NotForUs);
             }
             if ip.protocol() != ipv4::PROTO_UDP || ip.frag_offset() != 0 || ip.more_fragments() {
                 return FromNic::Drop(Drop::NotForUs);
             }
-            let Ok(udp) = udp::Packet::new_checked(ip.payload()) else { return FromNic::Drop(Drop::Malformed) };
+            let Ok(udp) = udp::Packet::new_checked(ip.payload()) else {
+                return FromNic::Drop(Drop::Malformed);
+            };
             if udp.dst_port() != vxlan::UDP_PORT || ip.header_len() != 20 {
                 return FromNic::Drop(Drop::NotForUs);
             }
-            let Ok(vx) = vxlan::Packet::new_checked(udp.payload()) else { return FromNic::Drop(Drop::Malformed) };
+            let Ok(vx) = vxlan::Packet::new_checked(udp.payload()) else {
+                return FromNic::Drop(Drop::Malformed);
+            };
             if vx.vni() != u.vni {
                 return FromNic::Drop(Drop::WrongVni);
             }
             if vx.payload().len() < ethernet::HEADER_LEN {
                 return FromNic::Drop(Drop::Malformed);
             }
-            FromNic::Vxlan { peer_ip: ip.src(), peer_mac: eth.src() }
+            FromNic::Vxlan {
+                peer_ip: ip.src(),
+                peer_mac: eth.src(),
+            }
         }
         _ => FromNic::Drop(Drop::NotForUs),
     }
@@ -141,7 +175,12 @@ mod tests {
     use super::*;
     use analysis::wire::frame::dissect;
 
-    const U: Underlay = Underlay { ip: [198, 18, 100, 1], mac: [2, 0, 0, 0, 0, 0xa], vni: 42, max_frame: 1514 };
+    const U: Underlay = Underlay {
+        ip: [198, 18, 100, 1],
+        mac: [2, 0, 0, 0, 0, 0xa],
+        vni: 42,
+        max_frame: 1514,
+    };
 
     #[test]
     fn encapsulated_frames_decode_and_classify_at_the_peer() {
@@ -149,12 +188,24 @@ mod tests {
         let mut f = vec![0u8; ENCAP_LEN];
         f.extend_from_slice(&inner);
         write_encap(&mut f, &U, [198, 18, 100, 2], [2, 0, 0, 0, 0, 0xb]).unwrap();
-        let peer = Underlay { ip: [198, 18, 100, 2], mac: [2, 0, 0, 0, 0, 0xb], ..U };
-        assert_eq!(classify(&f, &peer), FromNic::Vxlan { peer_ip: U.ip, peer_mac: U.mac });
+        let peer = Underlay {
+            ip: [198, 18, 100, 2],
+            mac: [2, 0, 0, 0, 0, 0xb],
+            ..U
+        };
+        assert_eq!(
+            classify(&f, &peer),
+            FromNic::Vxlan {
+                peer_ip: U.ip,
+                peer_mac: U.mac
+            }
+        );
         let (d, _) = dissect(&f, true);
         assert_eq!(d.underlay.unwrap().vni, 42);
         assert_eq!(&f[ENCAP_LEN..], &inner[..]);
-        assert!(analysis::wire::ipv4::Packet::new_checked(&f[14..]).unwrap().checksum_ok());
+        assert!(analysis::wire::ipv4::Packet::new_checked(&f[14..])
+            .unwrap()
+            .checksum_ok());
         // Wrong VNI and strangers' traffic are refused.
         let other = Underlay { vni: 7, ..peer };
         assert_eq!(classify(&f, &other), FromNic::Drop(Drop::WrongVni));
@@ -165,9 +216,19 @@ mod tests {
     #[test]
     fn arp_request_and_reply() {
         let mut req = arp_request(&U, [198, 18, 100, 2]);
-        let peer = Underlay { ip: [198, 18, 100, 2], mac: [2, 0, 0, 0, 0, 0xb], ..U };
+        let peer = Underlay {
+            ip: [198, 18, 100, 2],
+            mac: [2, 0, 0, 0, 0, 0xb],
+            ..U
+        };
         assert_eq!(classify(&req, &peer), FromNic::ArpRequest);
         assert_eq!(arp_reply_in_place(&mut req, &peer), Some((U.ip, U.mac)));
-        assert_eq!(classify(&req, &U), FromNic::ArpFrom { ip: peer.ip, mac: peer.mac });
+        assert_eq!(
+            classify(&req, &U),
+            FromNic::ArpFrom {
+                ip: peer.ip,
+                mac: peer.mac
+            }
+        );
     }
 }

@@ -1,0 +1,261 @@
+//! The overlay switch in a two-host lab: two daemons in host namespaces, their NIC
+//! ports (af_packet) joined by a veth "wire", VMs (namespaces) on af_packet ports.
+//! ping and iperf3 TCP between VMs on different hosts and on one host; the underlay
+//! frames decode in tshark as VXLAN; strangers' and malformed frames are counted and
+//! dropped while forwarding goes on; SIGTERM ends both daemons with every mbuf back.
+
+mod common;
+
+use common::*;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    child: Child,
+    log: std::path::PathBuf,
+    summary: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = sh_out(&format!("kill -9 {} 2>/dev/null", self.child.id()));
+    }
+}
+
+fn config(me: u8, peer: u8, vms: &[(&str, &str)], remote: &[&str]) -> String {
+    let mut c = format!(
+        "[dataplane]\nmode = \"switch\"\nidle_sleep_us = 20\nstats_interval_ms = 1000\n\
+         [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u{me}\"\n"
+    );
+    for (i, (iface, _)) in vms.iter().enumerate() {
+        c += &format!(
+            "[[port]]\nname = \"vm{i}\"\ndevargs = \"net_af_packet{},iface={iface}\"\n",
+            i + 1
+        );
+    }
+    c += &format!("[switch]\nunderlay_ip = \"198.18.100.{me}\"\nvni = 42\nnic = \"nic\"\n");
+    for (i, (_, mac)) in vms.iter().enumerate() {
+        c += &format!("[[switch.vm]]\nport = \"vm{i}\"\nmac = \"{mac}\"\n");
+    }
+    c += &format!("[[switch.peer]]\nname = \"peer\"\nip = \"198.18.100.{peer}\"\n");
+    for mac in remote {
+        c += &format!("[[switch.rule]]\ndst_mac = \"{mac}\"\npeer = \"peer\"\n");
+    }
+    c
+}
+
+fn start(ns: &str, dir: &std::path::Path, name: &str, cfg: &str) -> Daemon {
+    let path = write_file(dir, &format!("{name}.toml"), cfg);
+    let log = dir.join(format!("{name}.log"));
+    let summary = dir.join(format!("{name}.json"));
+    let mut eal = eal_mem_args(name);
+    eal.extend(["-l".into(), "0-1".into()]);
+    let f = std::fs::File::create(&log).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(wrenvnet_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .arg("--summary-json")
+        .arg(&summary)
+        .arg("--")
+        .args(&eal)
+        .stdout(f.try_clone().unwrap())
+        .stderr(f)
+        .spawn()
+        .unwrap();
+    Daemon {
+        child,
+        log,
+        summary,
+    }
+}
+
+fn stop(mut d: Daemon) -> serde_json::Value {
+    sh(&format!("kill -TERM {}", d.child.id()));
+    let st = d.child.wait().unwrap();
+    let log = std::fs::read_to_string(&d.log).unwrap();
+    assert!(st.success(), "daemon exit {st}:\n{log}");
+    assert!(log.contains("back in the pool"), "{log}");
+    serde_json::from_slice(&std::fs::read(&d.summary).unwrap()).unwrap()
+}
+
+#[test]
+fn two_hosts_three_vms_over_vxlan() {
+    require_root();
+    let id = std::process::id() % 10000;
+    let ns: Vec<String> = ["ha", "hb", "va", "va2", "vb"]
+        .iter()
+        .map(|n| format!("wo{n}{id}"))
+        .collect();
+    let (ha, hb, va, va2, vb) = (&ns[0], &ns[1], &ns[2], &ns[3], &ns[4]);
+    let _ns = Namespaces::create(&ns);
+    sh(&format!(
+        "ip -n {ha} link add u1 type veth peer name u2 netns {hb}"
+    ));
+    let vm = |host: &str, vmns: &str, iface: &str, mac: &str, ip: &str| {
+        sh(&format!(
+            "ip -n {host} link add {iface} type veth peer name eth0 netns {vmns}"
+        ));
+        sh(&format!(
+            "ip -n {vmns} link set eth0 address {mac} mtu 1450"
+        ));
+        sh(&format!("ip -n {vmns} addr add {ip}/24 dev eth0"));
+    };
+    vm(ha, va, "vma", "02:00:00:00:0a:01", "198.19.0.1");
+    vm(ha, va2, "vma2", "02:00:00:00:0a:02", "198.19.0.3");
+    vm(hb, vb, "vmb", "02:00:00:00:0b:01", "198.19.0.2");
+    for (n, i) in [
+        (ha, "u1"),
+        (ha, "vma"),
+        (ha, "vma2"),
+        (hb, "u2"),
+        (hb, "vmb"),
+        (va, "eth0"),
+        (va2, "eth0"),
+        (vb, "eth0"),
+    ] {
+        sh(&format!("ip -n {n} link set {i} up"));
+        sh(&format!("ip netns exec {n} ethtool -K {i} tx off tso off gso off gro off >/dev/null 2>&1 || true"));
+        sh(&format!(
+            "ip netns exec {n} sysctl -qw net.ipv6.conf.{i}.disable_ipv6=1"
+        ));
+    }
+    let dir = TempDir::new("overlay");
+    let a = start(
+        ha,
+        &dir.0,
+        "hosta",
+        &config(
+            1,
+            2,
+            &[("vma", "02:00:00:00:0a:01"), ("vma2", "02:00:00:00:0a:02")],
+            &["02:00:00:00:0b:01"],
+        ),
+    );
+    let b = start(
+        hb,
+        &dir.0,
+        "hostb",
+        &config(
+            2,
+            1,
+            &[("vmb", "02:00:00:00:0b:01")],
+            &["02:00:00:00:0a:01", "02:00:00:00:0a:02"],
+        ),
+    );
+
+    // Across the overlay (ARP between the VMs goes by flooding; the daemons resolve each other).
+    let t0 = Instant::now();
+    while !sh_out(&format!("ip netns exec {va} ping -c 1 -W 1 198.19.0.2"))
+        .status
+        .success()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no ping across the overlay: {}",
+            std::fs::read_to_string(&a.log).unwrap()
+        );
+    }
+    let ping = sh(&format!("ip netns exec {va} ping -c 5 -i 0.2 198.19.0.2"));
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    // On one host (local switching) and from the second local VM across.
+    let ping = sh(&format!("ip netns exec {va} ping -c 3 -i 0.2 198.19.0.3"));
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    let ping = sh(&format!("ip netns exec {va2} ping -c 3 -i 0.2 198.19.0.2"));
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+
+    // iperf3 TCP across, with the underlay captured for tshark.
+    let server = Command::new("ip")
+        .args(["netns", "exec", vb, "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pcap = dir.0.join("underlay.pcap");
+    let mut dump = Command::new("ip")
+        .args([
+            "netns", "exec", ha, "tcpdump", "-i", "u1", "-c", "200", "-U", "-w",
+        ])
+        .arg(&pcap)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let out = sh(&format!("ip netns exec {va} iperf3 -c 198.19.0.2 -t 3 -J"));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bytes = r["end"]["sum_received"]["bytes"].as_u64().unwrap();
+    let mbps = r["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap()
+        / 1e6;
+    println!("iperf3 TCP across the VXLAN overlay: {mbps:.0} Mbit/s");
+    assert!(bytes > 5_000_000, "iperf3 moved only {bytes} bytes");
+    let _ = dump.wait();
+    let mut server = server;
+    let _ = server.wait();
+    let fields = sh(&format!(
+        "tshark -r {} -Y 'vxlan && tcp' -T fields -E occurrence=a -e ip.src -e ip.dst -e vxlan.vni -e udp.dstport 2>/dev/null | head -5",
+        pcap.display()
+    ));
+    let line = fields
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no VXLAN/TCP frames decoded: {fields:?}"));
+    let cols: Vec<&str> = line.split('\t').collect();
+    assert!(
+        cols[0] == "198.18.100.1,198.19.0.1" || cols[0] == "198.18.100.2,198.19.0.2",
+        "{line}"
+    );
+    assert_eq!(cols[2], "42");
+    assert_eq!(cols[3], "4789");
+
+    // Strangers and garbage on the wire to host A: a wrong VNI, an unknown sender, a
+    // truncated VXLAN header. Sent from a raw socket on host B's end of the wire.
+    let inject = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("u2", 0))
+dst = bytes.fromhex(sys.argv[1].replace(":", ""))
+def csum(b):
+    t = sum(struct.unpack("!10H", b)); t = (t & 0xffff) + (t >> 16); return (~t) & 0xffff
+def frame(src_ip, vni, cut=None):
+    inner = bytes.fromhex("020000000a01020000000b010800") + bytes(46)
+    vx = struct.pack("!BBHI", 8, 0, 0, vni << 8) + inner
+    udp = struct.pack("!HHHH", 5555, 4789, 8 + len(vx), 0) + vx
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, socket.inet_aton(src_ip), socket.inet_aton("198.18.100.1"))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    f = dst + bytes.fromhex("020000000f0f") + b"\x08\x00" + ip + udp
+    return f if cut is None else f[:cut]
+for _ in range(5):
+    s.send(frame("198.18.100.2", 7))
+    s.send(frame("198.18.100.9", 42))
+    s.send(frame("198.18.100.2", 42, cut=14 + 20 + 8 + 4))
+"#;
+    let mac = sh(&format!("ip netns exec {ha} cat /sys/class/net/u1/address"));
+    let script = write_file(&dir.0, "inject.py", inject);
+    sh(&format!(
+        "ip netns exec {hb} python3 {} {}",
+        script.display(),
+        mac.trim()
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    let ping = sh(&format!("ip netns exec {va} ping -c 3 -i 0.2 198.19.0.2"));
+    assert!(
+        ping.contains(" 0% packet loss"),
+        "forwarding stopped after bad frames: {ping}"
+    );
+
+    let sa = stop(a);
+    let sb = stop(b);
+    let drops = &sa["switch"]["drops"];
+    assert!(drops["WrongVni"].as_u64().unwrap() >= 5, "{sa}");
+    assert!(drops["UnknownPeer"].as_u64().unwrap() >= 5, "{sa}");
+    assert!(drops["Malformed"].as_u64().unwrap() >= 5, "{sa}");
+    assert_eq!(sa["mbufs_in_use_at_exit"], 0);
+    assert_eq!(sb["mbufs_in_use_at_exit"], 0);
+    assert!(sa["switch"]["encapsulated"].as_u64().unwrap() > 1000);
+    assert!(sb["switch"]["decapsulated"].as_u64().unwrap() > 1000);
+    // Local traffic stayed local: A forwarded between its two VM ports.
+    assert!(sa["switch"]["vm_tx"].as_u64().unwrap() > sb["switch"]["nic_tx"].as_u64().unwrap() / 2);
+}
