@@ -5,7 +5,7 @@
 //! in 64 bytes, so they are stored as a 32-bit fold (XOR of the four words) with
 //! `FLAG_IPV6` set: flows stay distinct with high probability, and the records say so.
 
-use crate::wire::frame::{Dissection, Verdict};
+use crate::wire::frame::{dissect, Dissection, Verdict};
 
 /// Which way the packet crossed the switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +135,19 @@ impl Record {
         r
     }
 
+    /// The record of a frame as the workers see it (VXLAN decapsulated). The common
+    /// case — untagged IPv4 without options or fragments, TCP or UDP, optionally inside
+    /// VXLAN — is read directly; everything else goes through the full dissector. Both
+    /// give the same record (a test checks it on a million mutated frames).
+    #[inline]
+    pub fn from_frame(frame: &[u8], time: u64, direction: Direction, port: u8) -> Record {
+        if let Some(r) = fast_path(frame, time, direction, port) {
+            return r;
+        }
+        let (d, v) = dissect(frame, true);
+        Record::from_dissection(time, &d, v, direction, port, (NO_HOST, NO_HOST))
+    }
+
     pub fn is_tcp(&self) -> bool {
         self.flags & FLAG_TCP != 0
     }
@@ -142,6 +155,111 @@ impl Record {
     pub fn has_timestamps(&self) -> bool {
         self.flags & FLAG_TCP_TS != 0
     }
+}
+
+#[inline(always)]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline(always)]
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Untagged Ethernet + IPv4 (IHL 5, not a fragment) + whole TCP or UDP header, with
+/// the IP total length inside the frame; VXLAN to port 4789 is looked through once.
+/// `None` for anything else (the caller falls back to the full dissector).
+#[inline]
+fn fast_path(frame: &[u8], time: u64, direction: Direction, port: u8) -> Option<Record> {
+    let (inner, vxlan) = if frame.len() >= 50 + 54
+        && be16(frame, 12) == 0x0800
+        && frame[14] == 0x45
+        && frame[23] == 17
+        && be16(frame, 36) == crate::wire::vxlan::UDP_PORT
+    {
+        // Outer IPv4/UDP/VXLAN must be whole and consistent, the I flag set.
+        let total = be16(frame, 16) as usize;
+        let udp_len = be16(frame, 38) as usize;
+        if total > frame.len() - 14
+            || total < 20 + 8 + 8
+            || udp_len != total - 20
+            || be16(frame, 20) & 0x3fff != 0
+            || frame[42] & 0x08 == 0
+        {
+            return None;
+        }
+        (&frame[50..14 + total], true)
+    } else {
+        (frame, false)
+    };
+    let f = inner;
+    if f.len() < 34 || be16(f, 12) != 0x0800 || f[14] != 0x45 || be16(f, 20) & 0x3fff != 0 {
+        return None;
+    }
+    let total = be16(f, 16) as usize;
+    if total < 20 || total > f.len() - 14 {
+        return None;
+    }
+    let l4 = &f[34..14 + total];
+    let protocol = f[23];
+    let mut r = Record {
+        time,
+        src_mac: [f[6], f[7], f[8], f[9], f[10], f[11]],
+        dst_mac: [f[0], f[1], f[2], f[3], f[4], f[5]],
+        src_ip: be32(f, 26),
+        dst_ip: be32(f, 30),
+        frame_len: f.len() as u32,
+        protocol,
+        direction: direction as u8,
+        port,
+        outer_src: NO_HOST,
+        outer_dst: NO_HOST,
+        flags: if vxlan { FLAG_VXLAN } else { 0 },
+        ..Default::default()
+    };
+    match protocol {
+        6 => {
+            if l4.len() < 20 {
+                return None;
+            }
+            let hl = ((l4[12] >> 4) as usize) * 4;
+            if hl < 20 || hl > l4.len() {
+                return None;
+            }
+            r.src_port = be16(l4, 0);
+            r.dst_port = be16(l4, 2);
+            r.seq = be32(l4, 4);
+            r.ack = be32(l4, 8);
+            r.tcp_flags = l4[13];
+            r.window = be16(l4, 14);
+            r.payload_len = (l4.len() - hl).min(u16::MAX as usize) as u16;
+            r.flags |= FLAG_TCP;
+            if hl >= 32 && l4[20..24] == [1, 1, 8, 10] {
+                r.flags |= FLAG_TCP_TS;
+                r.tsval = be32(l4, 24);
+                r.tsecr = be32(l4, 28);
+            } else if hl > 20 {
+                return None; // other option layouts: the full option parser decides
+            }
+        }
+        17 => {
+            if l4.len() < 8 {
+                return None;
+            }
+            let ulen = be16(l4, 4) as usize;
+            if ulen < 8
+                || ulen > l4.len()
+                || (!vxlan && be16(l4, 2) == crate::wire::vxlan::UDP_PORT)
+            {
+                return None;
+            }
+            r.src_port = be16(l4, 0);
+            r.dst_port = be16(l4, 2);
+        }
+        _ => return None,
+    }
+    Some(r)
 }
 
 /// Converts record times to nanoseconds.

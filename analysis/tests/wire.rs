@@ -209,6 +209,14 @@ fn fuzz_a_million_inputs_without_a_panic() {
         if v == Verdict::Complete {
             complete += 1;
         }
+        // The workers' fast path must give exactly the full dissector's record.
+        let full =
+            Record::from_dissection(i as u64, &d, v, Direction::ToNic, 2, (NO_HOST, NO_HOST));
+        assert_eq!(
+            Record::from_frame(&buf, i as u64, Direction::ToNic, 2),
+            full,
+            "input {i}: {buf:02x?}"
+        );
         if let Some(t) = d.tcp {
             assert!(t.payload_len as usize <= buf.len());
         }

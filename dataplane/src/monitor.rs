@@ -3,9 +3,8 @@
 //! batch onto the worker's SPSC ring. A full ring drops records and counts them; the
 //! packets themselves are never delayed or dropped for measurement.
 
-use analysis::record::{Direction, Record, NO_HOST};
+use analysis::record::{Direction, Record};
 use analysis::ring::RecordProducer;
-use analysis::wire::frame::dissect;
 
 use crate::mbuf::{Burst, MAX_BURST};
 
@@ -29,8 +28,7 @@ impl Monitor {
         let n = burst.len();
         burst.prefetch_data();
         for (i, slot) in self.batch[..n].iter_mut().enumerate() {
-            let (d, verdict) = dissect(burst.data(i), true);
-            *slot = Record::from_dissection(tsc, &d, verdict, direction, port, (NO_HOST, NO_HOST));
+            *slot = Record::from_frame(burst.data(i), tsc, direction, port);
         }
         self.ring.push_batch(&self.batch[..n]);
     }
