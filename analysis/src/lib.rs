@@ -13,6 +13,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod engine;
+pub mod fasthash;
 pub mod pcap;
 pub mod record;
 pub mod ring;

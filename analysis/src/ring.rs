@@ -77,6 +77,19 @@ impl RecordProducer {
     pub fn counters(&self) -> Arc<RingCounters> {
         Arc::clone(&self.counters)
     }
+
+    /// Writes as many of `records` as fit and returns how many, counting nothing as
+    /// dropped: for producers that retry (benchmarks, offline replay), not for workers.
+    pub fn push_batch_retry(&mut self, records: &[Record]) -> usize {
+        let n = records.len().min(self.ring.slots());
+        if n > 0 {
+            if let Ok(chunk) = self.ring.write_chunk_uninit(n) {
+                chunk.fill_from_iter(records[..n].iter().copied());
+            }
+            RingCounters::add(&self.counters.pushed, n as u64);
+        }
+        n
+    }
 }
 
 impl RecordConsumer {

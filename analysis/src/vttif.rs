@@ -9,11 +9,12 @@
 //!
 //! VMs are known by MAC (underlay captures, the daemon) or by IP (plain captures).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
 use crate::engine::Engine;
+use crate::fasthash::FastMap;
 use crate::record::{Record, Timebase, FLAG_BROKEN};
 
 /// How a VM is identified.
@@ -103,7 +104,7 @@ pub struct MatrixEntry {
 
 pub struct Vttif {
     cfg: Config,
-    cells: HashMap<(VmKey, VmKey), Cell>,
+    cells: FastMap<(VmKey, VmKey), Cell>,
     vms: BTreeSet<VmKey>,
     first_t: Option<u64>,
     last_t: u64,
@@ -118,7 +119,7 @@ impl Vttif {
     pub fn new(cfg: Config) -> Self {
         Self {
             cfg,
-            cells: HashMap::new(),
+            cells: FastMap::default(),
             vms: BTreeSet::new(),
             first_t: None,
             last_t: 0,
@@ -153,6 +154,12 @@ impl Vttif {
             self.close_window();
         }
         self.last_t = self.last_t.max(t);
+        if let Some(c) = self.cells.get_mut(&(s, d)) {
+            c.bytes += r.frame_len as u64;
+            c.packets += 1;
+            c.window_bytes += r.frame_len as u64;
+            return;
+        }
         for v in [s, d] {
             if !self.vms.contains(&v) {
                 if self.vms.len() >= self.cfg.max_vms {

@@ -17,12 +17,13 @@
 
 pub mod trend;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::engine::Engine;
+use crate::fasthash::FastMap;
 use crate::record::{Record, Timebase, FLAG_BROKEN, FLAG_FRAGMENT, FLAG_VXLAN, NO_HOST};
 use crate::wire::tcp::{FLAG_ACK, FLAG_SYN};
 use trend::Trend;
@@ -225,8 +226,8 @@ pub struct WrenCounters {
 /// The Wren engine.
 pub struct Wren {
     cfg: Config,
-    flows: HashMap<FlowKey, Flow>,
-    paths: HashMap<PathKey, Path>,
+    flows: FastMap<FlowKey, Flow>,
+    paths: FastMap<PathKey, Path>,
     /// Underlay address of each host index in `Record::outer_src`/`outer_dst`.
     hosts: Vec<u32>,
     counters: WrenCounters,
@@ -248,8 +249,8 @@ impl Wren {
     pub fn new(cfg: Config) -> Self {
         Self {
             cfg,
-            flows: HashMap::new(),
-            paths: HashMap::new(),
+            flows: FastMap::default(),
+            paths: FastMap::default(),
             hosts: Vec::new(),
             counters: WrenCounters::default(),
             now: 0,
@@ -430,7 +431,8 @@ impl Wren {
         // The reverse direction: this packet ACKs (and echoes timestamps of) the data
         // flowing the other way.
         let rev = key.reverse();
-        let mut samples: Vec<(PathKey, u64)> = Vec::new();
+        // At most three RTT samples per record (SYN/SYN-ACK, seq/ack, timestamps): no allocation.
+        let mut samples: [Option<(PathKey, u64)>; 3] = [None; 3];
         let mut judged: Vec<(PathKey, TrainResult)> = Vec::new();
         if let Some(back) = self.flows.get_mut(&rev) {
             if r.tcp_flags & FLAG_ACK != 0 {
@@ -438,7 +440,7 @@ impl Wren {
                 if r.tcp_flags & FLAG_SYN != 0 {
                     if let Some((s, t0)) = back.syn.take() {
                         if a == s.wrapping_add(1) {
-                            samples.push((back.path, t.saturating_sub(t0)));
+                            samples[0] = Some((back.path, t.saturating_sub(t0)));
                         }
                     }
                 }
@@ -457,7 +459,7 @@ impl Wren {
                 }
                 // RTT from the newest segment this ACK covers, unless timestamps give one.
                 if let (Some(rtt), false) = (last_clean, r.has_timestamps()) {
-                    samples.push((back.path, rtt));
+                    samples[1] = Some((back.path, rtt));
                 }
                 for tr in back
                     .pending
@@ -493,11 +495,11 @@ impl Wren {
                 if let Some(i) = back.ts_sent.iter().position(|&(v, _)| v == r.tsecr) {
                     let (_, t0) = back.ts_sent[i];
                     back.ts_sent.drain(..=i);
-                    samples.push((back.path, t.saturating_sub(t0)));
+                    samples[2] = Some((back.path, t.saturating_sub(t0)));
                 }
             }
         }
-        for (pk, ns) in samples {
+        for (pk, ns) in samples.into_iter().flatten() {
             if let Some(p) = self.paths.get_mut(&pk) {
                 p.rtt_sample(ns);
             }
