@@ -175,7 +175,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     let timebase = Timebase {
         hz: dataplane::tsc::hz(),
     };
-    let engines: Vec<Box<dyn Engine>> = vec![Box::new(FlowTable::default())];
+    let engines: Vec<Box<dyn Engine>> = vec![
+        Box::new(FlowTable::default()),
+        Box::new(analysis::wren::Wren::new(Default::default())),
+        Box::new(analysis::vttif::Vttif::new(Default::default())),
+    ];
     let mut analysis = AnalysisLoop::new(consumers, engines, timebase);
     let monitor_on = config.monitor.enabled;
     let consumer_delay = Duration::from_micros(config.monitor.consumer_delay_us);
@@ -367,6 +371,9 @@ fn main_loop(
                     m.records_pushed, m.records_dropped_ring_full, m.records_analysed
                 );
                 a.tick(started.elapsed().as_nanos() as u64);
+                for r in a.reports() {
+                    println!("{r}");
+                }
             }
             next += interval;
         }

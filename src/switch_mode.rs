@@ -134,6 +134,10 @@ pub fn run<'e>(
                 let drained = analysis.poll();
                 if Instant::now() >= next {
                     print_switch(&counters.snapshot(), &port_ids, &names);
+                    analysis.tick(started.elapsed().as_nanos() as u64);
+                    for r in analysis.reports() {
+                        println!("{r}");
+                    }
                     next += interval;
                 }
                 if drained == 0 {
@@ -147,6 +151,9 @@ pub fn run<'e>(
     let snapshot = counters.snapshot();
     println!("--- switch (final) ---");
     print_switch(&snapshot, &port_ids, &names);
+    for r in analysis.reports() {
+        println!("{r}");
+    }
     Ok(SwitchOutcome {
         snapshot,
         elapsed_s: started.elapsed().as_secs_f64(),

@@ -246,8 +246,19 @@ for _ in range(5):
         "forwarding stopped after bad frames: {ping}"
     );
 
+    let log_a = a.log.clone();
     let sa = stop(a);
     let sb = stop(b);
+    // Online measurement: host A's daemon published Wren's view of the VM-to-VM path
+    // (RTT from its own records) and VTTIF's topology on its stats timer.
+    let log = std::fs::read_to_string(&log_a).unwrap();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("198.19.0.1 -> 198.19.0.2: rtt min"))
+        .unwrap_or_else(|| panic!("no online Wren view in the log:\n{log}"));
+    assert!(!line.contains("rtt min -"), "no RTT sample online: {line}");
+    assert!(log.contains("vttif: topology"), "{log}");
     let drops = &sa["switch"]["drops"];
     assert!(drops["WrongVni"].as_u64().unwrap() >= 5, "{sa}");
     assert!(drops["UnknownPeer"].as_u64().unwrap() >= 5, "{sa}");

@@ -17,6 +17,10 @@ pub trait Engine: Send {
     fn on_batch(&mut self, records: &[Record], tb: Timebase);
     /// Called every publishing interval with the current time in ns.
     fn on_tick(&mut self, _now_ns: u64) {}
+    /// The engine's current view for people (logs, the stats timer), if any.
+    fn report(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Drains rings into engines.
@@ -73,6 +77,11 @@ impl AnalysisLoop {
 
     pub fn engines_mut(&mut self) -> &mut [Box<dyn Engine>] {
         &mut self.engines
+    }
+
+    /// Every engine's report, one block each.
+    pub fn reports(&self) -> Vec<String> {
+        self.engines.iter().filter_map(|e| e.report()).collect()
     }
 }
 

@@ -282,6 +282,26 @@ impl Engine for Vttif {
             self.on_record(r, tb.to_ns(r.time));
         }
     }
+
+    fn report(&self) -> Option<String> {
+        if self.cells.is_empty() {
+            return None;
+        }
+        let t = self.topology();
+        let top: Vec<String> = self
+            .matrix()
+            .iter()
+            .take(5)
+            .map(|m| format!("{} -> {} {:.1} Mbit/s", m.src, m.dst, m.smoothed_mbps))
+            .collect();
+        Some(format!(
+            "vttif: topology {} ({} edges, {} change(s) reported); top: {}",
+            t.shape,
+            t.edges.len(),
+            self.changes.len(),
+            top.join("; ")
+        ))
+    }
 }
 
 /// Names the shape of a set of directed edges (judged on the undirected graph).

@@ -279,21 +279,21 @@ impl Wren {
         )
     }
 
+    /// The path of a record: the underlay hosts of a VXLAN record whose outer hosts are
+    /// known (captures on the underlay), else the inner endpoints (plain captures, and
+    /// the daemon, which sees its VMs' frames before encapsulation and after
+    /// decapsulation).
     fn path_of(&self, r: &Record) -> Option<PathKey> {
-        if r.flags & FLAG_VXLAN != 0 {
-            if r.outer_src == NO_HOST || r.outer_dst == NO_HOST {
-                return None;
-            }
-            Some(PathKey {
+        if r.flags & FLAG_VXLAN != 0 && r.outer_src != NO_HOST && r.outer_dst != NO_HOST {
+            return Some(PathKey {
                 src: *self.hosts.get(r.outer_src as usize)?,
                 dst: *self.hosts.get(r.outer_dst as usize)?,
-            })
-        } else {
-            Some(PathKey {
-                src: r.src_ip,
-                dst: r.dst_ip,
-            })
+            });
         }
+        Some(PathKey {
+            src: r.src_ip,
+            dst: r.dst_ip,
+        })
     }
 
     /// Handles one record, its time already in ns.
@@ -695,5 +695,29 @@ impl Engine for Wren {
     fn on_tick(&mut self, _now_ns: u64) {
         let now = self.now;
         self.expire(now);
+    }
+
+    fn report(&self) -> Option<String> {
+        let views = self.views(|ip| std::net::Ipv4Addr::from(ip).to_string());
+        if views.is_empty() {
+            return None;
+        }
+        let f = |x: Option<f64>| x.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        let mut out = String::from("wren paths (RTT us, Mbit/s):");
+        for v in views.iter().filter(|v| v.bytes > 0 || v.rtt_samples > 0) {
+            out += &format!(
+                "\n  {} -> {}: rtt min {} srtt {} p99 {} | tput {:.1} | avail {} ({:?}, {} trains)",
+                v.src,
+                v.dst,
+                f(v.rtt_min_us),
+                f(v.rtt_srtt_us),
+                f(v.rtt_p99_us),
+                v.throughput_mbps,
+                f(v.avail_bw_mbps),
+                v.avail_bw_kind,
+                v.trains
+            );
+        }
+        Some(out)
     }
 }
