@@ -270,3 +270,97 @@ for _ in range(5):
     // Local traffic stayed local: A forwarded between its two VM ports.
     assert!(sa["switch"]["vm_tx"].as_u64().unwrap() > sb["switch"]["nic_tx"].as_u64().unwrap() / 2);
 }
+
+/// Interoperability with a VXLAN peer no one here wrote: host B is the Linux kernel's
+/// own VXLAN device. Our encapsulated frames must decapsulate there and the reverse;
+/// ARP for the underlay addresses goes both ways too.
+#[test]
+fn interoperates_with_the_linux_kernel_vxlan() {
+    require_root();
+    let id = std::process::id() % 10000;
+    let ns: Vec<String> = ["ha", "kb", "va"]
+        .iter()
+        .map(|n| format!("wk{n}{id}"))
+        .collect();
+    let (ha, kb, va) = (&ns[0], &ns[1], &ns[2]);
+    let _ns = Namespaces::create(&ns);
+    sh(&format!(
+        "ip -n {ha} link add u1 type veth peer name u2 netns {kb}"
+    ));
+    sh(&format!(
+        "ip -n {ha} link add vma type veth peer name eth0 netns {va}"
+    ));
+    sh(&format!(
+        "ip -n {va} link set eth0 address 02:00:00:00:0a:01 mtu 1450"
+    ));
+    sh(&format!("ip -n {va} addr add 198.19.0.1/24 dev eth0"));
+    for (n, i) in [(ha, "u1"), (ha, "vma"), (kb, "u2"), (va, "eth0")] {
+        sh(&format!("ip -n {n} link set {i} up"));
+        sh(&format!("ip netns exec {n} ethtool -K {i} tx off tso off gso off gro off >/dev/null 2>&1 || true"));
+        sh(&format!(
+            "ip netns exec {n} sysctl -qw net.ipv6.conf.{i}.disable_ipv6=1"
+        ));
+    }
+    // Host B: the kernel owns the underlay address and a VXLAN device (VNI 42, UDP 4789)
+    // whose MAC is the remote VM's.
+    sh(&format!("ip -n {kb} addr add 198.18.100.2/24 dev u2"));
+    sh(&format!("ip -n {kb} link add vx0 type vxlan id 42 remote 198.18.100.1 local 198.18.100.2 dstport 4789 dev u2"));
+    sh(&format!(
+        "ip -n {kb} link set vx0 address 02:00:00:00:0b:01 mtu 1450"
+    ));
+    sh(&format!("ip -n {kb} addr add 198.19.0.2/24 dev vx0"));
+    sh(&format!("ip -n {kb} link set vx0 up"));
+    let dir = TempDir::new("kvxlan");
+    let a = start(
+        ha,
+        &dir.0,
+        "hosta",
+        &config(
+            1,
+            2,
+            &[("vma", "02:00:00:00:0a:01")],
+            &["02:00:00:00:0b:01"],
+        ),
+    );
+    let t0 = Instant::now();
+    while !sh_out(&format!("ip netns exec {va} ping -c 1 -W 1 198.19.0.2"))
+        .status
+        .success()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no ping to the kernel VXLAN peer: {}",
+            std::fs::read_to_string(&a.log).unwrap()
+        );
+    }
+    let ping = sh(&format!("ip netns exec {va} ping -c 5 -i 0.2 198.19.0.2"));
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    // And the other way: the kernel side initiates.
+    let ping = sh(&format!("ip netns exec {kb} ping -c 3 -i 0.2 198.19.0.1"));
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    let server = Command::new("ip")
+        .args(["netns", "exec", kb, "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = sh(&format!("ip netns exec {va} iperf3 -c 198.19.0.2 -t 2 -J"));
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bytes = r["end"]["sum_received"]["bytes"].as_u64().unwrap();
+    println!(
+        "iperf3 TCP to the kernel's VXLAN: {:.0} Mbit/s",
+        r["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap()
+            / 1e6
+    );
+    assert!(bytes > 2_000_000, "iperf3 moved only {bytes} bytes");
+    let mut server = server;
+    let _ = server.wait();
+    let s = stop(a);
+    assert!(s["switch"]["decapsulated"].as_u64().unwrap() > 100);
+    assert!(s["switch"]["encapsulated"].as_u64().unwrap() > 1000);
+    // We resolved the kernel's MAC by ARP (the kernel learns ours from that request).
+    assert!(s["switch"]["arp_requests"].as_u64().unwrap() >= 1, "{s}");
+    assert_eq!(s["mbufs_in_use_at_exit"], 0);
+}
