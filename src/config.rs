@@ -36,6 +36,8 @@ pub struct SwitchSection {
     /// Underlay MTU; encapsulated frames above MTU + 14 bytes are dropped and counted.
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// Unix socket of the local control interface (JSON lines; see README).
+    pub control_socket: Option<std::path::PathBuf>,
     #[serde(default, rename = "vm")]
     pub vms: Vec<SwitchVm>,
     #[serde(default, rename = "peer")]

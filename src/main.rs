@@ -4,6 +4,7 @@
 mod adapt;
 mod analyze;
 mod config;
+mod control;
 mod run;
 mod switch_mode;
 
@@ -36,6 +37,15 @@ enum Command {
     /// Solve a VADAPT problem (VM mapping and overlay paths) from a JSON file.
     /// Exit code 3 when no feasible plan exists (the best-effort plan is printed).
     Adapt(adapt::AdaptArgs),
+    /// Send one JSON request to a daemon's control socket and print the reply
+    /// (e.g. '{"op":"rules"}'; exit 1 when the daemon refuses it).
+    Ctl {
+        /// The daemon's `switch.control_socket`.
+        #[arg(long)]
+        socket: std::path::PathBuf,
+        /// The request: {"op":"rules"|"stats"} or {"op":"add_rule","dst_mac":M,"to":"vm:PORT"|"peer:NAME"} or {"op":"del_rule","dst_mac":M}.
+        request: String,
+    },
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
     Analyze(analyze::AnalyzeArgs),
 }
@@ -48,6 +58,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Ctl { socket, request } => control::request(&socket, &request).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }),
         Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapt(args) => adapt::run(args).map(|feasible| {
             if feasible {

@@ -111,6 +111,16 @@ pub fn run<'e>(
                 Ok(VmPort { rx, tx })
             })
             .collect::<Result<_>>()?;
+        let fib = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(fib));
+        let control = match &sw.control_socket {
+            Some(path) => Some(crate::control::Control::bind(
+                path,
+                std::sync::Arc::clone(&fib),
+                sw.vms.iter().map(|v| v.port.clone()).collect(),
+                sw.peers.iter().map(|p| p.name.clone()).collect(),
+            )?),
+            None => None,
+        };
         let mut switch = Switch {
             nic_rx,
             nic_tx,
@@ -132,6 +142,9 @@ pub fn run<'e>(
                     break;
                 }
                 let drained = analysis.poll();
+                if let Some(c) = &control {
+                    c.poll(&counters);
+                }
                 if Instant::now() >= next {
                     print_switch(&counters.snapshot(), &port_ids, &names);
                     analysis.tick(started.elapsed().as_nanos() as u64);

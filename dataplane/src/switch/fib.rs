@@ -23,6 +23,14 @@ impl Fib {
         self.rules.insert(mac, dest)
     }
 
+    pub fn remove(&mut self, mac: &[u8; 6]) -> Option<Dest> {
+        self.rules.remove(mac)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8; 6], &Dest)> {
+        self.rules.iter()
+    }
+
     #[inline]
     pub fn lookup(&self, mac: &[u8; 6]) -> Option<Dest> {
         self.rules.get(mac).copied()

@@ -13,7 +13,10 @@ pub mod fib;
 pub mod overlay;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use analysis::record::Direction;
 
@@ -49,7 +52,9 @@ pub struct Switch<'p, 'c, 'e> {
     pub nic_tx: TxQueue<'p>,
     pub vms: Vec<VmPort<'p>>,
     pub peers: Vec<Peer>,
-    pub fib: Fib,
+    /// The rules, replaced whole by the control path (RCU): the worker takes the current
+    /// snapshot once per loop, so a loop never mixes two tables and nothing waits.
+    pub fib: Arc<ArcSwap<Fib>>,
     pub underlay: Underlay,
     pub pool: Mempool<'e>,
     pub counters: &'c SwitchCounters,
@@ -164,7 +169,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         }
     }
 
-    fn handle_nic_frame(&mut self, out: &mut Outputs<'e>, mut m: Mbuf<'e>) {
+    fn handle_nic_frame(&mut self, out: &mut Outputs<'e>, fib: &Fib, mut m: Mbuf<'e>) {
         match classify(m.data(), &self.underlay) {
             FromNic::Vxlan { peer_ip, peer_mac } => {
                 let Some(p) = self.peers.iter().position(|p| p.ip == peer_ip) else {
@@ -182,7 +187,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                     // Split horizon: what came over the overlay is not flooded back over it.
                     self.flood(out, m, None, false);
                 } else {
-                    match self.fib.lookup(&dst) {
+                    match fib.lookup(&dst) {
                         Some(Dest::Vm(i)) => self.queue_for_vm(out, i, m),
                         // A transit hop: forward over the next overlay link.
                         Some(Dest::Peer(q)) if q != p => self.encap(out, m, q),
@@ -208,7 +213,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         }
     }
 
-    fn handle_vm_frame(&mut self, out: &mut Outputs<'e>, j: usize, m: Mbuf<'e>) {
+    fn handle_vm_frame(&mut self, out: &mut Outputs<'e>, fib: &Fib, j: usize, m: Mbuf<'e>) {
         let Some(dst) = m.data().get(0..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
             self.counters.drop(Drop::Malformed, 1);
             return;
@@ -217,7 +222,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             self.flood(out, m, Some(j), true);
             return;
         }
-        match self.fib.lookup(&dst) {
+        match fib.lookup(&dst) {
             Some(Dest::Vm(i)) if i != j => self.queue_for_vm(out, i, m),
             Some(Dest::Peer(p)) => self.encap(out, m, p),
             _ => self.counters.drop(Drop::NoRule, 1),
@@ -261,6 +266,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         while !quit.load(Ordering::Relaxed) {
             let start = tsc::now();
             let mut moved = 0usize;
+            let fib = self.fib.load_full();
             let n = self.nic_rx.rx_up_to(&mut rx, burst_size);
             if n > 0 {
                 self.counters.nic_rx.add(n as u64);
@@ -269,7 +275,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 }
                 moved += n;
                 for m in rx.drain() {
-                    self.handle_nic_frame(&mut out, m);
+                    self.handle_nic_frame(&mut out, &fib, m);
                 }
             }
             for j in 0..self.vms.len() {
@@ -284,7 +290,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 }
                 moved += n;
                 for m in rx.drain() {
-                    self.handle_vm_frame(&mut out, j, m);
+                    self.handle_vm_frame(&mut out, &fib, j, m);
                 }
             }
             if start >= next_arp {

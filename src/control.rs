@@ -1,0 +1,195 @@
+//! The daemon's local control interface: a unix socket speaking one JSON object per
+//! line. Served from the main lcore between stats ticks (never the workers); a change
+//! builds a new rule table and publishes it atomically (RCU), so workers never wait
+//! and never see half a change. Bad requests get `{"ok":false,"error":...}` and change
+//! nothing.
+//!
+//! Requests: `{"op":"rules"}`, `{"op":"add_rule","dst_mac":M,"to":"vm:PORT"|"peer:NAME"}`,
+//! `{"op":"del_rule","dst_mac":M}`, `{"op":"stats"}`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
+use dataplane::switch::counters::SwitchCounters;
+use dataplane::switch::fib::{Dest, Fib};
+use serde_json::{json, Value};
+
+use crate::config::parse_mac;
+
+/// What the control interface needs to know and change.
+pub struct Control {
+    listener: UnixListener,
+    path: PathBuf,
+    fib: Arc<ArcSwap<Fib>>,
+    vm_names: Vec<String>,
+    peer_names: Vec<String>,
+}
+
+fn mac_str(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl Control {
+    #[cold]
+    pub fn bind(
+        path: &Path,
+        fib: Arc<ArcSwap<Fib>>,
+        vm_names: Vec<String>,
+        peer_names: Vec<String>,
+    ) -> Result<Self> {
+        if path.exists() {
+            // A socket left by a previous run: refuse if someone still listens on it.
+            if UnixStream::connect(path).is_ok() {
+                bail!(
+                    "control socket {} is in use by another daemon",
+                    path.display()
+                );
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove stale {}", path.display()))?;
+        }
+        let listener = UnixListener::bind(path)
+            .with_context(|| format!("cannot bind control socket {}", path.display()))?;
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            listener,
+            path: path.to_path_buf(),
+            fib,
+            vm_names,
+            peer_names,
+        })
+    }
+
+    /// Serves every pending connection (one request line each).
+    #[cold]
+    pub fn poll(&self, counters: &SwitchCounters) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut line = String::new();
+            let mut reader = BufReader::new(&stream);
+            let reply = match reader.read_line(&mut line) {
+                Ok(_) => self.handle(line.trim(), counters),
+                Err(e) => json!({"ok": false, "error": format!("cannot read the request: {e}")}),
+            };
+            let mut w = &stream;
+            let _ = writeln!(w, "{reply}");
+        }
+    }
+
+    fn dest_str(&self, d: &Dest) -> String {
+        match d {
+            Dest::Vm(i) => format!(
+                "vm:{}",
+                self.vm_names.get(*i).map(String::as_str).unwrap_or("?")
+            ),
+            Dest::Peer(p) => format!(
+                "peer:{}",
+                self.peer_names.get(*p).map(String::as_str).unwrap_or("?")
+            ),
+        }
+    }
+
+    fn parse_dest(&self, to: &str) -> Result<Dest> {
+        if let Some(n) = to.strip_prefix("vm:") {
+            if let Some(i) = self.vm_names.iter().position(|v| v == n) {
+                return Ok(Dest::Vm(i));
+            }
+            bail!("no VM port {n:?}");
+        }
+        if let Some(n) = to.strip_prefix("peer:") {
+            if let Some(i) = self.peer_names.iter().position(|v| v == n) {
+                return Ok(Dest::Peer(i));
+            }
+            bail!("no peer {n:?}");
+        }
+        bail!("\"to\" must be \"vm:PORT\" or \"peer:NAME\", got {to:?}")
+    }
+
+    fn handle(&self, line: &str, counters: &SwitchCounters) -> Value {
+        match self.try_handle(line, counters) {
+            Ok(v) => v,
+            Err(e) => json!({"ok": false, "error": format!("{e:#}")}),
+        }
+    }
+
+    fn try_handle(&self, line: &str, counters: &SwitchCounters) -> Result<Value> {
+        let req: Value = serde_json::from_str(line).context("request is not JSON")?;
+        let op = req
+            .get("op")
+            .and_then(Value::as_str)
+            .context("request has no \"op\"")?;
+        let field = |k: &str| {
+            req.get(k)
+                .and_then(Value::as_str)
+                .with_context(|| format!("{op} needs \"{k}\""))
+        };
+        match op {
+            "rules" => {
+                let fib = self.fib.load();
+                let mut rules: Vec<Value> = fib
+                    .iter()
+                    .map(|(m, d)| json!({"dst_mac": mac_str(m), "to": self.dest_str(d)}))
+                    .collect();
+                rules.sort_by_key(|r| r["dst_mac"].as_str().unwrap_or_default().to_string());
+                Ok(json!({"ok": true, "rules": rules}))
+            }
+            "add_rule" => {
+                let mac = parse_mac(field("dst_mac")?)?;
+                let dest = self.parse_dest(field("to")?)?;
+                let mut next = Fib::clone(&self.fib.load());
+                let old = next.insert(mac, dest);
+                let n = next.len();
+                self.fib.store(Arc::new(next));
+                log::info!(
+                    "control: rule {} -> {}",
+                    mac_str(&mac),
+                    self.dest_str(&dest)
+                );
+                Ok(json!({"ok": true, "replaced": old.map(|d| self.dest_str(&d)), "rules": n}))
+            }
+            "del_rule" => {
+                let mac = parse_mac(field("dst_mac")?)?;
+                let mut next = Fib::clone(&self.fib.load());
+                if next.remove(&mac).is_none() {
+                    bail!("no rule for {}", mac_str(&mac));
+                }
+                let n = next.len();
+                self.fib.store(Arc::new(next));
+                log::info!("control: rule {} removed", mac_str(&mac));
+                Ok(json!({"ok": true, "rules": n}))
+            }
+            "stats" => Ok(json!({"ok": true, "switch": counters.snapshot()})),
+            other => bail!("unknown op {other:?} (rules, add_rule, del_rule, stats)"),
+        }
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `wrenvnet ctl`: send one request, print the reply; false when the daemon said no.
+pub fn request(socket: &Path, body: &str) -> Result<bool> {
+    let mut s = UnixStream::connect(socket)
+        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    writeln!(s, "{}", body.trim())?;
+    let mut reply = String::new();
+    BufReader::new(&s)
+        .read_line(&mut reply)
+        .context("no reply from the daemon")?;
+    println!("{}", reply.trim());
+    let v: Value = serde_json::from_str(&reply).context("the reply is not JSON")?;
+    Ok(v["ok"] == true)
+}
