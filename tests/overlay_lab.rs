@@ -555,3 +555,249 @@ fn rules_change_live_through_the_control_socket() {
     stop(b);
     assert!(!sock.exists(), "the control socket is removed at exit");
 }
+
+/// A host's config for the three-host fabric: its VMs, its peers, rules for remote VMs.
+fn fabric_config(
+    me: u8,
+    vms: &[(&str, &str)],
+    peers: &[(&str, u8)],
+    rules: &[(&str, &str)],
+    sock: &std::path::Path,
+) -> String {
+    let mut c = format!(
+        "[dataplane]\nmode = \"switch\"\nidle_sleep_us = 20\nstats_interval_ms = 1000\n\
+         [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u\"\n"
+    );
+    for (i, (iface, _)) in vms.iter().enumerate() {
+        c += &format!(
+            "[[port]]\nname = \"vm{i}\"\ndevargs = \"net_af_packet{},iface={iface}\"\n",
+            i + 1
+        );
+    }
+    c += &format!(
+        "[switch]\nunderlay_ip = \"198.18.100.{me}\"\nvni = 42\nnic = \"nic\"\ncontrol_socket = \"{}\"\n",
+        sock.display()
+    );
+    for (i, (_, mac)) in vms.iter().enumerate() {
+        c += &format!("[[switch.vm]]\nport = \"vm{i}\"\nmac = \"{mac}\"\n");
+    }
+    for (name, ip) in peers {
+        c += &format!("[[switch.peer]]\nname = \"{name}\"\nip = \"198.18.100.{ip}\"\n");
+    }
+    for (mac, peer) in rules {
+        c += &format!("[[switch.rule]]\ndst_mac = \"{mac}\"\npeer = \"{peer}\"\n");
+    }
+    c
+}
+
+/// Three hosts on one L2 fabric. A VM on A sends to a VM on C directly; during the
+/// transfer A's rule moves that traffic to go through B (multi-hop overlay path). The
+/// transfer completes, B's transit counter proves the new path, and no packet is lost
+/// by any switch during the change. Then a deliberate loop (A → B → A) is stopped by the
+/// hop limit and counted.
+#[test]
+fn reroute_through_a_transit_host_during_a_transfer() {
+    require_root();
+    let id = std::process::id() % 10000;
+    let ns: Vec<String> = ["fab", "ha", "hb", "hc", "va", "vc"]
+        .iter()
+        .map(|n| format!("wr{n}{id}"))
+        .collect();
+    let (fab, ha, hb, hc, va, vc) = (&ns[0], &ns[1], &ns[2], &ns[3], &ns[4], &ns[5]);
+    let _ns = Namespaces::create(&ns);
+    sh(&format!(
+        "ip -n {fab} link add br0 type bridge && ip -n {fab} link set br0 up"
+    ));
+    for (h, f) in [(ha, "fa"), (hb, "fb"), (hc, "fc")] {
+        sh(&format!(
+            "ip -n {h} link add u type veth peer name {f} netns {fab}"
+        ));
+        sh(&format!(
+            "ip -n {fab} link set {f} master br0 && ip -n {fab} link set {f} up"
+        ));
+        sh(&format!("ip -n {h} link set u up"));
+        sh(&format!(
+            "ip netns exec {h} ethtool -K u tx off tso off gso off gro off >/dev/null 2>&1 || true"
+        ));
+        sh(&format!(
+            "ip netns exec {h} sysctl -qw net.ipv6.conf.u.disable_ipv6=1"
+        ));
+    }
+    for (h, v, iface, mac, ip) in [
+        (ha, va, "vma", "02:00:00:00:0a:01", "198.19.0.1"),
+        (hc, vc, "vmc", "02:00:00:00:0c:01", "198.19.0.3"),
+    ] {
+        sh(&format!(
+            "ip -n {h} link add {iface} type veth peer name eth0 netns {v}"
+        ));
+        sh(&format!("ip -n {v} link set eth0 address {mac} mtu 1450"));
+        sh(&format!("ip -n {v} addr add {ip}/24 dev eth0"));
+        for (n, i) in [(h, iface), (v, "eth0")] {
+            sh(&format!("ip -n {n} link set {i} up"));
+            sh(&format!("ip netns exec {n} ethtool -K {i} tx off tso off gso off gro off >/dev/null 2>&1 || true"));
+            sh(&format!(
+                "ip netns exec {n} sysctl -qw net.ipv6.conf.{i}.disable_ipv6=1"
+            ));
+        }
+    }
+    let (mac_a, mac_c) = ("02:00:00:00:0a:01", "02:00:00:00:0c:01");
+    let dir = TempDir::new("reroute");
+    let (sa, sb) = (dir.0.join("a.sock"), dir.0.join("b.sock"));
+    let a = start(
+        ha,
+        &dir.0,
+        "hosta",
+        &fabric_config(
+            1,
+            &[("vma", mac_a)],
+            &[("B", 2), ("C", 3)],
+            &[(mac_c, "C")],
+            &sa,
+        ),
+    );
+    let b = start(
+        hb,
+        &dir.0,
+        "hostb",
+        &fabric_config(
+            2,
+            &[],
+            &[("A", 1), ("C", 3)],
+            &[(mac_a, "A"), (mac_c, "C")],
+            &sb,
+        ),
+    );
+    let c = start(
+        hc,
+        &dir.0,
+        "hostc",
+        &fabric_config(
+            3,
+            &[("vmc", mac_c)],
+            &[("A", 1), ("B", 2)],
+            &[(mac_a, "A")],
+            &dir.0.join("c.sock"),
+        ),
+    );
+    let t0 = Instant::now();
+    while !sh_out(&format!("ip netns exec {va} ping -c 1 -W 1 198.19.0.3"))
+        .status
+        .success()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no ping A->C: {}",
+            std::fs::read_to_string(&a.log).unwrap()
+        );
+    }
+    let server = Command::new("ip")
+        .args(["netns", "exec", vc, "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let client = std::thread::spawn({
+        let va = va.clone();
+        move || sh(&format!("ip netns exec {va} iperf3 -c 198.19.0.3 -t 4 -J"))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, before) = ctl(&sb, r#"{"op":"stats"}"#);
+    let (ok, v) = ctl(
+        &sa,
+        &format!(r#"{{"op":"add_rule","dst_mac":"{mac_c}","to":"peer:B"}}"#),
+    );
+    assert!(ok, "{v}");
+    assert_eq!(v["replaced"], "peer:C");
+    let out = client.join().unwrap();
+    let mut server = server;
+    let _ = server.wait();
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let bytes = r["end"]["sum_received"]["bytes"].as_u64().unwrap();
+    assert!(
+        bytes > 2_000_000,
+        "the transfer did not complete: {bytes} bytes"
+    );
+    let (_, after) = ctl(&sb, r#"{"op":"stats"}"#);
+    let transit = after["switch"]["transit"].as_u64().unwrap()
+        - before["switch"]["transit"].as_u64().unwrap();
+    assert!(
+        transit > 1000,
+        "B carried only {transit} transit frames after the change"
+    );
+    let (_, st_a) = ctl(&sa, r#"{"op":"stats"}"#);
+    let lost = |s: &serde_json::Value| -> u64 {
+        [
+            "NoRule",
+            "PeerUnresolved",
+            "HopLimit",
+            "TxFull",
+            "NoMbuf",
+            "Oversize",
+        ]
+        .iter()
+        .map(|k| s["switch"]["drops"][k].as_u64().unwrap())
+        .sum()
+    };
+    println!("rerouted A->C through B mid-transfer: {transit} frames via B, lost by the switches: A {} B {}", lost(&st_a), lost(&after));
+    assert_eq!(lost(&st_a), 0, "{st_a}");
+    assert_eq!(lost(&after), 0, "{after}");
+
+    // Sending a frame straight back to the peer it came from is refused (split horizon)...
+    let (ok, _) = ctl(
+        &sb,
+        &format!(r#"{{"op":"add_rule","dst_mac":"{mac_c}","to":"peer:A"}}"#),
+    );
+    assert!(ok);
+    assert!(!sh_out(&format!(
+        "ip netns exec {va} ping -c 2 -i 0.3 -W 1 198.19.0.3"
+    ))
+    .status
+    .success());
+    let (_, st_b) = ctl(&sb, r#"{"op":"stats"}"#);
+    assert!(
+        st_b["switch"]["drops"]["NoRule"].as_u64().unwrap() >= 2,
+        "{st_b}"
+    );
+    let (ok, _) = ctl(
+        &sb,
+        &format!(r#"{{"op":"add_rule","dst_mac":"{mac_c}","to":"peer:C"}}"#),
+    );
+    assert!(ok);
+    // ...and a longer loop by mistake (A -> B -> C -> A for a MAC no host has) is cut
+    // by the hop limit and counted.
+    let phantom = "02:00:00:00:0d:01";
+    for (sock, to) in [(&sa, "B"), (&sb, "C"), (&dir.0.join("c.sock"), "A")] {
+        let (ok, v) = ctl(
+            sock,
+            &format!(r#"{{"op":"add_rule","dst_mac":"{phantom}","to":"peer:{to}"}}"#),
+        );
+        assert!(ok, "{v}");
+    }
+    sh(&format!(
+        "ip -n {va} neigh add 198.19.0.9 lladdr {phantom} dev eth0"
+    ));
+    assert!(!sh_out(&format!(
+        "ip netns exec {va} ping -c 2 -i 0.3 -W 1 198.19.0.9"
+    ))
+    .status
+    .success());
+    std::thread::sleep(Duration::from_millis(300));
+    let hop: u64 = [&sa, &sb, &dir.0.join("c.sock")]
+        .iter()
+        .map(|s| {
+            ctl(s, r#"{"op":"stats"}"#).1["switch"]["drops"]["HopLimit"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        hop, 2,
+        "each looping frame is dropped once, by the hop limit"
+    );
+    let ping = sh(&format!("ip netns exec {va} ping -c 3 -i 0.2 198.19.0.3"));
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    for d in [a, b, c] {
+        let s = stop(d);
+        assert_eq!(s["mbufs_in_use_at_exit"], 0);
+    }
+}

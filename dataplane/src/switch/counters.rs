@@ -24,9 +24,11 @@ pub enum Drop {
     TxFull,
     /// No mbuf for a flood copy or an ARP frame.
     NoMbuf,
+    /// A transit frame that already crossed `HOP_LIMIT` overlay hops (a forwarding loop).
+    HopLimit,
 }
 
-pub const DROP_CAUSES: [Drop; 9] = [
+pub const DROP_CAUSES: [Drop; 10] = [
     Drop::NoRule,
     Drop::NotForUs,
     Drop::UnknownPeer,
@@ -36,6 +38,7 @@ pub const DROP_CAUSES: [Drop; 9] = [
     Drop::PeerUnresolved,
     Drop::TxFull,
     Drop::NoMbuf,
+    Drop::HopLimit,
 ];
 
 #[derive(Debug, Default)]
@@ -49,7 +52,9 @@ pub struct SwitchCounters {
     pub flooded: Counter,
     pub arp_replies: Counter,
     pub arp_requests: Counter,
-    drops: [Counter; 9],
+    drops: [Counter; 10],
+    /// Frames that arrived over the overlay and left over it again (this host is a transit hop).
+    pub transit: Counter,
     /// Busy TSC cycles (rx to end of tx, as in xconnect) and packets received.
     pub busy_cycles: Counter,
     pub packets: Counter,
@@ -81,6 +86,7 @@ pub struct SwitchSnapshot {
     pub flooded: u64,
     pub arp_replies: u64,
     pub arp_requests: u64,
+    pub transit: u64,
     pub drops: std::collections::BTreeMap<String, u64>,
     pub cycles_per_packet: Option<f64>,
 }
@@ -98,6 +104,7 @@ impl SwitchCounters {
             flooded: self.flooded.get(),
             arp_replies: self.arp_replies.get(),
             arp_requests: self.arp_requests.get(),
+            transit: self.transit.get(),
             drops: self
                 .drops()
                 .into_iter()

@@ -30,6 +30,7 @@ use counters::{Drop, SwitchCounters};
 use fib::{is_multicast, Dest, Fib};
 use overlay::{
     arp_reply_in_place, arp_request, classify, write_encap, FromNic, Underlay, ENCAP_LEN,
+    HOP_LIMIT, ORIGIN_TTL,
 };
 
 /// A peer host on the overlay.
@@ -106,7 +107,13 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
 
     /// Encapsulates `m` towards peer `p` and queues it for the NIC.
     #[inline]
-    fn encap(&mut self, out: &mut Outputs<'e>, mut m: Mbuf<'e>, p: usize) {
+    fn encap(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>, p: usize) {
+        self.encap_ttl(out, m, p, ORIGIN_TTL);
+    }
+
+    /// As `encap`, with the outer TTL to send (a transit hop's is one less than it got).
+    #[inline]
+    fn encap_ttl(&mut self, out: &mut Outputs<'e>, mut m: Mbuf<'e>, p: usize, ttl: u8) {
         let Some(peer) = self.peers.get(p).copied() else {
             self.counters.drop(Drop::NoRule, 1);
             return;
@@ -122,7 +129,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         let u = self.underlay;
         match m
             .prepend(ENCAP_LEN as u16)
-            .map(|f| write_encap(f, &u, peer.ip, peer_mac))
+            .map(|f| write_encap(f, &u, peer.ip, peer_mac, ttl))
         {
             Some(Ok(())) => {
                 self.counters.encapsulated.add(1);
@@ -171,7 +178,11 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
 
     fn handle_nic_frame(&mut self, out: &mut Outputs<'e>, fib: &Fib, mut m: Mbuf<'e>) {
         match classify(m.data(), &self.underlay) {
-            FromNic::Vxlan { peer_ip, peer_mac } => {
+            FromNic::Vxlan {
+                peer_ip,
+                peer_mac,
+                ttl,
+            } => {
                 let Some(p) = self.peers.iter().position(|p| p.ip == peer_ip) else {
                     self.counters.drop(Drop::UnknownPeer, 1);
                     return;
@@ -189,8 +200,16 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 } else {
                     match fib.lookup(&dst) {
                         Some(Dest::Vm(i)) => self.queue_for_vm(out, i, m),
-                        // A transit hop: forward over the next overlay link.
-                        Some(Dest::Peer(q)) if q != p => self.encap(out, m, q),
+                        // A transit hop: forward over the next overlay link, one hop
+                        // older; a frame past the hop limit is in a loop.
+                        Some(Dest::Peer(q)) if q != p => {
+                            if ttl <= ORIGIN_TTL.saturating_sub(HOP_LIMIT) || ttl > ORIGIN_TTL {
+                                self.counters.drop(Drop::HopLimit, 1);
+                            } else {
+                                self.counters.transit.add(1);
+                                self.encap_ttl(out, m, q, ttl - 1);
+                            }
+                        }
                         _ => self.counters.drop(Drop::NoRule, 1),
                     }
                 }

@@ -18,6 +18,12 @@ pub struct Underlay {
     pub max_frame: usize,
 }
 
+/// Outer IPv4 TTL of frames this daemon originates. A transit hop sends on with the
+/// TTL it received minus one, so the outer TTL counts overlay hops.
+pub const ORIGIN_TTL: u8 = 64;
+/// Overlay hops a frame may take before it is taken for a loop and dropped.
+pub const HOP_LIMIT: u8 = 8;
+
 /// Writes the outer headers into the first `ENCAP_LEN` bytes of `frame` (the inner
 /// frame follows). The UDP source port hashes the inner MACs, for ECMP entropy.
 pub fn write_encap(
@@ -25,6 +31,7 @@ pub fn write_encap(
     u: &Underlay,
     peer_ip: [u8; 4],
     peer_mac: [u8; 6],
+    ttl: u8,
 ) -> Result<(), Drop> {
     if frame.len() < ENCAP_LEN + ethernet::HEADER_LEN {
         return Err(Drop::Malformed);
@@ -47,7 +54,7 @@ pub fn write_encap(
         dst: peer_ip,
         protocol: ipv4::PROTO_UDP,
         payload_len: udp_len,
-        ttl: 64,
+        ttl,
         ident: 0,
         dont_fragment: true,
     }
@@ -69,8 +76,13 @@ pub fn write_encap(
 /// What a frame from the NIC is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FromNic {
-    /// VXLAN for us from `peer_ip` (outer source MAC `peer_mac`), inner frame after `ENCAP_LEN`.
-    Vxlan { peer_ip: [u8; 4], peer_mac: [u8; 6] },
+    /// VXLAN for us from `peer_ip` (outer source MAC `peer_mac`, outer TTL `ttl`), inner
+    /// frame after `ENCAP_LEN`.
+    Vxlan {
+        peer_ip: [u8; 4],
+        peer_mac: [u8; 6],
+        ttl: u8,
+    },
     /// An ARP request for our address: answer it.
     ArpRequest,
     /// An ARP reply (or request) from `ip` at `mac`: learn it.
@@ -114,6 +126,7 @@ pub fn classify(frame: &[u8], u: &Underlay) -> FromNic {
             FromNic::Vxlan {
                 peer_ip: ip.src(),
                 peer_mac: eth.src(),
+                ttl: ip.ttl(),
             }
         }
         _ => FromNic::Drop(Drop::NotForUs),
@@ -187,7 +200,14 @@ mod tests {
         let inner: Vec<u8> = (0..100u8).collect();
         let mut f = vec![0u8; ENCAP_LEN];
         f.extend_from_slice(&inner);
-        write_encap(&mut f, &U, [198, 18, 100, 2], [2, 0, 0, 0, 0, 0xb]).unwrap();
+        write_encap(
+            &mut f,
+            &U,
+            [198, 18, 100, 2],
+            [2, 0, 0, 0, 0, 0xb],
+            ORIGIN_TTL,
+        )
+        .unwrap();
         let peer = Underlay {
             ip: [198, 18, 100, 2],
             mac: [2, 0, 0, 0, 0, 0xb],
@@ -197,7 +217,8 @@ mod tests {
             classify(&f, &peer),
             FromNic::Vxlan {
                 peer_ip: U.ip,
-                peer_mac: U.mac
+                peer_mac: U.mac,
+                ttl: ORIGIN_TTL
             }
         );
         let (d, _) = dissect(&f, true);
