@@ -564,7 +564,7 @@ fn fabric_config(
     rules: &[(&str, &str)],
     sock: &std::path::Path,
 ) -> String {
-    let mut c = format!(
+    let mut c = String::from(
         "[dataplane]\nmode = \"switch\"\nidle_sleep_us = 20\nstats_interval_ms = 1000\n\
          [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u\"\n"
     );
