@@ -10,6 +10,49 @@ use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Brings interfaces up for af_packet use: offloads off (frames are copied as they are,
+/// so they must be MTU-sized and fully checksummed), IPv6 off (no stray traffic).
+fn bring_up(links: &[(&String, &str)]) {
+    for (n, i) in links {
+        sh(&format!("ip -n {n} link set {i} up"));
+        sh(&format!("ip netns exec {n} ethtool -K {i} tx off tso off gso off gro off >/dev/null 2>&1 || true"));
+        sh(&format!(
+            "ip netns exec {n} sysctl -qw net.ipv6.conf.{i}.disable_ipv6=1"
+        ));
+    }
+}
+
+/// A VM: namespace `vm` attached to host namespace `host` by a veth (`iface` on the host
+/// side, eth0 in the VM) with the VM's MAC, IP and the overlay MTU.
+fn add_vm(host: &str, vm: &String, iface: &str, mac: &str, ip: &str) {
+    sh(&format!(
+        "ip -n {host} link add {iface} type veth peer name eth0 netns {vm}"
+    ));
+    sh(&format!("ip -n {vm} link set eth0 address {mac} mtu 1450"));
+    sh(&format!("ip -n {vm} addr add {ip}/24 dev eth0"));
+}
+
+/// Waits (30 s at most) until `vm` can ping `dst`; `log` explains a failure.
+fn wait_for_ping(vm: &str, dst: &str, log: &std::path::Path) {
+    let t0 = Instant::now();
+    while !sh_out(&format!("ip netns exec {vm} ping -c 1 -W 1 {dst}"))
+        .status
+        .success()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no ping from {vm} to {dst} after 30 s: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+}
+
+/// `count` pings from `vm` to `dst`, none lost.
+fn assert_ping(vm: &str, dst: &str, count: u32) {
+    let ping = sh(&format!("ip netns exec {vm} ping -c {count} -i 0.2 {dst}"));
+    assert!(ping.contains(" 0% packet loss"), "{ping}");
+}
+
 struct Daemon {
     child: Child,
     log: std::path::PathBuf,
@@ -93,19 +136,10 @@ fn two_hosts_three_vms_over_vxlan() {
     sh(&format!(
         "ip -n {ha} link add u1 type veth peer name u2 netns {hb}"
     ));
-    let vm = |host: &str, vmns: &str, iface: &str, mac: &str, ip: &str| {
-        sh(&format!(
-            "ip -n {host} link add {iface} type veth peer name eth0 netns {vmns}"
-        ));
-        sh(&format!(
-            "ip -n {vmns} link set eth0 address {mac} mtu 1450"
-        ));
-        sh(&format!("ip -n {vmns} addr add {ip}/24 dev eth0"));
-    };
-    vm(ha, va, "vma", "02:00:00:00:0a:01", "198.19.0.1");
-    vm(ha, va2, "vma2", "02:00:00:00:0a:02", "198.19.0.3");
-    vm(hb, vb, "vmb", "02:00:00:00:0b:01", "198.19.0.2");
-    for (n, i) in [
+    add_vm(ha, va, "vma", "02:00:00:00:0a:01", "198.19.0.1");
+    add_vm(ha, va2, "vma2", "02:00:00:00:0a:02", "198.19.0.3");
+    add_vm(hb, vb, "vmb", "02:00:00:00:0b:01", "198.19.0.2");
+    bring_up(&[
         (ha, "u1"),
         (ha, "vma"),
         (ha, "vma2"),
@@ -114,13 +148,7 @@ fn two_hosts_three_vms_over_vxlan() {
         (va, "eth0"),
         (va2, "eth0"),
         (vb, "eth0"),
-    ] {
-        sh(&format!("ip -n {n} link set {i} up"));
-        sh(&format!("ip netns exec {n} ethtool -K {i} tx off tso off gso off gro off >/dev/null 2>&1 || true"));
-        sh(&format!(
-            "ip netns exec {n} sysctl -qw net.ipv6.conf.{i}.disable_ipv6=1"
-        ));
-    }
+    ]);
     let dir = TempDir::new("overlay");
     let a = start(
         ha,
@@ -146,24 +174,11 @@ fn two_hosts_three_vms_over_vxlan() {
     );
 
     // Across the overlay (ARP between the VMs goes by flooding; the daemons resolve each other).
-    let t0 = Instant::now();
-    while !sh_out(&format!("ip netns exec {va} ping -c 1 -W 1 198.19.0.2"))
-        .status
-        .success()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "no ping across the overlay: {}",
-            std::fs::read_to_string(&a.log).unwrap()
-        );
-    }
-    let ping = sh(&format!("ip netns exec {va} ping -c 5 -i 0.2 198.19.0.2"));
-    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    wait_for_ping(va, "198.19.0.2", &a.log);
+    assert_ping(va, "198.19.0.2", 5);
     // On one host (local switching) and from the second local VM across.
-    let ping = sh(&format!("ip netns exec {va} ping -c 3 -i 0.2 198.19.0.3"));
-    assert!(ping.contains(" 0% packet loss"), "{ping}");
-    let ping = sh(&format!("ip netns exec {va2} ping -c 3 -i 0.2 198.19.0.2"));
-    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    assert_ping(va, "198.19.0.3", 3);
+    assert_ping(va2, "198.19.0.2", 3);
 
     // iperf3 TCP across, with the underlay captured for tshark.
     let server = Command::new("ip")
@@ -294,13 +309,7 @@ fn interoperates_with_the_linux_kernel_vxlan() {
         "ip -n {va} link set eth0 address 02:00:00:00:0a:01 mtu 1450"
     ));
     sh(&format!("ip -n {va} addr add 198.19.0.1/24 dev eth0"));
-    for (n, i) in [(ha, "u1"), (ha, "vma"), (kb, "u2"), (va, "eth0")] {
-        sh(&format!("ip -n {n} link set {i} up"));
-        sh(&format!("ip netns exec {n} ethtool -K {i} tx off tso off gso off gro off >/dev/null 2>&1 || true"));
-        sh(&format!(
-            "ip netns exec {n} sysctl -qw net.ipv6.conf.{i}.disable_ipv6=1"
-        ));
-    }
+    bring_up(&[(ha, "u1"), (ha, "vma"), (kb, "u2"), (va, "eth0")]);
     // Host B: the kernel owns the underlay address and a VXLAN device (VNI 42, UDP 4789)
     // whose MAC is the remote VM's.
     sh(&format!("ip -n {kb} addr add 198.18.100.2/24 dev u2"));
@@ -322,22 +331,10 @@ fn interoperates_with_the_linux_kernel_vxlan() {
             &["02:00:00:00:0b:01"],
         ),
     );
-    let t0 = Instant::now();
-    while !sh_out(&format!("ip netns exec {va} ping -c 1 -W 1 198.19.0.2"))
-        .status
-        .success()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "no ping to the kernel VXLAN peer: {}",
-            std::fs::read_to_string(&a.log).unwrap()
-        );
-    }
-    let ping = sh(&format!("ip netns exec {va} ping -c 5 -i 0.2 198.19.0.2"));
-    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    wait_for_ping(va, "198.19.0.2", &a.log);
+    assert_ping(va, "198.19.0.2", 5);
     // And the other way: the kernel side initiates.
-    let ping = sh(&format!("ip netns exec {kb} ping -c 3 -i 0.2 198.19.0.1"));
-    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    assert_ping(kb, "198.19.0.1", 3);
     let server = Command::new("ip")
         .args(["netns", "exec", kb, "iperf3", "-s", "-1"])
         .stdout(Stdio::null())
@@ -406,20 +403,14 @@ fn rules_change_live_through_the_control_socket() {
     ));
     sh(&format!("ip -n {va} addr add 198.19.0.1/24 dev eth0"));
     sh(&format!("ip -n {vb} addr add 198.19.0.2/24 dev eth0"));
-    for (n, i) in [
+    bring_up(&[
         (ha, "u1"),
         (ha, "vma"),
         (hb, "u2"),
         (hb, "vmb"),
         (va, "eth0"),
         (vb, "eth0"),
-    ] {
-        sh(&format!("ip -n {n} link set {i} up"));
-        sh(&format!("ip netns exec {n} ethtool -K {i} tx off tso off gso off gro off >/dev/null 2>&1 || true"));
-        sh(&format!(
-            "ip netns exec {n} sysctl -qw net.ipv6.conf.{i}.disable_ipv6=1"
-        ));
-    }
+    ]);
     let dir = TempDir::new("live");
     let sock = dir.0.join("a.sock");
     let cfg_a = config(
@@ -444,17 +435,7 @@ fn rules_change_live_through_the_control_socket() {
             &["02:00:00:00:0a:01"],
         ),
     );
-    let t0 = Instant::now();
-    while !sh_out(&format!("ip netns exec {va} ping -c 1 -W 1 198.19.0.2"))
-        .status
-        .success()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "no ping: {}",
-            std::fs::read_to_string(&a.log).unwrap()
-        );
-    }
+    wait_for_ping(va, "198.19.0.2", &a.log);
     let (ok, v) = ctl(&sock, r#"{"op":"rules"}"#);
     assert!(ok, "{v}");
     assert_eq!(v["rules"].as_array().unwrap().len(), 2, "{v}");
@@ -533,8 +514,7 @@ fn rules_change_live_through_the_control_socket() {
         r#"{"op":"add_rule","dst_mac":"02:00:00:00:0b:01","to":"peer:peer"}"#,
     );
     assert!(ok);
-    let ping = sh(&format!("ip netns exec {va} ping -c 3 -i 0.2 198.19.0.2"));
-    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    assert_ping(va, "198.19.0.2", 3);
 
     // Nonsense is refused with a reason and changes nothing.
     for bad in [
@@ -566,7 +546,7 @@ fn fabric_config(
 ) -> String {
     let mut c = String::from(
         "[dataplane]\nmode = \"switch\"\nidle_sleep_us = 20\nstats_interval_ms = 1000\n\
-         [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u\"\n"
+         [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u\"\n",
     );
     for (i, (iface, _)) in vms.iter().enumerate() {
         c += &format!(
@@ -679,17 +659,7 @@ fn reroute_through_a_transit_host_during_a_transfer() {
             &dir.0.join("c.sock"),
         ),
     );
-    let t0 = Instant::now();
-    while !sh_out(&format!("ip netns exec {va} ping -c 1 -W 1 198.19.0.3"))
-        .status
-        .success()
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "no ping A->C: {}",
-            std::fs::read_to_string(&a.log).unwrap()
-        );
-    }
+    wait_for_ping(va, "198.19.0.3", &a.log);
     let server = Command::new("ip")
         .args(["netns", "exec", vc, "iperf3", "-s", "-1"])
         .stdout(Stdio::null())
@@ -794,8 +764,7 @@ fn reroute_through_a_transit_host_during_a_transfer() {
         hop, 2,
         "each looping frame is dropped once, by the hop limit"
     );
-    let ping = sh(&format!("ip netns exec {va} ping -c 3 -i 0.2 198.19.0.3"));
-    assert!(ping.contains(" 0% packet loss"), "{ping}");
+    assert_ping(va, "198.19.0.3", 3);
     for d in [a, b, c] {
         let s = stop(d);
         assert_eq!(s["mbufs_in_use_at_exit"], 0);
