@@ -911,3 +911,173 @@ fn vhost_user_vm_via_virtio_user_disconnects_and_comes_back() {
     stop(b);
     assert_eq!(sa["mbufs_in_use_at_exit"], 0, "{sa}");
 }
+
+/// Real VMs: QEMU guests (TCG) with virtio-net over vhost-user on host A's daemon. Two
+/// guests on A run iperf3 between them (switched locally), and a guest on A pings a lab
+/// VM on host B across the overlay. The guest image comes from scripts/guest-image.sh.
+#[test]
+fn qemu_guests_over_vhost_user() {
+    require_root();
+    let image = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("build/guest");
+    sh(&format!(
+        "{}/scripts/guest-image.sh {}",
+        env!("CARGO_MANIFEST_DIR"),
+        image.display()
+    ));
+    let id = std::process::id() % 10000;
+    let ns: Vec<String> = ["ha", "hb", "vb"]
+        .iter()
+        .map(|n| format!("wq{n}{id}"))
+        .collect();
+    let (ha, hb, vb) = (&ns[0], &ns[1], &ns[2]);
+    let _ns = Namespaces::create(&ns);
+    sh(&format!(
+        "ip -n {ha} link add u1 type veth peer name u2 netns {hb}"
+    ));
+    add_vm(hb, vb, "vmb", "02:00:00:00:0b:01", "198.19.0.2");
+    bring_up(&[(ha, "u1"), (hb, "u2"), (hb, "vmb"), (vb, "eth0")]);
+    let dir = TempDir::new("qemu");
+    let (s1, s2) = (dir.0.join("g1.sock"), dir.0.join("g2.sock"));
+    let cfg_a = config(
+        1,
+        2,
+        &[("vma", "02:00:00:00:0a:01"), ("vma2", "02:00:00:00:0a:02")],
+        &["02:00:00:00:0b:01"],
+    )
+    .replace(
+        "devargs = \"net_af_packet1,iface=vma\"",
+        &format!(
+            "devargs = \"net_vhost0,iface={},client=0,tso=1\"",
+            s1.display()
+        ),
+    )
+    .replace(
+        "devargs = \"net_af_packet2,iface=vma2\"",
+        &format!(
+            "devargs = \"net_vhost1,iface={},client=0,tso=1\"",
+            s2.display()
+        ),
+    );
+    let a = start(ha, &dir.0, "hosta", &cfg_a);
+    let b = start(
+        hb,
+        &dir.0,
+        "hostb",
+        &config(
+            2,
+            1,
+            &[("vmb", "02:00:00:00:0b:01")],
+            &["02:00:00:00:0a:01", "02:00:00:00:0a:02"],
+        ),
+    );
+    let t0 = Instant::now();
+    while !(s1.exists() && s2.exists()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no vhost-user sockets: {}",
+            std::fs::read_to_string(&a.log).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let guest = |sock: &std::path::Path, mac: &str, args: &str, name: &str| {
+        let serial = dir.0.join(format!("{name}.serial"));
+        let child = Command::new("qemu-system-x86_64")
+            .args([
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max",
+                "-m",
+                "256",
+                "-display",
+                "none",
+                "-monitor",
+                "none",
+                "-no-reboot",
+            ])
+            .args([
+                "-object",
+                "memory-backend-memfd,id=mem,size=256M,share=on",
+                "-numa",
+                "node,memdev=mem",
+            ])
+            .arg("-kernel")
+            .arg(image.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(image.join("initrd.gz"))
+            .args(["-append", &format!("console=ttyS0 quiet {args}")])
+            .args([
+                "-chardev",
+                &format!("socket,id=c0,path={},reconnect=1", sock.display()),
+            ])
+            .args(["-netdev", "vhost-user,id=n0,chardev=c0"])
+            .args([
+                "-device",
+                &format!("virtio-net-pci,netdev=n0,mac={mac},romfile=,vectors=0"),
+            ])
+            .args(["-serial", &format!("file:{}", serial.display())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        (child, serial)
+    };
+    let (mut server, server_log) = guest(
+        &s2,
+        "02:00:00:00:0a:02",
+        "wv.role=server wv.ip=198.19.0.3",
+        "g2",
+    );
+    let (mut client, client_log) = guest(
+        &s1,
+        "02:00:00:00:0a:01",
+        "wv.role=client wv.ip=198.19.0.1 wv.peer=198.19.0.3 wv.secs=4",
+        "g1",
+    );
+    let logs = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+    let wait = |c: &mut std::process::Child, what: &str| {
+        let t0 = Instant::now();
+        loop {
+            if c.try_wait().unwrap().is_some() {
+                return;
+            }
+            if t0.elapsed() > Duration::from_secs(150) {
+                let _ = c.kill();
+                panic!(
+                    "{what} did not finish\nclient:\n{}\nserver:\n{}",
+                    logs(&dir.0.join("g1.serial")),
+                    logs(&dir.0.join("g2.serial"))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait(&mut client, "the client guest");
+    wait(&mut server, "the server guest");
+    let out = std::fs::read_to_string(&client_log).unwrap();
+    assert!(out.contains("WV-DONE"), "{out}");
+    let line = out
+        .lines()
+        .filter(|l| l.contains("receiver"))
+        .last()
+        .unwrap_or_else(|| panic!("no iperf3 result:\n{out}"));
+    println!("iperf3 between two QEMU guests on one daemon: {line}");
+    assert!(out.contains(" 0% packet loss"), "{out}");
+    // A guest on A reaches a lab VM on B.
+    let (mut pinger, ping_log) = guest(
+        &s1,
+        "02:00:00:00:0a:01",
+        "wv.role=ping wv.ip=198.19.0.1 wv.peer=198.19.0.2",
+        "g3",
+    );
+    wait(&mut pinger, "the ping guest");
+    let out = std::fs::read_to_string(&ping_log).unwrap();
+    assert!(
+        out.contains("5 packets received") || out.contains(" 0% packet loss"),
+        "{out}"
+    );
+    let sa = stop(a);
+    stop(b);
+    assert_eq!(sa["mbufs_in_use_at_exit"], 0);
+    let _ = server_log;
+}
