@@ -1058,8 +1058,7 @@ fn qemu_guests_over_vhost_user() {
     assert!(out.contains("WV-DONE"), "{out}");
     let line = out
         .lines()
-        .filter(|l| l.contains("receiver"))
-        .last()
+        .rfind(|l| l.contains("receiver"))
         .unwrap_or_else(|| panic!("no iperf3 result:\n{out}"));
     println!("iperf3 between two QEMU guests on one daemon: {line}");
     assert!(out.contains(" 0% packet loss"), "{out}");
@@ -1079,5 +1078,6 @@ fn qemu_guests_over_vhost_user() {
     let sa = stop(a);
     stop(b);
     assert_eq!(sa["mbufs_in_use_at_exit"], 0);
-    let _ = server_log;
+    let server_out = std::fs::read_to_string(&server_log).unwrap();
+    assert!(server_out.contains("WV-DONE"), "{server_out}");
 }
