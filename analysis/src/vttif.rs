@@ -304,6 +304,46 @@ impl Engine for Vttif {
     }
 }
 
+/// One daemon's matrix rows, with the VMs it hosts.
+#[derive(Debug, Clone)]
+pub struct HostView {
+    pub host: String,
+    /// The VMs this daemon hosts (by the same IDs as the matrix).
+    pub local_vms: BTreeSet<String>,
+    pub rows: Vec<MatrixEntry>,
+}
+
+/// The global VM traffic matrix from the views of all daemons. Traffic between VMs on
+/// two hosts is seen by both daemons (leaving one, entering the other): each entry is
+/// taken from the daemon that hosts its source VM only, so nothing is counted twice.
+/// An entry whose source no daemon claims is taken once, from the first view that has it.
+pub fn merge(views: &[HostView]) -> Vec<MatrixEntry> {
+    let mut out: BTreeMap<(String, String), MatrixEntry> = BTreeMap::new();
+    let owner = |vm: &str| views.iter().position(|v| v.local_vms.contains(vm));
+    for (i, v) in views.iter().enumerate() {
+        for e in &v.rows {
+            let key = (e.src.clone(), e.dst.clone());
+            match owner(&e.src) {
+                Some(o) if o == i => {
+                    out.insert(key, e.clone());
+                }
+                Some(_) => {}
+                None => {
+                    out.entry(key).or_insert_with(|| e.clone());
+                }
+            }
+        }
+    }
+    let mut m: Vec<MatrixEntry> = out.into_values().collect();
+    m.sort_by(|a, b| {
+        b.bytes
+            .cmp(&a.bytes)
+            .then(a.src.cmp(&b.src))
+            .then(a.dst.cmp(&b.dst))
+    });
+    m
+}
+
 /// Names the shape of a set of directed edges (judged on the undirected graph).
 pub fn shape_of<T: Ord + Copy>(edges: &BTreeSet<(T, T)>) -> String {
     let mut adj: BTreeMap<T, BTreeSet<T>> = BTreeMap::new();
@@ -383,6 +423,36 @@ mod tests {
 
     fn set(e: &[(u32, u32)]) -> BTreeSet<(u32, u32)> {
         e.iter().copied().collect()
+    }
+
+    #[test]
+    fn merging_takes_each_entry_from_its_source_host_once() {
+        let e = |s: &str, d: &str, b: u64| MatrixEntry {
+            src: s.into(),
+            dst: d.into(),
+            bytes: b,
+            packets: b / 1000,
+            rate_mbps: b as f64 * 8.0 / 1e6,
+            smoothed_mbps: 0.0,
+        };
+        let vms = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        // a1 (host A) -> b1 (host B) is seen by both daemons, with slightly different counts.
+        let a = HostView {
+            host: "A".into(),
+            local_vms: vms(&["a1"]),
+            rows: vec![e("a1", "b1", 1000), e("b1", "a1", 70)],
+        };
+        let b = HostView {
+            host: "B".into(),
+            local_vms: vms(&["b1"]),
+            rows: vec![e("a1", "b1", 990), e("b1", "a1", 80), e("x", "b1", 5)],
+        };
+        let m = merge(&[a, b]);
+        let get = |s: &str, d: &str| m.iter().find(|x| x.src == s && x.dst == d).map(|x| x.bytes);
+        assert_eq!(m.len(), 3);
+        assert_eq!(get("a1", "b1"), Some(1000), "from A, which hosts a1");
+        assert_eq!(get("b1", "a1"), Some(80), "from B, which hosts b1");
+        assert_eq!(get("x", "b1"), Some(5), "an unclaimed source is kept once");
     }
 
     #[test]
