@@ -17,8 +17,10 @@ fi
 for t in busybox iperf3; do command -v "$t" >/dev/null || { echo "[guest-image] error: $t missing (scripts/setup.sh installs it)" >&2; exit 1; }; done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1)
-[ -n "$kpkg" ] || { echo "[guest-image] error: cannot name the cloud kernel package (apt-get update first)" >&2; exit 1; }
+kernel_pkg() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -1; }
+kpkg=$(kernel_pkg)
+if [ -z "$kpkg" ]; then apt-get update -q >/dev/null 2>&1 || true; kpkg=$(kernel_pkg); fi
+[ -n "$kpkg" ] || { echo "[guest-image] error: cannot name the cloud kernel package (apt-get update failed?)" >&2; exit 1; }
 echo "[guest-image] kernel package $kpkg"
 (cd "$work" && apt-get download -q "$kpkg" >/dev/null)
 dpkg -x "$work"/"$kpkg"_*.deb "$work/k"
