@@ -237,6 +237,11 @@ pub struct Wren {
     train_segments_total: usize,
 }
 
+/// A gap this many times a train's median spacing separates two bursts of the train.
+const BURST_GAP_FACTOR: u64 = 4;
+/// ... and it is at least this long, so timestamp jitter is not taken for a burst gap.
+const BURST_GAP_FLOOR_NS: u64 = 5_000;
+
 fn seq_lt(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
 }
@@ -593,11 +598,33 @@ impl Wren {
 fn judge(tr: &Train) -> Option<TrainResult> {
     let first = tr.segs.first()?;
     let last = tr.segs.last()?;
-    let span = last.t.saturating_sub(first.t);
+    // The sending rate over whole cycles: a sender that emits bursts with idle gaps
+    // between them (TSO, pacing quanta, a busy CPU) would otherwise look faster than it
+    // is, as the time from the first to the last packet leaves out the last gap. So the
+    // rate is taken from the first packet to the start of the last burst, over the bytes
+    // sent before it; for evenly spaced packets that is the usual (n-1)/span.
+    let gap_at: Vec<u64> = tr
+        .segs
+        .windows(2)
+        .map(|w| w[1].t.saturating_sub(w[0].t))
+        .collect();
+    let mut sorted = gap_at.clone();
+    sorted.sort_unstable();
+    let median_gap = *sorted.get(sorted.len() / 2)?;
+    let big = median_gap
+        .max(BURST_GAP_FLOOR_NS)
+        .saturating_mul(BURST_GAP_FACTOR);
+    let end = gap_at
+        .iter()
+        .rposition(|&g| g > big)
+        .map(|i| i + 1)
+        .filter(|&j| j >= tr.segs.len() / 2)
+        .unwrap_or(tr.segs.len() - 1);
+    let span = tr.segs[end].t.saturating_sub(first.t);
     if span == 0 {
         return None;
     }
-    let bytes: u64 = tr.segs[1..].iter().map(|s| s.bytes as u64).sum();
+    let bytes: u64 = tr.segs[..end].iter().map(|s| s.bytes as u64).sum();
     let delays: Vec<f64> = tr
         .segs
         .iter()
