@@ -114,6 +114,27 @@ struct TrainSeg {
 struct Train {
     segs: Vec<TrainSeg>,
     tainted: bool,
+    /// Segments (from the front, in sequence order) that have their RTT: ACKs are
+    /// cumulative, so each ACK only moves this cursor forward.
+    acked: usize,
+}
+
+impl Train {
+    /// Gives the segments newly covered by cumulative ACK `a`, seen at `t`, their RTT.
+    #[inline]
+    fn ack(&mut self, a: u32, t: u64) {
+        while let Some(s) = self.segs.get_mut(self.acked) {
+            if !seq_le(s.end, a) {
+                break;
+            }
+            s.rtt = Some(t.saturating_sub(s.t));
+            self.acked += 1;
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.acked == self.segs.len()
+    }
 }
 
 /// One direction of a TCP connection: data sent src → dst, and the ACKs coming back.
@@ -471,18 +492,12 @@ impl Wren {
                     .iter_mut()
                     .chain(std::iter::once(&mut back.train))
                 {
-                    for s in tr
-                        .segs
-                        .iter_mut()
-                        .filter(|s| s.rtt.is_none() && seq_le(s.end, a))
-                    {
-                        s.rtt = Some(t.saturating_sub(s.t));
-                    }
+                    tr.ack(a, t);
                 }
                 while back
                     .pending
                     .front()
-                    .is_some_and(|tr| tr.tainted || tr.segs.iter().all(|s| s.rtt.is_some()))
+                    .is_some_and(|tr| tr.tainted || tr.complete())
                 {
                     let tr = back.pending.pop_front().expect("front exists");
                     self.train_segments_total -= tr.segs.len();
