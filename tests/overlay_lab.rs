@@ -53,6 +53,27 @@ fn assert_ping(vm: &str, dst: &str, count: u32) {
     assert!(ping.contains(" 0% packet loss"), "{ping}");
 }
 
+/// An iperf3 TCP transfer of `secs` seconds from namespace `client` to `dst`, served
+/// in namespace `server`: the bytes received and the rate in Mbit/s.
+fn iperf3(client: &str, server: &str, dst: &str, secs: u32) -> (u64, f64) {
+    let mut srv = Command::new("ip")
+        .args(["netns", "exec", server, "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = sh(&format!(
+        "ip netns exec {client} iperf3 -c {dst} -t {secs} -J"
+    ));
+    let _ = srv.wait();
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sum = &r["end"]["sum_received"];
+    (
+        sum["bytes"].as_u64().unwrap(),
+        sum["bits_per_second"].as_f64().unwrap() / 1e6,
+    )
+}
+
 struct Daemon {
     child: Child,
     log: std::path::PathBuf,
@@ -335,25 +356,9 @@ fn interoperates_with_the_linux_kernel_vxlan() {
     assert_ping(va, "198.19.0.2", 5);
     // And the other way: the kernel side initiates.
     assert_ping(kb, "198.19.0.1", 3);
-    let server = Command::new("ip")
-        .args(["netns", "exec", kb, "iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let out = sh(&format!("ip netns exec {va} iperf3 -c 198.19.0.2 -t 2 -J"));
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let bytes = r["end"]["sum_received"]["bytes"].as_u64().unwrap();
-    println!(
-        "iperf3 TCP to the kernel's VXLAN: {:.0} Mbit/s",
-        r["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .unwrap()
-            / 1e6
-    );
+    let (bytes, mbps) = iperf3(va, kb, "198.19.0.2", 2);
+    println!("iperf3 TCP to the kernel's VXLAN: {mbps:.0} Mbit/s");
     assert!(bytes > 2_000_000, "iperf3 moved only {bytes} bytes");
-    let mut server = server;
-    let _ = server.wait();
     let s = stop(a);
     assert!(s["switch"]["decapsulated"].as_u64().unwrap() > 100);
     assert!(s["switch"]["encapsulated"].as_u64().unwrap() > 1000);
@@ -875,25 +880,9 @@ fn vhost_user_vm_via_virtio_user_disconnects_and_comes_back() {
     let mut g = guest("1");
     wait_for_ping(va, "198.19.0.2", &dir.0.join("guest-1.log"));
     assert_ping(va, "198.19.0.2", 5);
-    let server = Command::new("ip")
-        .args(["netns", "exec", vb, "iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let out = sh(&format!("ip netns exec {va} iperf3 -c 198.19.0.2 -t 2 -J"));
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let bytes = r["end"]["sum_received"]["bytes"].as_u64().unwrap();
-    println!(
-        "iperf3 TCP from a vhost-user VM across the overlay: {:.0} Mbit/s",
-        r["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .unwrap()
-            / 1e6
-    );
+    let (bytes, mbps) = iperf3(va, vb, "198.19.0.2", 2);
+    println!("iperf3 TCP from a vhost-user VM across the overlay: {mbps:.0} Mbit/s");
     assert!(bytes > 1_000_000, "{bytes}");
-    let mut server = server;
-    let _ = server.wait();
     // The guest vanishes (killed, no goodbye), then comes back.
     let _ = sh_out(&format!("kill -9 {}", g.id()));
     let _ = g.wait();

@@ -6,6 +6,7 @@
 //! `FLAG_IPV6` set: flows stay distinct with high probability, and the records say so.
 
 use crate::wire::frame::{dissect, Dissection, Verdict};
+use crate::wire::{be16, be32};
 
 /// Which way the packet crossed the switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,16 +156,6 @@ impl Record {
     pub fn has_timestamps(&self) -> bool {
         self.flags & FLAG_TCP_TS != 0
     }
-}
-
-#[inline(always)]
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
-#[inline(always)]
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// Untagged Ethernet + IPv4 (IHL 5, not a fragment) + whole TCP or UDP header, with

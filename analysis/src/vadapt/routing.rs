@@ -47,6 +47,19 @@ impl Residuals {
     }
 }
 
+/// The unsettled vertex with the largest `key` among those reached (key above -inf),
+/// for the dense O(V²) Dijkstras below; `None` when none is left.
+fn next_vertex(done: &[bool], key: impl Fn(usize) -> f64) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for v in (0..done.len()).filter(|&v| !done[v]) {
+        let k = key(v);
+        if k > f64::NEG_INFINITY && best.is_none_or(|(_, b)| k > b) {
+            best = Some((v, k));
+        }
+    }
+    best.map(|(v, _)| v)
+}
+
 /// Lowest-latency path from `src` to `dst` over links whose residual is at least
 /// `min_residual`; returns the path and its latency.
 fn min_latency(
@@ -62,15 +75,11 @@ fn min_latency(
     let mut done = vec![false; n];
     dist[src] = 0.0;
     for _ in 0..n {
-        let mut u = usize::MAX;
-        let mut best = f64::INFINITY;
-        for v in 0..n {
-            if !done[v] && dist[v] < best {
-                best = dist[v];
-                u = v;
-            }
-        }
-        if u == usize::MAX || u == dst {
+        // Lowest latency first (negated: `next_vertex` takes the largest key).
+        let Some(u) = next_vertex(&done, |v| -dist[v]) else {
+            break;
+        };
+        if u == dst {
             break;
         }
         done[u] = true;
@@ -113,15 +122,10 @@ fn best_bottleneck(
     let mut done = vec![false; n];
     width[src] = f64::INFINITY;
     for _ in 0..n {
-        let mut u = usize::MAX;
-        let mut best = f64::NEG_INFINITY;
-        for v in 0..n {
-            if !done[v] && width[v] > best {
-                best = width[v];
-                u = v;
-            }
-        }
-        if u == usize::MAX || u == dst {
+        let Some(u) = next_vertex(&done, |v| width[v]) else {
+            break;
+        };
+        if u == dst {
             break;
         }
         done[u] = true;
