@@ -16,6 +16,8 @@ PACKAGES=(
   dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config build-essential
   # the tests and the lab
   iproute2 iperf3 tcpdump tshark ethtool iputils-ping procps psmisc
+  # real applications for VTTIF (MPI) and a second opinion on RTTs (tcptrace)
+  openmpi-bin libopenmpi-dev tcptrace
   # real VMs: QEMU guests (TCG) over vhost-user, and what scripts/guest-image.sh packs
   qemu-system-x86 busybox-static xz-utils
 )

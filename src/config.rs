@@ -27,6 +27,9 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchSection {
+    /// This host's name, as the controller and `wrenvnet matrix` show it
+    /// (default: the underlay IP).
+    pub name: Option<String>,
     /// This host's underlay IPv4 address; the daemon answers ARP for it.
     pub underlay_ip: std::net::Ipv4Addr,
     /// VXLAN network identifier of the overlay.

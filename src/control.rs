@@ -5,7 +5,8 @@
 //! nothing.
 //!
 //! Requests: `{"op":"rules"}`, `{"op":"add_rule","dst_mac":M,"to":"vm:PORT"|"peer:NAME"}`,
-//! `{"op":"del_rule","dst_mac":M}`, `{"op":"stats"}`.
+//! `{"op":"del_rule","dst_mac":M}`, `{"op":"stats"}`, `{"op":"paths"}` (Wren's path
+//! views), `{"op":"matrix"}` (VTTIF's matrix rows, this host's VMs, its damped topology).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use analysis::engine::AnalysisLoop;
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use dataplane::switch::counters::SwitchCounters;
@@ -21,13 +23,20 @@ use serde_json::{json, Value};
 
 use crate::config::parse_mac;
 
+/// Who this daemon is: its host name, its VM ports (name, MAC) and its peers' names.
+pub struct Identity {
+    pub host: String,
+    pub vm_ports: Vec<String>,
+    pub vm_macs: Vec<String>,
+    pub peers: Vec<String>,
+}
+
 /// What the control interface needs to know and change.
 pub struct Control {
     listener: UnixListener,
     path: PathBuf,
     fib: Arc<ArcSwap<Fib>>,
-    vm_names: Vec<String>,
-    peer_names: Vec<String>,
+    me: Identity,
 }
 
 fn mac_str(m: &[u8; 6]) -> String {
@@ -39,12 +48,7 @@ fn mac_str(m: &[u8; 6]) -> String {
 
 impl Control {
     #[cold]
-    pub fn bind(
-        path: &Path,
-        fib: Arc<ArcSwap<Fib>>,
-        vm_names: Vec<String>,
-        peer_names: Vec<String>,
-    ) -> Result<Self> {
+    pub fn bind(path: &Path, me: Identity, fib: Arc<ArcSwap<Fib>>) -> Result<Self> {
         if path.exists() {
             // A socket left by a previous run: refuse if someone still listens on it.
             if UnixStream::connect(path).is_ok() {
@@ -63,21 +67,20 @@ impl Control {
             listener,
             path: path.to_path_buf(),
             fib,
-            vm_names,
-            peer_names,
+            me,
         })
     }
 
     /// Serves every pending connection (one request line each).
     #[cold]
-    pub fn poll(&self, counters: &SwitchCounters) {
+    pub fn poll(&self, counters: &SwitchCounters, analysis: &AnalysisLoop) {
         while let Ok((stream, _)) = self.listener.accept() {
             let _ = stream.set_nonblocking(false);
             let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
             let mut line = String::new();
             let mut reader = BufReader::new(&stream);
             let reply = match reader.read_line(&mut line) {
-                Ok(_) => self.handle(line.trim(), counters),
+                Ok(_) => self.handle(line.trim(), counters, analysis),
                 Err(e) => json!({"ok": false, "error": format!("cannot read the request: {e}")}),
             };
             let mut w = &stream;
@@ -89,24 +92,24 @@ impl Control {
         match d {
             Dest::Vm(i) => format!(
                 "vm:{}",
-                self.vm_names.get(*i).map(String::as_str).unwrap_or("?")
+                self.me.vm_ports.get(*i).map(String::as_str).unwrap_or("?")
             ),
             Dest::Peer(p) => format!(
                 "peer:{}",
-                self.peer_names.get(*p).map(String::as_str).unwrap_or("?")
+                self.me.peers.get(*p).map(String::as_str).unwrap_or("?")
             ),
         }
     }
 
     fn parse_dest(&self, to: &str) -> Result<Dest> {
         if let Some(n) = to.strip_prefix("vm:") {
-            if let Some(i) = self.vm_names.iter().position(|v| v == n) {
+            if let Some(i) = self.me.vm_ports.iter().position(|v| v == n) {
                 return Ok(Dest::Vm(i));
             }
             bail!("no VM port {n:?}");
         }
         if let Some(n) = to.strip_prefix("peer:") {
-            if let Some(i) = self.peer_names.iter().position(|v| v == n) {
+            if let Some(i) = self.me.peers.iter().position(|v| v == n) {
                 return Ok(Dest::Peer(i));
             }
             bail!("no peer {n:?}");
@@ -114,14 +117,19 @@ impl Control {
         bail!("\"to\" must be \"vm:PORT\" or \"peer:NAME\", got {to:?}")
     }
 
-    fn handle(&self, line: &str, counters: &SwitchCounters) -> Value {
-        match self.try_handle(line, counters) {
+    fn handle(&self, line: &str, counters: &SwitchCounters, analysis: &AnalysisLoop) -> Value {
+        match self.try_handle(line, counters, analysis) {
             Ok(v) => v,
             Err(e) => json!({"ok": false, "error": format!("{e:#}")}),
         }
     }
 
-    fn try_handle(&self, line: &str, counters: &SwitchCounters) -> Result<Value> {
+    fn try_handle(
+        &self,
+        line: &str,
+        counters: &SwitchCounters,
+        analysis: &AnalysisLoop,
+    ) -> Result<Value> {
         let req: Value = serde_json::from_str(line).context("request is not JSON")?;
         let op = req
             .get("op")
@@ -167,8 +175,22 @@ impl Control {
                 log::info!("control: rule {} removed", mac_str(&mac));
                 Ok(json!({"ok": true, "rules": n}))
             }
-            "stats" => Ok(json!({"ok": true, "switch": counters.snapshot()})),
-            other => bail!("unknown op {other:?} (rules, add_rule, del_rule, stats)"),
+            "stats" => Ok(json!({"ok": true, "host": self.me.host, "switch": counters.snapshot()})),
+            "paths" | "matrix" => {
+                let engine = if op == "paths" { "wren" } else { "vttif" };
+                let view = analysis.view(engine).with_context(|| {
+                    format!("{engine} is not running (monitor.enabled = false)")
+                })?;
+                Ok(json!({
+                    "ok": true,
+                    "host": self.me.host,
+                    "local_vms": self.me.vm_macs,
+                    engine: view,
+                }))
+            }
+            other => {
+                bail!("unknown op {other:?} (rules, add_rule, del_rule, stats, paths, matrix)")
+            }
         }
     }
 }
@@ -179,8 +201,9 @@ impl Drop for Control {
     }
 }
 
-/// `wrenvnet ctl`: send one request, print the reply; false when the daemon said no.
-pub fn request(socket: &Path, body: &str) -> Result<bool> {
+/// Sends one request line to a daemon and returns its parsed reply.
+#[cold]
+pub fn query(socket: &Path, body: &str) -> Result<Value> {
     let mut s = UnixStream::connect(socket)
         .with_context(|| format!("cannot connect to {}", socket.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
@@ -188,8 +211,14 @@ pub fn request(socket: &Path, body: &str) -> Result<bool> {
     let mut reply = String::new();
     BufReader::new(&s)
         .read_line(&mut reply)
-        .context("no reply from the daemon")?;
-    println!("{}", reply.trim());
-    let v: Value = serde_json::from_str(&reply).context("the reply is not JSON")?;
+        .with_context(|| format!("no reply from the daemon at {}", socket.display()))?;
+    serde_json::from_str(&reply)
+        .with_context(|| format!("the reply from {} is not JSON", socket.display()))
+}
+
+/// `wrenvnet ctl`: send one request, print the reply; false when the daemon said no.
+pub fn request(socket: &Path, body: &str) -> Result<bool> {
+    let v = query(socket, body)?;
+    println!("{v}");
     Ok(v["ok"] == true)
 }

@@ -7,6 +7,7 @@ mod config;
 mod control;
 mod run;
 mod switch_mode;
+mod views;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,10 @@ enum Command {
         /// The request: {"op":"rules"|"stats"} or {"op":"add_rule","dst_mac":M,"to":"vm:PORT"|"peer:NAME"} or {"op":"del_rule","dst_mac":M}.
         request: String,
     },
+    /// The global VM traffic matrix merged from every daemon's VTTIF rows, and its topology.
+    Matrix(views::MatrixArgs),
+    /// Every daemon's Wren path views: RTT, throughput, available bandwidth.
+    Paths(views::ViewArgs),
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
     Analyze(analyze::AnalyzeArgs),
 }
@@ -65,6 +70,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }),
+        Command::Matrix(args) => views::matrix(args).map(|()| ExitCode::SUCCESS),
+        Command::Paths(args) => views::paths(args).map(|()| ExitCode::SUCCESS),
         Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapt(args) => adapt::run(args).map(|feasible| {
             if feasible {

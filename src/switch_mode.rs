@@ -115,9 +115,16 @@ pub fn run<'e>(
         let control = match &sw.control_socket {
             Some(path) => Some(crate::control::Control::bind(
                 path,
+                crate::control::Identity {
+                    host: sw
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| sw.underlay_ip.to_string()),
+                    vm_ports: sw.vms.iter().map(|v| v.port.clone()).collect(),
+                    vm_macs: sw.vms.iter().map(|v| v.mac.to_lowercase()).collect(),
+                    peers: sw.peers.iter().map(|p| p.name.clone()).collect(),
+                },
                 std::sync::Arc::clone(&fib),
-                sw.vms.iter().map(|v| v.port.clone()).collect(),
-                sw.peers.iter().map(|p| p.name.clone()).collect(),
             )?),
             None => None,
         };
@@ -143,11 +150,12 @@ pub fn run<'e>(
                 }
                 let drained = analysis.poll();
                 if let Some(c) = &control {
-                    c.poll(&counters);
+                    c.poll(&counters, analysis);
                 }
                 if Instant::now() >= next {
                     print_switch(&counters.snapshot(), &port_ids, &names);
-                    analysis.tick(started.elapsed().as_nanos() as u64);
+                    // In the records' own time base, so windows close on time.
+                    analysis.tick(analysis.timebase().to_ns(dataplane::tsc::now()));
                     for r in analysis.reports() {
                         println!("{r}");
                     }

@@ -21,6 +21,10 @@ pub trait Engine: Send {
     fn report(&self) -> Option<String> {
         None
     }
+    /// The engine's current view for programs (the control interface), if any.
+    fn view(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Drains rings into engines.
@@ -67,6 +71,11 @@ impl AnalysisLoop {
         }
     }
 
+    /// How record times convert to ns (for telling the engines the time now).
+    pub fn timebase(&self) -> Timebase {
+        self.timebase
+    }
+
     pub fn drained(&self) -> u64 {
         self.drained
     }
@@ -77,6 +86,14 @@ impl AnalysisLoop {
 
     pub fn engines_mut(&mut self) -> &mut [Box<dyn Engine>] {
         &mut self.engines
+    }
+
+    /// The current view of the engine called `name`, if it publishes one.
+    pub fn view(&self, name: &str) -> Option<serde_json::Value> {
+        self.engines
+            .iter()
+            .find(|e| e.name() == name)
+            .and_then(|e| e.view())
     }
 
     /// Every engine's report, one block each.

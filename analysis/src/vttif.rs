@@ -7,7 +7,9 @@
 //! for people when it is a known one. A new topology is reported only when it has
 //! persisted for `k` windows, so steady traffic never flaps.
 //!
-//! VMs are known by MAC (underlay captures, the daemon) or by IP (plain captures).
+//! VMs are known by MAC (underlay captures, the daemon) or by IP (plain captures); each
+//! matrix entry also carries the other identity where the traffic showed it (the IPs
+//! of a MAC pair, the MACs of an IP pair).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,7 +17,7 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::fasthash::FastMap;
-use crate::record::{Record, Timebase, FLAG_BROKEN};
+use crate::record::{Record, Timebase, FLAG_BROKEN, FLAG_IPV6};
 
 /// How a VM is identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,6 +73,8 @@ struct Cell {
     packets: u64,
     window_bytes: u64,
     rate_bps: f64,
+    /// The pair's other identity (IPs when keyed by MAC, MACs when keyed by IP).
+    other: Option<(VmKey, VmKey)>,
 }
 
 /// A topology: the directed edges that survive pruning, and the shape's name.
@@ -100,6 +104,11 @@ pub struct MatrixEntry {
     /// Average over the whole observation (offline) — see `smoothed_mbps` for the EWMA.
     pub rate_mbps: f64,
     pub smoothed_mbps: f64,
+    /// The VMs' IPs (matrix keyed by MAC) or MACs (keyed by IP), where seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_also: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_also: Option<String>,
 }
 
 pub struct Vttif {
@@ -131,6 +140,16 @@ impl Vttif {
         }
     }
 
+    /// The identity the matrix is not keyed by, when this record shows it.
+    fn other_key(by_ip: bool, r: &Record) -> Option<(VmKey, VmKey)> {
+        if by_ip {
+            Some((VmKey::Mac(r.src_mac), VmKey::Mac(r.dst_mac)))
+        } else {
+            (r.protocol != 0 && r.flags & FLAG_IPV6 == 0)
+                .then_some((VmKey::Ip(r.src_ip), VmKey::Ip(r.dst_ip)))
+        }
+    }
+
     fn key(&self, r: &Record) -> Option<(VmKey, VmKey)> {
         if self.cfg.by_ip {
             (r.protocol != 0).then_some((VmKey::Ip(r.src_ip), VmKey::Ip(r.dst_ip)))
@@ -154,10 +173,14 @@ impl Vttif {
             self.close_window();
         }
         self.last_t = self.last_t.max(t);
+        let by_ip = self.cfg.by_ip;
         if let Some(c) = self.cells.get_mut(&(s, d)) {
             c.bytes += r.frame_len as u64;
             c.packets += 1;
             c.window_bytes += r.frame_len as u64;
+            if c.other.is_none() {
+                c.other = Self::other_key(by_ip, r);
+            }
             return;
         }
         for v in [s, d] {
@@ -169,10 +192,22 @@ impl Vttif {
                 self.vms.insert(v);
             }
         }
+        let other = Self::other_key(by_ip, r);
         let c = self.cells.entry((s, d)).or_default();
         c.bytes += r.frame_len as u64;
         c.packets += 1;
         c.window_bytes += r.frame_len as u64;
+        c.other = other;
+    }
+
+    /// Closes every window that ended before `now` (online: time passes without records).
+    pub fn advance_to(&mut self, now: u64) {
+        if let Some(first) = self.first_t {
+            let w = now.saturating_sub(first) / self.cfg.window_ns;
+            while self.window < w {
+                self.close_window();
+            }
+        }
     }
 
     /// Ends the current window: folds its counts into the EWMA and runs change detection.
@@ -235,6 +270,8 @@ impl Vttif {
                     0.0
                 },
                 smoothed_mbps: c.rate_bps / 1e6,
+                src_also: c.other.map(|o| o.0.to_string()),
+                dst_also: c.other.map(|o| o.1.to_string()),
             })
             .collect();
         m.sort_by(|a, b| {
@@ -259,6 +296,18 @@ impl Vttif {
         }
     }
 
+    /// The topology reported last (damped: what persisted for k windows), if any.
+    pub fn current_topology(&self) -> Option<Topology> {
+        self.reported.as_ref().map(|edges| Topology {
+            shape: shape_of(edges),
+            edges: edges
+                .iter()
+                .map(|(s, d)| [s.to_string(), d.to_string()])
+                .collect(),
+            threshold: self.cfg.threshold,
+        })
+    }
+
     /// Topology changes reported so far (damped).
     pub fn changes(&self) -> &[TopologyChange] {
         &self.changes
@@ -281,6 +330,22 @@ impl Engine for Vttif {
         for r in records {
             self.on_record(r, tb.to_ns(r.time));
         }
+    }
+
+    fn on_tick(&mut self, now_ns: u64) {
+        self.advance_to(now_ns);
+    }
+
+    fn view(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "window_s": self.cfg.window_ns as f64 / 1e9,
+            "windows": self.window,
+            "by": if self.cfg.by_ip { "ip" } else { "mac" },
+            "rows": self.matrix(),
+            "topology": self.current_topology(),
+            "changes": self.changes,
+            "untracked_records": self.untracked_records,
+        }))
     }
 
     fn report(&self) -> Option<String> {
@@ -342,6 +407,29 @@ pub fn merge(views: &[HostView]) -> Vec<MatrixEntry> {
             .then(a.dst.cmp(&b.dst))
     });
     m
+}
+
+/// The topology of a matrix by its smoothed (current) rates: entries below
+/// `threshold` of the largest are pruned. Used on the merged global matrix.
+pub fn topology_of(entries: &[MatrixEntry], threshold: f64) -> Topology {
+    let max = entries.iter().map(|e| e.smoothed_mbps).fold(0.0, f64::max);
+    let edges: BTreeSet<(&str, &str)> = if max > 0.0 {
+        entries
+            .iter()
+            .filter(|e| e.smoothed_mbps / max >= threshold)
+            .map(|e| (e.src.as_str(), e.dst.as_str()))
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
+    Topology {
+        shape: shape_of(&edges),
+        edges: edges
+            .iter()
+            .map(|(s, d)| [s.to_string(), d.to_string()])
+            .collect(),
+        threshold,
+    }
 }
 
 /// Names the shape of a set of directed edges (judged on the undirected graph).
@@ -433,7 +521,9 @@ mod tests {
             bytes: b,
             packets: b / 1000,
             rate_mbps: b as f64 * 8.0 / 1e6,
-            smoothed_mbps: 0.0,
+            smoothed_mbps: b as f64 * 8.0 / 1e6,
+            src_also: None,
+            dst_also: None,
         };
         let vms = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
         // a1 (host A) -> b1 (host B) is seen by both daemons, with slightly different counts.
@@ -453,6 +543,10 @@ mod tests {
         assert_eq!(get("a1", "b1"), Some(1000), "from A, which hosts a1");
         assert_eq!(get("b1", "a1"), Some(80), "from B, which hosts b1");
         assert_eq!(get("x", "b1"), Some(5), "an unclaimed source is kept once");
+        // Pruning at 10% of the largest keeps a1->b1 and b1->a1 (8%: pruned at 10%).
+        let t = topology_of(&m, 0.10);
+        assert_eq!(t.edges, vec![["a1".to_string(), "b1".to_string()]]);
+        assert_eq!(topology_of(&m, 0.05).shape, "pairs");
     }
 
     #[test]

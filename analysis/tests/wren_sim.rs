@@ -5,7 +5,7 @@
 //! and the base RTT, from the records alone.
 
 use analysis::engine::Engine;
-use analysis::record::{Record, Timebase, FLAG_TCP};
+use analysis::record::{Record, Timebase, FLAG_TCP, FLAG_TCP_TS};
 use analysis::vadapt::rng::Rng;
 use analysis::wire::tcp::{FLAG_ACK, FLAG_PSH};
 use analysis::wren::{AvailKind, Config, Wren};
@@ -216,6 +216,37 @@ fn retransmitted_segments_give_no_rtt_sample() {
     let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
     assert_eq!(p.rtt_samples, 1);
     assert!((p.rtt_min_us.unwrap() - 510_000.0).abs() < 1.0);
+}
+
+#[test]
+fn an_echo_of_a_pure_acks_timestamp_after_idle_time_is_no_rtt_sample() {
+    // Both ends use TCP timestamps. A sends data (TSval 10), B ACKs it at 1 ms echoing
+    // 10: one 1 ms sample. A's pure ACK of B's data carries TSval 11; nobody answers a
+    // pure ACK, so B's next segment, 5 s later, echoes 11: that is idle time, not a
+    // round trip, and must give no sample.
+    let ts = |mut r: Record, tsval: u32, tsecr: u32| {
+        r.flags |= FLAG_TCP_TS;
+        r.tsval = tsval;
+        r.tsecr = tsecr;
+        r
+    };
+    let mut b_data = ack(1_000_000, 1 + MSS);
+    b_data.payload_len = 100;
+    let mut a_pure_ack = data(2_000_000, 1 + MSS);
+    a_pure_ack.payload_len = 0;
+    a_pure_ack.ack = 101;
+    let recs = vec![
+        ts(data(0, 1), 10, 500),
+        ts(b_data, 501, 10),
+        ts(a_pure_ack, 11, 501),
+        ts(ack(5_002_000_000, 1 + MSS), 502, 11),
+    ];
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    assert_eq!(p.rtt_samples, 1, "{p:?}");
+    assert!((p.rtt_p99_us.unwrap() - 1000.0).abs() < 10.0, "{p:?}");
 }
 
 #[test]

@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::fasthash::FastMap;
 use crate::record::{Record, Timebase, FLAG_BROKEN, FLAG_FRAGMENT, FLAG_VXLAN, NO_HOST};
-use crate::wire::tcp::{FLAG_ACK, FLAG_SYN};
+use crate::wire::tcp::{FLAG_ACK, FLAG_FIN, FLAG_SYN};
 use trend::Trend;
 
 /// Tunables, with defaults that follow from the method, not from any one capture.
@@ -380,7 +380,11 @@ impl Wren {
         if r.tcp_flags & FLAG_SYN != 0 && r.tcp_flags & FLAG_ACK == 0 {
             flow.syn = Some((r.seq, t));
         }
-        if r.has_timestamps() && flow.last_tsval != Some(r.tsval) {
+        // Only a segment the receiver must ACK (data, SYN, FIN) times a round trip by its
+        // TSval: a pure ACK is not answered, so the next echo of its TSval may come
+        // whenever the other side next sends (after an idle period: seconds).
+        let elicits_ack = r.payload_len > 0 || r.tcp_flags & (FLAG_SYN | FLAG_FIN) != 0;
+        if elicits_ack && r.has_timestamps() && flow.last_tsval != Some(r.tsval) {
             flow.last_tsval = Some(r.tsval);
             if flow.ts_sent.len() >= cfg.max_ts_pending {
                 flow.ts_sent.pop_front();
@@ -737,6 +741,14 @@ impl Engine for Wren {
     fn on_tick(&mut self, _now_ns: u64) {
         let now = self.now;
         self.expire(now);
+    }
+
+    fn view(&self) -> Option<serde_json::Value> {
+        let paths = self.views(|ip| std::net::Ipv4Addr::from(ip).to_string());
+        Some(serde_json::json!({
+            "paths": paths,
+            "counters": self.counters(),
+        }))
     }
 
     fn report(&self) -> Option<String> {

@@ -1,0 +1,258 @@
+//! A lab of several hosts on one L2 fabric: a bridge in a "fabric" namespace joins
+//! every host's NIC veth; each host namespace runs a wrenvnet daemon (switch mode,
+//! af_packet ports) with its lab VMs (namespaces on veths) and a control socket; every
+//! daemon has a rule for every remote VM through that VM's host. Everything is removed
+//! on drop (daemons killed by PID, namespaces deleted).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+pub struct Vm {
+    pub ns: String,
+    pub host: usize,
+    pub mac: String,
+    pub ip: String,
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+    pub summary: PathBuf,
+    pub socket: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = sh_out(&format!("kill -9 {} 2>/dev/null", self.child.id()));
+    }
+}
+
+pub struct Fabric {
+    pub fabric_ns: String,
+    pub hosts: Vec<String>,
+    pub vms: Vec<Vm>,
+    pub daemons: Vec<Option<Daemon>>,
+    pub dir: TempDir,
+    // Dropped last: daemons die before their namespaces go.
+    _ns: Namespaces,
+}
+
+fn quiet_link(ns: &str, iface: &str) {
+    sh(&format!("ip -n {ns} link set {iface} up"));
+    sh(&format!(
+        "ip netns exec {ns} ethtool -K {iface} tx off tso off gso off gro off >/dev/null 2>&1 || true"
+    ));
+    sh(&format!(
+        "ip netns exec {ns} sysctl -qw net.ipv6.conf.{iface}.disable_ipv6=1"
+    ));
+}
+
+impl Fabric {
+    /// `hosts` hosts with `vms_per_host` VMs each. VM i (counting across hosts) gets
+    /// IP 198.19.0.(10+i) and MAC 02:00:00:00:(host+1):(i+1); host h's underlay IP is
+    /// 198.18.100.(h+1).
+    pub fn new(tag: &str, hosts: usize, vms_per_host: usize) -> Self {
+        let id = std::process::id() % 10000;
+        let fabric_ns = format!("wf{tag}fab{id}");
+        let host_ns: Vec<String> = (0..hosts).map(|h| format!("wf{tag}h{h}-{id}")).collect();
+        let mut vms = Vec::new();
+        for h in 0..hosts {
+            for _ in 0..vms_per_host {
+                let i = vms.len();
+                vms.push(Vm {
+                    ns: format!("wf{tag}v{i}-{id}"),
+                    host: h,
+                    mac: format!("02:00:00:00:{:02x}:{:02x}", h + 1, i + 1),
+                    ip: format!("198.19.0.{}", 10 + i),
+                });
+            }
+        }
+        let mut all = vec![fabric_ns.clone()];
+        all.extend(host_ns.iter().cloned());
+        all.extend(vms.iter().map(|v| v.ns.clone()));
+        let ns = Namespaces::create(&all);
+        sh(&format!(
+            "ip -n {fabric_ns} link add br0 type bridge && ip -n {fabric_ns} link set br0 up"
+        ));
+        for (h, hn) in host_ns.iter().enumerate() {
+            sh(&format!(
+                "ip -n {hn} link add u type veth peer name f{h} netns {fabric_ns}"
+            ));
+            sh(&format!(
+                "ip -n {fabric_ns} link set f{h} master br0 && ip -n {fabric_ns} link set f{h} up"
+            ));
+            quiet_link(hn, "u");
+        }
+        for (i, v) in vms.iter().enumerate() {
+            let hn = &host_ns[v.host];
+            sh(&format!(
+                "ip -n {hn} link add vm{i} type veth peer name eth0 netns {}",
+                v.ns
+            ));
+            sh(&format!(
+                "ip -n {} link set eth0 address {} mtu 1450",
+                v.ns, v.mac
+            ));
+            sh(&format!("ip -n {} addr add {}/24 dev eth0", v.ns, v.ip));
+            quiet_link(hn, &format!("vm{i}"));
+            quiet_link(&v.ns, "eth0");
+        }
+        let mut f = Fabric {
+            fabric_ns,
+            hosts: host_ns,
+            vms,
+            daemons: Vec::new(),
+            dir: TempDir::new(&format!("fabric-{tag}")),
+            _ns: ns,
+        };
+        for h in 0..hosts {
+            let d = f.start(h);
+            f.daemons.push(Some(d));
+        }
+        f
+    }
+
+    pub fn socket(&self, h: usize) -> PathBuf {
+        self.dir.0.join(format!("h{h}.sock"))
+    }
+
+    /// Host h's config: its VMs, every other host as a peer, a rule per remote VM.
+    pub fn config(&self, h: usize) -> String {
+        let mut c = String::from(
+            "[dataplane]\nmode = \"switch\"\nidle_sleep_us = 20\nstats_interval_ms = 1000\n\
+             [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u\"\n",
+        );
+        let local: Vec<(usize, &Vm)> = self
+            .vms
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.host == h)
+            .collect();
+        for (k, (i, _)) in local.iter().enumerate() {
+            c += &format!(
+                "[[port]]\nname = \"vm{i}\"\ndevargs = \"net_af_packet{},iface=vm{i}\"\n",
+                k + 1
+            );
+        }
+        c += &format!(
+            "[switch]\nname = \"h{h}\"\nunderlay_ip = \"198.18.100.{}\"\nvni = 42\nnic = \"nic\"\ncontrol_socket = \"{}\"\n",
+            h + 1,
+            self.socket(h).display()
+        );
+        for (i, v) in &local {
+            c += &format!("[[switch.vm]]\nport = \"vm{i}\"\nmac = \"{}\"\n", v.mac);
+        }
+        for p in (0..self.hosts.len()).filter(|&p| p != h) {
+            c += &format!(
+                "[[switch.peer]]\nname = \"h{p}\"\nip = \"198.18.100.{}\"\n",
+                p + 1
+            );
+        }
+        for v in self.vms.iter().filter(|v| v.host != h) {
+            c += &format!(
+                "[[switch.rule]]\ndst_mac = \"{}\"\npeer = \"h{}\"\n",
+                v.mac, v.host
+            );
+        }
+        c
+    }
+
+    /// Starts host h's daemon and waits for its control socket.
+    pub fn start(&self, h: usize) -> Daemon {
+        let name = format!("h{h}");
+        let path = write_file(&self.dir.0, &format!("{name}.toml"), &self.config(h));
+        let log = self.dir.0.join(format!("{name}.log"));
+        let summary = self.dir.0.join(format!("{name}.json"));
+        let mut eal = eal_mem_args(&name);
+        eal.extend(["-l".into(), "0-1".into()]);
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.hosts[h]])
+            .arg(wrenvnet_bin())
+            .args(["run", "--config"])
+            .arg(&path)
+            .arg("--summary-json")
+            .arg(&summary)
+            .arg("--")
+            .args(&eal)
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        let socket = self.socket(h);
+        let t0 = Instant::now();
+        while !socket.exists() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "daemon h{h} did not come up: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Daemon {
+            child,
+            log,
+            summary,
+            socket,
+        }
+    }
+
+    pub fn log(&self, h: usize) -> String {
+        std::fs::read_to_string(self.dir.0.join(format!("h{h}.log"))).unwrap_or_default()
+    }
+
+    /// Waits (30 s at most) until VM `from` can ping VM `to`.
+    pub fn wait_for_ping(&self, from: usize, to: usize) {
+        let t0 = Instant::now();
+        let (f, t) = (&self.vms[from], &self.vms[to]);
+        while !sh_out(&format!("ip netns exec {} ping -c 1 -W 1 {}", f.ns, t.ip))
+            .status
+            .success()
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no ping from {} to {} after 30 s: {}",
+                f.ip,
+                t.ip,
+                self.log(f.host)
+            );
+        }
+    }
+
+    /// Ends host h's daemon with SIGTERM; its summary (mbufs back in the pool checked).
+    pub fn stop(&mut self, h: usize) -> serde_json::Value {
+        let mut d = self.daemons[h].take().expect("daemon running");
+        sh(&format!("kill -TERM {}", d.child.id()));
+        let st = d.child.wait().unwrap();
+        let log = std::fs::read_to_string(&d.log).unwrap();
+        assert!(st.success(), "daemon h{h} exit {st}:\n{log}");
+        assert!(log.contains("back in the pool"), "{log}");
+        serde_json::from_slice(&std::fs::read(&d.summary).unwrap()).unwrap()
+    }
+
+    /// One request to host h's control socket: (accepted, reply).
+    pub fn ctl(&self, h: usize, req: &str) -> (bool, serde_json::Value) {
+        ctl(&self.socket(h), req)
+    }
+
+    pub fn sockets_args(&self) -> Vec<String> {
+        (0..self.hosts.len())
+            .flat_map(|h| ["--socket".to_string(), self.socket(h).display().to_string()])
+            .collect()
+    }
+}
+
+pub fn ctl(socket: &Path, req: &str) -> (bool, serde_json::Value) {
+    let out = Command::new(wrenvnet_bin())
+        .args(["ctl", "--socket"])
+        .arg(socket)
+        .arg(req)
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out.status.success(), v)
+}
