@@ -50,8 +50,11 @@ pub struct Config {
     pub persist_windows: usize,
     /// Identify VMs by IP (plain captures) instead of MAC.
     pub by_ip: bool,
-    /// At most this many VMs are tracked (memory bound: the matrix is at most its square).
+    /// At most this many VMs are tracked...
     pub max_vms: usize,
+    /// ...and at most this many (source, destination) pairs: the memory bound
+    /// (about 100 bytes a pair, so 100 MB at the default).
+    pub max_pairs: usize,
 }
 
 impl Default for Config {
@@ -63,6 +66,7 @@ impl Default for Config {
             persist_windows: 3,
             by_ip: false,
             max_vms: 4096,
+            max_pairs: 1_000_000,
         }
     }
 }
@@ -181,6 +185,10 @@ impl Vttif {
             if c.other.is_none() {
                 c.other = Self::other_key(by_ip, r);
             }
+            return;
+        }
+        if self.cells.len() >= self.cfg.max_pairs {
+            self.untracked_records += 1;
             return;
         }
         for v in [s, d] {

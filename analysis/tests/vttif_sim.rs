@@ -139,3 +139,29 @@ fn each_pattern_is_recognised_from_its_traffic() {
         );
     }
 }
+
+#[test]
+fn memory_is_bounded_by_the_pair_and_vm_caps() {
+    let cfg = Config {
+        max_pairs: 10,
+        max_vms: 8,
+        ..Config::default()
+    };
+    let mut v = Vttif::new(cfg);
+    // 100 distinct pairs among 20 VMs: only the first pairs up to either cap are kept,
+    // everything else is counted, not stored.
+    let recs: Vec<Record> = (0..100u32)
+        .map(|i| frame(i as u64 * 1000, i % 20, (i * 7 + 1) % 20, 1000))
+        .filter(|r| r.src_mac != r.dst_mac)
+        .collect();
+    v.on_batch(&recs, Timebase::NANOS);
+    let m = v.matrix();
+    let vms: std::collections::BTreeSet<&String> =
+        m.iter().flat_map(|e| [&e.src, &e.dst]).collect();
+    assert!(m.len() <= 10, "{} pairs kept", m.len());
+    assert!(vms.len() <= 8, "{} VMs kept", vms.len());
+    assert_eq!(
+        v.untracked_records as usize + m.iter().map(|e| e.packets as usize).sum::<usize>(),
+        recs.len()
+    );
+}
