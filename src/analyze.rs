@@ -23,6 +23,8 @@ pub struct AnalyzeArgs {
     /// Print every packet record as a JSON line instead (for checking against tshark).
     #[arg(long, conflicts_with = "json")]
     records: bool,
+    #[command(flatten)]
+    vttif: crate::config::VttifSettings,
 }
 
 #[derive(Serialize)]
@@ -129,10 +131,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         wren.on_batch(chunk, Timebase::NANOS);
     }
     let paths = wren.views(|ip| Ipv4Addr::from(ip).to_string());
-    let mut vttif = Vttif::new(analysis::vttif::Config {
-        by_ip: cap.hosts.addrs.is_empty(),
-        ..Default::default()
-    });
+    let mut vttif = Vttif::new(args.vttif.to_config(cap.hosts.addrs.is_empty())?);
     vttif.on_batch(&cap.records, Timebase::NANOS);
     vttif.finish();
     let mut lines: Vec<FlowLine> = flows

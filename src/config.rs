@@ -19,6 +19,8 @@ pub struct Config {
     pub ports: Vec<PortSection>,
     #[serde(default)]
     pub monitor: MonitorSection,
+    #[serde(default)]
+    pub vttif: VttifSettings,
     /// Mode "switch": the overlay.
     pub switch: Option<SwitchSection>,
 }
@@ -112,6 +114,62 @@ impl Default for MonitorSection {
             ring_records: 65536,
             consumer_delay_us: 0,
         }
+    }
+}
+
+/// VTTIF's knobs, the same in the daemon's `[vttif]` section and on `wrenvnet analyze`.
+#[derive(Debug, Clone, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields, default)]
+pub struct VttifSettings {
+    /// VTTIF window (ms): traffic is counted per window and smoothed across windows.
+    #[arg(long = "vttif-window-ms", default_value_t = 1000)]
+    pub window_ms: u64,
+    /// Weight of the newest window in the smoothed rate (EWMA), in (0, 1].
+    #[arg(long = "vttif-alpha", default_value_t = 0.5)]
+    pub ewma_alpha: f64,
+    /// Matrix entries below this fraction of the largest are pruned from the topology.
+    #[arg(long = "vttif-threshold", default_value_t = 0.10)]
+    pub threshold: f64,
+    /// Windows a new topology must persist before it is reported (damping).
+    #[arg(long = "vttif-persist", default_value_t = 3)]
+    pub persist_windows: usize,
+}
+
+impl Default for VttifSettings {
+    fn default() -> Self {
+        let c = analysis::vttif::Config::default();
+        Self {
+            window_ms: c.window_ns / 1_000_000,
+            ewma_alpha: c.ewma_alpha,
+            threshold: c.threshold,
+            persist_windows: c.persist_windows,
+        }
+    }
+}
+
+impl VttifSettings {
+    #[cold]
+    pub fn to_config(&self, by_ip: bool) -> Result<analysis::vttif::Config> {
+        if self.window_ms == 0 {
+            bail!("vttif window must be at least 1 ms");
+        }
+        if !(self.ewma_alpha > 0.0 && self.ewma_alpha <= 1.0) {
+            bail!("vttif alpha must be in (0, 1], got {}", self.ewma_alpha);
+        }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            bail!("vttif threshold must be in [0, 1], got {}", self.threshold);
+        }
+        if self.persist_windows == 0 {
+            bail!("vttif persist must be at least 1 window");
+        }
+        Ok(analysis::vttif::Config {
+            window_ns: self.window_ms * 1_000_000,
+            ewma_alpha: self.ewma_alpha,
+            threshold: self.threshold,
+            persist_windows: self.persist_windows,
+            by_ip,
+            ..Default::default()
+        })
     }
 }
 
@@ -221,6 +279,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<()> {
+        self.vttif.to_config(false).context("[vttif]")?;
         let d = &self.dataplane;
         if d.mode == Mode::Xconnect && self.ports.len() != 2 {
             bail!(

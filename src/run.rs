@@ -178,7 +178,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let engines: Vec<Box<dyn Engine>> = vec![
         Box::new(FlowTable::default()),
         Box::new(analysis::wren::Wren::new(Default::default())),
-        Box::new(analysis::vttif::Vttif::new(Default::default())),
+        Box::new(analysis::vttif::Vttif::new(config.vttif.to_config(false)?)),
     ];
     let mut analysis = AnalysisLoop::new(consumers, engines, timebase);
     let monitor_on = config.monitor.enabled;

@@ -55,6 +55,13 @@ fn malformed_and_missing_config_files() {
     assert_clean_failure(code, &err, "unknown field");
     let (code, _, err) = run(&dir.0.join("nope.toml"), &[]);
     assert_clean_failure(code, &err, "cannot read config file");
+    let threshold = write_file(
+        &dir.0,
+        "vttif.toml",
+        &format!("{TWO_NULL_PORTS}\n[vttif]\nthreshold = 1.5\n"),
+    );
+    let (code, _, err) = run(&threshold, &[]);
+    assert_clean_failure(code, &err, "vttif threshold must be in [0, 1]");
 }
 
 #[test]
