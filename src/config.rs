@@ -363,6 +363,17 @@ impl Config {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_shipped_example_configs_parse() {
+        for name in ["xconnect.example.toml", "switch.example.toml"] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("config")
+                .join(name);
+            let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert!(!cfg.ports.is_empty(), "{name}");
+        }
+    }
+
     const GOOD: &str = r#"
         [dataplane]
         mode = "xconnect"
