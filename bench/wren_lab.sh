@@ -1,97 +1,222 @@
 #!/usr/bin/env bash
-# Wren against ground truth on real TCP: three namespaces A - R - B, the R->B link
-# shaped by tc tbf to capacity C (small bucket, so C holds at the train time scale),
-# iperf3 UDP cross traffic X from A to B through the same link, so the available
-# bandwidth is A = C - X; the application is a real iperf3 TCP transfer (BBR, the
-# default here, and cubic). tcpdump captures at A (the data sender's host, where a
-# wrenvnet daemon sits); `wrenvnet analyze --json` estimates; ping gives the RTT truth.
-# No delay line yet (this kernel has no netem): base RTTs are the veths' tens of us.
+# Wren against ground truth on real TCP, offline (captures) and online (daemons).
 #
-#   sudo bench/wren_lab.sh            # writes bench/results/wren-lab.{md,json}
-#   CASES="50:0:bbr 50:15:cubic" SECS=6 bench/wren_lab.sh
+# Two L2 segments joined in a router namespace R by a link with capacity C (tc tbf on
+# the A->B side, small bucket, so C holds at the train time scale) and a one-way delay
+# RTT/2 each way (wrenvnet-delayline: two TAPs bridged into the segments; this kernel
+# has no netem). On side A: a plain endpoint A, a wrenvnet host hA with VM vA, a
+# cross-traffic source XA; on side B the same (B, hB/vB, XB). iperf3 UDP from XA to XB
+# is the cross traffic X, so the available bandwidth is C - X.
+#
+# Per case (C:X%:cc:rtt_ms:app), in mode "direct" the application runs A -> B over the
+# kernel and a capture at A is analysed; in mode "overlay" it runs vA -> vB through the
+# two DPDK daemons over VXLAN, daemon A's own Wren is read online (`wrenvnet paths`; the
+# daemon sees the inner headers, so its paths are VM pairs: vA -> vB),
+# polled every second: time to the first estimate) and its underlay is captured and
+# analysed offline. Applications: bulk (iperf3), limited (iperf3 -b at half the
+# available bandwidth: an honest answer is a lower bound, never a bogus estimate),
+# short (bench/short_flows.py: 100 KB connections back to back). cc: bbr or cubic.
+# Truth: ping's min RTT on the same path; tcptrace's RTTs on the same plain capture.
+#
+#   sudo bench/wren_lab.sh                       # writes bench/results/wren-lab.{md,json}
+#   MODES=direct CASES="50:30:bbr:20:bulk" SECS=8 sudo bench/wren_lab.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CASES="${CASES:-20:0:bbr 20:6:bbr 50:0:bbr 50:15:bbr 100:0:bbr 100:30:bbr 20:0:cubic 50:15:cubic 100:30:cubic}"
-SECS="${SECS:-6}"
+CASES="${CASES:-20:0:bbr:4:bulk 50:30:cubic:4:bulk 100:70:bbr:4:bulk 50:0:bbr:4:limited 20:30:cubic:4:short \
+20:30:bbr:20:bulk 50:0:cubic:20:bulk 100:30:bbr:20:bulk 50:70:cubic:20:bulk 100:0:bbr:20:limited 50:0:bbr:20:short \
+20:70:bbr:80:bulk 50:30:bbr:80:bulk 100:0:cubic:80:bulk 20:0:cubic:80:bulk 50:30:cubic:80:limited 20:0:bbr:80:short}"
+MODES="${MODES:-direct overlay}"
+SECS="${SECS:-10}"
 OUT="${OUT:-bench/results}"
 mkdir -p "$OUT"
 cargo build --release -q
 BIN=$PWD/target/release/wrenvnet
-id=$$; NA="wla$id"; NR="wlr$id"; NB="wlb$id"
+DELAY=$PWD/target/release/wrenvnet-delayline
+SHORT=$PWD/bench/short_flows.py
+id=$$
+R="wlr$id"; A="wla$id"; B="wlb$id"; HA="wlha$id"; HB="wlhb$id"; VA="wlva$id"; VB="wlvb$id"; XA="wlxa$id"; XB="wlxb$id"
+ALL="$R $A $B $HA $HB $VA $VB $XA $XB"
 work=$(mktemp -d)
+pids=()
 cleanup() {
-  for n in "$NA" "$NR" "$NB"; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9; ip netns del "$n" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for n in $ALL; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9; ip netns del "$n" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-for n in "$NA" "$NR" "$NB"; do ip netns add "$n"; ip -n "$n" link set lo up; done
-ip -n "$NA" link add eth0 type veth peer name ra netns "$NR"
-ip -n "$NB" link add eth0 type veth peer name rb netns "$NR"
-ip -n "$NA" addr add 198.18.20.1/24 dev eth0; ip -n "$NA" link set eth0 up; ip -n "$NA" route add default via 198.18.20.254
-ip -n "$NB" addr add 198.18.21.1/24 dev eth0; ip -n "$NB" link set eth0 up; ip -n "$NB" route add default via 198.18.21.254
-ip -n "$NR" addr add 198.18.20.254/24 dev ra; ip -n "$NR" addr add 198.18.21.254/24 dev rb
-ip -n "$NR" link set ra up; ip -n "$NR" link set rb up
-ip netns exec "$NR" sysctl -qw net.ipv4.ip_forward=1
-for n in "$NA" "$NB"; do ip netns exec "$n" ethtool -K eth0 tso off gso off gro off >/dev/null 2>&1 || true; done
-ip netns exec "$NR" ethtool -K ra gro off >/dev/null 2>&1 || true
+say() { printf '[wren-lab] %s\n' "$*" >&2; }
+for n in $ALL; do ip netns add "$n"; ip -n "$n" link set lo up; done
+for br in bra brb; do ip -n "$R" link add "$br" type bridge; ip -n "$R" link set "$br" up; done
+quiet() { ip -n "$1" link set "$2" up; ip netns exec "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
+          ip netns exec "$1" sysctl -qw "net.ipv6.conf.$2.disable_ipv6=1"; }
+attach() { # ns iface bridge: a veth from ns into R's bridge
+  ip -n "$1" link add "$2" type veth peer name "r$1" netns "$R"
+  ip -n "$R" link set "r$1" master "$3"; quiet "$R" "r$1"; quiet "$1" "$2"; }
+attach "$A" eth0 bra; attach "$XA" eth0 bra; attach "$HA" u bra
+attach "$B" eth0 brb; attach "$XB" eth0 brb; attach "$HB" u brb
+ip -n "$A" addr add 198.18.20.1/24 dev eth0; ip -n "$B" addr add 198.18.20.2/24 dev eth0
+ip -n "$XA" addr add 198.18.20.21/24 dev eth0; ip -n "$XB" addr add 198.18.20.22/24 dev eth0
+# VMs behind the daemons (overlay 198.19.0.0/24, MTU 1450 for VXLAN).
+for v in "$VA:$HA:02:00:00:00:0a:01:198.19.0.1" "$VB:$HB:02:00:00:00:0b:01:198.19.0.2"; do
+  IFS=: read -r vn hn m1 m2 m3 m4 m5 m6 ip <<<"$v"
+  ip -n "$hn" link add vm type veth peer name eth0 netns "$vn"
+  ip -n "$vn" link set eth0 address "$m1:$m2:$m3:$m4:$m5:$m6" mtu 1450
+  ip -n "$vn" addr add "$ip/24" dev eth0; quiet "$hn" vm; quiet "$vn" eth0
+done
+daemon_cfg() { # me peer_ip my_ip remote_mac sock
+  cat <<EOF
+[dataplane]
+mode = "switch"
+idle_sleep_us = 20
+stats_interval_ms = 1000
+[[port]]
+name = "nic"
+devargs = "net_af_packet0,iface=u,qdisc_bypass=0"
+[[port]]
+name = "vm"
+devargs = "net_af_packet1,iface=vm"
+[switch]
+name = "$1"
+underlay_ip = "$3"
+vni = 42
+nic = "nic"
+control_socket = "$5"
+[[switch.vm]]
+port = "vm"
+mac = "$6"
+[[switch.peer]]
+name = "peer"
+ip = "$2"
+[[switch.rule]]
+dst_mac = "$4"
+peer = "peer"
+EOF
+}
+start_daemons() {
+  daemon_cfg hA 198.18.20.12 198.18.20.11 02:00:00:00:0b:01 "$work/a.sock" 02:00:00:00:0a:01 > "$work/a.toml"
+  daemon_cfg hB 198.18.20.11 198.18.20.12 02:00:00:00:0a:01 "$work/b.sock" 02:00:00:00:0b:01 > "$work/b.toml"
+  ip netns exec "$HA" "$BIN" run --config "$work/a.toml" -- -l 0-1 --in-memory --log-level '*:warning' > "$work/a.log" 2>&1 & pids+=($!)
+  ip netns exec "$HB" "$BIN" run --config "$work/b.toml" -- -l 0-1 --in-memory --log-level '*:warning' > "$work/b.log" 2>&1 & pids+=($!)
+  for _ in $(seq 100); do [ -S "$work/a.sock" ] && [ -S "$work/b.sock" ] && return; sleep 0.1; done
+  cat "$work/a.log" >&2; exit 1
+}
+delay_pid=""
+set_delay() { # rtt_ms: restart the delay line with rtt/2 each way, re-bridge its taps
+  [ -n "$delay_pid" ] && { kill "$delay_pid"; wait "$delay_pid" 2>/dev/null || true; }
+  ip netns exec "$R" "$DELAY" --tap dta --tap dtb --delay-ms "$(python3 -c "print($1/2)")" > "$work/delay.log" 2>&1 &
+  delay_pid=$!; pids+=($delay_pid)
+  for _ in $(seq 50); do ip -n "$R" link show dtb >/dev/null 2>&1 && break; sleep 0.1; done
+  ip -n "$R" link set dta master bra; ip -n "$R" link set dtb master brb
+}
+wait_ping() { for _ in $(seq 40); do ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1 && return; done; say "no ping $1 -> $2"; exit 1; }
 
-echo '[' > "$work/rows.json"
-first=1
+start_daemons
+ip -n "$R" link show >/dev/null
+echo '[' > "$work/rows.json"; first=1
+cur_rtt=""
 for case in $CASES; do
-  IFS=: read -r C X CC <<<"$case"
-  ip netns exec "$NR" tc qdisc replace dev rb root tbf rate "${C}mbit" burst 3000 latency 50ms
-  ping_min=$(ip netns exec "$NA" ping -c 5 -i 0.2 -q 198.18.21.1 | sed -n 's/.*= \([0-9.]*\)\/.*/\1/p')
-  ip netns exec "$NB" iperf3 -s -1 -D -p 5201; ip netns exec "$NB" iperf3 -s -1 -D -p 5202; sleep 0.5
-  ip netns exec "$NA" tcpdump -i eth0 -s 128 -w "$work/c.pcap" -U 'tcp port 5201' 2>/dev/null & td=$!
-  sleep 1
-  if [ "$X" != 0 ]; then
-    ip netns exec "$NA" iperf3 -c 198.18.21.1 -p 5202 -u -b "${X}M" -l 1400 -t $((SECS + 2)) >/dev/null & xp=$!
+  IFS=: read -r C XP CC RTT APP <<<"$case"
+  if [ "$RTT" != "$cur_rtt" ]; then set_delay "$RTT"; cur_rtt=$RTT; fi
+  # Capacity: every frame from side A to side B leaves R through the delay line's TAP.
+  ip netns exec "$R" tc qdisc replace dev dta root tbf rate "${C}mbit" burst 3000 latency 100ms
+  X=$(python3 -c "print(round($C*$XP/100, 3))"); AVAIL=$(python3 -c "print($C - $X)")
+  for MODE in $MODES; do
+    if [ "$MODE" = direct ]; then SRC=$A; DST=$B; DIP=198.18.20.2; CAP_NS=$A; CAP_IF=eth0; CAP_F='tcp'
+    else SRC=$VA; DST=$VB; DIP=198.19.0.2; CAP_NS=$HA; CAP_IF=u; CAP_F='udp port 4789'; fi
+    wait_ping "$SRC" "$DIP"; wait_ping "$XA" 198.18.20.22
+    ping_min=$(ip netns exec "$SRC" ping -c 10 -i 0.2 -q "$DIP" | sed -n 's/.*= \([0-9.]*\)\/.*/\1/p')
+    ip netns exec "$DST" iperf3 -s -1 -D -p 5201; ip netns exec "$XB" iperf3 -s -1 -D -p 5202
+    [ "$APP" = short ] && { ip netns exec "$DST" python3 "$SHORT" server 5203 & pids+=($!); }
+    sleep 0.5
+    ip netns exec "$CAP_NS" tcpdump -i "$CAP_IF" -s 160 -w "$work/u.pcap" -U "$CAP_F" 2>/dev/null & td=$!
+    ip netns exec "$SRC" tcpdump -i eth0 -s 128 -w "$work/p.pcap" -U tcp 2>/dev/null & tp=$!
     sleep 1
-  fi
-  goodput=$(ip netns exec "$NA" iperf3 -c 198.18.21.1 -p 5201 -t "$SECS" -C "$CC" -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6)')
-  [ "$X" != 0 ] && wait "$xp" || true
-  sleep 0.5; kill -INT "$td"; wait "$td" 2>/dev/null || true
-  "$BIN" analyze --pcap "$work/c.pcap" --json > "$work/a.json"
-  [ -n "${KEEP_PCAP:-}" ] && cp "$work/c.pcap" "$KEEP_PCAP-$C-$X-$CC.pcap"
-  [ $first = 1 ] || echo ',' >> "$work/rows.json"; first=0
-  python3 - "$C" "$X" "$CC" "$ping_min" "$goodput" "$work/a.json" >> "$work/rows.json" <<'PY'
-import json, sys
-c, x, cc, ping_min, goodput, path = sys.argv[1:]
+    xp=""
+    if [ "$XP" != 0 ]; then
+      ip netns exec "$XA" iperf3 -c 198.18.20.22 -p 5202 -u -b "${X}M" -l 1400 -t $((SECS + 3)) >/dev/null & xp=$!
+      sleep 1
+    fi
+    t0=$(date +%s.%N)
+    case $APP in
+      bulk) ip netns exec "$SRC" iperf3 -c "$DIP" -p 5201 -t "$SECS" -C "$CC" -J > "$work/app.json" & ap=$! ;;
+      limited) ip netns exec "$SRC" iperf3 -c "$DIP" -p 5201 -t "$SECS" -C "$CC" -b "$(python3 -c "print($AVAIL/2)")M" -J > "$work/app.json" & ap=$! ;;
+      short) ip netns exec "$SRC" python3 "$SHORT" client "$DIP" 5203 100000 "$SECS" "$CC" > "$work/app.txt" & ap=$! ;;
+    esac
+    first_est=""
+    : > "$work/online.jsonl"
+    while kill -0 "$ap" 2>/dev/null; do
+      sleep 1
+      if [ "$MODE" = overlay ]; then
+        "$BIN" paths --socket "$work/a.sock" --json > "$work/o.json" 2>/dev/null || continue
+        now=$(date +%s.%N)
+        cp "$work/o.json" "$work/online-last.json"
+        if [ -z "$first_est" ] && python3 -c '
+import json,sys
+d=json.load(open(sys.argv[1]))
+ps=[p for h in d["hosts"] for p in h["paths"] if p["src"]=="198.19.0.1"]
+sys.exit(0 if any(p["avail_bw_kind"]=="estimate" for p in ps) else 1)' "$work/o.json"; then
+          first_est=$(python3 -c "print(round($now-$t0,1))")
+        fi
+      fi
+    done
+    wait "$ap" || true
+    if [ "$APP" = short ]; then goodput=$(awk '{print $2*8/$3/1e6}' "$work/app.txt")
+    else goodput=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e6)' "$work/app.json"); fi
+    [ -n "$xp" ] && { wait "$xp" || true; }
+    sleep 0.5; kill -INT "$td" "$tp"; wait "$td" "$tp" 2>/dev/null || true
+    [ "$APP" = short ] && { ip netns pids "$DST" | xargs -r kill 2>/dev/null || true; }
+    "$BIN" analyze --pcap "$work/u.pcap" --json > "$work/off.json"
+    "$BIN" analyze --pcap "$work/p.pcap" --json > "$work/plain.json"
+    tcptrace -r -n -l "$work/p.pcap" > "$work/tcptrace.txt" 2>/dev/null || true
+    [ -n "${KEEP_PCAP:-}" ] && cp "$work/u.pcap" "$KEEP_PCAP-$MODE-$C-$XP-$CC-$RTT-$APP.pcap"
+    [ "$MODE" = overlay ] || echo '{"hosts":[]}' > "$work/online-last.json"
+    [ $first = 1 ] || echo ',' >> "$work/rows.json"; first=0
+    python3 - "$MODE" "$C" "$X" "$CC" "$RTT" "$APP" "$ping_min" "$goodput" "${first_est:-}" "$work" >> "$work/rows.json" <<'PY'
+import json, re, sys
+mode, c, x, cc, rtt, app, ping_min, goodput, first_est, work = sys.argv[1:]
 c, x = float(c), float(x)
-doc = json.load(open(path))
-p = max(doc["paths"], key=lambda p: p["bytes"])
 truth = c - x
-est = p["avail_bw_mbps"]
-row = {"capacity_mbps": c, "cross_mbps": x, "truth_avail_mbps": truth, "cc": cc,
-       "estimate_mbps": est, "low": p["avail_bw_low_mbps"], "high": p["avail_bw_high_mbps"],
-       "kind": p["avail_bw_kind"], "trains": p["trains"],
-       "rel_error": None if est is None else (est - truth) / truth,
-       "tcp_goodput_mbps": float(goodput), "throughput_mbps": p["throughput_mbps"],
-       "rtt_min_us": p["rtt_min_us"], "ping_min_us": float(ping_min) * 1000, "rtt_srtt_us": p["rtt_srtt_us"]}
+src = "198.18.20.11" if mode == "overlay" else "198.18.20.1"
+def path(doc, src):
+    ps = [p for p in doc["paths"] if p["src"] == src]
+    return max(ps, key=lambda p: p["bytes"]) if ps else None
+def est(p):
+    if p is None: return {"kind": "none", "estimate": None, "low": None, "high": None, "trains": 0, "rel_error": None}
+    e = p["avail_bw_mbps"]
+    return {"kind": p["avail_bw_kind"], "estimate": e, "low": p["avail_bw_low_mbps"], "high": p["avail_bw_high_mbps"],
+            "trains": p["trains"], "rel_error": None if e is None or p["avail_bw_kind"] != "estimate" else (e - truth) / truth}
+off = path(json.load(open(work + "/off.json")), src)
+onl = json.load(open(work + "/online-last.json"))
+onl = [p for h in onl["hosts"] for p in h["paths"] if p["src"] == ("198.19.0.1" if mode == "overlay" else src)]
+onl = max(onl, key=lambda p: p["bytes"]) if onl else None
+plain_src = "198.19.0.1" if mode == "overlay" else "198.18.20.1"
+plain = path(json.load(open(work + "/plain.json")), plain_src)
+# tcptrace: a2b RTT over every connection from the sender (samples, min, avg in ms).
+n = tmin = tsum = 0.0; tmin = None
+txt = open(work + "/tcptrace.txt").read()
+for block in txt.split("================================")[1:]:
+    if not re.search(r"host a:\s+%s:" % re.escape(plain_src), block): continue
+    m = {k: re.search(r"^\s*RTT %s:\s+([0-9.]+)" % k, block, re.M) for k in ("samples", "min", "avg")}
+    if not all(m.values()): continue
+    s = float(m["samples"].group(1))
+    if s <= 0: continue
+    n += s; tsum += s * float(m["avg"].group(1))
+    v = float(m["min"].group(1)); tmin = v if tmin is None else min(tmin, v)
+row = {"mode": mode, "capacity_mbps": c, "cross_mbps": x, "truth_avail_mbps": truth, "cc": cc, "rtt_ms": float(rtt), "app": app,
+       "offline": est(off), "online": est(onl) if mode == "overlay" else None,
+       "online_first_estimate_s": float(first_est) if first_est else None,
+       "app_goodput_mbps": float(goodput),
+       "ping_min_us": float(ping_min) * 1000,
+       "rtt_min_us": off["rtt_min_us"] if off else None,
+       "online_rtt_min_us": onl["rtt_min_us"] if onl else None,
+       "plain_rtt_min_us": plain["rtt_min_us"] if plain else None,
+       "plain_rtt_mean_us": plain["rtt_mean_us"] if plain else None,
+       "tcptrace_rtt_min_us": tmin * 1000 if tmin is not None else None,
+       "tcptrace_rtt_avg_us": tsum / n * 1000 if n else None, "tcptrace_samples": n}
 print(json.dumps(row))
 PY
-  tail -1 "$work/rows.json"
+    say "$(tail -1 "$work/rows.json" | cut -c1-400)"
+  done
 done
 echo ']' >> "$work/rows.json"
-python3 - "$work/rows.json" "$OUT" "$SECS" <<'PY'
-import json, statistics, sys
-rows = json.load(open(sys.argv[1])); out = sys.argv[2]
-errs = [abs(r["rel_error"]) for r in rows if r["rel_error"] is not None]
-md = "# Wren on real TCP against a tbf-shaped link\n\n"
-md += "A - R - B namespaces; R->B shaped by `tc tbf rate C burst 3000`; UDP cross traffic X through the same link; truth A = C - X.\n"
-md += "iperf3 TCP A->B for %s s, captured at A, analysed offline by `wrenvnet analyze --json`.\n\n" % sys.argv[3]
-md += "| C | X | truth A | cc | estimate | range | kind | trains | error | TCP goodput | rtt_min (us) | ping min (us) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-f = lambda v: "-" if v is None else "%.1f" % v
-for r in rows:
-    md += "| %g | %g | %g | %s | %s | %s..%s | %s | %d | %s | %.1f | %s | %.0f |\n" % (
-        r["capacity_mbps"], r["cross_mbps"], r["truth_avail_mbps"], r["cc"], f(r["estimate_mbps"]), f(r["low"]), f(r["high"]),
-        r["kind"], r["trains"], "-" if r["rel_error"] is None else "%+.0f%%" % (100 * r["rel_error"]),
-        r["tcp_goodput_mbps"], f(r["rtt_min_us"]), r["ping_min_us"])
-if errs:
-    md += "\nMedian |error| %.0f%%, worst %.0f%% over %d cases (targets: median <= 15%%, worst <= 30%%).\n" % (
-        100 * statistics.median(errs), 100 * max(errs), len(errs))
-md += "\nReproduce: `sudo bench/wren_lab.sh`\n"
-open(out + "/wren-lab.md", "w").write(md)
-json.dump(rows, open(out + "/wren-lab.json", "w"), indent=2)
-print(md)
-PY
+python3 bench/wren_lab_report.py "$work/rows.json" "$OUT" "$SECS" "$CASES" "$MODES"

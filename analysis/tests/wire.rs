@@ -4,7 +4,7 @@
 use analysis::record::{Direction, Record, FLAG_BROKEN, FLAG_TCP_TS, FLAG_VXLAN, NO_HOST};
 use analysis::vadapt::rng::Rng;
 use analysis::wire::build::{tcp_frame, vxlan_encap};
-use analysis::wire::frame::{dissect, Layer, Verdict};
+use analysis::wire::frame::{dissect, dissect_snapped, Layer, Verdict};
 use analysis::wire::{ethernet, ipv4, tcp, Error};
 
 const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -92,6 +92,15 @@ fn vxlan_frames_are_read_through_to_the_inner_flow() {
     let (d, _) = dissect(&outer, false);
     assert!(d.underlay.is_none() && d.tcp.is_none());
     assert_eq!(d.dst_port, 4789);
+    // Cut by a capture's snap length (tcpdump -s 120), the inner frame keeps its real
+    // length and payload, from the headers and the original length.
+    let (d, v) = dissect_snapped(&outer[..120], outer.len(), true);
+    assert_eq!(v, Verdict::Complete);
+    assert_eq!(d.frame_len as usize, inner.len());
+    assert_eq!(d.tcp.unwrap().payload_len, 100);
+    // A plain frame cut the same way keeps its original length too.
+    let (d, _) = dissect_snapped(&inner[..80], inner.len(), true);
+    assert_eq!(d.frame_len as usize, inner.len());
 }
 
 #[test]

@@ -250,6 +250,37 @@ fn an_echo_of_a_pure_acks_timestamp_after_idle_time_is_no_rtt_sample() {
 }
 
 #[test]
+fn timestamps_time_a_path_with_more_in_flight_than_the_cap() {
+    // One segment a millisecond, each with a new TSval, echoed 60 ms later: 60 TSvals in
+    // flight, more than the 32 kept per flow. Every sample that is taken is 60 ms, and
+    // samples keep coming (forgetting the oldest TSval instead would never match one).
+    let mut recs = Vec::new();
+    for i in 0..400u32 {
+        let mut d = data(i as u64 * 1_000_000, 1 + i * MSS);
+        d.flags |= FLAG_TCP_TS;
+        d.tsval = 1000 + i;
+        recs.push(d);
+    }
+    let mut acks = Vec::new();
+    for i in 0..400u32 {
+        let mut a = ack(i as u64 * 1_000_000 + 60_000_000, 1 + (i + 1) * MSS);
+        a.flags |= FLAG_TCP_TS;
+        a.tsval = 5000 + i;
+        a.tsecr = 1000 + i;
+        acks.push(a);
+    }
+    recs.extend(acks);
+    recs.sort_by_key(|r| r.time);
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    assert!(p.rtt_samples >= 100, "{p:?}");
+    assert!((p.rtt_min_us.unwrap() - 60_000.0).abs() < 100.0, "{p:?}");
+    assert!((p.rtt_p99_us.unwrap() - 60_000.0).abs() < 100.0, "{p:?}");
+}
+
+#[test]
 fn memory_is_accounted_and_released_when_flows_expire() {
     let mut rng = Rng::new(9);
     let recs = simulate(50e6, 10e6, 20_000_000, 5.0, &mut rng);

@@ -79,8 +79,11 @@ pub fn dissect_snapped(frame: &[u8], orig_len: usize, decap: bool) -> (Dissectio
     let mut d = Dissection::default();
     let snapped = frame.len() < orig_len;
     let v = dissect_into(frame, decap, &mut d, 0, snapped);
-    if snapped && d.underlay.is_none() {
-        d.frame_len = orig_len.min(u32::MAX as usize) as u32;
+    if snapped {
+        // `frame_len` is the captured length of the (inner) frame, which runs to the end
+        // of the capture: the original is longer by what the capture cut.
+        let cut = orig_len.saturating_sub(frame.len());
+        d.frame_len = (d.frame_len as usize + cut).min(u32::MAX as usize) as u32;
     }
     (d, v)
 }

@@ -223,6 +223,7 @@ pub struct PathView {
     pub rtt_samples: u64,
     pub rtt_min_us: Option<f64>,
     pub rtt_srtt_us: Option<f64>,
+    pub rtt_mean_us: Option<f64>,
     pub rtt_p50_us: Option<f64>,
     pub rtt_p99_us: Option<f64>,
     pub throughput_mbps: f64,
@@ -386,10 +387,13 @@ impl Wren {
         let elicits_ack = r.payload_len > 0 || r.tcp_flags & (FLAG_SYN | FLAG_FIN) != 0;
         if elicits_ack && r.has_timestamps() && flow.last_tsval != Some(r.tsval) {
             flow.last_tsval = Some(r.tsval);
-            if flow.ts_sent.len() >= cfg.max_ts_pending {
-                flow.ts_sent.pop_front();
+            // When full, skip this TSval rather than forget the oldest: echoes come in
+            // order, so dropping the oldest would lose every sample whenever more than
+            // the cap are in flight (a long, queued path), while skipping only samples
+            // less often until the next echo frees room.
+            if flow.ts_sent.len() < cfg.max_ts_pending {
+                flow.ts_sent.push_back((r.tsval, t));
             }
-            flow.ts_sent.push_back((r.tsval, t));
         }
         let mut finished: Vec<Train> = Vec::new();
         if r.payload_len > 0 {
@@ -510,7 +514,10 @@ impl Wren {
                         continue;
                     }
                     match judge(&tr) {
-                        Some(res) => judged.push((back.path, res)),
+                        Some(res) => {
+                            log::trace!("train {:?}: {:?}", back.path, res);
+                            judged.push((back.path, res))
+                        }
                         None => self.counters.trains_discarded += 1,
                     }
                 }
@@ -594,6 +601,7 @@ impl Wren {
                     rtt_samples: p.rtt.len(),
                     rtt_min_us: has_rtt.then(|| p.rtt_min_ns as f64 / 1e3),
                     rtt_srtt_us: has_rtt.then(|| p.srtt_ns / 1e3),
+                    rtt_mean_us: has_rtt.then(|| p.rtt.mean()),
                     rtt_p50_us: has_rtt.then(|| p.rtt.value_at_quantile(0.5) as f64),
                     rtt_p99_us: has_rtt.then(|| p.rtt.value_at_quantile(0.99) as f64),
                     throughput_mbps: if dur > 0.0 {
