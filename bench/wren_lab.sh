@@ -194,8 +194,10 @@ plain = path(json.load(open(work + "/plain.json")), plain_src)
 # tcptrace: a2b RTT over every connection from the sender (samples, min, avg in ms).
 n = tmin = tsum = 0.0; tmin = None
 txt = open(work + "/tcptrace.txt").read()
-for block in txt.split("================================")[1:]:
-    if not re.search(r"host a:\s+%s:" % re.escape(plain_src), block): continue
+for block in txt.split("TCP connection ")[1:]:
+    # The first host of a connection is its initiator; the first column is its direction.
+    h = re.search(r"^\s*host \w+:\s+([0-9.]+):", block, re.M)
+    if not h or h.group(1) != plain_src: continue
     m = {k: re.search(r"^\s*RTT %s:\s+([0-9.]+)" % k, block, re.M) for k in ("samples", "min", "avg")}
     if not all(m.values()): continue
     s = float(m["samples"].group(1))

@@ -100,7 +100,8 @@ fn now_epoch() -> f64 {
 }
 
 /// Six MPI ranks (one per VM, two VMs per host) run ring, 2-D mesh, all-to-all and
-/// master-worker phases, then ring switching straight to all-to-all. Online: the
+/// master-worker phases, then ring switching straight to all-to-all; then three iperf3
+/// pairs run across hosts. Online: the
 /// topology merged from the three daemons (`wrenvnet matrix`) names each phase within 5
 /// windows of its start and does not flap while it lasts; each daemon reports exactly
 /// one (damped) change per phase. Offline: the same from captures at the VMs.
@@ -195,7 +196,21 @@ fn mpi_patterns_online_and_on_captures() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = mpi.spawn().unwrap();
-    // Poll the merged view twice a window while the application runs.
+    // Poll the merged view twice a window while the applications run.
+    let sockets = f.sockets_args();
+    let poll = |polls: &mut Vec<(f64, String)>| {
+        let out = Command::new(wrenvnet_bin())
+            .arg("matrix")
+            .args(&sockets)
+            .arg("--json")
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            polls.push((now_epoch(), v["topology"]["shape"].as_str().unwrap().into()));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     let mut polls: Vec<(f64, String)> = Vec::new();
     let t_start = Instant::now();
     let status = loop {
@@ -212,17 +227,7 @@ fn mpi_patterns_online_and_on_captures() {
                 f.log(0)
             );
         }
-        let out = Command::new(wrenvnet_bin())
-            .arg("matrix")
-            .args(f.sockets_args())
-            .arg("--json")
-            .output()
-            .unwrap();
-        if out.status.success() {
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            polls.push((now_epoch(), v["topology"]["shape"].as_str().unwrap().into()));
-        }
-        std::thread::sleep(Duration::from_millis(500));
+        poll(&mut polls);
     };
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -236,19 +241,60 @@ fn mpi_patterns_online_and_on_captures() {
         .trim()
         .parse()
         .unwrap();
-    let mut starts = Vec::new();
+    // (phase, start, seconds, shape): the MPI phases, then iperf3 pairs.
+    let mut schedule: Vec<(String, f64, f64, &str)> = Vec::new();
     let mut t = t0;
-    for (_, secs, _) in PHASES {
-        starts.push(t);
+    for (phase, secs, shape) in PHASES {
+        schedule.push((phase.to_string(), t, *secs, shape));
         t += secs;
+    }
+    // A pause, then three iperf3 TCP pairs across hosts: VM i -> VM i+3.
+    while now_epoch() < t + 5.0 {
+        poll(&mut polls);
+    }
+    let servers: Vec<_> = (3..6)
+        .map(|i| {
+            Command::new("ip")
+                .args(["netns", "exec", &f.vms[i].ns, "iperf3", "-s", "-1"])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let pairs_secs = 8.0;
+    let start = now_epoch();
+    let clients: Vec<_> = (0..3)
+        .map(|i| {
+            Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &f.vms[i].ns,
+                    "iperf3",
+                    "-c",
+                    &f.vms[i + 3].ip,
+                ])
+                .args(["-t", "8"])
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    schedule.push(("iperf3 pairs".into(), start, pairs_secs, "pairs"));
+    while now_epoch() < start + pairs_secs {
+        poll(&mut polls);
+    }
+    for mut c in clients.into_iter().chain(servers) {
+        assert!(c.wait().unwrap().success(), "an iperf3 failed");
     }
 
     // Online: the merged topology.
-    for (i, (phase, secs, shape)) in PHASES.iter().enumerate() {
+    for (phase, start, secs, shape) in &schedule {
         if shape.is_empty() {
             continue;
         }
-        let (start, end) = (starts[i], starts[i] + secs);
+        let (start, end) = (*start, start + secs);
         let during: Vec<&(f64, String)> = polls
             .iter()
             .filter(|(t, _)| *t >= start && *t < end)
@@ -270,7 +316,7 @@ fn mpi_patterns_online_and_on_captures() {
         );
     }
     // Each daemon: one damped change per phase, never more.
-    let phases = PHASES.iter().filter(|p| !p.2.is_empty()).count();
+    let phases = schedule.iter().filter(|p| !p.3.is_empty()).count();
     for h in 0..3 {
         let (ok, v) = f.ctl(h, r#"{"op":"matrix"}"#);
         assert!(ok, "{v}");
@@ -322,18 +368,18 @@ fn mpi_patterns_online_and_on_captures() {
         .iter()
         .map(|c| c["shape"].as_str().unwrap())
         .collect();
-    let want: Vec<&str> = PHASES
+    let want: Vec<&str> = schedule
         .iter()
-        .map(|p| p.2)
+        .map(|p| p.3)
         .filter(|s| !s.is_empty())
         .collect();
     assert_eq!(seen, want, "offline changes: {changes:?}");
     let mut k = 0;
-    for (i, (phase, _, shape)) in PHASES.iter().enumerate() {
+    for (phase, start, _, shape) in &schedule {
         if shape.is_empty() {
             continue;
         }
-        let start_window = ((starts[i] - first_t) / 1.0).floor();
+        let start_window = ((start - first_t) / 1.0).floor();
         let w = changes[k]["window"].as_f64().unwrap();
         println!(
             "offline: {phase} named {shape} in window {w}, {} after its start",

@@ -281,6 +281,32 @@ fn timestamps_time_a_path_with_more_in_flight_than_the_cap() {
 }
 
 #[test]
+fn min_rtt_follows_a_path_whose_base_delay_grows() {
+    // 5 s at 1 ms RTT, then 30 s at 10 ms (the path got longer): the minimum reported
+    // is the new one, as the old minimum ages out of the two-window filter.
+    let mut recs = Vec::new();
+    let mut seq = 1u32;
+    let mut t = 0u64;
+    while t < 35_000_000_000 {
+        let rtt = if t < 5_000_000_000 {
+            1_000_000
+        } else {
+            10_000_000
+        };
+        recs.push(data(t, seq));
+        recs.push(ack(t + rtt, seq + MSS));
+        seq += MSS;
+        t += 50_000_000;
+    }
+    recs.sort_by_key(|r| r.time);
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    assert!((p.rtt_min_us.unwrap() - 10_000.0).abs() < 10.0, "{p:?}");
+}
+
+#[test]
 fn memory_is_accounted_and_released_when_flows_expire() {
     let mut rng = Rng::new(9);
     let recs = simulate(50e6, 10e6, 20_000_000, 5.0, &mut rng);

@@ -170,13 +170,51 @@ struct Path {
     first_t: u64,
     last_t: u64,
     rtt: Histogram<u64>,
-    rtt_min_ns: u64,
+    rtt_min: WindowedMin,
     srtt_ns: f64,
     trains: VecDeque<TrainResult>,
 }
 
+/// The minimum over the last one to two windows: a path whose base delay grows (a
+/// reroute, a longer link) shows its new minimum within two windows, not never.
+#[derive(Debug, Clone, Copy)]
+struct WindowedMin {
+    window_ns: u64,
+    start: u64,
+    current: u64,
+    previous: u64,
+}
+
+impl WindowedMin {
+    fn new(window_ns: u64) -> Self {
+        Self {
+            window_ns: window_ns.max(1),
+            start: 0,
+            current: u64::MAX,
+            previous: u64::MAX,
+        }
+    }
+
+    fn push(&mut self, v: u64, t: u64) {
+        let elapsed = t.saturating_sub(self.start);
+        if self.current == u64::MAX {
+            self.start = t;
+        } else if elapsed >= 2 * self.window_ns {
+            (self.previous, self.current, self.start) = (u64::MAX, u64::MAX, t);
+        } else if elapsed >= self.window_ns {
+            (self.previous, self.current, self.start) = (self.current, u64::MAX, t);
+        }
+        self.current = self.current.min(v);
+    }
+
+    fn get(&self) -> Option<u64> {
+        let m = self.current.min(self.previous);
+        (m != u64::MAX).then_some(m)
+    }
+}
+
 impl Path {
-    fn new(t: u64) -> Self {
+    fn new(t: u64, window_ns: u64) -> Self {
         Self {
             flows: 0,
             packets: 0,
@@ -184,21 +222,21 @@ impl Path {
             first_t: t,
             last_t: t,
             rtt: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
-            rtt_min_ns: u64::MAX,
+            rtt_min: WindowedMin::new(window_ns),
             srtt_ns: 0.0,
             trains: VecDeque::new(),
         }
     }
 
-    fn rtt_sample(&mut self, ns: u64) {
+    fn rtt_sample(&mut self, ns: u64, t: u64) {
         let us = (ns / 1000).max(1);
         let _ = self.rtt.record(us.min(60_000_000));
-        if self.rtt_min_ns == u64::MAX {
+        if self.rtt.len() == 1 {
             self.srtt_ns = ns as f64;
         } else {
             self.srtt_ns += (ns as f64 - self.srtt_ns) / 8.0;
         }
-        self.rtt_min_ns = self.rtt_min_ns.min(ns);
+        self.rtt_min.push(ns, t);
     }
 }
 
@@ -366,15 +404,23 @@ impl Wren {
                     last_seen: t,
                 },
             );
-            self.paths.entry(path).or_insert_with(|| Path::new(t)).flows += 1;
+            let window = self.cfg.window_ns;
+            self.paths
+                .entry(path)
+                .or_insert_with(|| Path::new(t, window))
+                .flows += 1;
         }
-        let p = self.paths.entry(path).or_insert_with(|| Path::new(t));
+        let window = self.cfg.window_ns;
+        let p = self
+            .paths
+            .entry(path)
+            .or_insert_with(|| Path::new(t, window));
         p.packets += 1;
         p.payload_bytes += r.payload_len as u64;
         p.last_t = t;
         // The smoothed RTT (queueing included) sets the train time scale: a train is what
         // the sender emits within well under one round trip.
-        let srtt = (p.rtt_min_ns != u64::MAX).then_some(p.srtt_ns as u64);
+        let srtt = (!p.rtt.is_empty()).then_some(p.srtt_ns as u64);
         let cfg = self.cfg;
         let flow = self.flows.get_mut(&key).expect("inserted above");
         flow.last_seen = t;
@@ -532,7 +578,7 @@ impl Wren {
         }
         for (pk, ns) in samples.into_iter().flatten() {
             if let Some(p) = self.paths.get_mut(&pk) {
-                p.rtt_sample(ns);
+                p.rtt_sample(ns, t);
             }
         }
         for (pk, res) in judged {
@@ -583,7 +629,7 @@ impl Wren {
         keys.into_iter()
             .map(|k| {
                 let p = &self.paths[k];
-                let has_rtt = p.rtt_min_ns != u64::MAX;
+                let has_rtt = !p.rtt.is_empty();
                 let dur = (p.last_t.saturating_sub(p.first_t)) as f64 / 1e9;
                 let recent: Vec<TrainResult> = p
                     .trains
@@ -599,7 +645,7 @@ impl Wren {
                     packets: p.packets,
                     bytes: p.payload_bytes,
                     rtt_samples: p.rtt.len(),
-                    rtt_min_us: has_rtt.then(|| p.rtt_min_ns as f64 / 1e3),
+                    rtt_min_us: p.rtt_min.get().map(|m| m as f64 / 1e3),
                     rtt_srtt_us: has_rtt.then(|| p.srtt_ns / 1e3),
                     rtt_mean_us: has_rtt.then(|| p.rtt.mean()),
                     rtt_p50_us: has_rtt.then(|| p.rtt.value_at_quantile(0.5) as f64),

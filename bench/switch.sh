@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The overlay switch's own cost per packet, monitoring off and on, beside testpmd io on
+# the same ports, interleaved round by round in one run.
+#
+# Ports are DPDK net_pcap devices replaying a pcap from memory (infinite_rx=1): frames
+# arrive with real headers, as from a NIC, instead of net_null's never-written buffers.
+# Scenarios:
+#   encap: a VM port replays plain TCP frames from a local VM to a remote VM; the switch
+#          looks the destination up, encapsulates in VXLAN and sends to the NIC port.
+#   decap: the NIC port replays VXLAN frames from the peer; the switch checks, strips
+#          and sends the inner frame to the VM port.
+# The other port of each scenario receives nothing (an empty pcap) and transmits into
+# /dev/null through libpcap (the same cost for every contender). The figure is TSC
+# cycles per packet over busy iterations, as testpmd's --record-core-cycles counts.
+#
+#   sudo bench/switch.sh                   # 7 rounds of 4 s, 64-byte inner frames
+#   ROUNDS=3 SIZE=1464 bench/switch.sh
+#
+# Writes bench/results/switch-<size>.{md,json}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-7}"
+SECS="${SECONDS_PER_RUN:-4}"
+SIZE="${SIZE:-64}"
+OUT="${OUT:-bench/results}"
+mkdir -p "$OUT"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cargo build --release -q
+BIN=target/release/wrenvnet
+EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
+python3 -c "import struct; open('$tmp/empty.pcap','wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))"
+python3 bench/gen_frames.py plain "$tmp/plain.pcap" --size "$SIZE"
+
+# nic_devargs vm_devargs monitor(true|false)
+switch_cfg() {
+  cat <<EOF
+[dataplane]
+mode = "switch"
+burst = 32
+stats_interval_ms = 100000
+[[port]]
+name = "nic"
+devargs = "$1"
+[[port]]
+name = "vm"
+devargs = "$2"
+[monitor]
+enabled = $3
+[switch]
+underlay_ip = "198.18.100.1"
+vni = 42
+nic = "nic"
+[[switch.vm]]
+port = "vm"
+mac = "02:00:00:00:aa:01"
+[[switch.peer]]
+name = "B"
+ip = "198.18.100.2"
+mac = "02:00:00:00:ff:02"
+[[switch.rule]]
+dst_mac = "02:00:00:00:bb:01"
+peer = "B"
+EOF
+}
+SINK="tx_pcap=/dev/null"
+ENC_NIC="net_pcap0,rx_pcap=$tmp/empty.pcap,$SINK"
+ENC_VM="net_pcap1,rx_pcap=$tmp/plain.pcap,infinite_rx=1,$SINK"
+# The NIC's MAC (the decap frames must be addressed to it): read it off a first run.
+switch_cfg "$ENC_NIC" "$ENC_VM" false > "$tmp/probe.toml"
+"$BIN" run --config "$tmp/probe.toml" --duration 0.5 -- "${EAL[@]}" > "$tmp/probe.log" 2>&1 || { cat "$tmp/probe.log"; exit 1; }
+NIC_MAC=$(sed -n 's/.*port "nic": id [0-9]* mac \([0-9a-f:]*\).*/\1/p' "$tmp/probe.log" | head -1)
+[ -n "$NIC_MAC" ] || { cat "$tmp/probe.log"; echo "no NIC MAC in the log" >&2; exit 1; }
+python3 bench/gen_frames.py vxlan "$tmp/vxlan.pcap" --size "$SIZE" --nic-mac "$NIC_MAC"
+DEC_NIC="net_pcap0,rx_pcap=$tmp/vxlan.pcap,infinite_rx=1,$SINK"
+DEC_VM="net_pcap1,rx_pcap=$tmp/empty.pcap,$SINK"
+for s in encap decap; do
+  if [ $s = encap ]; then n=$ENC_NIC; v=$ENC_VM; else n=$DEC_NIC; v=$DEC_VM; fi
+  switch_cfg "$n" "$v" false > "$tmp/$s-off.toml"
+  switch_cfg "$n" "$v" true > "$tmp/$s-on.toml"
+  echo "$n $v" > "$tmp/$s.ports"
+done
+
+testpmd_run() { # nic vm
+  { echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } |
+    dpdk-testpmd "${EAL[@]}" --vdev "$1" --vdev "$2" -- \
+      -i --forward-mode=io --burst=32 --record-core-cycles --nb-cores=1 >"$tmp/testpmd.log" 2>&1
+  local cpp
+  cpp=$(sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$tmp/testpmd.log" | tail -1)
+  [ -n "$cpp" ] || { cat "$tmp/testpmd.log" >&2; echo "testpmd printed no cycles/packet" >&2; exit 1; }
+  echo "$cpp"
+}
+switch_run() { # config -> "cycles/packet drops"
+  "$BIN" run --config "$1" --duration "$SECS" --summary-json "$tmp/s.json" \
+    -- "${EAL[@]}" >"$tmp/w.log" 2>&1 || { cat "$tmp/w.log" >&2; exit 1; }
+  python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["switch"]; d=sum(s["drops"].values()); print("%.3f %d %d %d" % (s["cycles_per_packet"], s["encapsulated"], s["decapsulated"], d))' "$tmp/s.json"
+}
+
+: > "$tmp/rounds.txt"
+for r in $(seq 1 "$ROUNDS"); do
+  for s in encap decap; do
+    read -r n v < "$tmp/$s.ports"
+    tp=$(testpmd_run "$n" "$v")
+    read -r off e1 d1 x1 < <(switch_run "$tmp/$s-off.toml")
+    read -r on e2 d2 x2 < <(switch_run "$tmp/$s-on.toml")
+    echo "$s $r $tp $off $on $((e1 + d1)) $((e2 + d2)) $x1 $x2" >> "$tmp/rounds.txt"
+    printf '%s round %d: testpmd %s cyc/pkt | switch off %s on %s | on/off %.3f | off/testpmd %.3f on/testpmd %.3f | drops %s %s\n' \
+      "$s" "$r" "$tp" "$off" "$on" "$(python3 -c "print($on/$off)")" "$(python3 -c "print($off/$tp)")" "$(python3 -c "print($on/$tp)")" "$x1" "$x2"
+  done
+done
+
+python3 - "$tmp/rounds.txt" "$OUT" "$SIZE" "$ROUNDS" "$SECS" <<'PY'
+import datetime, json, platform, statistics, subprocess, sys
+rows_path, out, size, rounds, secs = sys.argv[1:]
+rows = [l.split() for l in open(rows_path) if l.strip()]
+def ver(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+res = {"benchmark": "overlay switch on net_pcap replay ports, 1 worker, burst 32, %s-byte inner frames" % size,
+       "date": datetime.datetime.utcnow().isoformat() + "Z",
+       "machine": {"cpu": cpu, "cores": ver("nproc"), "kernel": platform.release()},
+       "versions": {"dpdk": ver("pkg-config --modversion libdpdk"), "rustc": ver("rustc --version")},
+       "rounds": int(rounds), "seconds_per_run": float(secs), "scenarios": {}}
+md = "# Overlay switch, %s-byte inner frames: cycles per packet\n\n" % size
+md += "net_pcap ports replaying from memory; 1 worker; burst 32; testpmd io on the same ports; rounds interleaved.\n\n"
+md += "| scenario | testpmd io | switch, monitor off | switch, monitor on | on/off | off/testpmd | on/testpmd |\n|---|---|---|---|---|---|---|\n"
+for s in ("encap", "decap"):
+    rs = [r for r in rows if r[0] == s]
+    t = [float(r[2]) for r in rs]; off = [float(r[3]) for r in rs]; on = [float(r[4]) for r in rs]
+    ratio = lambda a, b: [x / y for x, y in zip(a, b)]
+    sc = {"testpmd": t, "off": off, "on": on, "on_over_off": ratio(on, off), "off_over_testpmd": ratio(off, t),
+          "on_over_testpmd": ratio(on, t), "drops_off": [int(r[7]) for r in rs], "drops_on": [int(r[8]) for r in rs]}
+    res["scenarios"][s] = sc
+    m = lambda v: statistics.median(v)
+    sp = lambda v: "%.2f (%.2f-%.2f)" % (m(v), min(v), max(v))
+    sp0 = lambda v: "%.1f (%.1f-%.1f)" % (m(v), min(v), max(v))
+    md += "| %s | %s | %s | %s | %s | %s | %s |\n" % (s, sp0(t), sp0(off), sp0(on), sp(sc["on_over_off"]),
+                                                     sp(sc["off_over_testpmd"]), sp(sc["on_over_testpmd"]))
+md += "\nMedians over %s rounds (min-max in brackets). Drops in every run: %s.\n" % (
+    rounds, sorted(set(r[7] for r in rows) | set(r[8] for r in rows)))
+md += "\nReproduce: `sudo SIZE=%s bench/switch.sh`\n" % size
+open("%s/switch-%s.md" % (out, size), "w").write(md)
+json.dump(res, open("%s/switch-%s.json" % (out, size), "w"), indent=2)
+print(md)
+PY
