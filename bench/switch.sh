@@ -15,6 +15,7 @@
 #
 #   sudo bench/switch.sh                   # 7 rounds of 4 s, 64-byte inner frames
 #   ROUNDS=3 SIZE=1464 bench/switch.sh
+#   RING=8192 bench/switch.sh            # records per worker ring (default 65536)
 #
 # Writes bench/results/switch-<size>.{md,json}.
 set -euo pipefail
@@ -47,6 +48,7 @@ name = "vm"
 devargs = "$2"
 [monitor]
 enabled = $3
+ring_records = ${RING:-65536}
 [switch]
 underlay_ip = "198.18.100.1"
 vni = 42

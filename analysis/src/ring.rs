@@ -57,6 +57,23 @@ pub fn record_ring(capacity: usize) -> (RecordProducer, RecordConsumer) {
 }
 
 impl RecordProducer {
+    /// Writes up to `n` records made by `make(i)` straight into the ring (no staging
+    /// copy); those that do not fit are not made at all, and are counted as dropped.
+    #[inline]
+    pub fn push_with(&mut self, n: usize, make: impl FnMut(usize) -> Record) -> usize {
+        let fit = n.min(self.ring.slots());
+        if fit > 0 {
+            if let Ok(chunk) = self.ring.write_chunk_uninit(fit) {
+                chunk.fill_from_iter((0..fit).map(make));
+            }
+        }
+        RingCounters::add(&self.counters.pushed, fit as u64);
+        if fit < n {
+            RingCounters::add(&self.counters.dropped, (n - fit) as u64);
+        }
+        fit
+    }
+
     /// Writes as many of `records` as fit, in one batch; the rest are dropped and
     /// counted. Returns how many were written.
     #[inline]

@@ -6,30 +6,24 @@
 use analysis::record::{Direction, Record};
 use analysis::ring::RecordProducer;
 
-use crate::mbuf::{Burst, MAX_BURST};
+use crate::mbuf::Burst;
 
 /// A worker's measurement state.
 pub struct Monitor {
     ring: RecordProducer,
-    batch: Box<[Record; MAX_BURST]>,
 }
 
 impl Monitor {
     pub fn new(ring: RecordProducer) -> Self {
-        Self {
-            ring,
-            batch: Box::new([Record::default(); MAX_BURST]),
-        }
+        Self { ring }
     }
 
-    /// Records every packet of `burst`, stamped `tsc`, and pushes them in one batch.
+    /// Records every packet of `burst`, stamped `tsc`, written straight into the ring.
     #[inline]
     pub fn record_burst(&mut self, burst: &Burst<'_>, tsc: u64, direction: Direction, port: u8) {
-        let n = burst.len();
         burst.prefetch_data();
-        for (i, slot) in self.batch[..n].iter_mut().enumerate() {
-            *slot = Record::from_frame(burst.data(i), tsc, direction, port);
-        }
-        self.ring.push_batch(&self.batch[..n]);
+        self.ring.push_with(burst.len(), |i| {
+            Record::from_frame(burst.data(i), tsc, direction, port)
+        });
     }
 }
