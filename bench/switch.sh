@@ -16,17 +16,29 @@
 #   sudo bench/switch.sh                   # 7 rounds of 4 s, 64-byte inner frames
 #   ROUNDS=3 SIZE=1464 bench/switch.sh
 #   RING=8192 bench/switch.sh            # records per worker ring (default 65536)
+#   CHECK=1 bench/switch.sh               # regression mode, see below
 #
-# Writes bench/results/switch-<size>.{md,json}.
+# Writes bench/results/switch-<size>.{md,json}. Regression mode (CHECK=1; 3 rounds by
+# default) writes nothing there: it fails (exit 1) when a median ratio to testpmd
+# (switch off/testpmd, on/testpmd, per scenario) is more than MARGIN (default 0.25)
+# above the committed baseline's median in bench/results/switch-<size>.json. Ratios,
+# not cycles, so a slower or busier machine does not fail it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS="${ROUNDS:-7}"
+CHECK="${CHECK:-0}"
+MARGIN="${MARGIN:-0.25}"
+if [ "$CHECK" = 1 ]; then ROUNDS="${ROUNDS:-3}"; else ROUNDS="${ROUNDS:-7}"; fi
 SECS="${SECONDS_PER_RUN:-4}"
 SIZE="${SIZE:-64}"
 OUT="${OUT:-bench/results}"
-mkdir -p "$OUT"
+BASELINE="$OUT/switch-$SIZE.json"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+if [ "$CHECK" = 1 ]; then
+  [ -f "$BASELINE" ] || { echo "no baseline $BASELINE to check against" >&2; exit 1; }
+  cp "$BASELINE" "$tmp/baseline.json"; OUT="$tmp/out"
+fi
+mkdir -p "$OUT"
 cargo build --release -q
 BIN=target/release/wrenvnet
 EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
@@ -145,3 +157,18 @@ open("%s/switch-%s.md" % (out, size), "w").write(md)
 json.dump(res, open("%s/switch-%s.json" % (out, size), "w"), indent=2)
 print(md)
 PY
+if [ "$CHECK" = 1 ]; then
+  python3 - "$tmp/baseline.json" "$OUT/switch-$SIZE.json" "$MARGIN" <<'PY'
+import json, statistics, sys
+base, now, margin = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), float(sys.argv[3])
+bad = []
+for s, sc in now["scenarios"].items():
+    for k in ("off_over_testpmd", "on_over_testpmd"):
+        b, n = statistics.median(base["scenarios"][s][k]), statistics.median(sc[k])
+        verdict = "ok" if n <= b * (1 + margin) else "REGRESSION"
+        print("%s %s: %.3f now, baseline %.3f, limit %.3f: %s" % (s, k, n, b, b * (1 + margin), verdict))
+        if verdict != "ok":
+            bad.append((s, k))
+sys.exit(1 if bad else 0)
+PY
+fi

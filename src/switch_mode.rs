@@ -184,7 +184,7 @@ pub fn run<'e>(
 #[cold]
 fn print_switch(s: &SwitchSnapshot, ports: &[PortId], names: &[String]) {
     println!(
-        "switch: vm rx {} tx {} | nic rx {} tx {} | encap {} decap {} flood {} | arp replies {} requests {} | cycles/pkt {}",
+        "switch: vm rx {} tx {} | nic rx {} tx {} | encap {} decap {} flood {} | arp replies {} requests {} | cycles/pkt {} | empty polls {}",
         s.vm_rx,
         s.vm_tx,
         s.nic_rx,
@@ -194,7 +194,8 @@ fn print_switch(s: &SwitchSnapshot, ports: &[PortId], names: &[String]) {
         s.flooded,
         s.arp_replies,
         s.arp_requests,
-        s.cycles_per_packet.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into())
+        s.cycles_per_packet.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+        s.empty_polls
     );
     let drops: Vec<String> = s
         .drops

@@ -35,15 +35,19 @@ struct Args {
     /// One-way delay added to every packet, in milliseconds (fractions allowed).
     #[arg(long)]
     delay_ms: f64,
-    /// Frames that may be held at once per direction; beyond this they are dropped and counted.
-    #[arg(long, default_value_t = 20_000)]
+    /// Frames that may be held at once per direction; beyond this they are dropped and
+    /// counted. Each holds a 16 KiB buffer (4096: 64 MiB a direction).
+    #[arg(long, default_value_t = 4096)]
     limit: usize,
     /// Print the counters every this many seconds (0: never).
     #[arg(long, default_value_t = 0)]
     stats_s: u64,
 }
 
-const MAX_PACKET: usize = 65_536;
+/// Buffer per frame: a TAP hands over whole frames of its MTU (1500 by default; jumbo
+/// up to 9000). A frame that fills the buffer may have been cut, so it is dropped and
+/// counted (`oversize`), never passed on truncated.
+const MAX_PACKET: usize = 16_384;
 
 struct Held {
     due: Instant,
@@ -55,6 +59,7 @@ struct Held {
 struct Counters {
     forwarded: AtomicU64,
     dropped_full: AtomicU64,
+    oversize: AtomicU64,
     write_errors: AtomicU64,
     /// Worst lateness seen so far, in microseconds (how far past due a packet left).
     worst_late_us: AtomicU64,
@@ -157,10 +162,21 @@ fn read_and_hold(
     // A spare buffer to read into when the pool is empty: the frame must still be
     // taken off the device to be dropped.
     let mut spare = vec![0u8; MAX_PACKET].into_boxed_slice();
+    // A pool buffer whose frame was dropped, to be used again before taking another.
+    let mut unused: Option<Box<[u8]>> = None;
     loop {
-        match free.try_recv() {
+        let next = match unused.take() {
+            Some(b) => Ok(b),
+            None => free.try_recv(),
+        };
+        match next {
             Ok(mut buf) => {
                 let len = dev.recv(&mut buf).context("reading a TAP device")?;
+                if len >= MAX_PACKET {
+                    counters.oversize.fetch_add(1, Ordering::Relaxed);
+                    unused = Some(buf);
+                    continue;
+                }
                 let due = Instant::now() + delay;
                 if held.send(Held { due, len, buf }).is_err() {
                     return Ok(()); // the writer is gone
@@ -200,9 +216,10 @@ fn write_when_due(
 
 fn print_counters(c: &Counters) {
     println!(
-        "delayline: forwarded {} dropped_full {} write_errors {} worst_late_us {}",
+        "delayline: forwarded {} dropped_full {} oversize {} write_errors {} worst_late_us {}",
         c.forwarded.load(Ordering::Relaxed),
         c.dropped_full.load(Ordering::Relaxed),
+        c.oversize.load(Ordering::Relaxed),
         c.write_errors.load(Ordering::Relaxed),
         c.worst_late_us.load(Ordering::Relaxed)
     );

@@ -58,6 +58,8 @@ pub struct SwitchCounters {
     /// Busy TSC cycles (rx to end of tx, as in xconnect) and packets received.
     pub busy_cycles: Counter,
     pub packets: Counter,
+    /// Loop iterations that found no packet on any port (how idle the worker is).
+    pub empty_polls: Counter,
 }
 
 impl SwitchCounters {
@@ -89,6 +91,7 @@ pub struct SwitchSnapshot {
     pub transit: u64,
     pub drops: std::collections::BTreeMap<String, u64>,
     pub cycles_per_packet: Option<f64>,
+    pub empty_polls: u64,
 }
 
 impl SwitchCounters {
@@ -111,6 +114,7 @@ impl SwitchCounters {
                 .map(|(c, n)| (format!("{c:?}"), n))
                 .collect(),
             cycles_per_packet: (pk > 0).then(|| self.busy_cycles.get() as f64 / pk as f64),
+            empty_polls: self.empty_polls.get(),
         }
     }
 }

@@ -325,6 +325,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 self.counters.packets.add(moved as u64);
                 empty_run = 0;
             } else {
+                self.counters.empty_polls.add(1);
                 empty_run = empty_run.saturating_add(1);
                 if idle.sleep_us > 0 && empty_run >= idle.empty_polls_before_sleep {
                     std::thread::sleep(Duration::from_micros(idle.sleep_us as u64));
