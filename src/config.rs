@@ -21,6 +21,9 @@ pub struct Config {
     pub monitor: MonitorSection,
     #[serde(default)]
     pub vttif: VttifSettings,
+    /// The HTTP/JSON control API (mode "switch").
+    #[serde(default)]
+    pub api: crate::api::ApiSection,
     /// Mode "switch": the overlay.
     pub switch: Option<SwitchSection>,
 }
@@ -280,6 +283,7 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         self.vttif.to_config(false).context("[vttif]")?;
+        self.api.validate().context("[api]")?;
         let d = &self.dataplane;
         if d.mode == Mode::Xconnect && self.ports.len() != 2 {
             bail!(

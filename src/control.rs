@@ -33,8 +33,8 @@ pub struct Identity {
 
 /// What the control interface needs to know and change.
 pub struct Control {
-    listener: UnixListener,
-    path: PathBuf,
+    /// The JSON-lines socket, when configured (the HTTP API may be the only way in).
+    listener: Option<(UnixListener, PathBuf)>,
     fib: Arc<ArcSwap<Fib>>,
     me: Identity,
 }
@@ -48,33 +48,26 @@ fn mac_str(m: &[u8; 6]) -> String {
 
 impl Control {
     #[cold]
-    pub fn bind(path: &Path, me: Identity, fib: Arc<ArcSwap<Fib>>) -> Result<Self> {
-        if path.exists() {
-            // A socket left by a previous run: refuse if someone still listens on it.
-            if UnixStream::connect(path).is_ok() {
-                bail!(
-                    "control socket {} is in use by another daemon",
-                    path.display()
-                );
-            }
-            std::fs::remove_file(path)
-                .with_context(|| format!("cannot remove stale {}", path.display()))?;
-        }
-        let listener = UnixListener::bind(path)
-            .with_context(|| format!("cannot bind control socket {}", path.display()))?;
-        listener.set_nonblocking(true)?;
-        Ok(Self {
-            listener,
-            path: path.to_path_buf(),
-            fib,
-            me,
-        })
+    pub fn bind(path: Option<&Path>, me: Identity, fib: Arc<ArcSwap<Fib>>) -> Result<Self> {
+        let listener = match path {
+            Some(path) => Some((bind_unix(path)?, path.to_path_buf())),
+            None => None,
+        };
+        Ok(Self { listener, fib, me })
+    }
+
+    /// This daemon's host name.
+    pub fn host(&self) -> &str {
+        &self.me.host
     }
 
     /// Serves every pending connection (one request line each).
     #[cold]
     pub fn poll(&self, counters: &SwitchCounters, analysis: &AnalysisLoop) {
-        while let Ok((stream, _)) = self.listener.accept() {
+        let Some((listener, _)) = &self.listener else {
+            return;
+        };
+        while let Ok((stream, _)) = listener.accept() {
             let _ = stream.set_nonblocking(false);
             let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
             let mut line = String::new();
@@ -131,6 +124,17 @@ impl Control {
         analysis: &AnalysisLoop,
     ) -> Result<Value> {
         let req: Value = serde_json::from_str(line).context("request is not JSON")?;
+        self.handle_value(&req, counters, analysis)
+    }
+
+    /// Carries out one request (`{"op":...}`); an error changes nothing.
+    #[cold]
+    pub fn handle_value(
+        &self,
+        req: &Value,
+        counters: &SwitchCounters,
+        analysis: &AnalysisLoop,
+    ) -> Result<Value> {
         let op = req
             .get("op")
             .and_then(Value::as_str)
@@ -197,8 +201,30 @@ impl Control {
 
 impl Drop for Control {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if let Some((_, path)) = &self.listener {
+            let _ = std::fs::remove_file(path);
+        }
     }
+}
+
+/// Binds a unix listener at `path`, replacing a stale socket but never a live one.
+#[cold]
+fn bind_unix(path: &Path) -> Result<UnixListener> {
+    if path.exists() {
+        // A socket left by a previous run: refuse if someone still listens on it.
+        if UnixStream::connect(path).is_ok() {
+            bail!(
+                "control socket {} is in use by another daemon",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("cannot remove stale {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot bind control socket {}", path.display()))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// Sends one request line to a daemon and returns its parsed reply.
@@ -214,6 +240,34 @@ pub fn query(socket: &Path, body: &str) -> Result<Value> {
         .with_context(|| format!("no reply from the daemon at {}", socket.display()))?;
     serde_json::from_str(&reply)
         .with_context(|| format!("the reply from {} is not JSON", socket.display()))
+}
+
+/// One HTTP/1.1 request to a daemon's API unix socket: (status, JSON body).
+#[cold]
+pub fn http_request(socket: &Path, method: &str, path: &str, body: &str) -> Result<(u16, Value)> {
+    let mut s = UnixStream::connect(socket)
+        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: wrenvnet\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text)
+        .with_context(|| format!("no reply from the API at {}", socket.display()))?;
+    let (head, payload) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("{}: not an HTTP reply", socket.display()))?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .with_context(|| format!("{}: no HTTP status", socket.display()))?;
+    let v = serde_json::from_str(payload)
+        .with_context(|| format!("the reply from {} is not JSON", socket.display()))?;
+    Ok((status, v))
 }
 
 /// `wrenvnet ctl`: send one request, print the reply; false when the daemon said no.

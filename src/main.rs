@@ -3,6 +3,7 @@
 
 mod adapt;
 mod analyze;
+mod api;
 mod config;
 mod control;
 mod run;
@@ -51,6 +52,10 @@ enum Command {
     Matrix(views::MatrixArgs),
     /// Every daemon's Wren path views: RTT, throughput, available bandwidth.
     Paths(views::ViewArgs),
+    /// Every daemon's switch counters: packets each way, encap/decap, drops, cycles/packet.
+    Status(views::ViewArgs),
+    /// List every daemon's forwarding rules, or change one daemon's (--set MAC=TO, --del MAC).
+    Rules(views::RulesArgs),
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
     Analyze(analyze::AnalyzeArgs),
 }
@@ -72,6 +77,8 @@ fn main() -> ExitCode {
         }),
         Command::Matrix(args) => views::matrix(args).map(|()| ExitCode::SUCCESS),
         Command::Paths(args) => views::paths(args).map(|()| ExitCode::SUCCESS),
+        Command::Status(args) => views::status(args).map(|()| ExitCode::SUCCESS),
+        Command::Rules(args) => views::rules(args).map(|()| ExitCode::SUCCESS),
         Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapt(args) => adapt::run(args).map(|feasible| {
             if feasible {

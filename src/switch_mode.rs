@@ -112,22 +112,20 @@ pub fn run<'e>(
             })
             .collect::<Result<_>>()?;
         let fib = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(fib));
-        let control = match &sw.control_socket {
-            Some(path) => Some(crate::control::Control::bind(
-                path,
-                crate::control::Identity {
-                    host: sw
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| sw.underlay_ip.to_string()),
-                    vm_ports: sw.vms.iter().map(|v| v.port.clone()).collect(),
-                    vm_macs: sw.vms.iter().map(|v| v.mac.to_lowercase()).collect(),
-                    peers: sw.peers.iter().map(|p| p.name.clone()).collect(),
-                },
-                std::sync::Arc::clone(&fib),
-            )?),
-            None => None,
-        };
+        let control = crate::control::Control::bind(
+            sw.control_socket.as_deref(),
+            crate::control::Identity {
+                host: sw
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| sw.underlay_ip.to_string()),
+                vm_ports: sw.vms.iter().map(|v| v.port.clone()).collect(),
+                vm_macs: sw.vms.iter().map(|v| v.mac.to_lowercase()).collect(),
+                peers: sw.peers.iter().map(|p| p.name.clone()).collect(),
+            },
+            std::sync::Arc::clone(&fib),
+        )?;
+        let api = crate::api::Api::bind(&config.api)?;
         let mut switch = Switch {
             nic_rx,
             nic_tx,
@@ -149,9 +147,8 @@ pub fn run<'e>(
                     break;
                 }
                 let drained = analysis.poll();
-                if let Some(c) = &control {
-                    c.poll(&counters, analysis);
-                }
+                control.poll(&counters, analysis);
+                api.poll(&control, &counters, analysis);
                 if Instant::now() >= next {
                     print_switch(&counters.snapshot(), &port_ids, &names);
                     // In the records' own time base, so windows close on time.

@@ -1,6 +1,8 @@
 //! Operators' views over running daemons: `wrenvnet matrix` merges every daemon's VTTIF
 //! rows into the global VM traffic matrix and names its topology; `wrenvnet paths`
-//! shows every daemon's Wren path views. Both read the daemons' control sockets.
+//! shows every daemon's Wren path views; `wrenvnet status` their counters; `wrenvnet
+//! rules` lists or changes rules. They read the daemons' HTTP API sockets (`--api`) or
+//! their JSON-lines control sockets (`--socket`).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -9,16 +11,31 @@ use analysis::vttif::{merge, topology_of, HostView, MatrixEntry};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::control::query;
+use crate::control::{http_request, query};
 
 #[derive(Debug, clap::Args)]
 pub struct ViewArgs {
-    /// A daemon's control socket (`switch.control_socket`); repeat for every host.
-    #[arg(long = "socket", required = true)]
+    /// A daemon's HTTP API unix socket (`api.unix`); repeat for every host.
+    #[arg(long = "api", required_unless_present = "sockets")]
+    apis: Vec<PathBuf>,
+    /// A daemon's JSON-lines control socket (`switch.control_socket`); repeat for every host.
+    #[arg(long = "socket")]
     sockets: Vec<PathBuf>,
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RulesArgs {
+    #[command(flatten)]
+    view: ViewArgs,
+    /// Add or replace a rule on the one daemon named: MAC=vm:PORT or MAC=peer:NAME.
+    #[arg(long, value_name = "MAC=TO", conflicts_with = "del")]
+    set: Option<String>,
+    /// Remove the rule for MAC on the one daemon named.
+    #[arg(long, value_name = "MAC")]
+    del: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -30,20 +47,25 @@ pub struct MatrixArgs {
     threshold: f64,
 }
 
-/// Asks every daemon for `op` and returns (host, reply) pairs.
+/// Asks every daemon for `op` (stats, paths, matrix, rules) and returns (host, reply).
 #[cold]
-fn gather(sockets: &[PathBuf], op: &str) -> Result<Vec<(String, Value)>> {
-    sockets
-        .iter()
-        .map(|s| {
-            let v = query(s, &json!({ "op": op }).to_string())?;
-            if v["ok"] != true {
-                bail!("{}: {}", s.display(), v["error"]);
-            }
-            let host = v["host"].as_str().unwrap_or("?").to_string();
-            Ok((host, v))
-        })
-        .collect()
+fn gather(args: &ViewArgs, op: &str) -> Result<Vec<(String, Value)>> {
+    let mut out = Vec::new();
+    for a in &args.apis {
+        let (status, v) = http_request(a, "GET", &format!("/{op}"), "")?;
+        if status != 200 || v["ok"] != true {
+            bail!("{}: HTTP {status}: {}", a.display(), v["error"]);
+        }
+        out.push((v["host"].as_str().unwrap_or("?").to_string(), v));
+    }
+    for s in &args.sockets {
+        let v = query(s, &json!({ "op": op }).to_string())?;
+        if v["ok"] != true {
+            bail!("{}: {}", s.display(), v["error"]);
+        }
+        out.push((v["host"].as_str().unwrap_or("?").to_string(), v));
+    }
+    Ok(out)
 }
 
 fn host_view(host: &str, reply: &Value) -> Result<HostView> {
@@ -82,7 +104,7 @@ fn host_view(host: &str, reply: &Value) -> Result<HostView> {
 /// `wrenvnet matrix`.
 #[cold]
 pub fn matrix(args: MatrixArgs) -> Result<()> {
-    let replies = gather(&args.view.sockets, "matrix")?;
+    let replies = gather(&args.view, "matrix")?;
     let views: Vec<HostView> = replies
         .iter()
         .map(|(h, v)| host_view(h, v))
@@ -146,7 +168,7 @@ pub fn matrix(args: MatrixArgs) -> Result<()> {
 /// `wrenvnet paths`.
 #[cold]
 pub fn paths(args: ViewArgs) -> Result<()> {
-    let replies = gather(&args.sockets, "paths")?;
+    let replies = gather(&args, "paths")?;
     if args.json {
         let hosts: Vec<Value> = replies
             .iter()
@@ -177,6 +199,130 @@ pub fn paths(args: ViewArgs) -> Result<()> {
                 num(&p["avail_bw_mbps"]),
                 p["avail_bw_kind"].as_str().unwrap_or("?"),
                 p["trains"]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `wrenvnet status`: every daemon's counters, a line each.
+#[cold]
+pub fn status(args: ViewArgs) -> Result<()> {
+    let replies = gather(&args, "stats")?;
+    if args.json {
+        let hosts: Vec<Value> = replies
+            .iter()
+            .map(|(h, v)| json!({"host": h, "switch": v["switch"]}))
+            .collect();
+        println!("{}", json!({ "hosts": hosts }));
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>9} {:>9}",
+        "HOST", "VM_RX", "VM_TX", "NIC_RX", "NIC_TX", "ENCAP", "DECAP", "DROPS", "CYC/PKT"
+    );
+    for (h, v) in &replies {
+        let s = &v["switch"];
+        let n = |k: &str| s[k].as_u64().unwrap_or(0);
+        let drops: u64 = s["drops"]
+            .as_object()
+            .map(|d| d.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
+        println!(
+            "{:<10} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>9} {:>9}",
+            h,
+            n("vm_rx"),
+            n("vm_tx"),
+            n("nic_rx"),
+            n("nic_tx"),
+            n("encapsulated"),
+            n("decapsulated"),
+            drops,
+            s["cycles_per_packet"]
+                .as_f64()
+                .map(|c| format!("{c:.1}"))
+                .unwrap_or_else(|| "-".into())
+        );
+        let causes: Vec<String> = s["drops"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, n)| n.as_u64().unwrap_or(0) > 0)
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        if !causes.is_empty() {
+            println!("           drops: {}", causes.join(", "));
+        }
+    }
+    Ok(())
+}
+
+/// `wrenvnet rules`: list every daemon's rules, or change one daemon's.
+#[cold]
+pub fn rules(args: RulesArgs) -> Result<()> {
+    let change = match (&args.set, &args.del) {
+        (Some(set), _) => {
+            let (mac, to) = set
+                .split_once('=')
+                .context("--set wants MAC=vm:PORT or MAC=peer:NAME")?;
+            Some((
+                "PUT",
+                mac.to_string(),
+                json!({ "to": to }),
+                json!({"op": "add_rule", "dst_mac": mac, "to": to}),
+            ))
+        }
+        (None, Some(mac)) => Some((
+            "DELETE",
+            mac.clone(),
+            Value::Null,
+            json!({"op": "del_rule", "dst_mac": mac}),
+        )),
+        (None, None) => None,
+    };
+    if let Some((method, mac, body, op)) = change {
+        let v = &args.view;
+        if v.apis.len() + v.sockets.len() != 1 {
+            bail!("a change goes to exactly one daemon: name one --api or --socket");
+        }
+        let reply = if let Some(a) = v.apis.first() {
+            let body = if body.is_null() {
+                String::new()
+            } else {
+                body.to_string()
+            };
+            let (status, r) = http_request(a, method, &format!("/rules/{mac}"), &body)?;
+            if status != 200 {
+                bail!("HTTP {status}: {}", r["error"]);
+            }
+            r
+        } else {
+            let r = query(&v.sockets[0], &op.to_string())?;
+            if r["ok"] != true {
+                bail!("{}", r["error"]);
+            }
+            r
+        };
+        println!("{reply}");
+        return Ok(());
+    }
+    let replies = gather(&args.view, "rules")?;
+    if args.view.json {
+        let hosts: Vec<Value> = replies
+            .iter()
+            .map(|(h, v)| json!({"host": h, "rules": v["rules"]}))
+            .collect();
+        println!("{}", json!({ "hosts": hosts }));
+        return Ok(());
+    }
+    println!("{:<10} {:<17} TO", "HOST", "DST_MAC");
+    for (h, v) in &replies {
+        for r in v["rules"].as_array().into_iter().flatten() {
+            println!(
+                "{:<10} {:<17} {}",
+                h,
+                r["dst_mac"].as_str().unwrap_or("?"),
+                r["to"].as_str().unwrap_or("?")
             );
         }
     }
