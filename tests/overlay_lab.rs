@@ -109,25 +109,7 @@ fn config(me: u8, peer: u8, vms: &[(&str, &str)], remote: &[&str]) -> String {
 }
 
 fn start(ns: &str, dir: &std::path::Path, name: &str, cfg: &str) -> Daemon {
-    let path = write_file(dir, &format!("{name}.toml"), cfg);
-    let log = dir.join(format!("{name}.log"));
-    let summary = dir.join(format!("{name}.json"));
-    let mut eal = eal_mem_args(name);
-    eal.extend(["-l".into(), "0-1".into()]);
-    let f = std::fs::File::create(&log).unwrap();
-    let child = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .arg(wrenvnet_bin())
-        .args(["run", "--config"])
-        .arg(&path)
-        .arg("--summary-json")
-        .arg(&summary)
-        .arg("--")
-        .args(&eal)
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap();
+    let (child, log, summary) = spawn_daemon(ns, dir, name, cfg);
     Daemon {
         child,
         log,

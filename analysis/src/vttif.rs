@@ -89,6 +89,20 @@ pub struct Topology {
     pub threshold: f64,
 }
 
+impl Topology {
+    /// The named topology of a set of directed edges kept at `threshold`.
+    fn of<T: Ord + Copy + std::fmt::Display>(edges: &BTreeSet<(T, T)>, threshold: f64) -> Self {
+        Topology {
+            shape: shape_of(edges),
+            edges: edges
+                .iter()
+                .map(|(s, d)| [s.to_string(), d.to_string()])
+                .collect(),
+            threshold,
+        }
+    }
+}
+
 /// One reported change of topology.
 #[derive(Debug, Clone, Serialize)]
 pub struct TopologyChange {
@@ -294,26 +308,14 @@ impl Vttif {
     /// The topology of everything seen (total bytes).
     pub fn topology(&self) -> Topology {
         let edges = self.edges(|c| c.bytes as f64);
-        Topology {
-            shape: shape_of(&edges),
-            edges: edges
-                .iter()
-                .map(|(s, d)| [s.to_string(), d.to_string()])
-                .collect(),
-            threshold: self.cfg.threshold,
-        }
+        Topology::of(&edges, self.cfg.threshold)
     }
 
     /// The topology reported last (damped: what persisted for k windows), if any.
     pub fn current_topology(&self) -> Option<Topology> {
-        self.reported.as_ref().map(|edges| Topology {
-            shape: shape_of(edges),
-            edges: edges
-                .iter()
-                .map(|(s, d)| [s.to_string(), d.to_string()])
-                .collect(),
-            threshold: self.cfg.threshold,
-        })
+        self.reported
+            .as_ref()
+            .map(|edges| Topology::of(edges, self.cfg.threshold))
     }
 
     /// Topology changes reported so far (damped).
@@ -430,14 +432,7 @@ pub fn topology_of(entries: &[MatrixEntry], threshold: f64) -> Topology {
     } else {
         BTreeSet::new()
     };
-    Topology {
-        shape: shape_of(&edges),
-        edges: edges
-            .iter()
-            .map(|(s, d)| [s.to_string(), d.to_string()])
-            .collect(),
-        threshold,
-    }
+    Topology::of(&edges, threshold)
 }
 
 /// Names the shape of a set of directed edges (judged on the undirected graph).

@@ -148,3 +148,34 @@ pub fn veth_into_ns(outer: &str, inner: &str, ns: &str, addr: &str) {
     ));
     sh(&format!("sysctl -qw net.ipv6.conf.{outer}.disable_ipv6=1"));
 }
+
+/// Starts `wrenvnet run` in namespace `ns` on config `cfg` (written to `dir/name.toml`),
+/// its output in `dir/name.log` and its exit summary in `dir/name.json`; returns the
+/// child and those two paths.
+pub fn spawn_daemon(
+    ns: &str,
+    dir: &Path,
+    name: &str,
+    cfg: &str,
+) -> (std::process::Child, PathBuf, PathBuf) {
+    let path = write_file(dir, &format!("{name}.toml"), cfg);
+    let log = dir.join(format!("{name}.log"));
+    let summary = dir.join(format!("{name}.json"));
+    let mut eal = eal_mem_args(name);
+    eal.extend(["-l".into(), "0-1".into()]);
+    let f = std::fs::File::create(&log).expect("log file");
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .arg(wrenvnet_bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .arg("--summary-json")
+        .arg(&summary)
+        .arg("--")
+        .args(&eal)
+        .stdout(f.try_clone().expect("log file"))
+        .stderr(f)
+        .spawn()
+        .expect("spawn wrenvnet");
+    (child, log, summary)
+}

@@ -163,26 +163,12 @@ impl Fabric {
 
     /// Starts host h's daemon and waits for its control socket.
     pub fn start(&self, h: usize) -> Daemon {
-        let name = format!("h{h}");
-        let path = write_file(&self.dir.0, &format!("{name}.toml"), &self.config(h));
-        let log = self.dir.0.join(format!("{name}.log"));
-        let summary = self.dir.0.join(format!("{name}.json"));
-        let mut eal = eal_mem_args(&name);
-        eal.extend(["-l".into(), "0-1".into()]);
-        let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.hosts[h]])
-            .arg(wrenvnet_bin())
-            .args(["run", "--config"])
-            .arg(&path)
-            .arg("--summary-json")
-            .arg(&summary)
-            .arg("--")
-            .args(&eal)
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
+        let (child, log, summary) = spawn_daemon(
+            &self.hosts[h],
+            &self.dir.0,
+            &format!("h{h}"),
+            &self.config(h),
+        );
         let socket = self.socket(h);
         let t0 = Instant::now();
         while !socket.exists() {
