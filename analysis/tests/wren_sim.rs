@@ -307,6 +307,51 @@ fn min_rtt_follows_a_path_whose_base_delay_grows() {
 }
 
 #[test]
+fn a_continuous_sender_with_hundreds_of_segments_in_flight_gets_an_estimate() {
+    // A bulk sender that never pauses (as TCP on a long path does): its rate swings
+    // between 1.2 and 0.7 of A, one base RTT each, over an 80 ms path at 100 Mbit/s
+    // with 30 Mbit/s cross traffic, so ~500 segments are in flight at once. Wren must
+    // time them all and find A.
+    let (c, x, base) = (100e6, 30e6, 80_000_000u64);
+    let a = c - x;
+    let mut rng = Rng::new(77);
+    let mut recs = Vec::new();
+    let (mut t, mut seq, mut backlog, mut last) = (0u64, 1u32, 0.0f64, 0u64);
+    let mut k = 0u32;
+    while t < 12_000_000_000 {
+        let rate = if (t / base) % 2 == 0 {
+            1.2 * a
+        } else {
+            0.7 * a
+        };
+        let dt = (t - last) as f64 / 1e9;
+        backlog = (backlog - a * dt).max(0.0) + FRAME as f64 * 8.0;
+        last = t;
+        let rtt = base + (backlog / a * 1e9) as u64 + (rng.unit() * 30_000.0) as u64;
+        recs.push(data(t, seq));
+        seq = seq.wrapping_add(MSS);
+        if k % 2 == 1 {
+            recs.push(ack(t + rtt, seq));
+        }
+        k += 1;
+        t += (FRAME as f64 * 8.0 / rate * 1e9) as u64;
+    }
+    recs.sort_by_key(|r| r.time);
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    assert_eq!(p.avail_bw_kind, AvailKind::Estimate, "{p:?}");
+    let err = (p.avail_bw_mbps.unwrap() - a / 1e6).abs() / (a / 1e6);
+    assert!(
+        err <= 0.15,
+        "estimate {:?} for A = {} ({p:?})",
+        p.avail_bw_mbps,
+        a / 1e6
+    );
+}
+
+#[test]
 fn memory_is_accounted_and_released_when_flows_expire() {
     let mut rng = Rng::new(9);
     let recs = simulate(50e6, 10e6, 20_000_000, 5.0, &mut rng);

@@ -60,7 +60,7 @@ impl Default for Config {
             flow_idle_ns: 30_000_000_000,
             path_idle_ns: 120_000_000_000,
             max_flows: 200_000,
-            max_outstanding: 256,
+            max_outstanding: 8192,
             max_ts_pending: 32,
             max_outstanding_total: 2_000_000,
             max_train_segments_total: 1_000_000,
