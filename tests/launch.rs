@@ -28,7 +28,12 @@ fn dry_run_says_how_the_daemon_would_start() {
         .lines()
         .find(|l| l.contains("would run:") && l.contains(" run --config "))
         .unwrap_or_else(|| panic!("no daemon command: {out}"));
-    for want in ["-l 0-2", "--huge-dir /dev/hugepages", "--no-pci", "--log-level *:info"] {
+    for want in [
+        "-l 0-2",
+        "--huge-dir /dev/hugepages",
+        "--no-pci",
+        "--log-level *:info",
+    ] {
         assert!(cmd.contains(want), "{want:?} missing from {cmd}");
     }
 }
@@ -39,7 +44,10 @@ fn bad_requests_are_refused_with_a_reason() {
         (&["--pci", "zz"][..], "is not a PCI address"),
         (&["--pci", "0000:ff:1f.7"][..], "no PCI device 0000:ff:1f.7"),
         (&["--hugepage-size", "4M"][..], "must be 2M or 1G"),
-        (&["--lcores", "3"][..], "need a main lcore and at least one worker"),
+        (
+            &["--lcores", "3"][..],
+            "need a main lcore and at least one worker",
+        ),
         (&["--unbind", "ixgbe"][..], "needs the --pci devices"),
         (&["--frobnicate"][..], "unknown option"),
     ] {

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::engine::Engine;
 use crate::fasthash::FastMap;
-use crate::record::{Record, Timebase, FLAG_BROKEN, FLAG_IPV6};
+use crate::record::{Direction, Record, Timebase, FLAG_BROKEN, FLAG_IPV6, FLAG_VXLAN};
 
 /// How a VM is identified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -169,6 +169,11 @@ impl Vttif {
     }
 
     fn key(&self, r: &Record) -> Option<(VmKey, VmKey)> {
+        // On a daemon, frames that reach the NIC without VXLAN are the underlay's own
+        // (ARP, strangers), not VM traffic.
+        if r.direction == Direction::FromNic as u8 && r.flags & FLAG_VXLAN == 0 {
+            return None;
+        }
         if self.cfg.by_ip {
             (r.protocol != 0).then_some((VmKey::Ip(r.src_ip), VmKey::Ip(r.dst_ip)))
         } else {

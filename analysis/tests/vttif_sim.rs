@@ -3,7 +3,7 @@
 //! and steady phases (with noisy volumes) produce no change events.
 
 use analysis::engine::Engine;
-use analysis::record::{Record, Timebase};
+use analysis::record::{Direction, Record, Timebase, FLAG_VXLAN};
 use analysis::vadapt::rng::Rng;
 use analysis::vttif::{Config, Vttif};
 
@@ -164,4 +164,22 @@ fn memory_is_bounded_by_the_pair_and_vm_caps() {
         v.untracked_records as usize + m.iter().map(|e| e.packets as usize).sum::<usize>(),
         recs.len()
     );
+}
+
+#[test]
+fn underlay_frames_on_the_nic_are_not_vm_traffic() {
+    // On a daemon, a plain frame arriving on the NIC is the underlay's (ARP, a stranger);
+    // the same frame inside VXLAN, or sent by a VM, is VM traffic.
+    let mut v = Vttif::new(Config::default());
+    let mut underlay = frame(0, 1, 2, 60);
+    underlay.direction = Direction::FromNic as u8;
+    let mut overlay = frame(1, 1, 2, 100);
+    overlay.direction = Direction::FromNic as u8;
+    overlay.flags |= FLAG_VXLAN;
+    let mut from_vm = frame(2, 3, 4, 100);
+    from_vm.direction = Direction::ToNic as u8;
+    v.on_batch(&[underlay, overlay, from_vm], Timebase::NANOS);
+    let m = v.matrix();
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(m.iter().all(|e| e.bytes == 100), "{m:?}");
 }
