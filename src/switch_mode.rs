@@ -181,7 +181,7 @@ pub fn run<'e>(
 #[cold]
 fn print_switch(s: &SwitchSnapshot, ports: &[PortId], names: &[String]) {
     println!(
-        "switch: vm rx {} tx {} | nic rx {} tx {} | encap {} decap {} flood {} | arp replies {} requests {} | cycles/pkt {} | empty polls {}",
+        "switch: vm rx {} tx {} | nic rx {} tx {} | encap {} decap {} flood {} (unknown unicast {}) | arp replies {} requests {} | cycles/pkt {} | empty polls {}",
         s.vm_rx,
         s.vm_tx,
         s.nic_rx,
@@ -189,6 +189,7 @@ fn print_switch(s: &SwitchSnapshot, ports: &[PortId], names: &[String]) {
         s.encapsulated,
         s.decapsulated,
         s.flooded,
+        s.unknown_unicast,
         s.arp_replies,
         s.arp_requests,
         s.cycles_per_packet.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),

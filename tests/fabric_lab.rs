@@ -35,6 +35,42 @@ fn three_hosts_two_vms_each() {
             assert!(neigh.contains(&f.vms[to].mac), "{neigh}");
         }
     }
+    // Unknown unicast (a MAC no host has a rule for) reaches every other VM of the
+    // overlay exactly once: flooded locally and to each peer, never back over the overlay.
+    let mut dumps = Vec::new();
+    for (i, v) in f.vms.iter().enumerate().skip(1) {
+        let p = f.dir.0.join(format!("uu{i}.pcap"));
+        let c = Command::new("ip")
+            .args(["netns", "exec", &v.ns, "tcpdump", "-i", "eth0", "-w"])
+            .arg(&p)
+            .args(["icmp and dst host 198.19.0.99"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        dumps.push((c, p));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    sh(&format!(
+        "ip -n {} neigh replace 198.19.0.99 lladdr 02:00:00:00:99:99 dev eth0",
+        f.vms[0].ns
+    ));
+    let _ = sh_out(&format!(
+        "ip netns exec {} ping -c 3 -i 0.2 -W 1 198.19.0.99",
+        f.vms[0].ns
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    for (c, p) in &mut dumps {
+        sh(&format!("kill -INT {}", c.id()));
+        let _ = c.wait();
+        let n = sh(&format!("tcpdump -r {} 2>/dev/null | wc -l", p.display()));
+        assert_eq!(
+            n.trim(),
+            "3",
+            "{}: {n} copies of 3 unknown-unicast frames",
+            p.display()
+        );
+    }
     for (from, to, what) in [(0, 1, "same host"), (0, 4, "across the overlay")] {
         let mut srv = Command::new("ip")
             .args(["netns", "exec", &f.vms[to].ns, "iperf3", "-s", "-1"])

@@ -200,6 +200,11 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 } else {
                     match fib.lookup(&dst) {
                         Some(Dest::Vm(i)) => self.queue_for_vm(out, i, m),
+                        // Unknown unicast: to the local VMs only (split horizon, as above).
+                        None => {
+                            self.counters.unknown_unicast.add(1);
+                            self.flood(out, m, None, false);
+                        }
                         // A transit hop: forward over the next overlay link, one hop
                         // older; a frame past the hop limit is in a loop.
                         Some(Dest::Peer(q)) if q != p => {
@@ -210,7 +215,8 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                                 self.encap_ttl(out, m, q, ttl - 1);
                             }
                         }
-                        _ => self.counters.drop(Drop::NoRule, 1),
+                        // Straight back to the peer it came from: split horizon.
+                        Some(Dest::Peer(_)) => self.counters.drop(Drop::NoRule, 1),
                     }
                 }
             }
@@ -244,7 +250,13 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         match fib.lookup(&dst) {
             Some(Dest::Vm(i)) if i != j => self.queue_for_vm(out, i, m),
             Some(Dest::Peer(p)) => self.encap(out, m, p),
-            _ => self.counters.drop(Drop::NoRule, 1),
+            // Unknown unicast reaches every VM of the overlay once, as broadcast does.
+            None => {
+                self.counters.unknown_unicast.add(1);
+                self.flood(out, m, Some(j), true);
+            }
+            // Back to the port it came from.
+            Some(Dest::Vm(_)) => self.counters.drop(Drop::NoRule, 1),
         }
     }
 
