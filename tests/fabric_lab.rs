@@ -72,23 +72,7 @@ fn three_hosts_two_vms_each() {
         );
     }
     for (from, to, what) in [(0, 1, "same host"), (0, 4, "across the overlay")] {
-        let mut srv = Command::new("ip")
-            .args(["netns", "exec", &f.vms[to].ns, "iperf3", "-s", "-1"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        let out = sh(&format!(
-            "ip netns exec {} iperf3 -c {} -t 2 -J",
-            f.vms[from].ns, f.vms[to].ip
-        ));
-        let _ = srv.wait();
-        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let bytes = r["end"]["sum_received"]["bytes"].as_u64().unwrap();
-        let mbps = r["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .unwrap()
-            / 1e6;
+        let (bytes, mbps) = iperf3(&f.vms[from].ns, &f.vms[to].ns, &f.vms[to].ip, 2);
         println!("iperf3 {what}: {mbps:.0} Mbit/s");
         assert!(bytes > 1_000_000, "iperf3 {what}: only {bytes} bytes");
     }

@@ -53,27 +53,6 @@ fn assert_ping(vm: &str, dst: &str, count: u32) {
     assert!(ping.contains(" 0% packet loss"), "{ping}");
 }
 
-/// An iperf3 TCP transfer of `secs` seconds from namespace `client` to `dst`, served
-/// in namespace `server`: the bytes received and the rate in Mbit/s.
-fn iperf3(client: &str, server: &str, dst: &str, secs: u32) -> (u64, f64) {
-    let mut srv = Command::new("ip")
-        .args(["netns", "exec", server, "iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    let out = sh(&format!(
-        "ip netns exec {client} iperf3 -c {dst} -t {secs} -J"
-    ));
-    let _ = srv.wait();
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let sum = &r["end"]["sum_received"];
-    (
-        sum["bytes"].as_u64().unwrap(),
-        sum["bits_per_second"].as_f64().unwrap() / 1e6,
-    )
-}
-
 struct Daemon {
     child: Child,
     log: std::path::PathBuf,
@@ -377,20 +356,8 @@ fn rules_change_live_through_the_control_socket() {
     sh(&format!(
         "ip -n {ha} link add u1 type veth peer name u2 netns {hb}"
     ));
-    sh(&format!(
-        "ip -n {ha} link add vma type veth peer name eth0 netns {va}"
-    ));
-    sh(&format!(
-        "ip -n {hb} link add vmb type veth peer name eth0 netns {vb}"
-    ));
-    sh(&format!(
-        "ip -n {va} link set eth0 address 02:00:00:00:0a:01 mtu 1450"
-    ));
-    sh(&format!(
-        "ip -n {vb} link set eth0 address 02:00:00:00:0b:01 mtu 1450"
-    ));
-    sh(&format!("ip -n {va} addr add 198.19.0.1/24 dev eth0"));
-    sh(&format!("ip -n {vb} addr add 198.19.0.2/24 dev eth0"));
+    add_vm(ha, va, "vma", "02:00:00:00:0a:01", "198.19.0.1");
+    add_vm(hb, vb, "vmb", "02:00:00:00:0b:01", "198.19.0.2");
     bring_up(&[
         (ha, "u1"),
         (ha, "vma"),

@@ -78,17 +78,7 @@ impl RecordProducer {
     /// counted. Returns how many were written.
     #[inline]
     pub fn push_batch(&mut self, records: &[Record]) -> usize {
-        let n = records.len().min(self.ring.slots());
-        if n > 0 {
-            if let Ok(chunk) = self.ring.write_chunk_uninit(n) {
-                chunk.fill_from_iter(records[..n].iter().copied());
-            }
-        }
-        RingCounters::add(&self.counters.pushed, n as u64);
-        if n < records.len() {
-            RingCounters::add(&self.counters.dropped, (records.len() - n) as u64);
-        }
-        n
+        self.push_with(records.len(), |i| records[i])
     }
 
     pub fn counters(&self) -> Arc<RingCounters> {

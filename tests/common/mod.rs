@@ -179,3 +179,24 @@ pub fn spawn_daemon(
         .expect("spawn wrenvnet");
     (child, log, summary)
 }
+
+/// An iperf3 TCP transfer of `secs` seconds from namespace `client` to `dst`, served
+/// in namespace `server`: the bytes received and the rate in Mbit/s.
+pub fn iperf3(client: &str, server: &str, dst: &str, secs: u32) -> (u64, f64) {
+    let mut srv = std::process::Command::new("ip")
+        .args(["netns", "exec", server, "iperf3", "-s", "-1"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = sh(&format!(
+        "ip netns exec {client} iperf3 -c {dst} -t {secs} -J"
+    ));
+    let _ = srv.wait();
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sum = &r["end"]["sum_received"];
+    (
+        sum["bytes"].as_u64().unwrap(),
+        sum["bits_per_second"].as_f64().unwrap() / 1e6,
+    )
+}
