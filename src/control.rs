@@ -245,28 +245,46 @@ pub fn query(socket: &Path, body: &str) -> Result<Value> {
 /// One HTTP/1.1 request to a daemon's API unix socket: (status, JSON body).
 #[cold]
 pub fn http_request(socket: &Path, method: &str, path: &str, body: &str) -> Result<(u16, Value)> {
-    let mut s = UnixStream::connect(socket)
+    let s = UnixStream::connect(socket)
         .with_context(|| format!("cannot connect to {}", socket.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    http_exchange(s, &socket.display().to_string(), method, path, body, None)
+}
+
+/// One HTTP/1.1 request over `stream` (a fresh connection, closed after the reply),
+/// with a bearer token when given: (status, JSON body).
+#[cold]
+pub fn http_exchange(
+    mut stream: impl std::io::Read + Write,
+    peer: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Result<(u16, Value)> {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: wrenvnet\r\nConnection: close\r\n\
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: wrenvnet\r\nConnection: close\r\n{auth}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut s, &mut text)
-        .with_context(|| format!("no reply from the API at {}", socket.display()))?;
+    stream
+        .read_to_string(&mut text)
+        .with_context(|| format!("no reply from the API at {peer}"))?;
     let (head, payload) = text
         .split_once("\r\n\r\n")
-        .with_context(|| format!("{}: not an HTTP reply", socket.display()))?;
+        .with_context(|| format!("{peer}: not an HTTP reply"))?;
     let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|x| x.parse().ok())
-        .with_context(|| format!("{}: no HTTP status", socket.display()))?;
+        .with_context(|| format!("{peer}: no HTTP status"))?;
     let v = serde_json::from_str(payload)
-        .with_context(|| format!("the reply from {} is not JSON", socket.display()))?;
+        .with_context(|| format!("the reply from {peer} is not JSON"))?;
     Ok((status, v))
 }
 

@@ -6,6 +6,7 @@ mod analyze;
 mod api;
 mod config;
 mod control;
+mod controller;
 mod run;
 mod switch_mode;
 mod views;
@@ -58,6 +59,9 @@ enum Command {
     Rules(views::RulesArgs),
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
     Analyze(analyze::AnalyzeArgs),
+    /// Close the loop: poll every daemon's API, run VADAPT when demands or measurements
+    /// move, and apply its rules (config/controller.example.toml).
+    Controller(controller::ControllerArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
         Command::Status(args) => views::status(args).map(|()| ExitCode::SUCCESS),
         Command::Rules(args) => views::rules(args).map(|()| ExitCode::SUCCESS),
         Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Controller(args) => controller::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapt(args) => adapt::run(args).map(|feasible| {
             if feasible {
                 ExitCode::SUCCESS

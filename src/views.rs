@@ -68,7 +68,7 @@ fn gather(args: &ViewArgs, op: &str) -> Result<Vec<(String, Value)>> {
     Ok(out)
 }
 
-fn host_view(host: &str, reply: &Value) -> Result<HostView> {
+pub(crate) fn host_view(host: &str, reply: &Value) -> Result<HostView> {
     let rows: Vec<Value> = reply["vttif"]["rows"]
         .as_array()
         .context("the daemon sent no matrix rows")?

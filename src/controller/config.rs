@@ -1,0 +1,219 @@
+//! The controller's configuration (TOML): how to reach each daemon, the links'
+//! nominal capacities, and when and how to adapt. `config/controller.example.toml`
+//! documents every key.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use analysis::vadapt::Algo;
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+fn default_interval_ms() -> u64 {
+    1000
+}
+fn default_min_interval_s() -> f64 {
+    5.0
+}
+fn default_change_threshold() -> f64 {
+    0.3
+}
+fn default_improvement() -> f64 {
+    0.25
+}
+fn default_ttl_s() -> f64 {
+    300.0
+}
+fn default_demand_threshold() -> f64 {
+    0.10
+}
+fn default_true() -> bool {
+    true
+}
+fn default_algo() -> String {
+    "gh+sa".into()
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_link_bw() -> f64 {
+    1000.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerSettings {
+    /// How often every daemon is polled.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// At least this long between two adaptations (damping).
+    #[serde(default = "default_min_interval_s")]
+    pub min_interval_s: f64,
+    /// VADAPT runs when a link's bandwidth or a demand moves by more than this
+    /// fraction from the value the last plan used, or the set of demands changes.
+    #[serde(default = "default_change_threshold")]
+    pub change_threshold: f64,
+    /// A new plan is applied only when its objective beats the plan in force by more
+    /// than this fraction of the total demand (hysteresis against noise).
+    #[serde(default = "default_improvement")]
+    pub improvement: f64,
+    /// A link's measurement is forgotten this long after it was last seen (a link
+    /// that carries no traffic cannot be measured passively).
+    #[serde(default = "default_ttl_s")]
+    pub measurement_ttl_s: f64,
+    /// Matrix entries below this fraction of the largest are not demands.
+    #[serde(default = "default_demand_threshold")]
+    pub demand_threshold: f64,
+    /// false: observe and plan, but change nothing (adaptation off).
+    #[serde(default = "default_true")]
+    pub adapt: bool,
+    /// VADAPT's algorithm: gh, sa, gh+sa, exact.
+    #[serde(default = "default_algo")]
+    pub algo: String,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Whether VADAPT may move VMs (otherwise every VM is pinned and only paths change).
+    #[serde(default)]
+    pub allow_migration: bool,
+    /// Run for each migration, by `sh -c`, with {vm} (MAC), {port}, {from}, {to}
+    /// replaced, e.g. "virsh migrate --live {port} qemu+ssh://{to}/system".
+    #[serde(default)]
+    pub migrate_command: Option<String>,
+    /// Nominal bandwidth of host pairs without a `[[link]]` entry, Mbit/s.
+    #[serde(default = "default_link_bw")]
+    pub default_link_bw_mbps: f64,
+    /// The controller's view and decisions, rewritten every interval (JSON).
+    #[serde(default)]
+    pub status_file: Option<PathBuf>,
+    /// Every decision, one JSON object per line (appended).
+    #[serde(default)]
+    pub events_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostEntry {
+    /// The daemon's `switch.name`.
+    pub name: String,
+    /// The daemon's HTTP API unix socket (`api.unix`).
+    #[serde(default)]
+    pub api: Option<PathBuf>,
+    /// Or its TCP listener (`api.listen`), e.g. "192.0.2.1:9280" ...
+    #[serde(default)]
+    pub url: Option<String>,
+    /// ... with its bearer token (`api.token`).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// How many VMs the host can hold (default: as many as it hosts).
+    #[serde(default)]
+    pub capacity: Option<usize>,
+}
+
+/// A link between two hosts, the same both ways.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkEntry {
+    pub a: String,
+    pub b: String,
+    pub bw_mbps: f64,
+    #[serde(default)]
+    pub latency_ms: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControllerConfig {
+    pub controller: ControllerSettings,
+    #[serde(rename = "host")]
+    pub hosts: Vec<HostEntry>,
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkEntry>,
+}
+
+impl ControllerConfig {
+    #[cold]
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read controller config {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid controller config {}", path.display()))
+    }
+
+    #[cold]
+    pub fn parse(text: &str) -> Result<Self> {
+        let c: ControllerConfig = toml::from_str(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn algo(&self) -> Algo {
+        self.controller.algo.parse().expect("validated")
+    }
+
+    fn validate(&self) -> Result<()> {
+        let s = &self.controller;
+        if s.interval_ms == 0 {
+            bail!("controller.interval_ms must be > 0");
+        }
+        for (k, v) in [
+            ("min_interval_s", s.min_interval_s),
+            ("measurement_ttl_s", s.measurement_ttl_s),
+            ("improvement", s.improvement),
+            ("default_link_bw_mbps", s.default_link_bw_mbps),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("controller.{k} must be a finite number >= 0, got {v}");
+            }
+        }
+        for (k, v) in [
+            ("change_threshold", s.change_threshold),
+            ("demand_threshold", s.demand_threshold),
+        ] {
+            if !(v > 0.0 && v < 1.0) {
+                bail!("controller.{k} must be in (0, 1), got {v}");
+            }
+        }
+        if let Err(e) = s.algo.parse::<Algo>() {
+            bail!("controller.algo: {e}");
+        }
+        if self.hosts.is_empty() {
+            bail!("no [[host]]: the controller needs at least one daemon");
+        }
+        let mut names = BTreeSet::new();
+        for h in &self.hosts {
+            if !names.insert(h.name.as_str()) {
+                bail!("host {:?} is listed twice", h.name);
+            }
+            match (&h.api, &h.url) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => bail!(
+                    "host {:?}: give exactly one of api (unix socket) or url",
+                    h.name
+                ),
+            }
+        }
+        for l in &self.links {
+            for end in [&l.a, &l.b] {
+                if !names.contains(end.as_str()) {
+                    bail!("link {}-{} names unknown host {end:?}", l.a, l.b);
+                }
+            }
+            if l.a == l.b {
+                bail!("link {}-{} joins a host to itself", l.a, l.b);
+            }
+            let ok = |x: f64| x.is_finite() && x >= 0.0;
+            if !(ok(l.bw_mbps) && ok(l.latency_ms)) {
+                bail!("link {}-{}: bw_mbps and latency_ms must be >= 0", l.a, l.b);
+            }
+        }
+        Ok(())
+    }
+
+    /// The nominal (bw, latency) of the directed link a→b.
+    pub fn nominal(&self, a: &str, b: &str) -> (f64, f64) {
+        self.links
+            .iter()
+            .find(|l| (l.a == a && l.b == b) || (l.a == b && l.b == a))
+            .map(|l| (l.bw_mbps, l.latency_ms))
+            .unwrap_or((self.controller.default_link_bw_mbps, 0.0))
+    }
+}

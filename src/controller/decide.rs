@@ -1,0 +1,461 @@
+//! From the gathered state to a decision: the routes in force (walked along the
+//! daemons' rules), the VADAPT problem, whether its plan is worth applying, and the
+//! per-daemon rule changes that realise it without loops, in a safe order.
+//!
+//! The switch forwards by destination MAC, so a daemon has one next hop per
+//! destination VM, whatever the source: the rules towards one VM form a tree rooted at
+//! its host. Demands are laid into that tree heaviest first; a lighter demand whose
+//! planned path meets a host already in the tree follows the tree from there. That
+//! keeps every rule set loop-free; `followed` reports where a demand's route differs
+//! from its plan.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use analysis::vadapt::problem::{DemandSpec, HostId, HostSpec, LinkSpec, PathSpec, VmSpec};
+use analysis::vadapt::{self, evaluate, Instance, Objective, Plan, Problem};
+use serde::Serialize;
+
+/// host → (destination MAC → "peer:NAME" | "vm:PORT").
+pub type Rules = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A VM, by its MAC, and where it runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmInfo {
+    pub mac: String,
+    pub host: String,
+    pub ip: Option<String>,
+}
+
+/// Traffic from one VM to another, Mbit/s (VTTIF's smoothed rate).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Demand {
+    pub src: String,
+    pub dst: String,
+    pub mbps: f64,
+}
+
+/// The hosts traffic from `src_host` to the VM `dst_mac` crosses under `rules`. A
+/// missing rule, a loop or a dead end reads as the direct link (the switch floods
+/// unknown unicast to every host, so the destination's host gets it straight).
+pub fn route(rules: &Rules, dst_host: &str, src_host: &str, dst_mac: &str) -> Vec<String> {
+    let direct = || {
+        if src_host == dst_host {
+            vec![src_host.to_string()]
+        } else {
+            vec![src_host.to_string(), dst_host.to_string()]
+        }
+    };
+    let mut path = vec![src_host.to_string()];
+    let mut here = src_host.to_string();
+    while here != dst_host {
+        let next = rules
+            .get(&here)
+            .and_then(|r| r.get(dst_mac))
+            .and_then(|to| to.strip_prefix("peer:"));
+        match next {
+            Some(n) if !path.iter().any(|p| p == n) => {
+                here = n.to_string();
+                path.push(here.clone());
+            }
+            _ => return direct(),
+        }
+    }
+    path
+}
+
+/// The rules a daemon gets from its config: every remote VM straight to its host.
+pub fn default_rules(hosts: &[String], vms: &[VmInfo]) -> Rules {
+    hosts
+        .iter()
+        .map(|h| {
+            let r = vms
+                .iter()
+                .filter(|v| &v.host != h)
+                .map(|v| (v.mac.clone(), format!("peer:{}", v.host)))
+                .collect();
+            (h.clone(), r)
+        })
+        .collect()
+}
+
+/// Inputs of one VADAPT run.
+pub struct Situation<'a> {
+    pub hosts: &'a [(String, usize)],
+    pub vms: &'a [VmInfo],
+    pub demands: &'a [Demand],
+    pub bw: &'a BTreeMap<(String, String), f64>,
+    pub latency: &'a BTreeMap<(String, String), f64>,
+    pub rules: &'a Rules,
+    pub allow_migration: bool,
+}
+
+impl Situation<'_> {
+    fn host_of(&self, mac: &str) -> Option<&str> {
+        self.vms
+            .iter()
+            .find(|v| v.mac == mac)
+            .map(|v| v.host.as_str())
+    }
+
+    /// The VADAPT problem: residual bandwidth, links as measured, the routes in force.
+    pub fn problem(&self) -> Problem {
+        let mut per_host: BTreeMap<&str, usize> = BTreeMap::new();
+        for v in self.vms {
+            *per_host.entry(v.host.as_str()).or_default() += 1;
+        }
+        let demands: Vec<&Demand> = self
+            .demands
+            .iter()
+            .filter(|d| d.src != d.dst && self.host_of(&d.src).is_some())
+            .filter(|d| self.host_of(&d.dst).is_some())
+            .collect();
+        Problem {
+            hosts: self
+                .hosts
+                .iter()
+                .map(|(name, cap)| HostSpec {
+                    name: name.clone(),
+                    capacity: (*cap).max(per_host.get(name.as_str()).copied().unwrap_or(0)),
+                    local_bw_mbps: 10_000.0,
+                })
+                .collect(),
+            links: self
+                .bw
+                .iter()
+                .map(|((a, b), bw)| LinkSpec {
+                    from: a.clone(),
+                    to: b.clone(),
+                    bw_mbps: bw.max(0.0),
+                    latency_ms: self
+                        .latency
+                        .get(&(a.clone(), b.clone()))
+                        .copied()
+                        .unwrap_or(0.0),
+                })
+                .collect(),
+            vms: self
+                .vms
+                .iter()
+                .map(|v| VmSpec {
+                    name: v.mac.clone(),
+                    host: Some(v.host.clone()),
+                    pinned: !self.allow_migration,
+                })
+                .collect(),
+            current_paths: demands
+                .iter()
+                .map(|d| {
+                    let (hs, hd) = (
+                        self.host_of(&d.src).unwrap_or_default(),
+                        self.host_of(&d.dst).unwrap_or_default(),
+                    );
+                    PathSpec {
+                        src: d.src.clone(),
+                        dst: d.dst.clone(),
+                        hosts: route(self.rules, hd, hs, &d.dst),
+                    }
+                })
+                .collect(),
+            demands: demands
+                .iter()
+                .map(|d| DemandSpec {
+                    src: d.src.clone(),
+                    dst: d.dst.clone(),
+                    mbps: d.mbps.max(0.0),
+                    max_latency_ms: None,
+                })
+                .collect(),
+            objective: Objective::ResidualBw,
+        }
+    }
+}
+
+/// Whether a plan is worth applying over the one in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub apply: bool,
+    /// Sum over demands of the smallest residual bandwidth on its path, Mbit/s.
+    pub objective_now: f64,
+    pub objective_plan: f64,
+    pub feasible_now: bool,
+    pub feasible_plan: bool,
+    /// The gain a change must exceed: `improvement` × the total demand.
+    pub needed_gain: f64,
+    pub plan: Vec<vadapt::PathOut>,
+    pub mapping: BTreeMap<String, String>,
+}
+
+/// Runs VADAPT on `problem` and judges its plan against the routes in force.
+pub fn judge(
+    problem: &Problem,
+    opts: &vadapt::Options,
+    improvement: f64,
+) -> Result<Verdict, vadapt::ProblemError> {
+    let inst = Instance::from_problem(problem)?;
+    let answer = vadapt::solve(problem, opts)?;
+    let ix = |names: &[String], n: &str| names.iter().position(|x| x == n);
+    let current = Plan {
+        mapping: inst
+            .current
+            .iter()
+            .map(|h| h.expect("every VM is placed"))
+            .collect(),
+        paths: problem
+            .current_paths
+            .iter()
+            .map(|p| {
+                p.hosts
+                    .iter()
+                    .filter_map(|h| ix(&inst.host_names, h).map(HostId))
+                    .collect()
+            })
+            .collect(),
+    };
+    let now = evaluate(&inst, &current);
+    let total: f64 = problem.demands.iter().map(|d| d.mbps).sum();
+    let needed_gain = (improvement * total).max(1.0);
+    let objective_plan = answer.objective.unwrap_or(f64::NEG_INFINITY);
+    let objective_now = if now.objective.is_nan() {
+        f64::NEG_INFINITY
+    } else {
+        now.objective
+    };
+    Ok(Verdict {
+        apply: objective_plan - objective_now > needed_gain,
+        objective_now,
+        objective_plan,
+        feasible_now: now.feasible,
+        feasible_plan: answer.feasible,
+        needed_gain,
+        plan: answer.paths,
+        mapping: answer.mapping,
+    })
+}
+
+/// The rules that realise `plan` (paths of the demands) on top of `defaults`, and the
+/// demands whose route had to follow another's (src, dst, the route taken).
+pub fn realise(
+    defaults: &Rules,
+    plan: &[vadapt::PathOut],
+    demands: &[Demand],
+) -> (Rules, Vec<(String, String, Vec<String>)>) {
+    let mbps = |p: &vadapt::PathOut| {
+        demands
+            .iter()
+            .find(|d| d.src == p.src && d.dst == p.dst)
+            .map_or(0.0, |d| d.mbps)
+    };
+    let mut order: Vec<&vadapt::PathOut> = plan.iter().filter(|p| p.hosts.len() > 1).collect();
+    order.sort_by(|a, b| mbps(b).total_cmp(&mbps(a)));
+    // dst MAC → hosts whose next hop towards it is already decided (the tree).
+    let mut tree: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+    let mut followed = Vec::new();
+    for p in order {
+        let t = tree.entry(p.dst.as_str()).or_default();
+        let dst_host = p.hosts.last().expect("non-empty").clone();
+        for w in p.hosts.windows(2) {
+            if w[0] == dst_host {
+                break;
+            }
+            if let Some(next) = t.get(&w[0]) {
+                if next != &w[1] {
+                    // Joins the tree here and goes its way.
+                    let mut r = Rules::new();
+                    for (h, n) in t.iter() {
+                        r.entry(h.clone())
+                            .or_default()
+                            .insert(p.dst.clone(), format!("peer:{n}"));
+                    }
+                    followed.push((
+                        p.src.clone(),
+                        p.dst.clone(),
+                        route(&r, &dst_host, &p.hosts[0], &p.dst),
+                    ));
+                }
+                break;
+            }
+            t.insert(w[0].clone(), w[1].clone());
+        }
+    }
+    let mut rules = defaults.clone();
+    for (mac, t) in tree {
+        for (h, next) in t {
+            rules
+                .entry(h)
+                .or_default()
+                .insert(mac.to_string(), format!("peer:{next}"));
+        }
+    }
+    (rules, followed)
+}
+
+/// One rule to set on one daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleChange {
+    pub host: String,
+    pub mac: String,
+    pub to: String,
+    pub was: Option<String>,
+}
+
+/// What differs between `desired` and `current` (peer rules only: local VM rules are the
+/// daemon's own), ordered so that every host's new next hop already has its final rule
+/// (closest to the destination first): no packet meets a loop while the change rolls.
+pub fn changes(
+    desired: &Rules,
+    current: &Rules,
+    dst_host: impl Fn(&str) -> Option<String>,
+) -> Vec<RuleChange> {
+    let mut out = Vec::new();
+    for (h, rules) in desired {
+        for (mac, to) in rules {
+            let was = current.get(h).and_then(|r| r.get(mac));
+            if was != Some(to) && to.starts_with("peer:") {
+                out.push(RuleChange {
+                    host: h.clone(),
+                    mac: mac.clone(),
+                    to: to.clone(),
+                    was: was.cloned(),
+                });
+            }
+        }
+    }
+    let hops = |c: &RuleChange| {
+        dst_host(&c.mac).map_or(usize::MAX, |d| route(desired, &d, &c.host, &c.mac).len())
+    };
+    out.sort_by_key(|c| (hops(c), c.host.clone(), c.mac.clone()));
+    out
+}
+
+/// The set of (src, dst) pairs of the demands.
+pub fn pairs(demands: &[Demand]) -> BTreeSet<(String, String)> {
+    demands
+        .iter()
+        .map(|d| (d.src.clone(), d.dst.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: &str) -> String {
+        x.to_string()
+    }
+
+    fn lab() -> (Vec<String>, Vec<VmInfo>) {
+        let hosts = vec![s("A"), s("B"), s("C")];
+        let vm = |mac: &str, host: &str| VmInfo {
+            mac: s(mac),
+            host: s(host),
+            ip: None,
+        };
+        (hosts, vec![vm("a1", "A"), vm("b1", "B"), vm("c1", "C")])
+    }
+
+    fn links(ac: f64) -> BTreeMap<(String, String), f64> {
+        let mut m = BTreeMap::new();
+        for (a, b) in [
+            ("A", "B"),
+            ("B", "A"),
+            ("B", "C"),
+            ("C", "B"),
+            ("A", "C"),
+            ("C", "A"),
+        ] {
+            let bw = if (a, b) == ("A", "C") || (a, b) == ("C", "A") {
+                ac
+            } else {
+                100.0
+            };
+            m.insert((s(a), s(b)), bw);
+        }
+        m
+    }
+
+    #[test]
+    fn routes_follow_rules_and_fall_back_to_direct() {
+        let (hosts, vms) = lab();
+        let mut rules = default_rules(&hosts, &vms);
+        assert_eq!(route(&rules, "C", "A", "c1"), vec![s("A"), s("C")]);
+        rules.get_mut("A").unwrap().insert(s("c1"), s("peer:B"));
+        assert_eq!(route(&rules, "C", "A", "c1"), vec![s("A"), s("B"), s("C")]);
+        // A loop B -> A -> B reads as direct.
+        rules.get_mut("B").unwrap().insert(s("c1"), s("peer:A"));
+        assert_eq!(route(&rules, "C", "A", "c1"), vec![s("A"), s("C")]);
+        assert_eq!(route(&rules, "C", "C", "c1"), vec![s("C")]);
+    }
+
+    fn situation_verdict(ac: f64, demand: f64, rules: &Rules) -> Verdict {
+        let (hosts, vms) = lab();
+        let caps: Vec<(String, usize)> = hosts.iter().map(|h| (h.clone(), 1)).collect();
+        let bw = links(ac);
+        let lat = BTreeMap::new();
+        let demands = vec![Demand {
+            src: s("a1"),
+            dst: s("c1"),
+            mbps: demand,
+        }];
+        let sit = Situation {
+            hosts: &caps,
+            vms: &vms,
+            demands: &demands,
+            bw: &bw,
+            latency: &lat,
+            rules,
+            allow_migration: false,
+        };
+        judge(&sit.problem(), &vadapt::Options::default(), 0.25).unwrap()
+    }
+
+    #[test]
+    fn a_throttled_direct_link_is_routed_around_and_a_healthy_one_is_left_alone() {
+        let (hosts, vms) = lab();
+        let rules = default_rules(&hosts, &vms);
+        let v = situation_verdict(10.0, 9.5, &rules);
+        assert!(v.apply, "{v:?}");
+        assert_eq!(v.plan[0].hosts, vec![s("A"), s("B"), s("C")]);
+        // The same demand on a healthy link: no gain worth a change.
+        let v = situation_verdict(100.0, 90.0, &rules);
+        assert!(!v.apply, "{v:?}");
+        // Noise: the direct link measured a little under the demand it carries.
+        let v = situation_verdict(88.0, 92.0, &rules);
+        assert!(!v.apply, "{v:?}");
+    }
+
+    #[test]
+    fn realised_rules_form_a_tree_and_changes_roll_from_the_destination() {
+        let (hosts, vms) = lab();
+        let defaults = default_rules(&hosts, &vms);
+        let p = |src: &str, dst: &str, h: &[&str]| vadapt::PathOut {
+            src: s(src),
+            dst: s(dst),
+            hosts: h.iter().map(|x| s(x)).collect(),
+        };
+        let d = |src: &str, dst: &str, mbps: f64| Demand {
+            src: s(src),
+            dst: s(dst),
+            mbps,
+        };
+        // Heavy a1->c1 via B; lighter b1->c1 planned via A: it must follow B's rule.
+        let plan = vec![
+            p("a1", "c1", &["A", "B", "C"]),
+            p("b1", "c1", &["B", "A", "C"]),
+        ];
+        let demands = vec![d("a1", "c1", 50.0), d("b1", "c1", 5.0)];
+        let (rules, followed) = realise(&defaults, &plan, &demands);
+        assert_eq!(rules["A"]["c1"], "peer:B");
+        assert_eq!(rules["B"]["c1"], "peer:C");
+        assert_eq!(followed, vec![(s("b1"), s("c1"), vec![s("B"), s("C")])]);
+        // Untouched rules stay the defaults.
+        assert_eq!(rules["C"]["a1"], "peer:A");
+        let mut current = defaults.clone();
+        current.get_mut("B").unwrap().insert(s("c1"), s("peer:A"));
+        let host_of = |m: &str| vms.iter().find(|v| v.mac == m).map(|v| v.host.clone());
+        let ch = changes(&rules, &current, host_of);
+        let order: Vec<&str> = ch.iter().map(|c| c.host.as_str()).collect();
+        assert_eq!(order, vec!["B", "A"], "{ch:?}");
+        assert_eq!(ch[0].was.as_deref(), Some("peer:A"));
+        assert!(changes(&rules, &rules, host_of).is_empty());
+    }
+}

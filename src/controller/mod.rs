@@ -1,0 +1,594 @@
+//! `wrenvnet controller`: closes the loop. Every interval it reads each daemon's rules,
+//! Wren path views and VTTIF matrix over their HTTP APIs, keeps the global traffic
+//! matrix and the network view, runs VADAPT when the demands or a link's measurement
+//! move beyond a threshold (at most once per `min_interval_s`), applies a plan only
+//! when it beats the routes in force by a margin, and keeps every daemon on the plan
+//! (a restarted daemon gets its rules back). It never touches the fast path: daemons
+//! forward with their last rules whether the controller runs or not. A restarted
+//! controller adopts the rules it finds as the plan in force and changes nothing until
+//! it has new evidence.
+
+mod config;
+mod decide;
+mod view;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use analysis::vadapt;
+use analysis::vttif::{merge, topology_of, HostView, MatrixEntry};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+pub use config::ControllerConfig;
+use config::HostEntry;
+use decide::{Demand, Rules, Situation, VmInfo};
+use view::{NetworkView, PathObservation};
+
+use crate::control::{http_exchange, http_request};
+
+#[derive(Debug, clap::Args)]
+pub struct ControllerArgs {
+    /// Controller config (TOML; see config/controller.example.toml).
+    #[arg(short, long)]
+    config: PathBuf,
+    /// Adaptation off: observe and plan, log what would change, change nothing.
+    #[arg(long)]
+    observe: bool,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration: Option<f64>,
+}
+
+/// One request to a daemon's API: the reply's JSON when it is 200 and ok.
+#[cold]
+fn api(host: &HostEntry, method: &str, path: &str, body: &str) -> Result<Value> {
+    let (status, v) = if let Some(sock) = &host.api {
+        http_request(sock, method, path, body)?
+    } else {
+        let url = host.url.as_deref().expect("validated: api or url");
+        let addr = url
+            .to_socket_addrs()
+            .with_context(|| format!("{}: bad url {url:?}", host.name))?
+            .next()
+            .with_context(|| format!("{}: {url:?} resolves to nothing", host.name))?;
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .with_context(|| format!("cannot connect to {url}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        http_exchange(s, url, method, path, body, host.token.as_deref())?
+    };
+    if status != 200 || v["ok"] != true {
+        bail!(
+            "{} {method} {path}: HTTP {status}: {}",
+            host.name,
+            v["error"]
+        );
+    }
+    Ok(v)
+}
+
+/// What one daemon said this round.
+struct Gathered {
+    host: String,
+    local_vms: Vec<String>,
+    rules: BTreeMap<String, String>,
+    rows: Vec<MatrixEntry>,
+    paths: Vec<PathObservation>,
+}
+
+#[cold]
+fn gather(h: &HostEntry) -> Result<Gathered> {
+    let rules_reply = api(h, "GET", "/rules", "")?;
+    let rules = rules_reply["rules"]
+        .as_array()
+        .context("no rules in the reply")?
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["dst_mac"].as_str()?.to_string(),
+                r["to"].as_str()?.to_string(),
+            ))
+        })
+        .collect::<BTreeMap<String, String>>();
+    // Monitoring may be off on a daemon: then it has no views, only rules.
+    let matrix = api(h, "GET", "/matrix", "").ok();
+    let paths = api(h, "GET", "/paths", "").ok();
+    let host = rules_reply["host"].as_str().unwrap_or_default().to_string();
+    if host != h.name {
+        bail!(
+            "the daemon at {} says it is {host:?}, not {:?}",
+            where_(h),
+            h.name
+        );
+    }
+    let rows = match &matrix {
+        Some(m) => crate::views::host_view(&host, m)?.rows,
+        None => Vec::new(),
+    };
+    // The daemon's own VMs are the destinations it delivers to a VM port.
+    let local_vms = rules
+        .iter()
+        .filter(|(_, to)| to.starts_with("vm:"))
+        .map(|(mac, _)| mac.clone())
+        .collect();
+    let paths = paths
+        .as_ref()
+        .and_then(|p| p["wren"]["paths"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(PathObservation::from_json)
+        .collect();
+    Ok(Gathered {
+        host,
+        local_vms,
+        rules,
+        rows,
+        paths,
+    })
+}
+
+fn where_(h: &HostEntry) -> String {
+    h.api
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .or_else(|| h.url.clone())
+        .unwrap_or_default()
+}
+
+/// What the last plan was made from: VADAPT runs again when this moves.
+struct Baseline {
+    pairs: BTreeSet<(String, String)>,
+    demand: BTreeMap<(String, String), f64>,
+    bw: BTreeMap<(String, String), f64>,
+}
+
+fn moved(old: f64, new: f64, threshold: f64) -> bool {
+    (new - old).abs() > threshold * old.abs().max(1.0)
+}
+
+struct Controller {
+    cfg: ControllerConfig,
+    adapt: bool,
+    started: Instant,
+    view: NetworkView,
+    /// The rules the controller keeps every daemon on (peer rules only).
+    desired: Option<Rules>,
+    baseline: Option<Baseline>,
+    last_run: Option<f64>,
+    adaptations: u64,
+    events: Vec<Value>,
+    last_status: Value,
+}
+
+impl Controller {
+    fn now(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    #[cold]
+    fn event(&mut self, mut e: Value) {
+        e["t"] = json!((self.now() * 1000.0).round() / 1000.0);
+        log::info!("controller: {e}");
+        if let Some(path) = &self.cfg.controller.events_file {
+            let line = format!("{e}\n");
+            let r = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(line.as_bytes()));
+            if let Err(err) = r {
+                log::warn!("controller: cannot append to {}: {err}", path.display());
+            }
+        }
+        self.events.push(e);
+        if self.events.len() > 50 {
+            self.events.remove(0);
+        }
+    }
+
+    #[cold]
+    fn round(&mut self) {
+        let now = self.now();
+        let mut gathered = Vec::new();
+        let mut down = Vec::new();
+        for h in &self.cfg.hosts {
+            match gather(h) {
+                Ok(g) => gathered.push(g),
+                Err(e) => down.push(json!({"host": h.name, "error": format!("{e:#}")})),
+            }
+        }
+        for d in &down {
+            log::warn!("controller: {}: {}", d["host"], d["error"]);
+        }
+        let hosts: Vec<String> = self.cfg.hosts.iter().map(|h| h.name.clone()).collect();
+        // VMs by MAC, with the IPs VTTIF saw them use.
+        let mut vms: Vec<VmInfo> = Vec::new();
+        for g in &gathered {
+            for mac in &g.local_vms {
+                vms.push(VmInfo {
+                    mac: mac.clone(),
+                    host: g.host.clone(),
+                    ip: None,
+                });
+            }
+        }
+        let mut ip_of: BTreeMap<String, String> = BTreeMap::new();
+        for g in &gathered {
+            for r in &g.rows {
+                if let Some(ip) = &r.src_also {
+                    ip_of.insert(r.src.clone(), ip.clone());
+                }
+                if let Some(ip) = &r.dst_also {
+                    ip_of.insert(r.dst.clone(), ip.clone());
+                }
+            }
+        }
+        for v in &mut vms {
+            v.ip = ip_of.get(&v.mac).cloned();
+        }
+        let host_of = |mac: &str| vms.iter().find(|v| v.mac == mac).map(|v| v.host.clone());
+        let mac_of_ip = |ip: &str| {
+            vms.iter()
+                .find(|v| v.ip.as_deref() == Some(ip))
+                .map(|v| v.mac.clone())
+        };
+        let current: Rules = gathered
+            .iter()
+            .map(|g| (g.host.clone(), g.rules.clone()))
+            .collect();
+
+        // The global matrix: each entry from the daemon hosting its source.
+        let views: Vec<HostView> = gathered
+            .iter()
+            .map(|g| HostView {
+                host: g.host.clone(),
+                local_vms: g.local_vms.iter().cloned().collect(),
+                rows: g.rows.clone(),
+            })
+            .collect();
+        let entries = merge(&views);
+        let topology = topology_of(&entries, self.cfg.controller.demand_threshold);
+        let largest = entries.iter().map(|e| e.smoothed_mbps).fold(0.0, f64::max);
+        let demands: Vec<Demand> = entries
+            .iter()
+            .filter(|e| {
+                largest > 0.0 && e.smoothed_mbps >= self.cfg.controller.demand_threshold * largest
+            })
+            .filter(|e| host_of(&e.src).is_some() && host_of(&e.dst).is_some() && e.src != e.dst)
+            .map(|e| Demand {
+                src: e.src.clone(),
+                dst: e.dst.clone(),
+                mbps: e.smoothed_mbps,
+            })
+            .collect();
+
+        // Measurements onto links, along the routes in force.
+        for g in &gathered {
+            for p in &g.paths {
+                let (Some(s), Some(d)) = (mac_of_ip(&p.src_ip), mac_of_ip(&p.dst_ip)) else {
+                    continue;
+                };
+                // The daemon hosting the sender times its segments.
+                if host_of(&s).as_deref() != Some(g.host.as_str()) {
+                    continue;
+                }
+                let Some(dh) = host_of(&d) else { continue };
+                let r = decide::route(&current, &dh, &g.host, &d);
+                self.view.observe(&r, p, now);
+            }
+        }
+        self.view.expire(now, self.cfg.controller.measurement_ttl_s);
+        let bw = self.view.bandwidths();
+
+        let all_up = down.is_empty();
+        if all_up && self.desired.is_none() {
+            // Start (or restart): the rules in force are the plan.
+            let adopted: Rules = current
+                .iter()
+                .map(|(h, r)| {
+                    let peer_rules = r
+                        .iter()
+                        .filter(|(_, to)| to.starts_with("peer:"))
+                        .map(|(m, to)| (m.clone(), to.clone()))
+                        .collect();
+                    (h.clone(), peer_rules)
+                })
+                .collect();
+            let n: usize = adopted.values().map(BTreeMap::len).sum();
+            self.desired = Some(adopted);
+            self.event(json!({"event": "adopted", "rules": n, "hosts": gathered.len()}));
+        }
+
+        // Trigger: new or vanished demands, or a demand or link moved beyond the threshold.
+        let th = self.cfg.controller.change_threshold;
+        let demand_now: BTreeMap<(String, String), f64> = demands
+            .iter()
+            .map(|d| ((d.src.clone(), d.dst.clone()), d.mbps))
+            .collect();
+        let why: Option<String> = match &self.baseline {
+            None => None,
+            Some(b) => {
+                if b.pairs != decide::pairs(&demands) {
+                    Some(format!(
+                        "demands changed ({} -> {} pairs)",
+                        b.pairs.len(),
+                        demands.len()
+                    ))
+                } else if let Some(((a, c), v)) = bw
+                    .iter()
+                    .find(|(k, v)| moved(b.bw.get(*k).copied().unwrap_or(**v), **v, th))
+                {
+                    Some(format!(
+                        "link {a}->{c} moved {:.1} -> {v:.1} Mbit/s",
+                        b.bw.get(&(a.clone(), c.clone())).copied().unwrap_or(*v)
+                    ))
+                } else {
+                    demand_now
+                        .iter()
+                        .find(|(k, v)| moved(b.demand.get(*k).copied().unwrap_or(**v), **v, th))
+                        .map(|((s, d), v)| {
+                            format!(
+                                "demand {s}->{d} moved {:.1} -> {v:.1} Mbit/s",
+                                b.demand.get(&(s.clone(), d.clone())).copied().unwrap_or(*v)
+                            )
+                        })
+                }
+            }
+        };
+        let rebase = |c: &Self| Baseline {
+            pairs: decide::pairs(&demands),
+            demand: demand_now.clone(),
+            bw: c.view.bandwidths(),
+        };
+        if self.baseline.is_none() && all_up {
+            self.baseline = Some(rebase(self));
+        }
+        let may_run = self
+            .last_run
+            .is_none_or(|t| now - t >= self.cfg.controller.min_interval_s);
+        if let (Some(why), true, true) = (why, may_run, all_up) {
+            self.last_run = Some(now);
+            self.baseline = Some(rebase(self));
+            self.plan(&why, &hosts, &vms, &demands, &current);
+        }
+
+        // Keep every daemon on the plan (a restarted daemon comes back to it).
+        if self.adapt && all_up {
+            if let Some(desired) = &self.desired {
+                let todo = decide::changes(desired, &current, host_of);
+                if !todo.is_empty() {
+                    let applied = self.apply(&todo);
+                    self.event(json!({"event": "reconciled", "changes": todo, "applied": applied}));
+                }
+            }
+        }
+
+        let routes: Vec<Value> = demands
+            .iter()
+            .filter_map(|d| {
+                let (hs, hd) = (host_of(&d.src)?, host_of(&d.dst)?);
+                Some(
+                    json!({"src": d.src, "dst": d.dst, "src_ip": ip_of.get(&d.src),
+                    "dst_ip": ip_of.get(&d.dst), "mbps": d.mbps,
+                    "hosts": decide::route(&current, &hd, &hs, &d.dst)}),
+                )
+            })
+            .collect();
+        let links: Vec<Value> = self
+            .view
+            .links
+            .iter()
+            .map(|((a, b), l)| {
+                json!({"from": a, "to": b, "nominal_bw_mbps": l.nominal_bw_mbps,
+                    "bw_mbps": l.bw_mbps(), "source": l.source(), "latency_ms": l.latency_ms(),
+                    "estimate": l.estimate, "low": l.low, "high": l.high})
+            })
+            .collect();
+        self.last_status = json!({
+            "t": now,
+            "adapt": self.adapt,
+            "hosts_up": gathered.iter().map(|g| &g.host).collect::<Vec<_>>(),
+            "hosts_down": down,
+            "vms": vms,
+            "demands": demands,
+            "topology": topology,
+            "routes": routes,
+            "links": links,
+            "adaptations": self.adaptations,
+            "events": self.events.iter().rev().take(10).collect::<Vec<_>>(),
+        });
+        if let Some(path) = &self.cfg.controller.status_file {
+            let tmp = path.with_extension("tmp");
+            let r = std::fs::write(&tmp, self.last_status.to_string())
+                .and_then(|()| std::fs::rename(&tmp, path));
+            if let Err(e) = r {
+                log::warn!("controller: cannot write {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// Runs VADAPT and, when its plan is worth it, makes it the plan in force.
+    #[cold]
+    fn plan(
+        &mut self,
+        why: &str,
+        hosts: &[String],
+        vms: &[VmInfo],
+        demands: &[Demand],
+        current: &Rules,
+    ) {
+        if demands.is_empty() {
+            self.event(json!({"event": "no_demands", "trigger": why}));
+            return;
+        }
+        let caps: Vec<(String, usize)> = self
+            .cfg
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), h.capacity.unwrap_or(0)))
+            .collect();
+        let latency: BTreeMap<(String, String), f64> = self
+            .view
+            .links
+            .iter()
+            .map(|(k, l)| (k.clone(), l.latency_ms()))
+            .collect();
+        let bw = self.view.bandwidths();
+        let sit = Situation {
+            hosts: &caps,
+            vms,
+            demands,
+            bw: &bw,
+            latency: &latency,
+            rules: current,
+            allow_migration: self.cfg.controller.allow_migration,
+        };
+        let problem = sit.problem();
+        let opts = vadapt::Options {
+            algo: self.cfg.algo(),
+            seed: self.cfg.controller.seed,
+            iterations: None,
+            budget_ms: Some(2000),
+        };
+        let verdict = match decide::judge(&problem, &opts, self.cfg.controller.improvement) {
+            Ok(v) => v,
+            Err(e) => {
+                self.event(json!({"event": "plan_failed", "trigger": why, "error": e.to_string()}));
+                return;
+            }
+        };
+        if !verdict.apply {
+            self.event(json!({"event": "kept", "trigger": why, "verdict": verdict}));
+            return;
+        }
+        if !self.adapt {
+            self.event(json!({"event": "would_apply", "trigger": why, "verdict": verdict}));
+            return;
+        }
+        let defaults = decide::default_rules(hosts, vms);
+        let (mut desired, followed) = decide::realise(&defaults, &verdict.plan, demands);
+        // Only peer rules are the controller's.
+        for r in desired.values_mut() {
+            r.retain(|_, to| to.starts_with("peer:"));
+        }
+        self.adaptations += 1;
+        let migrations: Vec<Value> = verdict
+            .mapping
+            .iter()
+            .filter_map(|(vm, to)| {
+                let from = vms.iter().find(|v| &v.mac == vm)?.host.clone();
+                (&from != to).then(|| json!({"vm": vm, "from": from, "to": to}))
+            })
+            .collect();
+        self.event(
+            json!({"event": "applied", "trigger": why, "verdict": verdict,
+            "followed": followed, "migrations": migrations}),
+        );
+        for m in &migrations {
+            self.migrate(m, current);
+        }
+        self.desired = Some(desired);
+    }
+
+    /// Calls the migration hook; the VM's rules follow when a daemon reports it.
+    #[cold]
+    fn migrate(&mut self, m: &Value, current: &Rules) {
+        let Some(cmd) = self.cfg.controller.migrate_command.clone() else {
+            self.event(json!({"event": "migration_skipped", "migration": m,
+                "why": "controller.migrate_command is not set"}));
+            return;
+        };
+        let vm = m["vm"].as_str().unwrap_or_default();
+        let from = m["from"].as_str().unwrap_or_default();
+        let port = current
+            .get(from)
+            .and_then(|r| r.get(vm))
+            .and_then(|to| to.strip_prefix("vm:"))
+            .unwrap_or_default();
+        let line = cmd
+            .replace("{vm}", vm)
+            .replace("{port}", port)
+            .replace("{from}", from)
+            .replace("{to}", m["to"].as_str().unwrap_or_default());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .output();
+        let (ok, detail) = match out {
+            Ok(o) => (
+                o.status.success(),
+                format!("{} {}", o.status, String::from_utf8_lossy(&o.stderr).trim()),
+            ),
+            Err(e) => (false, e.to_string()),
+        };
+        self.event(json!({"event": "migration", "command": line, "ok": ok, "detail": detail}));
+    }
+
+    /// Sets each rule in order; returns how many the daemons took.
+    #[cold]
+    fn apply(&mut self, todo: &[decide::RuleChange]) -> usize {
+        let mut ok = 0;
+        for c in todo {
+            let Some(h) = self.cfg.hosts.iter().find(|h| h.name == c.host) else {
+                continue;
+            };
+            let body = json!({"to": c.to}).to_string();
+            match api(h, "PUT", &format!("/rules/{}", c.mac), &body) {
+                Ok(_) => ok += 1,
+                Err(e) => log::warn!("controller: {}: rule {} -> {}: {e:#}", c.host, c.mac, c.to),
+            }
+        }
+        ok
+    }
+}
+
+#[cold]
+pub fn run(args: ControllerArgs) -> Result<()> {
+    let cfg = ControllerConfig::load(&args.config)?;
+    let adapt = cfg.controller.adapt && !args.observe;
+    let hosts: Vec<String> = cfg.hosts.iter().map(|h| h.name.clone()).collect();
+    let view = NetworkView::new(&hosts, |a, b| cfg.nominal(a, b));
+    let interval = Duration::from_millis(cfg.controller.interval_ms);
+    let mut c = Controller {
+        cfg,
+        adapt,
+        started: Instant::now(),
+        view,
+        desired: None,
+        baseline: None,
+        last_run: None,
+        adaptations: 0,
+        events: Vec::new(),
+        last_status: Value::Null,
+    };
+    let quit = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&quit))
+            .context("cannot set signal handlers")?;
+    }
+    log::info!(
+        "controller: {} daemon(s), every {} ms, adaptation {}",
+        hosts.len(),
+        interval.as_millis(),
+        if adapt { "on" } else { "off (observe only)" }
+    );
+    while !quit.load(Ordering::Relaxed) {
+        if args.duration.is_some_and(|d| c.now() >= d) {
+            break;
+        }
+        let t0 = Instant::now();
+        c.round();
+        let rest = interval.saturating_sub(t0.elapsed());
+        let until = Instant::now() + rest;
+        while Instant::now() < until && !quit.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20).min(rest));
+        }
+    }
+    log::info!("controller: stopped after {} adaptation(s)", c.adaptations);
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! The controller's picture of the network: per directed host link, its nominal
+//! capacity and what Wren measured on it, turned into the bandwidth VADAPT plans with.
+//!
+//! Wren measures end-to-end paths from the VMs' own TCP, so a measurement belongs to
+//! the overlay route its traffic took when it was taken. A direct route measures its
+//! one link: an estimate replaces what was known, a bound constrains it. A multi-hop
+//! route's available bandwidth is the smallest of its links', so each link there has
+//! at least that much (a lower bound); its upper bounds say nothing about any one link.
+//! A link that carries no traffic cannot be measured passively: what was measured is
+//! kept for `measurement_ttl_s`, then the link is back to its nominal value.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// What Wren said about a path (one `/paths` entry), in Mbit/s and ms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathObservation {
+    pub src_ip: String,
+    pub dst_ip: String,
+    pub kind: String,
+    pub estimate: Option<f64>,
+    pub low: Option<f64>,
+    pub high: Option<f64>,
+    pub rtt_min_ms: Option<f64>,
+    pub throughput_mbps: f64,
+}
+
+impl PathObservation {
+    /// Reads one entry of a daemon's `wren.paths`; `None` when it is not one.
+    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
+        let f = |k: &str| v[k].as_f64();
+        Some(Self {
+            src_ip: v["src"].as_str()?.to_string(),
+            dst_ip: v["dst"].as_str()?.to_string(),
+            kind: v["avail_bw_kind"].as_str().unwrap_or("none").to_string(),
+            estimate: f("avail_bw_mbps"),
+            low: f("avail_bw_low_mbps"),
+            high: f("avail_bw_high_mbps"),
+            rtt_min_ms: f("rtt_min_us").map(|u| u / 1e3),
+            throughput_mbps: f("throughput_mbps").unwrap_or(0.0),
+        })
+    }
+}
+
+/// A value and when (controller seconds) it was last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Seen {
+    pub value: f64,
+    pub at: f64,
+}
+
+/// One directed link.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkState {
+    pub nominal_bw_mbps: f64,
+    pub nominal_latency_ms: f64,
+    pub estimate: Option<Seen>,
+    pub low: Option<Seen>,
+    pub high: Option<Seen>,
+    /// One-way latency from the smallest RTT of a direct route (RTT / 2).
+    pub latency: Option<Seen>,
+}
+
+impl LinkState {
+    pub fn new(nominal_bw_mbps: f64, nominal_latency_ms: f64) -> Self {
+        Self {
+            nominal_bw_mbps,
+            nominal_latency_ms,
+            estimate: None,
+            low: None,
+            high: None,
+            latency: None,
+        }
+    }
+
+    fn forget_stale(&mut self, now: f64, ttl: f64) {
+        for s in [
+            &mut self.estimate,
+            &mut self.low,
+            &mut self.high,
+            &mut self.latency,
+        ] {
+            if matches!(s, Some(x) if now - x.at > ttl) {
+                *s = None;
+            }
+        }
+    }
+
+    /// The bandwidth to plan with: the estimate (or the nominal capacity), within the
+    /// bounds measured since.
+    pub fn bw_mbps(&self) -> f64 {
+        let mut bw = self.estimate.map_or(self.nominal_bw_mbps, |e| e.value);
+        if let Some(h) = self.high {
+            bw = bw.min(h.value);
+        }
+        if let Some(l) = self.low {
+            bw = bw.max(l.value);
+        }
+        bw
+    }
+
+    pub fn latency_ms(&self) -> f64 {
+        self.latency.map_or(self.nominal_latency_ms, |l| l.value)
+    }
+
+    /// Where `bw_mbps` comes from, for operators.
+    pub fn source(&self) -> &'static str {
+        match (self.estimate, self.low, self.high) {
+            (Some(_), None, None) => "measured",
+            (None, None, None) => "nominal",
+            (Some(_), _, _) => "measured, bounded",
+            (None, _, _) => "nominal, bounded",
+        }
+    }
+}
+
+/// Every directed link between the hosts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NetworkView {
+    pub links: BTreeMap<(String, String), LinkState>,
+}
+
+impl NetworkView {
+    /// A view with every directed pair of `hosts` at its nominal values.
+    pub fn new(hosts: &[String], nominal: impl Fn(&str, &str) -> (f64, f64)) -> Self {
+        let mut links = BTreeMap::new();
+        for a in hosts {
+            for b in hosts.iter().filter(|b| *b != a) {
+                let (bw, lat) = nominal(a, b);
+                links.insert((a.clone(), b.clone()), LinkState::new(bw, lat));
+            }
+        }
+        Self { links }
+    }
+
+    /// Takes in one path measurement whose traffic followed `route` (host names).
+    pub fn observe(&mut self, route: &[String], obs: &PathObservation, now: f64) {
+        if route.len() < 2 {
+            return;
+        }
+        let seen = |value: f64| Some(Seen { value, at: now });
+        if route.len() == 2 {
+            let Some(l) = self.links.get_mut(&(route[0].clone(), route[1].clone())) else {
+                return;
+            };
+            match (obs.kind.as_str(), obs.estimate, obs.low, obs.high) {
+                ("estimate", Some(e), _, _) => {
+                    l.estimate = seen(e);
+                    l.low = None;
+                    l.high = None;
+                }
+                ("upper_bound", _, _, Some(h)) => {
+                    l.high = seen(h);
+                    if matches!(l.low, Some(lo) if lo.value > h) {
+                        l.low = None;
+                    }
+                }
+                ("lower_bound", _, Some(lo), _) => {
+                    l.low = seen(lo);
+                    if matches!(l.high, Some(hi) if hi.value < lo) {
+                        l.high = None;
+                    }
+                }
+                _ => {}
+            }
+            if let Some(rtt) = obs.rtt_min_ms {
+                l.latency = seen(rtt / 2.0);
+            }
+            return;
+        }
+        let floor = match obs.kind.as_str() {
+            "estimate" => obs.estimate,
+            "lower_bound" => obs.low,
+            _ => None,
+        };
+        if let Some(floor) = floor {
+            for w in route.windows(2) {
+                if let Some(l) = self.links.get_mut(&(w[0].clone(), w[1].clone())) {
+                    if l.low
+                        .is_none_or(|lo| lo.value <= floor || now - lo.at > 1.0)
+                    {
+                        l.low = seen(floor);
+                    }
+                    if matches!(l.high, Some(hi) if hi.value < floor) {
+                        l.high = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets measurements older than `ttl` seconds.
+    pub fn expire(&mut self, now: f64, ttl: f64) {
+        for l in self.links.values_mut() {
+            l.forget_stale(now, ttl);
+        }
+    }
+
+    /// Effective bandwidth per directed link.
+    pub fn bandwidths(&self) -> BTreeMap<(String, String), f64> {
+        self.links
+            .iter()
+            .map(|(k, l)| (k.clone(), l.bw_mbps()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(kind: &str, est: Option<f64>, low: Option<f64>, high: Option<f64>) -> PathObservation {
+        PathObservation {
+            src_ip: "10.0.0.1".into(),
+            dst_ip: "10.0.0.2".into(),
+            kind: kind.into(),
+            estimate: est,
+            low,
+            high,
+            rtt_min_ms: Some(20.0),
+            throughput_mbps: 5.0,
+        }
+    }
+
+    fn view() -> NetworkView {
+        let hosts: Vec<String> = ["A", "B", "C"].iter().map(|s| s.to_string()).collect();
+        NetworkView::new(&hosts, |_, _| (100.0, 1.0))
+    }
+
+    fn r(hosts: &[&str]) -> Vec<String> {
+        hosts.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn bw(v: &NetworkView, a: &str, b: &str) -> f64 {
+        v.links[&(a.to_string(), b.to_string())].bw_mbps()
+    }
+
+    #[test]
+    fn a_direct_estimate_replaces_the_nominal_value_of_that_link_only() {
+        let mut v = view();
+        v.observe(
+            &r(&["A", "C"]),
+            &obs("estimate", Some(10.0), None, None),
+            0.0,
+        );
+        assert_eq!(bw(&v, "A", "C"), 10.0);
+        assert_eq!(bw(&v, "C", "A"), 100.0);
+        assert_eq!(bw(&v, "A", "B"), 100.0);
+        let l = &v.links[&("A".to_string(), "C".to_string())];
+        assert_eq!(l.latency_ms(), 10.0);
+        assert_eq!(l.source(), "measured");
+    }
+
+    #[test]
+    fn bounds_constrain_but_do_not_invent() {
+        let mut v = view();
+        // avail >= 30 on a 100 Mbit/s link says nothing new.
+        v.observe(
+            &r(&["A", "C"]),
+            &obs("lower_bound", None, Some(30.0), None),
+            0.0,
+        );
+        assert_eq!(bw(&v, "A", "C"), 100.0);
+        // avail <= 40 does.
+        v.observe(
+            &r(&["A", "C"]),
+            &obs("upper_bound", None, None, Some(40.0)),
+            1.0,
+        );
+        assert_eq!(bw(&v, "A", "C"), 40.0);
+        // "none" changes nothing.
+        v.observe(&r(&["A", "C"]), &obs("none", None, None, None), 2.0);
+        assert_eq!(bw(&v, "A", "C"), 40.0);
+    }
+
+    #[test]
+    fn a_multi_hop_route_gives_each_link_a_floor_only() {
+        let mut v = view();
+        v.observe(
+            &r(&["A", "C"]),
+            &obs("estimate", Some(10.0), None, None),
+            0.0,
+        );
+        v.observe(
+            &r(&["A", "B", "C"]),
+            &obs("estimate", Some(60.0), None, None),
+            1.0,
+        );
+        // Neither A-B nor B-C is known to be narrower than nominal; A-C is untouched.
+        assert_eq!(bw(&v, "A", "B"), 100.0);
+        assert_eq!(bw(&v, "B", "C"), 100.0);
+        assert_eq!(bw(&v, "A", "C"), 10.0);
+        // An upper bound on a two-hop route cannot be pinned on either link.
+        v.observe(
+            &r(&["A", "B", "C"]),
+            &obs("upper_bound", None, None, Some(5.0)),
+            2.0,
+        );
+        assert_eq!(bw(&v, "A", "B"), 100.0);
+        // A floor above an earlier estimate lifts it.
+        v.links
+            .get_mut(&("A".to_string(), "B".to_string()))
+            .unwrap()
+            .estimate = Some(Seen {
+            value: 20.0,
+            at: 2.0,
+        });
+        v.observe(
+            &r(&["A", "B", "C"]),
+            &obs("estimate", Some(60.0), None, None),
+            3.0,
+        );
+        assert_eq!(bw(&v, "A", "B"), 60.0);
+    }
+
+    #[test]
+    fn measurements_expire_back_to_nominal() {
+        let mut v = view();
+        v.observe(
+            &r(&["A", "C"]),
+            &obs("estimate", Some(10.0), None, None),
+            0.0,
+        );
+        v.expire(100.0, 300.0);
+        assert_eq!(bw(&v, "A", "C"), 10.0);
+        v.expire(301.0, 300.0);
+        assert_eq!(bw(&v, "A", "C"), 100.0);
+        assert_eq!(
+            v.links[&("A".to_string(), "C".to_string())].latency_ms(),
+            1.0
+        );
+    }
+
+    #[test]
+    fn reads_a_daemon_path_entry() {
+        let j = serde_json::json!({"src":"198.19.0.10","dst":"198.19.0.12","avail_bw_kind":"estimate",
+            "avail_bw_mbps": 9.5, "avail_bw_low_mbps": 9.0, "avail_bw_high_mbps": 10.0,
+            "rtt_min_us": 4000.0, "throughput_mbps": 9.1});
+        let o = PathObservation::from_json(&j).unwrap();
+        assert_eq!(o.estimate, Some(9.5));
+        assert_eq!(o.rtt_min_ms, Some(4.0));
+        assert!(PathObservation::from_json(&serde_json::json!({"dst": "x"})).is_none());
+    }
+}
