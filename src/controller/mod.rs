@@ -348,9 +348,10 @@ impl Controller {
         if self.baseline.is_none() && all_up {
             self.baseline = Some(rebase(self));
         }
-        let may_run = self
-            .last_run
-            .is_none_or(|t| now - t >= self.cfg.controller.min_interval_s);
+        let may_run = match self.last_run {
+            None => true,
+            Some(t) => now - t >= self.cfg.controller.min_interval_s,
+        };
         if let (Some(why), true, true) = (why, may_run, all_up) {
             self.last_run = Some(now);
             self.baseline = Some(rebase(self));

@@ -177,9 +177,11 @@ impl NetworkView {
         if let Some(floor) = floor {
             for w in route.windows(2) {
                 if let Some(l) = self.links.get_mut(&(w[0].clone(), w[1].clone())) {
-                    if l.low
-                        .is_none_or(|lo| lo.value <= floor || now - lo.at > 1.0)
-                    {
+                    let replace = match l.low {
+                        None => true,
+                        Some(lo) => lo.value <= floor || now - lo.at > 1.0,
+                    };
+                    if replace {
                         l.low = seen(floor);
                     }
                     if matches!(l.high, Some(hi) if hi.value < floor) {
