@@ -152,7 +152,7 @@ impl Control {
                     .map(|(m, d)| json!({"dst_mac": mac_str(m), "to": self.dest_str(d)}))
                     .collect();
                 rules.sort_by_key(|r| r["dst_mac"].as_str().unwrap_or_default().to_string());
-                Ok(json!({"ok": true, "rules": rules}))
+                Ok(json!({"ok": true, "host": self.me.host, "rules": rules}))
             }
             "add_rule" => {
                 let mac = parse_mac(field("dst_mac")?)?;

@@ -173,6 +173,10 @@ impl Controller {
     #[cold]
     fn event(&mut self, mut e: Value) {
         e["t"] = json!((self.now() * 1000.0).round() / 1000.0);
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        e["unix_s"] = json!((unix * 1000.0).round() / 1000.0);
         log::info!("controller: {e}");
         if let Some(path) = &self.cfg.controller.events_file {
             let line = format!("{e}\n");
@@ -352,10 +356,11 @@ impl Controller {
             None => true,
             Some(t) => now - t >= self.cfg.controller.min_interval_s,
         };
+        let mut planned = false;
         if let (Some(why), true, true) = (why, may_run, all_up) {
             self.last_run = Some(now);
             self.baseline = Some(rebase(self));
-            self.plan(&why, &hosts, &vms, &demands, &current);
+            planned = self.plan(&why, &hosts, &vms, &demands, &current);
         }
 
         // Keep every daemon on the plan (a restarted daemon comes back to it).
@@ -364,7 +369,13 @@ impl Controller {
                 let todo = decide::changes(desired, &current, host_of);
                 if !todo.is_empty() {
                     let applied = self.apply(&todo);
-                    self.event(json!({"event": "reconciled", "changes": todo, "applied": applied}));
+                    let why = if planned {
+                        "the new plan"
+                    } else {
+                        "a daemon differs from the plan (restarted, or changed by hand)"
+                    };
+                    self.event(json!({"event": "rules_set", "why": why, "changes": todo,
+                        "applied": applied}));
                 }
             }
         }
@@ -392,6 +403,9 @@ impl Controller {
             .collect();
         self.last_status = json!({
             "t": now,
+            "unix_s": std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
             "adapt": self.adapt,
             "hosts_up": gathered.iter().map(|g| &g.host).collect::<Vec<_>>(),
             "hosts_down": down,
@@ -413,7 +427,7 @@ impl Controller {
         }
     }
 
-    /// Runs VADAPT and, when its plan is worth it, makes it the plan in force.
+    /// Runs VADAPT and, when its plan is worth it, makes it the plan in force (true).
     #[cold]
     fn plan(
         &mut self,
@@ -422,10 +436,10 @@ impl Controller {
         vms: &[VmInfo],
         demands: &[Demand],
         current: &Rules,
-    ) {
+    ) -> bool {
         if demands.is_empty() {
             self.event(json!({"event": "no_demands", "trigger": why}));
-            return;
+            return false;
         }
         let caps: Vec<(String, usize)> = self
             .cfg
@@ -460,16 +474,16 @@ impl Controller {
             Ok(v) => v,
             Err(e) => {
                 self.event(json!({"event": "plan_failed", "trigger": why, "error": e.to_string()}));
-                return;
+                return false;
             }
         };
         if !verdict.apply {
             self.event(json!({"event": "kept", "trigger": why, "verdict": verdict}));
-            return;
+            return false;
         }
         if !self.adapt {
             self.event(json!({"event": "would_apply", "trigger": why, "verdict": verdict}));
-            return;
+            return false;
         }
         let defaults = decide::default_rules(hosts, vms);
         let (mut desired, followed) = decide::realise(&defaults, &verdict.plan, demands);
@@ -494,6 +508,7 @@ impl Controller {
             self.migrate(m, current);
         }
         self.desired = Some(desired);
+        true
     }
 
     /// Calls the migration hook; the VM's rules follow when a daemon reports it.

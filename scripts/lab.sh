@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# The lab: wrenvnet closing the loop on one machine.
+#
+# Three hosts (A, B, C: network namespaces), each running a wrenvnet daemon (DPDK,
+# af_packet ports) with one lab VM (a namespace on a veth) on a VXLAN overlay. The
+# hosts' links meet in a fabric namespace: each host's access link has a one-way delay
+# (wrenvnet-delayline: this kernel has no netem) and every directed host-to-host link
+# its own capacity (tc htb, classified by the underlay source address). The
+# application, a long iperf3 TCP transfer from the VM on A to the VM on C, runs while
+# the controller (`wrenvnet controller`) reads what the daemons measure. Midway the
+# A-C link is throttled. Live, it shows per link the truth beside what wrenvnet
+# measured, the inferred traffic topology, the routes in force, and what the controller
+# decided; with adaptation on it reroutes A->C through B and the application recovers.
+# Everything it creates is removed on exit and on Ctrl-C.
+#
+#   sudo scripts/lab.sh                       # set up the host, build, run (adaptation on)
+#   sudo scripts/lab.sh --adapt off           # the same scenario without adaptation
+#   scripts/lab.sh --help
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ADAPT=on DURATION=60 THROTTLE_AT=15 THROTTLE_MBIT=10 LINK_MBIT=100 DELAY_MS=5
+RESTART_AT="" OUT="" PLAIN=0 SETUP=1
+usage() {
+  cat <<EOF
+usage: scripts/lab.sh [options]
+  --adapt on|off            the controller adapts (default) or only observes and plans
+  --duration S              length of the application's run (default $DURATION)
+  --throttle-at S           when the A-C link is throttled (default $THROTTLE_AT)
+  --throttle-mbit M         its capacity then, each way (default $THROTTLE_MBIT)
+  --link-mbit M             every link's capacity before (default $LINK_MBIT)
+  --delay-ms D              one-way delay of each host's access link (default $DELAY_MS)
+  --restart-controller-at S kill the controller at S and start it again 2 s later
+  --out DIR                 keep the results there (result.json, logs, controller events)
+  --plain                   one line per second instead of a redrawn screen
+  --no-setup                skip scripts/setup.sh and the build (binaries from
+                            WRENVNET_BIN / WRENVNET_DELAYLINE or target/release)
+EOF
+}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --adapt) ADAPT=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --throttle-at) THROTTLE_AT=$2; shift 2 ;;
+    --throttle-mbit) THROTTLE_MBIT=$2; shift 2 ;;
+    --link-mbit) LINK_MBIT=$2; shift 2 ;;
+    --delay-ms) DELAY_MS=$2; shift 2 ;;
+    --restart-controller-at) RESTART_AT=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    --plain) PLAIN=1; shift ;;
+    --no-setup) SETUP=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "lab.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+case "$ADAPT" in on|off) ;; *) echo "lab.sh: --adapt on|off" >&2; exit 2 ;; esac
+for v in DURATION THROTTLE_AT THROTTLE_MBIT LINK_MBIT; do
+  [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "lab.sh: ${v,,} must be a whole number" >&2; exit 2; }
+done
+[[ "$DELAY_MS" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "lab.sh: --delay-ms must be a number" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "lab.sh: run as root (namespaces, hugepages)" >&2; exit 1; }
+[ -t 1 ] || PLAIN=1
+
+step() { printf '\033[1m== %s\033[0m\n' "$*"; }
+if [ "$SETUP" = 1 ]; then
+  step "host setup (packages, hugepages): scripts/setup.sh"
+  bash scripts/setup.sh > /tmp/wrenvnet-setup.log 2>&1 || { cat /tmp/wrenvnet-setup.log; exit 1; }
+  step "build (cargo build --release)"
+  cargo build --release -q
+fi
+BIN=${WRENVNET_BIN:-$PWD/target/release/wrenvnet}
+DELAYLINE=${WRENVNET_DELAYLINE:-$PWD/target/release/wrenvnet-delayline}
+[ -x "$BIN" ] && [ -x "$DELAYLINE" ] || { echo "lab.sh: no $BIN or $DELAYLINE (build first)" >&2; exit 1; }
+
+id=$$
+HOSTS=(A B C)
+FAB="wlf$id"
+work=$(mktemp -d /tmp/wrenvnet-lab.XXXXXX)
+pids=() ctl_pid=""
+nsname() { echo "wl$1$id"; }   # host namespaces: wlA<pid>; VMs: wlvA<pid>
+cleanup() {
+  trap - EXIT INT TERM
+  [ -n "$ctl_pid" ] && kill -TERM "$ctl_pid" 2>/dev/null || true
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}" $ctl_pid; do wait "$p" 2>/dev/null || true; done
+  for h in "${HOSTS[@]}"; do
+    for n in "$(nsname "$h")" "$(nsname "v$h")"; do
+      ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+      ip netns del "$n" 2>/dev/null || true
+    done
+  done
+  ip netns pids "$FAB" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+  ip netns del "$FAB" 2>/dev/null || true
+  if [ -n "$OUT" ]; then mkdir -p "$OUT" && cp -r "$work"/. "$OUT"/ 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+hnum() { case "$1" in A) echo 1 ;; B) echo 2 ;; C) echo 3 ;; esac; }
+quiet() { # ns iface: up, no offloads (frames as the daemons see them), no IPv6 chatter
+  ip -n "$1" link set "$2" up
+  ip netns exec "$1" ethtool -K "$2" tx off tso off gso off gro off >/dev/null 2>&1 || true
+  ip netns exec "$1" sysctl -qw "net.ipv6.conf.$2.disable_ipv6=1" 2>/dev/null || true
+}
+
+step "three hosts, a fabric with ${LINK_MBIT} Mbit/s links and ${DELAY_MS} ms per access link, one VM per host"
+ip netns add "$FAB"; ip -n "$FAB" link set lo up
+ip -n "$FAB" link add br0 type bridge; ip -n "$FAB" link set br0 up
+for h in "${HOSTS[@]}"; do
+  n=$(hnum "$h"); hn=$(nsname "$h"); vn=$(nsname "v$h")
+  ip netns add "$hn"; ip -n "$hn" link set lo up
+  ip netns add "$vn"; ip -n "$vn" link set lo up
+  # The access link: host NIC u -- r$h [bridge a$h] TAP da$h ~delay~ TAP db$h [br0].
+  ip -n "$hn" link add u type veth peer name "r$h" netns "$FAB"
+  ip -n "$FAB" link add "a$h" type bridge; ip -n "$FAB" link set "a$h" up
+  ip -n "$FAB" link set "r$h" master "a$h"; quiet "$FAB" "r$h"; quiet "$hn" u
+  ip netns exec "$FAB" "$DELAYLINE" --tap "da$h" --tap "db$h" --delay-ms "$DELAY_MS" --limit 1024 \
+    > "$work/delay-$h.log" 2>&1 & pids+=($!)
+  for _ in $(seq 50); do ip -n "$FAB" link show "db$h" >/dev/null 2>&1 && break; sleep 0.1; done
+  ip -n "$FAB" link set "da$h" master "a$h"; ip -n "$FAB" link set "db$h" master br0
+  quiet "$FAB" "da$h"; quiet "$FAB" "db$h"
+  # Capacity of every directed link X -> h: an htb class on the way into h's access
+  # link, chosen by the underlay source address; everything else (ARP) unshaped.
+  ip netns exec "$FAB" tc qdisc add dev "db$h" root handle 1: htb default 99
+  ip netns exec "$FAB" tc class add dev "db$h" parent 1: classid 1:99 htb rate 10gbit quantum 60000
+  for x in "${HOSTS[@]}"; do
+    [ "$x" = "$h" ] && continue
+    m=$(hnum "$x")
+    ip netns exec "$FAB" tc class add dev "db$h" parent 1: classid "1:$m" htb \
+      rate "${LINK_MBIT}mbit" ceil "${LINK_MBIT}mbit" burst 4k cburst 4k quantum 1514
+    ip netns exec "$FAB" tc qdisc add dev "db$h" parent "1:$m" pfifo limit 200
+    ip netns exec "$FAB" tc filter add dev "db$h" parent 1: protocol ip prio 1 u32 \
+      match ip src "198.18.100.$m/32" flowid "1:$m"
+  done
+  # The host's VM.
+  ip -n "$hn" link add vm type veth peer name eth0 netns "$vn"
+  ip -n "$vn" link set eth0 address "02:00:00:00:0$n:01" mtu 1450
+  ip -n "$vn" addr add "198.19.0.$n/24" dev eth0
+  quiet "$hn" vm; quiet "$vn" eth0
+done
+set_link() { # from to mbit: the capacity of the directed link from -> to
+  ip netns exec "$FAB" tc class change dev "db$2" parent 1: classid "1:$(hnum "$1")" htb \
+    rate "$3mbit" ceil "$3mbit" burst 4k cburst 4k quantum 1514
+  python3 - "$work/truth.json" "$1" "$2" "$3" <<'PY'
+import json, sys, os
+path, a, b, mbit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+t = json.load(open(path)) if os.path.exists(path) else {"links": {}}
+t["links"][a + "->" + b] = mbit
+json.dump(t, open(path + ".tmp", "w")); os.replace(path + ".tmp", path)
+PY
+}
+for a in "${HOSTS[@]}"; do for b in "${HOSTS[@]}"; do
+  [ "$a" != "$b" ] && set_link "$a" "$b" "$LINK_MBIT"
+done; done
+python3 - "$work/truth.json" "$DELAY_MS" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1])); t["access_delay_ms"] = float(sys.argv[2])
+json.dump(t, open(sys.argv[1], "w"))
+PY
+
+conf() { # host
+  local h=$1 n; n=$(hnum "$1")
+  printf '[dataplane]\nmode = "switch"\nidle_sleep_us = 20\nstats_interval_ms = 100000\n'
+  printf '[[port]]\nname = "nic"\ndevargs = "net_af_packet0,iface=u,qdisc_bypass=0"\n'
+  printf '[[port]]\nname = "vm"\ndevargs = "net_af_packet1,iface=vm,qdisc_bypass=0"\n'
+  printf '[api]\nunix = "%s/api-%s.sock"\n' "$work" "$h"
+  printf '[switch]\nname = "%s"\nunderlay_ip = "198.18.100.%s"\nvni = 42\nnic = "nic"\n' "$h" "$n"
+  printf '[[switch.vm]]\nport = "vm"\nmac = "02:00:00:00:0%s:01"\n' "$n"
+  for x in "${HOSTS[@]}"; do
+    [ "$x" = "$h" ] && continue
+    printf '[[switch.peer]]\nname = "%s"\nip = "198.18.100.%s"\n' "$x" "$(hnum "$x")"
+    printf '[[switch.rule]]\ndst_mac = "02:00:00:00:0%s:01"\npeer = "%s"\n' "$(hnum "$x")" "$x"
+  done
+}
+eal_mem() { # hugepages when there are enough free, else plain memory
+  local free; free=$(awk '/HugePages_Free/ {print $2}' /proc/meminfo)
+  if [ "${free:-0}" -ge 128 ]; then echo "--in-memory"; else echo "--no-huge -m 512 --file-prefix wl$1$id"; fi
+}
+step "starting the daemons (DPDK --no-pci, af_packet ports, HTTP API on unix sockets)"
+for h in "${HOSTS[@]}"; do
+  conf "$h" > "$work/$h.toml"
+  # shellcheck disable=SC2046
+  ip netns exec "$(nsname "$h")" "$BIN" run --config "$work/$h.toml" --summary-json "$work/$h-summary.json" \
+    -- -l 0-1 $(eal_mem "$h") --log-level '*:warning' > "$work/$h.log" 2>&1 & pids+=($!)
+  eval "DAEMON_$h=$!"
+done
+for h in "${HOSTS[@]}"; do
+  for _ in $(seq 100); do [ -S "$work/api-$h.sock" ] && break; sleep 0.2; done
+  [ -S "$work/api-$h.sock" ] || { echo "daemon $h did not start:"; cat "$work/$h.log"; exit 1; }
+done
+for pair in "A 3" "A 2" "B 3"; do
+  set -- $pair
+  for _ in $(seq 60); do
+    ip netns exec "$(nsname "v$1")" ping -c1 -W1 "198.19.0.$2" >/dev/null 2>&1 && break; sleep 0.5
+  done
+done
+
+{
+  printf '[controller]\ninterval_ms = 1000\nmin_interval_s = 5\nchange_threshold = 0.3\nimprovement = 0.25\n'
+  printf 'adapt = %s\nstatus_file = "%s/controller.json"\nevents_file = "%s/events.jsonl"\n' \
+    "$([ "$ADAPT" = on ] && echo true || echo false)" "$work" "$work"
+  for h in "${HOSTS[@]}"; do printf '[[host]]\nname = "%s"\napi = "%s/api-%s.sock"\n' "$h" "$work" "$h"; done
+  for l in "A B" "A C" "B C"; do
+    set -- $l
+    printf '[[link]]\na = "%s"\nb = "%s"\nbw_mbps = %s\nlatency_ms = %s\n' "$1" "$2" "$LINK_MBIT" \
+      "$(python3 -c "print(2 * $DELAY_MS)")"
+  done
+} > "$work/controller.toml"
+start_controller() {
+  "$BIN" controller --config "$work/controller.toml" >> "$work/controller.log" 2>&1 &
+  ctl_pid=$!
+}
+step "starting the controller (adaptation $ADAPT)"
+start_controller
+
+step "the application: iperf3 TCP from the VM on A (198.19.0.1) to the VM on C (198.19.0.3), ${DURATION} s"
+ip netns exec "$(nsname vC)" iperf3 -s -1 > "$work/iperf3-server.log" 2>&1 & pids+=($!)
+sleep 0.5
+ip netns exec "$(nsname vA)" iperf3 -c 198.19.0.3 -t "$DURATION" -i 1 --forceflush \
+  > "$work/iperf3.log" 2>&1 &
+app=$!; pids+=($app)
+t0=$(date +%s.%N)
+elapsed() { python3 -c "print(int($(date +%s.%N) - $t0))"; }
+
+view() { python3 scripts/lab_view.py --work "$work" --since "$t0" ${1:-} \
+  --throttle-at "$THROTTLE_AT" --adapt "$ADAPT"; }
+throttled=0 restarted=0
+while kill -0 "$app" 2>/dev/null; do
+  e=$(elapsed)
+  if [ "$throttled" = 0 ] && [ "$e" -ge "$THROTTLE_AT" ]; then
+    set_link A C "$THROTTLE_MBIT"; set_link C A "$THROTTLE_MBIT"; throttled=1
+    echo "{\"t\": $e, \"event\": \"throttled A-C to $THROTTLE_MBIT Mbit/s\"}" >> "$work/lab-events.jsonl"
+  fi
+  if [ -n "$RESTART_AT" ] && [ "$restarted" = 0 ] && [ "$e" -ge "$RESTART_AT" ]; then
+    kill -KILL "$ctl_pid"; wait "$ctl_pid" 2>/dev/null || true
+    echo "{\"t\": $e, \"event\": \"controller killed\"}" >> "$work/lab-events.jsonl"
+    sleep 2
+    start_controller; restarted=1
+    echo "{\"t\": $(elapsed), \"event\": \"controller restarted\"}" >> "$work/lab-events.jsonl"
+  fi
+  if [ "$PLAIN" = 1 ]; then view --line; else clear; view; fi
+  sleep 1
+done
+set +e
+wait "$app"; app_rc=$?
+set -e
+echo "$app_rc" > "$work/iperf3.rc"
+
+step "routes and counters at the end"
+"$BIN" status $(for h in "${HOSTS[@]}"; do echo --api "$work/api-$h.sock"; done) --json > "$work/status.json" || true
+"$BIN" rules $(for h in "${HOSTS[@]}"; do echo --api "$work/api-$h.sock"; done) || true
+kill -TERM "$ctl_pid" 2>/dev/null || true; wait "$ctl_pid" 2>/dev/null || true; ctl_pid=""
+for h in "${HOSTS[@]}"; do
+  p=DAEMON_$h; kill -TERM "${!p}" 2>/dev/null || true; wait "${!p}" 2>/dev/null || true
+  grep -h 'mbufs' "$work/$h.log" | tail -1 | sed "s/^/  $h: /"
+done
+python3 scripts/lab_view.py --work "$work" --since "$t0" --summary --throttle-at "$THROTTLE_AT" \
+  --adapt "$ADAPT" --result "$work/result.json"
+[ "$app_rc" = 0 ] || { echo "the application failed (iperf3 exit $app_rc):"; tail -5 "$work/iperf3.log"; exit 1; }
