@@ -24,6 +24,9 @@ fn default_improvement() -> f64 {
 fn default_ttl_s() -> f64 {
     300.0
 }
+fn default_min_trains() -> usize {
+    5
+}
 fn default_demand_threshold() -> f64 {
     0.10
 }
@@ -61,6 +64,9 @@ pub struct ControllerSettings {
     /// that carries no traffic cannot be measured passively).
     #[serde(default = "default_ttl_s")]
     pub measurement_ttl_s: f64,
+    /// Wren answers resting on fewer trains are not taken (their RTT is).
+    #[serde(default = "default_min_trains")]
+    pub min_trains: usize,
     /// Matrix entries below this fraction of the largest are not demands.
     #[serde(default = "default_demand_threshold")]
     pub demand_threshold: f64,
@@ -215,5 +221,45 @@ impl ControllerConfig {
             .find(|l| (l.a == a && l.b == b) || (l.a == b && l.b == a))
             .map(|l| (l.bw_mbps, l.latency_ms))
             .unwrap_or((self.controller.default_link_bw_mbps, 0.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/controller.example.toml");
+        let c = ControllerConfig::load(&path).unwrap();
+        assert_eq!(c.hosts.len(), 3);
+        assert_eq!(c.nominal("C", "A"), (10000.0, 0.0));
+        assert_eq!(c.algo(), Algo::GreedyAnneal);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_reason() {
+        let base = "[controller]\n[[host]]\nname = \"A\"\napi = \"/x\"\n";
+        assert!(ControllerConfig::parse(base).is_ok());
+        for (text, want) in [
+            ("[controller]\nhost = []\n", "unknown field"),
+            ("[controller]\n[[host]]\nname = \"A\"\n", "exactly one of api"),
+            (&format!("{base}[[host]]\nname = \"A\"\napi = \"/y\"\n"), "listed twice"),
+            (
+                &format!("{base}[[link]]\na = \"A\"\nb = \"Z\"\nbw_mbps = 1\n"),
+                "unknown host",
+            ),
+            (
+                &base.replace("[controller]\n", "[controller]\nchange_threshold = 2\n"),
+                "change_threshold",
+            ),
+            (
+                &base.replace("[controller]\n", "[controller]\nalgo = \"magic\"\n"),
+                "unknown algorithm",
+            ),
+        ] {
+            let e = format!("{:#}", ControllerConfig::parse(text).unwrap_err());
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
     }
 }

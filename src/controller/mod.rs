@@ -283,7 +283,8 @@ impl Controller {
                 }
                 let Some(dh) = host_of(&d) else { continue };
                 let r = decide::route(&current, &dh, &g.host, &d);
-                self.view.observe(&r, p, now);
+                self.view
+                    .observe(&r, p, now, self.cfg.controller.min_trains);
             }
         }
         self.view.expire(now, self.cfg.controller.measurement_ttl_s);
@@ -500,9 +501,13 @@ impl Controller {
                 (&from != to).then(|| json!({"vm": vm, "from": from, "to": to}))
             })
             .collect();
+        let used: Vec<Value> = bw
+            .iter()
+            .map(|((a, b), v)| json!({"from": a, "to": b, "bw_mbps": v}))
+            .collect();
         self.event(
             json!({"event": "applied", "trigger": why, "verdict": verdict,
-            "followed": followed, "migrations": migrations}),
+            "links": used, "followed": followed, "migrations": migrations}),
         );
         for m in &migrations {
             self.migrate(m, current);

@@ -24,6 +24,8 @@ pub struct PathObservation {
     pub high: Option<f64>,
     pub rtt_min_ms: Option<f64>,
     pub throughput_mbps: f64,
+    /// How many trains the bandwidth answer rests on.
+    pub trains: usize,
 }
 
 impl PathObservation {
@@ -39,6 +41,7 @@ impl PathObservation {
             high: f("avail_bw_high_mbps"),
             rtt_min_ms: f("rtt_min_us").map(|u| u / 1e3),
             throughput_mbps: f("throughput_mbps").unwrap_or(0.0),
+            trains: v["trains"].as_u64().unwrap_or(0) as usize,
         })
     }
 }
@@ -134,17 +137,27 @@ impl NetworkView {
         Self { links }
     }
 
-    /// Takes in one path measurement whose traffic followed `route` (host names).
-    pub fn observe(&mut self, route: &[String], obs: &PathObservation, now: f64) {
+    /// Takes in one path measurement whose traffic followed `route` (host names). A
+    /// bandwidth answer resting on fewer than `min_trains` trains (a connection's first
+    /// round trips, slow start's bursts) is not taken; its RTT is.
+    pub fn observe(
+        &mut self,
+        route: &[String],
+        obs: &PathObservation,
+        now: f64,
+        min_trains: usize,
+    ) {
         if route.len() < 2 {
             return;
         }
+        let enough = obs.trains >= min_trains;
         let seen = |value: f64| Some(Seen { value, at: now });
         if route.len() == 2 {
             let Some(l) = self.links.get_mut(&(route[0].clone(), route[1].clone())) else {
                 return;
             };
-            match (obs.kind.as_str(), obs.estimate, obs.low, obs.high) {
+            let kind = if enough { obs.kind.as_str() } else { "none" };
+            match (kind, obs.estimate, obs.low, obs.high) {
                 ("estimate", Some(e), _, _) => {
                     l.estimate = seen(e);
                     l.low = None;
@@ -170,6 +183,7 @@ impl NetworkView {
             return;
         }
         let floor = match obs.kind.as_str() {
+            _ if !enough => None,
             "estimate" => obs.estimate,
             "lower_bound" => obs.low,
             _ => None,
@@ -222,6 +236,7 @@ mod tests {
             high,
             rtt_min_ms: Some(20.0),
             throughput_mbps: 5.0,
+            trains: 10,
         }
     }
 
@@ -245,6 +260,7 @@ mod tests {
             &r(&["A", "C"]),
             &obs("estimate", Some(10.0), None, None),
             0.0,
+            3,
         );
         assert_eq!(bw(&v, "A", "C"), 10.0);
         assert_eq!(bw(&v, "C", "A"), 100.0);
@@ -262,6 +278,7 @@ mod tests {
             &r(&["A", "C"]),
             &obs("lower_bound", None, Some(30.0), None),
             0.0,
+            3,
         );
         assert_eq!(bw(&v, "A", "C"), 100.0);
         // avail <= 40 does.
@@ -269,10 +286,11 @@ mod tests {
             &r(&["A", "C"]),
             &obs("upper_bound", None, None, Some(40.0)),
             1.0,
+            3,
         );
         assert_eq!(bw(&v, "A", "C"), 40.0);
         // "none" changes nothing.
-        v.observe(&r(&["A", "C"]), &obs("none", None, None, None), 2.0);
+        v.observe(&r(&["A", "C"]), &obs("none", None, None, None), 2.0, 3);
         assert_eq!(bw(&v, "A", "C"), 40.0);
     }
 
@@ -283,11 +301,13 @@ mod tests {
             &r(&["A", "C"]),
             &obs("estimate", Some(10.0), None, None),
             0.0,
+            3,
         );
         v.observe(
             &r(&["A", "B", "C"]),
             &obs("estimate", Some(60.0), None, None),
             1.0,
+            3,
         );
         // Neither A-B nor B-C is known to be narrower than nominal; A-C is untouched.
         assert_eq!(bw(&v, "A", "B"), 100.0);
@@ -298,6 +318,7 @@ mod tests {
             &r(&["A", "B", "C"]),
             &obs("upper_bound", None, None, Some(5.0)),
             2.0,
+            3,
         );
         assert_eq!(bw(&v, "A", "B"), 100.0);
         // A floor above an earlier estimate lifts it.
@@ -312,8 +333,22 @@ mod tests {
             &r(&["A", "B", "C"]),
             &obs("estimate", Some(60.0), None, None),
             3.0,
+            3,
         );
         assert_eq!(bw(&v, "A", "B"), 60.0);
+    }
+
+    #[test]
+    fn an_answer_on_too_few_trains_is_not_taken_but_its_rtt_is() {
+        let mut v = view();
+        let mut o = obs("estimate", Some(10.0), None, None);
+        o.trains = 2;
+        v.observe(&r(&["A", "C"]), &o, 0.0, 3);
+        let l = &v.links[&("A".to_string(), "C".to_string())];
+        assert_eq!(l.bw_mbps(), 100.0);
+        assert_eq!(l.latency_ms(), 10.0);
+        v.observe(&r(&["A", "B", "C"]), &o, 0.0, 3);
+        assert!(v.links[&("A".to_string(), "B".to_string())].low.is_none());
     }
 
     #[test]
@@ -323,6 +358,7 @@ mod tests {
             &r(&["A", "C"]),
             &obs("estimate", Some(10.0), None, None),
             0.0,
+            3,
         );
         v.expire(100.0, 300.0);
         assert_eq!(bw(&v, "A", "C"), 10.0);

@@ -1,0 +1,190 @@
+//! End to end: the lab (scripts/lab.sh) with three hosts, an application whose VMs talk
+//! across the A-C link, and that link throttled midway. Run twice, adaptation off and
+//! on, same scenario: with it on, Wren must see the drop, VADAPT must reroute through
+//! B, and the application must recover to at least twice what it gets without, on the
+//! one TCP connection it opened. The adaptive run also kills the controller after the
+//! reroute and starts it again: forwarding must not stop, and the new controller must
+//! resume from the daemons' rules instead of undoing the plan.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+const DURATION: u32 = 56;
+const THROTTLE_AT: u32 = 12;
+const RESTART_AT: u32 = 40;
+
+fn lab(out: &Path, adapt: &str, extra: &[&str]) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh");
+    let delayline = wrenvnet_bin().with_file_name("wrenvnet-delayline");
+    let output = Command::new("bash")
+        .arg(&script)
+        .args(["--no-setup", "--plain", "--adapt", adapt])
+        .args(["--duration", &DURATION.to_string()])
+        .args(["--throttle-at", &THROTTLE_AT.to_string()])
+        .args([
+            "--throttle-mbit",
+            "10",
+            "--link-mbit",
+            "100",
+            "--delay-ms",
+            "5",
+        ])
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("WRENVNET_BIN", wrenvnet_bin())
+        .env("WRENVNET_DELAYLINE", &delayline)
+        .output()
+        .expect("run scripts/lab.sh");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("--- lab (adaptation {adapt}) ---\n{text}");
+    // lab.sh fails when iperf3 does: the application's one connection broke.
+    assert!(output.status.success(), "lab.sh failed:\n{text}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("iperf3.rc"))
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    for h in ["A", "B", "C"] {
+        let log = std::fs::read_to_string(out.join(format!("{h}.log"))).unwrap();
+        assert!(log.contains("back in the pool"), "daemon {h}:\n{log}");
+    }
+    serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap()
+}
+
+fn main_route(r: &Value) -> Vec<String> {
+    r["routes_at_end"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["src_ip"] == "198.19.0.1" && x["dst_ip"] == "198.19.0.3")
+        .map(|x| {
+            x["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn transit(out: &Path, host: &str) -> u64 {
+    let st: Value = serde_json::from_slice(&std::fs::read(out.join("status.json")).unwrap())
+        .expect("status.json");
+    st["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == host)
+        .map(|h| h["switch"]["transit"].as_u64().unwrap())
+        .unwrap()
+}
+
+#[test]
+fn a_throttled_link_is_routed_around_and_the_application_recovers() {
+    require_root();
+    let dir = TempDir::new("closed-loop");
+    let off_dir = dir.0.join("off");
+    let on_dir = dir.0.join("on");
+    let off = lab(&off_dir, "off", &[]);
+    let on = lab(
+        &on_dir,
+        "on",
+        &["--restart-controller-at", &RESTART_AT.to_string()],
+    );
+    let (off_after, on_after) = (
+        off["after_throttle_mbps"].as_f64().unwrap(),
+        on["after_throttle_mbps"].as_f64().unwrap(),
+    );
+    println!(
+        "application after the A-C throttle (iperf3, from {} s on): adaptation off {off_after:.1} Mbit/s, on {on_after:.1} Mbit/s ({:.1}x); before the throttle {:.1} / {:.1} Mbit/s",
+        THROTTLE_AT + 20,
+        on_after / off_after.max(0.01),
+        off["before_throttle_mbps"].as_f64().unwrap(),
+        on["before_throttle_mbps"].as_f64().unwrap(),
+    );
+    // The application ran all along, on its one connection, in both runs.
+    for r in [&off, &on] {
+        assert!(
+            r["per_second_mbps"].as_array().unwrap().len() >= (DURATION - 1) as usize,
+            "{r}"
+        );
+    }
+    // Without adaptation: the controller saw the drop and planned, but changed nothing.
+    assert_eq!(off["adaptations"], 0);
+    assert_eq!(main_route(&off), ["A", "C"]);
+    assert!(
+        off["controller_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "would_apply"),
+        "the observing controller never planned the reroute: {}",
+        off["controller_events"]
+    );
+    assert_eq!(transit(&off_dir, "B"), 0);
+    // With it: rerouted through B, and the application got at least twice as much.
+    assert!(
+        on["adaptations"].as_u64().unwrap() >= 1,
+        "{}",
+        on["controller_events"]
+    );
+    let first = on["first_adaptation_s"].as_f64().unwrap();
+    assert!(
+        first > THROTTLE_AT as f64,
+        "adapted before the throttle, at {first} s"
+    );
+    assert_eq!(main_route(&on), ["A", "B", "C"]);
+    assert!(transit(&on_dir, "B") > 0);
+    assert!(
+        on_after >= 2.0 * off_after,
+        "with adaptation {on_after:.1} Mbit/s, without {off_after:.1}"
+    );
+    // The controller restart: forwarding went on (every second carried data) and the
+    // new controller adopted the rules in force and did not undo the reroute.
+    let around = on["around_restart_mbps"].as_array().unwrap();
+    assert!(!around.is_empty());
+    assert!(
+        around.iter().all(|x| x.as_f64().unwrap() > 1.0),
+        "the application stalled around the controller restart: {around:?}"
+    );
+    let restarted_at = on["lab_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "controller restarted")
+        .and_then(|e| e["t"].as_f64())
+        .expect("the lab restarted the controller");
+    let events = std::fs::read_to_string(on_dir.join("events.jsonl")).unwrap();
+    let adopted = events.lines().filter(|l| l.contains("\"adopted\"")).count();
+    assert_eq!(adopted, 2, "{events}");
+    let after_restart: Vec<&Value> = on["controller_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip_while(|e| e["event"] != "adopted")
+        .skip(1)
+        .skip_while(|e| e["event"] != "adopted")
+        .collect();
+    assert!(
+        !after_restart.is_empty(),
+        "no events from the restarted controller (restart at {restarted_at} s)"
+    );
+    assert!(
+        after_restart
+            .iter()
+            .all(|e| e["event"] != "applied" && e["event"] != "rules_set"),
+        "the restarted controller changed rules: {after_restart:?}"
+    );
+}
