@@ -243,8 +243,14 @@ mod tests {
         assert!(ControllerConfig::parse(base).is_ok());
         for (text, want) in [
             ("[controller]\nhost = []\n", "unknown field"),
-            ("[controller]\n[[host]]\nname = \"A\"\n", "exactly one of api"),
-            (&format!("{base}[[host]]\nname = \"A\"\napi = \"/y\"\n"), "listed twice"),
+            (
+                "[controller]\n[[host]]\nname = \"A\"\n",
+                "exactly one of api",
+            ),
+            (
+                &format!("{base}[[host]]\nname = \"A\"\napi = \"/y\"\n"),
+                "listed twice",
+            ),
             (
                 &format!("{base}[[link]]\na = \"A\"\nb = \"Z\"\nbw_mbps = 1\n"),
                 "unknown host",
