@@ -19,20 +19,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ADAPT=on DURATION=60 THROTTLE_AT=15 THROTTLE_MBIT=10 LINK_MBIT=100 DELAY_MS=5
-RESTART_AT="" OUT="" PLAIN=0 SETUP=1
+ADAPT=on DURATION=60 THROTTLE_AT=15 THROTTLE_MBIT=10 LINK_MBIT=100 DELAY_MS=5 EVENT=throttle
+RESTART_AT="" OUT="" PLAIN=0 SETUP=1 PLOT=""
 usage() {
   cat <<EOF
 usage: scripts/lab.sh [options]
   --adapt on|off            the controller adapts (default) or only observes and plans
   --duration S              length of the application's run (default $DURATION)
-  --throttle-at S           when the A-C link is throttled (default $THROTTLE_AT)
-  --throttle-mbit M         its capacity then, each way (default $THROTTLE_MBIT)
+  --event throttle|cross    what happens to the A-C link midway: its capacity drops
+                            (tc), or UDP cross traffic from A's site to C's takes
+                            all but --throttle-mbit of it (default $EVENT)
+  --throttle-at S           when (default $THROTTLE_AT)
+  --throttle-mbit M         A-C's available bandwidth then (default $THROTTLE_MBIT)
   --link-mbit M             every link's capacity before (default $LINK_MBIT)
   --delay-ms D              one-way delay of each host's access link (default $DELAY_MS)
   --restart-controller-at S kill the controller at S and start it again 2 s later
   --out DIR                 keep the results there (result.json, logs, controller events)
   --plain                   one line per second instead of a redrawn screen
+  --plot FILE               draw the run (SVG; default /tmp/wrenvnet-lab-adapt-on|off.svg,
+                            or lab.svg in --out)
   --no-setup                skip scripts/setup.sh and the build (binaries from
                             WRENVNET_BIN / WRENVNET_DELAYLINE or target/release)
 EOF
@@ -42,24 +47,30 @@ while [ $# -gt 0 ]; do
     --adapt) ADAPT=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --throttle-at) THROTTLE_AT=$2; shift 2 ;;
+    --event) EVENT=$2; shift 2 ;;
     --throttle-mbit) THROTTLE_MBIT=$2; shift 2 ;;
     --link-mbit) LINK_MBIT=$2; shift 2 ;;
     --delay-ms) DELAY_MS=$2; shift 2 ;;
     --restart-controller-at) RESTART_AT=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --plain) PLAIN=1; shift ;;
+    --plot) PLOT=$2; shift 2 ;;
     --no-setup) SETUP=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "lab.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
   esac
 done
 case "$ADAPT" in on|off) ;; *) echo "lab.sh: --adapt on|off" >&2; exit 2 ;; esac
+case "$EVENT" in throttle|cross) ;; *) echo "lab.sh: --event throttle|cross" >&2; exit 2 ;; esac
 for v in DURATION THROTTLE_AT THROTTLE_MBIT LINK_MBIT; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "lab.sh: ${v,,} must be a whole number" >&2; exit 2; }
 done
 [[ "$DELAY_MS" =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "lab.sh: --delay-ms must be a number" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "lab.sh: run as root (namespaces, hugepages)" >&2; exit 1; }
 [ -t 1 ] || PLAIN=1
+if [ -z "$PLOT" ]; then
+  if [ -n "$OUT" ]; then mkdir -p "$OUT"; PLOT=$OUT/lab.svg; else PLOT=/tmp/wrenvnet-lab-adapt-$ADAPT.svg; fi
+fi
 
 step() { printf '\033[1m== %s\033[0m\n' "$*"; }
 if [ "$SETUP" = 1 ]; then
@@ -84,7 +95,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}" $ctl_pid; do wait "$p" 2>/dev/null || true; done
   for h in "${HOSTS[@]}"; do
-    for n in "$(nsname "$h")" "$(nsname "v$h")"; do
+    for n in "$(nsname "$h")" "$(nsname "v$h")" "$(nsname "x$h")"; do
       ip netns pids "$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
       ip netns del "$n" 2>/dev/null || true
     done
@@ -130,9 +141,17 @@ for h in "${HOSTS[@]}"; do
     ip netns exec "$FAB" tc class add dev "db$h" parent 1: classid "1:$m" htb \
       rate "${LINK_MBIT}mbit" ceil "${LINK_MBIT}mbit" burst 4k cburst 4k quantum 1514
     ip netns exec "$FAB" tc qdisc add dev "db$h" parent "1:$m" pfifo limit 200
-    ip netns exec "$FAB" tc filter add dev "db$h" parent 1: protocol ip prio 1 u32 \
-      match ip src "198.18.100.$m/32" flowid "1:$m"
+    # The host's site: its daemon (.m) and its cross-traffic source (.1m) share the link.
+    for src in "$m" "1$m"; do
+      ip netns exec "$FAB" tc filter add dev "db$h" parent 1: protocol ip prio 1 u32 \
+        match ip src "198.18.100.$src/32" flowid "1:$m"
+    done
   done
+  # A cross-traffic endpoint at the host's site (not a VM: its traffic is not overlay).
+  xn=$(nsname "x$h"); ip netns add "$xn"; ip -n "$xn" link set lo up
+  ip -n "$xn" link add eth0 type veth peer name "x$h" netns "$FAB"
+  ip -n "$xn" addr add "198.18.100.1$n/24" dev eth0; quiet "$xn" eth0
+  ip -n "$FAB" link set "x$h" master "a$h"; quiet "$FAB" "x$h"
   # The host's VM.
   ip -n "$hn" link add vm type veth peer name eth0 netns "$vn"
   ip -n "$vn" link set eth0 address "02:00:00:00:0$n:01" mtu 1450
@@ -147,6 +166,15 @@ import json, sys, os
 path, a, b, mbit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 t = json.load(open(path)) if os.path.exists(path) else {"links": {}}
 t["links"][a + "->" + b] = mbit
+json.dump(t, open(path + ".tmp", "w")); os.replace(path + ".tmp", path)
+PY
+}
+cross_truth() { # from to mbit: cross traffic on the directed link from -> to
+  python3 - "$work/truth.json" "$1" "$2" "$3" <<'PY'
+import json, sys, os
+path, a, b, mbit = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+t = json.load(open(path))
+t.setdefault("cross", {})[a + "->" + b] = mbit
 json.dump(t, open(path + ".tmp", "w")); os.replace(path + ".tmp", path)
 PY
 }
@@ -229,8 +257,19 @@ throttled=0 restarted=0
 while kill -0 "$app" 2>/dev/null; do
   e=$(elapsed)
   if [ "$throttled" = 0 ] && [ "$e" -ge "$THROTTLE_AT" ]; then
-    set_link A C "$THROTTLE_MBIT"; set_link C A "$THROTTLE_MBIT"; throttled=1
-    echo "{\"t\": $e, \"event\": \"throttled A-C to $THROTTLE_MBIT Mbit/s\"}" >> "$work/lab-events.jsonl"
+    if [ "$EVENT" = throttle ]; then
+      set_link A C "$THROTTLE_MBIT"; set_link C A "$THROTTLE_MBIT"
+      echo "{\"t\": $e, \"event\": \"throttled A-C to $THROTTLE_MBIT Mbit/s\"}" >> "$work/lab-events.jsonl"
+    else
+      x=$((LINK_MBIT - THROTTLE_MBIT))
+      ip netns exec "$(nsname xC)" iperf3 -s -1 > "$work/cross-server.log" 2>&1 & pids+=($!)
+      sleep 0.3
+      ip netns exec "$(nsname xA)" iperf3 -u -c 198.18.100.13 -b "${x}M" -l 1400 \
+        -t $((DURATION - e + 5)) > "$work/cross.log" 2>&1 & pids+=($!)
+      cross_truth A C "$x"
+      echo "{\"t\": $e, \"event\": \"UDP cross traffic A->C $x Mbit/s\"}" >> "$work/lab-events.jsonl"
+    fi
+    throttled=1
   fi
   if [ -n "$RESTART_AT" ] && [ "$restarted" = 0 ] && [ "$e" -ge "$RESTART_AT" ]; then
     kill -KILL "$ctl_pid"; wait "$ctl_pid" 2>/dev/null || true
@@ -239,7 +278,8 @@ while kill -0 "$app" 2>/dev/null; do
     start_controller; restarted=1
     echo "{\"t\": $(elapsed), \"event\": \"controller restarted\"}" >> "$work/lab-events.jsonl"
   fi
-  if [ "$PLAIN" = 1 ]; then view --line; else clear; view; fi
+  if [ "$PLAIN" = 1 ]; then view "--line --timeline $work/timeline.jsonl"
+  else view "--line --timeline $work/timeline.jsonl" > /dev/null; clear; view; fi
   sleep 1
 done
 set +e
@@ -256,5 +296,5 @@ for h in "${HOSTS[@]}"; do
   grep -h 'mbufs' "$work/$h.log" | tail -1 | sed "s/^/  $h: /"
 done
 python3 scripts/lab_view.py --work "$work" --since "$t0" --summary --throttle-at "$THROTTLE_AT" \
-  --adapt "$ADAPT" --result "$work/result.json"
+  --adapt "$ADAPT" --result "$work/result.json" --plot "$PLOT"
 [ "$app_rc" = 0 ] || { echo "the application failed (iperf3 exit $app_rc):"; tail -5 "$work/iperf3.log"; exit 1; }

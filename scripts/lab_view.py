@@ -19,6 +19,8 @@ p.add_argument("--adapt", default="on")
 p.add_argument("--line", action="store_true")
 p.add_argument("--summary", action="store_true")
 p.add_argument("--result")
+p.add_argument("--timeline", help="--line also appends this second's figures to FILE (JSON lines)")
+p.add_argument("--plot", help="--summary also draws the run as an SVG: bandwidth and RTT against the truth")
 a = p.parse_args()
 
 
@@ -71,6 +73,11 @@ lab_events = lines("lab-events.jsonl")
 tput = throughput()
 rel = lambda e: e.get("unix_s", a.since) - a.since
 delay = truth.get("access_delay_ms", 0.0)
+
+
+def avail(key):
+    """The truth: a directed link's capacity less the cross traffic on it."""
+    return truth["links"].get(key, 0) - truth.get("cross", {}).get(key, 0)
 ip_of = {v["mac"]: v.get("ip") or v["mac"] for v in st.get("vms", [])}
 
 
@@ -117,21 +124,28 @@ if a.line:
     ac = link("A", "C")
     m = "-" if ac is None else "%.1f (%s)" % (ac["bw_mbps"], ac["source"])
     last = events()[-1] if events() else None
-    print("t=%3ds  app %6.1f Mbit/s  A->C truth %5.1f measured %-22s route A->C %-8s %s" % (
-        now, tput[-1] if tput else 0.0, truth["links"].get("A->C", 0), m, route_text(),
+    if a.timeline:
+        with open(a.timeline, "a") as f:
+            f.write(json.dumps({"t": now, "app_mbps": tput[-1] if tput else None,
+                                "truth_ac_mbps": avail("A->C"),
+                                "ac_mbps": ac and ac["bw_mbps"], "ac_source": ac and ac["source"],
+                                "ac_rtt_ms": ac and (2 * ac["latency_ms"] if (ac.get("estimate") or ac.get("low") or ac.get("high")) else None),
+                                "route": route_text()}) + "\n")
+    print("t=%3ds  app %6.1f Mbit/s  A->C avail truth %5.1f measured %-22s route A->C %-8s %s" % (
+        now, tput[-1] if tput else 0.0, avail("A->C"), m, route_text(),
         "| %s: %s" % (last[1], last[2][:90]) if last else ""))
     sys.exit(0)
 
 if not a.summary:
     print("\033[1mwrenvnet lab\033[0m   t = %d s   adaptation %s   application: iperf3 TCP 198.19.0.1 (A) -> 198.19.0.3 (C)" % (now, a.adapt))
     print()
-    print("  %-7s %-26s %-40s" % ("link", "truth", "wrenvnet (Wren, as the controller plans with it)"))
+    print("  %-7s %-26s %-40s" % ("link", "truth (available, RTT)", "wrenvnet (Wren, as the controller plans with it)"))
     for l in st.get("links", []):
         key = l["from"] + "->" + l["to"]
         e = l.get("estimate")
         print("  %-7s %6.1f Mbit/s %5.1f ms    %6.1f Mbit/s %-18s %s" % (
-            key, truth["links"].get(key, 0), 2 * delay, l["bw_mbps"], l["source"],
-            "RTT/2 %.1f ms" % l["latency_ms"] if e or l.get("low") or l.get("high") else ""))
+            key, avail(key), 4 * delay, l["bw_mbps"], l["source"],
+            "RTT %.1f ms" % (2 * l["latency_ms"]) if l.get("latency") else ""))
     print()
     topo = st.get("topology") or {}
     print("  inferred topology (VTTIF): %s, %d edge(s)" % (topo.get("shape", "-"), len(topo.get("edges", []))))
@@ -180,8 +194,67 @@ print("  application (iperf3's own figures): %.1f Mbit/s before the throttle, %.
     result["before_throttle_mbps"], result["after_throttle_mbps"], settle))
 ac = link("A", "C")
 if ac:
-    print("  A->C: truth %.1f Mbit/s, wrenvnet %.1f Mbit/s (%s)" % (truth["links"].get("A->C", 0), ac["bw_mbps"], ac["source"]))
+    print("  A->C available bandwidth: truth %.1f Mbit/s, wrenvnet %.1f Mbit/s (%s)" % (avail("A->C"), ac["bw_mbps"], ac["source"]))
 print("  route A->C at the end: %s; adaptations: %d (adaptation %s)" % (route_text(), len(applied), a.adapt))
 if a.result:
     with open(a.result, "w") as f:
         json.dump(result, f, indent=1)
+
+
+def plot(path):
+    """Two panels over time: Mbit/s (truth of A->C, what the controller planned with,
+    the application's throughput) and RTT (A->C measured vs the truth); markers for
+    the throttle and each adaptation."""
+    tl = lines("timeline.jsonl")
+    if not tl:
+        return
+    W, H, L, R, T = 900, 520, 60, 20, 30
+    ph = (H - 3 * T) / 2
+    tmax = max(max(x["t"] for x in tl), 1)
+    bmax = max([x.get(k) or 0 for x in tl for k in ("app_mbps", "truth_ac_mbps", "ac_mbps")] + [1]) * 1.1
+    rtts = [x["ac_rtt_ms"] for x in tl if x.get("ac_rtt_ms")]
+    rtrue = 4 * delay
+    rmax = max(rtts + [rtrue, 1]) * 1.3
+    X = lambda t: L + (W - L - R) * t / tmax
+    out = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (W, H),
+           '<rect width="100%" height="100%" fill="white"/>']
+
+    def panel(y0, ymax, series, title, unit):
+        Y = lambda v: y0 + ph - ph * v / ymax
+        out.append('<text x="%d" y="%d" font-weight="bold">%s</text>' % (L, y0 - 8, title))
+        out.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#888"/>' % (L, y0, W - L - R, ph))
+        for k in range(5):
+            v = ymax * k / 4
+            out.append('<text x="%d" y="%.1f" text-anchor="end">%.0f</text>' % (L - 4, Y(v) + 4, v))
+        out.append('<text x="12" y="%.1f" transform="rotate(-90 12 %.1f)">%s</text>' % (y0 + ph / 2, y0 + ph / 2, unit))
+        for key, color, dash, label, pts in series:
+            if len(pts) > 1:
+                d = " ".join("%.1f,%.1f" % (X(t), Y(v)) for t, v in pts)
+                out.append('<polyline points="%s" fill="none" stroke="%s" stroke-width="2" %s/>' % (d, color, 'stroke-dasharray="6,4"' if dash else ""))
+        lx = L + 10
+        for key, color, dash, label, pts in series:
+            out.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2" %s/>' % (lx, y0 + 12, lx + 20, y0 + 12, color, 'stroke-dasharray="6,4"' if dash else ""))
+            out.append('<text x="%d" y="%d">%s</text>' % (lx + 24, y0 + 16, label))
+            lx += 30 + 7 * len(label)
+        for t, who, text in events():
+            if who == "lab" or text.startswith("APPLIED"):
+                out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="2,3"/>' % (X(t), y0, X(t), y0 + ph, "#c00" if who == "lab" else "#080"))
+
+    pick = lambda k: [(x["t"], x[k]) for x in tl if x.get(k) is not None]
+    panel(T + 10, bmax, [
+        ("truth", "#000", True, "A->C available (truth: tc, cross traffic)", pick("truth_ac_mbps")),
+        ("ac", "#1f77b4", False, "A->C as wrenvnet plans with it (Wren)", pick("ac_mbps")),
+        ("app", "#ff7f0e", False, "application throughput (iperf3)", pick("app_mbps"))],
+        "lab, adaptation %s: bandwidth (red: lab events, green: adaptations)" % a.adapt, "Mbit/s")
+    panel(2 * T + ph + 10, rmax, [
+        ("truth", "#000", True, "A->C RTT (truth: delay lines)", [(0, rtrue), (tmax, rtrue)]),
+        ("rtt", "#1f77b4", False, "A->C min RTT (Wren)", pick("ac_rtt_ms"))], "RTT", "ms")
+    out.append('<text x="%d" y="%d" text-anchor="middle">seconds since the application started</text>' % (W / 2, H - 4))
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+    print("  plot: %s" % path)
+
+
+if a.plot:
+    plot(a.plot)

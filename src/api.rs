@@ -14,6 +14,10 @@
 //! | `GET /rules` | forwarding rules |
 //! | `PUT /rules/{mac}` body `{"to":"vm:PORT"\|"peer:NAME"}` | add or replace a rule |
 //! | `DELETE /rules/{mac}` | remove a rule |
+//! | `GET /links` | overlay links (peers): name, underlay IP, static MAC, rules using it |
+//! | `PUT /links/{name}` body `{"ip":IP,"mac":M?}` | add a link or change its address |
+//! | `DELETE /links/{name}` | remove a link (refused while rules use it) |
+//! | `GET /vms` | VM ports and their MACs |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Errors are JSON `{"ok":false,"error":...}` with 400 (bad request, nothing changed),
@@ -218,6 +222,22 @@ fn answer(
         (Method::Get, ["paths"]) => op("paths"),
         (Method::Get, ["matrix"]) => op("matrix"),
         (Method::Get, ["rules"]) => op("rules"),
+        (Method::Get, ["links"]) => op("links"),
+        (Method::Get, ["vms"]) => op("vms"),
+        (Method::Put, ["links", name]) => match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => match v.get("ip").and_then(Value::as_str) {
+                Some(ip) => {
+                    let mut r = json!({"op": "set_link", "name": name, "ip": ip});
+                    if let Some(mac) = v.get("mac") {
+                        r["mac"] = mac.clone();
+                    }
+                    Ok(r)
+                }
+                None => Err((400, "the body needs \"ip\": \"A.B.C.D\"".into())),
+            },
+            Err(e) => Err((400, format!("the body is not JSON: {e}"))),
+        },
+        (Method::Delete, ["links", name]) => Ok(json!({"op": "del_link", "name": name})),
         (Method::Put, ["rules", mac]) => match serde_json::from_slice::<Value>(&body) {
             Ok(v) => match v.get("to").and_then(Value::as_str) {
                 Some(to) => Ok(json!({"op": "add_rule", "dst_mac": mac, "to": to})),
@@ -229,8 +249,8 @@ fn answer(
             Err(e) => Err((400, format!("the body is not JSON: {e}"))),
         },
         (Method::Delete, ["rules", mac]) => Ok(json!({"op": "del_rule", "dst_mac": mac})),
-        (_, ["health" | "metrics" | "stats" | "paths" | "matrix" | "rules"])
-        | (_, ["rules", _]) => Err((405, format!("{method} is not allowed on {url}"))),
+        (_, ["health" | "metrics" | "stats" | "paths" | "matrix" | "rules" | "links" | "vms"])
+        | (_, ["rules" | "links", _]) => Err((405, format!("{method} is not allowed on {url}"))),
         _ => Err((404, format!("no route {url}"))),
     };
     let response = match request {

@@ -5,10 +5,13 @@
 //! nothing.
 //!
 //! Requests: `{"op":"rules"}`, `{"op":"add_rule","dst_mac":M,"to":"vm:PORT"|"peer:NAME"}`,
-//! `{"op":"del_rule","dst_mac":M}`, `{"op":"stats"}`, `{"op":"paths"}` (Wren's path
+//! `{"op":"del_rule","dst_mac":M}`, `{"op":"links"}`, `{"op":"set_link","name":N,"ip":IP,
+//! "mac":M?}` (add a link, or change its address), `{"op":"del_link","name":N}` (refused
+//! while rules use it), `{"op":"vms"}`, `{"op":"stats"}`, `{"op":"paths"}` (Wren's path
 //! views), `{"op":"matrix"}` (VTTIF's matrix rows, this host's VMs, its damped topology).
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,17 +21,17 @@ use analysis::engine::AnalysisLoop;
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use dataplane::switch::counters::SwitchCounters;
-use dataplane::switch::fib::{Dest, Fib};
+use dataplane::switch::fib::{Dest, Fib, PeerSpec};
 use serde_json::{json, Value};
 
 use crate::config::parse_mac;
 
-/// Who this daemon is: its host name, its VM ports (name, MAC) and its peers' names.
+/// Who this daemon is: its host name and its VM ports (name, MAC). Its links (peers)
+/// live in the forwarding table, which changes.
 pub struct Identity {
     pub host: String,
     pub vm_ports: Vec<String>,
     pub vm_macs: Vec<String>,
-    pub peers: Vec<String>,
 }
 
 /// What the control interface needs to know and change.
@@ -81,7 +84,7 @@ impl Control {
         }
     }
 
-    fn dest_str(&self, d: &Dest) -> String {
+    fn dest_str(&self, fib: &Fib, d: &Dest) -> String {
         match d {
             Dest::Vm(i) => format!(
                 "vm:{}",
@@ -89,12 +92,12 @@ impl Control {
             ),
             Dest::Peer(p) => format!(
                 "peer:{}",
-                self.me.peers.get(*p).map(String::as_str).unwrap_or("?")
+                fib.peers().get(*p).map_or("?", |x| x.name.as_str())
             ),
         }
     }
 
-    fn parse_dest(&self, to: &str) -> Result<Dest> {
+    fn parse_dest(&self, fib: &Fib, to: &str) -> Result<Dest> {
         if let Some(n) = to.strip_prefix("vm:") {
             if let Some(i) = self.me.vm_ports.iter().position(|v| v == n) {
                 return Ok(Dest::Vm(i));
@@ -102,10 +105,10 @@ impl Control {
             bail!("no VM port {n:?}");
         }
         if let Some(n) = to.strip_prefix("peer:") {
-            if let Some(i) = self.me.peers.iter().position(|v| v == n) {
+            if let Some(i) = fib.peer_index(n) {
                 return Ok(Dest::Peer(i));
             }
-            bail!("no peer {n:?}");
+            bail!("no peer {n:?} (links: GET /links)");
         }
         bail!("\"to\" must be \"vm:PORT\" or \"peer:NAME\", got {to:?}")
     }
@@ -149,24 +152,25 @@ impl Control {
                 let fib = self.fib.load();
                 let mut rules: Vec<Value> = fib
                     .iter()
-                    .map(|(m, d)| json!({"dst_mac": mac_str(m), "to": self.dest_str(d)}))
+                    .map(|(m, d)| json!({"dst_mac": mac_str(m), "to": self.dest_str(&fib, d)}))
                     .collect();
                 rules.sort_by_key(|r| r["dst_mac"].as_str().unwrap_or_default().to_string());
                 Ok(json!({"ok": true, "host": self.me.host, "rules": rules}))
             }
             "add_rule" => {
                 let mac = parse_mac(field("dst_mac")?)?;
-                let dest = self.parse_dest(field("to")?)?;
                 let mut next = Fib::clone(&self.fib.load());
+                let dest = self.parse_dest(&next, field("to")?)?;
                 let old = next.insert(mac, dest);
                 let n = next.len();
-                self.fib.store(Arc::new(next));
+                let replaced = old.map(|d| self.dest_str(&next, &d));
                 log::info!(
                     "control: rule {} -> {}",
                     mac_str(&mac),
-                    self.dest_str(&dest)
+                    self.dest_str(&next, &dest)
                 );
-                Ok(json!({"ok": true, "replaced": old.map(|d| self.dest_str(&d)), "rules": n}))
+                self.fib.store(Arc::new(next));
+                Ok(json!({"ok": true, "replaced": replaced, "rules": n}))
             }
             "del_rule" => {
                 let mac = parse_mac(field("dst_mac")?)?;
@@ -180,6 +184,59 @@ impl Control {
                 Ok(json!({"ok": true, "rules": n}))
             }
             "stats" => Ok(json!({"ok": true, "host": self.me.host, "switch": counters.snapshot()})),
+            "links" => {
+                let fib = self.fib.load();
+                let links: Vec<Value> = fib
+                    .peers()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        let rules = fib.iter().filter(|(_, d)| **d == Dest::Peer(i)).count();
+                        json!({"name": p.name, "ip": Ipv4Addr::from(p.ip).to_string(),
+                            "mac": p.mac.as_ref().map(mac_str), "rules": rules})
+                    })
+                    .collect();
+                Ok(json!({"ok": true, "host": self.me.host, "links": links}))
+            }
+            "set_link" => {
+                let name = field("name")?;
+                let ip: Ipv4Addr = field("ip")?
+                    .parse()
+                    .context("\"ip\" must be an IPv4 address")?;
+                let mac = match req.get("mac").and_then(Value::as_str) {
+                    Some(m) => Some(parse_mac(m)?),
+                    None => None,
+                };
+                let mut next = Fib::clone(&self.fib.load());
+                next.set_peer(PeerSpec {
+                    name: name.to_string(),
+                    ip: ip.octets(),
+                    mac,
+                })?;
+                let n = next.peers().len();
+                self.fib.store(Arc::new(next));
+                log::info!("control: link {name} -> {ip}");
+                Ok(json!({"ok": true, "links": n}))
+            }
+            "del_link" => {
+                let name = field("name")?;
+                let mut next = Fib::clone(&self.fib.load());
+                next.remove_peer(name)?;
+                let n = next.peers().len();
+                self.fib.store(Arc::new(next));
+                log::info!("control: link {name} removed");
+                Ok(json!({"ok": true, "links": n}))
+            }
+            "vms" => {
+                let vms: Vec<Value> = self
+                    .me
+                    .vm_ports
+                    .iter()
+                    .zip(&self.me.vm_macs)
+                    .map(|(port, mac)| json!({"port": port, "mac": mac}))
+                    .collect();
+                Ok(json!({"ok": true, "host": self.me.host, "vms": vms}))
+            }
             "paths" | "matrix" => {
                 let engine = if op == "paths" { "wren" } else { "vttif" };
                 let view = analysis.view(engine).with_context(|| {
@@ -193,7 +250,10 @@ impl Control {
                 }))
             }
             other => {
-                bail!("unknown op {other:?} (rules, add_rule, del_rule, stats, paths, matrix)")
+                bail!(
+                    "unknown op {other:?} (rules, add_rule, del_rule, links, set_link, \
+                     del_link, vms, stats, paths, matrix)"
+                )
             }
         }
     }

@@ -57,6 +57,9 @@ enum Command {
     Status(views::ViewArgs),
     /// List every daemon's forwarding rules, or change one daemon's (--set MAC=TO, --del MAC).
     Rules(views::RulesArgs),
+    /// List every daemon's overlay links (peers), or change one daemon's (--set NAME=IP,
+    /// --del NAME).
+    Links(views::LinksArgs),
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
     Analyze(analyze::AnalyzeArgs),
     /// Close the loop: poll every daemon's API, run VADAPT when demands or measurements
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Paths(args) => views::paths(args).map(|()| ExitCode::SUCCESS),
         Command::Status(args) => views::status(args).map(|()| ExitCode::SUCCESS),
         Command::Rules(args) => views::rules(args).map(|()| ExitCode::SUCCESS),
+        Command::Links(args) => views::links(args).map(|()| ExitCode::SUCCESS),
         Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Controller(args) => controller::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapt(args) => adapt::run(args).map(|feasible| {

@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 use dataplane::lcore::LcoreJob;
 use dataplane::monitor::Monitor;
 use dataplane::switch::counters::{SwitchCounters, SwitchSnapshot};
-use dataplane::switch::fib::{Dest, Fib};
+use dataplane::switch::fib::{Dest, Fib, PeerSpec};
 use dataplane::switch::overlay::Underlay;
-use dataplane::switch::{Peer, Switch, VmPort};
+use dataplane::switch::{Switch, VmPort};
 use dataplane::xconnect::IdleBackoff;
 use dataplane::{Eal, Mempool, Port, PortId};
 
@@ -51,16 +51,14 @@ pub fn run<'e>(
     for (i, v) in sw.vms.iter().enumerate() {
         fib.insert(parse_mac(&v.mac)?, Dest::Vm(i));
     }
-    let peers: Vec<Peer> = sw
-        .peers
-        .iter()
-        .map(|p| {
-            Ok(Peer {
-                ip: p.ip.octets(),
-                mac: p.mac.as_deref().map(parse_mac).transpose()?,
-            })
+    for p in &sw.peers {
+        fib.set_peer(PeerSpec {
+            name: p.name.clone(),
+            ip: p.ip.octets(),
+            mac: p.mac.as_deref().map(parse_mac).transpose()?,
         })
-        .collect::<Result<_>>()?;
+        .with_context(|| format!("switch.peer {:?}", p.name))?;
+    }
     for r in &sw.rules {
         let p = sw
             .peers
@@ -82,7 +80,7 @@ pub fn run<'e>(
         nic_mac,
         sw.vni,
         sw.vms.len(),
-        peers.len(),
+        fib.peers().len(),
         fib.len()
     );
 
@@ -121,7 +119,6 @@ pub fn run<'e>(
                     .unwrap_or_else(|| sw.underlay_ip.to_string()),
                 vm_ports: sw.vms.iter().map(|v| v.port.clone()).collect(),
                 vm_macs: sw.vms.iter().map(|v| v.mac.to_lowercase()).collect(),
-                peers: sw.peers.iter().map(|p| p.name.clone()).collect(),
             },
             std::sync::Arc::clone(&fib),
         )?;
@@ -130,7 +127,7 @@ pub fn run<'e>(
             nic_rx,
             nic_tx,
             vms,
-            peers,
+            peers: Vec::new(),
             fib,
             underlay,
             pool,

@@ -257,6 +257,96 @@ pub fn status(args: ViewArgs) -> Result<()> {
     Ok(())
 }
 
+/// Sends one change to the one daemon named (API or control socket) and prints the reply.
+#[cold]
+fn send_change(v: &ViewArgs, method: &str, path: &str, body: &Value, op: &Value) -> Result<()> {
+    if v.apis.len() + v.sockets.len() != 1 {
+        bail!("a change goes to exactly one daemon: name one --api or --socket");
+    }
+    let reply = if let Some(a) = v.apis.first() {
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let (status, r) = http_request(a, method, path, &body)?;
+        if status != 200 {
+            bail!("HTTP {status}: {}", r["error"]);
+        }
+        r
+    } else {
+        let r = query(&v.sockets[0], &op.to_string())?;
+        if r["ok"] != true {
+            bail!("{}", r["error"]);
+        }
+        r
+    };
+    println!("{reply}");
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LinksArgs {
+    #[command(flatten)]
+    view: ViewArgs,
+    /// Add a link (peer host) or change its underlay address on the one daemon named:
+    /// NAME=IPV4.
+    #[arg(long, value_name = "NAME=IP", conflicts_with = "del")]
+    set: Option<String>,
+    /// Remove the link NAME on the one daemon named (refused while rules use it).
+    #[arg(long, value_name = "NAME")]
+    del: Option<String>,
+}
+
+/// `wrenvnet links`: every daemon's overlay links, or one change.
+pub fn links(args: LinksArgs) -> Result<()> {
+    if let Some(set) = &args.set {
+        let (name, ip) = set.split_once('=').context("--set wants NAME=IPV4")?;
+        return send_change(
+            &args.view,
+            "PUT",
+            &format!("/links/{name}"),
+            &json!({ "ip": ip }),
+            &json!({"op": "set_link", "name": name, "ip": ip}),
+        );
+    }
+    if let Some(name) = &args.del {
+        return send_change(
+            &args.view,
+            "DELETE",
+            &format!("/links/{name}"),
+            &Value::Null,
+            &json!({"op": "del_link", "name": name}),
+        );
+    }
+    let replies = gather(&args.view, "links")?;
+    if args.view.json {
+        let hosts: Vec<Value> = replies
+            .iter()
+            .map(|(h, v)| json!({"host": h, "links": v["links"]}))
+            .collect();
+        println!("{}", json!({ "hosts": hosts }));
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<10} {:<15} {:<17} RULES",
+        "HOST", "LINK", "UNDERLAY_IP", "STATIC_MAC"
+    );
+    for (h, v) in &replies {
+        for l in v["links"].as_array().into_iter().flatten() {
+            println!(
+                "{:<10} {:<10} {:<15} {:<17} {}",
+                h,
+                l["name"].as_str().unwrap_or("?"),
+                l["ip"].as_str().unwrap_or("?"),
+                l["mac"].as_str().unwrap_or("-"),
+                l["rules"]
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `wrenvnet rules`: list every daemon's rules, or change one daemon's.
 #[cold]
 pub fn rules(args: RulesArgs) -> Result<()> {
@@ -281,30 +371,7 @@ pub fn rules(args: RulesArgs) -> Result<()> {
         (None, None) => None,
     };
     if let Some((method, mac, body, op)) = change {
-        let v = &args.view;
-        if v.apis.len() + v.sockets.len() != 1 {
-            bail!("a change goes to exactly one daemon: name one --api or --socket");
-        }
-        let reply = if let Some(a) = v.apis.first() {
-            let body = if body.is_null() {
-                String::new()
-            } else {
-                body.to_string()
-            };
-            let (status, r) = http_request(a, method, &format!("/rules/{mac}"), &body)?;
-            if status != 200 {
-                bail!("HTTP {status}: {}", r["error"]);
-            }
-            r
-        } else {
-            let r = query(&v.sockets[0], &op.to_string())?;
-            if r["ok"] != true {
-                bail!("{}", r["error"]);
-            }
-            r
-        };
-        println!("{reply}");
-        return Ok(());
+        return send_change(&args.view, method, &format!("/rules/{mac}"), &body, &op);
     }
     let replies = gather(&args.view, "rules")?;
     if args.view.json {

@@ -174,6 +174,53 @@ fn api_reads_changes_and_refuses() {
     assert_eq!(st, 200);
     assert_eq!(rules(&sock), before);
 
+    // Links: read, add, rule onto it, refused removal while used, removal after.
+    let links = |sock: &std::path::Path| unix(sock, "GET", "/links", "").1["links"].clone();
+    let l0 = links(&sock);
+    assert_eq!(l0[0]["name"], "B", "{l0}");
+    assert_eq!(l0[0]["ip"], "198.18.100.2");
+    assert_eq!(l0[0]["rules"], 1);
+    let (st, v) = unix(&sock, "PUT", "/links/C", r#"{"ip":"198.18.100.3"}"#);
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = unix(
+        &sock,
+        "PUT",
+        "/rules/02:00:00:00:cc:01",
+        r#"{"to":"peer:C"}"#,
+    );
+    assert_eq!(st, 200, "{v}");
+    let l1 = links(&sock);
+    for (method, path, body, reason) in [
+        ("DELETE", "/links/C", "", "used by 1 rule"),
+        ("DELETE", "/links/Z", "", "no link"),
+        (
+            "PUT",
+            "/links/D",
+            r#"{"ip":"198.18.100.3"}"#,
+            "already link \"C\"",
+        ),
+        ("PUT", "/links/D", r#"{"ip":"300.1.1.1"}"#, "IPv4"),
+        ("PUT", "/links/D", r#"{"addr":"1.2.3.4"}"#, "needs \"ip\""),
+    ] {
+        let (st, v) = unix(&sock, method, path, body);
+        assert_eq!(st, 400, "{method} {path}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(reason),
+            "{method} {path}: {v}"
+        );
+        assert_eq!(links(&sock), l1, "{method} {path} changed the links");
+    }
+    assert_eq!(unix(&sock, "DELETE", "/rules/02:00:00:00:cc:01", "").0, 200);
+    assert_eq!(unix(&sock, "DELETE", "/links/C", "").0, 200);
+    assert_eq!(links(&sock), l0);
+    assert_eq!(rules(&sock), before);
+    let (st, v) = unix(&sock, "GET", "/vms", "");
+    assert_eq!(st, 200);
+    assert_eq!(
+        v["vms"],
+        serde_json::json!([{"port": "vm", "mac": "02:00:00:00:aa:01"}])
+    );
+
     // Prometheus text.
     let s = UnixStream::connect(&sock).unwrap();
     let (st, text) = http(s, "GET", "/metrics", "", "");

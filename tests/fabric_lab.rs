@@ -93,6 +93,90 @@ fn three_hosts_two_vms_each() {
     }
 }
 
+/// Overlay links (peers) change live while TCP flows: traffic between hosts 0 and 2 is
+/// moved through host 1, the direct link is removed on both ends (refused while a rule
+/// still uses it), added back, and the traffic moved back. The transfer never stops,
+/// and nothing is dropped for want of a rule, a peer or a resolved MAC.
+#[test]
+fn links_change_live_while_tcp_flows() {
+    require_root();
+    let mut f = Fabric::new("k", 3, 1);
+    f.wait_for_ping(0, 2);
+    let (a, c) = (f.vms[0].mac.clone(), f.vms[2].mac.clone());
+    let ok = |f: &Fabric, h: usize, req: String| {
+        let (accepted, v) = f.ctl(h, &req);
+        assert!(accepted, "h{h} {req}: {v}");
+        v
+    };
+    let (client, server, dst) = (
+        f.vms[0].ns.clone(),
+        f.vms[2].ns.clone(),
+        f.vms[2].ip.clone(),
+    );
+    let transfer = std::thread::spawn(move || iperf3(&client, &server, &dst, 10));
+    std::thread::sleep(Duration::from_secs(2));
+    // A link in use cannot go.
+    let (accepted, v) = f.ctl(0, r#"{"op":"del_link","name":"h2"}"#);
+    assert!(
+        !accepted && v["error"].as_str().unwrap().contains("used by"),
+        "{v}"
+    );
+    // Through host 1, then the direct link goes on both ends.
+    ok(
+        &f,
+        2,
+        format!(r#"{{"op":"add_rule","dst_mac":"{a}","to":"peer:h1"}}"#),
+    );
+    ok(
+        &f,
+        0,
+        format!(r#"{{"op":"add_rule","dst_mac":"{c}","to":"peer:h1"}}"#),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    ok(&f, 0, r#"{"op":"del_link","name":"h2"}"#.into());
+    ok(&f, 2, r#"{"op":"del_link","name":"h0"}"#.into());
+    let links = ok(&f, 0, r#"{"op":"links"}"#.into());
+    assert_eq!(links["links"].as_array().unwrap().len(), 1, "{links}");
+    std::thread::sleep(Duration::from_secs(3));
+    // Back: the link first (ARP resolves it within a second), then the rules.
+    ok(
+        &f,
+        0,
+        r#"{"op":"set_link","name":"h2","ip":"198.18.100.3"}"#.into(),
+    );
+    ok(
+        &f,
+        2,
+        r#"{"op":"set_link","name":"h0","ip":"198.18.100.1"}"#.into(),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    ok(
+        &f,
+        0,
+        format!(r#"{{"op":"add_rule","dst_mac":"{c}","to":"peer:h2"}}"#),
+    );
+    ok(
+        &f,
+        2,
+        format!(r#"{{"op":"add_rule","dst_mac":"{a}","to":"peer:h0"}}"#),
+    );
+    let (bytes, mbps) = transfer.join().unwrap();
+    println!("iperf3 across link changes: {mbps:.0} Mbit/s");
+    assert!(bytes > 1_000_000, "only {bytes} bytes");
+    let transit = ok(&f, 1, r#"{"op":"stats"}"#.into())["switch"]["transit"]
+        .as_u64()
+        .unwrap();
+    assert!(transit > 1000, "host 1 carried {transit} frames");
+    for h in 0..3 {
+        let s = f.stop(h);
+        assert_eq!(s["mbufs_in_use_at_exit"], 0, "{s}");
+        let drops = &s["switch"]["drops"];
+        for cause in ["NoRule", "UnknownPeer", "PeerUnresolved", "HopLimit"] {
+            assert_eq!(drops[cause], 0, "h{h} dropped for {cause}: {s}");
+        }
+    }
+}
+
 /// (phase, seconds, the topology VTTIF must name) of the MPI run.
 const PHASES: &[(&str, f64, &str)] = &[
     ("ring", 8.0, "ring"),

@@ -1,7 +1,34 @@
 //! The forwarding table (VNET style): destination MAC → a local VM port or an overlay
-//! link to a peer host. Built on the control path; workers only read it.
+//! link to a peer host, and the overlay links (peers) themselves, so a rule and the link
+//! it names always come in one snapshot. Built on the control path; workers only read it.
 
 use std::collections::HashMap;
+
+/// At most this many overlay links per daemon (the worker's peer state is sized for it
+/// once, so a change of links never allocates on the worker).
+pub const MAX_PEERS: usize = 256;
+
+/// An overlay link as configured: the peer host's name, underlay IPv4 and, for static
+/// setups, its MAC (otherwise resolved by ARP and learned from its traffic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    pub name: String,
+    pub ip: [u8; 4],
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A change of links the table refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("no link {0:?}")]
+    NoSuchLink(String),
+    #[error("link {name:?} is used by {rules} rule(s): move them to another link first")]
+    InUse { name: String, rules: usize },
+    #[error("address {ip} is already link {other:?}")]
+    DuplicateIp { ip: String, other: String },
+    #[error("at most {MAX_PEERS} links")]
+    TooMany,
+}
 
 /// Where a frame goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,9 +43,64 @@ pub enum Dest {
 #[derive(Debug, Clone, Default)]
 pub struct Fib {
     rules: HashMap<[u8; 6], Dest>,
+    peers: Vec<PeerSpec>,
 }
 
 impl Fib {
+    /// The overlay links; `Dest::Peer(i)` is `peers()[i]`.
+    pub fn peers(&self) -> &[PeerSpec] {
+        &self.peers
+    }
+
+    pub fn peer_index(&self, name: &str) -> Option<usize> {
+        self.peers.iter().position(|p| p.name == name)
+    }
+
+    /// Adds a link, or changes the address/MAC of the link of that name (its rules stay).
+    pub fn set_peer(&mut self, spec: PeerSpec) -> Result<usize, LinkError> {
+        if let Some(other) = self
+            .peers
+            .iter()
+            .find(|p| p.ip == spec.ip && p.name != spec.name)
+        {
+            return Err(LinkError::DuplicateIp {
+                ip: std::net::Ipv4Addr::from(spec.ip).to_string(),
+                other: other.name.clone(),
+            });
+        }
+        if let Some(i) = self.peer_index(&spec.name) {
+            self.peers[i] = spec;
+            return Ok(i);
+        }
+        if self.peers.len() >= MAX_PEERS {
+            return Err(LinkError::TooMany);
+        }
+        self.peers.push(spec);
+        Ok(self.peers.len() - 1)
+    }
+
+    /// Removes a link no rule uses; rules to later links are renumbered with it.
+    pub fn remove_peer(&mut self, name: &str) -> Result<PeerSpec, LinkError> {
+        let k = self
+            .peer_index(name)
+            .ok_or_else(|| LinkError::NoSuchLink(name.to_string()))?;
+        let rules = self.rules.values().filter(|d| **d == Dest::Peer(k)).count();
+        if rules > 0 {
+            return Err(LinkError::InUse {
+                name: name.to_string(),
+                rules,
+            });
+        }
+        for d in self.rules.values_mut() {
+            if let Dest::Peer(i) = d {
+                if *i > k {
+                    *i -= 1;
+                }
+            }
+        }
+        Ok(self.peers.remove(k))
+    }
+
     pub fn insert(&mut self, mac: [u8; 6], dest: Dest) -> Option<Dest> {
         self.rules.insert(mac, dest)
     }
@@ -49,4 +131,47 @@ impl Fib {
 #[inline]
 pub fn is_multicast(mac: &[u8; 6]) -> bool {
     mac[0] & 1 != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, last: u8) -> PeerSpec {
+        PeerSpec {
+            name: name.into(),
+            ip: [198, 18, 0, last],
+            mac: None,
+        }
+    }
+
+    #[test]
+    fn links_change_without_breaking_the_rules_that_use_others() {
+        let mut f = Fib::default();
+        assert_eq!(f.set_peer(peer("A", 1)), Ok(0));
+        assert_eq!(f.set_peer(peer("B", 2)), Ok(1));
+        assert_eq!(f.set_peer(peer("C", 3)), Ok(2));
+        f.insert([2, 0, 0, 0, 0, 3], Dest::Peer(2));
+        f.insert([2, 0, 0, 0, 0, 9], Dest::Vm(0));
+        // In use: refused, nothing changes.
+        assert_eq!(
+            f.remove_peer("C"),
+            Err(LinkError::InUse {
+                name: "C".into(),
+                rules: 1
+            })
+        );
+        // Removing an earlier link renumbers the rules to later ones.
+        assert_eq!(f.remove_peer("A").unwrap().name, "A");
+        assert_eq!(f.lookup(&[2, 0, 0, 0, 0, 3]), Some(Dest::Peer(1)));
+        assert_eq!(f.peers()[1].name, "C");
+        assert_eq!(f.lookup(&[2, 0, 0, 0, 0, 9]), Some(Dest::Vm(0)));
+        // Same name: changed in place; same address under another name: refused.
+        assert_eq!(f.set_peer(peer("C", 7)), Ok(1));
+        assert!(matches!(
+            f.set_peer(peer("D", 7)),
+            Err(LinkError::DuplicateIp { .. })
+        ));
+        assert_eq!(f.remove_peer("Z"), Err(LinkError::NoSuchLink("Z".into())));
+    }
 }

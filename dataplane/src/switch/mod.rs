@@ -27,13 +27,13 @@ use crate::port::{RxQueue, TxQueue};
 use crate::tsc;
 use crate::xconnect::IdleBackoff;
 use counters::{Drop, SwitchCounters};
-use fib::{is_multicast, Dest, Fib};
+use fib::{is_multicast, Dest, Fib, MAX_PEERS};
 use overlay::{
     arp_reply_in_place, arp_request, classify, write_encap, FromNic, Underlay, ENCAP_LEN,
     HOP_LIMIT, ORIGIN_TTL,
 };
 
-/// A peer host on the overlay.
+/// The worker's state of an overlay link (`Fib::peers` has the configuration).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer {
     pub ip: [u8; 4],
@@ -52,9 +52,12 @@ pub struct Switch<'p, 'c, 'e> {
     pub nic_rx: RxQueue<'p>,
     pub nic_tx: TxQueue<'p>,
     pub vms: Vec<VmPort<'p>>,
+    /// One per `Fib::peers` entry, same order; synced when the snapshot changes (MACs
+    /// learned are kept by address). Start it empty.
     pub peers: Vec<Peer>,
-    /// The rules, replaced whole by the control path (RCU): the worker takes the current
-    /// snapshot once per loop, so a loop never mixes two tables and nothing waits.
+    /// The rules and links, replaced whole by the control path (RCU): the worker takes
+    /// the current snapshot once per loop, so a loop never mixes two tables and nothing
+    /// waits.
     pub fib: Arc<ArcSwap<Fib>>,
     pub underlay: Underlay,
     pub pool: Mempool<'e>,
@@ -260,6 +263,27 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         }
     }
 
+    /// Follows a new snapshot's links: keeps what was learned of each address, without
+    /// allocating (the vector holds `MAX_PEERS` from the start).
+    #[cold]
+    fn sync_peers(&mut self, fib: &Fib) {
+        let mut learned = [None::<([u8; 4], [u8; 6])>; MAX_PEERS];
+        for (slot, p) in learned.iter_mut().zip(&self.peers) {
+            *slot = p.mac.map(|m| (p.ip, m));
+        }
+        self.peers.clear();
+        for spec in fib.peers().iter().take(MAX_PEERS) {
+            let mac = spec.mac.or_else(|| {
+                learned
+                    .iter()
+                    .flatten()
+                    .find(|(ip, _)| *ip == spec.ip)
+                    .map(|(_, m)| *m)
+            });
+            self.peers.push(Peer { ip: spec.ip, mac });
+        }
+    }
+
     #[cold]
     fn resolve_peers(&mut self, out: &mut Outputs<'e>) {
         for i in 0..self.peers.len() {
@@ -291,6 +315,10 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             nic: Burst::new(),
             vms: (0..self.vms.len()).map(|_| Burst::new()).collect(),
         };
+        self.peers
+            .reserve(MAX_PEERS.saturating_sub(self.peers.len()));
+        let mut synced = self.fib.load_full();
+        self.sync_peers(&synced);
         let hz = tsc::hz().max(1);
         let mut next_arp = tsc::now();
         let mut empty_run = 0u32;
@@ -298,6 +326,12 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             let start = tsc::now();
             let mut moved = 0usize;
             let fib = self.fib.load_full();
+            if !Arc::ptr_eq(&fib, &synced) {
+                if fib.peers() != synced.peers() {
+                    self.sync_peers(&fib);
+                }
+                synced = Arc::clone(&fib);
+            }
             let n = self.nic_rx.rx_up_to(&mut rx, burst_size);
             if n > 0 {
                 self.counters.nic_rx.add(n as u64);
