@@ -392,3 +392,80 @@ fn memory_is_accounted_and_released_when_flows_expire() {
     assert_eq!(out, 50_000);
     assert_eq!(w.counters().flows_not_tracked, 50_000);
 }
+
+/// A greedy sender against a saturated drop-tail bottleneck: the queue (a few dozen
+/// packets) never drains between trains, so every segment waits about the same full
+/// queue and no train shows a delay trend; the trains faster than A overflow it and
+/// lose segments, which the sender retransmits. As pathload does, Wren must read a loss
+/// as "faster than A": the estimate stays near A instead of reading the flat delays as
+/// room to spare.
+#[test]
+fn losses_at_a_full_drop_tail_queue_mean_faster_than_available() {
+    let mut rng = Rng::new(7);
+    let (c, x, base) = (100e6, 90e6, 10_000_000u64);
+    let a = c - x;
+    let limit_bits = 30.0 * FRAME as f64 * 8.0;
+    let mut events: Vec<Record> = Vec::new();
+    let (mut t, mut seq) = (0u64, 1u32);
+    // Start with a full queue, as a sender that has run for a while leaves it.
+    let mut backlog = limit_bits - FRAME as f64 * 8.0;
+    let mut last_arrival = 0u64;
+    let mut lost_total = 0;
+    while t < 20_000_000_000 {
+        let rate = a * (0.5 + 2.5 * rng.unit());
+        let spacing = (FRAME as f64 * 8.0 / rate * 1e9) as u64;
+        let mut lost: Vec<u32> = Vec::new();
+        let mut received_to = seq; // the receiver's cumulative ACK point
+        let mut last_rtt = base;
+        for k in 0..32u32 {
+            let ts = t + k as u64 * spacing;
+            backlog = (backlog - a * (ts - last_arrival) as f64 / 1e9).max(0.0);
+            last_arrival = ts;
+            events.push(data(ts, seq));
+            if backlog + FRAME as f64 * 8.0 > limit_bits {
+                lost.push(seq); // tail drop
+            } else {
+                backlog += FRAME as f64 * 8.0;
+                last_rtt = base + (backlog / a * 1e9) as u64 + (rng.unit() * 30_000.0) as u64;
+                if lost.is_empty() {
+                    received_to = seq.wrapping_add(MSS);
+                }
+                // Every segment is ACKed (dup ACKs after a hole).
+                events.push(ack(ts + last_rtt, received_to));
+            }
+            seq = seq.wrapping_add(MSS);
+        }
+        let end = t + 32 * spacing;
+        // Fast retransmit of each hole once the dup ACKs are back; the receiver then
+        // ACKs up to the next hole, and finally everything.
+        let mut rt = end + last_rtt;
+        for (i, &l) in lost.iter().enumerate() {
+            events.push(data(rt, l));
+            let next = lost.get(i + 1).copied().unwrap_or(seq);
+            events.push(ack(rt + base, next));
+            rt += spacing;
+        }
+        lost_total += lost.len();
+        // No idle time to drain: the next train follows at once (a greedy sender with
+        // a window to spare), the retransmissions go out while it runs.
+        let _ = rt;
+        t = end + 2 * spacing;
+    }
+    assert!(lost_total > 50, "the scenario must lose: {lost_total}");
+    events.sort_by_key(|r| r.time);
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&events, Timebase::NANOS);
+    let p = w
+        .views(|ip| format!("{ip:08x}"))
+        .into_iter()
+        .find(|p| p.src == format!("{SRC:08x}"))
+        .unwrap();
+    println!("saturated drop-tail, A = {:.1}: {p:?}", a / 1e6);
+    let answer = p.avail_bw_mbps.or(p.avail_bw_high_mbps).expect("an answer");
+    assert!(
+        (0.7 * a / 1e6..=1.3 * a / 1e6).contains(&answer),
+        "{:?} {answer:.1} Mbit/s for A = {:.1}",
+        p.avail_bw_kind,
+        a / 1e6
+    );
+}

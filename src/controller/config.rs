@@ -24,6 +24,9 @@ fn default_improvement() -> f64 {
 fn default_ttl_s() -> f64 {
     300.0
 }
+fn default_tolerance() -> f64 {
+    0.2
+}
 fn default_min_trains() -> usize {
     5
 }
@@ -64,6 +67,10 @@ pub struct ControllerSettings {
     /// that carries no traffic cannot be measured passively).
     #[serde(default = "default_ttl_s")]
     pub measurement_ttl_s: f64,
+    /// A link's measurement replaces its nominal capacity only when they differ by more
+    /// than this fraction of it (Wren's error: a few %, up to ~15% in the lab).
+    #[serde(default = "default_tolerance")]
+    pub measurement_tolerance: f64,
     /// Wren answers resting on fewer trains are not taken (their RTT is).
     #[serde(default = "default_min_trains")]
     pub min_trains: usize,
@@ -171,6 +178,7 @@ impl ControllerConfig {
             }
         }
         for (k, v) in [
+            ("measurement_tolerance", s.measurement_tolerance),
             ("change_threshold", s.change_threshold),
             ("demand_threshold", s.demand_threshold),
         ] {

@@ -398,7 +398,8 @@ impl Controller {
             .iter()
             .map(|((a, b), l)| {
                 json!({"from": a, "to": b, "nominal_bw_mbps": l.nominal_bw_mbps,
-                    "bw_mbps": l.bw_mbps(), "source": l.source(), "latency_ms": l.latency_ms(),
+                    "bw_mbps": l.bw_mbps(self.view.tolerance),
+                    "measured_mbps": l.measured_mbps(), "source": l.source(), "latency_ms": l.latency_ms(),
                     "estimate": l.estimate, "low": l.low, "high": l.high})
             })
             .collect();
@@ -573,7 +574,9 @@ pub fn run(args: ControllerArgs) -> Result<()> {
     let cfg = ControllerConfig::load(&args.config)?;
     let adapt = cfg.controller.adapt && !args.observe;
     let hosts: Vec<String> = cfg.hosts.iter().map(|h| h.name.clone()).collect();
-    let view = NetworkView::new(&hosts, |a, b| cfg.nominal(a, b));
+    let view = NetworkView::new(&hosts, cfg.controller.measurement_tolerance, |a, b| {
+        cfg.nominal(a, b)
+    });
     let interval = Duration::from_millis(cfg.controller.interval_ms);
     let mut c = Controller {
         cfg,

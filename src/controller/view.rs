@@ -90,9 +90,9 @@ impl LinkState {
         }
     }
 
-    /// The bandwidth to plan with: the estimate (or the nominal capacity), within the
-    /// bounds measured since.
-    pub fn bw_mbps(&self) -> f64 {
+    /// What was measured: the estimate (or the nominal capacity), within the bounds
+    /// measured since.
+    pub fn measured_mbps(&self) -> f64 {
         let mut bw = self.estimate.map_or(self.nominal_bw_mbps, |e| e.value);
         if let Some(h) = self.high {
             bw = bw.min(h.value);
@@ -101,6 +101,19 @@ impl LinkState {
             bw = bw.max(l.value);
         }
         bw
+    }
+
+    /// The bandwidth to plan with: the measured value where it disagrees with the
+    /// nominal capacity by more than `tolerance` (its relative error), else the nominal
+    /// one. A measured link must not look worse than an unmeasured one for noise alone,
+    /// or the planner would chase unmeasured links.
+    pub fn bw_mbps(&self, tolerance: f64) -> f64 {
+        let m = self.measured_mbps();
+        if (m - self.nominal_bw_mbps).abs() <= tolerance * self.nominal_bw_mbps {
+            self.nominal_bw_mbps
+        } else {
+            m
+        }
     }
 
     pub fn latency_ms(&self) -> f64 {
@@ -122,11 +135,17 @@ impl LinkState {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct NetworkView {
     pub links: BTreeMap<(String, String), LinkState>,
+    /// Relative error of a measurement (see `LinkState::bw_mbps`).
+    pub tolerance: f64,
 }
 
 impl NetworkView {
     /// A view with every directed pair of `hosts` at its nominal values.
-    pub fn new(hosts: &[String], nominal: impl Fn(&str, &str) -> (f64, f64)) -> Self {
+    pub fn new(
+        hosts: &[String],
+        tolerance: f64,
+        nominal: impl Fn(&str, &str) -> (f64, f64),
+    ) -> Self {
         let mut links = BTreeMap::new();
         for a in hosts {
             for b in hosts.iter().filter(|b| *b != a) {
@@ -134,12 +153,15 @@ impl NetworkView {
                 links.insert((a.clone(), b.clone()), LinkState::new(bw, lat));
             }
         }
-        Self { links }
+        Self { links, tolerance }
     }
 
     /// Takes in one path measurement whose traffic followed `route` (host names). A
-    /// bandwidth answer resting on fewer than `min_trains` trains (a connection's first
-    /// round trips, slow start's bursts) is not taken; its RTT is.
+    /// claim of room (an estimate, a lower bound) resting on fewer than `min_trains`
+    /// trains (a connection's first round trips, slow start's bursts) is not taken; a
+    /// claim of congestion (an upper bound: trains that queued or lost segments) is,
+    /// as under heavy loss most trains are unusable and the few left are the news. The
+    /// RTT is always taken.
     pub fn observe(
         &mut self,
         route: &[String],
@@ -150,7 +172,7 @@ impl NetworkView {
         if route.len() < 2 {
             return;
         }
-        let enough = obs.trains >= min_trains;
+        let enough = obs.trains >= min_trains || (obs.kind == "upper_bound" && obs.trains > 0);
         let seen = |value: f64| Some(Seen { value, at: now });
         if route.len() == 2 {
             let Some(l) = self.links.get_mut(&(route[0].clone(), route[1].clone())) else {
@@ -217,7 +239,7 @@ impl NetworkView {
     pub fn bandwidths(&self) -> BTreeMap<(String, String), f64> {
         self.links
             .iter()
-            .map(|(k, l)| (k.clone(), l.bw_mbps()))
+            .map(|(k, l)| (k.clone(), l.bw_mbps(self.tolerance)))
             .collect()
     }
 }
@@ -242,7 +264,7 @@ mod tests {
 
     fn view() -> NetworkView {
         let hosts: Vec<String> = ["A", "B", "C"].iter().map(|s| s.to_string()).collect();
-        NetworkView::new(&hosts, |_, _| (100.0, 1.0))
+        NetworkView::new(&hosts, 0.2, |_, _| (100.0, 1.0))
     }
 
     fn r(hosts: &[&str]) -> Vec<String> {
@@ -250,7 +272,7 @@ mod tests {
     }
 
     fn bw(v: &NetworkView, a: &str, b: &str) -> f64 {
-        v.links[&(a.to_string(), b.to_string())].bw_mbps()
+        v.links[&(a.to_string(), b.to_string())].measured_mbps()
     }
 
     #[test]
@@ -345,10 +367,44 @@ mod tests {
         o.trains = 2;
         v.observe(&r(&["A", "C"]), &o, 0.0, 3);
         let l = &v.links[&("A".to_string(), "C".to_string())];
-        assert_eq!(l.bw_mbps(), 100.0);
+        assert_eq!(l.measured_mbps(), 100.0);
         assert_eq!(l.latency_ms(), 10.0);
         v.observe(&r(&["A", "B", "C"]), &o, 0.0, 3);
         assert!(v.links[&("A".to_string(), "B".to_string())].low.is_none());
+    }
+
+    #[test]
+    fn congestion_on_few_trains_is_taken_room_on_few_trains_is_not() {
+        let mut v = view();
+        let mut o = obs("lower_bound", None, Some(150.0), None);
+        o.trains = 2;
+        v.observe(&r(&["A", "C"]), &o, 0.0, 3);
+        assert_eq!(bw(&v, "A", "C"), 100.0);
+        let mut o = obs("upper_bound", None, None, Some(22.0));
+        o.trains = 2;
+        v.observe(&r(&["A", "C"]), &o, 1.0, 3);
+        assert_eq!(bw(&v, "A", "C"), 22.0);
+    }
+
+    #[test]
+    fn a_measurement_within_its_error_of_nominal_plans_as_nominal() {
+        let mut v = view();
+        v.observe(
+            &r(&["A", "C"]),
+            &obs("estimate", Some(88.0), None, None),
+            0.0,
+            3,
+        );
+        v.observe(
+            &r(&["A", "B"]),
+            &obs("estimate", Some(70.0), None, None),
+            0.0,
+            3,
+        );
+        let bw = v.bandwidths();
+        assert_eq!(bw[&("A".to_string(), "C".to_string())], 100.0);
+        assert_eq!(bw[&("A".to_string(), "B".to_string())], 70.0);
+        assert_eq!(bw[&("B".to_string(), "C".to_string())], 100.0);
     }
 
     #[test]

@@ -104,6 +104,7 @@ struct Seg {
 
 #[derive(Debug, Clone, Copy)]
 struct TrainSeg {
+    start: u32,
     end: u32,
     t: u64,
     bytes: u32,
@@ -114,6 +115,11 @@ struct TrainSeg {
 struct Train {
     segs: Vec<TrainSeg>,
     tainted: bool,
+    /// A segment of the train was lost (the sender retransmitted it): the bottleneck
+    /// queue overflowed while the train crossed it, so (as pathload judges a stream
+    /// with losses) the train ran faster than the available bandwidth, whatever its
+    /// delays say. A full drop-tail queue has no delay trend left to show.
+    lost: bool,
     /// Segments (from the front, in sequence order) that have their RTT: ACKs are
     /// cumulative, so each ACK only moves this cursor forward.
     acked: usize,
@@ -450,9 +456,23 @@ impl Wren {
                 for s in flow.outstanding.iter_mut().filter(|s| seq_lt(r.seq, s.end)) {
                     s.tainted = true;
                 }
-                flow.train.tainted = true;
+                // A train's first segment may find the queue full from what came before
+                // it; a later one lost means the train itself filled it.
+                let lost_in = |tr: &Train| {
+                    tr.segs
+                        .iter()
+                        .skip(1)
+                        .any(|s| seq_lt(r.seq, s.end) && !seq_lt(r.seq, s.start))
+                };
+                if lost_in(&flow.train) {
+                    flow.train.lost = true;
+                } else {
+                    flow.train.tainted = true;
+                }
                 for tr in flow.pending.iter_mut() {
-                    if tr.segs.iter().any(|s| seq_lt(r.seq, s.end)) {
+                    if lost_in(tr) {
+                        tr.lost = true;
+                    } else if tr.segs.iter().any(|s| seq_lt(r.seq, s.end)) {
                         tr.tainted = true;
                     }
                 }
@@ -482,6 +502,7 @@ impl Wren {
                 }
                 if self.train_segments_total < cfg.max_train_segments_total {
                     flow.train.segs.push(TrainSeg {
+                        start: r.seq,
                         end,
                         t,
                         bytes: wire_bytes,
@@ -698,12 +719,16 @@ fn judge(tr: &Train) -> Option<TrainResult> {
         return None;
     }
     let bytes: u64 = tr.segs[..end].iter().map(|s| s.bytes as u64).sum();
-    let delays: Vec<f64> = tr
-        .segs
-        .iter()
-        .filter_map(|s| s.rtt.map(|x| x as f64))
-        .collect();
-    let trend = trend::trend(&delays)?;
+    let trend = if tr.lost {
+        Trend::Increasing
+    } else {
+        let delays: Vec<f64> = tr
+            .segs
+            .iter()
+            .filter_map(|s| s.rtt.map(|x| x as f64))
+            .collect();
+        trend::trend(&delays)?
+    };
     Some(TrainResult {
         t: last.t,
         rate_bps: bytes as f64 * 8.0 * 1e9 / span as f64,
