@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ADAPT=on DURATION=60 THROTTLE_AT=15 THROTTLE_MBIT=10 LINK_MBIT=100 DELAY_MS=5 EVENT=throttle
-RESTART_AT="" OUT="" PLAIN=0 SETUP=1 PLOT=""
+RESTART_AT="" DAEMON_RESTART_AT="" OUT="" PLAIN=0 SETUP=1 PLOT=""
 usage() {
   cat <<EOF
 usage: scripts/lab.sh [options]
@@ -34,6 +34,8 @@ usage: scripts/lab.sh [options]
   --link-mbit M             every link's capacity before (default $LINK_MBIT)
   --delay-ms D              one-way delay of each host's access link (default $DELAY_MS)
   --restart-controller-at S kill the controller at S and start it again 2 s later
+  --restart-daemon-at S     restart host A's daemon at S (it comes back with its
+                            config's rules; the controller puts the plan back)
   --out DIR                 keep the results there (result.json, logs, controller events)
   --plain                   one line per second instead of a redrawn screen
   --plot FILE               draw the run (SVG; default /tmp/wrenvnet-lab-adapt-on|off.svg,
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
     --link-mbit) LINK_MBIT=$2; shift 2 ;;
     --delay-ms) DELAY_MS=$2; shift 2 ;;
     --restart-controller-at) RESTART_AT=$2; shift 2 ;;
+    --restart-daemon-at) DAEMON_RESTART_AT=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --plain) PLAIN=1; shift ;;
     --plot) PLOT=$2; shift 2 ;;
@@ -206,12 +209,15 @@ eal_mem() { # hugepages when there are enough free, else plain memory
   if [ "${free:-0}" -ge 128 ]; then echo "--in-memory"; else echo "--no-huge -m 512 --file-prefix wl$1$id"; fi
 }
 step "starting the daemons (DPDK --no-pci, af_packet ports, HTTP API on unix sockets)"
+start_daemon() { # host: (re)starts its daemon, log appended
+  # shellcheck disable=SC2046
+  ip netns exec "$(nsname "$1")" "$BIN" run --config "$work/$1.toml" --summary-json "$work/$1-summary.json" \
+    -- -l 0-1 $(eal_mem "$1") --log-level '*:warning' >> "$work/$1.log" 2>&1 & pids+=($!)
+  eval "DAEMON_$1=$!"
+}
 for h in "${HOSTS[@]}"; do
   conf "$h" > "$work/$h.toml"
-  # shellcheck disable=SC2046
-  ip netns exec "$(nsname "$h")" "$BIN" run --config "$work/$h.toml" --summary-json "$work/$h-summary.json" \
-    -- -l 0-1 $(eal_mem "$h") --log-level '*:warning' > "$work/$h.log" 2>&1 & pids+=($!)
-  eval "DAEMON_$h=$!"
+  start_daemon "$h"
 done
 for h in "${HOSTS[@]}"; do
   for _ in $(seq 100); do [ -S "$work/api-$h.sock" ] && break; sleep 0.2; done
@@ -253,7 +259,7 @@ elapsed() { python3 -c "print(int($(date +%s.%N) - $t0))"; }
 
 view() { python3 scripts/lab_view.py --work "$work" --since "$t0" ${1:-} \
   --throttle-at "$THROTTLE_AT" --adapt "$ADAPT"; }
-throttled=0 restarted=0
+throttled=0 restarted=0 daemon_restarted=0
 while kill -0 "$app" 2>/dev/null; do
   e=$(elapsed)
   if [ "$throttled" = 0 ] && [ "$e" -ge "$THROTTLE_AT" ]; then
@@ -277,6 +283,14 @@ while kill -0 "$app" 2>/dev/null; do
     sleep 2
     start_controller; restarted=1
     echo "{\"t\": $(elapsed), \"event\": \"controller restarted\"}" >> "$work/lab-events.jsonl"
+  fi
+  if [ -n "$DAEMON_RESTART_AT" ] && [ "$daemon_restarted" = 0 ] && [ "$e" -ge "$DAEMON_RESTART_AT" ]; then
+    kill -TERM "$DAEMON_A"; wait "$DAEMON_A" 2>/dev/null || true
+    echo "{\"t\": $e, \"event\": \"daemon A stopped\"}" >> "$work/lab-events.jsonl"
+    start_daemon A
+    for _ in $(seq 100); do [ -S "$work/api-A.sock" ] && break; sleep 0.1; done
+    echo "{\"t\": $(elapsed), \"event\": \"daemon A restarted\"}" >> "$work/lab-events.jsonl"
+    daemon_restarted=1
   fi
   if [ "$PLAIN" = 1 ]; then view "--line --timeline $work/timeline.jsonl"
   else view "--line --timeline $work/timeline.jsonl" > /dev/null; clear; view; fi

@@ -183,6 +183,7 @@ result = {
     "links_at_end": st.get("links", []),
     "controller_events": ctl_events,
     "lab_events": lab_events,
+    "lab_start_unix_s": a.since,
     "around_restart_mbps": gap,
 }
 print()

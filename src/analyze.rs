@@ -23,8 +23,138 @@ pub struct AnalyzeArgs {
     /// Print every packet record as a JSON line instead (for checking against tshark).
     #[arg(long, conflicts_with = "json")]
     records: bool,
+    /// Also draw available bandwidth and RTT over time (SVG) of the path carrying the
+    /// most bytes (or --plot-path), from Wren's view after every second of capture.
+    #[arg(long, value_name = "FILE.svg", conflicts_with = "records")]
+    plot: Option<PathBuf>,
+    /// The path to plot, as SRC_IP>DST_IP (the data sender first).
+    #[arg(long, value_name = "SRC>DST", requires = "plot")]
+    plot_path: Option<String>,
+    /// The truth to draw beside it: the path's available bandwidth, Mbit/s.
+    #[arg(long, value_name = "MBIT", requires = "plot")]
+    truth_mbps: Option<f64>,
+    /// The truth to draw beside it: the path's base RTT, ms (e.g. from ping).
+    #[arg(long, value_name = "MS", requires = "plot")]
+    truth_rtt_ms: Option<f64>,
     #[command(flatten)]
     vttif: crate::config::VttifSettings,
+}
+
+/// Wren's view of one path after each second of capture: (seconds, view).
+type Timeline = Vec<(f64, Vec<PathView>)>;
+
+/// Draws the path's available bandwidth (estimate and range) and RTT (min, smoothed)
+/// over capture time, with the truth when given.
+#[cold]
+fn plot(
+    args: &AnalyzeArgs,
+    file: &std::path::Path,
+    timeline: &Timeline,
+    last: &[PathView],
+) -> Result<()> {
+    use crate::plot::{render, Panel, Series};
+    let (src, dst) = match &args.plot_path {
+        Some(p) => {
+            let (s, d) = p
+                .split_once('>')
+                .context("--plot-path wants SRC_IP>DST_IP")?;
+            (s.to_string(), d.to_string())
+        }
+        None => {
+            let p = last
+                .iter()
+                .max_by_key(|p| p.bytes)
+                .context("no TCP path in the capture to plot")?;
+            (p.src.clone(), p.dst.clone())
+        }
+    };
+    let series = |f: &dyn Fn(&PathView) -> Option<f64>| -> Vec<(f64, Option<f64>)> {
+        timeline
+            .iter()
+            .map(|(t, views)| {
+                (
+                    *t,
+                    views
+                        .iter()
+                        .find(|v| v.src == src && v.dst == dst)
+                        .and_then(f),
+                )
+            })
+            .collect()
+    };
+    if series(&|v| Some(v.bytes as f64))
+        .iter()
+        .all(|p| p.1.is_none())
+    {
+        anyhow::bail!("no path {src} -> {dst} in the capture");
+    }
+    let flat = |v: Option<f64>| timeline.iter().map(|(t, _)| (*t, v)).collect::<Vec<_>>();
+    let mut bw = vec![
+        Series {
+            label: "estimate".into(),
+            color: "#1f77b4",
+            dashed: false,
+            points: series(&|v| v.avail_bw_mbps),
+        },
+        Series {
+            label: "low".into(),
+            color: "#9ecae1",
+            dashed: true,
+            points: series(&|v| v.avail_bw_low_mbps),
+        },
+        Series {
+            label: "high".into(),
+            color: "#fd8d3c",
+            dashed: true,
+            points: series(&|v| v.avail_bw_high_mbps),
+        },
+    ];
+    if let Some(t) = args.truth_mbps {
+        bw.push(Series {
+            label: "truth".into(),
+            color: "#000",
+            dashed: true,
+            points: flat(Some(t)),
+        });
+    }
+    let ms = |x: Option<f64>| x.map(|u| u / 1e3);
+    let mut rtt = vec![
+        Series {
+            label: "min RTT".into(),
+            color: "#1f77b4",
+            dashed: false,
+            points: series(&|v| ms(v.rtt_min_us)),
+        },
+        Series {
+            label: "smoothed RTT".into(),
+            color: "#ff7f0e",
+            dashed: false,
+            points: series(&|v| ms(v.rtt_srtt_us)),
+        },
+    ];
+    if let Some(t) = args.truth_rtt_ms {
+        rtt.push(Series {
+            label: "truth".into(),
+            color: "#000",
+            dashed: true,
+            points: flat(Some(t)),
+        });
+    }
+    let svg = render(&[
+        Panel {
+            title: format!("available bandwidth {src} -> {dst} (Wren, last 10 s of trains)"),
+            unit: "Mbit/s".into(),
+            series: bw,
+        },
+        Panel {
+            title: format!("RTT {src} -> {dst}"),
+            unit: "ms".into(),
+            series: rtt,
+        },
+    ]);
+    std::fs::write(file, svg).with_context(|| format!("cannot write {}", file.display()))?;
+    eprintln!("plot: {}", file.display());
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -126,11 +256,32 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             .map(|a| u32::from_be_bytes(*a))
             .collect(),
     );
+    let mut timeline: Timeline = Vec::new();
+    let start = cap.records.first().map_or(0, |r| r.time);
+    let mut next_snapshot = start + 1_000_000_000;
     for chunk in cap.records.chunks(1024) {
         flows.on_batch(chunk, Timebase::NANOS);
-        wren.on_batch(chunk, Timebase::NANOS);
+        if args.plot.is_none() {
+            wren.on_batch(chunk, Timebase::NANOS);
+            continue;
+        }
+        // For the plot: Wren's view after every second of capture time.
+        let mut rest = chunk;
+        while let Some(i) = rest.iter().position(|r| r.time >= next_snapshot) {
+            wren.on_batch(&rest[..i], Timebase::NANOS);
+            let t = (next_snapshot - start) as f64 / 1e9;
+            timeline.push((t, wren.views(|ip| Ipv4Addr::from(ip).to_string())));
+            next_snapshot += 1_000_000_000;
+            rest = &rest[i..];
+        }
+        wren.on_batch(rest, Timebase::NANOS);
     }
     let paths = wren.views(|ip| Ipv4Addr::from(ip).to_string());
+    if let Some(file) = &args.plot {
+        let end = cap.records.last().map_or(0, |r| r.time);
+        timeline.push(((end - start) as f64 / 1e9, paths.clone()));
+        plot(&args, file, &timeline, &paths)?;
+    }
     let mut vttif = Vttif::new(args.vttif.to_config(cap.hosts.addrs.is_empty())?);
     vttif.on_batch(&cap.records, Timebase::NANOS);
     vttif.finish();

@@ -7,6 +7,7 @@ mod api;
 mod config;
 mod control;
 mod controller;
+mod plot;
 mod run;
 mod switch_mode;
 mod views;

@@ -176,6 +176,35 @@ fn plain_capture_matches_tshark() {
     let file = dir.0.join("plain.pcap");
     capture_iperf3(&a, &b, "198.18.5.2", &a, "eth0", &file, false);
     compare(&file);
+    // The same capture drawn over time: the sender's path, both panels, the truth line.
+    let svg = dir.0.join("plot.svg");
+    let out = Command::new(wrenvnet_bin())
+        .args(["analyze", "--pcap"])
+        .arg(&file)
+        .arg("--plot")
+        .arg(&svg)
+        .args(["--truth-rtt-ms", "0.05"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("RTT 198.18.5.1 -&gt; 198.18.5.2"), "{text}");
+    // min RTT, smoothed RTT and the truth are lines in the RTT panel.
+    assert!(text.matches("<polyline").count() >= 3, "{text}");
+    let out = Command::new(wrenvnet_bin())
+        .args(["analyze", "--pcap"])
+        .arg(&file)
+        .arg("--plot")
+        .arg(dir.0.join("none.svg"))
+        .args(["--plot-path", "10.9.9.9>10.9.9.8"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no path 10.9.9.9 -> 10.9.9.8"));
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! B, and the application must recover to at least twice what it gets without, on the
 //! one TCP connection it opened. The adaptive run also kills the controller after the
 //! reroute and starts it again: forwarding must not stop, and the new controller must
-//! resume from the daemons' rules instead of undoing the plan.
+//! resume from the daemons' rules instead of undoing the plan. Then it restarts host
+//! A's daemon, which comes back with its config's rules (direct to C): the controller
+//! must put the plan back, and the application's connection must survive.
 
 mod common;
 
@@ -16,7 +18,8 @@ use serde_json::Value;
 
 const DURATION: u32 = 56;
 const THROTTLE_AT: u32 = 12;
-const RESTART_AT: u32 = 40;
+const RESTART_AT: u32 = 38;
+const DAEMON_RESTART_AT: u32 = 46;
 
 fn lab(out: &Path, adapt: &str, extra: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh");
@@ -55,9 +58,16 @@ fn lab(out: &Path, adapt: &str, extra: &[&str]) -> Value {
             .trim(),
         "0"
     );
+    // Every run of every daemon (A may have run twice) ended with its mbufs back.
     for h in ["A", "B", "C"] {
         let log = std::fs::read_to_string(out.join(format!("{h}.log"))).unwrap();
-        assert!(log.contains("back in the pool"), "daemon {h}:\n{log}");
+        let runs = log.matches("DPDK DPDK").count();
+        assert!(runs >= 1, "daemon {h}:\n{log}");
+        assert_eq!(
+            log.matches("back in the pool").count(),
+            runs,
+            "daemon {h}:\n{log}"
+        );
     }
     serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap()
 }
@@ -101,7 +111,12 @@ fn a_throttled_link_is_routed_around_and_the_application_recovers() {
     let on = lab(
         &on_dir,
         "on",
-        &["--restart-controller-at", &RESTART_AT.to_string()],
+        &[
+            "--restart-controller-at",
+            &RESTART_AT.to_string(),
+            "--restart-daemon-at",
+            &DAEMON_RESTART_AT.to_string(),
+        ],
     );
     let (off_after, on_after) = (
         off["after_throttle_mbps"].as_f64().unwrap(),
@@ -169,6 +184,14 @@ fn a_throttled_link_is_routed_around_and_the_application_recovers() {
     let events = std::fs::read_to_string(on_dir.join("events.jsonl")).unwrap();
     let adopted = events.lines().filter(|l| l.contains("\"adopted\"")).count();
     assert_eq!(adopted, 2, "{events}");
+    let daemon_back = on["lab_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "daemon A restarted")
+        .and_then(|e| e["t"].as_f64())
+        .expect("the lab restarted daemon A");
+    let since = |e: &&Value| e["unix_s"].as_f64().unwrap();
     let after_restart: Vec<&Value> = on["controller_events"]
         .as_array()
         .unwrap()
@@ -181,10 +204,28 @@ fn a_throttled_link_is_routed_around_and_the_application_recovers() {
         !after_restart.is_empty(),
         "no events from the restarted controller (restart at {restarted_at} s)"
     );
+    // Before daemon A's restart the new controller changes nothing; after it, it sets
+    // A's rule back (a daemon differs from the plan) and nothing else.
+    let restart_unix = on["lab_start_unix_s"].as_f64().unwrap() + daemon_back - 1.0;
+    let (before, after): (Vec<&&Value>, Vec<&&Value>) =
+        after_restart.iter().partition(|e| since(e) < restart_unix);
     assert!(
-        after_restart
+        before
             .iter()
             .all(|e| e["event"] != "applied" && e["event"] != "rules_set"),
-        "the restarted controller changed rules: {after_restart:?}"
+        "the restarted controller changed rules: {before:?}"
+    );
+    let put_back: Vec<&&&Value> = after.iter().filter(|e| e["event"] == "rules_set").collect();
+    assert!(
+        put_back.iter().any(
+            |e| e["why"].as_str().unwrap().contains("differs from the plan")
+                && e["changes"][0]["host"] == "A"
+                && e["changes"][0]["to"] == "peer:B"
+        ),
+        "daemon A was not brought back to the plan: {after:?}"
+    );
+    assert!(
+        after.iter().all(|e| e["event"] != "applied"),
+        "re-planned after the daemon restart: {after:?}"
     );
 }
