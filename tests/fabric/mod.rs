@@ -209,6 +209,22 @@ impl Fabric {
         }
     }
 
+    /// Pings from a VM of every host to a VM of the next, until every host pair has
+    /// resolved its underlay MACs (ARP, once a second until answered: a daemon that
+    /// started before its peer drops and counts `PeerUnresolved` until then); returns
+    /// every daemon's drop counters at that point, to judge drops from there on.
+    pub fn warm_up(&self) -> Vec<serde_json::Value> {
+        let first: Vec<usize> = (0..self.hosts.len())
+            .filter_map(|h| self.vms.iter().position(|v| v.host == h))
+            .collect();
+        for (i, &a) in first.iter().enumerate() {
+            self.wait_for_ping(a, first[(i + 1) % first.len()]);
+        }
+        (0..self.hosts.len())
+            .map(|h| self.ctl(h, r#"{"op":"stats"}"#).1["switch"]["drops"].clone())
+            .collect()
+    }
+
     /// Ends host h's daemon with SIGTERM; its summary (mbufs back in the pool checked).
     pub fn stop(&mut self, h: usize) -> serde_json::Value {
         let mut d = self.daemons[h].take().expect("daemon running");

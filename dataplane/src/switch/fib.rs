@@ -3,6 +3,7 @@
 //! it names always come in one snapshot. Built on the control path; workers only read it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// At most this many overlay links per daemon (the worker's peer state is sized for it
 /// once, so a change of links never allocates on the worker).
@@ -39,10 +40,38 @@ pub enum Dest {
     Peer(usize),
 }
 
+/// The hash of a MAC lookup, once per packet: the six bytes as one word, multiplied by
+/// a 64-bit odd constant (Fibonacci hashing), high bits folded down. SipHash (the
+/// default, built against hash flooding) costs tens of cycles per lookup; the keys
+/// here are set by the operator, not by the traffic.
+#[derive(Default)]
+pub struct MacHasher(u64);
+
+impl Hasher for MacHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        // Slices and arrays hash their length first: a constant, fold it in cheaply.
+        self.0 ^= n as u64;
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        let h = self.0.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ (h >> 32)
+    }
+}
+
 /// Destination MAC → destination.
 #[derive(Debug, Clone, Default)]
 pub struct Fib {
-    rules: HashMap<[u8; 6], Dest>,
+    rules: HashMap<[u8; 6], Dest, BuildHasherDefault<MacHasher>>,
     peers: Vec<PeerSpec>,
 }
 
