@@ -104,7 +104,6 @@ struct Seg {
 
 #[derive(Debug, Clone, Copy)]
 struct TrainSeg {
-    start: u32,
     end: u32,
     t: u64,
     bytes: u32,
@@ -115,11 +114,6 @@ struct TrainSeg {
 struct Train {
     segs: Vec<TrainSeg>,
     tainted: bool,
-    /// A segment of the train was lost (the sender retransmitted it): the bottleneck
-    /// queue overflowed while the train crossed it, so (as pathload judges a stream
-    /// with losses) the train ran faster than the available bandwidth, whatever its
-    /// delays say. A full drop-tail queue has no delay trend left to show.
-    lost: bool,
     /// Segments (from the front, in sequence order) that have their RTT: ACKs are
     /// cumulative, so each ACK only moves this cursor forward.
     acked: usize,
@@ -456,23 +450,9 @@ impl Wren {
                 for s in flow.outstanding.iter_mut().filter(|s| seq_lt(r.seq, s.end)) {
                     s.tainted = true;
                 }
-                // A train's first segment may find the queue full from what came before
-                // it; a later one lost means the train itself filled it.
-                let lost_in = |tr: &Train| {
-                    tr.segs
-                        .iter()
-                        .skip(1)
-                        .any(|s| seq_lt(r.seq, s.end) && !seq_lt(r.seq, s.start))
-                };
-                if lost_in(&flow.train) {
-                    flow.train.lost = true;
-                } else {
-                    flow.train.tainted = true;
-                }
+                flow.train.tainted = true;
                 for tr in flow.pending.iter_mut() {
-                    if lost_in(tr) {
-                        tr.lost = true;
-                    } else if tr.segs.iter().any(|s| seq_lt(r.seq, s.end)) {
+                    if tr.segs.iter().any(|s| seq_lt(r.seq, s.end)) {
                         tr.tainted = true;
                     }
                 }
@@ -502,7 +482,6 @@ impl Wren {
                 }
                 if self.train_segments_total < cfg.max_train_segments_total {
                     flow.train.segs.push(TrainSeg {
-                        start: r.seq,
                         end,
                         t,
                         bytes: wire_bytes,
@@ -719,16 +698,12 @@ fn judge(tr: &Train) -> Option<TrainResult> {
         return None;
     }
     let bytes: u64 = tr.segs[..end].iter().map(|s| s.bytes as u64).sum();
-    let trend = if tr.lost {
-        Trend::Increasing
-    } else {
-        let delays: Vec<f64> = tr
-            .segs
-            .iter()
-            .filter_map(|s| s.rtt.map(|x| x as f64))
-            .collect();
-        trend::trend(&delays)?
-    };
+    let delays: Vec<f64> = tr
+        .segs
+        .iter()
+        .filter_map(|s| s.rtt.map(|x| x as f64))
+        .collect();
+    let trend = trend::trend(&delays)?;
     Some(TrainResult {
         t: last.t,
         rate_bps: bytes as f64 * 8.0 * 1e9 / span as f64,

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# wrenvnet beside Open vSwitch with DPDK (Debian's openvswitch-switch-dpdk), on the same
+# pcap-replay ports, rounds interleaved: OVS's plain in_port -> output path (its
+# cheapest: one OpenFlow rule, exact-match cache hits) against wrenvnet's VXLAN
+# encapsulation VM -> NIC with monitoring off and on, and testpmd io as the floor.
+# OVS is started by hand with its own run, log and db directories (nothing system-wide
+# is touched) and `--no-pci --in-memory` in dpdk-extra; it is stopped and its files
+# removed at the end.
+#
+#   sudo bench/ovs.sh                 # 3 rounds, 64-byte frames
+#   ROUNDS=5 SIZE=1464 bench/ovs.sh
+#
+# Cycles per packet: testpmd's --record-core-cycles, wrenvnet's busy TSC per packet,
+# OVS's "avg processing cycles per packet" of its PMD thread (dpif-netdev/pmd-stats-show,
+# busy cycles only, like the others). Writes bench/results/ovs-<size>.{md,json}.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS="${ROUNDS:-3}"
+SIZE="${SIZE:-64}"
+SECS="${SECS:-4}"
+OUT=bench/results
+VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
+[ "$(id -u)" = 0 ] || { echo "ovs.sh: run as root" >&2; exit 1; }
+if [ ! -x "$VSWITCHD" ]; then
+  apt-get install -y openvswitch-switch-dpdk >/dev/null
+fi
+tmp=$(mktemp -d /tmp/wrenvnet-ovs.XXXXXX)
+ovs_pids=()
+cleanup() {
+  for f in "$tmp"/ovs-vswitchd.pid "$tmp"/ovsdb-server.pid; do
+    [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true
+  done
+  sleep 0.5
+  for f in "$tmp"/ovs-vswitchd.pid "$tmp"/ovsdb-server.pid; do
+    [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+mkdir -p "$OUT"
+cargo build --release -q
+BIN=target/release/wrenvnet
+EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
+python3 -c "import struct; open('$tmp/empty.pcap','wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))"
+python3 bench/gen_frames.py plain "$tmp/plain.pcap" --size "$SIZE"
+RX="net_pcap1,rx_pcap=$tmp/plain.pcap,infinite_rx=1,tx_pcap=/dev/null"
+TX="net_pcap0,rx_pcap=$tmp/empty.pcap,tx_pcap=/dev/null"
+
+switch_cfg() { # monitor(true|false)
+  cat <<EOF
+[dataplane]
+mode = "switch"
+burst = 32
+stats_interval_ms = 100000
+[[port]]
+name = "nic"
+devargs = "$TX"
+[[port]]
+name = "vm"
+devargs = "$RX"
+[monitor]
+enabled = $1
+[switch]
+underlay_ip = "198.18.100.1"
+vni = 42
+nic = "nic"
+[[switch.vm]]
+port = "vm"
+mac = "02:00:00:00:aa:01"
+[[switch.peer]]
+name = "B"
+ip = "198.18.100.2"
+mac = "02:00:00:00:ff:02"
+[[switch.rule]]
+dst_mac = "02:00:00:00:bb:01"
+peer = "B"
+EOF
+}
+switch_cfg false > "$tmp/off.toml"
+switch_cfg true > "$tmp/on.toml"
+
+testpmd_run() {
+  { echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } |
+    dpdk-testpmd "${EAL[@]}" --vdev "$TX" --vdev "$RX" -- \
+      -i --forward-mode=io --burst=32 --record-core-cycles --nb-cores=1 >"$tmp/testpmd.log" 2>&1
+  sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$tmp/testpmd.log" | tail -1
+}
+switch_run() { # config
+  "$BIN" run --config "$1" --duration "$SECS" --summary-json "$tmp/s.json" \
+    -- "${EAL[@]}" >"$tmp/w.log" 2>&1 || { cat "$tmp/w.log" >&2; exit 1; }
+  python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["switch"]["cycles_per_packet"])' "$tmp/s.json"
+}
+
+# OVS: its own database and daemon, PMD on core 1, main thread on core 0.
+export OVS_RUNDIR=$tmp OVS_LOGDIR=$tmp OVS_DBDIR=$tmp
+DB="unix:$tmp/db.sock"
+vsctl() { ovs-vsctl --db="$DB" --timeout=30 "$@"; }
+ovs_start() {
+  ovsdb-tool create "$tmp/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  ovsdb-server "$tmp/conf.db" --remote="punix:$tmp/db.sock" --pidfile="$tmp/ovsdb-server.pid" \
+    --unixctl="$tmp/ovsdb-server.ctl" --detach --log-file="$tmp/ovsdb.log"
+  vsctl --no-wait init
+  vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true \
+    other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
+    "other_config:dpdk-extra=--no-pci --in-memory --log-level=*:error"
+  "$VSWITCHD" "$DB" --pidfile="$tmp/ovs-vswitchd.pid" --unixctl="$tmp/ovs-vswitchd.ctl" \
+    --detach --log-file="$tmp/vswitchd.log"
+  vsctl add-br br0 -- set bridge br0 datapath_type=netdev
+  vsctl add-port br0 rx -- set Interface rx type=dpdk "options:dpdk-devargs=$RX" ofport_request=1
+  vsctl add-port br0 tx -- set Interface tx type=dpdk "options:dpdk-devargs=$TX" ofport_request=2
+  ovs-ofctl del-flows br0
+  ovs-ofctl add-flow br0 "in_port=1,actions=output:2"
+}
+ovs_run() { # -> avg processing cycles per packet over SECS
+  local ctl=(ovs-appctl -t "$tmp/ovs-vswitchd.ctl")
+  sleep 1
+  "${ctl[@]}" dpif-netdev/pmd-stats-clear >/dev/null
+  sleep "$SECS"
+  "${ctl[@]}" dpif-netdev/pmd-stats-show > "$tmp/pmd.txt"
+  sed -n 's/.*avg processing cycles per packet: \([0-9.]*\).*/\1/p' "$tmp/pmd.txt" | head -1
+}
+ovs_stop() {
+  for f in "$tmp"/ovs-vswitchd.pid "$tmp"/ovsdb-server.pid; do
+    [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true
+  done
+  for _ in $(seq 50); do
+    [ -f "$tmp/ovs-vswitchd.pid" ] && kill -0 "$(cat "$tmp/ovs-vswitchd.pid")" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -f "$tmp"/conf.db "$tmp"/*.pid "$tmp"/db.sock
+}
+
+: > "$tmp/rounds.txt"
+for r in $(seq 1 "$ROUNDS"); do
+  tp=$(testpmd_run)
+  off=$(switch_run "$tmp/off.toml")
+  on=$(switch_run "$tmp/on.toml")
+  ovs_start
+  ovs=$(ovs_run)
+  ovs_stop
+  [ -n "$tp" ] && [ -n "$ovs" ] || { cat "$tmp/testpmd.log" "$tmp/vswitchd.log" "$tmp/pmd.txt" 2>/dev/null | tail -30; exit 1; }
+  echo "$r $tp $off $on $ovs" >> "$tmp/rounds.txt"
+  echo "round $r: testpmd io $tp | OVS in_port->output $ovs | wrenvnet encap off $off on $on cycles/packet"
+done
+python3 - "$tmp/rounds.txt" "$OUT/ovs-$SIZE" "$SIZE" "$(ovs-vswitchd --version | head -1)" <<'PY'
+import json, statistics, sys
+rows = [list(map(float, l.split()[1:])) for l in open(sys.argv[1])]
+size = sys.argv[3]
+cols = ["testpmd", "off", "on", "ovs"]
+data = {c: [r[i] for r in rows] for i, c in enumerate(cols)}
+ratio = lambda a, b: [x / y for x, y in zip(data[a], data[b])]
+ratios = {"off/ovs": ratio("off", "ovs"), "on/ovs": ratio("on", "ovs"),
+          "ovs/testpmd": ratio("ovs", "testpmd"), "on/testpmd": ratio("on", "testpmd")}
+fmt = lambda xs, d=1: "%.*f (%.*f-%.*f)" % (d, statistics.median(xs), d, min(xs), d, max(xs))
+md = ["# wrenvnet beside OVS-DPDK, %s-byte frames: cycles per packet" % size, "",
+      "net_pcap replay ports (VM side replays, NIC side writes to /dev/null); one PMD/worker core; rounds interleaved. "
+      "OVS: %s, plain in_port->output (one OpenFlow rule, no encapsulation). wrenvnet: VXLAN encapsulation VM->NIC." % sys.argv[4], "",
+      "| testpmd io | OVS-DPDK in_port->output | wrenvnet encap, monitor off | wrenvnet encap, monitor on | off/OVS | on/OVS | OVS/testpmd |",
+      "|---|---|---|---|---|---|---|",
+      "| %s | %s | %s | %s | %s | %s | %s |" % (fmt(data["testpmd"]), fmt(data["ovs"]), fmt(data["off"]), fmt(data["on"]),
+                                             fmt(ratios["off/ovs"], 2), fmt(ratios["on/ovs"], 2), fmt(ratios["ovs/testpmd"], 2)),
+      "", "Medians over %d rounds (min-max in brackets)." % len(rows), "",
+      "Reproduce: `sudo SIZE=%s bench/ovs.sh`" % size]
+open(sys.argv[2] + ".md", "w").write("\n".join(md) + "\n")
+json.dump({"size": int(size), "rounds": rows, "columns": cols,
+           "median": {c: statistics.median(v) for c, v in data.items()},
+           "ratios": {k: statistics.median(v) for k, v in ratios.items()}},
+          open(sys.argv[2] + ".json", "w"), indent=1)
+print("\n".join(md))
+PY
