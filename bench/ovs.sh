@@ -98,13 +98,13 @@ vsctl() { ovs-vsctl --db="$DB" --timeout=30 "$@"; }
 ovs_start() {
   ovsdb-tool create "$tmp/conf.db" /usr/share/openvswitch/vswitch.ovsschema
   ovsdb-server "$tmp/conf.db" --remote="punix:$tmp/db.sock" --pidfile="$tmp/ovsdb-server.pid" \
-    --unixctl="$tmp/ovsdb-server.ctl" --detach --log-file="$tmp/ovsdb.log"
+    --unixctl="$tmp/ovsdb-server.ctl" --detach --log-file="$tmp/ovsdb.log" 2>>"$tmp/ovsdb.stderr"
   vsctl --no-wait init
   vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true \
     other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
     "other_config:dpdk-extra=--no-pci --in-memory --log-level=*:error"
   "$VSWITCHD" "$DB" --pidfile="$tmp/ovs-vswitchd.pid" --unixctl="$tmp/ovs-vswitchd.ctl" \
-    --detach --log-file="$tmp/vswitchd.log"
+    --detach --log-file="$tmp/vswitchd.log" 2>>"$tmp/vswitchd.stderr"
   vsctl add-br br0 -- set bridge br0 datapath_type=netdev
   vsctl add-port br0 rx -- set Interface rx type=dpdk "options:dpdk-devargs=$RX" ofport_request=1
   vsctl add-port br0 tx -- set Interface tx type=dpdk "options:dpdk-devargs=$TX" ofport_request=2
@@ -124,7 +124,7 @@ ovs_stop() {
     [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true
   done
   for _ in $(seq 50); do
-    [ -f "$tmp/ovs-vswitchd.pid" ] && kill -0 "$(cat "$tmp/ovs-vswitchd.pid")" 2>/dev/null || break
+    [ -f "$tmp/ovs-vswitchd.pid" ] && kill -0 "$(cat "$tmp/ovs-vswitchd.pid" 2>/dev/null)" 2>/dev/null || break
     sleep 0.1
   done
   rm -f "$tmp"/conf.db "$tmp"/*.pid "$tmp"/db.sock
