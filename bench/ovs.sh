@@ -46,45 +46,12 @@ python3 bench/gen_frames.py plain "$tmp/plain.pcap" --size "$SIZE"
 RX="net_pcap1,rx_pcap=$tmp/plain.pcap,infinite_rx=1,tx_pcap=/dev/null"
 TX="net_pcap0,rx_pcap=$tmp/empty.pcap,tx_pcap=/dev/null"
 
-switch_cfg() { # monitor(true|false)
-  cat <<EOF
-[dataplane]
-mode = "switch"
-burst = 32
-stats_interval_ms = 100000
-[[port]]
-name = "nic"
-devargs = "$TX"
-[[port]]
-name = "vm"
-devargs = "$RX"
-[monitor]
-enabled = $1
-[switch]
-underlay_ip = "198.18.100.1"
-vni = 42
-nic = "nic"
-[[switch.vm]]
-port = "vm"
-mac = "02:00:00:00:aa:01"
-[[switch.peer]]
-name = "B"
-ip = "198.18.100.2"
-mac = "02:00:00:00:ff:02"
-[[switch.rule]]
-dst_mac = "02:00:00:00:bb:01"
-peer = "B"
-EOF
-}
-switch_cfg false > "$tmp/off.toml"
-switch_cfg true > "$tmp/on.toml"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+switch_cfg "$TX" "$RX" false > "$tmp/off.toml"
+switch_cfg "$TX" "$RX" true > "$tmp/on.toml"
 
-testpmd_run() {
-  { echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } |
-    dpdk-testpmd "${EAL[@]}" --vdev "$TX" --vdev "$RX" -- \
-      -i --forward-mode=io --burst=32 --record-core-cycles --nb-cores=1 >"$tmp/testpmd.log" 2>&1
-  sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$tmp/testpmd.log" | tail -1
-}
+testpmd_run() { testpmd_io_cycles "$TX" "$RX"; }
 switch_run() { # config
   "$BIN" run --config "$1" --duration "$SECS" --summary-json "$tmp/s.json" \
     -- "${EAL[@]}" >"$tmp/w.log" 2>&1 || { cat "$tmp/w.log" >&2; exit 1; }

@@ -45,38 +45,8 @@ EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
 python3 -c "import struct; open('$tmp/empty.pcap','wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))"
 python3 bench/gen_frames.py plain "$tmp/plain.pcap" --size "$SIZE"
 
-# nic_devargs vm_devargs monitor(true|false)
-switch_cfg() {
-  cat <<EOF
-[dataplane]
-mode = "switch"
-burst = 32
-stats_interval_ms = 100000
-[[port]]
-name = "nic"
-devargs = "$1"
-[[port]]
-name = "vm"
-devargs = "$2"
-[monitor]
-enabled = $3
-ring_records = ${RING:-65536}
-[switch]
-underlay_ip = "198.18.100.1"
-vni = 42
-nic = "nic"
-[[switch.vm]]
-port = "vm"
-mac = "02:00:00:00:aa:01"
-[[switch.peer]]
-name = "B"
-ip = "198.18.100.2"
-mac = "02:00:00:00:ff:02"
-[[switch.rule]]
-dst_mac = "02:00:00:00:bb:01"
-peer = "B"
-EOF
-}
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 SINK="tx_pcap=/dev/null"
 ENC_NIC="net_pcap0,rx_pcap=$tmp/empty.pcap,$SINK"
 ENC_VM="net_pcap1,rx_pcap=$tmp/plain.pcap,infinite_rx=1,$SINK"
@@ -96,11 +66,8 @@ for s in encap decap; do
 done
 
 testpmd_run() { # nic vm
-  { echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } |
-    dpdk-testpmd "${EAL[@]}" --vdev "$1" --vdev "$2" -- \
-      -i --forward-mode=io --burst=32 --record-core-cycles --nb-cores=1 >"$tmp/testpmd.log" 2>&1
   local cpp
-  cpp=$(sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$tmp/testpmd.log" | tail -1)
+  cpp=$(testpmd_io_cycles "$1" "$2")
   [ -n "$cpp" ] || { cat "$tmp/testpmd.log" >&2; echo "testpmd printed no cycles/packet" >&2; exit 1; }
   echo "$cpp"
 }
