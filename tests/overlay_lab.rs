@@ -907,7 +907,7 @@ fn qemu_guests_over_vhost_user() {
             s2.display()
         ),
     );
-    let a = start(ha, &dir.0, "hosta", &cfg_a);
+    let mut a = start(ha, &dir.0, "hosta", &cfg_a);
     let b = start(
         hb,
         &dir.0,
@@ -1011,7 +1011,41 @@ fn qemu_guests_over_vhost_user() {
         .unwrap_or_else(|| panic!("no iperf3 result:\n{out}"));
     println!("iperf3 between two QEMU guests on one daemon: {line}");
     assert!(out.contains(" 0% packet loss"), "{out}");
-    // A guest on A reaches a lab VM on B.
+    // A guest that vanishes in the middle of a transfer to the lab VM on B (QEMU
+    // killed): the daemon keeps running and loses no mbuf; its port waits for the next.
+    let mut srv = Command::new("ip")
+        .args(["netns", "exec", vb, "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut doomed, doomed_log) = guest(
+        &s1,
+        "02:00:00:00:0a:01",
+        "wv.role=client wv.ip=198.19.0.1 wv.peer=198.19.0.2 wv.secs=120",
+        "g4",
+    );
+    let t0 = Instant::now();
+    while !logs(&doomed_log).contains("bits/sec") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(150),
+            "the doomed guest never transferred:\n{}",
+            logs(&doomed_log)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = doomed.kill();
+    let _ = doomed.wait();
+    let _ = srv.kill();
+    let _ = srv.wait();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        a.child.try_wait().unwrap().is_none(),
+        "daemon A died with its guest:\n{}",
+        std::fs::read_to_string(&a.log).unwrap()
+    );
+    // Another guest on the same port: a guest on A reaches a lab VM on B.
     let (mut pinger, ping_log) = guest(
         &s1,
         "02:00:00:00:0a:01",
