@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ADAPT=on DURATION=60 THROTTLE_AT=15 THROTTLE_MBIT=10 LINK_MBIT=100 DELAY_MS=5 EVENT=throttle
-RESTART_AT="" DAEMON_RESTART_AT="" OUT="" PLAIN=0 SETUP=1 PLOT=""
+RESTART_AT="" DAEMON_RESTART_AT="" NO_LINK="" OUT="" PLAIN=0 SETUP=1 PLOT=""
 usage() {
   cat <<EOF
 usage: scripts/lab.sh [options]
@@ -36,6 +36,8 @@ usage: scripts/lab.sh [options]
   --restart-controller-at S kill the controller at S and start it again 2 s later
   --restart-daemon-at S     restart host A's daemon at S (it comes back with its
                             config's rules; the controller puts the plan back)
+  --no-link X-Y             hosts X and Y start without an overlay link between them
+                            (e.g. A-B: the controller must add it to reroute via B)
   --out DIR                 keep the results there (result.json, logs, controller events)
   --plain                   one line per second instead of a redrawn screen
   --plot FILE               draw the run (SVG; default /tmp/wrenvnet-lab-adapt-on|off.svg,
@@ -55,6 +57,7 @@ while [ $# -gt 0 ]; do
     --delay-ms) DELAY_MS=$2; shift 2 ;;
     --restart-controller-at) RESTART_AT=$2; shift 2 ;;
     --restart-daemon-at) DAEMON_RESTART_AT=$2; shift 2 ;;
+    --no-link) NO_LINK=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --plain) PLAIN=1; shift ;;
     --plot) PLOT=$2; shift 2 ;;
@@ -65,6 +68,8 @@ while [ $# -gt 0 ]; do
 done
 case "$ADAPT" in on|off) ;; *) echo "lab.sh: --adapt on|off" >&2; exit 2 ;; esac
 case "$EVENT" in throttle|cross) ;; *) echo "lab.sh: --event throttle|cross" >&2; exit 2 ;; esac
+case "$NO_LINK" in ""|A-B|A-C|B-C|B-A|C-A|C-B) ;; *) echo "lab.sh: --no-link X-Y with X, Y in A B C" >&2; exit 2 ;; esac
+linked() { [ "$1-$2" != "$NO_LINK" ] && [ "$2-$1" != "$NO_LINK" ]; }
 for v in DURATION THROTTLE_AT THROTTLE_MBIT LINK_MBIT; do
   [[ "${!v}" =~ ^[0-9]+$ ]] || { echo "lab.sh: ${v,,} must be a whole number" >&2; exit 2; }
 done
@@ -200,6 +205,7 @@ conf() { # host
   printf '[[switch.vm]]\nport = "vm"\nmac = "02:00:00:00:0%s:01"\n' "$n"
   for x in "${HOSTS[@]}"; do
     [ "$x" = "$h" ] && continue
+    linked "$h" "$x" || continue
     printf '[[switch.peer]]\nname = "%s"\nip = "198.18.100.%s"\n' "$x" "$(hnum "$x")"
     printf '[[switch.rule]]\ndst_mac = "02:00:00:00:0%s:01"\npeer = "%s"\n' "$(hnum "$x")" "$x"
   done
@@ -225,6 +231,7 @@ for h in "${HOSTS[@]}"; do
 done
 for pair in "A 3" "A 2" "B 3"; do
   set -- $pair
+  linked "$1" "$(echo "- A B C" | cut -d' ' -f$(($2 + 1)))" || continue
   for _ in $(seq 60); do
     ip netns exec "$(nsname "v$1")" ping -c1 -W1 "198.19.0.$2" >/dev/null 2>&1 && break; sleep 0.5
   done

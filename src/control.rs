@@ -32,6 +32,8 @@ pub struct Identity {
     pub host: String,
     pub vm_ports: Vec<String>,
     pub vm_macs: Vec<String>,
+    /// The daemon's own underlay address (peers reach it there).
+    pub underlay_ip: String,
 }
 
 /// What the control interface needs to know and change.
@@ -196,7 +198,10 @@ impl Control {
                             "mac": p.mac.as_ref().map(mac_str), "rules": rules})
                     })
                     .collect();
-                Ok(json!({"ok": true, "host": self.me.host, "links": links}))
+                Ok(
+                    json!({"ok": true, "host": self.me.host, "underlay_ip": self.me.underlay_ip,
+                    "links": links}),
+                )
             }
             "set_link" => {
                 let name = field("name")?;

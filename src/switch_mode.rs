@@ -119,6 +119,7 @@ pub fn run<'e>(
                     .unwrap_or_else(|| sw.underlay_ip.to_string()),
                 vm_ports: sw.vms.iter().map(|v| v.port.clone()).collect(),
                 vm_macs: sw.vms.iter().map(|v| v.mac.to_lowercase()).collect(),
+                underlay_ip: sw.underlay_ip.to_string(),
             },
             std::sync::Arc::clone(&fib),
         )?;

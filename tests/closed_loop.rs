@@ -1,5 +1,5 @@
-//! End to end: the lab (scripts/lab.sh) with three hosts, an application whose VMs talk
-//! across the A-C link, and that link throttled midway. Run twice, adaptation off and
+//! End to end: the lab (scripts/lab.sh) with three hosts (A and B not linked at first),
+//! an application whose VMs talk across the A-C link, and that link throttled midway. Run twice, adaptation off and
 //! on, same scenario: with it on, Wren must see the drop, VADAPT must reroute through
 //! B, and the application must recover to at least twice what it gets without, on the
 //! one TCP connection it opened. The adaptive run also kills the controller after the
@@ -37,6 +37,8 @@ fn lab(out: &Path, adapt: &str, extra: &[&str]) -> Value {
             "--delay-ms",
             "5",
         ])
+        // A and B start unlinked: the detour needs the controller to add that link.
+        .args(["--no-link", "A-B"])
         .arg("--out")
         .arg(out)
         .args(extra)
@@ -161,6 +163,19 @@ fn a_throttled_link_is_routed_around_and_the_application_recovers() {
         "adapted before the throttle, at {first} s"
     );
     assert_eq!(main_route(&on), ["A", "B", "C"]);
+    let links_set: Vec<&Value> = on["controller_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "links_set")
+        .collect();
+    assert!(
+        links_set
+            .iter()
+            .any(|e| e["added"] == 2 && e["links"] == serde_json::json!([["A", "B"], ["B", "A"]])),
+        "the controller did not link A and B for the detour: {}",
+        on["controller_events"]
+    );
     assert!(transit(&on_dir, "B") > 0);
     assert!(
         on_after >= 2.0 * off_after,

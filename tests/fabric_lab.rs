@@ -76,7 +76,7 @@ fn three_hosts_two_vms_each() {
         println!("iperf3 {what}: {mbps:.0} Mbit/s");
         assert!(bytes > 1_000_000, "iperf3 {what}: only {bytes} bytes");
     }
-    for h in 0..3 {
+    for (h, before) in drops_before.iter().enumerate() {
         let s = f.stop(h);
         assert_eq!(s["mbufs_in_use_at_exit"], 0, "{s}");
         let drops = &s["switch"]["drops"];
@@ -89,7 +89,7 @@ fn three_hosts_two_vms_each() {
             "HopLimit",
         ] {
             assert_eq!(
-                drops[cause], drops_before[h][cause],
+                drops[cause], before[cause],
                 "h{h} dropped for {cause} after warm-up: {s}"
             );
         }
@@ -170,13 +170,13 @@ fn links_change_live_while_tcp_flows() {
         .as_u64()
         .unwrap();
     assert!(transit > 1000, "host 1 carried {transit} frames");
-    for h in 0..3 {
+    for (h, before) in drops_before.iter().enumerate() {
         let s = f.stop(h);
         assert_eq!(s["mbufs_in_use_at_exit"], 0, "{s}");
         let drops = &s["switch"]["drops"];
         for cause in ["NoRule", "UnknownPeer", "PeerUnresolved", "HopLimit"] {
             assert_eq!(
-                drops[cause], drops_before[h][cause],
+                drops[cause], before[cause],
                 "h{h} dropped for {cause} after warm-up: {s}"
             );
         }

@@ -63,7 +63,8 @@ pub fn route(rules: &Rules, dst_host: &str, src_host: &str, dst_mac: &str) -> Ve
     path
 }
 
-/// The rules a daemon gets from its config: every remote VM straight to its host.
+/// The rules of a full mesh: every remote VM straight to its host (tests' starting point).
+#[cfg(test)]
 pub fn default_rules(hosts: &[String], vms: &[VmInfo]) -> Rules {
     hosts
         .iter()
@@ -232,10 +233,11 @@ pub fn judge(
     })
 }
 
-/// The rules that realise `plan` (paths of the demands) on top of `defaults`, and the
-/// demands whose route had to follow another's (src, dst, the route taken).
+/// The rules that realise `plan` (paths of the demands) on top of `base` (the rules in
+/// force: VMs no demand reaches keep theirs), and the demands whose route had to
+/// follow another's (src, dst, the route taken).
 pub fn realise(
-    defaults: &Rules,
+    base: &Rules,
     plan: &[vadapt::PathOut],
     demands: &[Demand],
 ) -> (Rules, Vec<(String, String, Vec<String>)>) {
@@ -277,7 +279,7 @@ pub fn realise(
             t.insert(w[0].clone(), w[1].clone());
         }
     }
-    let mut rules = defaults.clone();
+    let mut rules = base.clone();
     for (mac, t) in tree {
         for (h, next) in t {
             rules
@@ -327,6 +329,27 @@ pub fn changes(
     out
 }
 
+/// The overlay links (host, peer) the changes need and the daemons lack: each rule to
+/// `peer:X` on H needs H's link to X, and X must know H too (a daemon drops VXLAN from
+/// hosts that are not its links).
+pub fn missing_links(
+    changes: &[RuleChange],
+    links: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<(String, String)> {
+    let mut out = BTreeSet::new();
+    for c in changes {
+        let Some(x) = c.to.strip_prefix("peer:") else {
+            continue;
+        };
+        for (a, b) in [(c.host.as_str(), x), (x, c.host.as_str())] {
+            if !links.get(a).is_some_and(|l| l.contains(b)) {
+                out.insert((a.to_string(), b.to_string()));
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// The set of (src, dst) pairs of the demands.
 pub fn pairs(demands: &[Demand]) -> BTreeSet<(String, String)> {
     demands
@@ -371,6 +394,26 @@ mod tests {
             m.insert((s(a), s(b)), bw);
         }
         m
+    }
+
+    #[test]
+    fn a_rule_over_a_missing_link_needs_it_at_both_ends() {
+        let links: BTreeMap<String, BTreeSet<String>> =
+            [("A", vec!["C"]), ("B", vec!["C"]), ("C", vec!["A", "B"])]
+                .into_iter()
+                .map(|(h, l)| (s(h), l.into_iter().map(s).collect()))
+                .collect();
+        let ch = |host: &str, to: &str| RuleChange {
+            host: s(host),
+            mac: s("c1"),
+            to: s(to),
+            was: None,
+        };
+        assert_eq!(
+            missing_links(&[ch("B", "peer:C"), ch("A", "peer:B")], &links),
+            vec![(s("A"), s("B")), (s("B"), s("A"))]
+        );
+        assert!(missing_links(&[ch("A", "peer:C"), ch("C", "vm:x")], &links).is_empty());
     }
 
     #[test]

@@ -75,6 +75,9 @@ fn api(host: &HostEntry, method: &str, path: &str, body: &str) -> Result<Value> 
 /// What one daemon said this round.
 struct Gathered {
     host: String,
+    /// The daemon's overlay links (peer names) and its own underlay address.
+    links: BTreeSet<String>,
+    underlay_ip: Option<String>,
     local_vms: Vec<String>,
     rules: BTreeMap<String, String>,
     rows: Vec<MatrixEntry>,
@@ -95,6 +98,14 @@ fn gather(h: &HostEntry) -> Result<Gathered> {
             ))
         })
         .collect::<BTreeMap<String, String>>();
+    let links_reply = api(h, "GET", "/links", "")?;
+    let links = links_reply["links"]
+        .as_array()
+        .context("no links in the reply")?
+        .iter()
+        .filter_map(|l| l["name"].as_str().map(str::to_string))
+        .collect();
+    let underlay_ip = links_reply["underlay_ip"].as_str().map(str::to_string);
     // Monitoring may be off on a daemon: then it has no views, only rules.
     let matrix = api(h, "GET", "/matrix", "").ok();
     let paths = api(h, "GET", "/paths", "").ok();
@@ -125,6 +136,8 @@ fn gather(h: &HostEntry) -> Result<Gathered> {
         .collect();
     Ok(Gathered {
         host,
+        links,
+        underlay_ip,
         local_vms,
         rules,
         rows,
@@ -161,6 +174,8 @@ struct Controller {
     baseline: Option<Baseline>,
     last_run: Option<f64>,
     adaptations: u64,
+    /// A plan whose rules are not all set yet (links were added first).
+    rolling_out: bool,
     events: Vec<Value>,
     last_status: Value,
 }
@@ -209,7 +224,6 @@ impl Controller {
         for d in &down {
             log::warn!("controller: {}: {}", d["host"], d["error"]);
         }
-        let hosts: Vec<String> = self.cfg.hosts.iter().map(|h| h.name.clone()).collect();
         // VMs by MAC, with the IPs VTTIF saw them use.
         let mut vms: Vec<VmInfo> = Vec::new();
         for g in &gathered {
@@ -361,22 +375,37 @@ impl Controller {
         if let (Some(why), true, true) = (why, may_run, all_up) {
             self.last_run = Some(now);
             self.baseline = Some(rebase(self));
-            planned = self.plan(&why, &hosts, &vms, &demands, &current);
+            planned = self.plan(&why, &vms, &demands, &current);
         }
 
         // Keep every daemon on the plan (a restarted daemon comes back to it).
         if self.adapt && all_up {
             if let Some(desired) = &self.desired {
                 let todo = decide::changes(desired, &current, host_of);
-                if !todo.is_empty() {
+                let links: BTreeMap<String, BTreeSet<String>> = gathered
+                    .iter()
+                    .map(|g| (g.host.clone(), g.links.clone()))
+                    .collect();
+                let underlay: BTreeMap<String, String> = gathered
+                    .iter()
+                    .filter_map(|g| Some((g.host.clone(), g.underlay_ip.clone()?)))
+                    .collect();
+                let missing = decide::missing_links(&todo, &links);
+                if !missing.is_empty() {
+                    // Links first; the rules next round, once ARP has had its second.
+                    let added = self.add_links(&missing, &underlay);
+                    self.rolling_out |= planned;
+                    self.event(json!({"event": "links_set", "links": missing, "added": added}));
+                } else if !todo.is_empty() {
                     let applied = self.apply(&todo);
-                    let why = if planned {
+                    let why = if planned || self.rolling_out {
                         "the new plan"
                     } else {
                         "a daemon differs from the plan (restarted, or changed by hand)"
                     };
                     self.event(json!({"event": "rules_set", "why": why, "changes": todo,
                         "applied": applied}));
+                    self.rolling_out = false;
                 }
             }
         }
@@ -431,14 +460,7 @@ impl Controller {
 
     /// Runs VADAPT and, when its plan is worth it, makes it the plan in force (true).
     #[cold]
-    fn plan(
-        &mut self,
-        why: &str,
-        hosts: &[String],
-        vms: &[VmInfo],
-        demands: &[Demand],
-        current: &Rules,
-    ) -> bool {
+    fn plan(&mut self, why: &str, vms: &[VmInfo], demands: &[Demand], current: &Rules) -> bool {
         if demands.is_empty() {
             self.event(json!({"event": "no_demands", "trigger": why}));
             return false;
@@ -487,8 +509,7 @@ impl Controller {
             self.event(json!({"event": "would_apply", "trigger": why, "verdict": verdict}));
             return false;
         }
-        let defaults = decide::default_rules(hosts, vms);
-        let (mut desired, followed) = decide::realise(&defaults, &verdict.plan, demands);
+        let (mut desired, followed) = decide::realise(current, &verdict.plan, demands);
         // Only peer rules are the controller's.
         for r in desired.values_mut() {
             r.retain(|_, to| to.starts_with("peer:"));
@@ -551,6 +572,31 @@ impl Controller {
         self.event(json!({"event": "migration", "command": line, "ok": ok, "detail": detail}));
     }
 
+    /// Adds each (host, peer) link at `underlay[peer]`; returns how many were taken.
+    #[cold]
+    fn add_links(
+        &mut self,
+        missing: &[(String, String)],
+        underlay: &BTreeMap<String, String>,
+    ) -> usize {
+        let mut ok = 0;
+        for (host, peer) in missing {
+            let (Some(h), Some(ip)) = (
+                self.cfg.hosts.iter().find(|x| &x.name == host),
+                underlay.get(peer),
+            ) else {
+                log::warn!("controller: no address for {peer}: cannot link {host} to it");
+                continue;
+            };
+            let body = json!({ "ip": ip }).to_string();
+            match api(h, "PUT", &format!("/links/{peer}"), &body) {
+                Ok(_) => ok += 1,
+                Err(e) => log::warn!("controller: {host}: link {peer} at {ip}: {e:#}"),
+            }
+        }
+        ok
+    }
+
     /// Sets each rule in order; returns how many the daemons took.
     #[cold]
     fn apply(&mut self, todo: &[decide::RuleChange]) -> usize {
@@ -587,6 +633,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         baseline: None,
         last_run: None,
         adaptations: 0,
+        rolling_out: false,
         events: Vec::new(),
         last_status: Value::Null,
     };
