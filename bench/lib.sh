@@ -2,13 +2,14 @@
 # The one-VM, one-peer switch configuration they measure, and testpmd io on the same
 # ports with its cycles per packet.
 
-# nic_devargs vm_devargs monitor(true|false)
+# nic_devargs vm_devargs monitor(true|false) [stage_clocks(true|false)]
 switch_cfg() {
   cat <<EOF
 [dataplane]
 mode = "switch"
 burst = 32
 stats_interval_ms = 100000
+stage_clocks = ${4:-false}
 [[port]]
 name = "nic"
 devargs = "$1"

@@ -62,6 +62,7 @@ for s in encap decap; do
   if [ $s = encap ]; then n=$ENC_NIC; v=$ENC_VM; else n=$DEC_NIC; v=$DEC_VM; fi
   switch_cfg "$n" "$v" false > "$tmp/$s-off.toml"
   switch_cfg "$n" "$v" true > "$tmp/$s-on.toml"
+  switch_cfg "$n" "$v" true true > "$tmp/$s-stages.toml"
   echo "$n $v" > "$tmp/$s.ports"
 done
 
@@ -90,9 +91,18 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 
-python3 - "$tmp/rounds.txt" "$OUT" "$SIZE" "$ROUNDS" "$SECS" <<'PY'
+# Where the cycles go (monitoring on, stages clocked: four more TSC reads a loop).
+echo "{" > "$tmp/stages.json"
+for s in encap decap; do
+  switch_run "$tmp/$s-stages.toml" > /dev/null
+  printf '"%s": %s,\n' "$s" "$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["switch"]; print(json.dumps({"stages": s["stage_cycles_per_packet"], "total": s["cycles_per_packet"]}))' "$tmp/s.json")" >> "$tmp/stages.json"
+done
+echo '"_": null}' >> "$tmp/stages.json"
+
+python3 - "$tmp/rounds.txt" "$OUT" "$SIZE" "$ROUNDS" "$SECS" "$tmp/stages.json" <<'PY'
 import datetime, json, platform, statistics, subprocess, sys
-rows_path, out, size, rounds, secs = sys.argv[1:]
+rows_path, out, size, rounds, secs, stages_path = sys.argv[1:]
+stages = json.load(open(stages_path))
 rows = [l.split() for l in open(rows_path) if l.strip()]
 def ver(cmd):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
@@ -119,6 +129,12 @@ for s in ("encap", "decap"):
                                                      sp(sc["off_over_testpmd"]), sp(sc["on_over_testpmd"]))
 md += "\nMedians over %s rounds (min-max in brackets). Drops in every run: %s.\n" % (
     rounds, sorted(set(r[7] for r in rows) | set(r[8] for r in rows)))
+md += "\nWhere the cycles go, monitoring on, one run with the stages clocked (`dataplane.stage_clocks`, four more TSC reads a loop, so its total runs a little above the table's):\n\n"
+md += "| scenario | rx | record | forward | tx | total |\n|---|---|---|---|---|---|\n"
+for s in ("encap", "decap"):
+    st = stages[s]["stages"]
+    md += "| %s | %.1f | %.1f | %.1f | %.1f | %.1f |\n" % (s, st["rx"], st["record"], st["forward"], st["tx"], stages[s]["total"])
+    res["scenarios"][s]["stages_clocked"] = stages[s]
 md += "\nReproduce: `sudo SIZE=%s bench/switch.sh`\n" % size
 open("%s/switch-%s.md" % (out, size), "w").write(md)
 json.dump(res, open("%s/switch-%s.json" % (out, size), "w"), indent=2)

@@ -233,6 +233,9 @@ pub struct DataplaneSection {
     /// Microseconds a worker sleeps after `idle_polls` empty polls; 0 = busy-poll always.
     pub idle_sleep_us: u32,
     pub idle_polls: u32,
+    /// Switch mode: clock each stage of the loop (rx, record, forward, tx) per busy
+    /// iteration, as VPP's per-node clocks (four more TSC reads a loop: for benchmarks).
+    pub stage_clocks: bool,
 }
 
 impl Default for DataplaneSection {
@@ -246,6 +249,7 @@ impl Default for DataplaneSection {
             stats_interval_ms: 1000,
             idle_sleep_us: 0,
             idle_polls: 256,
+            stage_clocks: false,
         }
     }
 }

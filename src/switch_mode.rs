@@ -133,6 +133,7 @@ pub fn run<'e>(
             underlay,
             pool,
             counters: &counters,
+            stage_clocks: d.stage_clocks,
         };
         let mut monitor = monitor;
         let burst = d.burst;

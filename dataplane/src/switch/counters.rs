@@ -62,7 +62,14 @@ pub struct SwitchCounters {
     pub packets: Counter,
     /// Loop iterations that found no packet on any port (how idle the worker is).
     pub empty_polls: Counter,
+    /// Busy TSC cycles per stage (`STAGES`), when the worker clocks its stages.
+    pub stages: [Counter; 4],
 }
+
+/// The stages of the switch loop, as `SwitchCounters::stages` counts them: receiving
+/// bursts, writing their records, forwarding (lookup, encapsulation or decapsulation,
+/// ARP, queueing per destination), transmitting.
+pub const STAGES: [&str; 4] = ["rx", "record", "forward", "tx"];
 
 impl SwitchCounters {
     #[inline]
@@ -95,6 +102,9 @@ pub struct SwitchSnapshot {
     pub drops: std::collections::BTreeMap<String, u64>,
     pub cycles_per_packet: Option<f64>,
     pub empty_polls: u64,
+    /// Cycles per packet by stage, when clocked (`dataplane.stage_clocks`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_cycles_per_packet: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 impl SwitchCounters {
@@ -119,6 +129,15 @@ impl SwitchCounters {
                 .collect(),
             cycles_per_packet: (pk > 0).then(|| self.busy_cycles.get() as f64 / pk as f64),
             empty_polls: self.empty_polls.get(),
+            stage_cycles_per_packet: (pk > 0 && self.stages.iter().any(|c| c.get() > 0)).then(
+                || {
+                    STAGES
+                        .iter()
+                        .zip(&self.stages)
+                        .map(|(n, c)| (n.to_string(), c.get() as f64 / pk as f64))
+                        .collect()
+                },
+            ),
         }
     }
 }

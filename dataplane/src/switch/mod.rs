@@ -62,7 +62,34 @@ pub struct Switch<'p, 'c, 'e> {
     pub underlay: Underlay,
     pub pool: Mempool<'e>,
     pub counters: &'c SwitchCounters,
+    /// Clock each stage of the loop into `counters.stages` (benchmarks).
+    pub stage_clocks: bool,
 }
+
+/// Per-stage cycles of one loop iteration, added to the counters only when the
+/// iteration moved packets (so idle polling is in no stage, as in `busy_cycles`).
+struct StageClock {
+    on: bool,
+    last: u64,
+    spent: [u64; 4],
+}
+
+impl StageClock {
+    /// Charges the time since the last lap to stage `i`.
+    #[inline(always)]
+    fn lap(&mut self, i: usize) {
+        if self.on {
+            let t = tsc::now();
+            self.spent[i] += t.saturating_sub(self.last);
+            self.last = t;
+        }
+    }
+}
+
+const RX: usize = 0;
+const RECORD: usize = 1;
+const FORWARD: usize = 2;
+const TX: usize = 3;
 
 /// Per-destination bursts, reused every loop.
 struct Outputs<'e> {
@@ -324,6 +351,11 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         let mut empty_run = 0u32;
         while !quit.load(Ordering::Relaxed) {
             let start = tsc::now();
+            let mut clock = StageClock {
+                on: self.stage_clocks,
+                last: start,
+                spent: [0; 4],
+            };
             let mut moved = 0usize;
             let fib = self.fib.load_full();
             if !Arc::ptr_eq(&fib, &synced) {
@@ -333,19 +365,23 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 synced = Arc::clone(&fib);
             }
             let n = self.nic_rx.rx_up_to(&mut rx, burst_size);
+            clock.lap(RX);
             if n > 0 {
                 self.counters.nic_rx.add(n as u64);
                 if let Some(mon) = monitor.as_deref_mut() {
                     mon.record_burst(&rx, start, Direction::FromNic, self.nic_rx.port().0 as u8);
                 }
+                clock.lap(RECORD);
                 moved += n;
                 for m in rx.drain() {
                     self.handle_nic_frame(&mut out, &fib, m);
                 }
+                clock.lap(FORWARD);
             }
             for j in 0..self.vms.len() {
                 let rx_tsc = tsc::now();
                 let n = self.vms[j].rx.rx_up_to(&mut rx, burst_size);
+                clock.lap(RX);
                 if n == 0 {
                     continue;
                 }
@@ -353,22 +389,31 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 if let Some(mon) = monitor.as_deref_mut() {
                     mon.record_burst(&rx, rx_tsc, Direction::ToNic, self.vms[j].rx.port().0 as u8);
                 }
+                clock.lap(RECORD);
                 moved += n;
                 for m in rx.drain() {
                     self.handle_vm_frame(&mut out, &fib, j, m);
                 }
+                clock.lap(FORWARD);
             }
             if start >= next_arp {
                 self.resolve_peers(&mut out);
                 next_arp = start + hz;
             }
+            clock.lap(FORWARD);
             self.flush_nic(&mut out);
             for i in 0..self.vms.len() {
                 self.flush_vm(&mut out, i);
             }
+            clock.lap(TX);
             if moved > 0 {
                 self.counters.busy_cycles.add(tsc::now() - start);
                 self.counters.packets.add(moved as u64);
+                if clock.on {
+                    for (c, &v) in self.counters.stages.iter().zip(&clock.spent) {
+                        c.add(v);
+                    }
+                }
                 empty_run = 0;
             } else {
                 self.counters.empty_polls.add(1);
