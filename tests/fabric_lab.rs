@@ -79,6 +79,17 @@ fn three_hosts_two_vms_each() {
     for (h, before) in drops_before.iter().enumerate() {
         let s = f.stop(h);
         assert_eq!(s["mbufs_in_use_at_exit"], 0, "{s}");
+        // The stages (clocked in the fabric) account for the busy cycles.
+        let st = &s["switch"]["stage_cycles_per_packet"];
+        let sum: f64 = ["rx", "record", "forward", "tx"]
+            .iter()
+            .map(|k| st[k].as_f64().unwrap_or_else(|| panic!("no stage {k}: {s}")))
+            .sum();
+        let busy = s["switch"]["cycles_per_packet"].as_f64().unwrap();
+        assert!(
+            sum > 0.5 * busy && sum <= busy * 1.001,
+            "stages {sum} vs busy {busy}: {s}"
+        );
         let drops = &s["switch"]["drops"];
         for cause in [
             "NoRule",

@@ -124,6 +124,7 @@ impl Fabric {
     pub fn config(&self, h: usize) -> String {
         let mut c = String::from(
             "[dataplane]\nmode = \"switch\"\nidle_sleep_us = 20\nstats_interval_ms = 1000\n\
+             stage_clocks = true\n\
              [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u\"\n",
         );
         let local: Vec<(usize, &Vm)> = self
