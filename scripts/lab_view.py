@@ -191,8 +191,12 @@ print("\033[1m== what happened\033[0m")
 for t, who, text in events():
     print("   %5.1f s  %-10s %s" % (t, who, text[:160]))
 print()
-print("  application (iperf3's own figures): %.1f Mbit/s before the throttle, %.1f Mbit/s from %d s after it to the end" % (
-    result["before_throttle_mbps"], result["after_throttle_mbps"], settle))
+if after:
+    print("  application (iperf3's own figures): %.1f Mbit/s before the throttle, %.1f Mbit/s from %d s after it to the end" % (
+        result["before_throttle_mbps"], result["after_throttle_mbps"], settle))
+else:
+    print("  application (iperf3's own figures): %.1f Mbit/s before the throttle (the run ended within %d s of it: no figure after)" % (
+        result["before_throttle_mbps"], settle))
 ac = link("A", "C")
 if ac:
     print("  A->C available bandwidth: truth %.1f Mbit/s, wrenvnet %.1f Mbit/s (%s)" % (avail("A->C"), ac["bw_mbps"], ac["source"]))

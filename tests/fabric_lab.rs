@@ -83,7 +83,11 @@ fn three_hosts_two_vms_each() {
         let st = &s["switch"]["stage_cycles_per_packet"];
         let sum: f64 = ["rx", "record", "forward", "tx"]
             .iter()
-            .map(|k| st[k].as_f64().unwrap_or_else(|| panic!("no stage {k}: {s}")))
+            .map(|k| {
+                st[k]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("no stage {k}: {s}"))
+            })
             .sum();
         let busy = s["switch"]["cycles_per_packet"].as_f64().unwrap();
         assert!(

@@ -429,7 +429,8 @@ impl Controller {
                 json!({"from": a, "to": b, "nominal_bw_mbps": l.nominal_bw_mbps,
                     "bw_mbps": l.bw_mbps(self.view.tolerance),
                     "measured_mbps": l.measured_mbps(), "source": l.source(), "latency_ms": l.latency_ms(),
-                    "estimate": l.estimate, "low": l.low, "high": l.high})
+                    "estimate": l.estimate, "low": l.low, "high": l.high,
+                    "latency": l.latency})
             })
             .collect();
         self.last_status = json!({
