@@ -180,17 +180,21 @@ pub struct Verdict {
     pub objective_plan: f64,
     pub feasible_now: bool,
     pub feasible_plan: bool,
-    /// The gain a change must exceed: `improvement` × the total demand.
+    /// The gain a change must exceed: `improvement` × max(total demand, scale).
     pub needed_gain: f64,
     pub plan: Vec<vadapt::PathOut>,
     pub mapping: BTreeMap<String, String>,
 }
 
 /// Runs VADAPT on `problem` and judges its plan against the routes in force.
+/// A plan must gain more than `improvement` × the larger of the total demand and
+/// `scale` (the narrowest nominal link): when the demands are small (an application
+/// starting), a gain of a few Mbit/s is noise, not a reason to move traffic.
 pub fn judge(
     problem: &Problem,
     opts: &vadapt::Options,
     improvement: f64,
+    scale: f64,
 ) -> Result<Verdict, vadapt::ProblemError> {
     let inst = Instance::from_problem(problem)?;
     let answer = vadapt::solve(problem, opts)?;
@@ -214,7 +218,7 @@ pub fn judge(
     };
     let now = evaluate(&inst, &current);
     let total: f64 = problem.demands.iter().map(|d| d.mbps).sum();
-    let needed_gain = (improvement * total).max(1.0);
+    let needed_gain = (improvement * total.max(scale)).max(1.0);
     let objective_plan = answer.objective.unwrap_or(f64::NEG_INFINITY);
     let objective_now = if now.objective.is_nan() {
         f64::NEG_INFINITY
@@ -448,7 +452,7 @@ mod tests {
             rules,
             allow_migration: false,
         };
-        judge(&sit.problem(), &vadapt::Options::default(), 0.25).unwrap()
+        judge(&sit.problem(), &vadapt::Options::default(), 0.25, 100.0).unwrap()
     }
 
     #[test]

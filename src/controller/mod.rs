@@ -160,6 +160,9 @@ struct Baseline {
     bw: BTreeMap<(String, String), f64>,
 }
 
+/// Rounds a new set of demands must hold before it is planned for.
+const PERSIST_ROUNDS: u32 = 3;
+
 fn moved(old: f64, new: f64, threshold: f64) -> bool {
     (new - old).abs() > threshold * old.abs().max(1.0)
 }
@@ -172,6 +175,10 @@ struct Controller {
     /// The rules the controller keeps every daemon on (peer rules only).
     desired: Option<Rules>,
     baseline: Option<Baseline>,
+    /// The demand pairs seen last round and for how many rounds in a row: a new set of
+    /// demands is planned for only once it has held `PERSIST_ROUNDS` rounds (as VTTIF
+    /// damps its topology), not in an application's first second.
+    pairs_seen: (BTreeSet<(String, String)>, u32),
     last_run: Option<f64>,
     adaptations: u64,
     /// A plan whose rules are not all set yet (links were added first).
@@ -329,10 +336,17 @@ impl Controller {
             .iter()
             .map(|d| ((d.src.clone(), d.dst.clone()), d.mbps))
             .collect();
+        let pairs_now = decide::pairs(&demands);
+        if pairs_now == self.pairs_seen.0 {
+            self.pairs_seen.1 = self.pairs_seen.1.saturating_add(1);
+        } else {
+            self.pairs_seen = (pairs_now.clone(), 1);
+        }
+        let settled = self.pairs_seen.1 >= PERSIST_ROUNDS;
         let why: Option<String> = match &self.baseline {
             None => None,
             Some(b) => {
-                if b.pairs != decide::pairs(&demands) {
+                if b.pairs != pairs_now && settled {
                     Some(format!(
                         "demands changed ({} -> {} pairs)",
                         b.pairs.len(),
@@ -495,7 +509,14 @@ impl Controller {
             iterations: None,
             budget_ms: Some(2000),
         };
-        let verdict = match decide::judge(&problem, &opts, self.cfg.controller.improvement) {
+        let scale = self
+            .view
+            .links
+            .values()
+            .map(|l| l.nominal_bw_mbps)
+            .fold(f64::INFINITY, f64::min);
+        let scale = if scale.is_finite() { scale } else { 0.0 };
+        let verdict = match decide::judge(&problem, &opts, self.cfg.controller.improvement, scale) {
             Ok(v) => v,
             Err(e) => {
                 self.event(json!({"event": "plan_failed", "trigger": why, "error": e.to_string()}));
@@ -635,6 +656,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         last_run: None,
         adaptations: 0,
         rolling_out: false,
+        pairs_seen: (BTreeSet::new(), 0),
         events: Vec::new(),
         last_status: Value::Null,
     };

@@ -157,11 +157,9 @@ impl NetworkView {
     }
 
     /// Takes in one path measurement whose traffic followed `route` (host names). A
-    /// claim of room (an estimate, a lower bound) resting on fewer than `min_trains`
-    /// trains (a connection's first round trips, slow start's bursts) is not taken; a
-    /// claim of congestion (an upper bound: trains that queued or lost segments) is,
-    /// as under heavy loss most trains are unusable and the few left are the news. The
-    /// RTT is always taken.
+    /// bandwidth answer resting on fewer than `min_trains` trains (a connection's first
+    /// round trips: slow start's bursts queue and read as an upper bound) is not taken;
+    /// its RTT is.
     pub fn observe(
         &mut self,
         route: &[String],
@@ -172,7 +170,7 @@ impl NetworkView {
         if route.len() < 2 {
             return;
         }
-        let enough = obs.trains >= min_trains || (obs.kind == "upper_bound" && obs.trains > 0);
+        let enough = obs.trains >= min_trains;
         let seen = |value: f64| Some(Seen { value, at: now });
         if route.len() == 2 {
             let Some(l) = self.links.get_mut(&(route[0].clone(), route[1].clone())) else {
@@ -374,16 +372,17 @@ mod tests {
     }
 
     #[test]
-    fn congestion_on_few_trains_is_taken_room_on_few_trains_is_not() {
+    fn no_bound_on_few_trains_is_taken() {
         let mut v = view();
-        let mut o = obs("lower_bound", None, Some(150.0), None);
-        o.trains = 2;
-        v.observe(&r(&["A", "C"]), &o, 0.0, 3);
-        assert_eq!(bw(&v, "A", "C"), 100.0);
-        let mut o = obs("upper_bound", None, None, Some(22.0));
-        o.trains = 2;
-        v.observe(&r(&["A", "C"]), &o, 1.0, 3);
-        assert_eq!(bw(&v, "A", "C"), 22.0);
+        for o in [
+            obs("lower_bound", None, Some(150.0), None),
+            obs("upper_bound", None, None, Some(22.0)),
+        ] {
+            let mut o = o;
+            o.trains = 2;
+            v.observe(&r(&["A", "C"]), &o, 0.0, 3);
+            assert_eq!(bw(&v, "A", "C"), 100.0);
+        }
     }
 
     #[test]
