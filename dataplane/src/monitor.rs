@@ -22,8 +22,9 @@ impl Monitor {
     #[inline]
     pub fn record_burst(&mut self, burst: &Burst<'_>, tsc: u64, direction: Direction, port: u8) {
         burst.prefetch_data();
-        self.ring.push_with(burst.len(), |i| {
-            Record::from_frame(burst.data(i), tsc, direction, port)
-        });
+        self.ring
+            .push_with_hint(burst.len(), crate::mbuf::prefetch_for_write, |i| {
+                Record::from_frame(burst.data(i), tsc, direction, port)
+            });
     }
 }
