@@ -124,7 +124,7 @@ impl Api {
 
     /// Answers every request waiting on any listener.
     #[cold]
-    pub fn poll(&self, control: &Control, counters: &SwitchCounters, analysis: &AnalysisLoop) {
+    pub fn poll(&self, control: &Control, counters: &[SwitchCounters], analysis: &AnalysisLoop) {
         for l in &self.listeners {
             while let Ok(Some(req)) = l.server.try_recv() {
                 let authorized = !l.needs_token || self.authorized(&req);
@@ -178,7 +178,7 @@ fn answer(
     mut req: Request,
     authorized: bool,
     control: &Control,
-    counters: &SwitchCounters,
+    counters: &[SwitchCounters],
     analysis: &AnalysisLoop,
 ) {
     if !authorized {
@@ -265,9 +265,9 @@ fn answer(
 
 /// Prometheus text: the switch's counters, Wren's paths and VTTIF's rows as gauges.
 #[cold]
-fn metrics(host: &str, counters: &SwitchCounters, analysis: &AnalysisLoop) -> String {
+fn metrics(host: &str, counters: &[SwitchCounters], analysis: &AnalysisLoop) -> String {
     use std::fmt::Write;
-    let s = counters.snapshot();
+    let s = SwitchCounters::snapshot_all(counters);
     let mut out = String::new();
     let h = escape(host);
     let mut counter = |name: &str, help: &str, v: u64| {

@@ -330,9 +330,6 @@ impl Config {
             if sw.vni >= 1 << 24 {
                 bail!("switch.vni must be below 2^24, got {}", sw.vni);
             }
-            if d.workers != 1 {
-                bail!("mode \"switch\" runs one worker for now (dataplane.workers = 1)");
-            }
         }
         if d.workers == 0 {
             bail!("dataplane.workers must be at least 1");

@@ -68,7 +68,7 @@ impl Control {
 
     /// Serves every pending connection (one request line each).
     #[cold]
-    pub fn poll(&self, counters: &SwitchCounters, analysis: &AnalysisLoop) {
+    pub fn poll(&self, counters: &[SwitchCounters], analysis: &AnalysisLoop) {
         let Some((listener, _)) = &self.listener else {
             return;
         };
@@ -115,7 +115,7 @@ impl Control {
         bail!("\"to\" must be \"vm:PORT\" or \"peer:NAME\", got {to:?}")
     }
 
-    fn handle(&self, line: &str, counters: &SwitchCounters, analysis: &AnalysisLoop) -> Value {
+    fn handle(&self, line: &str, counters: &[SwitchCounters], analysis: &AnalysisLoop) -> Value {
         match self.try_handle(line, counters, analysis) {
             Ok(v) => v,
             Err(e) => json!({"ok": false, "error": format!("{e:#}")}),
@@ -125,7 +125,7 @@ impl Control {
     fn try_handle(
         &self,
         line: &str,
-        counters: &SwitchCounters,
+        counters: &[SwitchCounters],
         analysis: &AnalysisLoop,
     ) -> Result<Value> {
         let req: Value = serde_json::from_str(line).context("request is not JSON")?;
@@ -137,7 +137,7 @@ impl Control {
     pub fn handle_value(
         &self,
         req: &Value,
-        counters: &SwitchCounters,
+        counters: &[SwitchCounters],
         analysis: &AnalysisLoop,
     ) -> Result<Value> {
         let op = req
@@ -185,7 +185,9 @@ impl Control {
                 log::info!("control: rule {} removed", mac_str(&mac));
                 Ok(json!({"ok": true, "rules": n}))
             }
-            "stats" => Ok(json!({"ok": true, "host": self.me.host, "switch": counters.snapshot()})),
+            "stats" => Ok(
+                json!({"ok": true, "host": self.me.host, "switch": SwitchCounters::snapshot_all(counters)}),
+            ),
             "links" => {
                 let fib = self.fib.load();
                 let links: Vec<Value> = fib

@@ -54,6 +54,9 @@ struct MonitorSummary {
     records_pushed: u64,
     records_dropped_ring_full: u64,
     records_analysed: u64,
+    /// Several workers: records that reached the time-order merge after newer ones had
+    /// been handed to the engines (see `AnalysisLoop::with_merge`).
+    records_late: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,11 +184,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         Box::new(analysis::vttif::Vttif::new(config.vttif.to_config(false)?)),
     ];
     let mut analysis = AnalysisLoop::new(consumers, engines, timebase);
+    if d.workers > 1 {
+        // Several rings: one time order for the engines, records held 5 ms.
+        analysis = analysis.with_merge(timebase.hz / 200, dataplane::tsc::now);
+    }
     let monitor_on = config.monitor.enabled;
     let consumer_delay = Duration::from_micros(config.monitor.consumer_delay_us);
 
     if d.mode == crate::config::Mode::Switch {
-        let monitor = producers.pop().flatten();
         let outcome = crate::switch_mode::run(
             &eal,
             pool,
@@ -193,7 +199,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             &config,
             &quit,
             args.duration,
-            monitor,
+            producers,
             &mut analysis,
         )?;
         let monitor_sum = monitor_on.then(|| monitor_summary(&analysis, &ring_counters));
@@ -269,7 +275,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             )
         })?;
         // Workers are done: what is left in the rings is analysed too.
-        analysis.poll();
+        analysis.finish();
     }
     let elapsed = started.elapsed().as_secs_f64();
 
@@ -331,6 +337,7 @@ fn monitor_summary(analysis: &AnalysisLoop, rings: &[Arc<RingCounters>]) -> Moni
         records_pushed: rings.iter().map(|r| r.pushed()).sum(),
         records_dropped_ring_full: rings.iter().map(|r| r.dropped()).sum(),
         records_analysed: analysis.drained(),
+        records_late: analysis.late_records(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `wrenvnet run` in mode "switch": builds the overlay switch from the config, runs it
-//! on one worker lcore, and drains records, prints stats and shuts down on the main one.
+//! on `dataplane.workers` worker lcores (worker w owns queue w of every port), and
+//! drains records, serves the control path, prints stats and shuts down on the main one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -10,12 +11,19 @@ use dataplane::lcore::LcoreJob;
 use dataplane::monitor::Monitor;
 use dataplane::switch::counters::{SwitchCounters, SwitchSnapshot};
 use dataplane::switch::fib::{Dest, Fib, PeerSpec};
+use dataplane::switch::neighbors::Neighbors;
 use dataplane::switch::overlay::Underlay;
 use dataplane::switch::{Switch, VmPort};
 use dataplane::xconnect::IdleBackoff;
 use dataplane::{Eal, Mempool, Port, PortId};
 
 use crate::config::{parse_mac, Config};
+
+/// A port's queues, handed out one per worker.
+type PortQueues<'p> = (
+    std::vec::IntoIter<dataplane::RxQueue<'p>>,
+    std::vec::IntoIter<dataplane::TxQueue<'p>>,
+);
 
 /// What the switch reports at exit.
 pub struct SwitchOutcome {
@@ -31,7 +39,7 @@ pub fn run<'e>(
     config: &Config,
     quit: &AtomicBool,
     duration: Option<f64>,
-    monitor: Option<Monitor>,
+    monitors: Vec<Option<Monitor>>,
     analysis: &mut AnalysisLoop,
 ) -> Result<SwitchOutcome> {
     let sw = config
@@ -84,8 +92,10 @@ pub fn run<'e>(
         fib.len()
     );
 
-    let counters = SwitchCounters::default();
     let d = &config.dataplane;
+    let workers = d.workers as usize;
+    let counters: Vec<SwitchCounters> = (0..workers).map(|_| SwitchCounters::default()).collect();
+    let neighbors = Neighbors::default();
     let idle = IdleBackoff {
         empty_polls_before_sleep: d.idle_polls,
         sleep_us: d.idle_sleep_us,
@@ -93,21 +103,18 @@ pub fn run<'e>(
     let lcores = eal.worker_lcores();
     let started = Instant::now();
     {
-        // Each port hands out its queues once; the worker owns them all.
-        let mut queues: Vec<Option<(dataplane::RxQueue<'_>, dataplane::TxQueue<'_>)>> = ports
+        // Each port hands out its queues once: queue w of every port to worker w.
+        let mut queues: Vec<Option<PortQueues<'_>>> = ports
             .iter_mut()
             .map(|p| {
-                let (mut rx, mut tx) = p.queues();
-                Some((rx.remove(0), tx.remove(0)))
+                let (rx, tx) = p.queues();
+                Some((rx.into_iter(), tx.into_iter()))
             })
             .collect();
-        let (nic_rx, nic_tx) = queues[nic_ix].take().context("NIC queues")?;
-        let vms: Vec<VmPort<'_>> = vm_ix
+        let (mut nic_rx, mut nic_tx) = queues[nic_ix].take().context("NIC queues")?;
+        let mut vm_queues: Vec<PortQueues<'_>> = vm_ix
             .iter()
-            .map(|&i| {
-                let (rx, tx) = queues[i].take().context("a port is used twice")?;
-                Ok(VmPort { rx, tx })
-            })
+            .map(|&i| queues[i].take().context("a port is used twice"))
             .collect::<Result<_>>()?;
         let fib = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(fib));
         let control = crate::control::Control::bind(
@@ -124,21 +131,46 @@ pub fn run<'e>(
             std::sync::Arc::clone(&fib),
         )?;
         let api = crate::api::Api::bind(&config.api)?;
-        let mut switch = Switch {
-            nic_rx,
-            nic_tx,
-            vms,
-            peers: Vec::new(),
-            fib,
-            underlay,
-            pool,
-            counters: &counters,
-            stage_clocks: d.stage_clocks,
-        };
-        let mut monitor = monitor;
         let burst = d.burst;
-        let job: LcoreJob<'_> = Box::new(move || switch.run(quit, idle, burst, monitor.as_mut()));
-        eal.run_on_lcores(vec![(lcores[0], job)], || {
+        let mut jobs: Vec<(dataplane::LcoreId, LcoreJob<'_>)> = Vec::new();
+        for (w, mut monitor) in monitors.into_iter().enumerate().take(workers) {
+            let mut switch = Switch {
+                worker: w,
+                nic_rx: nic_rx
+                    .next()
+                    .context("the NIC has fewer queues than workers")?,
+                nic_tx: nic_tx
+                    .next()
+                    .context("the NIC has fewer queues than workers")?,
+                vms: vm_queues
+                    .iter_mut()
+                    .map(|(rx, tx)| {
+                        Some(VmPort {
+                            rx: rx.next()?,
+                            tx: tx.next()?,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .context("a VM port has fewer queues than workers")?,
+                peers: Vec::new(),
+                fib: std::sync::Arc::clone(&fib),
+                underlay,
+                pool,
+                counters: &counters[w],
+                neighbors: &neighbors,
+                stage_clocks: d.stage_clocks,
+            };
+            jobs.push((
+                lcores[w],
+                Box::new(move || switch.run(quit, idle, burst, monitor.as_mut())),
+            ));
+        }
+        log::info!(
+            "switch: {} worker(s) on lcores {:?}",
+            jobs.len(),
+            &lcores[..jobs.len()]
+        );
+        eal.run_on_lcores(jobs, || {
             let interval = Duration::from_millis(d.stats_interval_ms);
             let mut next = Instant::now() + interval;
             while !quit.load(Ordering::Relaxed) {
@@ -149,7 +181,7 @@ pub fn run<'e>(
                 control.poll(&counters, analysis);
                 api.poll(&control, &counters, analysis);
                 if Instant::now() >= next {
-                    print_switch(&counters.snapshot(), &port_ids, &names);
+                    print_switch(&SwitchCounters::snapshot_all(&counters), &port_ids, &names);
                     // In the records' own time base, so windows close on time.
                     analysis.tick(analysis.timebase().to_ns(dataplane::tsc::now()));
                     for r in analysis.reports() {
@@ -163,9 +195,9 @@ pub fn run<'e>(
             }
             quit.store(true, Ordering::Relaxed);
         })?;
-        analysis.poll();
+        analysis.finish();
     }
-    let snapshot = counters.snapshot();
+    let snapshot = SwitchCounters::snapshot_all(&counters);
     println!("--- switch (final) ---");
     print_switch(&snapshot, &port_ids, &names);
     for r in analysis.reports() {

@@ -33,7 +33,27 @@ pub struct AnalysisLoop {
     engines: Vec<Box<dyn Engine>>,
     timebase: Timebase,
     drained: u64,
+    merge: Option<Merge>,
 }
+
+/// Several workers' rings merged into one time order. A TCP flow's data and its ACKs
+/// can cross different workers (RSS on the NIC, the VM's own queue choice), and Wren
+/// matches one against the other: engines must see records in time order, not ring by
+/// ring. Records are held until they are `horizon` ticks old (a worker pushes a
+/// burst's records microseconds after stamping them), then handed on sorted.
+struct Merge {
+    held: Vec<Record>,
+    horizon: u64,
+    clock: fn() -> u64,
+    /// Held records beyond this are handed on at once, oldest first (bounded memory).
+    max_held: usize,
+    /// The newest time handed on so far, and how many records came in older than it.
+    released_up_to: u64,
+    late: u64,
+}
+
+/// At most this many records wait in the merge (64 B each: 16 MiB).
+pub const MERGE_MAX_HELD: usize = 1 << 18;
 
 impl AnalysisLoop {
     pub fn new(
@@ -46,11 +66,36 @@ impl AnalysisLoop {
             engines,
             timebase,
             drained: 0,
+            merge: None,
         }
     }
 
-    /// One pass over every ring; returns how many records it handed on.
+    /// Merges the rings into one time order (see `Merge`), holding records until they
+    /// are `horizon` ticks old by `clock` (the records' own time base, e.g. the TSC).
+    /// Without it, each poll hands on ring after ring (right for one ring).
+    pub fn with_merge(mut self, horizon: u64, clock: fn() -> u64) -> Self {
+        self.merge = Some(Merge {
+            held: Vec::new(),
+            horizon,
+            clock,
+            max_held: MERGE_MAX_HELD,
+            released_up_to: 0,
+            late: 0,
+        });
+        self
+    }
+
+    /// Records that reached the merge after newer ones had been handed on (their
+    /// worker was held up longer than the horizon); handed on anyway.
+    pub fn late_records(&self) -> u64 {
+        self.merge.as_ref().map_or(0, |m| m.late)
+    }
+
+    /// One pass over every ring; returns how many records it took from them.
     pub fn poll(&mut self) -> usize {
+        if self.merge.is_some() {
+            return self.poll_merged(false);
+        }
         let mut n = 0;
         let tb = self.timebase;
         let engines = &mut self.engines;
@@ -62,6 +107,50 @@ impl AnalysisLoop {
             });
         }
         self.drained += n as u64;
+        n
+    }
+
+    /// Hands on everything still held (at shutdown, after the workers stopped).
+    pub fn finish(&mut self) -> usize {
+        if self.merge.is_some() {
+            self.poll_merged(true)
+        } else {
+            self.poll()
+        }
+    }
+
+    fn poll_merged(&mut self, everything: bool) -> usize {
+        let Some(m) = self.merge.as_mut() else {
+            return 0;
+        };
+        let mut n = 0;
+        for ring in &mut self.rings {
+            n += ring.drain(|batch| m.held.extend_from_slice(batch));
+        }
+        self.drained += n as u64;
+        if m.held.is_empty() {
+            return n;
+        }
+        // Each ring's records are already in order: a stable sort merges the runs.
+        m.held.sort_by_key(|r| r.time);
+        let ready = if everything {
+            m.held.len()
+        } else {
+            let watermark = (m.clock)().saturating_sub(m.horizon);
+            let by_age = m.held.partition_point(|r| r.time <= watermark);
+            by_age.max(m.held.len().saturating_sub(m.max_held))
+        };
+        if ready == 0 {
+            return n;
+        }
+        let out = &m.held[..ready];
+        m.late += out.iter().filter(|r| r.time < m.released_up_to).count() as u64;
+        m.released_up_to = m.released_up_to.max(out[ready - 1].time);
+        let tb = self.timebase;
+        for e in self.engines.iter_mut() {
+            e.on_batch(out, tb);
+        }
+        m.held.drain(..ready);
         n
     }
 
@@ -174,5 +263,73 @@ impl Engine for FlowTable {
             s.tcp_payload_bytes += r.payload_len as u64;
             s.last_ns = t;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::record_ring;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Collects the times it is handed.
+    struct Times(Arc<Mutex<Vec<u64>>>);
+
+    impl Engine for Times {
+        fn name(&self) -> &'static str {
+            "times"
+        }
+        fn on_batch(&mut self, records: &[Record], _tb: Timebase) {
+            self.0
+                .lock()
+                .unwrap()
+                .extend(records.iter().map(|r| r.time));
+        }
+    }
+
+    static NOW: AtomicU64 = AtomicU64::new(0);
+    fn clock() -> u64 {
+        NOW.load(Ordering::Relaxed)
+    }
+
+    fn rec(time: u64) -> Record {
+        Record {
+            time,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn merged_rings_reach_the_engines_in_time_order_once_old_enough() {
+        let (mut p0, c0) = record_ring(64);
+        let (mut p1, c1) = record_ring(64);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut a = AnalysisLoop::new(
+            vec![c0, c1],
+            vec![Box::new(Times(Arc::clone(&seen)))],
+            Timebase { hz: 1000 },
+        )
+        .with_merge(10, clock);
+        // Worker 0 saw the data segments, worker 1 the ACKs, interleaved in time.
+        p0.push_batch(&[rec(100), rec(104), rec(108)]);
+        p1.push_batch(&[rec(102), rec(106), rec(120)]);
+        NOW.store(112, Ordering::Relaxed);
+        assert_eq!(a.poll(), 6);
+        assert_eq!(*seen.lock().unwrap(), vec![100, 102]);
+        NOW.store(125, Ordering::Relaxed);
+        p0.push_batch(&[rec(110)]);
+        a.poll();
+        assert_eq!(*seen.lock().unwrap(), vec![100, 102, 104, 106, 108, 110]);
+        assert_eq!(a.late_records(), 0);
+        // A record older than what was handed on still goes through, counted late.
+        p1.push_batch(&[rec(101)]);
+        a.finish();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![100, 102, 104, 106, 108, 110, 101, 120]
+        );
+        assert_eq!(a.late_records(), 1);
+        assert_eq!(a.drained(), 8);
     }
 }

@@ -98,6 +98,19 @@ pub struct Port<'e> {
     _eal: PhantomData<&'e Eal>,
 }
 
+/// The flows RSS hashes on (rte_ethdev.h `RTE_ETH_RSS_*`, macros bindgen cannot
+/// translate): IPv4 and IPv6, with TCP and UDP ports, fragments by address only. VXLAN
+/// frames hash on their outer UDP source port, which the sender derives from the
+/// inner flow (RFC 7348 §5), so one overlay link still spreads over every worker.
+const RSS_FLOWS: u64 = (1 << 2) // IPV4
+    | (1 << 3) // FRAG_IPV4
+    | (1 << 4) // NONFRAG_IPV4_TCP
+    | (1 << 5) // NONFRAG_IPV4_UDP
+    | (1 << 7) // NONFRAG_IPV4_OTHER
+    | (1 << 8) // IPV6
+    | (1 << 10) // NONFRAG_IPV6_TCP
+    | (1 << 11); // NONFRAG_IPV6_UDP
+
 impl<'e> Port<'e> {
     /// Opens the device named by `devargs` (probing it if the EAL has not already),
     /// sets up its queues with buffers from `pool`, and starts it.
@@ -173,7 +186,27 @@ impl<'e> Port<'e> {
                 info.max_tx_queues
             )));
         }
-        let conf = dpdk_sys::rte_eth_conf::default();
+        let mut conf = dpdk_sys::rte_eth_conf::default();
+        // Several rx queues: spread flows over them by RSS where the device hashes
+        // (NICs; Toeplitz over addresses and ports, so a flow stays on one worker). Devices
+        // that cannot (af_packet spreads by its own fanout hash, vhost by the guest's
+        // queue choice) keep their own way.
+        let rss_hf = RSS_FLOWS & info.flow_type_rss_offloads;
+        if config.rx_queues > 1 && rss_hf != 0 {
+            conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+            log::info!(
+                "{}: RSS over {} rx queues (hash types {rss_hf:#x})",
+                what(),
+                config.rx_queues
+            );
+        } else if config.rx_queues > 1 {
+            log::info!(
+                "{}: {} rx queues, no RSS on this device: it spreads frames itself",
+                what(),
+                config.rx_queues
+            );
+        }
         // SAFETY: valid port, stopped (just probed or found unconfigured); conf lives
         // for the call.
         let ret = unsafe {

@@ -158,11 +158,22 @@ pub fn spawn_daemon(
     name: &str,
     cfg: &str,
 ) -> (std::process::Child, PathBuf, PathBuf) {
+    spawn_daemon_on(ns, dir, name, cfg, &["-l".into(), "0-1".into()])
+}
+
+/// As `spawn_daemon`, with the EAL's core arguments (`-l ...` or `--lcores ...`).
+pub fn spawn_daemon_on(
+    ns: &str,
+    dir: &Path,
+    name: &str,
+    cfg: &str,
+    cores: &[String],
+) -> (std::process::Child, PathBuf, PathBuf) {
     let path = write_file(dir, &format!("{name}.toml"), cfg);
     let log = dir.join(format!("{name}.log"));
     let summary = dir.join(format!("{name}.json"));
     let mut eal = eal_mem_args(name);
-    eal.extend(["-l".into(), "0-1".into()]);
+    eal.extend(cores.iter().cloned());
     let f = std::fs::File::create(&log).expect("log file");
     let child = Command::new("ip")
         .args(["netns", "exec", ns])

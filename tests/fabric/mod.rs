@@ -37,6 +37,8 @@ pub struct Fabric {
     pub vms: Vec<Vm>,
     pub daemons: Vec<Option<Daemon>>,
     pub dir: TempDir,
+    /// Workers per daemon (each port then has as many queue pairs).
+    pub workers: usize,
     // Dropped last: daemons die before their namespaces go.
     _ns: Namespaces,
 }
@@ -56,6 +58,12 @@ impl Fabric {
     /// IP 198.19.0.(10+i) and MAC 02:00:00:00:(host+1):(i+1); host h's underlay IP is
     /// 198.18.100.(h+1).
     pub fn new(tag: &str, hosts: usize, vms_per_host: usize) -> Self {
+        Self::with_workers(tag, hosts, vms_per_host, 1)
+    }
+
+    /// As `new`, each daemon running `workers` workers (af_packet `qpairs`, the kernel's
+    /// fanout hash spreading flows over them).
+    pub fn with_workers(tag: &str, hosts: usize, vms_per_host: usize, workers: usize) -> Self {
         let id = std::process::id() % 10000;
         let fabric_ns = format!("wf{tag}fab{id}");
         let host_ns: Vec<String> = (0..hosts).map(|h| format!("wf{tag}h{h}-{id}")).collect();
@@ -107,6 +115,7 @@ impl Fabric {
             vms,
             daemons: Vec::new(),
             dir: TempDir::new(&format!("fabric-{tag}")),
+            workers,
             _ns: ns,
         };
         for h in 0..hosts {
@@ -122,10 +131,11 @@ impl Fabric {
 
     /// Host h's config: its VMs, every other host as a peer, a rule per remote VM.
     pub fn config(&self, h: usize) -> String {
-        let mut c = String::from(
+        let q = self.workers;
+        let mut c = format!(
             "[dataplane]\nmode = \"switch\"\nidle_sleep_us = 20\nstats_interval_ms = 1000\n\
-             stage_clocks = true\n\
-             [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u\"\n",
+             stage_clocks = true\nworkers = {q}\n\
+             [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u,qpairs={q}\"\n",
         );
         let local: Vec<(usize, &Vm)> = self
             .vms
@@ -135,7 +145,7 @@ impl Fabric {
             .collect();
         for (k, (i, _)) in local.iter().enumerate() {
             c += &format!(
-                "[[port]]\nname = \"vm{i}\"\ndevargs = \"net_af_packet{},iface=vm{i}\"\n",
+                "[[port]]\nname = \"vm{i}\"\ndevargs = \"net_af_packet{},iface=vm{i},qpairs={q}\"\n",
                 k + 1
             );
         }
@@ -164,11 +174,16 @@ impl Fabric {
 
     /// Starts host h's daemon and waits for its control socket.
     pub fn start(&self, h: usize) -> Daemon {
-        let (child, log, summary) = spawn_daemon(
+        // The main lcore on CPU 0, workers alternating over CPUs 1 and 0 (2-CPU machines).
+        let lcores: Vec<String> = std::iter::once("0@0".to_string())
+            .chain((1..=self.workers).map(|w| format!("{w}@{}", w % 2)))
+            .collect();
+        let (child, log, summary) = spawn_daemon_on(
             &self.hosts[h],
             &self.dir.0,
             &format!("h{h}"),
             &self.config(h),
+            &["--lcores".to_string(), lcores.join(",")],
         );
         let socket = self.socket(h);
         let t0 = Instant::now();

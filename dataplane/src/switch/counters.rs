@@ -105,39 +105,71 @@ pub struct SwitchSnapshot {
     /// Cycles per packet by stage, when clocked (`dataplane.stage_clocks`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stage_cycles_per_packet: Option<std::collections::BTreeMap<String, f64>>,
+    /// Each worker's share (cycles per packet above are over all of them).
+    pub workers: Vec<WorkerLoad>,
+}
+
+/// One worker's load, in the snapshot of several.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerLoad {
+    pub packets: u64,
+    pub cycles_per_packet: Option<f64>,
+    pub empty_polls: u64,
 }
 
 impl SwitchCounters {
+    /// This worker's counters alone.
     pub fn snapshot(&self) -> SwitchSnapshot {
-        let pk = self.packets.get();
+        Self::snapshot_all(std::slice::from_ref(self))
+    }
+
+    /// The daemon's counters: every worker's summed, and each worker's load.
+    pub fn snapshot_all(all: &[SwitchCounters]) -> SwitchSnapshot {
+        let sum = |f: fn(&SwitchCounters) -> &Counter| all.iter().map(|c| f(c).get()).sum::<u64>();
+        let pk = sum(|c| &c.packets);
+        let busy = sum(|c| &c.busy_cycles);
+        let stages: Vec<u64> = (0..STAGES.len())
+            .map(|i| all.iter().map(|c| c.stages[i].get()).sum())
+            .collect();
         SwitchSnapshot {
-            vm_rx: self.vm_rx.get(),
-            vm_tx: self.vm_tx.get(),
-            nic_rx: self.nic_rx.get(),
-            nic_tx: self.nic_tx.get(),
-            encapsulated: self.encapsulated.get(),
-            decapsulated: self.decapsulated.get(),
-            flooded: self.flooded.get(),
-            unknown_unicast: self.unknown_unicast.get(),
-            arp_replies: self.arp_replies.get(),
-            arp_requests: self.arp_requests.get(),
-            transit: self.transit.get(),
-            drops: self
-                .drops()
-                .into_iter()
-                .map(|(c, n)| (format!("{c:?}"), n))
+            vm_rx: sum(|c| &c.vm_rx),
+            vm_tx: sum(|c| &c.vm_tx),
+            nic_rx: sum(|c| &c.nic_rx),
+            nic_tx: sum(|c| &c.nic_tx),
+            encapsulated: sum(|c| &c.encapsulated),
+            decapsulated: sum(|c| &c.decapsulated),
+            flooded: sum(|c| &c.flooded),
+            unknown_unicast: sum(|c| &c.unknown_unicast),
+            arp_replies: sum(|c| &c.arp_replies),
+            arp_requests: sum(|c| &c.arp_requests),
+            transit: sum(|c| &c.transit),
+            drops: DROP_CAUSES
+                .iter()
+                .map(|&d| {
+                    let n = all.iter().map(|c| c.drops[d as usize].get()).sum();
+                    (format!("{d:?}"), n)
+                })
                 .collect(),
-            cycles_per_packet: (pk > 0).then(|| self.busy_cycles.get() as f64 / pk as f64),
-            empty_polls: self.empty_polls.get(),
-            stage_cycles_per_packet: (pk > 0 && self.stages.iter().any(|c| c.get() > 0)).then(
-                || {
-                    STAGES
-                        .iter()
-                        .zip(&self.stages)
-                        .map(|(n, c)| (n.to_string(), c.get() as f64 / pk as f64))
-                        .collect()
-                },
-            ),
+            cycles_per_packet: (pk > 0).then(|| busy as f64 / pk as f64),
+            empty_polls: sum(|c| &c.empty_polls),
+            stage_cycles_per_packet: (pk > 0 && stages.iter().any(|&c| c > 0)).then(|| {
+                STAGES
+                    .iter()
+                    .zip(&stages)
+                    .map(|(n, &c)| (n.to_string(), c as f64 / pk as f64))
+                    .collect()
+            }),
+            workers: all
+                .iter()
+                .map(|c| {
+                    let p = c.packets.get();
+                    WorkerLoad {
+                        packets: p,
+                        cycles_per_packet: (p > 0).then(|| c.busy_cycles.get() as f64 / p as f64),
+                        empty_polls: c.empty_polls.get(),
+                    }
+                })
+                .collect(),
         }
     }
 }

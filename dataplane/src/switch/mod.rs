@@ -4,12 +4,16 @@
 //! over the overlay are not sent back over it: split horizon). The daemon answers ARP
 //! for its underlay address and resolves its peers' MACs by ARP and from their traffic.
 //!
-//! One worker owns every queue. Each loop: receive a burst per port, sort each packet
-//! to a per-destination burst, transmit those bursts; every mbuf is sent or freed and
+//! One or more workers; each owns one rx and one tx queue of every port (RSS or the
+//! port's own spreading decides which worker receives a frame), its counters and its
+//! record ring, and shares only the immutable rule snapshot and the learned peer MACs
+//! (`neighbors`). Each loop: receive a burst per port, sort each packet to a
+//! per-destination burst, transmit those bursts; every mbuf is sent or freed and
 //! counted. The TSC is read at each rx and at the end of the loop's transmits.
 
 pub mod counters;
 pub mod fib;
+pub mod neighbors;
 pub mod overlay;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +32,7 @@ use crate::tsc;
 use crate::xconnect::IdleBackoff;
 use counters::{Drop, SwitchCounters};
 use fib::{is_multicast, Dest, Fib, MAX_PEERS};
+use neighbors::Neighbors;
 use overlay::{
     arp_reply_in_place, arp_request, classify, write_encap, FromNic, Underlay, ENCAP_LEN,
     HOP_LIMIT, ORIGIN_TTL,
@@ -47,8 +52,10 @@ pub struct VmPort<'p> {
     pub tx: TxQueue<'p>,
 }
 
-/// Everything the worker owns.
+/// Everything one worker owns.
 pub struct Switch<'p, 'c, 'e> {
+    /// This worker's index; worker 0 sends the ARP requests for unresolved peers.
+    pub worker: usize,
     pub nic_rx: RxQueue<'p>,
     pub nic_tx: TxQueue<'p>,
     pub vms: Vec<VmPort<'p>>,
@@ -62,6 +69,8 @@ pub struct Switch<'p, 'c, 'e> {
     pub underlay: Underlay,
     pub pool: Mempool<'e>,
     pub counters: &'c SwitchCounters,
+    /// Peer MACs learned by any worker of this daemon.
+    pub neighbors: &'c Neighbors,
     /// Clock each stage of the loop into `counters.stages` (benchmarks).
     pub stage_clocks: bool,
 }
@@ -148,7 +157,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             self.counters.drop(Drop::NoRule, 1);
             return;
         };
-        let Some(peer_mac) = peer.mac else {
+        let Some(peer_mac) = peer.mac.or_else(|| self.adopt_neighbor(p)) else {
             self.counters.drop(Drop::PeerUnresolved, 1);
             return;
         };
@@ -217,7 +226,9 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                     self.counters.drop(Drop::UnknownPeer, 1);
                     return;
                 };
-                self.peers[p].mac = Some(peer_mac);
+                if self.peers[p].mac != Some(peer_mac) {
+                    self.learned(p, peer_mac);
+                }
                 if !m.adj(ENCAP_LEN as u16) {
                     self.counters.drop(Drop::Malformed, 1);
                     return;
@@ -263,9 +274,24 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     }
 
     fn learn(&mut self, ip: [u8; 4], mac: [u8; 6]) {
-        if let Some(p) = self.peers.iter_mut().find(|p| p.ip == ip) {
-            p.mac = Some(mac);
+        if let Some(p) = self.peers.iter().position(|p| p.ip == ip) {
+            self.learned(p, mac);
         }
+    }
+
+    /// Peer `p` is at `mac` (new or changed): keep it and tell the other workers.
+    #[cold]
+    fn learned(&mut self, p: usize, mac: [u8; 6]) {
+        self.peers[p].mac = Some(mac);
+        self.neighbors.learn(self.peers[p].ip, mac);
+    }
+
+    /// Peer `p`'s MAC as another worker learned it, kept from now on.
+    #[cold]
+    fn adopt_neighbor(&mut self, p: usize) -> Option<[u8; 6]> {
+        let mac = self.neighbors.lookup(self.peers.get(p)?.ip)?;
+        self.peers[p].mac = Some(mac);
+        Some(mac)
     }
 
     fn handle_vm_frame(&mut self, out: &mut Outputs<'e>, fib: &Fib, j: usize, m: Mbuf<'e>) {
@@ -311,10 +337,15 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         }
     }
 
+    /// Once a second: follows what the other workers learned (a peer that came back
+    /// with another MAC), and (worker 0) asks by ARP for the peers nobody has resolved.
     #[cold]
     fn resolve_peers(&mut self, out: &mut Outputs<'e>) {
         for i in 0..self.peers.len() {
-            if self.peers[i].mac.is_some() {
+            if let Some(mac) = self.neighbors.lookup(self.peers[i].ip) {
+                self.peers[i].mac = Some(mac);
+            }
+            if self.peers[i].mac.is_some() || self.worker != 0 {
                 continue;
             }
             let frame = arp_request(&self.underlay, self.peers[i].ip);

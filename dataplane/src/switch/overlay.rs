@@ -24,8 +24,24 @@ pub const ORIGIN_TTL: u8 = 64;
 /// Overlay hops a frame may take before it is taken for a loop and dropped.
 pub const HOP_LIMIT: u8 = 8;
 
+/// A hash of the inner frame's flow (RFC 7348 §5): MACs, and for IPv4 the addresses
+/// and TCP/UDP ports, so the receiver's RSS keeps a flow on one worker and spreads
+/// flows between the same two VMs over several.
+#[inline]
+fn flow_entropy(inner: &[u8]) -> u16 {
+    let fold = |h: u16, bytes: &[u8]| bytes.iter().fold(h, |h, &b| h.rotate_left(5) ^ b as u16);
+    let mut h = fold(0, inner.get(..12).unwrap_or(&[]));
+    if inner.len() >= 38 && inner[12..14] == [0x08, 0x00] && inner[14] == 0x45 {
+        h = fold(h, &inner[26..34]);
+        if matches!(inner[23], 6 | 17) {
+            h = fold(h, &inner[34..38]);
+        }
+    }
+    h
+}
+
 /// Writes the outer headers into the first `ENCAP_LEN` bytes of `frame` (the inner
-/// frame follows). The UDP source port hashes the inner MACs, for ECMP entropy.
+/// frame follows). The UDP source port hashes the inner flow, for ECMP and RSS.
 pub fn write_encap(
     frame: &mut [u8],
     u: &Underlay,
@@ -37,10 +53,7 @@ pub fn write_encap(
         return Err(Drop::Malformed);
     }
     let inner_len = frame.len() - ENCAP_LEN;
-    let entropy = {
-        let i = &frame[ENCAP_LEN..ENCAP_LEN + 12];
-        i.iter().fold(0u16, |h, &b| h.rotate_left(5) ^ b as u16)
-    };
+    let entropy = flow_entropy(&frame[ENCAP_LEN..]);
     ethernet::Repr {
         dst: peer_mac,
         src: u.mac,
