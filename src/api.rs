@@ -17,7 +17,9 @@
 //! | `GET /links` | overlay links (peers): name, underlay IP, static MAC, rules using it |
 //! | `PUT /links/{name}` body `{"ip":IP,"mac":M?}` | add a link or change its address |
 //! | `DELETE /links/{name}` | remove a link (refused while rules use it) |
-//! | `GET /vms` | VM ports and their MACs |
+//! | `GET /vms` | VM ports: name, VM MAC, slot, devargs |
+//! | `PUT /vms/{port}` body `{"devargs":D,"mac":M}` | plug a VM port live (its rule follows) |
+//! | `DELETE /vms/{port}` | unplug a VM port (its rules withdrawn first) |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Errors are JSON `{"ok":false,"error":...}` with 400 (bad request, nothing changed),
@@ -124,7 +126,12 @@ impl Api {
 
     /// Answers every request waiting on any listener.
     #[cold]
-    pub fn poll(&self, control: &Control, counters: &[SwitchCounters], analysis: &AnalysisLoop) {
+    pub fn poll(
+        &self,
+        control: &Control<'_>,
+        counters: &[SwitchCounters],
+        analysis: &AnalysisLoop,
+    ) {
         for l in &self.listeners {
             while let Ok(Some(req)) = l.server.try_recv() {
                 let authorized = !l.needs_token || self.authorized(&req);
@@ -177,7 +184,7 @@ fn error(status: u16, msg: impl Into<String>) -> Response<std::io::Cursor<Vec<u8
 fn answer(
     mut req: Request,
     authorized: bool,
-    control: &Control,
+    control: &Control<'_>,
     counters: &[SwitchCounters],
     analysis: &AnalysisLoop,
 ) {
@@ -238,6 +245,19 @@ fn answer(
             Err(e) => Err((400, format!("the body is not JSON: {e}"))),
         },
         (Method::Delete, ["links", name]) => Ok(json!({"op": "del_link", "name": name})),
+        (Method::Put, ["vms", port]) => match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => match (
+                v.get("devargs").and_then(Value::as_str),
+                v.get("mac").and_then(Value::as_str),
+            ) {
+                (Some(devargs), Some(mac)) => {
+                    Ok(json!({"op": "plug_vm", "port": port, "devargs": devargs, "mac": mac}))
+                }
+                _ => Err((400, "the body needs \"devargs\" and \"mac\"".into())),
+            },
+            Err(e) => Err((400, format!("the body is not JSON: {e}"))),
+        },
+        (Method::Delete, ["vms", port]) => Ok(json!({"op": "unplug_vm", "port": port})),
         (Method::Put, ["rules", mac]) => match serde_json::from_slice::<Value>(&body) {
             Ok(v) => match v.get("to").and_then(Value::as_str) {
                 Some(to) => Ok(json!({"op": "add_rule", "dst_mac": mac, "to": to})),
@@ -250,7 +270,9 @@ fn answer(
         },
         (Method::Delete, ["rules", mac]) => Ok(json!({"op": "del_rule", "dst_mac": mac})),
         (_, ["health" | "metrics" | "stats" | "paths" | "matrix" | "rules" | "links" | "vms"])
-        | (_, ["rules" | "links", _]) => Err((405, format!("{method} is not allowed on {url}"))),
+        | (_, ["rules" | "links" | "vms", _]) => {
+            Err((405, format!("{method} is not allowed on {url}")))
+        }
         _ => Err((404, format!("no route {url}"))),
     };
     let response = match request {

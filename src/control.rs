@@ -7,9 +7,13 @@
 //! Requests: `{"op":"rules"}`, `{"op":"add_rule","dst_mac":M,"to":"vm:PORT"|"peer:NAME"}`,
 //! `{"op":"del_rule","dst_mac":M}`, `{"op":"links"}`, `{"op":"set_link","name":N,"ip":IP,
 //! "mac":M?}` (add a link, or change its address), `{"op":"del_link","name":N}` (refused
-//! while rules use it), `{"op":"vms"}`, `{"op":"stats"}`, `{"op":"paths"}` (Wren's path
+//! while rules use it), `{"op":"vms"}`, `{"op":"plug_vm","port":N,"devargs":D,"mac":M}`
+//! (a VM port added live: opened, served by every worker, then the VM's rule points at
+//! it), `{"op":"unplug_vm","port":N}` (its rules withdrawn, its queues taken back from
+//! every worker, the device removed), `{"op":"stats"}`, `{"op":"paths"}` (Wren's path
 //! views), `{"op":"matrix"}` (VTTIF's matrix rows, this host's VMs, its damped topology).
 
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -25,23 +29,23 @@ use dataplane::switch::fib::{Dest, Fib, PeerSpec};
 use serde_json::{json, Value};
 
 use crate::config::parse_mac;
+use crate::vm_ports::VmPortControl;
 
-/// Who this daemon is: its host name and its VM ports (name, MAC). Its links (peers)
-/// live in the forwarding table, which changes.
+/// Who this daemon is: its host name and underlay address. Its links (peers) live in
+/// the forwarding table and its VM ports in `VmPortControl`, which both change.
 pub struct Identity {
     pub host: String,
-    pub vm_ports: Vec<String>,
-    pub vm_macs: Vec<String>,
     /// The daemon's own underlay address (peers reach it there).
     pub underlay_ip: String,
 }
 
 /// What the control interface needs to know and change.
-pub struct Control {
+pub struct Control<'v> {
     /// The JSON-lines socket, when configured (the HTTP API may be the only way in).
     listener: Option<(UnixListener, PathBuf)>,
     fib: Arc<ArcSwap<Fib>>,
     me: Identity,
+    vms: &'v RefCell<dyn VmPortControl + 'v>,
 }
 
 fn mac_str(m: &[u8; 6]) -> String {
@@ -51,14 +55,34 @@ fn mac_str(m: &[u8; 6]) -> String {
         .join(":")
 }
 
-impl Control {
+impl<'v> Control<'v> {
     #[cold]
-    pub fn bind(path: Option<&Path>, me: Identity, fib: Arc<ArcSwap<Fib>>) -> Result<Self> {
+    pub fn bind(
+        path: Option<&Path>,
+        me: Identity,
+        fib: Arc<ArcSwap<Fib>>,
+        vms: &'v RefCell<dyn VmPortControl + 'v>,
+    ) -> Result<Self> {
         let listener = match path {
             Some(path) => Some((bind_unix(path)?, path.to_path_buf())),
             None => None,
         };
-        Ok(Self { listener, fib, me })
+        Ok(Self {
+            listener,
+            fib,
+            me,
+            vms,
+        })
+    }
+
+    /// The MACs of this host's VMs (plugged ports).
+    fn local_vm_macs(&self) -> Vec<String> {
+        self.vms
+            .borrow()
+            .list()
+            .iter()
+            .map(|v| mac_str(&v.2))
+            .collect()
     }
 
     /// This daemon's host name.
@@ -90,7 +114,12 @@ impl Control {
         match d {
             Dest::Vm(i) => format!(
                 "vm:{}",
-                self.me.vm_ports.get(*i).map(String::as_str).unwrap_or("?")
+                self.vms
+                    .borrow()
+                    .list()
+                    .into_iter()
+                    .find(|v| v.0 == *i)
+                    .map_or_else(|| "?".to_string(), |v| v.1)
             ),
             Dest::Peer(p) => format!(
                 "peer:{}",
@@ -101,8 +130,8 @@ impl Control {
 
     fn parse_dest(&self, fib: &Fib, to: &str) -> Result<Dest> {
         if let Some(n) = to.strip_prefix("vm:") {
-            if let Some(i) = self.me.vm_ports.iter().position(|v| v == n) {
-                return Ok(Dest::Vm(i));
+            if let Some(v) = self.vms.borrow().list().into_iter().find(|v| v.1 == n) {
+                return Ok(Dest::Vm(v.0));
             }
             bail!("no VM port {n:?}");
         }
@@ -236,13 +265,27 @@ impl Control {
             }
             "vms" => {
                 let vms: Vec<Value> = self
-                    .me
-                    .vm_ports
-                    .iter()
-                    .zip(&self.me.vm_macs)
-                    .map(|(port, mac)| json!({"port": port, "mac": mac}))
+                    .vms
+                    .borrow()
+                    .list()
+                    .into_iter()
+                    .map(|(slot, port, mac, devargs)| {
+                        json!({"port": port, "mac": mac_str(&mac), "slot": slot, "devargs": devargs})
+                    })
                     .collect();
                 Ok(json!({"ok": true, "host": self.me.host, "vms": vms}))
+            }
+            "plug_vm" => {
+                let port = field("port")?;
+                let devargs = field("devargs")?;
+                let mac = parse_mac(field("mac")?)?;
+                let slot = self.vms.borrow_mut().plug(port, devargs, mac)?;
+                Ok(json!({"ok": true, "port": port, "slot": slot}))
+            }
+            "unplug_vm" => {
+                let port = field("port")?;
+                let rules = self.vms.borrow_mut().unplug(port)?;
+                Ok(json!({"ok": true, "port": port, "rules_withdrawn": rules}))
             }
             "paths" | "matrix" => {
                 let engine = if op == "paths" { "wren" } else { "vttif" };
@@ -252,21 +295,21 @@ impl Control {
                 Ok(json!({
                     "ok": true,
                     "host": self.me.host,
-                    "local_vms": self.me.vm_macs,
+                    "local_vms": self.local_vm_macs(),
                     engine: view,
                 }))
             }
             other => {
                 bail!(
                     "unknown op {other:?} (rules, add_rule, del_rule, links, set_link, \
-                     del_link, vms, stats, paths, matrix)"
+                     del_link, vms, plug_vm, unplug_vm, stats, paths, matrix)"
                 )
             }
         }
     }
 }
 
-impl Drop for Control {
+impl Drop for Control<'_> {
     fn drop(&mut self) {
         if let Some((_, path)) = &self.listener {
             let _ = std::fs::remove_file(path);

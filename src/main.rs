@@ -11,6 +11,7 @@ mod plot;
 mod run;
 mod switch_mode;
 mod views;
+mod vm_ports;
 
 use std::process::ExitCode;
 

@@ -195,7 +195,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let outcome = crate::switch_mode::run(
             &eal,
             pool,
-            &mut ports,
+            ports,
             &config,
             &quit,
             args.duration,
@@ -203,7 +203,6 @@ pub fn run(args: RunArgs) -> Result<()> {
             &mut analysis,
         )?;
         let monitor_sum = monitor_on.then(|| monitor_summary(&analysis, &ring_counters));
-        drop(ports);
         let in_use = pool.in_use();
         if let Some(path) = &args.summary_json {
             let json = serde_json::json!({

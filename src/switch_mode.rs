@@ -2,6 +2,7 @@
 //! on `dataplane.workers` worker lcores (worker w owns queue w of every port), and
 //! drains records, serves the control path, prints stats and shuts down on the main one.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -11,19 +12,15 @@ use dataplane::lcore::LcoreJob;
 use dataplane::monitor::Monitor;
 use dataplane::switch::counters::{SwitchCounters, SwitchSnapshot};
 use dataplane::switch::fib::{Dest, Fib, PeerSpec};
+use dataplane::switch::mailbox::Mailbox;
 use dataplane::switch::neighbors::Neighbors;
 use dataplane::switch::overlay::Underlay;
-use dataplane::switch::{Switch, VmPort};
+use dataplane::switch::Switch;
 use dataplane::xconnect::IdleBackoff;
-use dataplane::{Eal, Mempool, Port, PortId};
+use dataplane::{Eal, Mempool, Port, PortConfig, PortId};
 
 use crate::config::{parse_mac, Config};
-
-/// A port's queues, handed out one per worker.
-type PortQueues<'p> = (
-    std::vec::IntoIter<dataplane::RxQueue<'p>>,
-    std::vec::IntoIter<dataplane::TxQueue<'p>>,
-);
+use crate::vm_ports::VmPorts;
 
 /// What the switch reports at exit.
 pub struct SwitchOutcome {
@@ -35,7 +32,7 @@ pub struct SwitchOutcome {
 pub fn run<'e>(
     eal: &'e Eal,
     pool: Mempool<'e>,
-    ports: &mut [Port<'e>],
+    ports: Vec<Port<'e>>,
     config: &Config,
     quit: &AtomicBool,
     duration: Option<f64>,
@@ -80,8 +77,6 @@ pub fn run<'e>(
         .iter()
         .map(|v| index(&v.port).context("switch vm port is not a port"))
         .collect::<Result<_>>()?;
-    let port_ids: Vec<PortId> = ports.iter().map(|p| p.id()).collect();
-    let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
     log::info!(
         "switch: underlay {} mac {} vni {}, {} VM(s), {} peer(s), {} rule(s)",
         sw.underlay_ip,
@@ -102,21 +97,54 @@ pub fn run<'e>(
     };
     let lcores = eal.worker_lcores();
     let started = Instant::now();
+    // The NIC stays here (its queues borrow it); VM ports go to the VM port registry,
+    // which lends their queues to the workers and can unplug them live.
+    let mut nic = None;
+    let mut vm_ports_of_config: Vec<Option<Port<'e>>> = Vec::new();
+    for (i, port) in ports.into_iter().enumerate() {
+        if i == nic_ix {
+            nic = Some(port);
+        } else {
+            vm_ports_of_config.push(Some(port));
+        }
+    }
+    let mut nic = nic.context("NIC port")?;
+    let nic_name = config.ports[nic_ix].name.clone();
+    let nic_id = nic.id();
+    let mailboxes: Vec<Mailbox<'_>> = (0..workers).map(|_| Mailbox::default()).collect();
+    let fib = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(fib));
+    let hot_config = PortConfig {
+        rx_queues: d.workers,
+        tx_queues: d.workers,
+        rx_desc: d.rx_desc,
+        tx_desc: d.tx_desc,
+        promiscuous: true,
+        mtu: None,
+    };
+    let vm_ports = RefCell::new(VmPorts::new(
+        eal,
+        pool,
+        hot_config,
+        &mailboxes,
+        std::sync::Arc::clone(&fib),
+    ));
     {
-        // Each port hands out its queues once: queue w of every port to worker w.
-        let mut queues: Vec<Option<PortQueues<'_>>> = ports
-            .iter_mut()
-            .map(|p| {
-                let (rx, tx) = p.queues();
-                Some((rx.into_iter(), tx.into_iter()))
-            })
-            .collect();
-        let (mut nic_rx, mut nic_tx) = queues[nic_ix].take().context("NIC queues")?;
-        let mut vm_queues: Vec<PortQueues<'_>> = vm_ix
-            .iter()
-            .map(|&i| queues[i].take().context("a port is used twice"))
-            .collect::<Result<_>>()?;
-        let fib = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(fib));
+        // Config ports in config order: non-NIC port k of the config is index k here.
+        let non_nic = |i: usize| if i > nic_ix { i - 1 } else { i };
+        let mut registry = vm_ports.borrow_mut();
+        for (v, &i) in sw.vms.iter().zip(&vm_ix) {
+            let port = vm_ports_of_config[non_nic(i)]
+                .take()
+                .with_context(|| format!("port {:?} is used twice", v.port))?;
+            registry.adopt(&v.port, &config.ports[i].devargs, parse_mac(&v.mac)?, port)?;
+        }
+    }
+    drop(vm_ports_of_config); // ports that are neither NIC nor VM: closed now
+    let outcome = {
+        let (mut nic_rx, mut nic_tx) = {
+            let (rx, tx) = nic.queues();
+            (rx.into_iter(), tx.into_iter())
+        };
         let control = crate::control::Control::bind(
             sw.control_socket.as_deref(),
             crate::control::Identity {
@@ -124,11 +152,10 @@ pub fn run<'e>(
                     .name
                     .clone()
                     .unwrap_or_else(|| sw.underlay_ip.to_string()),
-                vm_ports: sw.vms.iter().map(|v| v.port.clone()).collect(),
-                vm_macs: sw.vms.iter().map(|v| v.mac.to_lowercase()).collect(),
                 underlay_ip: sw.underlay_ip.to_string(),
             },
             std::sync::Arc::clone(&fib),
+            &vm_ports,
         )?;
         let api = crate::api::Api::bind(&config.api)?;
         let burst = d.burst;
@@ -142,16 +169,8 @@ pub fn run<'e>(
                 nic_tx: nic_tx
                     .next()
                     .context("the NIC has fewer queues than workers")?,
-                vms: vm_queues
-                    .iter_mut()
-                    .map(|(rx, tx)| {
-                        Some(VmPort {
-                            rx: rx.next()?,
-                            tx: tx.next()?,
-                        })
-                    })
-                    .collect::<Option<Vec<_>>>()
-                    .context("a VM port has fewer queues than workers")?,
+                vms: Vec::new(), // plugged through the mailbox before the first burst
+                mailbox: &mailboxes[w],
                 peers: Vec::new(),
                 fib: std::sync::Arc::clone(&fib),
                 underlay,
@@ -170,6 +189,12 @@ pub fn run<'e>(
             jobs.len(),
             &lcores[..jobs.len()]
         );
+        let port_list = || {
+            let mut l = vec![(nic_name.clone(), nic_id)];
+            l.extend(vm_ports.borrow().ports());
+            l
+        };
+        vm_ports.borrow_mut().set_live();
         eal.run_on_lcores(jobs, || {
             let interval = Duration::from_millis(d.stats_interval_ms);
             let mut next = Instant::now() + interval;
@@ -181,7 +206,7 @@ pub fn run<'e>(
                 control.poll(&counters, analysis);
                 api.poll(&control, &counters, analysis);
                 if Instant::now() >= next {
-                    print_switch(&SwitchCounters::snapshot_all(&counters), &port_ids, &names);
+                    print_switch(&SwitchCounters::snapshot_all(&counters), &port_list());
                     // In the records' own time base, so windows close on time.
                     analysis.tick(analysis.timebase().to_ns(dataplane::tsc::now()));
                     for r in analysis.reports() {
@@ -196,21 +221,25 @@ pub fn run<'e>(
             quit.store(true, Ordering::Relaxed);
         })?;
         analysis.finish();
-    }
-    let snapshot = SwitchCounters::snapshot_all(&counters);
-    println!("--- switch (final) ---");
-    print_switch(&snapshot, &port_ids, &names);
+        let snapshot = SwitchCounters::snapshot_all(&counters);
+        println!("--- switch (final) ---");
+        print_switch(&snapshot, &port_list());
+        snapshot
+    };
+    // The workers are gone and returned every VM port's queues: close them all.
+    vm_ports.borrow_mut().shut_down();
+    // (`nic` closes when this function returns, after the mailboxes its queues outlive.)
     for r in analysis.reports() {
         println!("{r}");
     }
     Ok(SwitchOutcome {
-        snapshot,
+        snapshot: outcome,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
 }
 
 #[cold]
-fn print_switch(s: &SwitchSnapshot, ports: &[PortId], names: &[String]) {
+fn print_switch(s: &SwitchSnapshot, ports: &[(String, PortId)]) {
     println!(
         "switch: vm rx {} tx {} | nic rx {} tx {} | encap {} decap {} flood {} (unknown unicast {}) | arp replies {} requests {} | cycles/pkt {} | empty polls {}",
         s.vm_rx,
@@ -240,7 +269,7 @@ fn print_switch(s: &SwitchSnapshot, ports: &[PortId], names: &[String]) {
             drops.join(", ")
         }
     );
-    for (id, name) in ports.iter().zip(names) {
+    for (name, id) in ports {
         if let Ok(st) = id.stats() {
             println!(
                 "  port {name:<10} rx {:>10} tx {:>10} missed {:>6} errors rx {} tx {}",

@@ -216,9 +216,12 @@ fn api_reads_changes_and_refuses() {
     assert_eq!(rules(&sock), before);
     let (st, v) = unix(&sock, "GET", "/vms", "");
     assert_eq!(st, 200);
+    let vms = v["vms"].as_array().unwrap();
+    assert_eq!(vms.len(), 1, "{v}");
     assert_eq!(
-        v["vms"],
-        serde_json::json!([{"port": "vm", "mac": "02:00:00:00:aa:01"}])
+        (&vms[0]["port"], &vms[0]["mac"], &vms[0]["slot"]),
+        (&"vm".into(), &"02:00:00:00:aa:01".into(), &0.into()),
+        "{v}"
     );
 
     // Prometheus text.

@@ -95,6 +95,9 @@ pub struct Port<'e> {
     name: String,
     rx_queues: u16,
     tx_queues: u16,
+    /// Queue handles lent out by `lend_queues` and not yet taken back: while any is out,
+    /// the port is never stopped or closed (a worker may still be polling it).
+    lent: u32,
     _eal: PhantomData<&'e Eal>,
 }
 
@@ -154,6 +157,7 @@ impl<'e> Port<'e> {
             name: dev_name.to_string(),
             rx_queues: config.rx_queues,
             tx_queues: config.tx_queues,
+            lent: 0,
             _eal: PhantomData,
         };
         port.configure(pool, config)?;
@@ -287,7 +291,12 @@ impl<'e> Port<'e> {
 
     /// The port's queues, each to be owned by one worker. The port stays borrowed
     /// (so cannot be stopped) while any queue lives.
+    /// None while queues are lent out (`lend_queues`): two owners of one queue would
+    /// race.
     pub fn queues(&mut self) -> (Vec<RxQueue<'_>>, Vec<TxQueue<'_>>) {
+        if self.lent > 0 {
+            return (Vec::new(), Vec::new());
+        }
         let rx = (0..self.rx_queues)
             .map(|q| RxQueue {
                 port: self.id,
@@ -303,6 +312,98 @@ impl<'e> Port<'e> {
             })
             .collect();
         (rx, tx)
+    }
+
+    /// The port's queues for a port that is added and removed while the workers run
+    /// (a VM port plugged live): the handles do not borrow the port, which counts them
+    /// instead; it is stopped or removed only once every one came back (`take_back`).
+    /// Refused while an earlier set is out.
+    #[cold]
+    pub fn lend_queues(&mut self) -> Result<(Vec<RxQueue<'e>>, Vec<TxQueue<'e>>)> {
+        if self.lent > 0 {
+            return Err(Error::Invalid(format!(
+                "port {}: its queues are already lent out",
+                self.name
+            )));
+        }
+        self.lent = self.rx_queues as u32 + self.tx_queues as u32;
+        let rx = (0..self.rx_queues)
+            .map(|q| RxQueue {
+                port: self.id,
+                queue: QueueId(q),
+                _port: PhantomData,
+            })
+            .collect();
+        let tx = (0..self.tx_queues)
+            .map(|q| TxQueue {
+                port: self.id,
+                queue: QueueId(q),
+                _port: PhantomData,
+            })
+            .collect();
+        Ok((rx, tx))
+    }
+
+    /// Takes back a lent queue pair; refused (and handed back) if it is another port's.
+    #[cold]
+    #[allow(clippy::result_large_err)]
+    pub fn take_back<'q>(
+        &mut self,
+        rx: RxQueue<'q>,
+        tx: TxQueue<'q>,
+    ) -> std::result::Result<(), (RxQueue<'q>, TxQueue<'q>)> {
+        if rx.port != self.id || tx.port != self.id || self.lent < 2 {
+            return Err((rx, tx));
+        }
+        self.lent -= 2;
+        Ok(())
+    }
+
+    /// Queue handles still lent out.
+    pub fn lent(&self) -> u32 {
+        self.lent
+    }
+
+    /// Stops the port and removes its device from the EAL, so the same device name can
+    /// be added again later (a VM port unplugged). Refused while queues are lent out.
+    #[cold]
+    #[allow(clippy::result_large_err)]
+    pub fn remove(mut self) -> std::result::Result<(), (Self, Error)> {
+        if self.lent > 0 {
+            let e = Error::Invalid(format!(
+                "port {}: {} queue handle(s) still lent out",
+                self.name, self.lent
+            ));
+            return Err((self, e));
+        }
+        self.drain_rx();
+        let p = self.id.0;
+        let mut info = dpdk_sys::rte_eth_dev_info::default();
+        // SAFETY: valid port; info is a writable struct.
+        let ret = unsafe { dpdk_sys::rte_eth_dev_info_get(p, &mut info) };
+        // SAFETY: no queue handle is out (lent is 0 and `queues()` borrows `self`
+        // mutably), so no worker polls the port; stopping returns nothing in flight.
+        unsafe {
+            let r = dpdk_sys::rte_eth_dev_stop(p);
+            if r < 0 {
+                log::warn!("stopping port {p}: {}", crate::error::errno_text(-r));
+            }
+        }
+        let removed = if ret == 0 && !info.device.is_null() {
+            // SAFETY: the device of a stopped port nobody polls; removing it closes the
+            // port (freeing its rings' mbufs) and releases the device name.
+            unsafe { dpdk_sys::rte_dev_remove(info.device) }
+        } else {
+            -1
+        };
+        if removed < 0 {
+            // Could not remove the device: close the port at least.
+            // SAFETY: as above, a stopped port nobody polls.
+            unsafe { dpdk_sys::rte_eth_dev_close(p) };
+            log::warn!("port {}: device not removed, closed only", self.name);
+        }
+        std::mem::forget(self);
+        Ok(())
     }
 
     pub fn stats(&self) -> Result<PortStats> {
@@ -348,6 +449,15 @@ impl Port<'_> {
 
 impl Drop for Port<'_> {
     fn drop(&mut self) {
+        if self.lent > 0 {
+            // A worker may still poll these queues: leaking the device is the safe way.
+            log::error!(
+                "port {}: {} queue handle(s) never came back; the port is left running",
+                self.name,
+                self.lent
+            );
+            return;
+        }
         let drained = self.drain_rx();
         if drained > 0 {
             log::debug!(

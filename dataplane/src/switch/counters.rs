@@ -26,9 +26,11 @@ pub enum Drop {
     NoMbuf,
     /// A transit frame that already crossed `HOP_LIMIT` overlay hops (a forwarding loop).
     HopLimit,
+    /// For a VM port being unplugged (a rule of the snapshot before its removal).
+    PortGone,
 }
 
-pub const DROP_CAUSES: [Drop; 10] = [
+pub const DROP_CAUSES: [Drop; 11] = [
     Drop::NoRule,
     Drop::NotForUs,
     Drop::UnknownPeer,
@@ -39,6 +41,7 @@ pub const DROP_CAUSES: [Drop; 10] = [
     Drop::TxFull,
     Drop::NoMbuf,
     Drop::HopLimit,
+    Drop::PortGone,
 ];
 
 #[derive(Debug, Default)]
@@ -54,7 +57,7 @@ pub struct SwitchCounters {
     pub unknown_unicast: Counter,
     pub arp_replies: Counter,
     pub arp_requests: Counter,
-    drops: [Counter; 10],
+    drops: [Counter; 11],
     /// Frames that arrived over the overlay and left over it again (this host is a transit hop).
     pub transit: Counter,
     /// Busy TSC cycles (rx to end of tx, as in xconnect) and packets received.

@@ -13,6 +13,7 @@
 
 pub mod counters;
 pub mod fib;
+pub mod mailbox;
 pub mod neighbors;
 pub mod overlay;
 
@@ -32,6 +33,7 @@ use crate::tsc;
 use crate::xconnect::IdleBackoff;
 use counters::{Drop, SwitchCounters};
 use fib::{is_multicast, Dest, Fib, MAX_PEERS};
+use mailbox::{Mailbox, VmCommand, MAX_VMS};
 use neighbors::Neighbors;
 use overlay::{
     arp_reply_in_place, arp_request, classify, write_encap, FromNic, Underlay, ENCAP_LEN,
@@ -58,7 +60,11 @@ pub struct Switch<'p, 'c, 'e> {
     pub worker: usize,
     pub nic_rx: RxQueue<'p>,
     pub nic_tx: TxQueue<'p>,
-    pub vms: Vec<VmPort<'p>>,
+    /// VM ports by slot (`Dest::Vm(slot)`); `None` for a free slot. Changed only
+    /// through `mailbox`, between loops.
+    pub vms: Vec<Option<VmPort<'p>>>,
+    /// VM ports plugged and unplugged by the control path.
+    pub mailbox: &'c Mailbox<'p>,
     /// One per `Fib::peers` entry, same order; synced when the snapshot changes (MACs
     /// learned are kept by address). Start it empty.
     pub peers: Vec<Peer>,
@@ -118,6 +124,11 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
 
     #[inline]
     fn queue_for_vm(&mut self, out: &mut Outputs<'e>, i: usize, m: Mbuf<'e>) {
+        if !matches!(self.vms.get(i), Some(Some(_))) {
+            // A rule of an older snapshot, to a port just unplugged.
+            self.counters.drop(Drop::PortGone, 1);
+            return;
+        }
         if let Err(m) = out.vms[i].push(m) {
             self.flush_vm(out, i);
             let _ = out.vms[i].push(m);
@@ -135,8 +146,16 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     }
 
     fn flush_vm(&mut self, out: &mut Outputs<'e>, i: usize) {
-        if !out.vms[i].is_empty() {
-            let r = self.vms[i].tx.send(&mut out.vms[i]);
+        if out.vms[i].is_empty() {
+            return;
+        }
+        let Some(Some(vm)) = self.vms.get_mut(i) else {
+            let n = out.vms[i].free_all();
+            self.counters.drop(Drop::PortGone, n as u64);
+            return;
+        };
+        {
+            let r = vm.tx.send(&mut out.vms[i]);
             self.counters.vm_tx.add(r.sent as u64);
             if r.dropped > 0 {
                 self.counters.drop(Drop::TxFull, r.dropped as u64);
@@ -193,7 +212,13 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 Dest::Peer(k - vms)
             }
         };
-        let wanted = |k: usize| k >= vms || Some(k) != except;
+        // Plugged slots as a bit set (MAX_VMS is 64): the loop below needs `self` mutably.
+        let plugged =
+            self.vms.iter().enumerate().fold(
+                0u64,
+                |set, (k, v)| if v.is_some() { set | 1 << k } else { set },
+            );
+        let wanted = |k: usize| k >= vms || (Some(k) != except && plugged & (1 << k) != 0);
         let Some(last) = (0..total).rev().find(|&k| wanted(k)) else {
             return;
         };
@@ -316,6 +341,37 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         }
     }
 
+    /// Carries out the control path's VM port changes (between loops, never mid-burst).
+    #[cold]
+    fn apply_commands(&mut self, out: &mut Outputs<'e>) {
+        while let Some(c) = self.mailbox.next() {
+            match c {
+                VmCommand::Attach { slot, port } if slot < MAX_VMS => {
+                    while self.vms.len() <= slot {
+                        self.vms.push(None); // within the capacity reserved at start
+                    }
+                    if let Some(old) = self.vms[slot].replace(port) {
+                        // Never done by the control path (it detaches first); if it
+                        // were, the old queues go back rather than vanish.
+                        let _ = self.mailbox.give_back(slot, old);
+                    }
+                }
+                VmCommand::Attach { port, slot } => {
+                    let _ = self.mailbox.give_back(slot, port);
+                }
+                VmCommand::Detach { slot } => {
+                    if slot < out.vms.len() {
+                        self.flush_vm(out, slot);
+                    }
+                    if let Some(port) = self.vms.get_mut(slot).and_then(Option::take) {
+                        let _ = self.mailbox.give_back(slot, port);
+                    }
+                }
+            }
+            self.mailbox.mark_done();
+        }
+    }
+
     /// Follows a new snapshot's links: keeps what was learned of each address, without
     /// allocating (the vector holds `MAX_PEERS` from the start).
     #[cold]
@@ -371,8 +427,9 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         let mut rx = Burst::new();
         let mut out = Outputs {
             nic: Burst::new(),
-            vms: (0..self.vms.len()).map(|_| Burst::new()).collect(),
+            vms: (0..MAX_VMS).map(|_| Burst::new()).collect(),
         };
+        self.vms.reserve(MAX_VMS.saturating_sub(self.vms.len()));
         self.peers
             .reserve(MAX_PEERS.saturating_sub(self.peers.len()));
         let mut synced = self.fib.load_full();
@@ -395,6 +452,9 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 }
                 synced = Arc::clone(&fib);
             }
+            if !self.mailbox.is_empty() {
+                self.apply_commands(&mut out);
+            }
             let n = self.nic_rx.rx_up_to(&mut rx, burst_size);
             clock.lap(RX);
             if n > 0 {
@@ -410,15 +470,19 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 clock.lap(FORWARD);
             }
             for j in 0..self.vms.len() {
+                let Some(vm) = self.vms[j].as_mut() else {
+                    continue;
+                };
                 let rx_tsc = tsc::now();
-                let n = self.vms[j].rx.rx_up_to(&mut rx, burst_size);
+                let n = vm.rx.rx_up_to(&mut rx, burst_size);
+                let port = vm.rx.port().0 as u8;
                 clock.lap(RX);
                 if n == 0 {
                     continue;
                 }
                 self.counters.vm_rx.add(n as u64);
                 if let Some(mon) = monitor.as_deref_mut() {
-                    mon.record_burst(&rx, rx_tsc, Direction::ToNic, self.vms[j].rx.port().0 as u8);
+                    mon.record_burst(&rx, rx_tsc, Direction::ToNic, port);
                 }
                 clock.lap(RECORD);
                 moved += n;
@@ -452,6 +516,15 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 if idle.sleep_us > 0 && empty_run >= idle.empty_polls_before_sleep {
                     std::thread::sleep(Duration::from_micros(idle.sleep_us as u64));
                 }
+            }
+        }
+        // Commands posted while stopping, then every VM port's queues back to the
+        // control path, which stops the ports once all are home.
+        self.apply_commands(&mut out);
+        for slot in 0..self.vms.len() {
+            self.flush_vm(&mut out, slot);
+            if let Some(port) = self.vms[slot].take() {
+                let _ = self.mailbox.give_back(slot, port);
             }
         }
     }
