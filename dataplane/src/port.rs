@@ -204,6 +204,16 @@ impl<'e> Port<'e> {
                 what(),
                 config.rx_queues
             );
+        } else if config.rx_queues < info.max_rx_queues && dev_is_af_packet(&self.name) {
+            // af_packet's fanout hashes over every queue pair it opened (qpairs=N):
+            // frames hashed to a queue nobody polls are lost.
+            log::warn!(
+                "{}: the device has {} queue pairs (qpairs) but {} are used: frames the kernel \
+                 hashes to the others are never received; set qpairs to the number of workers",
+                what(),
+                info.max_rx_queues,
+                config.rx_queues
+            );
         } else if config.rx_queues > 1 {
             log::info!(
                 "{}: {} rx queues, no RSS on this device: it spreads frames itself",
@@ -479,6 +489,10 @@ impl Drop for Port<'_> {
             }
         }
     }
+}
+
+fn dev_is_af_packet(name: &str) -> bool {
+    name.starts_with("net_af_packet") || name.starts_with("eth_af_packet")
 }
 
 fn find_port(name: &str) -> Option<PortId> {

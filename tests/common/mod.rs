@@ -87,7 +87,10 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // WRENVNET_KEEP_TEST_DIRS=1 keeps the logs of a failed run for a look.
+        if std::env::var_os("WRENVNET_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
