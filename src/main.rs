@@ -62,6 +62,9 @@ enum Command {
     /// List every daemon's overlay links (peers), or change one daemon's (--set NAME=IP,
     /// --del NAME).
     Links(views::LinksArgs),
+    /// List every daemon's VM ports, or plug one live (--plug PORT --devargs D --mac M) or
+    /// unplug one (--unplug PORT) on one daemon.
+    Vms(views::VmsArgs),
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
     Analyze(analyze::AnalyzeArgs),
     /// Close the loop: poll every daemon's API, run VADAPT when demands or measurements
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::Status(args) => views::status(args).map(|()| ExitCode::SUCCESS),
         Command::Rules(args) => views::rules(args).map(|()| ExitCode::SUCCESS),
         Command::Links(args) => views::links(args).map(|()| ExitCode::SUCCESS),
+        Command::Vms(args) => views::vms(args).map(|()| ExitCode::SUCCESS),
         Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Controller(args) => controller::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapt(args) => adapt::run(args).map(|feasible| {

@@ -298,6 +298,72 @@ pub struct LinksArgs {
     del: Option<String>,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct VmsArgs {
+    #[command(flatten)]
+    view: ViewArgs,
+    /// Plug a VM port live on the one daemon named: its name (with --devargs and --mac).
+    #[arg(long, value_name = "PORT", requires_all = ["devargs", "mac"], conflicts_with = "unplug")]
+    plug: Option<String>,
+    /// The DPDK device of the port to plug, e.g. net_vhost3,iface=/run/wrenvnet/vm3.sock.
+    #[arg(long, value_name = "DEVARGS")]
+    devargs: Option<String>,
+    /// The MAC of the VM behind the port: its rule points at the port once plugged.
+    #[arg(long, value_name = "MAC")]
+    mac: Option<String>,
+    /// Unplug the VM port PORT on the one daemon named (its rules are withdrawn first).
+    #[arg(long, value_name = "PORT")]
+    unplug: Option<String>,
+}
+
+/// `wrenvnet vms`: every daemon's VM ports, or one plugged or unplugged.
+pub fn vms(args: VmsArgs) -> Result<()> {
+    if let (Some(port), Some(devargs), Some(mac)) = (&args.plug, &args.devargs, &args.mac) {
+        return send_change(
+            &args.view,
+            "PUT",
+            &format!("/vms/{port}"),
+            &json!({ "devargs": devargs, "mac": mac }),
+            &json!({"op": "plug_vm", "port": port, "devargs": devargs, "mac": mac}),
+        );
+    }
+    if let Some(port) = &args.unplug {
+        return send_change(
+            &args.view,
+            "DELETE",
+            &format!("/vms/{port}"),
+            &Value::Null,
+            &json!({"op": "unplug_vm", "port": port}),
+        );
+    }
+    let replies = gather(&args.view, "vms")?;
+    if args.view.json {
+        let hosts: Vec<Value> = replies
+            .iter()
+            .map(|(h, v)| json!({"host": h, "vms": v["vms"]}))
+            .collect();
+        println!("{}", json!({ "hosts": hosts }));
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<10} {:<17} {:<5} DEVARGS",
+        "HOST", "PORT", "VM_MAC", "SLOT"
+    );
+    for (h, v) in &replies {
+        for p in v["vms"].as_array().into_iter().flatten() {
+            println!(
+                "{:<10} {:<10} {:<17} {:<5} {}",
+                h,
+                p["port"].as_str().unwrap_or("?"),
+                p["mac"].as_str().unwrap_or("?"),
+                p["slot"],
+                p["devargs"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `wrenvnet links`: every daemon's overlay links, or one change.
 pub fn links(args: LinksArgs) -> Result<()> {
     if let Some(set) = &args.set {

@@ -703,8 +703,24 @@ fn vm_ports_plug_and_unplug_live() {
     );
 
     for round in 0..2 {
-        let (ok, v) = f.ctl(1, &plug);
-        assert!(ok, "plug, round {round}: {v}");
+        if round == 0 {
+            let (ok, v) = f.ctl(1, &plug);
+            assert!(ok, "plug, round {round}: {v}");
+        } else {
+            // The operator's way: the CLI over the same socket.
+            let sock = f.socket(1);
+            sh(&format!(
+                "{} vms --socket {} --plug vmx --devargs {devargs} --mac {mac}",
+                wrenvnet_bin().display(),
+                sock.display()
+            ));
+            let table = sh(&format!(
+                "{} vms --socket {}",
+                wrenvnet_bin().display(),
+                sock.display()
+            ));
+            assert!(table.contains("vmx") && table.contains(mac), "{table}");
+        }
         hand_over();
         let (ok, v) = f.ctl(
             0,
