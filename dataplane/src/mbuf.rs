@@ -82,21 +82,42 @@ impl<'e> Mbuf<'e> {
     }
 
     /// Makes room for `len` bytes in front of the data (headroom) and returns the
-    /// whole data, new bytes first; `None` when the headroom is too small.
+    /// whole data, new bytes first; `None` when the headroom is too small. What
+    /// `rte_pktmbuf_prepend` does, inline (it is a static-inline C function: called
+    /// through its wrapper it cost a call per encapsulated packet).
+    #[inline]
     pub fn prepend(&mut self, len: u16) -> Option<&mut [u8]> {
-        // SAFETY: rte_pktmbuf_prepend only moves data_off/data_len/pkt_len of the mbuf
-        // we own, within its buffer; it returns null when there is no room.
-        let p = unsafe { dpdk_sys::rte_pktmbuf_prepend(self.raw.as_ptr(), len) };
-        if p.is_null() {
-            return None;
+        let m = self.raw.as_ptr();
+        // SAFETY: we own the mbuf (&mut self); moving data_off back by at most the
+        // headroom (data_off itself) keeps the data inside the buffer, and the lengths
+        // grow by what the data gained.
+        unsafe {
+            if len > (*m).data_off {
+                return None;
+            }
+            (*m).data_off -= len;
+            (*m).data_len += len;
+            (*m).pkt_len += len as u32;
         }
         Some(self.data_mut())
     }
 
     /// Removes `len` bytes from the front of the data; false when there are fewer.
+    /// `rte_pktmbuf_adj`, inline.
+    #[inline]
     pub fn adj(&mut self, len: u16) -> bool {
-        // SAFETY: rte_pktmbuf_adj only moves offsets of the mbuf we own; null on failure.
-        !unsafe { dpdk_sys::rte_pktmbuf_adj(self.raw.as_ptr(), len) }.is_null()
+        let m = self.raw.as_ptr();
+        // SAFETY: we own the mbuf; the first segment keeps at least zero bytes, so the
+        // data stays inside the buffer, and the packet length shrinks by as much.
+        unsafe {
+            if len > (*m).data_len {
+                return false;
+            }
+            (*m).data_off += len;
+            (*m).data_len -= len;
+            (*m).pkt_len -= len as u32;
+        }
+        true
     }
 
     /// A deep copy from `pool` (for flooding: each copy is then modified on its own).

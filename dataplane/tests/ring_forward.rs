@@ -124,6 +124,40 @@ fn forwarded_burst_is_byte_identical_and_no_mbuf_leaks() {
         assert!(a.stats().expect("stats").tx_packets >= 32);
         assert!(!a.xstats().expect("xstats").is_empty() || a.xstats().is_ok());
     }
+    // Headroom: prepend and adj move the data start and both lengths, as DPDK's do.
+    {
+        let mut m = Mbuf::from_bytes(&pool, &[7u8; 60]).expect("mbuf");
+        assert_eq!(m.prepend(50).expect("headroom").len(), 110);
+        assert_eq!(m.pkt_len(), 110);
+        assert!(m.prepend(u16::MAX).is_none(), "more than the headroom");
+        assert_eq!(m.pkt_len(), 110);
+        assert!(m.adj(50));
+        assert_eq!((m.data(), m.pkt_len()), (&[7u8; 60][..], 60));
+        assert!(!m.adj(61), "more than the data");
+        assert_eq!(m.pkt_len(), 60);
+    }
+    // Queues lent out (a port plugged live): the port is not removed until every
+    // handle is back; removed, its device name can be opened again.
+    {
+        let mut c = Port::open(&eal, "net_ring2", &pool, &cfg).expect("net_ring2");
+        let (rx, tx) = c.lend_queues().expect("lend");
+        assert!(c.lend_queues().is_err(), "lent twice");
+        assert!(c.queues().0.is_empty(), "queues() while lent out");
+        assert_eq!(c.lent(), 2);
+        let mut c = match c.remove() {
+            Err((c, e)) => {
+                assert!(e.to_string().contains("lent out"), "{e}");
+                c
+            }
+            Ok(()) => panic!("removed with its queues out"),
+        };
+        for (r, t) in rx.into_iter().zip(tx) {
+            assert!(c.take_back(r, t).is_ok());
+        }
+        assert_eq!(c.lent(), 0);
+        c.remove().map_err(|(_, e)| e).expect("remove");
+        drop(Port::open(&eal, "net_ring2", &pool, &cfg).expect("net_ring2 again"));
+    }
     // Ports stopped and closed: everything back.
     let left = pool.in_use();
     assert_eq!(left, 0, "{left} mbufs still out after the ports closed");

@@ -116,6 +116,12 @@ pub struct SwitchSnapshot {
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerLoad {
     pub packets: u64,
+    pub vm_rx: u64,
+    pub vm_tx: u64,
+    pub nic_rx: u64,
+    pub nic_tx: u64,
+    /// Packets this worker dropped, all causes.
+    pub drops: u64,
     pub cycles_per_packet: Option<f64>,
     pub empty_polls: u64,
 }
@@ -168,6 +174,11 @@ impl SwitchCounters {
                     let p = c.packets.get();
                     WorkerLoad {
                         packets: p,
+                        vm_rx: c.vm_rx.get(),
+                        vm_tx: c.vm_tx.get(),
+                        nic_rx: c.nic_rx.get(),
+                        nic_tx: c.nic_tx.get(),
+                        drops: c.drops.iter().map(Counter::get).sum(),
                         cycles_per_packet: (p > 0).then(|| c.busy_cycles.get() as f64 / p as f64),
                         empty_polls: c.empty_polls.get(),
                     }

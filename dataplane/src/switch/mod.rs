@@ -36,7 +36,7 @@ use fib::{is_multicast, Dest, Fib, MAX_PEERS};
 use mailbox::{Mailbox, VmCommand, MAX_VMS};
 use neighbors::Neighbors;
 use overlay::{
-    arp_reply_in_place, arp_request, classify, write_encap, FromNic, Underlay, ENCAP_LEN,
+    arp_reply_in_place, arp_request, classify, EncapTemplate, FromNic, Underlay, ENCAP_LEN,
     HOP_LIMIT, ORIGIN_TTL,
 };
 
@@ -45,7 +45,30 @@ use overlay::{
 pub struct Peer {
     pub ip: [u8; 4],
     /// Learned by ARP or from its VXLAN frames; configured for static setups.
-    pub mac: Option<[u8; 6]>,
+    mac: Option<[u8; 6]>,
+    /// The outer headers towards the peer, built when its MAC becomes known.
+    encap: Option<EncapTemplate>,
+}
+
+impl Peer {
+    fn new(ip: [u8; 4], mac: Option<[u8; 6]>, u: &Underlay) -> Self {
+        Self {
+            ip,
+            mac,
+            encap: mac.map(|m| EncapTemplate::new(u, ip, m)),
+        }
+    }
+
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        self.mac
+    }
+
+    #[cold]
+    fn set_mac(&mut self, mac: [u8; 6], u: &Underlay) {
+        if self.mac != Some(mac) {
+            *self = Self::new(self.ip, Some(mac), u);
+        }
+    }
 }
 
 /// A local VM's port.
@@ -172,29 +195,27 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     /// As `encap`, with the outer TTL to send (a transit hop's is one less than it got).
     #[inline]
     fn encap_ttl(&mut self, out: &mut Outputs<'e>, mut m: Mbuf<'e>, p: usize, ttl: u8) {
-        let Some(peer) = self.peers.get(p).copied() else {
+        let Some(peer) = self.peers.get(p) else {
             self.counters.drop(Drop::NoRule, 1);
             return;
         };
-        let Some(peer_mac) = peer.mac.or_else(|| self.adopt_neighbor(p)) else {
+        if peer.encap.is_none() && !self.adopt_neighbor(p) {
             self.counters.drop(Drop::PeerUnresolved, 1);
             return;
-        };
+        }
         if m.data().len() + ENCAP_LEN > self.underlay.max_frame || m.segments() != 1 {
             self.counters.drop(Drop::Oversize, 1);
             return;
         }
-        let u = self.underlay;
-        match m
-            .prepend(ENCAP_LEN as u16)
-            .map(|f| write_encap(f, &u, peer.ip, peer_mac, ttl))
-        {
-            Some(Ok(())) => {
-                self.counters.encapsulated.add(1);
-                self.queue_for_nic(out, m);
-            }
-            Some(Err(cause)) => self.counters.drop(cause, 1),
-            None => self.counters.drop(Drop::Oversize, 1),
+        let written = match (m.prepend(ENCAP_LEN as u16), &self.peers[p].encap) {
+            (Some(frame), Some(template)) => template.write(frame, ttl),
+            _ => false,
+        };
+        if written {
+            self.counters.encapsulated.add(1);
+            self.queue_for_nic(out, m);
+        } else {
+            self.counters.drop(Drop::Oversize, 1);
         }
     }
 
@@ -307,16 +328,18 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     /// Peer `p` is at `mac` (new or changed): keep it and tell the other workers.
     #[cold]
     fn learned(&mut self, p: usize, mac: [u8; 6]) {
-        self.peers[p].mac = Some(mac);
+        self.peers[p].set_mac(mac, &self.underlay);
         self.neighbors.learn(self.peers[p].ip, mac);
     }
 
-    /// Peer `p`'s MAC as another worker learned it, kept from now on.
+    /// Peer `p`'s MAC as another worker learned it, kept from now on: whether it had one.
     #[cold]
-    fn adopt_neighbor(&mut self, p: usize) -> Option<[u8; 6]> {
-        let mac = self.neighbors.lookup(self.peers.get(p)?.ip)?;
-        self.peers[p].mac = Some(mac);
-        Some(mac)
+    fn adopt_neighbor(&mut self, p: usize) -> bool {
+        let Some(mac) = self.peers.get(p).and_then(|x| self.neighbors.lookup(x.ip)) else {
+            return false;
+        };
+        self.peers[p].set_mac(mac, &self.underlay);
+        true
     }
 
     fn handle_vm_frame(&mut self, out: &mut Outputs<'e>, fib: &Fib, j: usize, m: Mbuf<'e>) {
@@ -389,7 +412,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                     .find(|(ip, _)| *ip == spec.ip)
                     .map(|(_, m)| *m)
             });
-            self.peers.push(Peer { ip: spec.ip, mac });
+            self.peers.push(Peer::new(spec.ip, mac, &self.underlay));
         }
     }
 
@@ -399,7 +422,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     fn resolve_peers(&mut self, out: &mut Outputs<'e>) {
         for i in 0..self.peers.len() {
             if let Some(mac) = self.neighbors.lookup(self.peers[i].ip) {
-                self.peers[i].mac = Some(mac);
+                self.peers[i].set_mac(mac, &self.underlay);
             }
             if self.peers[i].mac.is_some() || self.worker != 0 {
                 continue;
