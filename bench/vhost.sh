@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"
 SIZE="${SIZE:-64}"
 SECS="${SECS:-5}"
-OUT=bench/results
+OUT="${OUT:-bench/results}"
 [ "$(id -u)" = 0 ] || { echo "vhost.sh: run as root" >&2; exit 1; }
 tmp=$(mktemp -d /tmp/wrenvnet-vhost.XXXXXX)
 pids=()
