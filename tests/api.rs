@@ -110,6 +110,7 @@ fn api_reads_changes_and_refuses() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let _guard = KillOnDrop(child.id());
     let t0 = Instant::now();
     while !sock.exists() {
         assert!(

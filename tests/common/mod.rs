@@ -214,3 +214,13 @@ pub fn iperf3(client: &str, server: &str, dst: &str, secs: u32) -> (u64, f64) {
         sum["bits_per_second"].as_f64().unwrap() / 1e6,
     )
 }
+
+/// Kills process `0` (SIGKILL) when dropped, if it still runs: a test that fails half
+/// way leaves no daemon behind (namespaced ones go with their namespace).
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = sh_out(&format!("kill -9 {} 2>/dev/null", self.0));
+    }
+}
