@@ -138,7 +138,11 @@ for size in sorted({r["size"] for r in rows}):
             size, names[dut], sp([r["ndr_mpps"] for r in rs]), sp([r["pdr_mpps"] for r in rs]),
             g("p50_ns"), g("p99_ns"), g("p999_ns"), g("max_ns"), sp([r["ceiling_mpps"] for r in rs]))
 md += "\nAn NDR at the generator's ceiling means the device was not the limit. On this 2-core machine the\n"
-md += "generator and the device's main lcore share core 0, the device's worker has core 1.\n"
+md += "generator and the device's main lcore share core 0, the device's worker has core 1: with monitoring on,\n"
+md += "the device's analysis loop takes core-0 time from the generator (lower ceiling), and a preempted\n"
+md += "device loses a burst now and then, so a failed trial is repeated twice before the search steps down\n"
+md += "(every run is in ndr.json). Loss counts frames the device's input ring refused (back-pressure at the\n"
+md += "generator's tx) as well as frames that never came back.\n"
 md += "\nReproduce: `sudo ROUNDS=%s SIZES=\"%s\" bench/ndr.sh`\n" % (rounds, sizes)
 json.dump(res, open(out + "/ndr.json", "w"), indent=2)
 open(out + "/ndr.md", "w").write(md)

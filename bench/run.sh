@@ -13,6 +13,7 @@
 #   bench/switch.sh          VXLAN encap/decap vs testpmd io, monitoring off/on, stage
 #                            clocks (net_pcap replay), 64 and 1464-byte inner frames
 #   bench/ovs.sh             the switch beside OVS-DPDK's in_port->output path
+#   bench/ndr.sh             NDR/PDR and latency percentiles (wrenvnet-gen over memif)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROUNDS="${ROUNDS:-3}"
@@ -30,6 +31,8 @@ step "overlay switch, 1464-byte frames (bench/switch.sh)"
 SIZE=1464 bash bench/switch.sh > "$log" 2>&1 || { cat "$log"; exit 1; }
 step "beside OVS-DPDK (bench/ovs.sh)"
 SIZE=64 bash bench/ovs.sh > "$log" 2>&1 || { cat "$log"; exit 1; }
+step "zero-loss throughput and latency (bench/ndr.sh)"
+ROUNDS=1 bash bench/ndr.sh > "$log" 2>&1 || { cat "$log"; exit 1; }
 fi
 
 step "report: $OUT/report.md, report.json, report.svg"
@@ -68,7 +71,7 @@ md = ["# wrenvnet benchmark report", "",
       "## Machine", ""] + ["- %s: %s" % kv for kv in machine.items()] + ["", "## Versions", ""] + ["- %s: %s" % kv for kv in versions.items()] + \
      ["", "## Against the targets", "", "| what | measured | target | met |", "|---|---|---|---|"] + \
      ["| %s | %s | %s | %s |" % (c["what"], c["value"], c["target"], "yes" if c["met"] else "no") for c in checks] + [""]
-for name in ("xconnect-null", "switch-64", "switch-1464", "ovs-64"):
+for name in ("xconnect-null", "switch-64", "switch-1464", "ovs-64", "ndr"):
     text = open(f"{out}/{name}.md").read().strip().splitlines()
     md += ["## " + text[0].lstrip("# ")] + text[1:] + [""]
 open(f"{out}/report.md", "w").write("\n".join(md) + "\n")
