@@ -238,6 +238,20 @@ pub struct DataplaneSection {
     pub stage_clocks: bool,
 }
 
+impl DataplaneSection {
+    /// How every port is opened: a queue pair per worker, the configured ring sizes.
+    pub fn port_config(&self) -> dataplane::PortConfig {
+        dataplane::PortConfig {
+            rx_queues: self.workers,
+            tx_queues: self.workers,
+            rx_desc: self.rx_desc,
+            tx_desc: self.tx_desc,
+            promiscuous: true,
+            mtu: None,
+        }
+    }
+}
+
 impl Default for DataplaneSection {
     fn default() -> Self {
         Self {

@@ -126,14 +126,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         None,
     )
     .context("cannot create the mbuf pool (are hugepages reserved? see scripts/setup.sh)")?;
-    let port_cfg = PortConfig {
-        rx_queues: d.workers,
-        tx_queues: d.workers,
-        rx_desc: d.rx_desc,
-        tx_desc: d.tx_desc,
-        promiscuous: true,
-        mtu: None,
-    };
+    let port_cfg = d.port_config();
     let mut ports = Vec::new();
     for p in &config.ports {
         let cfg = PortConfig {

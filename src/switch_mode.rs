@@ -17,7 +17,7 @@ use dataplane::switch::neighbors::Neighbors;
 use dataplane::switch::overlay::Underlay;
 use dataplane::switch::Switch;
 use dataplane::xconnect::IdleBackoff;
-use dataplane::{Eal, Mempool, Port, PortConfig, PortId};
+use dataplane::{Eal, Mempool, Port, PortId};
 
 use crate::config::{parse_mac, Config};
 use crate::vm_ports::VmPorts;
@@ -113,14 +113,7 @@ pub fn run<'e>(
     let nic_id = nic.id();
     let mailboxes: Vec<Mailbox<'_>> = (0..workers).map(|_| Mailbox::default()).collect();
     let fib = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(fib));
-    let hot_config = PortConfig {
-        rx_queues: d.workers,
-        tx_queues: d.workers,
-        rx_desc: d.rx_desc,
-        tx_desc: d.tx_desc,
-        promiscuous: true,
-        mtu: None,
-    };
+    let hot_config = d.port_config();
     let vm_ports = RefCell::new(VmPorts::new(
         eal,
         pool,

@@ -94,20 +94,7 @@ fn three_hosts_two_vms_each() {
             sum > 0.5 * busy && sum <= busy * 1.001,
             "stages {sum} vs busy {busy}: {s}"
         );
-        let drops = &s["switch"]["drops"];
-        for cause in [
-            "NoRule",
-            "PeerUnresolved",
-            "TxFull",
-            "NoMbuf",
-            "Oversize",
-            "HopLimit",
-        ] {
-            assert_eq!(
-                drops[cause], before[cause],
-                "h{h} dropped for {cause} after warm-up: {s}"
-            );
-        }
+        fabric::assert_no_drops_since(h, &s, before);
     }
 }
 
@@ -588,20 +575,7 @@ fn two_workers_share_the_traffic() {
             late * 1000 <= analysed,
             "h{h}: {late} of {analysed} records late: {s}"
         );
-        let drops = &s["switch"]["drops"];
-        for cause in [
-            "NoRule",
-            "PeerUnresolved",
-            "TxFull",
-            "NoMbuf",
-            "Oversize",
-            "HopLimit",
-        ] {
-            assert_eq!(
-                drops[cause], before[cause],
-                "h{h} dropped for {cause} after warm-up: {s}"
-            );
-        }
+        fabric::assert_no_drops_since(h, &s, before);
     }
 }
 
@@ -761,16 +735,6 @@ fn vm_ports_plug_and_unplug_live() {
     for (h, before) in drops_before.iter().enumerate() {
         let s = f.stop(h);
         assert_eq!(s["mbufs_in_use_at_exit"], 0, "{s}");
-        let drops = &s["switch"]["drops"];
-        for cause in [
-            "NoRule",
-            "PeerUnresolved",
-            "TxFull",
-            "NoMbuf",
-            "Oversize",
-            "HopLimit",
-        ] {
-            assert_eq!(drops[cause], before[cause], "h{h} dropped for {cause}: {s}");
-        }
+        fabric::assert_no_drops_since(h, &s, before);
     }
 }

@@ -307,6 +307,12 @@ impl<'e> Port<'e> {
         if self.lent > 0 {
             return (Vec::new(), Vec::new());
         }
+        self.handles()
+    }
+
+    /// One handle per queue. Private: the callers decide how long they may live (a
+    /// borrow of the port, or the lent count).
+    fn handles<'q>(&self) -> (Vec<RxQueue<'q>>, Vec<TxQueue<'q>>) {
         let rx = (0..self.rx_queues)
             .map(|q| RxQueue {
                 port: self.id,
@@ -337,21 +343,7 @@ impl<'e> Port<'e> {
             )));
         }
         self.lent = self.rx_queues as u32 + self.tx_queues as u32;
-        let rx = (0..self.rx_queues)
-            .map(|q| RxQueue {
-                port: self.id,
-                queue: QueueId(q),
-                _port: PhantomData,
-            })
-            .collect();
-        let tx = (0..self.tx_queues)
-            .map(|q| TxQueue {
-                port: self.id,
-                queue: QueueId(q),
-                _port: PhantomData,
-            })
-            .collect();
-        Ok((rx, tx))
+        Ok(self.handles())
     }
 
     /// Takes back a lent queue pair; refused (and handed back) if it is another port's.

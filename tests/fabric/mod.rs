@@ -274,3 +274,22 @@ pub fn ctl(socket: &Path, req: &str) -> (bool, serde_json::Value) {
     let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (out.status.success(), v)
 }
+
+/// Asserts daemon `h`'s summary `s` counts no more drops for want of a rule, a peer, a
+/// resolved MAC, room or size than `before` (its drop counters after warm-up).
+pub fn assert_no_drops_since(h: usize, s: &serde_json::Value, before: &serde_json::Value) {
+    let drops = &s["switch"]["drops"];
+    for cause in [
+        "NoRule",
+        "PeerUnresolved",
+        "TxFull",
+        "NoMbuf",
+        "Oversize",
+        "HopLimit",
+    ] {
+        assert_eq!(
+            drops[cause], before[cause],
+            "h{h} dropped for {cause} after warm-up: {s}"
+        );
+    }
+}
