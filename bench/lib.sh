@@ -7,6 +7,7 @@ switch_cfg() {
   cat <<EOF
 [dataplane]
 mode = "switch"
+workers = ${WORKERS:-1}
 burst = 32
 stats_interval_ms = 100000
 stage_clocks = ${4:-false}
@@ -40,6 +41,7 @@ EOF
 testpmd_io_cycles() {
   { echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } |
     dpdk-testpmd "${EAL[@]}" --vdev "$1" --vdev "$2" -- \
-      -i --forward-mode=io --burst=32 --record-core-cycles --nb-cores=1 >"$tmp/testpmd.log" 2>&1
+      -i --forward-mode=io --burst=32 --record-core-cycles --nb-cores="${WORKERS:-1}" \
+      --rxq="${WORKERS:-1}" --txq="${WORKERS:-1}" >"$tmp/testpmd.log" 2>&1
   sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$tmp/testpmd.log" | tail -1
 }

@@ -16,6 +16,8 @@
 #   sudo bench/switch.sh                   # 7 rounds of 4 s, 64-byte inner frames
 #   ROUNDS=3 SIZE=1464 bench/switch.sh
 #   RING=8192 bench/switch.sh            # records per worker ring (default 65536)
+#   WORKERS=2 bench/switch.sh             # 2 workers, each port with 2 queues (testpmd:
+#                                         # 2 forwarding cores); results switch-<size>-w2
 #   CHECK=1 bench/switch.sh               # regression mode, see below
 #
 # Writes bench/results/switch-<size>.{md,json}. Regression mode (CHECK=1; 3 rounds by
@@ -31,7 +33,11 @@ if [ "$CHECK" = 1 ]; then ROUNDS="${ROUNDS:-3}"; else ROUNDS="${ROUNDS:-7}"; fi
 SECS="${SECONDS_PER_RUN:-4}"
 SIZE="${SIZE:-64}"
 OUT="${OUT:-bench/results}"
-BASELINE="$OUT/switch-$SIZE.json"
+WORKERS="${WORKERS:-1}"
+export WORKERS
+SUFFIX=""
+[ "$WORKERS" -gt 1 ] && SUFFIX="-w$WORKERS"
+BASELINE="$OUT/switch-$SIZE$SUFFIX.json"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 if [ "$CHECK" = 1 ]; then
@@ -41,23 +47,31 @@ fi
 mkdir -p "$OUT"
 cargo build --release -q
 BIN=target/release/wrenvnet
-EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
+if [ "$WORKERS" -gt 1 ]; then
+  # Main lcore on CPU 0, workers alternating over CPUs 1 and 0 (2-CPU machines share).
+  LC="0@0"; for w in $(seq "$WORKERS"); do LC="$LC,$w@$((w % 2))"; done
+  EAL=(--lcores "$LC" --in-memory --no-pci --log-level '*:error')
+else
+  EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
+fi
+# A devargs key repeated once per queue (net_pcap: one queue per rx_pcap/tx_pcap).
+perq() { local out=""; for _ in $(seq "$WORKERS"); do out="$out$1,"; done; echo "${out%,}"; }
 python3 -c "import struct; open('$tmp/empty.pcap','wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))"
 python3 bench/gen_frames.py plain "$tmp/plain.pcap" --size "$SIZE"
 
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-SINK="tx_pcap=/dev/null"
-ENC_NIC="net_pcap0,rx_pcap=$tmp/empty.pcap,$SINK"
-ENC_VM="net_pcap1,rx_pcap=$tmp/plain.pcap,infinite_rx=1,$SINK"
+SINK="$(perq tx_pcap=/dev/null)"
+ENC_NIC="net_pcap0,$(perq "rx_pcap=$tmp/empty.pcap"),$SINK"
+ENC_VM="net_pcap1,$(perq "rx_pcap=$tmp/plain.pcap"),infinite_rx=1,$SINK"
 # The NIC's MAC (the decap frames must be addressed to it): read it off a first run.
 switch_cfg "$ENC_NIC" "$ENC_VM" false > "$tmp/probe.toml"
 "$BIN" run --config "$tmp/probe.toml" --duration 0.5 -- "${EAL[@]}" > "$tmp/probe.log" 2>&1 || { cat "$tmp/probe.log"; exit 1; }
 NIC_MAC=$(sed -n 's/.*port "nic": id [0-9]* mac \([0-9a-f:]*\).*/\1/p' "$tmp/probe.log" | head -1)
 [ -n "$NIC_MAC" ] || { cat "$tmp/probe.log"; echo "no NIC MAC in the log" >&2; exit 1; }
 python3 bench/gen_frames.py vxlan "$tmp/vxlan.pcap" --size "$SIZE" --nic-mac "$NIC_MAC"
-DEC_NIC="net_pcap0,rx_pcap=$tmp/vxlan.pcap,infinite_rx=1,$SINK"
-DEC_VM="net_pcap1,rx_pcap=$tmp/empty.pcap,$SINK"
+DEC_NIC="net_pcap0,$(perq "rx_pcap=$tmp/vxlan.pcap"),infinite_rx=1,$SINK"
+DEC_VM="net_pcap1,$(perq "rx_pcap=$tmp/empty.pcap"),$SINK"
 for s in encap decap; do
   if [ $s = encap ]; then n=$ENC_NIC; v=$ENC_VM; else n=$DEC_NIC; v=$DEC_VM; fi
   switch_cfg "$n" "$v" false > "$tmp/$s-off.toml"
@@ -99,21 +113,22 @@ for s in encap decap; do
 done
 echo '"_": null}' >> "$tmp/stages.json"
 
-python3 - "$tmp/rounds.txt" "$OUT" "$SIZE" "$ROUNDS" "$SECS" "$tmp/stages.json" <<'PY'
+python3 - "$tmp/rounds.txt" "$OUT" "$SIZE" "$ROUNDS" "$SECS" "$tmp/stages.json" "$WORKERS" "$SUFFIX" <<'PY'
 import datetime, json, platform, statistics, subprocess, sys
-rows_path, out, size, rounds, secs, stages_path = sys.argv[1:]
+rows_path, out, size, rounds, secs, stages_path, workers, suffix = sys.argv[1:]
+wtext = "1 worker" if workers == "1" else "%s workers (each port %s queues; testpmd %s forwarding cores)" % (workers, workers, workers)
 stages = json.load(open(stages_path))
 rows = [l.split() for l in open(rows_path) if l.strip()]
 def ver(cmd):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-res = {"benchmark": "overlay switch on net_pcap replay ports, 1 worker, burst 32, %s-byte inner frames" % size,
+res = {"benchmark": "overlay switch on net_pcap replay ports, %s, burst 32, %s-byte inner frames" % (wtext, size),
        "date": datetime.datetime.utcnow().isoformat() + "Z",
        "machine": {"cpu": cpu, "cores": ver("nproc"), "kernel": platform.release()},
        "versions": {"dpdk": ver("pkg-config --modversion libdpdk"), "rustc": ver("rustc --version")},
        "rounds": int(rounds), "seconds_per_run": float(secs), "scenarios": {}}
 md = "# Overlay switch, %s-byte inner frames: cycles per packet\n\n" % size
-md += "net_pcap ports replaying from memory; 1 worker; burst 32; testpmd io on the same ports; rounds interleaved.\n\n"
+md += "net_pcap ports replaying from memory; %s; burst 32; testpmd io on the same ports; rounds interleaved.\n\n" % wtext
 md += "| scenario | testpmd io | switch, monitor off | switch, monitor on | on/off | off/testpmd | on/testpmd |\n|---|---|---|---|---|---|---|\n"
 for s in ("encap", "decap"):
     rs = [r for r in rows if r[0] == s]
@@ -135,13 +150,13 @@ for s in ("encap", "decap"):
     st = stages[s]["stages"]
     md += "| %s | %.1f | %.1f | %.1f | %.1f | %.1f |\n" % (s, st["rx"], st["record"], st["forward"], st["tx"], stages[s]["total"])
     res["scenarios"][s]["stages_clocked"] = stages[s]
-md += "\nReproduce: `sudo SIZE=%s bench/switch.sh`\n" % size
-open("%s/switch-%s.md" % (out, size), "w").write(md)
-json.dump(res, open("%s/switch-%s.json" % (out, size), "w"), indent=2)
+md += "\nReproduce: `sudo SIZE=%s WORKERS=%s bench/switch.sh`\n" % (size, workers)
+open("%s/switch-%s%s.md" % (out, size, suffix), "w").write(md)
+json.dump(res, open("%s/switch-%s%s.json" % (out, size, suffix), "w"), indent=2)
 print(md)
 PY
 if [ "$CHECK" = 1 ]; then
-  python3 - "$tmp/baseline.json" "$OUT/switch-$SIZE.json" "$MARGIN" <<'PY'
+  python3 - "$tmp/baseline.json" "$OUT/switch-$SIZE$SUFFIX.json" "$MARGIN" <<'PY'
 import json, statistics, sys
 base, now, margin = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), float(sys.argv[3])
 bad = []
