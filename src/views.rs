@@ -356,7 +356,9 @@ pub fn vms(args: VmsArgs) -> Result<()> {
                 h,
                 p["port"].as_str().unwrap_or("?"),
                 p["mac"].as_str().unwrap_or("?"),
-                p["slot"],
+                p["slot"]
+                    .as_u64()
+                    .map_or_else(|| "?".to_string(), |n| n.to_string()),
                 p["devargs"].as_str().unwrap_or("")
             );
         }
