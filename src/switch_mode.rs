@@ -99,16 +99,9 @@ pub fn run<'e>(
     let started = Instant::now();
     // The NIC stays here (its queues borrow it); VM ports go to the VM port registry,
     // which lends their queues to the workers and can unplug them live.
-    let mut nic = None;
-    let mut vm_ports_of_config: Vec<Option<Port<'e>>> = Vec::new();
-    for (i, port) in ports.into_iter().enumerate() {
-        if i == nic_ix {
-            nic = Some(port);
-        } else {
-            vm_ports_of_config.push(Some(port));
-        }
-    }
-    let mut nic = nic.context("NIC port")?;
+    // One slot per config port, by config index: the NIC and each VM port are taken out.
+    let mut config_ports: Vec<Option<Port<'e>>> = ports.into_iter().map(Some).collect();
+    let mut nic = config_ports[nic_ix].take().context("NIC port")?;
     let nic_name = config.ports[nic_ix].name.clone();
     let nic_id = nic.id();
     let mailboxes: Vec<Mailbox<'_>> = (0..workers).map(|_| Mailbox::default()).collect();
@@ -122,17 +115,15 @@ pub fn run<'e>(
         std::sync::Arc::clone(&fib),
     ));
     {
-        // Config ports in config order: non-NIC port k of the config is index k here.
-        let non_nic = |i: usize| if i > nic_ix { i - 1 } else { i };
         let mut registry = vm_ports.borrow_mut();
         for (v, &i) in sw.vms.iter().zip(&vm_ix) {
-            let port = vm_ports_of_config[non_nic(i)]
+            let port = config_ports[i]
                 .take()
                 .with_context(|| format!("port {:?} is used twice", v.port))?;
             registry.adopt(&v.port, &config.ports[i].devargs, parse_mac(&v.mac)?, port)?;
         }
     }
-    drop(vm_ports_of_config); // ports that are neither NIC nor VM: closed now
+    drop(config_ports); // ports that are neither NIC nor VM: closed now
     let outcome = {
         let (mut nic_rx, mut nic_tx) = {
             let (rx, tx) = nic.queues();
