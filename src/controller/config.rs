@@ -33,6 +33,9 @@ fn default_min_trains() -> usize {
 fn default_demand_threshold() -> f64 {
     0.10
 }
+fn default_min_demand_mbps() -> f64 {
+    1.0
+}
 fn default_true() -> bool {
     true
 }
@@ -77,6 +80,11 @@ pub struct ControllerSettings {
     /// Matrix entries below this fraction of the largest are not demands.
     #[serde(default = "default_demand_threshold")]
     pub demand_threshold: f64,
+    /// Matrix entries below this rate (Mbit/s) are not demands, however they compare
+    /// with the largest: pings and ARP before an application starts are nothing to
+    /// place VMs or routes for.
+    #[serde(default = "default_min_demand_mbps")]
+    pub min_demand_mbps: f64,
     /// false: observe and plan, but change nothing (adaptation off).
     #[serde(default = "default_true")]
     pub adapt: bool,
@@ -172,6 +180,7 @@ impl ControllerConfig {
             ("measurement_ttl_s", s.measurement_ttl_s),
             ("improvement", s.improvement),
             ("default_link_bw_mbps", s.default_link_bw_mbps),
+            ("min_demand_mbps", s.min_demand_mbps),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 bail!("controller.{k} must be a finite number >= 0, got {v}");

@@ -282,7 +282,9 @@ impl Controller {
         let demands: Vec<Demand> = entries
             .iter()
             .filter(|e| {
-                largest > 0.0 && e.smoothed_mbps >= self.cfg.controller.demand_threshold * largest
+                largest > 0.0
+                    && e.smoothed_mbps >= self.cfg.controller.demand_threshold * largest
+                    && e.smoothed_mbps >= self.cfg.controller.min_demand_mbps
             })
             .filter(|e| host_of(&e.src).is_some() && host_of(&e.dst).is_some() && e.src != e.dst)
             .map(|e| Demand {
