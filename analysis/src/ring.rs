@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use crate::record::Record;
 
+/// Uninitialised ring slots handed to a producer that writes them itself (`reserve`).
+pub type RecordSlots<'a> = rtrb::chunks::WriteChunkUninit<'a, Record>;
+
 /// Counters of one ring, written by its producer only, readable by anyone.
 #[derive(Debug, Default)]
 pub struct RingCounters {
@@ -61,27 +64,9 @@ impl RecordProducer {
     /// copy); those that do not fit are not made at all, and are counted as dropped.
     #[inline]
     pub fn push_with(&mut self, n: usize, make: impl FnMut(usize) -> Record) -> usize {
-        self.push_with_hint(n, |_| {}, make)
-    }
-
-    /// As `push_with`, first handing `hint` the address of every slot about to be
-    /// written (one record, one cache line each), so the caller can prefetch them for
-    /// writing: the slots were last read by the consumer's core, and fetching them for
-    /// ownership one by one inside the fill would stall the producer.
-    #[inline]
-    pub fn push_with_hint(
-        &mut self,
-        n: usize,
-        hint: impl Fn(*const u8),
-        make: impl FnMut(usize) -> Record,
-    ) -> usize {
         let fit = n.min(self.ring.slots());
         if fit > 0 {
-            if let Ok(mut chunk) = self.ring.write_chunk_uninit(fit) {
-                let (a, b) = chunk.as_mut_slices();
-                for slot in a.iter().chain(b.iter()) {
-                    hint(slot.as_ptr() as *const u8);
-                }
+            if let Ok(chunk) = self.ring.write_chunk_uninit(fit) {
                 chunk.fill_from_iter((0..fit).map(make));
             }
         }
@@ -90,6 +75,33 @@ impl RecordProducer {
             RingCounters::add(&self.counters.dropped, (n - fit) as u64);
         }
         fit
+    }
+
+    /// Room for up to `n` more records after `staged` slots the caller has already
+    /// written past the tail but not committed: a chunk of `staged + fit` slots whose
+    /// first `staged` hold those records. For producers that write the slots themselves
+    /// and publish later (the workers stream records past their cache, see dataplane's
+    /// `stream`). Counts `fit` as pushed and `n - fit` as dropped, so the caller must
+    /// fill every slot it gets and commit them all eventually. `None` when no slot at all.
+    #[inline]
+    pub fn reserve_after(&mut self, staged: usize, n: usize) -> Option<RecordSlots<'_>> {
+        // The consumer's position is read (a cache line it writes) only when the
+        // position last read leaves too little room: mostly once per drain, not per burst.
+        let want = staged + n;
+        let free = if self.ring.cached_slots() >= want {
+            want
+        } else {
+            self.ring.slots()
+        };
+        let fit = n.min(free.saturating_sub(staged));
+        RingCounters::add(&self.counters.pushed, fit as u64);
+        if fit < n {
+            RingCounters::add(&self.counters.dropped, (n - fit) as u64);
+        }
+        if staged + fit == 0 {
+            return None;
+        }
+        self.ring.write_chunk_uninit(staged + fit).ok()
     }
 
     /// Writes as many of `records` as fit, in one batch; the rest are dropped and

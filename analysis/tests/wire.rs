@@ -1,7 +1,9 @@
 //! The parser: what it reads from well-formed frames (plain and VXLAN), how it stops
 //! on broken ones, and a fuzz run of a million inputs that must never panic.
 
-use analysis::record::{Direction, Record, FLAG_BROKEN, FLAG_TCP_TS, FLAG_VXLAN, NO_HOST};
+use analysis::record::{
+    record_words, Direction, Record, FLAG_BROKEN, FLAG_TCP_TS, FLAG_VXLAN, NO_HOST,
+};
 use analysis::vadapt::rng::Rng;
 use analysis::wire::build::{tcp_frame, vxlan_encap};
 use analysis::wire::frame::{dissect, dissect_snapped, Layer, Verdict};
@@ -194,6 +196,7 @@ fn fuzz_a_million_inputs_without_a_panic() {
         }
     }
     let mut complete = 0u32;
+    let mut fast = 0u32;
     let mut buf = Vec::with_capacity(2048);
     for i in 0..1_000_000u32 {
         buf.clear();
@@ -221,6 +224,14 @@ fn fuzz_a_million_inputs_without_a_panic() {
         // The workers' fast path must give exactly the full dissector's record.
         let full =
             Record::from_dissection(i as u64, &d, v, Direction::ToNic, 2, (NO_HOST, NO_HOST));
+        if let Some(words) = record_words(&buf, i as u64, Direction::ToNic, 2) {
+            fast += 1;
+            assert_eq!(
+                Record::from_words(words),
+                full,
+                "fast path, input {i}: {buf:02x?}"
+            );
+        }
         assert_eq!(
             Record::from_frame(&buf, i as u64, Direction::ToNic, 2),
             full,
@@ -235,4 +246,5 @@ fn fuzz_a_million_inputs_without_a_panic() {
         complete > 10_000,
         "the mutations never produced a parseable frame: {complete}"
     );
+    assert!(fast > 10_000, "the fast path was taken only {fast} times");
 }

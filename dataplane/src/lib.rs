@@ -13,6 +13,7 @@ pub mod mempool;
 pub mod monitor;
 pub mod port;
 pub mod process;
+pub mod stream;
 pub mod switch;
 pub mod tsc;
 pub mod xconnect;

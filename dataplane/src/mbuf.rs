@@ -338,19 +338,3 @@ impl Drop for BurstDrain<'_, '_> {
         for _ in self.by_ref() {}
     }
 }
-
-/// Asks the CPU to fetch the cache line at `p` for writing (`prefetchw`): a no-op
-/// hint on other architectures, never a fault whatever the address.
-#[inline(always)]
-pub fn prefetch_for_write(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch has no architectural effect and cannot fault, whatever `p` is.
-    unsafe {
-        // `prefetchw` (3DNow!/PRFCHW: every x86-64 CPU DPDK 22.11 runs on; older ones
-        // treat it as a NOP). The intrinsic's ET0 hint only becomes `prefetchw` with the
-        // prfchw target feature enabled, which a generic build does not.
-        core::arch::asm!("prefetchw [{0}]", in(reg) p, options(nostack, preserves_flags, readonly));
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}

@@ -1,30 +1,42 @@
 //! The free measurement path on a worker: for every packet of a burst, a 64-byte
-//! record (parsed headers, the burst's rx TSC stamp, direction, port), written in one
-//! batch onto the worker's SPSC ring. A full ring drops records and counts them; the
+//! record (parsed headers, the burst's rx TSC stamp, direction, port), streamed in one
+//! batch onto the worker's SPSC ring (see `stream`), published once per loop. A full ring drops records and counts them; the
 //! packets themselves are never delayed or dropped for measurement.
 
-use analysis::record::{Direction, Record};
+use analysis::record::{record_words, Direction, Record};
 use analysis::ring::RecordProducer;
 
 use crate::mbuf::Burst;
+use crate::stream::StreamedRing;
 
 /// A worker's measurement state.
 pub struct Monitor {
-    ring: RecordProducer,
+    ring: StreamedRing,
 }
 
 impl Monitor {
     pub fn new(ring: RecordProducer) -> Self {
-        Self { ring }
+        Self {
+            ring: StreamedRing::new(ring),
+        }
     }
 
-    /// Records every packet of `burst`, stamped `tsc`, written straight into the ring.
+    /// Makes the records of earlier bursts visible to the analysis core: once per loop,
+    /// at its top (see `stream` for why not right after each burst).
+    #[inline]
+    pub fn publish(&mut self) {
+        self.ring.publish();
+    }
+
+    /// Records every packet of `burst`, stamped `tsc`, streamed straight into the ring.
     #[inline]
     pub fn record_burst(&mut self, burst: &Burst<'_>, tsc: u64, direction: Direction, port: u8) {
         burst.prefetch_data();
-        self.ring
-            .push_with_hint(burst.len(), crate::mbuf::prefetch_for_write, |i| {
-                Record::from_frame(burst.data(i), tsc, direction, port)
-            });
+        self.ring.stage(burst.len(), |i| {
+            let frame = burst.data(i);
+            record_words(frame, tsc, direction, port).unwrap_or_else(|| {
+                Record::from_frame_dissected(frame, tsc, direction, port).to_words()
+            })
+        });
     }
 }

@@ -103,6 +103,9 @@ pub fn run(
     let mut burst = Burst::new();
     let mut empty_run: u32 = 0;
     while !quit.load(Ordering::Relaxed) {
+        if let Some(m) = monitor.as_deref_mut() {
+            m.publish();
+        }
         let mut moved = 0usize;
         let mut busy = 0u64;
         for leg in legs.iter_mut() {
@@ -136,5 +139,8 @@ pub fn run(
                 std::thread::sleep(Duration::from_micros(idle.sleep_us as u64));
             }
         }
+    }
+    if let Some(m) = monitor {
+        m.publish();
     }
 }

@@ -461,6 +461,9 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         let mut next_arp = tsc::now();
         let mut empty_run = 0u32;
         while !quit.load(Ordering::Relaxed) {
+            if let Some(mon) = monitor.as_deref_mut() {
+                mon.publish();
+            }
             let start = tsc::now();
             let mut clock = StageClock {
                 on: self.stage_clocks,
@@ -540,6 +543,9 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                     std::thread::sleep(Duration::from_micros(idle.sleep_us as u64));
                 }
             }
+        }
+        if let Some(mon) = monitor {
+            mon.publish();
         }
         // Commands posted while stopping, then every VM port's queues back to the
         // control path, which stops the ports once all are home.
