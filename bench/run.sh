@@ -14,6 +14,7 @@
 #                            clocks (net_pcap replay), 64 and 1464-byte inner frames
 #   bench/ovs.sh             the switch beside OVS-DPDK's in_port->output path
 #   bench/ndr.sh             NDR/PDR and latency percentiles (wrenvnet-gen over memif)
+#   bench/pvp.sh             NIC -> VM (vhost-user guest) -> NIC, testpmd vs the switch
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROUNDS="${ROUNDS:-3}"
@@ -33,6 +34,10 @@ step "beside OVS-DPDK (bench/ovs.sh)"
 SIZE=64 bash bench/ovs.sh > "$log" 2>&1 || { cat "$log"; exit 1; }
 step "zero-loss throughput and latency (bench/ndr.sh)"
 ROUNDS=1 bash bench/ndr.sh > "$log" 2>&1 || { cat "$log"; exit 1; }
+# PVP needs 4 cores to mean anything; with fewer, one round shows the path works.
+PVP_ROUNDS=$ROUNDS; [ "$(nproc)" -ge 4 ] || PVP_ROUNDS=1
+step "PVP through a vhost-user guest (bench/pvp.sh, $PVP_ROUNDS rounds)"
+ROUNDS=$PVP_ROUNDS SIZE=64 bash bench/pvp.sh > "$log" 2>&1 || { cat "$log"; exit 1; }
 fi
 
 step "report: $OUT/report.md, report.json, report.svg"
@@ -71,7 +76,7 @@ md = ["# wrenvnet benchmark report", "",
       "## Machine", ""] + ["- %s: %s" % kv for kv in machine.items()] + ["", "## Versions", ""] + ["- %s: %s" % kv for kv in versions.items()] + \
      ["", "## Against the targets", "", "| what | measured | target | met |", "|---|---|---|---|"] + \
      ["| %s | %s | %s | %s |" % (c["what"], c["value"], c["target"], "yes" if c["met"] else "no") for c in checks] + [""]
-for name in ("xconnect-null", "switch-64", "switch-1464", "ovs-64", "ndr"):
+for name in ("xconnect-null", "switch-64", "switch-1464", "ovs-64", "ndr", "pvp-64"):
     text = open(f"{out}/{name}.md").read().strip().splitlines()
     md += ["## " + text[0].lstrip("# ")] + text[1:] + [""]
 open(f"{out}/report.md", "w").write("\n".join(md) + "\n")

@@ -12,12 +12,22 @@
 //!
 //! Frames a device encapsulated (VXLAN) are recognised too: the payload is looked for
 //! after the plain headers and after 50 more bytes of outer headers.
+//!
+//! PVP (physical-VM-physical) through the overlay switch: one port both ways (no
+//! `--rx`), frames sent VXLAN-encapsulated as from a peer host (`--encap-src`,
+//! `--encap-dst`, `--vni`); the switch decapsulates them to a VM whose guest sends them
+//! back, and encapsulates them to the peer again:
+//!
+//!   wrenvnet-gen --tx net_memif0,role=server,socket=/tmp/nic.sock \
+//!                --encap-src 198.18.100.2,02:00:00:00:ff:02 \
+//!                --encap-dst 198.18.100.1,02:00:00:00:ff:01 --vni 42 -- -l 0 ...
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use dataplane::switch::overlay::{EncapTemplate, Underlay, ENCAP_LEN, ORIGIN_TTL};
 use dataplane::{tsc, Burst, Eal, EalArgs, Mbuf, Mempool, Port, PortConfig};
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -31,10 +41,22 @@ struct Args {
     /// Devargs of the port frames are sent on.
     #[arg(long)]
     tx: String,
-    /// Devargs of the port the device under test sends them back on.
+    /// Devargs of the port the device under test sends them back on; without it, the
+    /// frames come back on the tx port (one port both ways, as a NIC in a PVP test).
     #[arg(long)]
-    rx: String,
-    /// Frame length in bytes (without FCS), at least 60.
+    rx: Option<String>,
+    /// Send every frame VXLAN-encapsulated, from this underlay address and MAC
+    /// ("IP,MAC": the peer host the generator plays)...
+    #[arg(long, requires = "encap_dst")]
+    encap_src: Option<String>,
+    /// ... to this one (the switch's underlay address and NIC MAC).
+    #[arg(long, requires = "encap_src")]
+    encap_dst: Option<String>,
+    /// VXLAN network identifier of encapsulated frames.
+    #[arg(long, default_value_t = 42)]
+    vni: u32,
+    /// Frame length in bytes (without FCS), at least 62; with encapsulation, of the
+    /// inner frame (the outer headers add 50).
     #[arg(long, default_value_t = 64)]
     size: usize,
     /// Destination and source MAC of the frames.
@@ -63,6 +85,10 @@ struct Args {
     /// Seconds to wait for both ports' links (the device under test connecting).
     #[arg(long, default_value_t = 30.0)]
     wait_link_s: f64,
+    /// Seconds to wait after the links are up before measuring (a guest behind the
+    /// device under test may still be starting).
+    #[arg(long, default_value_t = 0.3)]
+    settle_s: f64,
     /// Write the results here as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -75,8 +101,6 @@ struct Args {
 const MAGIC: [u8; 4] = *b"WRGN";
 /// Plain Ethernet + IPv4 + UDP headers: where the payload starts.
 const PAYLOAD_AT: usize = 42;
-/// VXLAN outer headers a switch may have added in front.
-const ENCAP_LEN: usize = 50;
 /// Frames a burst sends at most.
 const BURST: usize = 32;
 
@@ -166,6 +190,8 @@ struct Generator<'e, 'p> {
     tx: dataplane::TxQueue<'p>,
     rx: dataplane::RxQueue<'p>,
     frame: Vec<u8>,
+    /// Where the magic, sequence number and stamp are in `frame`.
+    payload_at: usize,
     hz: u64,
     next_seq: u64,
 }
@@ -227,8 +253,9 @@ impl Generator<'_, '_> {
                     break;
                 };
                 let d = m.data_mut();
-                d[PAYLOAD_AT + 4..PAYLOAD_AT + 12].copy_from_slice(&self.next_seq.to_le_bytes());
-                d[PAYLOAD_AT + 12..PAYLOAD_AT + 20].copy_from_slice(&now.to_le_bytes());
+                let p = self.payload_at;
+                d[p + 4..p + 12].copy_from_slice(&self.next_seq.to_le_bytes());
+                d[p + 12..p + 20].copy_from_slice(&now.to_le_bytes());
                 self.next_seq += 1;
                 if burst.push(m).is_err() {
                     break;
@@ -300,6 +327,37 @@ fn search(
     lo
 }
 
+/// "IP,MAC" of an underlay endpoint.
+fn parse_endpoint(s: &str) -> Result<([u8; 4], [u8; 6])> {
+    let (ip, mac) = s
+        .split_once(',')
+        .with_context(|| format!("{s:?}: want IP,MAC"))?;
+    let ip: std::net::Ipv4Addr = ip.parse().with_context(|| format!("bad IPv4 {ip:?}"))?;
+    Ok((ip.octets(), parse_mac(mac)?))
+}
+
+/// `inner` with VXLAN outer headers in front, from `src` to `dst` (the switch's own
+/// encapsulation code, as a peer host would send).
+fn encapsulate(
+    inner: &[u8],
+    src: ([u8; 4], [u8; 6]),
+    dst: ([u8; 4], [u8; 6]),
+    vni: u32,
+) -> Result<Vec<u8>> {
+    let underlay = Underlay {
+        ip: src.0,
+        mac: src.1,
+        vni,
+        max_frame: usize::MAX,
+    };
+    let mut frame = vec![0u8; ENCAP_LEN];
+    frame.extend_from_slice(inner);
+    if !EncapTemplate::new(&underlay, dst.0, dst.1).write(&mut frame, ORIGIN_TTL) {
+        bail!("cannot encapsulate a {}-byte frame", inner.len());
+    }
+    Ok(frame)
+}
+
 fn main() -> Result<()> {
     let a = Args::parse();
     if a.size < PAYLOAD_AT + 20 {
@@ -314,9 +372,27 @@ fn main() -> Result<()> {
         ..PortConfig::default()
     };
     let mut tx_port = Port::open(&eal, &a.tx, &pool, &cfg).context("tx port")?;
-    let mut rx_port = Port::open(&eal, &a.rx, &pool, &cfg).context("rx port")?;
+    let mut rx_port = match &a.rx {
+        Some(rx) => Some(Port::open(&eal, rx, &pool, &cfg).context("rx port")?),
+        None => None,
+    };
+    let inner = template(a.size, parse_mac(&a.dst_mac)?, parse_mac(&a.src_mac)?);
+    let (frame, payload_at) = match (&a.encap_src, &a.encap_dst) {
+        (Some(src), Some(dst)) => (
+            encapsulate(&inner, parse_endpoint(src)?, parse_endpoint(dst)?, a.vni)?,
+            PAYLOAD_AT + ENCAP_LEN,
+        ),
+        _ => (inner, PAYLOAD_AT),
+    };
     let t0 = Instant::now();
-    while !(tx_port.link()?.up && rx_port.link()?.up) {
+    loop {
+        let rx_up = match rx_port.as_mut() {
+            Some(p) => p.link()?.up,
+            None => true,
+        };
+        if tx_port.link()?.up && rx_up {
+            break;
+        }
         if t0.elapsed().as_secs_f64() > a.wait_link_s {
             bail!(
                 "the device under test did not connect within {} s",
@@ -326,15 +402,19 @@ fn main() -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("links up after {:.1} s", t0.elapsed().as_secs_f64());
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_secs_f64(a.settle_s.max(0.0)));
     let report = {
-        let (_, mut txq) = tx_port.queues();
-        let (mut rxq, _) = rx_port.queues();
+        let (mut tx_rxq, mut txq) = tx_port.queues();
+        let rx = match rx_port.as_mut() {
+            Some(p) => p.queues().0.remove(0),
+            None => tx_rxq.remove(0),
+        };
         let mut g = Generator {
             pool,
             tx: txq.remove(0),
-            rx: rxq.remove(0),
-            frame: template(a.size, parse_mac(&a.dst_mac)?, parse_mac(&a.src_mac)?),
+            rx,
+            frame,
+            payload_at,
             hz: tsc::hz().max(1),
             next_seq: 0,
         };
