@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ADAPT=on DURATION=60 THROTTLE_AT=15 THROTTLE_MBIT=10 LINK_MBIT=100 DELAY_MS=5 EVENT=throttle
-RESTART_AT="" DAEMON_RESTART_AT="" NO_LINK="" OUT="" PLAIN=0 SETUP=1 PLOT=""
+RESTART_AT="" DAEMON_RESTART_AT="" NO_LINK="" OUT="" PLAIN=0 SETUP=1 PLOT="" MIGRATE=0
 usage() {
   cat <<EOF
 usage: scripts/lab.sh [options]
@@ -36,6 +36,9 @@ usage: scripts/lab.sh [options]
   --restart-controller-at S kill the controller at S and start it again 2 s later
   --restart-daemon-at S     restart host A's daemon at S (it comes back with its
                             config's rules; the controller puts the plan back)
+  --migrate                 the controller may move VMs (each host takes 2): its hook,
+                            scripts/lab_migrate.sh, plugs a tap for the VM on the
+                            new host's daemon, hands it to the VM, unplugs the old port
   --no-link X-Y             hosts X and Y start without an overlay link between them
                             (e.g. A-B: the controller must add it to reroute via B)
   --out DIR                 keep the results there (result.json, logs, controller events)
@@ -58,6 +61,7 @@ while [ $# -gt 0 ]; do
     --restart-controller-at) RESTART_AT=$2; shift 2 ;;
     --restart-daemon-at) DAEMON_RESTART_AT=$2; shift 2 ;;
     --no-link) NO_LINK=$2; shift 2 ;;
+    --migrate) MIGRATE=1; shift ;;
     --out) OUT=$2; shift 2 ;;
     --plain) PLAIN=1; shift ;;
     --plot) PLOT=$2; shift 2 ;;
@@ -241,7 +245,14 @@ done
   printf '[controller]\ninterval_ms = 1000\nmin_interval_s = 5\nchange_threshold = 0.3\nimprovement = 0.25\n'
   printf 'adapt = %s\nstatus_file = "%s/controller.json"\nevents_file = "%s/events.jsonl"\n' \
     "$([ "$ADAPT" = on ] && echo true || echo false)" "$work" "$work"
-  for h in "${HOSTS[@]}"; do printf '[[host]]\nname = "%s"\napi = "%s/api-%s.sock"\n' "$h" "$work" "$h"; done
+  if [ "$MIGRATE" = 1 ]; then
+    printf 'allow_migration = true\nmigrate_command = "WRENVNET_BIN=%s bash %s/scripts/lab_migrate.sh %s %s {vm} {port} {from} {to}"\n' \
+      "$BIN" "$PWD" "$work" "$id"
+  fi
+  for h in "${HOSTS[@]}"; do
+    printf '[[host]]\nname = "%s"\napi = "%s/api-%s.sock"\n' "$h" "$work" "$h"
+    if [ "$MIGRATE" = 1 ]; then printf 'capacity = 2\n'; fi
+  done
   for l in "A B" "A C" "B C"; do
     set -- $l
     printf '[[link]]\na = "%s"\nb = "%s"\nbw_mbps = %s\nlatency_ms = %s\n' "$1" "$2" "$LINK_MBIT" \

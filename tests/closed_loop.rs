@@ -22,12 +22,16 @@ const RESTART_AT: u32 = 38;
 const DAEMON_RESTART_AT: u32 = 46;
 
 fn lab(out: &Path, adapt: &str, extra: &[&str]) -> Value {
+    lab_for(out, adapt, DURATION, extra)
+}
+
+fn lab_for(out: &Path, adapt: &str, duration: u32, extra: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh");
     let delayline = wrenvnet_bin().with_file_name("wrenvnet-delayline");
     let output = Command::new("bash")
         .arg(&script)
         .args(["--no-setup", "--plain", "--adapt", adapt])
-        .args(["--duration", &DURATION.to_string()])
+        .args(["--duration", &duration.to_string()])
         .args(["--throttle-at", &THROTTLE_AT.to_string()])
         .args([
             "--throttle-mbit",
@@ -242,4 +246,68 @@ fn a_throttled_link_is_routed_around_and_the_application_recovers() {
                     && c["to"] == "peer:B")),
         "daemon A was not brought back to the plan: {after:?}"
     );
+}
+
+/// With migration allowed (each host can take two VMs), VADAPT's best plan puts the
+/// application's two VMs on one host as soon as their demand shows: the controller
+/// calls the lab's migration hook (scripts/lab_migrate.sh: a tap port plugged on the
+/// new host's daemon, handed to the VM with its MAC and address, the old port
+/// unplugged), points every other daemon at the new host, and the application's one
+/// TCP connection carries on, no longer through the A-C link that is throttled later.
+#[test]
+fn a_vm_is_moved_to_its_peer_and_keeps_its_connection() {
+    require_root();
+    let dir = TempDir::new("closed-loop-migrate");
+    let out = dir.0.join("migrate");
+    // The lab judges "after the throttle" from 20 s after it (at 12 s) to the end.
+    let duration = 40;
+    let r = lab_for(&out, "on", duration, &["--migrate"]);
+    let events: Vec<Value> = std::fs::read_to_string(out.join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let migrations: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "migration")
+        .collect();
+    assert_eq!(migrations.len(), 1, "one move, no flapping: {events:?}");
+    assert_eq!(migrations[0]["ok"], true, "{:?}", migrations[0]);
+    let planned = events
+        .iter()
+        .find(|e| e["event"] == "applied")
+        .and_then(|e| e["migrations"].as_array())
+        .and_then(|m| m.first())
+        .expect("an applied plan with a migration");
+    let (vm, from, to) = (
+        planned["vm"].as_str().unwrap(),
+        planned["from"].as_str().unwrap(),
+        planned["to"].as_str().unwrap(),
+    );
+    println!(
+        "VM {vm} moved {from} -> {to}; application {:.1} Mbit/s before the A-C throttle, {:.1} after",
+        r["before_throttle_mbps"].as_f64().unwrap(),
+        r["after_throttle_mbps"].as_f64().unwrap()
+    );
+    assert!(
+        ["02:00:00:00:01:01", "02:00:00:00:03:01"].contains(&vm),
+        "moved a VM the application does not use: {vm}"
+    );
+    // The two VMs now share a host: the application's route is that host alone.
+    assert_eq!(main_route(&r), [to]);
+    // The old host was pointed at the new one (its port rule was withdrawn by the hook).
+    assert!(
+        events.iter().any(|e| e["event"] == "rules_set"
+            && e["changes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["host"] == from && c["mac"] == vm && c["to"] == format!("peer:{to}"))),
+        "{from} was not pointed at {to} for {vm}: {events:?}"
+    );
+    // The application ran all along on its one connection (lab() checked iperf3's
+    // exit), and after the throttle it gets more than twice the throttled link's 10
+    // Mbit/s, all that adaptation off would get.
+    assert!(r["per_second_mbps"].as_array().unwrap().len() >= (duration - 1) as usize);
+    assert!(r["after_throttle_mbps"].as_f64().unwrap() >= 20.0, "{r}");
 }

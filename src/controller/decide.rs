@@ -295,6 +295,27 @@ pub fn realise(
     (rules, followed)
 }
 
+/// `rules` with each VM of `moves` (MAC, new host) where the plan puts it: every other
+/// daemon's rule for its MAC points straight at the new host (the controller adds the
+/// overlay links that needs), and the new host keeps no peer rule for it (the VM's own
+/// port rule takes over when its port is plugged there). Realised before the plan's
+/// paths, which then override these where a demand reaches the VM by another route.
+pub fn relocate(rules: &Rules, moves: &[(String, String)]) -> Rules {
+    let mut out = rules.clone();
+    for (mac, to) in moves {
+        for (host, r) in out.iter_mut() {
+            if host == to {
+                if r.get(mac).is_some_and(|v| v.starts_with("peer:")) {
+                    r.remove(mac);
+                }
+            } else {
+                r.insert(mac.clone(), format!("peer:{to}"));
+            }
+        }
+    }
+    out
+}
+
 /// One rule to set on one daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleChange {
@@ -316,7 +337,10 @@ pub fn changes(
     for (h, rules) in desired {
         for (mac, to) in rules {
             let was = current.get(h).and_then(|r| r.get(mac));
-            if was != Some(to) && to.starts_with("peer:") {
+            // A VM port's rule says the VM is on that host: the daemon knows best (a
+            // migration may have brought it there since the plan), never overridden.
+            let local = was.is_some_and(|w| w.starts_with("vm:"));
+            if was != Some(to) && to.starts_with("peer:") && !local {
                 out.push(RuleChange {
                     host: h.clone(),
                     mac: mac.clone(),
@@ -418,6 +442,28 @@ mod tests {
             vec![(s("A"), s("B")), (s("B"), s("A"))]
         );
         assert!(missing_links(&[ch("A", "peer:C"), ch("C", "vm:x")], &links).is_empty());
+    }
+
+    #[test]
+    fn a_moved_vm_is_reached_at_its_new_host_and_its_port_rule_is_never_overridden() {
+        let (hosts, vms) = lab();
+        let rules = default_rules(&hosts, &vms);
+        // c1 moves from C to A.
+        let moved = relocate(&rules, &[(s("c1"), s("A"))]);
+        assert_eq!(moved["B"]["c1"], "peer:A");
+        assert_eq!(
+            moved["C"]["c1"], "peer:A",
+            "the old host forwards to the new one"
+        );
+        assert!(!moved["A"].contains_key("c1"), "{moved:?}");
+        // The other VMs' rules are untouched.
+        assert_eq!(moved["A"]["b1"], rules["A"]["b1"]);
+        // Once A reports c1's port, a stale plan saying peer:C there changes nothing.
+        let mut current = moved.clone();
+        current.get_mut("A").unwrap().insert(s("c1"), s("vm:vm3"));
+        let mut stale = moved.clone();
+        stale.get_mut("A").unwrap().insert(s("c1"), s("peer:C"));
+        assert!(changes(&stale, &current, |_| Some(s("A"))).is_empty());
     }
 
     #[test]

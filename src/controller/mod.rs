@@ -533,7 +533,14 @@ impl Controller {
             self.event(json!({"event": "would_apply", "trigger": why, "verdict": verdict}));
             return false;
         }
-        let (mut desired, followed) = decide::realise(current, &verdict.plan, demands);
+        let moves: Vec<(String, String)> = verdict
+            .mapping
+            .iter()
+            .filter(|(vm, to)| vms.iter().any(|v| &&v.mac == vm && &&v.host != to))
+            .map(|(vm, to)| (vm.clone(), to.clone()))
+            .collect();
+        let base = decide::relocate(current, &moves);
+        let (mut desired, followed) = decide::realise(&base, &verdict.plan, demands);
         // Only peer rules are the controller's.
         for r in desired.values_mut() {
             r.retain(|_, to| to.starts_with("peer:"));
@@ -555,20 +562,28 @@ impl Controller {
             json!({"event": "applied", "trigger": why, "verdict": verdict,
             "links": used, "followed": followed, "migrations": migrations}),
         );
+        let mut migrated = true;
         for m in &migrations {
-            self.migrate(m, current);
+            migrated &= self.migrate(m, current);
         }
-        self.desired = Some(desired);
+        if migrated {
+            self.desired = Some(desired);
+        } else {
+            // Where the VMs are now is not what the plan assumed: give the plan up; the
+            // rules in force are adopted as the plan and the next round starts from them.
+            self.event(json!({"event": "plan_abandoned", "why": "a migration failed"}));
+            self.desired = None;
+        }
         true
     }
 
-    /// Calls the migration hook; the VM's rules follow when a daemon reports it.
+    /// Calls the migration hook; whether the VM moved (the hook's exit status).
     #[cold]
-    fn migrate(&mut self, m: &Value, current: &Rules) {
+    fn migrate(&mut self, m: &Value, current: &Rules) -> bool {
         let Some(cmd) = self.cfg.controller.migrate_command.clone() else {
             self.event(json!({"event": "migration_skipped", "migration": m,
                 "why": "controller.migrate_command is not set"}));
-            return;
+            return false;
         };
         let vm = m["vm"].as_str().unwrap_or_default();
         let from = m["from"].as_str().unwrap_or_default();
@@ -594,6 +609,7 @@ impl Controller {
             Err(e) => (false, e.to_string()),
         };
         self.event(json!({"event": "migration", "command": line, "ok": ok, "detail": detail}));
+        ok
     }
 
     /// Adds each (host, peer) link at `underlay[peer]`; returns how many were taken.
