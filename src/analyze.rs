@@ -24,7 +24,8 @@ pub struct AnalyzeArgs {
     #[arg(long, conflicts_with = "json")]
     records: bool,
     /// Also draw available bandwidth and RTT over time (SVG) of the path carrying the
-    /// most bytes (or --plot-path), from Wren's view after every second of capture.
+    /// most bytes (or --plot-path), from Wren's view every second of capture (about 50
+    /// times across a capture shorter than 50 s).
     #[arg(long, value_name = "FILE.svg", conflicts_with = "records")]
     plot: Option<PathBuf>,
     /// The path to plot, as SRC_IP>DST_IP (the data sender first).
@@ -258,27 +259,30 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     );
     let mut timeline: Timeline = Vec::new();
     let start = cap.records.first().map_or(0, |r| r.time);
-    let mut next_snapshot = start + 1_000_000_000;
+    let end = cap.records.last().map_or(start, |r| r.time);
+    // Wren's view every second, or for a capture shorter than 50 s about 50 times
+    // across it (not finer than 10 ms): a 2-s capture still draws lines.
+    let step = (end.saturating_sub(start) / 50).clamp(10_000_000, 1_000_000_000);
+    let mut next_snapshot = start + step;
     for chunk in cap.records.chunks(1024) {
         flows.on_batch(chunk, Timebase::NANOS);
         if args.plot.is_none() {
             wren.on_batch(chunk, Timebase::NANOS);
             continue;
         }
-        // For the plot: Wren's view after every second of capture time.
+        // For the plot: Wren's view after every step of capture time.
         let mut rest = chunk;
         while let Some(i) = rest.iter().position(|r| r.time >= next_snapshot) {
             wren.on_batch(&rest[..i], Timebase::NANOS);
             let t = (next_snapshot - start) as f64 / 1e9;
             timeline.push((t, wren.views(|ip| Ipv4Addr::from(ip).to_string())));
-            next_snapshot += 1_000_000_000;
+            next_snapshot += step;
             rest = &rest[i..];
         }
         wren.on_batch(rest, Timebase::NANOS);
     }
     let paths = wren.views(|ip| Ipv4Addr::from(ip).to_string());
     if let Some(file) = &args.plot {
-        let end = cap.records.last().map_or(0, |r| r.time);
         timeline.push(((end - start) as f64 / 1e9, paths.clone()));
         plot(&args, file, &timeline, &paths)?;
     }
