@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The lab: wrenvnet closing the loop on one machine.
 #
-# Three hosts (A, B, C: network namespaces), each running a wrenvnet daemon (DPDK,
-# af_packet ports) with one lab VM (a namespace on a veth) on a VXLAN overlay. The
+# Three hosts (A, B, C: network namespaces), each running a wrenvnet daemon (DPDK) with
+# one VM on a VXLAN overlay: the application's VMs on A and C are QEMU guests (TCG) on
+# the daemons' vhost-user ports, booted from the image scripts/guest-image.sh builds
+# (or, with --vms netns, namespaces on veths and af_packet ports); B's is a namespace. The
 # hosts' links meet in a fabric namespace: each host's access link has a one-way delay
 # (wrenvnet-delayline: this kernel has no netem) and every directed host-to-host link
 # its own capacity (tc htb, classified by the underlay source address). The
@@ -20,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ADAPT=on DURATION=60 THROTTLE_AT=15 THROTTLE_MBIT=10 LINK_MBIT=100 DELAY_MS=5 EVENT=throttle
-RESTART_AT="" DAEMON_RESTART_AT="" NO_LINK="" OUT="" PLAIN=0 SETUP=1 PLOT="" MIGRATE=0
+RESTART_AT="" DAEMON_RESTART_AT="" NO_LINK="" OUT="" PLAIN=0 SETUP=1 PLOT="" MIGRATE=0 VMS=qemu
 usage() {
   cat <<EOF
 usage: scripts/lab.sh [options]
@@ -36,6 +38,10 @@ usage: scripts/lab.sh [options]
   --restart-controller-at S kill the controller at S and start it again 2 s later
   --restart-daemon-at S     restart host A's daemon at S (it comes back with its
                             config's rules; the controller puts the plan back)
+  --vms qemu|netns          the application's VMs (on A and C): QEMU guests (TCG: no
+                            KVM here) on vhost-user ports, booted from the image
+                            scripts/guest-image.sh builds (default), or namespaces on
+                            veths with af_packet ports (quicker to start)
   --migrate                 the controller may move VMs (each host takes 2): its hook,
                             scripts/lab_migrate.sh, plugs a tap for the VM on the
                             new host's daemon, hands it to the VM, unplugs the old port
@@ -62,6 +68,7 @@ while [ $# -gt 0 ]; do
     --restart-daemon-at) DAEMON_RESTART_AT=$2; shift 2 ;;
     --no-link) NO_LINK=$2; shift 2 ;;
     --migrate) MIGRATE=1; shift ;;
+    --vms) VMS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --plain) PLAIN=1; shift ;;
     --plot) PLOT=$2; shift 2 ;;
@@ -72,6 +79,8 @@ while [ $# -gt 0 ]; do
 done
 case "$ADAPT" in on|off) ;; *) echo "lab.sh: --adapt on|off" >&2; exit 2 ;; esac
 case "$EVENT" in throttle|cross) ;; *) echo "lab.sh: --event throttle|cross" >&2; exit 2 ;; esac
+case "$VMS" in netns|qemu) ;; *) echo "lab.sh: --vms netns|qemu" >&2; exit 2 ;; esac
+[ "$VMS" = qemu ] && [ "$MIGRATE" = 1 ] && { echo "lab.sh: --migrate moves namespace VMs only (add --vms netns)" >&2; exit 2; }
 case "$NO_LINK" in ""|A-B|A-C|B-C|B-A|C-A|C-B) ;; *) echo "lab.sh: --no-link X-Y with X, Y in A B C" >&2; exit 2 ;; esac
 linked() { [ "$1-$2" != "$NO_LINK" ] && [ "$2-$1" != "$NO_LINK" ]; }
 for v in DURATION THROTTLE_AT THROTTLE_MBIT LINK_MBIT; do
@@ -90,6 +99,11 @@ if [ "$SETUP" = 1 ]; then
   bash scripts/setup.sh > /tmp/wrenvnet-setup.log 2>&1 || { cat /tmp/wrenvnet-setup.log; exit 1; }
   step "build (cargo build --release)"
   cargo build --release -q
+fi
+if [ "$VMS" = qemu ]; then
+  step "guest image (Debian's cloud kernel + busybox + iperf3): scripts/guest-image.sh"
+  bash scripts/guest-image.sh build/guest 2>&1 | sed 's/^/   /'
+  [ -s build/guest/vmlinuz ] || { echo "lab.sh: no guest image" >&2; exit 1; }
 fi
 BIN=${WRENVNET_BIN:-$PWD/target/release/wrenvnet}
 DELAYLINE=${WRENVNET_DELAYLINE:-$PWD/target/release/wrenvnet-delayline}
@@ -114,7 +128,7 @@ cleanup() {
   done
   ip netns pids "$FAB" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
   ip netns del "$FAB" 2>/dev/null || true
-  if [ -n "$OUT" ]; then mkdir -p "$OUT" && cp -r "$work"/. "$OUT"/ 2>/dev/null || true; fi
+  if [ -n "$OUT" ]; then mkdir -p "$OUT" && cp -rL "$work"/. "$OUT"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -199,11 +213,16 @@ t = json.load(open(sys.argv[1])); t["access_delay_ms"] = float(sys.argv[2])
 json.dump(t, open(sys.argv[1], "w"))
 PY
 
+qemu_vm() { [ "$VMS" = qemu ] && [ "$1" != B ]; }  # A's and C's VMs are guests
 conf() { # host
   local h=$1 n; n=$(hnum "$1")
   printf '[dataplane]\nmode = "switch"\nidle_sleep_us = 20\nstats_interval_ms = 100000\n'
   printf '[[port]]\nname = "nic"\ndevargs = "net_af_packet0,iface=u,qdisc_bypass=0"\n'
-  printf '[[port]]\nname = "vm"\ndevargs = "net_af_packet1,iface=vm,qdisc_bypass=0"\n'
+  if qemu_vm "$h"; then
+    printf '[[port]]\nname = "vm"\ndevargs = "net_vhost0,iface=%s/vm-%s.sock,client=0"\n' "$work" "$h"
+  else
+    printf '[[port]]\nname = "vm"\ndevargs = "net_af_packet1,iface=vm,qdisc_bypass=0"\n'
+  fi
   printf '[api]\nunix = "%s/api-%s.sock"\n' "$work" "$h"
   printf '[switch]\nname = "%s"\nunderlay_ip = "198.18.100.%s"\nvni = 42\nnic = "nic"\n' "$h" "$n"
   printf '[[switch.vm]]\nport = "vm"\nmac = "02:00:00:00:0%s:01"\n' "$n"
@@ -235,6 +254,7 @@ for h in "${HOSTS[@]}"; do
 done
 for pair in "A 3" "A 2" "B 3"; do
   set -- $pair
+  [ "$VMS" = qemu ] && continue   # the guests ping until they reach each other
   linked "$1" "$(echo "- A B C" | cut -d' ' -f$(($2 + 1)))" || continue
   for _ in $(seq 60); do
     ip netns exec "$(nsname "v$1")" ping -c1 -W1 "198.19.0.$2" >/dev/null 2>&1 && break; sleep 0.5
@@ -267,11 +287,40 @@ step "starting the controller (adaptation $ADAPT)"
 start_controller
 
 step "the application: iperf3 TCP from the VM on A (198.19.0.1) to the VM on C (198.19.0.3), ${DURATION} s"
-ip netns exec "$(nsname vC)" iperf3 -s -1 > "$work/iperf3-server.log" 2>&1 & pids+=($!)
-sleep 0.5
-ip netns exec "$(nsname vA)" iperf3 -c 198.19.0.3 -t "$DURATION" -i 1 --forceflush \
-  > "$work/iperf3.log" 2>&1 &
-app=$!; pids+=($app)
+guest() { # host kernel-args: a QEMU guest (TCG) on the host daemon's vhost-user port
+  local n; n=$(hnum "$1")
+  for _ in $(seq 100); do [ -S "$work/vm-$1.sock" ] && break; sleep 0.1; done
+  qemu-system-x86_64 -accel tcg -cpu max -m 256 -display none -monitor none -no-reboot \
+    -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
+    -kernel build/guest/vmlinuz -initrd build/guest/initrd.gz \
+    -append "console=ttyS0 quiet $2" \
+    -chardev "socket,id=c0,path=$work/vm-$1.sock,reconnect=1" \
+    -netdev vhost-user,id=n0,chardev=c0 \
+    -device "virtio-net-pci,netdev=n0,mac=02:00:00:00:0$n:01,romfile=,vectors=0" \
+    -serial "file:$work/guest-$1.serial" > /dev/null 2>&1 &
+  pids+=($!)
+}
+if [ "$VMS" = qemu ]; then
+  guest C "wv.role=server wv.ip=198.19.0.3"
+  guest A "wv.role=client wv.ip=198.19.0.1 wv.peer=198.19.0.3 wv.secs=$DURATION"
+  app=${pids[-1]}
+  ln -sf "$work/guest-A.serial" "$work/iperf3.log"
+  printf '   booting the guests (TCG: no KVM here)'
+  for _ in $(seq 600); do
+    grep -q "Connecting to host" "$work/guest-A.serial" 2>/dev/null && break
+    kill -0 "$app" 2>/dev/null || break
+    printf '.'; sleep 0.5
+  done
+  echo
+  grep -q "Connecting to host" "$work/guest-A.serial" 2>/dev/null \
+    || { echo "lab.sh: the guest on A never started iperf3:"; cat "$work/guest-A.serial"; exit 1; }
+else
+  ip netns exec "$(nsname vC)" iperf3 -s -1 > "$work/iperf3-server.log" 2>&1 & pids+=($!)
+  sleep 0.5
+  ip netns exec "$(nsname vA)" iperf3 -c 198.19.0.3 -t "$DURATION" -i 1 --forceflush \
+    > "$work/iperf3.log" 2>&1 &
+  app=$!; pids+=($app)
+fi
 t0=$(date +%s.%N)
 elapsed() { python3 -c "print(int($(date +%s.%N) - $t0))"; }
 
@@ -317,6 +366,10 @@ done
 set +e
 wait "$app"; app_rc=$?
 set -e
+if [ "$VMS" = qemu ]; then  # the guest powers off either way: judge by iperf3's report
+  grep -q "receiver" "$work/guest-A.serial" && ! grep -q "iperf3: error" "$work/guest-A.serial"
+  app_rc=$?
+fi
 echo "$app_rc" > "$work/iperf3.rc"
 
 step "routes and counters at the end"
