@@ -159,10 +159,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut consumers = Vec::new();
     let mut ring_counters: Vec<Arc<RingCounters>> = Vec::new();
     if config.monitor.enabled {
-        for _ in 0..d.workers {
+        for w in 0..d.workers as usize {
             let (p, c) = record_ring(config.monitor.ring_records);
             ring_counters.push(p.counters());
-            producers.push(Some(Monitor::new(p)));
+            let shared = lcores.get(w).is_some_and(|&l| eal.shares_cpu(l));
+            if shared {
+                log::info!("worker {w} shares its CPU: it publishes its records after every burst");
+            }
+            producers.push(Some(Monitor::new(p).publish_each_burst(shared)));
             consumers.push(c);
         }
     } else {

@@ -50,6 +50,27 @@ impl Eal {
         out
     }
 
+    /// The CPUs `lcore` may run on (its EAL cpuset: `-l`, or `--lcores` mappings).
+    pub fn lcore_cpus(&self, lcore: LcoreId) -> Vec<usize> {
+        // SAFETY: valid after EAL init, which `self` proves; returns a copy of the
+        // lcore's cpuset (empty for an lcore the EAL does not use).
+        let set = unsafe { dpdk_sys::rte_lcore_cpuset(lcore.0) };
+        let word_bits = 8 * std::mem::size_of_val(&set.__bits[0]);
+        (0..set.__bits.len() * word_bits)
+            .filter(|&cpu| set.__bits[cpu / word_bits] >> (cpu % word_bits) & 1 == 1)
+            .collect()
+    }
+
+    /// Whether `lcore` shares a CPU with another lcore in use (the main one included):
+    /// more lcores than CPUs, so its thread can be preempted by another poller.
+    pub fn shares_cpu(&self, lcore: LcoreId) -> bool {
+        let mine = self.lcore_cpus(lcore);
+        std::iter::once(self.main_lcore())
+            .chain(self.worker_lcores())
+            .filter(|&other| other != lcore)
+            .any(|other| self.lcore_cpus(other).iter().any(|c| mine.contains(c)))
+    }
+
     /// Runs each job on its worker lcore and `on_main` on this (the main) thread, then
     /// waits for every job to return. Jobs may borrow from the caller's stack: like
     /// `std::thread::scope`, nothing launched outlives this call, even if `on_main`

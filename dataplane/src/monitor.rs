@@ -12,13 +12,26 @@ use crate::stream::StreamedRing;
 /// A worker's measurement state.
 pub struct Monitor {
     ring: StreamedRing,
+    /// Publish right after each burst instead of at the next loop: for a worker that
+    /// shares its CPU. Preempted between its record stage and the next loop, it would
+    /// hold that burst's records back for the other thread's time slice (milliseconds:
+    /// late for the analysis core's time-order merge); a worker on its own core is
+    /// never preempted, and saves the store stall (see `stream`).
+    publish_each_burst: bool,
 }
 
 impl Monitor {
     pub fn new(ring: RecordProducer) -> Self {
         Self {
             ring: StreamedRing::new(ring),
+            publish_each_burst: false,
         }
+    }
+
+    /// For a worker that shares its CPU with another lcore (`Eal::shares_cpu`).
+    pub fn publish_each_burst(mut self, on: bool) -> Self {
+        self.publish_each_burst = on;
+        self
     }
 
     /// Makes the records of earlier bursts visible to the analysis core: once per loop,
@@ -38,5 +51,8 @@ impl Monitor {
                 Record::from_frame_dissected(frame, tsc, direction, port).to_words()
             })
         });
+        if self.publish_each_burst {
+            self.ring.publish();
+        }
     }
 }
