@@ -45,3 +45,45 @@ testpmd_io_cycles() {
       --rxq="${WORKERS:-1}" --txq="${WORKERS:-1}" >"$tmp/testpmd.log" 2>&1
   sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$tmp/testpmd.log" | tail -1
 }
+
+# Open vSwitch with DPDK (Debian's openvswitch-switch-dpdk), started by hand with its own
+# run, log and db directories under $tmp (nothing system-wide is touched), `--no-pci
+# --in-memory` in dpdk-extra, main thread on core 0, PMD on core 1.
+VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
+vsctl() { ovs-vsctl --db="unix:$tmp/db.sock" --timeout=30 "$@"; }
+ovs_up() { # ovsdb-server, ovs-vswitchd and an empty netdev bridge br0
+  [ -x "$VSWITCHD" ] || apt-get install -y openvswitch-switch-dpdk >/dev/null
+  export OVS_RUNDIR=$tmp OVS_LOGDIR=$tmp OVS_DBDIR=$tmp
+  ovsdb-tool create "$tmp/conf.db" /usr/share/openvswitch/vswitch.ovsschema
+  ovsdb-server "$tmp/conf.db" --remote="punix:$tmp/db.sock" --pidfile="$tmp/ovsdb-server.pid" \
+    --unixctl="$tmp/ovsdb-server.ctl" --detach --log-file="$tmp/ovsdb.log" 2>>"$tmp/ovsdb.stderr"
+  vsctl --no-wait init
+  vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true \
+    other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
+    "other_config:dpdk-extra=--no-pci --in-memory --log-level=*:error"
+  "$VSWITCHD" "unix:$tmp/db.sock" --pidfile="$tmp/ovs-vswitchd.pid" --unixctl="$tmp/ovs-vswitchd.ctl" \
+    --detach --log-file="$tmp/vswitchd.log" 2>>"$tmp/vswitchd.stderr"
+  vsctl add-br br0 -- set bridge br0 datapath_type=netdev
+}
+ovs_pmd_cycles() { # seconds -> the PMD's "avg processing cycles per packet" over them
+  local ctl=(ovs-appctl -t "$tmp/ovs-vswitchd.ctl")
+  "${ctl[@]}" dpif-netdev/pmd-stats-clear >/dev/null
+  sleep "$1"
+  "${ctl[@]}" dpif-netdev/pmd-stats-show > "$tmp/pmd.txt"
+  sed -n 's/.*avg processing cycles per packet: \([0-9.]*\).*/\1/p' "$tmp/pmd.txt" | head -1
+}
+ovs_stop() { # stops both daemons and removes their database and sockets
+  for f in "$tmp"/ovs-vswitchd.pid "$tmp"/ovsdb-server.pid; do
+    [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true
+  done
+  for _ in $(seq 50); do
+    [ -f "$tmp/ovs-vswitchd.pid" ] && kill -0 "$(cat "$tmp/ovs-vswitchd.pid" 2>/dev/null)" 2>/dev/null || break
+    sleep 0.1
+  done
+  rm -f "$tmp"/conf.db "$tmp"/*.pid "$tmp"/db.sock
+}
+ovs_kill() { # on exit: whatever is still running
+  for f in "$tmp"/ovs-vswitchd.pid "$tmp"/ovsdb-server.pid; do
+    [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null || true
+  done
+}

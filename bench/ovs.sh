@@ -15,27 +15,15 @@
 # busy cycles only, like the others). Writes bench/results/ovs-<size>.{md,json}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 ROUNDS="${ROUNDS:-3}"
 SIZE="${SIZE:-64}"
 SECS="${SECS:-4}"
 OUT=bench/results
-VSWITCHD=/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk
 [ "$(id -u)" = 0 ] || { echo "ovs.sh: run as root" >&2; exit 1; }
-if [ ! -x "$VSWITCHD" ]; then
-  apt-get install -y openvswitch-switch-dpdk >/dev/null
-fi
 tmp=$(mktemp -d /tmp/wrenvnet-ovs.XXXXXX)
-ovs_pids=()
-cleanup() {
-  for f in "$tmp"/ovs-vswitchd.pid "$tmp"/ovsdb-server.pid; do
-    [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true
-  done
-  sleep 0.5
-  for f in "$tmp"/ovs-vswitchd.pid "$tmp"/ovsdb-server.pid; do
-    [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null || true
-  done
-  rm -rf "$tmp"
-}
+cleanup() { ovs_kill; rm -rf "$tmp"; }
 trap cleanup EXIT INT TERM
 mkdir -p "$OUT"
 cargo build --release -q
@@ -46,8 +34,6 @@ python3 bench/gen_frames.py plain "$tmp/plain.pcap" --size "$SIZE"
 RX="net_pcap1,rx_pcap=$tmp/plain.pcap,infinite_rx=1,tx_pcap=/dev/null"
 TX="net_pcap0,rx_pcap=$tmp/empty.pcap,tx_pcap=/dev/null"
 
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
 switch_cfg "$TX" "$RX" false > "$tmp/off.toml"
 switch_cfg "$TX" "$RX" true > "$tmp/on.toml"
 
@@ -58,44 +44,14 @@ switch_run() { # config
   python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["switch"]["cycles_per_packet"])' "$tmp/s.json"
 }
 
-# OVS: its own database and daemon, PMD on core 1, main thread on core 0.
-export OVS_RUNDIR=$tmp OVS_LOGDIR=$tmp OVS_DBDIR=$tmp
-DB="unix:$tmp/db.sock"
-vsctl() { ovs-vsctl --db="$DB" --timeout=30 "$@"; }
 ovs_start() {
-  ovsdb-tool create "$tmp/conf.db" /usr/share/openvswitch/vswitch.ovsschema
-  ovsdb-server "$tmp/conf.db" --remote="punix:$tmp/db.sock" --pidfile="$tmp/ovsdb-server.pid" \
-    --unixctl="$tmp/ovsdb-server.ctl" --detach --log-file="$tmp/ovsdb.log" 2>>"$tmp/ovsdb.stderr"
-  vsctl --no-wait init
-  vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true \
-    other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
-    "other_config:dpdk-extra=--no-pci --in-memory --log-level=*:error"
-  "$VSWITCHD" "$DB" --pidfile="$tmp/ovs-vswitchd.pid" --unixctl="$tmp/ovs-vswitchd.ctl" \
-    --detach --log-file="$tmp/vswitchd.log" 2>>"$tmp/vswitchd.stderr"
-  vsctl add-br br0 -- set bridge br0 datapath_type=netdev
+  ovs_up
   vsctl add-port br0 rx -- set Interface rx type=dpdk "options:dpdk-devargs=$RX" ofport_request=1
   vsctl add-port br0 tx -- set Interface tx type=dpdk "options:dpdk-devargs=$TX" ofport_request=2
   ovs-ofctl del-flows br0
   ovs-ofctl add-flow br0 "in_port=1,actions=output:2"
 }
-ovs_run() { # -> avg processing cycles per packet over SECS
-  local ctl=(ovs-appctl -t "$tmp/ovs-vswitchd.ctl")
-  sleep 1
-  "${ctl[@]}" dpif-netdev/pmd-stats-clear >/dev/null
-  sleep "$SECS"
-  "${ctl[@]}" dpif-netdev/pmd-stats-show > "$tmp/pmd.txt"
-  sed -n 's/.*avg processing cycles per packet: \([0-9.]*\).*/\1/p' "$tmp/pmd.txt" | head -1
-}
-ovs_stop() {
-  for f in "$tmp"/ovs-vswitchd.pid "$tmp"/ovsdb-server.pid; do
-    [ -f "$f" ] && kill -TERM "$(cat "$f")" 2>/dev/null || true
-  done
-  for _ in $(seq 50); do
-    [ -f "$tmp/ovs-vswitchd.pid" ] && kill -0 "$(cat "$tmp/ovs-vswitchd.pid" 2>/dev/null)" 2>/dev/null || break
-    sleep 0.1
-  done
-  rm -f "$tmp"/conf.db "$tmp"/*.pid "$tmp"/db.sock
-}
+ovs_run() { sleep 1; ovs_pmd_cycles "$SECS"; }
 
 : > "$tmp/rounds.txt"
 for r in $(seq 1 "$ROUNDS"); do

@@ -14,6 +14,7 @@
 #                            clocks (net_pcap replay), 64 and 1464-byte inner frames
 #   bench/ovs.sh             the switch beside OVS-DPDK's in_port->output path
 #   bench/ndr.sh             NDR/PDR and latency percentiles (wrenvnet-gen over memif)
+#   bench/vhost.sh           VM to VM over vhost-user (virtio_user guests), beside OVS-DPDK
 #   bench/pvp.sh             NIC -> VM (vhost-user guest) -> NIC, testpmd vs the switch
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,8 @@ step "beside OVS-DPDK (bench/ovs.sh)"
 SIZE=64 bash bench/ovs.sh > "$log" 2>&1 || { cat "$log"; exit 1; }
 step "zero-loss throughput and latency (bench/ndr.sh)"
 ROUNDS=1 bash bench/ndr.sh > "$log" 2>&1 || { cat "$log"; exit 1; }
+step "VM to VM over vhost-user beside OVS-DPDK (bench/vhost.sh, $ROUNDS rounds)"
+SIZE=64 bash bench/vhost.sh > "$log" 2>&1 || { cat "$log"; exit 1; }
 # PVP needs 4 cores to mean anything; with fewer, one round shows the path works.
 PVP_ROUNDS=$ROUNDS; [ "$(nproc)" -ge 4 ] || PVP_ROUNDS=1
 step "PVP through a vhost-user guest (bench/pvp.sh, $PVP_ROUNDS rounds)"
@@ -71,12 +74,16 @@ check("cross-connect / testpmd io-forward (net_null)", spread(xr), "<= 1.05", me
 rows = ovs["rounds"]
 on_ovs = [r[2] / r[3] for r in rows]
 check("switch encap 64 B, monitoring on / OVS-DPDK in_port->output (same ports)", spread(on_ovs), "<= 0.4", med(on_ovs) <= 0.4)
+vh = json.load(open(f"{out}/vhost-64.json"))
+if "ratios" in vh:
+    check("vhost-user pair, switch monitoring on / OVS-DPDK (same guests)", spread(vh["ratios"]["on_over_ovs"]), "<= 0.5",
+          med(vh["ratios"]["on_over_ovs"]) <= 0.5)
 md = ["# wrenvnet benchmark report", "",
       "Generated %s by `sudo bench/run.sh` (ROUNDS=%d). Cycles per packet are TSC cycles of busy loop iterations; every ratio is measured side by side, rounds interleaved; medians with min-max." % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), rounds), "",
       "## Machine", ""] + ["- %s: %s" % kv for kv in machine.items()] + ["", "## Versions", ""] + ["- %s: %s" % kv for kv in versions.items()] + \
      ["", "## Against the targets", "", "| what | measured | target | met |", "|---|---|---|---|"] + \
      ["| %s | %s | %s | %s |" % (c["what"], c["value"], c["target"], "yes" if c["met"] else "no") for c in checks] + [""]
-for name in ("xconnect-null", "switch-64", "switch-1464", "ovs-64", "ndr", "pvp-64"):
+for name in ("xconnect-null", "switch-64", "switch-1464", "ovs-64", "vhost-64", "ndr", "pvp-64"):
     text = open(f"{out}/{name}.md").read().strip().splitlines()
     md += ["## " + text[0].lstrip("# ")] + text[1:] + [""]
 open(f"{out}/report.md", "w").write("\n".join(md) + "\n")

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # VM to VM through vhost-user: two "VMs" are DPDK virtio_user peers (dpdk-testpmd), one
 # sending 64-byte frames to the other's MAC (txonly), the other counting them (rxonly),
-# both through the switch's two net_vhost ports (switched locally by rule). Reports the
-# switch's cycles per packet (monitoring off and on), the received rate and the drops.
+# both through the switch's two net_vhost ports (switched locally by rule), and the same
+# through OVS-DPDK's two dpdkvhostuser ports (one rule in_port=1 -> output:2), rounds
+# interleaved. Reports the switch's cycles per packet (monitoring off and on) beside
+# OVS's PMD cycles per packet, the received rates and the drops.
 #
 #   sudo bench/vhost.sh               # 3 rounds
 #   ROUNDS=5 SIZE=1024 bench/vhost.sh
@@ -21,6 +23,7 @@ OUT="${OUT:-bench/results}"
 tmp=$(mktemp -d /tmp/wrenvnet-vhost.XXXXXX)
 pids=()
 cleanup() {
+  ovs_kill
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$tmp"
@@ -29,6 +32,8 @@ trap cleanup EXIT INT TERM
 mkdir -p "$OUT"
 cargo build --release -q
 BIN=target/release/wrenvnet
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 python3 -c "import struct; open('$tmp/empty.pcap','wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))"
 M1=02:00:00:00:aa:01
 M2=02:00:00:00:aa:02
@@ -95,29 +100,67 @@ run() { # config -> "cycles/packet rx_packets drops"
   python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["switch"]; d=",".join("%s:%d" % kv for kv in s["drops"].items() if kv[1]) or "none"; print("%.3f %s %s" % (s["cycles_per_packet"] or 0, sys.argv[2] or 0, d))' "$tmp/s.json" "$rx"
 }
 
+ovs_round() { # -> "OVS cycles/packet rx_packets" (result in $tmp/ovs.txt: `wait` needs this shell)
+  ovs_up
+  vsctl add-port br0 vm1 -- set Interface vm1 type=dpdkvhostuser ofport_request=1
+  vsctl add-port br0 vm2 -- set Interface vm2 type=dpdkvhostuser ofport_request=2
+  ovs-ofctl del-flows br0
+  ovs-ofctl add-flow br0 "in_port=1,actions=output:2"
+  for _ in $(seq 100); do [ -S "$tmp/vm1" ] && [ -S "$tmp/vm2" ] && break; sleep 0.1; done
+  mkfifo "$tmp/rx.fifo" "$tmp/tx.fifo"
+  guest rx "$tmp/vm2" "$M2" "$tmp/rx.fifo" "$tmp/rx.log" & local g2=$!
+  guest tx "$tmp/vm1" "$M1" "$tmp/tx.fifo" "$tmp/tx.log" & local g1=$!
+  pids+=($g1 $g2)
+  { echo "set fwd rxonly"; echo start; sleep $((SECS + 3)); echo stop; sleep 1; echo quit; } > "$tmp/rx.fifo" &
+  { sleep 2; echo "set fwd txonly"; echo "set eth-peer 0 $M2"; echo "set txpkts $SIZE"
+    echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } > "$tmp/tx.fifo" &
+  sleep 3   # the sender's first second is in
+  local cpp
+  cpp=$(ovs_pmd_cycles $((SECS - 2)))
+  wait "$g1" "$g2" 2>/dev/null || true
+  rm -f "$tmp/rx.fifo" "$tmp/tx.fifo"
+  ovs_stop
+  local rx
+  rx=$(sed -n 's/.*RX-packets: *\([0-9]*\).*/\1/p' "$tmp/rx.log" | tail -1)
+  [ -n "$cpp" ] || { cat "$tmp/pmd.txt" "$tmp/vswitchd.log" 2>/dev/null | tail -20 >&2; echo "OVS printed no cycles" >&2; exit 1; }
+  echo "$cpp ${rx:-0}" > "$tmp/ovs.txt"
+}
+
 : > "$tmp/rounds.txt"
 for r in $(seq 1 "$ROUNDS"); do
   read -r off rx_off d_off < <(run "$tmp/off.toml")
   read -r on rx_on d_on < <(run "$tmp/on.toml")
-  echo "$r $off $on $rx_off $rx_on $d_off $d_on" >> "$tmp/rounds.txt"
-  echo "round $r: switch off $off on $on cycles/packet | received off $rx_off on $rx_on | drops $d_off $d_on"
+  ovs_round
+  read -r ovs rx_ovs < "$tmp/ovs.txt"
+  echo "$r $off $on $rx_off $rx_on $d_off $d_on $ovs $rx_ovs" >> "$tmp/rounds.txt"
+  echo "round $r: switch off $off on $on, OVS $ovs cycles/packet | received off $rx_off on $rx_on OVS $rx_ovs | drops $d_off $d_on"
 done
-python3 - "$tmp/rounds.txt" "$OUT/vhost-$SIZE" "$SIZE" "$SECS" <<'PY'
+python3 - "$tmp/rounds.txt" "$OUT/vhost-$SIZE" "$SIZE" "$SECS" "$(ovs-vswitchd --version | head -1)" <<'PY'
 import json, statistics, sys
+ovs_version = sys.argv[5]
 raw = [l.split()[1:] for l in open(sys.argv[1])]
-rows = [list(map(float, r[:4])) + [r[4], r[5]] for r in raw]
+rows = [list(map(float, r[:4])) + [r[4], r[5], float(r[6]), float(r[7])] for r in raw]
 size, secs = sys.argv[3], float(sys.argv[4])
 off, on = [r[0] for r in rows], [r[1] for r in rows]
 mpps_off, mpps_on = [r[2] / secs / 1e6 for r in rows], [r[3] / secs / 1e6 for r in rows]
 ratio = [b / a for a, b in zip(off, on)]
+ovs = [r[6] for r in rows]
+mpps_ovs = [r[7] / secs / 1e6 for r in rows]
+off_ovs = [a / b for a, b in zip(off, ovs)]
+on_ovs = [a / b for a, b in zip(on, ovs)]
 f = lambda v, d=1: "%.*f (%.*f-%.*f)" % (d, statistics.median(v), d, min(v), d, max(v))
 md = ["# VM to VM through vhost-user, %s-byte frames" % size, "",
       "Two DPDK virtio_user guests (testpmd txonly -> rxonly) on the switch's two net_vhost ports, switched locally; "
       "switch worker alone on core 1, guests on core 0. %d rounds of %.0f s." % (len(rows), secs), "",
-      "| switch cycles/packet, monitor off | monitor on | on/off | received Mpps, off | received Mpps, on | drops (switch) |",
-      "|---|---|---|---|---|---|",
-      "| %s | %s | %s | %s | %s | %s |" % (f(off), f(on), f(ratio, 2), f(mpps_off, 2), f(mpps_on, 2),
-                                        "; ".join(sorted(set(r[4] for r in rows) | set(r[5] for r in rows)))), "",
+      "| switch cycles/packet, monitor off | monitor on | on/off | OVS-DPDK | off/OVS | on/OVS | received Mpps, off / on / OVS | drops (switch) |",
+      "|---|---|---|---|---|---|---|---|",
+      "| %s | %s | %s | %s | %s | %s | %s / %s / %s | %s |" % (
+          f(off), f(on), f(ratio, 2), f(ovs), f(off_ovs, 2), f(on_ovs, 2), f(mpps_off, 2), f(mpps_on, 2),
+          f(mpps_ovs, 2), "; ".join(sorted(set(r[4] for r in rows) | set(r[5] for r in rows)))), "",
+      "OVS-DPDK (%s, started by hand as in bench/ovs.sh): two dpdkvhostuser ports, one rule in_port=1 -> "
+      "output:2, its PMD on core 1 as the switch's worker; its figure is the PMD's \"avg processing cycles per "
+      "packet\" over the sender's steady seconds. The switch looks the destination MAC up and records every "
+      "packet when monitoring is on; OVS matches its exact-match cache." % ovs_version, "",
       "The received rate is bounded by the guests sharing one core with each other: the receiving guest cannot keep up, "
       "so most frames are dropped by the switch at the full vhost queue (TxFull, counted) and the switch's cycles per "
       "packet include freeing them; they are its own core's cycles. With monitoring on, the analysis loop on the "
@@ -125,7 +168,8 @@ md = ["# VM to VM through vhost-user, %s-byte frames" % size, "",
       "Reproduce: `sudo SIZE=%s bench/vhost.sh`" % size]
 open(sys.argv[2] + ".md", "w").write("\n".join(md) + "\n")
 json.dump({"size": int(size), "seconds": secs, "rounds": rows,
-           "columns": ["off_cycles", "on_cycles", "rx_off", "rx_on", "drops_off", "drops_on"]},
+           "columns": ["off_cycles", "on_cycles", "rx_off", "rx_on", "drops_off", "drops_on", "ovs_cycles", "rx_ovs"],
+           "ratios": {"on_over_off": ratio, "off_over_ovs": off_ovs, "on_over_ovs": on_ovs}},
           open(sys.argv[2] + ".json", "w"), indent=1)
 print("\n".join(md))
 PY
