@@ -60,38 +60,10 @@ EAL_GEN=("${GEN_L[@]}" --in-memory --no-pci --file-prefix pvp-gen --log-level '*
 NIC_DEV="net_memif0,role=client,socket=$NIC_SOCK,mac=$NIC_MAC"
 VM_DEV="net_vhost0,iface=$VM_SOCK,client=0"
 
-switch_cfg() { # monitor
-  cat <<EOF
-[dataplane]
-mode = "switch"
-burst = 32
-stats_interval_ms = 100000
-[[port]]
-name = "nic"
-devargs = "$NIC_DEV"
-[[port]]
-name = "vm"
-devargs = "$VM_DEV"
-[monitor]
-enabled = $1
-[switch]
-underlay_ip = "198.18.100.1"
-vni = 42
-nic = "nic"
-[[switch.vm]]
-port = "vm"
-mac = "$VM_MAC"
-[[switch.peer]]
-name = "B"
-ip = "198.18.100.2"
-mac = "$PEER_MAC"
-[[switch.rule]]
-dst_mac = "$REMOTE_MAC"
-peer = "B"
-EOF
-}
-switch_cfg false > "$tmp/sw-off.toml"
-switch_cfg true > "$tmp/sw-on.toml"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh   # switch_cfg: VM port "vm" (VM_MAC), peer B (PEER_MAC), rule REMOTE_MAC -> B
+switch_cfg "$NIC_DEV" "$VM_DEV" false > "$tmp/sw-off.toml"
+switch_cfg "$NIC_DEV" "$VM_DEV" true > "$tmp/sw-on.toml"
 
 start_gen() { # device
   rm -f "$NIC_SOCK"

@@ -76,6 +76,24 @@ guest() { # name socket mac commands-file log
     < "$4" > "$5" 2>&1
 }
 
+start_guests() { # tx_socket rx_socket: receiver and sender started and fed; pids in $guests
+  mkfifo "$tmp/rx.fifo" "$tmp/tx.fifo"
+  guest rx "$2" "$M2" "$tmp/rx.fifo" "$tmp/rx.log" & local g2=$!
+  guest tx "$1" "$M1" "$tmp/tx.fifo" "$tmp/tx.log" & local g1=$!
+  pids+=($g1 $g2); guests="$g1 $g2"
+  # The receiver starts first and stops last; "stop" prints what it got.
+  { echo "set fwd rxonly"; echo start; sleep $((SECS + 3)); echo stop; sleep 1; echo quit; } > "$tmp/rx.fifo" &
+  { sleep 2; echo "set fwd txonly"; echo "set eth-peer 0 $M2"; echo "set txpkts $SIZE"
+    echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } > "$tmp/tx.fifo" &
+}
+end_guests() { # waits for both; the frames the receiving guest counted in $guest_rx
+  # (not called in $(...): `wait` needs the shell that started them)
+  # shellcheck disable=SC2086
+  wait $guests 2>/dev/null || true
+  rm -f "$tmp/rx.fifo" "$tmp/tx.fifo"
+  guest_rx=$(sed -n 's/.*RX-packets: *\([0-9]*\).*/\1/p' "$tmp/rx.log" | tail -1)
+}
+
 run() { # config -> "cycles/packet rx_packets drops"
   rm -f "$tmp"/vm*.sock
   "$BIN" run --config "$1" --summary-json "$tmp/s.json" \
@@ -83,20 +101,11 @@ run() { # config -> "cycles/packet rx_packets drops"
   local sw=$!
   pids+=($sw)
   for _ in $(seq 100); do [ -S "$tmp/vm1.sock" ] && [ -S "$tmp/vm2.sock" ] && break; sleep 0.1; done
-  mkfifo "$tmp/rx.fifo" "$tmp/tx.fifo"
-  guest rx "$tmp/vm2.sock" "$M2" "$tmp/rx.fifo" "$tmp/rx.log" & local g2=$!
-  guest tx "$tmp/vm1.sock" "$M1" "$tmp/tx.fifo" "$tmp/tx.log" & local g1=$!
-  pids+=($g1 $g2)
-  # The receiver starts first and stops last; "stop" prints what it got.
-  { echo "set fwd rxonly"; echo start; sleep $((SECS + 3)); echo stop; sleep 1; echo quit; } > "$tmp/rx.fifo" &
-  { sleep 2; echo "set fwd txonly"; echo "set eth-peer 0 $M2"; echo "set txpkts $SIZE"
-    echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } > "$tmp/tx.fifo" &
-  wait "$g1" "$g2" 2>/dev/null || true
-  rm -f "$tmp/rx.fifo" "$tmp/tx.fifo"
+  start_guests "$tmp/vm1.sock" "$tmp/vm2.sock"
+  end_guests
+  local rx=$guest_rx
   kill -INT "$sw"
   wait "$sw" || { cat "$tmp/w.log" >&2; exit 1; }
-  local rx
-  rx=$(sed -n 's/.*RX-packets: *\([0-9]*\).*/\1/p' "$tmp/rx.log" | tail -1)
   python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["switch"]; d=",".join("%s:%d" % kv for kv in s["drops"].items() if kv[1]) or "none"; print("%.3f %s %s" % (s["cycles_per_packet"] or 0, sys.argv[2] or 0, d))' "$tmp/s.json" "$rx"
 }
 
@@ -107,21 +116,13 @@ ovs_round() { # -> "OVS cycles/packet rx_packets" (result in $tmp/ovs.txt: `wait
   ovs-ofctl del-flows br0
   ovs-ofctl add-flow br0 "in_port=1,actions=output:2"
   for _ in $(seq 100); do [ -S "$tmp/vm1" ] && [ -S "$tmp/vm2" ] && break; sleep 0.1; done
-  mkfifo "$tmp/rx.fifo" "$tmp/tx.fifo"
-  guest rx "$tmp/vm2" "$M2" "$tmp/rx.fifo" "$tmp/rx.log" & local g2=$!
-  guest tx "$tmp/vm1" "$M1" "$tmp/tx.fifo" "$tmp/tx.log" & local g1=$!
-  pids+=($g1 $g2)
-  { echo "set fwd rxonly"; echo start; sleep $((SECS + 3)); echo stop; sleep 1; echo quit; } > "$tmp/rx.fifo" &
-  { sleep 2; echo "set fwd txonly"; echo "set eth-peer 0 $M2"; echo "set txpkts $SIZE"
-    echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } > "$tmp/tx.fifo" &
+  start_guests "$tmp/vm1" "$tmp/vm2"
   sleep 3   # the sender's first second is in
-  local cpp
+  local cpp rx
   cpp=$(ovs_pmd_cycles $((SECS - 2)))
-  wait "$g1" "$g2" 2>/dev/null || true
-  rm -f "$tmp/rx.fifo" "$tmp/tx.fifo"
+  end_guests
+  rx=$guest_rx
   ovs_stop
-  local rx
-  rx=$(sed -n 's/.*RX-packets: *\([0-9]*\).*/\1/p' "$tmp/rx.log" | tail -1)
   [ -n "$cpp" ] || { cat "$tmp/pmd.txt" "$tmp/vswitchd.log" 2>/dev/null | tail -20 >&2; echo "OVS printed no cycles" >&2; exit 1; }
   echo "$cpp ${rx:-0}" > "$tmp/ovs.txt"
 }
