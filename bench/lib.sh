@@ -20,6 +20,8 @@ devargs = "$2"
 [monitor]
 enabled = $3
 ring_records = ${RING:-65536}
+# The worker has core 1 to itself here, as on an isolated core in production.
+publish_per_loop = true
 [switch]
 underlay_ip = "198.18.100.1"
 vni = 42

@@ -163,10 +163,13 @@ pub fn run(args: RunArgs) -> Result<()> {
             let (p, c) = record_ring(config.monitor.ring_records);
             ring_counters.push(p.counters());
             let shared = lcores.get(w).is_some_and(|&l| eal.shares_cpu(l));
-            if shared {
-                log::info!("worker {w} shares its CPU: it publishes its records after every burst");
+            if shared && config.monitor.publish_per_loop {
+                log::warn!(
+                    "worker {w} shares its CPU with another lcore: it publishes its records after every burst (monitor.publish_per_loop ignored)"
+                );
             }
-            producers.push(Some(Monitor::new(p).publish_each_burst(shared)));
+            let per_burst = shared || !config.monitor.publish_per_loop;
+            producers.push(Some(Monitor::new(p).publish_each_burst(per_burst)));
             consumers.push(c);
         }
     } else {

@@ -12,11 +12,11 @@ use crate::stream::StreamedRing;
 /// A worker's measurement state.
 pub struct Monitor {
     ring: StreamedRing,
-    /// Publish right after each burst instead of at the next loop: for a worker that
-    /// shares its CPU. Preempted between its record stage and the next loop, it would
-    /// hold that burst's records back for the other thread's time slice (milliseconds:
-    /// late for the analysis core's time-order merge); a worker on its own core is
-    /// never preempted, and saves the store stall (see `stream`).
+    /// Publish right after each burst instead of at the next loop (the default, see
+    /// `monitor.publish_per_loop`). A worker preempted between its record stage and the
+    /// next loop would hold that burst's records back for the other thread's time
+    /// slice (milliseconds: late for the analysis core's time-order merge); one on an
+    /// isolated core is never preempted, and saves the store stall (see `stream`).
     publish_each_burst: bool,
 }
 

@@ -8,10 +8,11 @@
 //! Streaming stores are weakly ordered, so an `sfence` must come before the ring's
 //! tail moves; and an `sfence` stalls every later store until the write-combining
 //! buffers have drained. Issued right after a burst's records it cost the next stage
-//! ~10 cycles a packet (measured: forward 43 -> 53 at 64 B); so records are staged
-//! past the tail and published at the top of the next loop, when the buffers have long
-//! drained and the fence is nearly free. Records reach the analysis core one loop
-//! later (microseconds); nothing staged is lost (`publish` on drop).
+//! ~10 cycles a packet (measured: forward 43 -> 53 at 64 B); so a worker on a core of
+//! its own may stage records past the tail and publish them at the top of its next
+//! loop, when the buffers have long drained and the fence is nearly free (records
+//! reach the analysis core one loop later; `monitor.publish_per_loop`). Nothing staged
+//! is lost (`publish` on drop).
 
 use std::mem::MaybeUninit;
 
