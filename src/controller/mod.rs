@@ -533,11 +533,18 @@ impl Controller {
             self.event(json!({"event": "would_apply", "trigger": why, "verdict": verdict}));
             return false;
         }
-        let moves: Vec<(String, String)> = verdict
+        // The VMs the plan moves: (MAC, from, to).
+        let moved: Vec<(String, String, String)> = verdict
             .mapping
             .iter()
-            .filter(|(vm, to)| vms.iter().any(|v| &&v.mac == vm && &&v.host != to))
-            .map(|(vm, to)| (vm.clone(), to.clone()))
+            .filter_map(|(vm, to)| {
+                let from = &vms.iter().find(|v| &v.mac == vm)?.host;
+                (from != to).then(|| (vm.clone(), from.clone(), to.clone()))
+            })
+            .collect();
+        let moves: Vec<(String, String)> = moved
+            .iter()
+            .map(|(vm, _, to)| (vm.clone(), to.clone()))
             .collect();
         let base = decide::relocate(current, &moves);
         let (mut desired, followed) = decide::realise(&base, &verdict.plan, demands);
@@ -546,13 +553,9 @@ impl Controller {
             r.retain(|_, to| to.starts_with("peer:"));
         }
         self.adaptations += 1;
-        let migrations: Vec<Value> = verdict
-            .mapping
+        let migrations: Vec<Value> = moved
             .iter()
-            .filter_map(|(vm, to)| {
-                let from = vms.iter().find(|v| &v.mac == vm)?.host.clone();
-                (&from != to).then(|| json!({"vm": vm, "from": from, "to": to}))
-            })
+            .map(|(vm, from, to)| json!({"vm": vm, "from": from, "to": to}))
             .collect();
         let used: Vec<Value> = bw
             .iter()
