@@ -250,34 +250,120 @@ fn an_echo_of_a_pure_acks_timestamp_after_idle_time_is_no_rtt_sample() {
 }
 
 #[test]
-fn timestamps_time_a_path_with_more_in_flight_than_the_cap() {
-    // One segment a millisecond, each with a new TSval, echoed 60 ms later: 60 TSvals in
-    // flight, more than the 32 kept per flow. Every sample that is taken is 60 ms, and
-    // samples keep coming (forgetting the oldest TSval instead would never match one).
+fn with_timestamps_every_ack_still_times_the_segment_it_answers() {
+    // Linux's TSval ticks once a millisecond; at 100 Mbit/s eight segments share one.
+    // The receiver ACKs every second segment (echoing the first's TSval) after an RTT
+    // that grows from 20 to 60 ms as a queue builds. Like tcptrace, Wren must take one
+    // sample per ACK, timed from the newest segment it covers: the timestamps' first
+    // occurrence would time the ACK from up to a millisecond earlier, and one sample per
+    // millisecond would weigh the path's RTT by time instead of by packet.
+    let ts = |mut r: Record, tsval: u32, tsecr: u32| {
+        r.flags |= FLAG_TCP_TS;
+        r.tsval = tsval;
+        r.tsecr = tsecr;
+        r
+    };
+    let spacing = 125_000u64; // 8 segments a millisecond
+    let n = 16_000u32;
+    let rtt = |i: u32| 20_000_000 + (40_000_000 * i as u64) / n as u64;
     let mut recs = Vec::new();
-    for i in 0..400u32 {
-        let mut d = data(i as u64 * 1_000_000, 1 + i * MSS);
-        d.flags |= FLAG_TCP_TS;
-        d.tsval = 1000 + i;
-        recs.push(d);
+    let mut expected = Vec::new();
+    for i in 0..n {
+        let t = i as u64 * spacing;
+        let tsval = (t / 1_000_000) as u32;
+        recs.push(ts(data(t, 1 + i * MSS), tsval, 1));
+        if i % 2 == 1 {
+            let first_tsval = ((t - spacing) / 1_000_000) as u32;
+            recs.push(ts(ack(t + rtt(i), 1 + (i + 1) * MSS), 7, first_tsval));
+            expected.push(rtt(i) as f64 / 1e3);
+        }
     }
-    let mut acks = Vec::new();
-    for i in 0..400u32 {
-        let mut a = ack(i as u64 * 1_000_000 + 60_000_000, 1 + (i + 1) * MSS);
-        a.flags |= FLAG_TCP_TS;
-        a.tsval = 5000 + i;
-        a.tsecr = 1000 + i;
-        acks.push(a);
-    }
-    recs.extend(acks);
     recs.sort_by_key(|r| r.time);
     let mut w = Wren::new(Config::default());
     w.on_batch(&recs, Timebase::NANOS);
     let v = w.views(|ip| format!("{ip:08x}"));
     let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
-    assert!(p.rtt_samples >= 100, "{p:?}");
-    assert!((p.rtt_min_us.unwrap() - 60_000.0).abs() < 100.0, "{p:?}");
-    assert!((p.rtt_p99_us.unwrap() - 60_000.0).abs() < 100.0, "{p:?}");
+    assert_eq!(p.rtt_samples, expected.len() as u64, "{p:?}");
+    let mean = expected.iter().sum::<f64>() / expected.len() as f64;
+    let got = p.rtt_mean_us.unwrap();
+    assert!(
+        (got - mean).abs() / mean < 0.01,
+        "mean {got} us, per ACK {mean} us"
+    );
+}
+
+#[test]
+fn a_retransmission_timed_by_its_timestamp_is_still_no_sample() {
+    // Segment 1 (TSval 10) is lost, segment 2 (TSval 11) follows; segment 1 is sent
+    // again at 300 ms (TSval 310) into a full queue and the ACK of both, echoing 310,
+    // comes at 480 ms. The timestamp makes that 180 ms unambiguous, but a retransmission
+    // is sent when the queue is full: Karn (and tcptrace) leave it out, so must Wren.
+    let ts = |mut r: Record, tsval: u32, tsecr: u32| {
+        r.flags |= FLAG_TCP_TS;
+        r.tsval = tsval;
+        r.tsecr = tsecr;
+        r
+    };
+    let recs = vec![
+        ts(data(0, 1), 10, 1),
+        ts(data(1_000_000, 1 + MSS), 11, 1),
+        ts(data(300_000_000, 1), 310, 1),
+        ts(ack(480_000_000, 1 + 2 * MSS), 2, 310),
+        // A segment sent after the retransmission times the path again: 80 ms.
+        ts(data(481_000_000, 1 + 2 * MSS), 481, 2),
+        ts(ack(561_000_000, 1 + 3 * MSS), 3, 481),
+    ];
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    assert_eq!(p.rtt_samples, 1, "{p:?}");
+    assert!((p.rtt_p99_us.unwrap() - 80_000.0).abs() < 100.0, "{p:?}");
+}
+
+#[test]
+fn timestamps_time_a_path_with_more_in_flight_than_the_cap() {
+    // Sequence numbers cannot time this flow (no room to track its segments: as when a
+    // capture starts mid-flow), so its timestamps must. One segment a millisecond, each
+    // with a new TSval; the receiver ACKs every second one 60 ms later, echoing the
+    // first of the two (RFC 7323), so half the TSvals are never echoed; 60 TSvals are
+    // in flight, more than the 32 kept per flow. Every sample taken is 60 ms, and samples
+    // keep coming to the end (values never echoed must not clog the queue).
+    let cfg = Config {
+        max_outstanding: 0,
+        ..Config::default()
+    };
+    let n = 2000u32;
+    let mut recs = Vec::new();
+    for i in 0..n {
+        let mut d = data(i as u64 * 1_000_000, 1 + i * MSS);
+        d.flags |= FLAG_TCP_TS;
+        d.tsval = 1000 + i;
+        recs.push(d);
+    }
+    for i in (1..n).step_by(2) {
+        let mut a = ack(i as u64 * 1_000_000 + 60_000_000, 1 + (i + 1) * MSS);
+        a.flags |= FLAG_TCP_TS;
+        a.tsval = 5000 + i;
+        a.tsecr = 1000 + i - 1;
+        recs.push(a);
+    }
+    recs.sort_by_key(|r| r.time);
+    let mut w = Wren::new(cfg);
+    let (head, tail) = recs.split_at(recs.len() / 2);
+    w.on_batch(head, Timebase::NANOS);
+    let at_half = w.views(|ip| format!("{ip:08x}"))[0].rtt_samples;
+    w.on_batch(tail, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    assert!(p.rtt_samples >= 200, "{p:?}");
+    assert!(
+        p.rtt_samples - at_half >= 100,
+        "sampling stopped: {at_half} then {p:?}"
+    );
+    // An echo of the first of two segments sent 1 ms apart, ACKed after the second.
+    assert!((p.rtt_min_us.unwrap() - 61_000.0).abs() < 100.0, "{p:?}");
+    assert!((p.rtt_p99_us.unwrap() - 61_000.0).abs() < 100.0, "{p:?}");
 }
 
 #[test]
@@ -310,9 +396,14 @@ fn min_rtt_follows_a_path_whose_base_delay_grows() {
 fn a_continuous_sender_with_hundreds_of_segments_in_flight_gets_an_estimate() {
     // A bulk sender that never pauses (as TCP on a long path does): its rate swings
     // between 1.2 and 0.7 of A, one base RTT each, over an 80 ms path at 100 Mbit/s
-    // with 30 Mbit/s cross traffic, so ~500 segments are in flight at once. Wren must
-    // time them all and find A.
-    let (c, x, base) = (100e6, 30e6, 80_000_000u64);
+    // with 30 Mbit/s cross traffic, so ~500 segments are in flight at once; and at
+    // 200 Mbit/s with 50 of cross traffic, ~1000 in flight: eight maximal trains wait
+    // for their ACKs at once. Wren must time them all and find A.
+    continuous_sender(100e6, 30e6, 80_000_000);
+    continuous_sender(200e6, 50e6, 80_000_000);
+}
+
+fn continuous_sender(c: f64, x: f64, base: u64) {
     let a = c - x;
     let mut rng = Rng::new(77);
     let mut recs = Vec::new();

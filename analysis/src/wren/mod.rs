@@ -1,9 +1,10 @@
 //! Wren: latency and available bandwidth per path, measured passively from the
 //! application's own TCP traffic.
 //!
-//! - RTT: each outgoing data segment is matched with the first ACK that covers it
-//!   (retransmitted ranges excluded, Karn); SYN → SYN/ACK; TCP timestamps (TSval seen
-//!   first, then echoed as TSecr, as pping does). Min, smoothed, percentiles.
+//! - RTT: one sample per ACK, from the newest data segment it covers (tcptrace's rule;
+//!   retransmitted ranges excluded, Karn); SYN → SYN/ACK; TCP timestamps (TSval seen
+//!   first, then echoed as TSecr, as pping does) for the ACKs of segments sequence
+//!   numbers could not track. Min, smoothed, percentiles.
 //! - Trains: runs of a flow's data segments sent close together (gaps below half the
 //!   smoothed RTT, at most `max_train` segments); once every segment of a train is ACKed, its RTTs go
 //!   through the trend test (`trend`) and its sending rate is kept.
@@ -17,6 +18,7 @@
 
 pub mod trend;
 
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
@@ -134,6 +136,16 @@ impl Train {
 
     fn complete(&self) -> bool {
         self.acked == self.segs.len()
+    }
+
+    /// Keeps the segments that end at or before `seq` (those sent ahead of a hole
+    /// there); returns how many were dropped.
+    fn truncate_before(&mut self, seq: u32) -> usize {
+        let keep = self.segs.partition_point(|s| seq_le(s.end, seq));
+        let dropped = self.segs.len() - keep;
+        self.segs.truncate(keep);
+        self.acked = self.acked.min(keep);
+        dropped
     }
 }
 
@@ -383,15 +395,28 @@ impl Wren {
                 0
             };
 
-        // This packet's own direction: a sent segment.
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= self.cfg.max_flows {
-                self.counters.flows_not_tracked += 1;
-                return;
-            }
-            self.flows.insert(
-                key,
-                Flow {
+        // This packet's own direction: a sent segment. (One lookup per table: this is the
+        // analysis core's per-record cost.)
+        let cfg = self.cfg;
+        let flows_len = self.flows.len();
+        let (flow, p) = match self.flows.entry(key) {
+            Entry::Occupied(o) => (
+                o.into_mut(),
+                self.paths
+                    .entry(path)
+                    .or_insert_with(|| Path::new(t, cfg.window_ns)),
+            ),
+            Entry::Vacant(v) => {
+                if flows_len >= cfg.max_flows {
+                    self.counters.flows_not_tracked += 1;
+                    return;
+                }
+                let p = self
+                    .paths
+                    .entry(path)
+                    .or_insert_with(|| Path::new(t, cfg.window_ns));
+                p.flows += 1;
+                let flow = v.insert(Flow {
                     path,
                     outstanding: VecDeque::new(),
                     high_end: None,
@@ -402,27 +427,16 @@ impl Wren {
                     pending: VecDeque::new(),
                     last_data_t: 0,
                     last_seen: t,
-                },
-            );
-            let window = self.cfg.window_ns;
-            self.paths
-                .entry(path)
-                .or_insert_with(|| Path::new(t, window))
-                .flows += 1;
-        }
-        let window = self.cfg.window_ns;
-        let p = self
-            .paths
-            .entry(path)
-            .or_insert_with(|| Path::new(t, window));
+                });
+                (flow, p)
+            }
+        };
         p.packets += 1;
         p.payload_bytes += r.payload_len as u64;
         p.last_t = t;
         // The smoothed RTT (queueing included) sets the train time scale: a train is what
         // the sender emits within well under one round trip.
         let srtt = (!p.rtt.is_empty()).then_some(p.srtt_ns as u64);
-        let cfg = self.cfg;
-        let flow = self.flows.get_mut(&key).expect("inserted above");
         flow.last_seen = t;
         if r.tcp_flags & FLAG_SYN != 0 && r.tcp_flags & FLAG_ACK == 0 {
             flow.syn = Some((r.seq, t));
@@ -450,11 +464,19 @@ impl Wren {
                 for s in flow.outstanding.iter_mut().filter(|s| seq_lt(r.seq, s.end)) {
                     s.tainted = true;
                 }
-                flow.train.tainted = true;
-                for tr in flow.pending.iter_mut() {
-                    if tr.segs.iter().any(|s| seq_lt(r.seq, s.end)) {
-                        tr.tainted = true;
-                    }
+                // A train's segments beyond the hole are ACKed only once it is filled:
+                // their RTTs are the recovery's, not the path's. The segments before it
+                // were delivered in order and keep their timing; the current train ends
+                // here, as the sender's pace now mixes in retransmissions.
+                for tr in flow
+                    .pending
+                    .iter_mut()
+                    .chain(std::iter::once(&mut flow.train))
+                {
+                    self.train_segments_total -= tr.truncate_before(r.seq);
+                }
+                if !flow.train.segs.is_empty() {
+                    finished.push(std::mem::take(&mut flow.train));
                 }
             } else {
                 flow.high_end = Some(end);
@@ -497,7 +519,10 @@ impl Wren {
         for tr in finished {
             if tr.segs.len() >= cfg.min_train && !tr.tainted {
                 flow.pending.push_back(tr);
-                if flow.pending.len() > 4 {
+                // A flow holds a window's worth of trains awaiting ACKs: every train of a
+                // long, fast path (80 ms at 100 Mbit/s is ~700 segments in flight) must
+                // live until ACKed, or only slow phases ever get judged.
+                if flow.pending.len() > cfg.max_outstanding / cfg.min_train.max(1) {
                     let old = flow.pending.pop_front().expect("non-empty");
                     self.train_segments_total -= old.segs.len();
                     self.counters.trains_discarded += 1;
@@ -514,6 +539,8 @@ impl Wren {
         // At most three RTT samples per record (SYN/SYN-ACK, seq/ack, timestamps): no allocation.
         let mut samples: [Option<(PathKey, u64)>; 3] = [None; 3];
         let mut judged: Vec<(PathKey, TrainResult)> = Vec::new();
+        // Whether this ACK covers segments sequence numbers time (or exclude, Karn).
+        let mut covers_tracked = false;
         if let Some(back) = self.flows.get_mut(&rev) {
             if r.tcp_flags & FLAG_ACK != 0 {
                 let a = r.ack;
@@ -531,22 +558,30 @@ impl Wren {
                     }
                     let s = back.outstanding.pop_front().expect("front exists");
                     self.outstanding_total -= 1;
+                    covers_tracked = true;
                     last_clean = if s.tainted {
                         None
                     } else {
                         Some(t.saturating_sub(s.t))
                     };
                 }
-                // RTT from the newest segment this ACK covers, unless timestamps give one.
-                if let (Some(rtt), false) = (last_clean, r.has_timestamps()) {
+                // RTT from the newest segment this ACK covers (tcptrace's sample: one per
+                // ACK, timed from the segment that triggered it, so delayed ACKs and the
+                // timestamp clock's granularity do not inflate it).
+                if let Some(rtt) = last_clean {
                     samples[1] = Some((back.path, rtt));
                 }
+                // Trains are in sequence order: the first one this ACK leaves incomplete
+                // is the last it reaches.
                 for tr in back
                     .pending
                     .iter_mut()
                     .chain(std::iter::once(&mut back.train))
                 {
                     tr.ack(a, t);
+                    if !tr.complete() {
+                        break;
+                    }
                 }
                 while back
                     .pending
@@ -555,7 +590,7 @@ impl Wren {
                 {
                     let tr = back.pending.pop_front().expect("front exists");
                     self.train_segments_total -= tr.segs.len();
-                    if tr.tainted {
+                    if tr.tainted || tr.segs.len() < cfg.min_train {
                         self.counters.trains_discarded += 1;
                         continue;
                     }
@@ -569,9 +604,25 @@ impl Wren {
                 }
             }
             if r.has_timestamps() {
-                if let Some(i) = back.ts_sent.iter().position(|&(v, _)| v == r.tsecr) {
-                    let (_, t0) = back.ts_sent[i];
-                    back.ts_sent.drain(..=i);
+                // An echo answers its TSval and every older one (a receiver echoes the
+                // segment that moved its window's left edge, so it skips values): drain
+                // them all, or values never echoed would hold the queue full for good.
+                let mut echoed = None;
+                while let Some(&(v, t0)) = back.ts_sent.front() {
+                    if !seq_le(v, r.tsecr) {
+                        break;
+                    }
+                    back.ts_sent.pop_front();
+                    if v == r.tsecr {
+                        echoed = Some(t0);
+                    }
+                }
+                // Timestamps time only the ACKs of segments sequence numbers could not
+                // track (a full queue, a capture that began mid-flow). An ACK of a
+                // retransmission stays unsampled, as Karn and tcptrace have it: a
+                // retransmission is sent when the bottleneck's queue is full, so its
+                // (correct) RTT would bias the path's RTT upwards on a lossy path.
+                if let (Some(t0), false) = (echoed, covers_tracked) {
                     samples[2] = Some((back.path, t.saturating_sub(t0)));
                 }
             }
