@@ -483,3 +483,91 @@ fn memory_is_accounted_and_released_when_flows_expire() {
     assert_eq!(out, 50_000);
     assert_eq!(w.counters().flows_not_tracked, 50_000);
 }
+
+/// Loss episodes at the given sending rates: per episode 40 segments, the 20th lost at
+/// a full queue; duplicate ACKs for the rest; the lost one sent again one RTT later and
+/// the ACK of everything follows one RTT after that, echoing the retransmission's TSval
+/// (`real`) or, when the original had only been delayed, the original's (spurious).
+fn loss_episodes(rates_bps: &[f64], real: bool) -> Vec<Record> {
+    let rtt = 40_000_000u64;
+    let ts = |mut r: Record, tsval: u32, tsecr: u32| {
+        r.flags |= FLAG_TCP_TS;
+        r.tsval = tsval;
+        r.tsecr = tsecr;
+        r
+    };
+    let ms = |t: u64| (t / 1_000_000) as u32;
+    let mut recs = Vec::new();
+    let (mut t0, mut seq) = (0u64, 1u32);
+    for &rate in rates_bps {
+        let spacing = (FRAME as f64 * 8.0 / rate * 1e9) as u64;
+        let lost_seq = seq + 19 * MSS;
+        for k in 0..40u32 {
+            let t = t0 + k as u64 * spacing;
+            recs.push(ts(data(t, seq + k * MSS), ms(t), 1));
+            let acked = if k < 19 {
+                seq + (k + 1) * MSS
+            } else {
+                lost_seq
+            };
+            if k == 19 && !real {
+                continue;
+            }
+            recs.push(ts(ack(t + rtt, acked), 9, ms(t)));
+        }
+        let t_re = t0 + 40 * spacing + rtt;
+        recs.push(ts(data(t_re, lost_seq), ms(t_re), 1));
+        let echo = if real {
+            ms(t_re)
+        } else {
+            ms(t0 + 19 * spacing)
+        };
+        recs.push(ts(ack(t_re + rtt, seq + 40 * MSS), 9, echo));
+        seq += 40 * MSS;
+        t0 = t_re + 3 * rtt;
+    }
+    recs.sort_by_key(|r| r.time);
+    recs
+}
+
+#[test]
+fn a_real_loss_says_its_segments_were_sent_faster_than_the_path_allows() {
+    // A drop-tail queue that overflows gives flat delays, so no train shows a rising
+    // trend; the losses are the evidence. Three episodes at 30, 40 and 50 Mbit/s: each
+    // loss says the segments sent up to it went too fast; one train is noise, so the
+    // bound is the second slowest (and a real bound: the path had less room than 40).
+    let recs = loss_episodes(&[30e6, 40e6, 50e6], true);
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    assert_eq!(p.avail_bw_kind, AvailKind::UpperBound, "{p:?}");
+    let hi = p.avail_bw_high_mbps.unwrap();
+    assert!((hi - 40.0).abs() < 2.0, "{p:?}");
+    assert_eq!(w.counters().spurious_retransmissions, 0);
+    // Without timestamps a spurious retransmission cannot be told from a loss: no verdict.
+    let plain: Vec<Record> = recs
+        .iter()
+        .map(|r| Record {
+            flags: r.flags & !FLAG_TCP_TS,
+            ..*r
+        })
+        .collect();
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&plain, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    assert_eq!(v[0].avail_bw_kind, AvailKind::None, "{:?}", v[0]);
+}
+
+#[test]
+fn a_spurious_retransmission_is_no_loss() {
+    // The same episodes, but the "lost" segments were only delayed: the ACK that covers
+    // each echoes the original's TSval (Eifel), so no verdict is drawn.
+    let recs = loss_episodes(&[30e6, 40e6, 50e6], false);
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let v = w.views(|ip| format!("{ip:08x}"));
+    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    assert_eq!(p.trains, 0, "{p:?}");
+    assert_eq!(w.counters().spurious_retransmissions, 3);
+}

@@ -100,6 +100,8 @@ impl FlowKey {
 #[derive(Debug, Clone, Copy)]
 struct Seg {
     end: u32,
+    /// On the wire, headers included.
+    bytes: u32,
     t: u64,
     tainted: bool,
 }
@@ -114,6 +116,8 @@ struct TrainSeg {
 
 #[derive(Debug, Default)]
 struct Train {
+    /// Sequence number of the first segment's first byte.
+    start: u32,
     segs: Vec<TrainSeg>,
     tainted: bool,
     /// Segments (from the front, in sequence order) that have their RTT: ACKs are
@@ -149,6 +153,21 @@ impl Train {
     }
 }
 
+/// A retransmission awaiting the ACK that tells a real loss from a spurious one, and
+/// the verdict on the train that carried the lost segment if it was real.
+#[derive(Debug, Clone, Copy)]
+struct LossCheck {
+    seq: u32,
+    tsval: u32,
+    verdict: TrainResult,
+}
+
+/// Retransmissions awaiting their ACK, per flow (40 B each): one per 16 segments at
+/// most, and the ACK comes a round trip later (a flow losing a segment in every 16 of
+/// a window of 256 fills it). Skipping a verdict when full is safe, but fewer verdicts
+/// in a lossy recovery leave the estimate to the trend alone.
+const MAX_LOSS_CHECKS: usize = 16;
+
 /// One direction of a TCP connection: data sent src → dst, and the ACKs coming back.
 #[derive(Debug)]
 struct Flow {
@@ -160,6 +179,9 @@ struct Flow {
     last_tsval: Option<u32>,
     train: Train,
     pending: VecDeque<Train>,
+    losses: VecDeque<LossCheck>,
+    /// End of the data the last loss verdict covered.
+    loss_judged_to: Option<u32>,
     last_data_t: u64,
     last_seen: u64,
 }
@@ -293,6 +315,8 @@ pub struct WrenCounters {
     pub segments_unsampled: u64,
     pub trains_judged: u64,
     pub trains_discarded: u64,
+    /// Retransmissions whose original arrived after all (so no loss verdict).
+    pub spurious_retransmissions: u64,
 }
 
 /// The Wren engine.
@@ -313,6 +337,10 @@ pub struct Wren {
 const BURST_GAP_FACTOR: u64 = 4;
 /// ... and it is at least this long, so timestamp jitter is not taken for a burst gap.
 const BURST_GAP_FLOOR_NS: u64 = 5_000;
+/// The widest range (high/low) a point estimate is given for (see `estimate`).
+const ESTIMATE_MAX_SPREAD: f64 = 1.6;
+/// A gap this many times a train's mean gap is idle time: the sender had nothing to send.
+const IDLE_GAP_FACTOR: u64 = 8;
 
 fn seq_lt(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
@@ -425,6 +453,8 @@ impl Wren {
                     last_tsval: None,
                     train: Train::default(),
                     pending: VecDeque::new(),
+                    losses: VecDeque::new(),
+                    loss_judged_to: None,
                     last_data_t: 0,
                     last_seen: t,
                 });
@@ -464,16 +494,38 @@ impl Wren {
                 for s in flow.outstanding.iter_mut().filter(|s| seq_lt(r.seq, s.end)) {
                     s.tainted = true;
                 }
+                // A segment lost at a drop-tail bottleneck met a full queue: the segments
+                // sent up to it filled the queue, faster than the path had room for,
+                // whatever their delays say (a full queue's delays are flat). That verdict
+                // waits for the ACK that tells a real loss from a spurious retransmission
+                // (Eifel); a loss among the segments a verdict already covered is the
+                // same evidence.
                 // A train's segments beyond the hole are ACKed only once it is filled:
-                // their RTTs are the recovery's, not the path's. The segments before it
-                // were delivered in order and keep their timing; the current train ends
-                // here, as the sender's pace now mixes in retransmissions.
+                // their RTTs are the recovery's, not the path's, so they are dropped; the
+                // segments before it were delivered in order and keep their timing,
+                // except in the lost segment's own train, which the loss judges. The
+                // current train ends here, as the sender's pace now mixes in
+                // retransmissions.
+                let new_loss = flow.loss_judged_to.is_none_or(|e| seq_le(e, r.seq));
+                if new_loss && r.has_timestamps() && flow.losses.len() < MAX_LOSS_CHECKS {
+                    if let Some((verdict, lost_end)) = loss_verdict(flow, r.seq, t, &cfg) {
+                        flow.loss_judged_to = Some(lost_end);
+                        flow.losses.push_back(LossCheck {
+                            seq: r.seq,
+                            tsval: r.tsval,
+                            verdict,
+                        });
+                    }
+                }
                 for tr in flow
                     .pending
                     .iter_mut()
                     .chain(std::iter::once(&mut flow.train))
                 {
-                    self.train_segments_total -= tr.truncate_before(r.seq);
+                    let holds_loss = seq_le(tr.start, r.seq)
+                        && tr.segs.last().is_some_and(|l| seq_lt(r.seq, l.end));
+                    let cut = if holds_loss { tr.start } else { r.seq };
+                    self.train_segments_total -= tr.truncate_before(cut);
                 }
                 if !flow.train.segs.is_empty() {
                     finished.push(std::mem::take(&mut flow.train));
@@ -485,6 +537,7 @@ impl Wren {
                 {
                     flow.outstanding.push_back(Seg {
                         end,
+                        bytes: wire_bytes,
                         t,
                         tainted: false,
                     });
@@ -503,6 +556,9 @@ impl Wren {
                     finished.push(std::mem::take(&mut flow.train));
                 }
                 if self.train_segments_total < cfg.max_train_segments_total {
+                    if flow.train.segs.is_empty() {
+                        flow.train.start = r.seq;
+                    }
                     flow.train.segs.push(TrainSeg {
                         end,
                         t,
@@ -581,6 +637,18 @@ impl Wren {
                     tr.ack(a, t);
                     if !tr.complete() {
                         break;
+                    }
+                }
+                // Eifel: the first ACK that covers a retransmitted segment echoes the
+                // retransmission's TSval if the retransmission filled the hole, the
+                // original's (older) if the original had arrived after all.
+                while let Some(i) = back.losses.iter().position(|c| seq_lt(c.seq, a)) {
+                    let c = back.losses.remove(i).expect("position is in range");
+                    if r.has_timestamps() && seq_le(c.tsval, r.tsecr) {
+                        log::trace!("loss {:?}: {:?}", back.path, c.verdict);
+                        judged.push((back.path, c.verdict));
+                    } else {
+                        self.counters.spurious_retransmissions += 1;
                     }
                 }
                 while back
@@ -720,15 +788,91 @@ impl Wren {
 /// Judges a fully ACKed train: its trend and its sending rate (bits/s, the bytes sent
 /// after the first segment over the time from first to last).
 fn judge(tr: &Train) -> Option<TrainResult> {
-    let first = tr.segs.first()?;
-    let last = tr.segs.last()?;
-    // The sending rate over whole cycles: a sender that emits bursts with idle gaps
-    // between them (TSO, pacing quanta, a busy CPU) would otherwise look faster than it
-    // is, as the time from the first to the last packet leaves out the last gap. So the
-    // rate is taken from the first packet to the start of the last burst, over the bytes
-    // sent before it; for evenly spaced packets that is the usual (n-1)/span.
-    let gap_at: Vec<u64> = tr
+    let delays: Vec<f64> = tr
         .segs
+        .iter()
+        .filter_map(|s| s.rtt.map(|x| x as f64))
+        .collect();
+    let trend = trend::trend(&delays)?;
+    // Each verdict is given the rate that makes its claim the weaker one. No rising delay
+    // says A is at least the train's rate: over whole cycles, idle gaps included, as the
+    // queue drained in them. A rising delay says A is below the rate the queue was fed at
+    // while it rose: an application-limited sender's line-rate bursts, 8 ms apart, raise
+    // the delay although their average is a fraction of A, so idle gaps are left out.
+    let rate_bps = sending_rate(&tr.segs, trend == Trend::Increasing)?;
+    Some(TrainResult {
+        t: tr.segs.last()?.t,
+        rate_bps,
+        trend,
+        segments: tr.segs.len(),
+    })
+}
+
+/// The verdict a real loss of the segment at `seq` gives: the segments sent up to it
+/// (after those the last verdict covered; at least `min_train`, at most `max_train`)
+/// filled the queue, so they were sent faster than the path's available bandwidth.
+/// They are found among the segments still unACKed (a long recovery keeps them) or in
+/// the lost segment's train (a single loss: the ones before it were ACKed). With the
+/// end of the lost segment.
+fn loss_verdict(flow: &Flow, seq: u32, t: u64, cfg: &Config) -> Option<(TrainResult, u32)> {
+    let after = |end: u32| flow.loss_judged_to.is_none_or(|e| seq_lt(e, end));
+    let lost = flow.outstanding.partition_point(|s| seq_le(s.end, seq));
+    let lost_end = flow.outstanding.get(lost)?.end;
+    let from_outstanding: Vec<TrainSeg> = flow
+        .outstanding
+        .iter()
+        .take(lost + 1)
+        .filter(|s| after(s.end))
+        .map(|s| TrainSeg {
+            end: s.end,
+            t: s.t,
+            bytes: s.bytes,
+            rtt: None,
+        })
+        .collect();
+    let from_train: Vec<TrainSeg> = flow
+        .pending
+        .iter()
+        .chain(std::iter::once(&flow.train))
+        .find(|tr| seq_le(tr.start, seq) && tr.segs.last().is_some_and(|l| seq_lt(seq, l.end)))
+        .map(|tr| {
+            tr.segs
+                .iter()
+                .take_while(|s| seq_le(s.end, lost_end))
+                .filter(|s| after(s.end))
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default();
+    let segs = if from_train.len() > from_outstanding.len() {
+        from_train
+    } else {
+        from_outstanding
+    };
+    if segs.len() < cfg.min_train {
+        return None;
+    }
+    let segs = &segs[segs.len() - cfg.min_train..];
+    let verdict = TrainResult {
+        t,
+        rate_bps: sending_rate(segs, false)?,
+        trend: Trend::Increasing,
+        segments: segs.len(),
+    };
+    Some((verdict, lost_end))
+}
+
+/// A train's sending rate (bits/s), over whole cycles: a sender that emits bursts with
+/// idle gaps between them (TSO, pacing quanta, a busy CPU) would otherwise look faster
+/// than it is, as the time from the first to the last packet leaves out the last gap.
+/// So the rate is taken from the first packet to the start of the last burst, over the
+/// bytes sent before it; for evenly spaced packets that is the usual (n-1)/span.
+/// `without_idle` leaves out of that time the gaps over `IDLE_GAP_FACTOR` times the
+/// mean gap when they make up most of it: the rate while an application-limited
+/// sender was sending.
+fn sending_rate(segs: &[TrainSeg], without_idle: bool) -> Option<f64> {
+    let first = segs.first()?;
+    let gap_at: Vec<u64> = segs
         .windows(2)
         .map(|w| w[1].t.saturating_sub(w[0].t))
         .collect();
@@ -742,25 +886,30 @@ fn judge(tr: &Train) -> Option<TrainResult> {
         .iter()
         .rposition(|&g| g > big)
         .map(|i| i + 1)
-        .filter(|&j| j >= tr.segs.len() / 2)
-        .unwrap_or(tr.segs.len() - 1);
-    let span = tr.segs[end].t.saturating_sub(first.t);
+        .filter(|&j| j >= segs.len() / 2)
+        .unwrap_or(segs.len() - 1);
+    let mut span = segs[end].t.saturating_sub(first.t);
+    // Each packet is counted over the gap that follows it.
+    let mut bytes: u64 = segs[..end].iter().map(|s| s.bytes as u64).sum();
+    if without_idle {
+        let idle_above = (span / end as u64).saturating_mul(IDLE_GAP_FACTOR);
+        let idle = |&(_, &g): &(&TrainSeg, &u64)| g > idle_above;
+        let pairs = || segs[..end].iter().zip(&gap_at[..end]);
+        let idle_ns: u64 = pairs().filter(idle).map(|(_, g)| g).sum();
+        // Only a sender idle more than it sent is application-limited; a busy sender's
+        // occasional pause is part of its pace.
+        if 2 * idle_ns > span {
+            span -= idle_ns;
+            bytes -= pairs()
+                .filter(idle)
+                .map(|(s, _)| s.bytes as u64)
+                .sum::<u64>();
+        }
+    }
     if span == 0 {
         return None;
     }
-    let bytes: u64 = tr.segs[..end].iter().map(|s| s.bytes as u64).sum();
-    let delays: Vec<f64> = tr
-        .segs
-        .iter()
-        .filter_map(|s| s.rtt.map(|x| x as f64))
-        .collect();
-    let trend = trend::trend(&delays)?;
-    Some(TrainResult {
-        t: last.t,
-        rate_bps: bytes as f64 * 8.0 * 1e9 / span as f64,
-        trend,
-        segments: tr.segs.len(),
-    })
+    Some(bytes as f64 * 8.0 * 1e9 / span as f64)
 }
 
 /// Available bandwidth from judged trains. Sorted by rate, the trains below A should
@@ -805,27 +954,29 @@ fn estimate(trains: &[TrainResult]) -> (AvailKind, Option<f64>, Option<f64>, Opt
     let lower = (non_low >= min_side).then(|| judged[best_i - 1].0);
     let upper = (inc_high >= min_side).then(|| judged[best_i].0);
     match (lower, upper) {
-        (Some(lo), Some(hi)) => (
+        // A point estimate promises to be within 30% of A: the midpoint of the range is
+        // within 30% of every point in it only if hi ≤ 1.6 lo. A wider range (an
+        // application-limited sender: slow trains without congestion, bursts with it)
+        // is only the bound its slower side proves, with the range beside it.
+        (Some(lo), Some(hi)) if hi <= ESTIMATE_MAX_SPREAD * lo => (
             AvailKind::Estimate,
             Some((lo + hi) / 2.0),
             Some(lo),
             Some(hi),
         ),
-        (Some(lo), None) => {
-            // Everything (but noise) is below A: A is at least the fastest non-increasing train.
-            let lo = judged
-                .iter()
-                .filter(|t| !t.1)
-                .map(|t| t.0)
-                .fold(lo, f64::max);
+        (Some(lo), Some(hi)) => (AvailKind::LowerBound, Some(lo), Some(lo), Some(hi)),
+        (Some(_), None) => {
+            // Everything (but noise) is below A: A is at least the rate of the fastest
+            // non-increasing trains — `min_side` of them, as one train is noise.
+            let mut non: Vec<f64> = judged.iter().filter(|t| !t.1).map(|t| t.0).collect();
+            non.sort_by(|a, b| b.total_cmp(a));
+            let lo = non[min_side - 1];
             (AvailKind::LowerBound, Some(lo), Some(lo), None)
         }
-        (None, Some(hi)) => {
-            let hi = judged
-                .iter()
-                .filter(|t| t.1)
-                .map(|t| t.0)
-                .fold(hi, f64::min);
+        (None, Some(_)) => {
+            let mut inc: Vec<f64> = judged.iter().filter(|t| t.1).map(|t| t.0).collect();
+            inc.sort_by(f64::total_cmp);
+            let hi = inc[min_side - 1];
             (AvailKind::UpperBound, Some(hi), None, Some(hi))
         }
         (None, None) => (AvailKind::None, None, None, None),
@@ -878,5 +1029,74 @@ impl Engine for Wren {
             );
         }
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train(times_ns: &[u64]) -> Vec<TrainSeg> {
+        times_ns
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| TrainSeg {
+                end: (i as u32 + 1) * 1448,
+                t,
+                bytes: 1514,
+                rtt: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_application_limited_trains_rate_while_sending_leaves_its_idle_gaps_out() {
+        // Bursts of 16 frames 12 us apart (1 Gbit/s), 8 ms of idle between bursts. (An
+        // idle gap stands out from the mean gap only with bursts longer than
+        // IDLE_GAP_FACTOR: an ACK-clocked sender's pairs must not look idle.)
+        let times: Vec<u64> = (0..64u64)
+            .map(|i| (i / 16) * 8_000_000 + (i % 16) * 12_112)
+            .collect();
+        let segs = train(&times);
+        let average = sending_rate(&segs, false).unwrap();
+        let sending = sending_rate(&segs, true).unwrap();
+        assert!(average < 30e6, "{average}");
+        assert!((sending - 1e9).abs() < 0.05e9, "{sending}");
+        // A steady 100 Mbit/s train with one 1 ms pause is not application-limited.
+        let times: Vec<u64> = (0..64u64)
+            .map(|i| i * 121_120 + if i >= 32 { 1_000_000 } else { 0 })
+            .collect();
+        let segs = train(&times);
+        assert_eq!(
+            sending_rate(&segs, true).unwrap(),
+            sending_rate(&segs, false).unwrap()
+        );
+    }
+
+    fn verdict(rate_mbps: f64, trend: Trend) -> TrainResult {
+        TrainResult {
+            t: 0,
+            rate_bps: rate_mbps * 1e6,
+            trend,
+            segments: 64,
+        }
+    }
+
+    #[test]
+    fn a_range_too_wide_for_a_point_estimate_is_the_bound_its_slow_side_proves() {
+        let mut trains: Vec<TrainResult> = (0..10)
+            .map(|i| verdict(70.0 + i as f64, Trend::NonIncreasing))
+            .collect();
+        trains.extend((0..10).map(|i| verdict(320.0 + i as f64, Trend::Increasing)));
+        let (kind, est, low, high) = estimate(&trains);
+        assert_eq!(kind, AvailKind::LowerBound);
+        assert_eq!((est, low, high), (Some(79e6), Some(79e6), Some(320e6)));
+        // Close sides: an estimate, their midpoint.
+        for t in trains.iter_mut().filter(|t| t.trend == Trend::Increasing) {
+            t.rate_bps -= 220e6;
+        }
+        let (kind, est, _, _) = estimate(&trains);
+        assert_eq!(kind, AvailKind::Estimate);
+        assert_eq!(est, Some(89.5e6));
     }
 }
