@@ -348,3 +348,25 @@ fn the_lab_with_qemu_guests_reroutes_and_recovers() {
     assert!(transit(&out, "B") > 0);
     assert!(r["after_throttle_mbps"].as_f64().unwrap() >= 20.0, "{r}");
 }
+
+/// The A–C link is not throttled but filled: 90 Mbit/s of UDP cross traffic from A's
+/// site to C's leave 10 of its 100 Mbit/s. The drop-tail queue stays full, so the
+/// application's delays show no trend; Wren must read the losses, the controller must
+/// reroute through B, and the connection must get more than twice those 10 Mbit/s.
+#[test]
+fn a_link_saturated_by_cross_traffic_is_routed_around() {
+    require_root();
+    let dir = TempDir::new("closed-loop-cross");
+    let out = dir.0.join("cross");
+    let r = lab_for(&out, "on", 45, &["--event", "cross"]);
+    let first = r["first_adaptation_s"].as_f64().unwrap_or(-1.0);
+    println!(
+        "cross traffic: application {:.1} Mbit/s before, {:.1} from 20 s after; adapted at {first:.1} s",
+        r["before_throttle_mbps"].as_f64().unwrap(),
+        r["after_throttle_mbps"].as_f64().unwrap()
+    );
+    assert!(first > THROTTLE_AT as f64, "adapted at {first} s: {r}");
+    assert_eq!(main_route(&r), ["A", "B", "C"]);
+    assert!(transit(&out, "B") > 0);
+    assert!(r["after_throttle_mbps"].as_f64().unwrap() >= 20.0, "{r}");
+}
