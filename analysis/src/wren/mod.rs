@@ -339,8 +339,6 @@ const BURST_GAP_FACTOR: u64 = 4;
 const BURST_GAP_FLOOR_NS: u64 = 5_000;
 /// The widest range (high/low) a point estimate is given for (see `estimate`).
 const ESTIMATE_MAX_SPREAD: f64 = 1.6;
-/// A gap this many times a train's mean gap is idle time: the sender had nothing to send.
-const IDLE_GAP_FACTOR: u64 = 8;
 
 fn seq_lt(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) < 0
@@ -794,12 +792,7 @@ fn judge(tr: &Train) -> Option<TrainResult> {
         .filter_map(|s| s.rtt.map(|x| x as f64))
         .collect();
     let trend = trend::trend(&delays)?;
-    // Each verdict is given the rate that makes its claim the weaker one. No rising delay
-    // says A is at least the train's rate: over whole cycles, idle gaps included, as the
-    // queue drained in them. A rising delay says A is below the rate the queue was fed at
-    // while it rose: an application-limited sender's line-rate bursts, 8 ms apart, raise
-    // the delay although their average is a fraction of A, so idle gaps are left out.
-    let rate_bps = sending_rate(&tr.segs, trend == Trend::Increasing)?;
+    let rate_bps = sending_rate(&tr.segs)?;
     Some(TrainResult {
         t: tr.segs.last()?.t,
         rate_bps,
@@ -855,7 +848,7 @@ fn loss_verdict(flow: &Flow, seq: u32, t: u64, cfg: &Config) -> Option<(TrainRes
     let segs = &segs[segs.len() - cfg.min_train..];
     let verdict = TrainResult {
         t,
-        rate_bps: sending_rate(segs, false)?,
+        rate_bps: sending_rate(segs)?,
         trend: Trend::Increasing,
         segments: segs.len(),
     };
@@ -867,10 +860,7 @@ fn loss_verdict(flow: &Flow, seq: u32, t: u64, cfg: &Config) -> Option<(TrainRes
 /// than it is, as the time from the first to the last packet leaves out the last gap.
 /// So the rate is taken from the first packet to the start of the last burst, over the
 /// bytes sent before it; for evenly spaced packets that is the usual (n-1)/span.
-/// `without_idle` leaves out of that time the gaps over `IDLE_GAP_FACTOR` times the
-/// mean gap when they make up most of it: the rate while an application-limited
-/// sender was sending.
-fn sending_rate(segs: &[TrainSeg], without_idle: bool) -> Option<f64> {
+fn sending_rate(segs: &[TrainSeg]) -> Option<f64> {
     let first = segs.first()?;
     let gap_at: Vec<u64> = segs
         .windows(2)
@@ -888,24 +878,8 @@ fn sending_rate(segs: &[TrainSeg], without_idle: bool) -> Option<f64> {
         .map(|i| i + 1)
         .filter(|&j| j >= segs.len() / 2)
         .unwrap_or(segs.len() - 1);
-    let mut span = segs[end].t.saturating_sub(first.t);
-    // Each packet is counted over the gap that follows it.
-    let mut bytes: u64 = segs[..end].iter().map(|s| s.bytes as u64).sum();
-    if without_idle {
-        let idle_above = (span / end as u64).saturating_mul(IDLE_GAP_FACTOR);
-        let idle = |&(_, &g): &(&TrainSeg, &u64)| g > idle_above;
-        let pairs = || segs[..end].iter().zip(&gap_at[..end]);
-        let idle_ns: u64 = pairs().filter(idle).map(|(_, g)| g).sum();
-        // Only a sender idle more than it sent is application-limited; a busy sender's
-        // occasional pause is part of its pace.
-        if 2 * idle_ns > span {
-            span -= idle_ns;
-            bytes -= pairs()
-                .filter(idle)
-                .map(|(s, _)| s.bytes as u64)
-                .sum::<u64>();
-        }
-    }
+    let span = segs[end].t.saturating_sub(first.t);
+    let bytes: u64 = segs[..end].iter().map(|s| s.bytes as u64).sum();
     if span == 0 {
         return None;
     }
@@ -1035,43 +1009,6 @@ impl Engine for Wren {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn train(times_ns: &[u64]) -> Vec<TrainSeg> {
-        times_ns
-            .iter()
-            .enumerate()
-            .map(|(i, &t)| TrainSeg {
-                end: (i as u32 + 1) * 1448,
-                t,
-                bytes: 1514,
-                rtt: None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn an_application_limited_trains_rate_while_sending_leaves_its_idle_gaps_out() {
-        // Bursts of 16 frames 12 us apart (1 Gbit/s), 8 ms of idle between bursts. (An
-        // idle gap stands out from the mean gap only with bursts longer than
-        // IDLE_GAP_FACTOR: an ACK-clocked sender's pairs must not look idle.)
-        let times: Vec<u64> = (0..64u64)
-            .map(|i| (i / 16) * 8_000_000 + (i % 16) * 12_112)
-            .collect();
-        let segs = train(&times);
-        let average = sending_rate(&segs, false).unwrap();
-        let sending = sending_rate(&segs, true).unwrap();
-        assert!(average < 30e6, "{average}");
-        assert!((sending - 1e9).abs() < 0.05e9, "{sending}");
-        // A steady 100 Mbit/s train with one 1 ms pause is not application-limited.
-        let times: Vec<u64> = (0..64u64)
-            .map(|i| i * 121_120 + if i >= 32 { 1_000_000 } else { 0 })
-            .collect();
-        let segs = train(&times);
-        assert_eq!(
-            sending_rate(&segs, true).unwrap(),
-            sending_rate(&segs, false).unwrap()
-        );
-    }
 
     fn verdict(rate_mbps: f64, trend: Trend) -> TrainResult {
         TrainResult {
