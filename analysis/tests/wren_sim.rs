@@ -50,6 +50,14 @@ fn ack(t: u64, ack: u32) -> Record {
     }
 }
 
+/// `r` with the TCP timestamp option (TSval, TSecr).
+fn ts(mut r: Record, tsval: u32, tsecr: u32) -> Record {
+    r.flags |= FLAG_TCP_TS;
+    r.tsval = tsval;
+    r.tsecr = tsecr;
+    r
+}
+
 /// Simulates `seconds` of trains and returns the records in time order.
 fn simulate(c_bps: f64, x_bps: f64, base_rtt_ns: u64, seconds: f64, rng: &mut Rng) -> Vec<Record> {
     simulate_rates(c_bps, x_bps, base_rtt_ns, seconds, (0.4, 2.0), rng)
@@ -224,12 +232,6 @@ fn an_echo_of_a_pure_acks_timestamp_after_idle_time_is_no_rtt_sample() {
     // 10: one 1 ms sample. A's pure ACK of B's data carries TSval 11; nobody answers a
     // pure ACK, so B's next segment, 5 s later, echoes 11: that is idle time, not a
     // round trip, and must give no sample.
-    let ts = |mut r: Record, tsval: u32, tsecr: u32| {
-        r.flags |= FLAG_TCP_TS;
-        r.tsval = tsval;
-        r.tsecr = tsecr;
-        r
-    };
     let mut b_data = ack(1_000_000, 1 + MSS);
     b_data.payload_len = 100;
     let mut a_pure_ack = data(2_000_000, 1 + MSS);
@@ -257,12 +259,6 @@ fn with_timestamps_every_ack_still_times_the_segment_it_answers() {
     // sample per ACK, timed from the newest segment it covers: the timestamps' first
     // occurrence would time the ACK from up to a millisecond earlier, and one sample per
     // millisecond would weigh the path's RTT by time instead of by packet.
-    let ts = |mut r: Record, tsval: u32, tsecr: u32| {
-        r.flags |= FLAG_TCP_TS;
-        r.tsval = tsval;
-        r.tsecr = tsecr;
-        r
-    };
     let spacing = 125_000u64; // 8 segments a millisecond
     let n = 16_000u32;
     let rtt = |i: u32| 20_000_000 + (40_000_000 * i as u64) / n as u64;
@@ -298,12 +294,6 @@ fn a_retransmission_timed_by_its_timestamp_is_still_no_sample() {
     // again at 300 ms (TSval 310) into a full queue and the ACK of both, echoing 310,
     // comes at 480 ms. The timestamp makes that 180 ms unambiguous, but a retransmission
     // is sent when the queue is full: Karn (and tcptrace) leave it out, so must Wren.
-    let ts = |mut r: Record, tsval: u32, tsecr: u32| {
-        r.flags |= FLAG_TCP_TS;
-        r.tsval = tsval;
-        r.tsecr = tsecr;
-        r
-    };
     let recs = vec![
         ts(data(0, 1), 10, 1),
         ts(data(1_000_000, 1 + MSS), 11, 1),
@@ -490,12 +480,6 @@ fn memory_is_accounted_and_released_when_flows_expire() {
 /// (`real`) or, when the original had only been delayed, the original's (spurious).
 fn loss_episodes(rates_bps: &[f64], real: bool) -> Vec<Record> {
     let rtt = 40_000_000u64;
-    let ts = |mut r: Record, tsval: u32, tsecr: u32| {
-        r.flags |= FLAG_TCP_TS;
-        r.tsval = tsval;
-        r.tsecr = tsecr;
-        r
-    };
     let ms = |t: u64| (t / 1_000_000) as u32;
     let mut recs = Vec::new();
     let (mut t0, mut seq) = (0u64, 1u32);
