@@ -8,7 +8,7 @@ use analysis::engine::Engine;
 use analysis::record::{Record, Timebase, FLAG_TCP, FLAG_TCP_TS};
 use analysis::vadapt::rng::Rng;
 use analysis::wire::tcp::{FLAG_ACK, FLAG_PSH};
-use analysis::wren::{AvailKind, Config, Wren};
+use analysis::wren::{AvailKind, Config, PathView, Wren};
 
 const SRC: u32 = 0xc612_0001; // 198.18.0.1
 const DST: u32 = 0xc612_0102; // 198.18.1.2
@@ -48,6 +48,16 @@ fn ack(t: u64, ack: u32) -> Record {
         flags: FLAG_TCP,
         ..Default::default()
     }
+}
+
+/// Wren's view of the path from the simulated sender.
+fn sender_view(w: &Wren) -> PathView {
+    let views = w.views(|ip| format!("{ip:08x}"));
+    let src = format!("{SRC:08x}");
+    views
+        .into_iter()
+        .find(|p| p.src == src)
+        .expect("the sender's path")
 }
 
 /// `r` with the TCP timestamp option (TSval, TSecr).
@@ -213,15 +223,13 @@ fn retransmitted_segments_give_no_rtt_sample() {
     let recs = vec![data(0, 1), data(500_000_000, 1), ack(510_000_000, 1 + MSS)];
     let mut w = Wren::new(Config::default());
     w.on_batch(&recs, Timebase::NANOS);
-    let v = w.views(|ip| format!("{ip:08x}"));
-    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    let p = sender_view(&w);
     assert_eq!(p.rtt_samples, 0, "{p:?}");
     // Without the retransmission the same ACK gives one 510 ms sample.
     let recs = vec![data(0, 1), ack(510_000_000, 1 + MSS)];
     let mut w = Wren::new(Config::default());
     w.on_batch(&recs, Timebase::NANOS);
-    let v = w.views(|ip| format!("{ip:08x}"));
-    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    let p = sender_view(&w);
     assert_eq!(p.rtt_samples, 1);
     assert!((p.rtt_min_us.unwrap() - 510_000.0).abs() < 1.0);
 }
@@ -245,8 +253,7 @@ fn an_echo_of_a_pure_acks_timestamp_after_idle_time_is_no_rtt_sample() {
     ];
     let mut w = Wren::new(Config::default());
     w.on_batch(&recs, Timebase::NANOS);
-    let v = w.views(|ip| format!("{ip:08x}"));
-    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    let p = sender_view(&w);
     assert_eq!(p.rtt_samples, 1, "{p:?}");
     assert!((p.rtt_p99_us.unwrap() - 1000.0).abs() < 10.0, "{p:?}");
 }
@@ -277,8 +284,7 @@ fn with_timestamps_every_ack_still_times_the_segment_it_answers() {
     recs.sort_by_key(|r| r.time);
     let mut w = Wren::new(Config::default());
     w.on_batch(&recs, Timebase::NANOS);
-    let v = w.views(|ip| format!("{ip:08x}"));
-    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    let p = sender_view(&w);
     assert_eq!(p.rtt_samples, expected.len() as u64, "{p:?}");
     let mean = expected.iter().sum::<f64>() / expected.len() as f64;
     let got = p.rtt_mean_us.unwrap();
@@ -305,8 +311,7 @@ fn a_retransmission_timed_by_its_timestamp_is_still_no_sample() {
     ];
     let mut w = Wren::new(Config::default());
     w.on_batch(&recs, Timebase::NANOS);
-    let v = w.views(|ip| format!("{ip:08x}"));
-    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    let p = sender_view(&w);
     assert_eq!(p.rtt_samples, 1, "{p:?}");
     assert!((p.rtt_p99_us.unwrap() - 80_000.0).abs() < 100.0, "{p:?}");
 }
@@ -344,8 +349,7 @@ fn timestamps_time_a_path_with_more_in_flight_than_the_cap() {
     w.on_batch(head, Timebase::NANOS);
     let at_half = w.views(|ip| format!("{ip:08x}"))[0].rtt_samples;
     w.on_batch(tail, Timebase::NANOS);
-    let v = w.views(|ip| format!("{ip:08x}"));
-    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    let p = sender_view(&w);
     assert!(p.rtt_samples >= 200, "{p:?}");
     assert!(
         p.rtt_samples - at_half >= 100,
@@ -377,8 +381,7 @@ fn min_rtt_follows_a_path_whose_base_delay_grows() {
     recs.sort_by_key(|r| r.time);
     let mut w = Wren::new(Config::default());
     w.on_batch(&recs, Timebase::NANOS);
-    let v = w.views(|ip| format!("{ip:08x}"));
-    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    let p = sender_view(&w);
     assert!((p.rtt_min_us.unwrap() - 10_000.0).abs() < 10.0, "{p:?}");
 }
 
@@ -420,8 +423,7 @@ fn continuous_sender(c: f64, x: f64, base: u64) {
     recs.sort_by_key(|r| r.time);
     let mut w = Wren::new(Config::default());
     w.on_batch(&recs, Timebase::NANOS);
-    let v = w.views(|ip| format!("{ip:08x}"));
-    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    let p = sender_view(&w);
     assert_eq!(p.avail_bw_kind, AvailKind::Estimate, "{p:?}");
     let err = (p.avail_bw_mbps.unwrap() - a / 1e6).abs() / (a / 1e6);
     assert!(
@@ -523,8 +525,7 @@ fn a_real_loss_says_its_segments_were_sent_faster_than_the_path_allows() {
     let recs = loss_episodes(&[30e6, 40e6, 50e6], true);
     let mut w = Wren::new(Config::default());
     w.on_batch(&recs, Timebase::NANOS);
-    let v = w.views(|ip| format!("{ip:08x}"));
-    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    let p = sender_view(&w);
     assert_eq!(p.avail_bw_kind, AvailKind::UpperBound, "{p:?}");
     let hi = p.avail_bw_high_mbps.unwrap();
     assert!((hi - 40.0).abs() < 2.0, "{p:?}");
@@ -550,8 +551,7 @@ fn a_spurious_retransmission_is_no_loss() {
     let recs = loss_episodes(&[30e6, 40e6, 50e6], false);
     let mut w = Wren::new(Config::default());
     w.on_batch(&recs, Timebase::NANOS);
-    let v = w.views(|ip| format!("{ip:08x}"));
-    let p = v.iter().find(|p| p.src == format!("{SRC:08x}")).unwrap();
+    let p = sender_view(&w);
     assert_eq!(p.trains, 0, "{p:?}");
     assert_eq!(w.counters().spurious_retransmissions, 3);
 }

@@ -142,6 +142,11 @@ impl Train {
         self.acked == self.segs.len()
     }
 
+    /// Whether the byte at `seq` was sent in this train.
+    fn holds(&self, seq: u32) -> bool {
+        seq_le(self.start, seq) && self.segs.last().is_some_and(|l| seq_lt(seq, l.end))
+    }
+
     /// Keeps the segments that end at or before `seq` (those sent ahead of a hole
     /// there); returns how many were dropped.
     fn truncate_before(&mut self, seq: u32) -> usize {
@@ -520,9 +525,7 @@ impl Wren {
                     .iter_mut()
                     .chain(std::iter::once(&mut flow.train))
                 {
-                    let holds_loss = seq_le(tr.start, r.seq)
-                        && tr.segs.last().is_some_and(|l| seq_lt(r.seq, l.end));
-                    let cut = if holds_loss { tr.start } else { r.seq };
+                    let cut = if tr.holds(r.seq) { tr.start } else { r.seq };
                     self.train_segments_total -= tr.truncate_before(cut);
                 }
                 if !flow.train.segs.is_empty() {
@@ -827,7 +830,7 @@ fn loss_verdict(flow: &Flow, seq: u32, t: u64, cfg: &Config) -> Option<(TrainRes
         .pending
         .iter()
         .chain(std::iter::once(&flow.train))
-        .find(|tr| seq_le(tr.start, seq) && tr.segs.last().is_some_and(|l| seq_lt(seq, l.end)))
+        .find(|tr| tr.holds(seq))
         .map(|tr| {
             tr.segs
                 .iter()
