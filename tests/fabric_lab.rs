@@ -421,10 +421,17 @@ fn mpi_patterns_online_and_on_captures() {
             delay <= WITHIN_WINDOWS,
             "online: {phase} named {shape} only after {delay:.1} s: {during:?}"
         );
-        let flaps: Vec<_> = during[first..].iter().filter(|(_, s)| s != shape).collect();
+        // The last window of a phase straddles its end: the ranks leave it at different
+        // times, and the schedule (from t0 and the phases' lengths) drifts from the
+        // program's own clock by a fraction of a second over the run.
+        let settled = end - 1.0;
+        let flaps: Vec<_> = during[first..]
+            .iter()
+            .filter(|(t, s)| *t < settled && s != shape)
+            .collect();
         assert!(
             flaps.is_empty(),
-            "online: {phase} flapped after detection: {flaps:?}"
+            "online: {phase} flapped after detection (before {settled:.1}): {flaps:?}"
         );
     }
     // Each daemon: one damped change per phase, never more.
