@@ -16,7 +16,7 @@
 # analysed offline. Applications: bulk (iperf3), limited (iperf3 -b at half the
 # available bandwidth: an honest answer is a lower bound, never a bogus estimate),
 # short (bench/short_flows.py: 100 KB connections back to back). cc: bbr or cubic.
-# Truth: ping's min RTT on the same path; tcptrace's RTTs on the same plain capture.
+# Truth: ping's min RTT on the same (underlay) path; tcptrace's RTTs on the same plain capture.
 #
 #   sudo bench/wren_lab.sh                       # writes bench/results/wren-lab.{md,json}
 #   MODES=direct CASES="50:30:bbr:20:bulk" SECS=8 sudo bench/wren_lab.sh
@@ -40,6 +40,8 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The daemons stop their ports and free their memory on TERM: give them time.
+  for p in "${pids[@]}"; do for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
   for n in $ALL; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9; ip netns del "$n" 2>/dev/null || true; done
   rm -rf "$work"
 }
@@ -108,6 +110,7 @@ set_delay() { # rtt_ms: restart the delay line with rtt/2 each way, re-bridge it
   for _ in $(seq 50); do ip -n "$R" link show dtb >/dev/null 2>&1 && break; sleep 0.1; done
   ip -n "$R" link set dta master bra; ip -n "$R" link set dtb master brb
 }
+min_ping() { ip netns exec "$1" ping -c 20 -i 0.1 -q "$2" | sed -n 's/.*= \([0-9.]*\)\/.*/\1/p'; }
 wait_ping() { for _ in $(seq 40); do ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1 && return; done; say "no ping $1 -> $2"; exit 1; }
 
 start_daemons
@@ -123,8 +126,12 @@ for case in $CASES; do
   for MODE in $MODES; do
     if [ "$MODE" = direct ]; then SRC=$A; DST=$B; DIP=198.18.20.2; CAP_NS=$A; CAP_IF=eth0; CAP_F='tcp'
     else SRC=$VA; DST=$VB; DIP=198.19.0.2; CAP_NS=$HA; CAP_IF=u; CAP_F='udp port 4789'; fi
-    wait_ping "$SRC" "$DIP"; wait_ping "$XA" 198.18.20.22
-    ping_min=$(ip netns exec "$SRC" ping -c 10 -i 0.2 -q "$DIP" | sed -n 's/.*= \([0-9.]*\)\/.*/\1/p')
+    wait_ping "$SRC" "$DIP"; wait_ping "$XA" 198.18.20.22; wait_ping "$A" 198.18.20.2
+    # The path's truth is ping between the two sides' plain endpoints: the underlay path
+    # the daemons' records time (they see packets at the hosts, not inside the VMs). The
+    # VM-to-VM ping adds the VMs' own legs and is reported beside it.
+    ping_min=$(min_ping "$A" 198.18.20.2)
+    ping_vm=""; [ "$MODE" = overlay ] && ping_vm=$(min_ping "$SRC" "$DIP")
     ip netns exec "$DST" iperf3 -s -1 -D -p 5201; ip netns exec "$XB" iperf3 -s -1 -D -p 5202
     [ "$APP" = short ] && { ip netns exec "$DST" python3 "$SHORT" server 5203 & pids+=($!); }
     sleep 0.5
@@ -171,9 +178,9 @@ sys.exit(0 if any(p["avail_bw_kind"]=="estimate" for p in ps) else 1)' "$work/o.
     [ -n "${KEEP_PCAP:-}" ] && cp "$work/u.pcap" "$KEEP_PCAP-$MODE-$C-$XP-$CC-$RTT-$APP.pcap"
     [ "$MODE" = overlay ] || echo '{"hosts":[]}' > "$work/online-last.json"
     [ $first = 1 ] || echo ',' >> "$work/rows.json"; first=0
-    python3 - "$MODE" "$C" "$X" "$CC" "$RTT" "$APP" "$ping_min" "$goodput" "${first_est:-}" "$work" >> "$work/rows.json" <<'PY'
+    python3 - "$MODE" "$C" "$X" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "${first_est:-}" "$work" >> "$work/rows.json" <<'PY'
 import json, re, sys
-mode, c, x, cc, rtt, app, ping_min, goodput, first_est, work = sys.argv[1:]
+mode, c, x, cc, rtt, app, ping_min, ping_vm, goodput, first_est, work = sys.argv[1:]
 c, x = float(c), float(x)
 truth = c - x
 src = "198.18.20.11" if mode == "overlay" else "198.18.20.1"
@@ -209,6 +216,7 @@ row = {"mode": mode, "capacity_mbps": c, "cross_mbps": x, "truth_avail_mbps": tr
        "online_first_estimate_s": float(first_est) if first_est else None,
        "app_goodput_mbps": float(goodput),
        "ping_min_us": float(ping_min) * 1000,
+       "ping_vm_min_us": float(ping_vm) * 1000 if ping_vm else None,
        "rtt_min_us": off["rtt_min_us"] if off else None,
        "online_rtt_min_us": onl["rtt_min_us"] if onl else None,
        "plain_rtt_min_us": plain["rtt_min_us"] if plain else None,

@@ -47,20 +47,23 @@ md += ("Two L2 segments joined in a router namespace by capacity C (`tc tbf`, bu
        "two VMs through two wrenvnet daemons over VXLAN; *online* is daemon A's own Wren read\n"
        "from its control socket (`wrenvnet paths`), *offline* its underlay capture. Apps:\n"
        "bulk iperf3, limited (iperf3 -b A/2: the honest answer is a lower bound), short\n"
-       "(100 KB connections back to back). %s s per case.\n\n" % secs)
+       "(100 KB connections back to back). %s s per case. *ping min*: between the two sides'\n"
+       "plain endpoints, the underlay path the daemons time (in brackets for overlay rows: VM to\n"
+       "VM, which adds the VMs' own legs, af_packet in both, that no daemon sees).\n\n" % secs)
 summary = {}
 for mode in [m for m in ("direct", "overlay") if any(r["mode"] == m for r in rows)]:
     rs = [r for r in rows if r["mode"] == mode]
     md += "## %s\n\n" % mode
     md += ("| C | X | A | cc | RTT | app | offline | kind | err | online | kind | err | first est (s) "
-           "| goodput | ping min | rtt min off/on | plain min/mean | tcptrace min/avg |\n")
+           "| goodput | ping min (VMs) | rtt min off/on | plain min/mean | tcptrace min/avg |\n")
     md += "|" + "---|" * 18 + "\n"
     for r in rs:
         o, n = r["offline"], r["online"] or {"estimate": None, "kind": "-", "rel_error": None}
         md += "| %g | %g | %g | %s | %g | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s/%s | %s/%s | %s/%s |\n" % (
             r["capacity_mbps"], r["cross_mbps"], r["truth_avail_mbps"], r["cc"], r["rtt_ms"], r["app"],
             f(o["estimate"]), o["kind"], pct(o["rel_error"]), f(n["estimate"]), n["kind"], pct(n["rel_error"]),
-            f(r["online_first_estimate_s"]), r["app_goodput_mbps"], f(r["ping_min_us"], "%.0f"),
+            f(r["online_first_estimate_s"]), r["app_goodput_mbps"],
+            f(r["ping_min_us"], "%.0f") + ("" if r.get("ping_vm_min_us") is None else " (%.0f)" % r["ping_vm_min_us"]),
             f(r["rtt_min_us"], "%.0f"), f(r["online_rtt_min_us"], "%.0f"),
             f(r["plain_rtt_min_us"], "%.0f"), f(r["plain_rtt_mean_us"], "%.0f"),
             f(r["tcptrace_rtt_min_us"], "%.0f"), f(r["tcptrace_rtt_avg_us"], "%.0f"))

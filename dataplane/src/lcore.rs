@@ -147,3 +147,12 @@ extern "C" fn trampoline(arg: *mut c_void) -> c_int {
 pub fn pin_current_thread(cpu: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
 }
+
+/// Sets the calling thread's timer slack (how far the kernel may delay its timed
+/// wake-ups to batch them); whether the kernel took it.
+#[cold]
+pub fn set_timer_slack_ns(ns: u64) -> bool {
+    // SAFETY: PR_SET_TIMERSLACK takes the slack by value and touches only the calling
+    // thread's scheduling attributes; the trailing arguments are unused.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0 }
+}

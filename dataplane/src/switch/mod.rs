@@ -19,7 +19,6 @@ pub mod overlay;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
@@ -460,6 +459,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         let hz = tsc::hz().max(1);
         let mut next_arp = tsc::now();
         let mut empty_run = 0u32;
+        idle.prepare_thread();
         while !quit.load(Ordering::Relaxed) {
             if let Some(mon) = monitor.as_deref_mut() {
                 mon.publish();
@@ -535,14 +535,10 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                         c.add(v);
                     }
                 }
-                empty_run = 0;
             } else {
                 self.counters.empty_polls.add(1);
-                empty_run = empty_run.saturating_add(1);
-                if idle.sleep_us > 0 && empty_run >= idle.empty_polls_before_sleep {
-                    std::thread::sleep(Duration::from_micros(idle.sleep_us as u64));
-                }
             }
+            idle.after_poll(moved, &mut empty_run);
         }
         if let Some(mon) = monitor {
             mon.publish();
