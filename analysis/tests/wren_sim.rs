@@ -555,3 +555,89 @@ fn a_spurious_retransmission_is_no_loss() {
     assert_eq!(p.trains, 0, "{p:?}");
     assert_eq!(w.counters().spurious_retransmissions, 3);
 }
+
+/// An application-limited sender: bursts of `burst` segments at `line_bps`, one every
+/// period that makes its average `avg_bps`, through a bottleneck with available
+/// bandwidth `a_bps` and base RTT `base`; the queue drains in each idle gap.
+fn bursty_sender(
+    a_bps: f64,
+    line_bps: f64,
+    avg_bps: f64,
+    burst: u32,
+    base: u64,
+    seed: u64,
+) -> Vec<Record> {
+    let mut rng = Rng::new(seed);
+    let frame_bits = FRAME as f64 * 8.0;
+    let spacing = (frame_bits / line_bps * 1e9) as u64;
+    let period = (burst as f64 * frame_bits / avg_bps * 1e9) as u64;
+    let mut recs = Vec::new();
+    let (mut seq, mut backlog, mut last) = (1u32, 0.0f64, 0u64);
+    let mut k = 0u32;
+    let mut start = 0u64;
+    while start < 12_000_000_000 {
+        for i in 0..burst as u64 {
+            let t = start + i * spacing;
+            backlog = (backlog - a_bps * (t - last) as f64 / 1e9).max(0.0) + frame_bits;
+            last = t;
+            let rtt = base + (backlog / a_bps * 1e9) as u64 + (rng.unit() * 30_000.0) as u64;
+            recs.push(data(t, seq));
+            seq = seq.wrapping_add(MSS);
+            if k % 2 == 1 {
+                recs.push(ack(t + rtt, seq));
+            }
+            k += 1;
+        }
+        // The application's pace, with the jitter of its timer.
+        start += period + (rng.unit() * period as f64 * 0.1) as u64;
+    }
+    recs.sort_by_key(|r| r.time);
+    recs
+}
+
+#[test]
+fn an_application_limited_sender_whose_bursts_outrun_the_path_proves_no_bound_below_its_average() {
+    // iperf3 -b and other paced applications send bursts at line rate with idle gaps
+    // in which the bottleneck's queue drains. The delays rise inside every burst, but
+    // only the bursts outran the path: the average rate, well below A, did not. No
+    // answer may put A below what the path carried without a standing queue. What keeps
+    // the sawtooth (a rise per burst, a fall per gap) from reading as a rising trend is
+    // pathload's rule that PDT must not contradict PCT: judged by PCT alone, bursts of
+    // 48 at 0.7 A give an upper bound below A.
+    let a = 100e6;
+    for (burst, burst_share, avg_share, base_ms, seed) in [
+        (16, 10.0, 0.5, 20, 1),
+        (24, 10.0, 0.5, 20, 2),
+        (32, 10.0, 0.3, 20, 3),
+        (48, 10.0, 0.7, 20, 4),
+        (90, 1.25, 0.5, 40, 5),
+        (90, 1.25, 0.5, 80, 6),
+        (45, 1.5, 0.6, 40, 7),
+        (64, 2.0, 0.6, 80, 8),
+    ] {
+        let recs = bursty_sender(
+            a,
+            burst_share * a,
+            avg_share * a,
+            burst,
+            base_ms * 1_000_000,
+            seed,
+        );
+        let mut w = Wren::new(Config::default());
+        w.on_batch(&recs, Timebase::NANOS);
+        let p = sender_view(&w);
+        let ok = match p.avail_bw_kind {
+            AvailKind::None | AvailKind::LowerBound => {
+                p.avail_bw_mbps.is_none_or(|v| v <= a / 1e6 * 1.05)
+            }
+            AvailKind::UpperBound => p.avail_bw_mbps.is_some_and(|v| v >= a / 1e6 * 0.95),
+            AvailKind::Estimate => p
+                .avail_bw_mbps
+                .is_some_and(|v| (v - a / 1e6).abs() <= 0.3 * a / 1e6),
+        };
+        assert!(
+            ok,
+            "bursts of {burst} at {avg_share} of A on average: {p:?}"
+        );
+    }
+}
