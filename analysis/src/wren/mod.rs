@@ -7,7 +7,8 @@
 //!   numbers could not track. Min, smoothed, percentiles.
 //! - Trains: runs of a flow's data segments sent close together (gaps below half the
 //!   smoothed RTT, at most `max_train` segments); once every segment of a train is ACKed, its RTTs go
-//!   through the trend test (`trend`) and its sending rate is kept.
+//!   through the trend test (`trend`) and its sending rate is kept. A train of long
+//!   bursts with idle gaps between them is no stream at one rate: its bursts are judged.
 //! - Available bandwidth: between the fastest train without a rising delay trend and
 //!   the slowest train with one, over a sliding window; a bound when only one kind has
 //!   been seen, "none" when no train qualified.
@@ -663,12 +664,13 @@ impl Wren {
                         self.counters.trains_discarded += 1;
                         continue;
                     }
-                    match judge(&tr) {
-                        Some(res) => {
-                            log::trace!("train {:?}: {:?}", back.path, res);
-                            judged.push((back.path, res))
-                        }
-                        None => self.counters.trains_discarded += 1,
+                    let verdicts = judge(&tr, cfg.min_train);
+                    if verdicts.is_empty() {
+                        self.counters.trains_discarded += 1;
+                    }
+                    for res in verdicts {
+                        log::trace!("train {:?}: {:?}", back.path, res);
+                        judged.push((back.path, res));
                     }
                 }
             }
@@ -786,22 +788,80 @@ impl Wren {
     }
 }
 
-/// Judges a fully ACKed train: its trend and its sending rate (bits/s, the bytes sent
-/// after the first segment over the time from first to last).
-fn judge(tr: &Train) -> Option<TrainResult> {
-    let delays: Vec<f64> = tr
-        .segs
+/// Judges a fully ACKed train. The trend test (pathload's) assumes a stream at one
+/// rate. A train sent at an even pace, or in bursts short enough that each median
+/// group of the test spans whole burst cycles, is one: its trend at its sending rate.
+/// A train of longer bursts with idle gaps between them is not: the delays rise inside
+/// each burst and fall back in each gap as the queue drains, which says nothing about
+/// the average rate (an application-limited sender, iperf3 -b or any paced sender that
+/// idles, would give verdicts scattered around its average and a bogus estimate). Its
+/// bursts long enough to be trains are judged on their own, each at its own rate.
+fn judge(tr: &Train, min_train: usize) -> Vec<TrainResult> {
+    let segs = &tr.segs;
+    let bursts = bursts(segs);
+    let n = segs.len();
+    let per_group = n / ((n as f64).sqrt().floor() as usize).max(1);
+    if bursts.iter().all(|b| b.len() <= per_group) {
+        return judge_stream(segs).into_iter().collect();
+    }
+    log::trace!(
+        "train of {n} in bursts of {:?}",
+        bursts.iter().map(|b| b.len()).collect::<Vec<_>>()
+    );
+    bursts
+        .into_iter()
+        .filter(|b| b.len() >= min_train)
+        .filter_map(|b| judge_stream(&segs[b]))
+        .collect()
+}
+
+/// One stream's verdict: the trend of its delays at its sending rate.
+fn judge_stream(segs: &[TrainSeg]) -> Option<TrainResult> {
+    let delays: Vec<f64> = segs
         .iter()
         .filter_map(|s| s.rtt.map(|x| x as f64))
         .collect();
     let trend = trend::trend(&delays)?;
-    let rate_bps = sending_rate(&tr.segs)?;
+    let rate_bps = sending_rate(segs)?;
     Some(TrainResult {
-        t: tr.segs.last()?.t,
+        t: segs.last()?.t,
         rate_bps,
         trend,
-        segments: tr.segs.len(),
+        segments: segs.len(),
     })
+}
+
+/// The gaps between consecutive segments, and the least gap that separates two bursts:
+/// `BURST_GAP_FACTOR` times the median gap (at least `BURST_GAP_FLOOR_NS`).
+fn gaps_and_burst_gap(segs: &[TrainSeg]) -> Option<(Vec<u64>, u64)> {
+    let gaps: Vec<u64> = segs
+        .windows(2)
+        .map(|w| w[1].t.saturating_sub(w[0].t))
+        .collect();
+    let mut sorted = gaps.clone();
+    sorted.sort_unstable();
+    let median_gap = *sorted.get(sorted.len() / 2)?;
+    let big = median_gap
+        .max(BURST_GAP_FLOOR_NS)
+        .saturating_mul(BURST_GAP_FACTOR);
+    Some((gaps, big))
+}
+
+/// A train's bursts: the index ranges between gaps longer than the burst gap.
+fn bursts(segs: &[TrainSeg]) -> Vec<std::ops::Range<usize>> {
+    let Some((gaps, big)) = gaps_and_burst_gap(segs) else {
+        return std::iter::once(0..segs.len()).collect();
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, &g) in gaps.iter().enumerate() {
+        if g > big {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    out.push(start..segs.len());
+    out
 }
 
 /// The verdict a real loss of the segment at `seq` gives: the segments sent up to it
@@ -865,16 +925,7 @@ fn loss_verdict(flow: &Flow, seq: u32, t: u64, cfg: &Config) -> Option<(TrainRes
 /// bytes sent before it; for evenly spaced packets that is the usual (n-1)/span.
 fn sending_rate(segs: &[TrainSeg]) -> Option<f64> {
     let first = segs.first()?;
-    let gap_at: Vec<u64> = segs
-        .windows(2)
-        .map(|w| w[1].t.saturating_sub(w[0].t))
-        .collect();
-    let mut sorted = gap_at.clone();
-    sorted.sort_unstable();
-    let median_gap = *sorted.get(sorted.len() / 2)?;
-    let big = median_gap
-        .max(BURST_GAP_FLOOR_NS)
-        .saturating_mul(BURST_GAP_FACTOR);
+    let (gap_at, big) = gaps_and_burst_gap(segs)?;
     let end = gap_at
         .iter()
         .rposition(|&g| g > big)
