@@ -943,7 +943,8 @@ fn sending_rate(segs: &[TrainSeg]) -> Option<f64> {
 /// Available bandwidth from judged trains. Sorted by rate, the trains below A should
 /// show no rising delay and those above should: the split that misclassifies the
 /// fewest trains — each weighted by its length, as a longer train's verdict is
-/// surer — places A between the two trains around it. A side backed by fewer than
+/// surer — places A between the trains around it (the second on each side: one
+/// stray train must not make the range). A side backed by fewer than
 /// `max(2, 5%)` trains is noise, and then only a bound is known. Grey trains are ignored.
 fn estimate(trains: &[TrainResult]) -> (AvailKind, Option<f64>, Option<f64>, Option<f64>) {
     let mut judged: Vec<(f64, bool, usize)> = trains
@@ -979,8 +980,23 @@ fn estimate(trains: &[TrainResult]) -> (AvailKind, Option<f64>, Option<f64>, Opt
     let min_side = 2usize.max(n.div_ceil(20));
     let non_low = judged[..best_i].iter().filter(|t| !t.1).count();
     let inc_high = judged[best_i..].iter().filter(|t| t.1).count();
-    let lower = (non_low >= min_side).then(|| judged[best_i - 1].0);
-    let upper = (inc_high >= min_side).then(|| judged[best_i].0);
+    // The range's edges: the second non-increasing train below the split and the second
+    // increasing one above it, as one train alone is noise.
+    let lower = (non_low >= min_side).then(|| {
+        judged[..best_i]
+            .iter()
+            .rev()
+            .filter(|t| !t.1)
+            .nth(1)
+            .map_or(judged[best_i - 1].0, |t| t.0)
+    });
+    let upper = (inc_high >= min_side).then(|| {
+        judged[best_i..]
+            .iter()
+            .filter(|t| t.1)
+            .nth(1)
+            .map_or(judged[best_i].0, |t| t.0)
+    });
     match (lower, upper) {
         // A point estimate promises to be within 30% of A: the midpoint of the range is
         // within 30% of every point in it only if hi ≤ 1.6 lo. A wider range (an
@@ -1081,7 +1097,8 @@ mod tests {
         trains.extend((0..10).map(|i| verdict(320.0 + i as f64, Trend::Increasing)));
         let (kind, est, low, high) = estimate(&trains);
         assert_eq!(kind, AvailKind::LowerBound);
-        assert_eq!((est, low, high), (Some(79e6), Some(79e6), Some(320e6)));
+        // The edges: the second train on each side of the split (one alone is noise).
+        assert_eq!((est, low, high), (Some(78e6), Some(78e6), Some(321e6)));
         // Close sides: an estimate, their midpoint.
         for t in trains.iter_mut().filter(|t| t.trend == Trend::Increasing) {
             t.rate_bps -= 220e6;
@@ -1089,5 +1106,22 @@ mod tests {
         let (kind, est, _, _) = estimate(&trains);
         assert_eq!(kind, AvailKind::Estimate);
         assert_eq!(est, Some(89.5e6));
+    }
+
+    #[test]
+    fn one_stray_train_on_each_side_makes_no_estimate() {
+        // What daemon A judged of app-limited BBR (100 Mbit/s, 80 ms): trains at their
+        // average rate below A, bursts far above it, and between them one train at 121
+        // that showed no rise beside one at 125 that did. Those two alone made an
+        // estimate of 123; the second train on each side leaves only a lower bound.
+        let mut trains: Vec<TrainResult> = [6.0, 20.0, 33.0, 46.0, 61.0, 68.0, 86.0, 121.0]
+            .iter()
+            .map(|&r| verdict(r, Trend::NonIncreasing))
+            .collect();
+        trains.push(verdict(125.0, Trend::Increasing));
+        trains.extend((0..20).map(|i| verdict(5082.0 + 1000.0 * i as f64, Trend::Increasing)));
+        let (kind, est, low, high) = estimate(&trains);
+        assert_eq!(kind, AvailKind::LowerBound);
+        assert_eq!((est, low, high), (Some(86e6), Some(86e6), Some(5082e6)));
     }
 }
