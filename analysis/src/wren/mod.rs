@@ -180,6 +180,10 @@ struct Flow {
     path: PathKey,
     outstanding: VecDeque<Seg>,
     high_end: Option<u32>,
+    /// The last range a segment skipped over (it began past `high_end`): a segment
+    /// inside it later is an original that was overtaken, not a retransmission (a
+    /// sender only sends in order, so only reordering before the capture makes one).
+    skipped: Option<(u32, u32)>,
     syn: Option<(u32, u64)>,
     ts_sent: VecDeque<(u32, u64)>,
     last_tsval: Option<u32>,
@@ -323,6 +327,9 @@ pub struct WrenCounters {
     pub trains_discarded: u64,
     /// Retransmissions whose original arrived after all (so no loss verdict).
     pub spurious_retransmissions: u64,
+    /// Segments seen after a later one (reordered before the capture point): not
+    /// retransmissions, and not timed.
+    pub reordered_segments: u64,
 }
 
 /// The Wren engine.
@@ -452,6 +459,7 @@ impl Wren {
                     path,
                     outstanding: VecDeque::new(),
                     high_end: None,
+                    skipped: None,
                     syn: None,
                     ts_sent: VecDeque::new(),
                     last_tsval: None,
@@ -493,7 +501,22 @@ impl Wren {
         if r.payload_len > 0 {
             let end = r.seq.wrapping_add(r.payload_len as u32);
             let retransmission = flow.high_end.is_some_and(|h| seq_lt(r.seq, h));
-            if retransmission {
+            let overtaken = retransmission
+                && flow
+                    .skipped
+                    .is_some_and(|(from, to)| seq_le(from, r.seq) && seq_le(end, to));
+            if overtaken {
+                // Sent before the segments around it: no RTT (it is not tracked), no
+                // loss, and the trains go on without it.
+                self.counters.reordered_segments += 1;
+                flow.skipped = flow.skipped.and_then(|(from, to)| {
+                    if from == r.seq {
+                        (end != to).then_some((end, to))
+                    } else {
+                        Some((from, r.seq))
+                    }
+                });
+            } else if retransmission {
                 // Karn: nothing in the retransmitted range may give an RTT sample.
                 for s in flow.outstanding.iter_mut().filter(|s| seq_lt(r.seq, s.end)) {
                     s.tainted = true;
@@ -533,6 +556,9 @@ impl Wren {
                     finished.push(std::mem::take(&mut flow.train));
                 }
             } else {
+                if let Some(h) = flow.high_end.filter(|&h| seq_lt(h, r.seq)) {
+                    flow.skipped = Some((h, r.seq));
+                }
                 flow.high_end = Some(end);
                 if flow.outstanding.len() < cfg.max_outstanding
                     && self.outstanding_total < cfg.max_outstanding_total
