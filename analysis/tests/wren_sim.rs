@@ -567,6 +567,13 @@ fn memory_is_accounted_and_released_when_flows_expire() {
 /// the ACK of everything follows one RTT after that, echoing the retransmission's TSval
 /// (`real`) or, when the original had only been delayed, the original's (spurious).
 fn loss_episodes(rates_bps: &[f64], real: bool) -> Vec<Record> {
+    loss_episodes_in_bursts(rates_bps, real, 1)
+}
+
+/// As `loss_episodes`, the segments sent in bursts of `burst` at 1 Gbit/s, each burst
+/// followed by the idle time that keeps the average rate (a slow start's ACK-clocked
+/// bursts).
+fn loss_episodes_in_bursts(rates_bps: &[f64], real: bool, burst: u32) -> Vec<Record> {
     let rtt = 40_000_000u64;
     let ms = |t: u64| (t / 1_000_000) as u32;
     let mut recs = Vec::new();
@@ -574,8 +581,9 @@ fn loss_episodes(rates_bps: &[f64], real: bool) -> Vec<Record> {
     for &rate in rates_bps {
         let spacing = (FRAME as f64 * 8.0 / rate * 1e9) as u64;
         let lost_seq = seq + 19 * MSS;
+        let line_spacing = (FRAME as f64 * 8.0 / 1e9 * 1e9) as u64;
         for k in 0..40u32 {
-            let t = t0 + k as u64 * spacing;
+            let t = t0 + (k / burst * burst) as u64 * spacing + (k % burst) as u64 * line_spacing;
             recs.push(ts(data(t, seq + k * MSS), ms(t), 1));
             let acked = if k < 19 {
                 seq + (k + 1) * MSS
@@ -628,6 +636,20 @@ fn a_real_loss_says_its_segments_were_sent_faster_than_the_path_allows() {
     w.on_batch(&plain, Timebase::NANOS);
     let v = w.views(|ip| format!("{ip:08x}"));
     assert_eq!(v[0].avail_bw_kind, AvailKind::None, "{:?}", v[0]);
+}
+
+#[test]
+fn a_loss_among_bursts_says_nothing_of_their_average_pace() {
+    // A slow start sends bursts at line rate, ACK-clocked, idle between them; the queue
+    // overflows with the whole window. The 16 segments before the lost one, two bursts
+    // and a gap, were no stream at any one rate: their average (30-50 Mbit/s here) is no
+    // bound on A. Taken as one stream, they gave an upper bound of 73 Mbit/s on a path
+    // that took bursts at line rate.
+    let recs = loss_episodes_in_bursts(&[30e6, 40e6, 50e6], true, 10);
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let p = sender_view(&w);
+    assert_eq!(p.avail_bw_kind, AvailKind::None, "{p:?}");
 }
 
 #[test]

@@ -825,11 +825,10 @@ impl Wren {
 fn judge(tr: &Train, min_train: usize) -> Vec<TrainResult> {
     let segs = &tr.segs;
     let bursts = bursts(segs);
-    let n = segs.len();
-    let per_group = n / ((n as f64).sqrt().floor() as usize).max(1);
-    if bursts.iter().all(|b| b.len() <= per_group) {
+    if is_one_stream(segs.len(), &bursts) {
         return judge_stream(segs).into_iter().collect();
     }
+    let n = segs.len();
     log::trace!(
         "train of {n} in bursts of {:?}",
         bursts.iter().map(|b| b.len()).collect::<Vec<_>>()
@@ -839,6 +838,15 @@ fn judge(tr: &Train, min_train: usize) -> Vec<TrainResult> {
         .filter(|b| b.len() >= min_train)
         .filter_map(|b| judge_stream(&segs[b]))
         .collect()
+}
+
+/// Whether `n` segments in `bursts` are one stream for the trend test: evenly paced
+/// (one burst), or in bursts no longer than one of its median groups (⌊√n⌋ of them), so
+/// each group spans whole burst cycles and the rate over whole cycles is the rate the
+/// path saw.
+fn is_one_stream(n: usize, bursts: &[std::ops::Range<usize>]) -> bool {
+    let per_group = n / ((n as f64).sqrt().floor() as usize).max(1);
+    bursts.len() == 1 || bursts.iter().all(|b| b.len() <= per_group)
 }
 
 /// One stream's verdict: the trend of its delays at its sending rate.
@@ -935,6 +943,11 @@ fn loss_verdict(flow: &Flow, seq: u32, t: u64, cfg: &Config) -> Option<(TrainRes
         return None;
     }
     let segs = &segs[segs.len() - cfg.min_train..];
+    // Their rate says something only if they were one stream: a slow start's bursts
+    // overflow the queue with the whole window, whatever the pace of its last 16.
+    if !is_one_stream(segs.len(), &bursts(segs)) {
+        return None;
+    }
     let verdict = TrainResult {
         t,
         rate_bps: sending_rate(segs)?,
