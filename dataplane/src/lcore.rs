@@ -148,6 +148,11 @@ pub fn pin_current_thread(cpu: usize) -> bool {
     core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
 }
 
+/// The timer slack of a thread whose short sleeps must end when asked (a backing-off
+/// worker, the lab's delay line): Linux lets a sleep overrun by its thread's slack, 50 µs
+/// by default, which more than doubles a 20 µs sleep.
+pub const SHORT_TIMER_SLACK_NS: u64 = 1_000;
+
 /// Sets the calling thread's timer slack (how far the kernel may delay its timed
 /// wake-ups to batch them); whether the kernel took it.
 #[cold]

@@ -77,16 +77,14 @@ pub struct IdleBackoff {
     pub sleep_us: u32,
 }
 
-/// The timer slack a backing-off worker asks for: Linux lets a sleep overrun by its
-/// thread's slack (50 µs by default), which more than doubles a 20 µs back-off, and
-/// every packet that finds the worker asleep waits for it.
-const BACKOFF_TIMER_SLACK_NS: u64 = 1_000;
-
 impl IdleBackoff {
-    /// Readies the calling worker thread to back off: its sleeps end when asked.
+    /// Readies the calling worker thread to back off: its sleeps end when asked (every
+    /// packet that finds the worker asleep waits for the sleep to end).
     #[cold]
     pub fn prepare_thread(&self) {
-        if self.sleep_us > 0 && !crate::lcore::set_timer_slack_ns(BACKOFF_TIMER_SLACK_NS) {
+        if self.sleep_us > 0
+            && !crate::lcore::set_timer_slack_ns(crate::lcore::SHORT_TIMER_SLACK_NS)
+        {
             log::warn!("could not set the worker's timer slack: idle sleeps may overrun");
         }
     }
@@ -195,7 +193,10 @@ mod tests {
                 sleep_us: 20,
             }
             .prepare_thread();
-            assert_eq!(own_timer_slack_ns() as u64, BACKOFF_TIMER_SLACK_NS);
+            assert_eq!(
+                own_timer_slack_ns() as u64,
+                crate::lcore::SHORT_TIMER_SLACK_NS
+            );
         })
         .join()
         .unwrap();

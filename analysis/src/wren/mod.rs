@@ -825,12 +825,12 @@ impl Wren {
 fn judge(tr: &Train, min_train: usize) -> Vec<TrainResult> {
     let segs = &tr.segs;
     let bursts = bursts(segs);
-    if is_one_stream(segs.len(), &bursts) {
+    if is_one_stream(&bursts) {
         return judge_stream(segs).into_iter().collect();
     }
-    let n = segs.len();
     log::trace!(
-        "train of {n} in bursts of {:?}",
+        "train of {} in bursts of {:?}",
+        segs.len(),
         bursts.iter().map(|b| b.len()).collect::<Vec<_>>()
     );
     bursts
@@ -840,11 +840,12 @@ fn judge(tr: &Train, min_train: usize) -> Vec<TrainResult> {
         .collect()
 }
 
-/// Whether `n` segments in `bursts` are one stream for the trend test: evenly paced
-/// (one burst), or in bursts no longer than one of its median groups (⌊√n⌋ of them), so
-/// each group spans whole burst cycles and the rate over whole cycles is the rate the
-/// path saw.
-fn is_one_stream(n: usize, bursts: &[std::ops::Range<usize>]) -> bool {
+/// Whether segments in `bursts` (as `bursts` gives them) are one stream for the trend
+/// test: evenly paced (one burst), or in bursts no longer than one of its median groups
+/// (⌊√n⌋ of them), so each group spans whole burst cycles and the rate over whole
+/// cycles is the rate the path saw.
+fn is_one_stream(bursts: &[std::ops::Range<usize>]) -> bool {
+    let n = bursts.last().map_or(0, |b| b.end);
     let per_group = n / ((n as f64).sqrt().floor() as usize).max(1);
     bursts.len() == 1 || bursts.iter().all(|b| b.len() <= per_group)
 }
@@ -945,7 +946,7 @@ fn loss_verdict(flow: &Flow, seq: u32, t: u64, cfg: &Config) -> Option<(TrainRes
     let segs = &segs[segs.len() - cfg.min_train..];
     // Their rate says something only if they were one stream: a slow start's bursts
     // overflow the queue with the whole window, whatever the pace of its last 16.
-    if !is_one_stream(segs.len(), &bursts(segs)) {
+    if !is_one_stream(&bursts(segs)) {
         return None;
     }
     let verdict = TrainResult {
@@ -1020,22 +1021,20 @@ fn estimate(trains: &[TrainResult]) -> (AvailKind, Option<f64>, Option<f64>, Opt
     let non_low = judged[..best_i].iter().filter(|t| !t.1).count();
     let inc_high = judged[best_i..].iter().filter(|t| t.1).count();
     // The range's edges: the second non-increasing train below the split and the second
-    // increasing one above it, as one train alone is noise.
-    let lower = (non_low >= min_side).then(|| {
-        judged[..best_i]
-            .iter()
-            .rev()
-            .filter(|t| !t.1)
-            .nth(1)
-            .map_or(judged[best_i - 1].0, |t| t.0)
-    });
-    let upper = (inc_high >= min_side).then(|| {
-        judged[best_i..]
-            .iter()
-            .filter(|t| t.1)
-            .nth(1)
-            .map_or(judged[best_i].0, |t| t.0)
-    });
+    // increasing one above it, as one train alone is noise (min_side >= 2: both exist).
+    let lower = judged[..best_i]
+        .iter()
+        .rev()
+        .filter(|t| !t.1)
+        .nth(1)
+        .filter(|_| non_low >= min_side)
+        .map(|t| t.0);
+    let upper = judged[best_i..]
+        .iter()
+        .filter(|t| t.1)
+        .nth(1)
+        .filter(|_| inc_high >= min_side)
+        .map(|t| t.0);
     match (lower, upper) {
         // A point estimate promises to be within 30% of A: the midpoint of the range is
         // within 30% of every point in it only if hi ≤ 1.6 lo. A wider range (an
