@@ -215,7 +215,8 @@ fn be32_pair(b: &[u8], at: usize) -> u64 {
 
 /// The fast path of `Record::from_frame`, as the record's eight words: untagged
 /// Ethernet + IPv4 (IHL 5, not a fragment) + whole TCP or UDP header, with the IP
-/// total length inside the frame; VXLAN to port 4789 is looked through once. `None`
+/// total length inside the frame, or Ethernet with an ethertype the dissector does not
+/// look past (ARP, ...); VXLAN to port 4789 is looked through once. `None`
 /// for anything else (the caller falls back to the full dissector). Both paths give
 /// the same record (a test checks it on a million mutated frames).
 #[inline]
@@ -246,6 +247,17 @@ pub fn record_words(
     } else {
         (frame, false)
     };
+    if f.len() >= 14 && !is_ip_or_vlan(be16(f, 12)) {
+        // ARP, LLDP and the like: the record has their MACs and length, nothing more.
+        let flags = if vxlan { FLAG_VXLAN } else { 0 };
+        return Some(words(
+            f,
+            time,
+            0,
+            [0; 3],
+            tail(0, 0, flags, direction, port),
+        ));
+    }
     if f.len() < 34 || be16(f, 12) != 0x0800 || f[14] != 0x45 || be16(f, 20) & 0x3fff != 0 {
         return None;
     }
@@ -300,23 +312,51 @@ pub fn record_words(
         }
         _ => return None,
     };
-    let tail = protocol as u64
+    Some(words(
+        f,
+        time,
+        be32_pair(f, 26),
+        [seq_ack, timestamps, ports_etc],
+        tail(protocol, tcp_flags, flags, direction, port),
+    ))
+}
+
+/// Ethertypes the full dissector looks past the Ethernet header for.
+#[inline(always)]
+fn is_ip_or_vlan(ethertype: u16) -> bool {
+    use crate::wire::ethernet::{ETHERTYPE_IPV4, ETHERTYPE_IPV6, ETHERTYPE_QINQ, ETHERTYPE_VLAN};
+    matches!(
+        ethertype,
+        ETHERTYPE_IPV4 | ETHERTYPE_IPV6 | ETHERTYPE_VLAN | ETHERTYPE_QINQ
+    )
+}
+
+/// The record's last word: protocol, flags, direction, port, no underlay hosts.
+#[inline(always)]
+fn tail(protocol: u8, tcp_flags: u8, flags: u8, direction: Direction, port: u8) -> u64 {
+    protocol as u64
         | (tcp_flags as u64) << 8
         | (flags as u64) << 16
         | (direction as u64) << 24
         | (port as u64) << 32
         | (NO_HOST as u64) << 40
-        | (NO_HOST as u64) << 48;
-    Some([
+        | (NO_HOST as u64) << 48
+}
+
+/// The eight words of frame `f`'s record: time, MACs and length from `f`, then the
+/// addresses, the three transport words and the tail.
+#[inline(always)]
+fn words(f: &[u8], time: u64, addresses: u64, transport: [u64; 3], tail: u64) -> RecordWords {
+    [
         time,
         le64(f, 0),
         le32(f, 8) as u64 | (f.len() as u64) << 32,
-        be32_pair(f, 26),
-        seq_ack,
-        timestamps,
-        ports_etc,
+        addresses,
+        transport[0],
+        transport[1],
+        transport[2],
         tail,
-    ])
+    ]
 }
 
 /// Converts record times to nanoseconds.
