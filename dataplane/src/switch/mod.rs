@@ -31,7 +31,7 @@ use crate::port::{RxQueue, TxQueue};
 use crate::tsc;
 use crate::xconnect::IdleBackoff;
 use counters::{Drop, SwitchCounters};
-use fib::{is_multicast, Dest, Fib, MAX_PEERS};
+use fib::{is_multicast, Dest, Fib, LookupCache, MAX_PEERS};
 use mailbox::{Mailbox, VmCommand, MAX_VMS};
 use neighbors::Neighbors;
 use overlay::{
@@ -136,12 +136,19 @@ struct Outputs<'e> {
 
 impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     /// Queues `m` for the NIC, flushing first when the burst is full.
-    #[inline]
+    #[inline(always)]
     fn queue_for_nic(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>) {
         if let Err(m) = out.nic.push(m) {
-            self.flush_nic(out);
-            let _ = out.nic.push(m);
+            self.flush_nic_then_queue(out, m);
         }
+    }
+
+    /// A burst that filled before the loop's end (frames from several ports): out of
+    /// the per-packet code.
+    #[cold]
+    fn flush_nic_then_queue(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>) {
+        self.flush_nic(out);
+        let _ = out.nic.push(m);
     }
 
     #[inline]
@@ -260,7 +267,12 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         }
     }
 
-    fn handle_nic_frame(&mut self, out: &mut Outputs<'e>, fib: &Fib, mut m: Mbuf<'e>) {
+    fn handle_nic_frame(
+        &mut self,
+        out: &mut Outputs<'e>,
+        fib: &mut LookupCache<'_>,
+        mut m: Mbuf<'e>,
+    ) {
         match classify(m.data(), &self.underlay) {
             FromNic::Vxlan {
                 peer_ip,
@@ -341,7 +353,13 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         true
     }
 
-    fn handle_vm_frame(&mut self, out: &mut Outputs<'e>, fib: &Fib, j: usize, m: Mbuf<'e>) {
+    fn handle_vm_frame(
+        &mut self,
+        out: &mut Outputs<'e>,
+        fib: &mut LookupCache<'_>,
+        j: usize,
+        m: Mbuf<'e>,
+    ) {
         let Some(dst) = m.data().get(0..6).and_then(|d| <[u8; 6]>::try_from(d).ok()) else {
             self.counters.drop(Drop::Malformed, 1);
             return;
@@ -481,6 +499,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             if !self.mailbox.is_empty() {
                 self.apply_commands(&mut out);
             }
+            let mut lookup = LookupCache::new(&fib);
             let n = self.nic_rx.rx_up_to(&mut rx, burst_size);
             clock.lap(RX);
             if n > 0 {
@@ -491,7 +510,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 clock.lap(RECORD);
                 moved += n;
                 for m in rx.drain() {
-                    self.handle_nic_frame(&mut out, &fib, m);
+                    self.handle_nic_frame(&mut out, &mut lookup, m);
                 }
                 clock.lap(FORWARD);
             }
@@ -513,7 +532,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 clock.lap(RECORD);
                 moved += n;
                 for m in rx.drain() {
-                    self.handle_vm_frame(&mut out, &fib, j, m);
+                    self.handle_vm_frame(&mut out, &mut lookup, j, m);
                 }
                 clock.lap(FORWARD);
             }
