@@ -3,8 +3,9 @@
 # sending 64-byte frames to the other's MAC (txonly), the other counting them (rxonly),
 # both through the switch's two net_vhost ports (switched locally by rule), and the same
 # through OVS-DPDK's two dpdkvhostuser ports (one rule in_port=1 -> output:2), rounds
-# interleaved. Reports the switch's cycles per packet (monitoring off and on) beside
-# OVS's PMD cycles per packet, the received rates and the drops.
+# interleaved, and testpmd io-forward between the same two vhost ports as the floor.
+# Reports the switch's cycles per packet (monitoring off and on) beside OVS's PMD
+# cycles per packet and testpmd's, the received rates and the drops.
 #
 #   sudo bench/vhost.sh               # 3 rounds
 #   ROUNDS=5 SIZE=1024 bench/vhost.sh
@@ -127,37 +128,69 @@ ovs_round() { # -> "OVS cycles/packet rx_packets" (result in $tmp/ovs.txt: `wait
   echo "$cpp ${rx:-0}" > "$tmp/ovs.txt"
 }
 
+testpmd_round() { # -> testpmd io between the two vhost ports: "cycles/packet rx_packets" in $tmp/tp.txt
+  rm -f "$tmp"/vm*.sock "$tmp/tp.fifo"
+  mkfifo "$tmp/tp.fifo"
+  dpdk-testpmd -l 0-1 --in-memory --no-pci --log-level '*:error' \
+    --vdev "net_vhost0,iface=$tmp/vm1.sock,client=0" --vdev "net_vhost1,iface=$tmp/vm2.sock,client=0" -- \
+    -i --forward-mode=io --burst=32 --record-core-cycles --nb-cores=1 < "$tmp/tp.fifo" > "$tmp/tp.log" 2>&1 &
+  local tp=$!
+  pids+=($tp)
+  exec 9>"$tmp/tp.fifo"   # held open: testpmd reads commands until quit
+  echo start >&9
+  for _ in $(seq 100); do [ -S "$tmp/vm1.sock" ] && [ -S "$tmp/vm2.sock" ] && break; sleep 0.1; done
+  start_guests "$tmp/vm1.sock" "$tmp/vm2.sock"
+  end_guests
+  { echo stop; sleep 1; echo quit; } >&9
+  exec 9>&-
+  wait "$tp" || true
+  rm -f "$tmp/tp.fifo"
+  local cpp
+  cpp=$(sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$tmp/tp.log" | tail -1)
+  [ -n "$cpp" ] || { tail -20 "$tmp/tp.log" >&2; echo "testpmd printed no cycles" >&2; exit 1; }
+  echo "$cpp ${guest_rx:-0}" > "$tmp/tp.txt"
+}
+
 : > "$tmp/rounds.txt"
 for r in $(seq 1 "$ROUNDS"); do
   read -r off rx_off d_off < <(run "$tmp/off.toml")
   read -r on rx_on d_on < <(run "$tmp/on.toml")
   ovs_round
   read -r ovs rx_ovs < "$tmp/ovs.txt"
-  echo "$r $off $on $rx_off $rx_on $d_off $d_on $ovs $rx_ovs" >> "$tmp/rounds.txt"
-  echo "round $r: switch off $off on $on, OVS $ovs cycles/packet | received off $rx_off on $rx_on OVS $rx_ovs | drops $d_off $d_on"
+  testpmd_round
+  read -r tp rx_tp < "$tmp/tp.txt"
+  echo "$r $off $on $rx_off $rx_on $d_off $d_on $ovs $rx_ovs $tp $rx_tp" >> "$tmp/rounds.txt"
+  echo "round $r: switch off $off on $on, OVS $ovs, testpmd io $tp cycles/packet | received off $rx_off on $rx_on OVS $rx_ovs testpmd $rx_tp | drops $d_off $d_on"
 done
 python3 - "$tmp/rounds.txt" "$OUT/vhost-$SIZE" "$SIZE" "$SECS" "$(ovs-vswitchd --version | head -1)" <<'PY'
 import json, statistics, sys
 ovs_version = sys.argv[5]
 raw = [l.split()[1:] for l in open(sys.argv[1])]
-rows = [list(map(float, r[:4])) + [r[4], r[5], float(r[6]), float(r[7])] for r in raw]
+rows = [list(map(float, r[:4])) + [r[4], r[5]] + list(map(float, r[6:10])) for r in raw]
 size, secs = sys.argv[3], float(sys.argv[4])
 off, on = [r[0] for r in rows], [r[1] for r in rows]
 mpps_off, mpps_on = [r[2] / secs / 1e6 for r in rows], [r[3] / secs / 1e6 for r in rows]
 ratio = [b / a for a, b in zip(off, on)]
 ovs = [r[6] for r in rows]
 mpps_ovs = [r[7] / secs / 1e6 for r in rows]
+tp = [r[8] for r in rows]
+mpps_tp = [r[9] / secs / 1e6 for r in rows]
+on_tp = [a / b for a, b in zip(on, tp)]
+ovs_tp = [a / b for a, b in zip(ovs, tp)]
 off_ovs = [a / b for a, b in zip(off, ovs)]
 on_ovs = [a / b for a, b in zip(on, ovs)]
 f = lambda v, d=1: "%.*f (%.*f-%.*f)" % (d, statistics.median(v), d, min(v), d, max(v))
 md = ["# VM to VM through vhost-user, %s-byte frames" % size, "",
       "Two DPDK virtio_user guests (testpmd txonly -> rxonly) on the switch's two net_vhost ports, switched locally; "
       "switch worker alone on core 1, guests on core 0. %d rounds of %.0f s." % (len(rows), secs), "",
-      "| switch cycles/packet, monitor off | monitor on | on/off | OVS-DPDK | off/OVS | on/OVS | received Mpps, off / on / OVS | drops (switch) |",
-      "|---|---|---|---|---|---|---|---|",
-      "| %s | %s | %s | %s | %s | %s | %s / %s / %s | %s |" % (
-          f(off), f(on), f(ratio, 2), f(ovs), f(off_ovs, 2), f(on_ovs, 2), f(mpps_off, 2), f(mpps_on, 2),
-          f(mpps_ovs, 2), "; ".join(sorted(set(r[4] for r in rows) | set(r[5] for r in rows)))), "",
+      "| switch cycles/packet, monitor off | monitor on | on/off | OVS-DPDK | testpmd io | off/OVS | on/OVS | on/testpmd | OVS/testpmd | received Mpps, off / on / OVS / testpmd | drops (switch) |",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s / %s | %s |" % (
+          f(off), f(on), f(ratio, 2), f(ovs), f(tp), f(off_ovs, 2), f(on_ovs, 2), f(on_tp, 2), f(ovs_tp, 2),
+          f(mpps_off, 2), f(mpps_on, 2), f(mpps_ovs, 2), f(mpps_tp, 2),
+          "; ".join(sorted(set(r[4] for r in rows) | set(r[5] for r in rows)))), "",
+      "The target of at most 0.5x OVS is %.1f cycles/packet here; testpmd io-forward between the same two vhost "
+      "ports, which only moves the frames, takes %.1f." % (0.5 * statistics.median(ovs), statistics.median(tp)), "",
       "OVS-DPDK (%s, started by hand as in bench/ovs.sh): two dpdkvhostuser ports, one rule in_port=1 -> "
       "output:2, its PMD on core 1 as the switch's worker; its figure is the PMD's \"avg processing cycles per "
       "packet\" over the sender's steady seconds. The switch looks the destination MAC up and records every "
@@ -169,8 +202,10 @@ md = ["# VM to VM through vhost-user, %s-byte frames" % size, "",
       "Reproduce: `sudo SIZE=%s bench/vhost.sh`" % size]
 open(sys.argv[2] + ".md", "w").write("\n".join(md) + "\n")
 json.dump({"size": int(size), "seconds": secs, "rounds": rows,
-           "columns": ["off_cycles", "on_cycles", "rx_off", "rx_on", "drops_off", "drops_on", "ovs_cycles", "rx_ovs"],
-           "ratios": {"on_over_off": ratio, "off_over_ovs": off_ovs, "on_over_ovs": on_ovs}},
+           "columns": ["off_cycles", "on_cycles", "rx_off", "rx_on", "drops_off", "drops_on", "ovs_cycles", "rx_ovs",
+                       "testpmd_cycles", "rx_testpmd"],
+           "ratios": {"on_over_off": ratio, "off_over_ovs": off_ovs, "on_over_ovs": on_ovs, "on_over_testpmd": on_tp,
+                      "ovs_over_testpmd": ovs_tp}},
           open(sys.argv[2] + ".json", "w"), indent=1)
 print("\n".join(md))
 PY
