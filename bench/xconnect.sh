@@ -100,8 +100,10 @@ medians: testpmd {res['testpmd_median']:.2f}, wrenvnet {res['wrenvnet_median']:.
 
 **Monitoring on vs off: +{100*res['monitor_overhead_median']:.0f}%** (median of per-round ratios; target at most +10%);
 monitoring on vs testpmd: {res['monitor_on_over_testpmd_median']:.2f}x. net_null with copy=0 never writes packet
-data, so the parser's first touch of each packet is a cache miss here, which a NIC's DMA (DDIO) or a
-vhost copy would have avoided: this is the worst case for the measurement path.
+data: each record's first read of a frame is a cache miss that a NIC's DMA (DDIO) or a vhost copy
+would have avoided, and the frames are all zeroes, not IP (their records hold MACs and length).
+The ports cost almost nothing, so ~20 cycles of record are a large share here; bench/switch.sh
+(TCP frames replayed from pcap) gives the on/off of a switch's real work.
 
 Reproduce: `{res['command']}`
 """
