@@ -1,6 +1,32 @@
-# Shared by the switch benchmarks (bench/switch.sh, bench/ovs.sh): sourced, not run.
-# The one-VM, one-peer switch configuration they measure, and testpmd io on the same
-# ports with its cycles per packet.
+# Shared by the benchmarks (bench/switch.sh, bench/ovs.sh, bench/xconnect.sh): sourced,
+# not run. The ports under test, the one-VM, one-peer switch configuration they
+# measure, and testpmd io on the same ports with its cycles per packet.
+
+# The ports under test on a bare-metal host: DUT_PORTS="P0 P1", two DPDK devargs, e.g.
+# the PCI addresses of two NIC ports ("0000:3b:00.0 0000:3b:00.1", with driver options
+# after a comma as `-a` takes them), each cabled to a traffic generator. Unset, each
+# script makes its own vdevs and every EAL gets --no-pci: no NIC is needed or touched.
+is_pci() { [[ "$1" =~ ^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7](,|$) ]]; }
+# attach_args DEVARGS... -> the EAL arguments that attach them, one a line: `-a` for a
+# PCI address, `--vdev` otherwise, and --no-pci unless one is PCI.
+attach_args() {
+  local pci=0 d
+  for d in "$@"; do
+    if is_pci "$d"; then printf -- '-a\n%s\n' "$d"; pci=1; else printf -- '--vdev\n%s\n' "$d"; fi
+  done
+  [ "$pci" = 1 ] || printf -- '--no-pci\n'
+}
+# dut_ports DEFAULT0 DEFAULT1 -> sets P0 and P1 from DUT_PORTS (two devargs) or the defaults,
+# and PORTS_LABEL ("dut" or "null"/"pcap" as the caller names its defaults).
+dut_ports() {
+  if [ -n "${DUT_PORTS:-}" ]; then
+    read -r P0 P1 rest <<< "$DUT_PORTS"
+    [ -n "${P1:-}" ] && [ -z "${rest:-}" ] || { echo "DUT_PORTS must name two ports (devargs), not: $DUT_PORTS" >&2; exit 1; }
+    PORTS_LABEL=dut
+  else
+    P0=$1; P1=$2
+  fi
+}
 
 # nic_devargs vm_devargs monitor(true|false) [stage_clocks(true|false)]
 switch_cfg() {
@@ -41,8 +67,10 @@ EOF
 
 # nic_devargs vm_devargs (EAL, SECS and tmp from the caller) -> cycles/packet
 testpmd_io_cycles() {
+  local attach
+  mapfile -t attach < <(attach_args "$1" "$2")
   { echo start; sleep "$SECS"; echo stop; sleep 1; echo quit; } |
-    dpdk-testpmd "${EAL[@]}" --vdev "$1" --vdev "$2" -- \
+    dpdk-testpmd "${EAL[@]}" "${attach[@]}" -- \
       -i --forward-mode=io --burst=32 --record-core-cycles --nb-cores="${WORKERS:-1}" \
       --rxq="${WORKERS:-1}" --txq="${WORKERS:-1}" >"$tmp/testpmd.log" 2>&1
   sed -n 's/.*CPU cycles\/packet=\([0-9.]*\).*/\1/p' "$tmp/testpmd.log" | tail -1
@@ -60,9 +88,12 @@ ovs_up() { # ovsdb-server, ovs-vswitchd and an empty netdev bridge br0
   ovsdb-server "$tmp/conf.db" --remote="punix:$tmp/db.sock" --pidfile="$tmp/ovsdb-server.pid" \
     --unixctl="$tmp/ovsdb-server.ctl" --detach --log-file="$tmp/ovsdb.log" 2>>"$tmp/ovsdb.stderr"
   vsctl --no-wait init
+  # --no-pci unless the ports under test are PCI devices (DUT_PORTS).
+  local no_pci="--no-pci"
+  [ "${PORTS_LABEL:-}" = dut ] && attach_args $DUT_PORTS | grep -qx -- -a && no_pci=""
   vsctl --no-wait set Open_vSwitch . other_config:dpdk-init=true \
     other_config:dpdk-lcore-mask=0x1 other_config:pmd-cpu-mask=0x2 \
-    "other_config:dpdk-extra=--no-pci --in-memory --log-level=*:error"
+    "other_config:dpdk-extra=$no_pci --in-memory --log-level=*:error"
   "$VSWITCHD" "unix:$tmp/db.sock" --pidfile="$tmp/ovs-vswitchd.pid" --unixctl="$tmp/ovs-vswitchd.ctl" \
     --detach --log-file="$tmp/vswitchd.log" 2>>"$tmp/vswitchd.stderr"
   vsctl add-br br0 -- set bridge br0 datapath_type=netdev

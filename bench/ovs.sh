@@ -10,6 +10,7 @@
 #   sudo bench/ovs.sh                 # 3 rounds, 64-byte frames, pcap replay ports
 #   ROUNDS=5 SIZE=1464 bench/ovs.sh
 #   PORTS=null bench/ovs.sh           # net_null ports, as the issue's OVS reference
+#   DUT_PORTS="0000:3b:00.0 0000:3b:00.1" bench/ovs.sh   # a bare-metal host's NIC ports
 #
 # Ports: `pcap` (default) replays a pcap file of frames to the VM side and writes the
 # NIC side to /dev/null (the PMD writes every frame, as a NIC's DMA does; its libpcap tx
@@ -17,6 +18,9 @@
 # nothing, no-rx=1), where the ports cost almost nothing and each forwarder's own work is
 # the figure. A net_null frame is all zeroes: wrenvnet gets a rule for destination MAC
 # 00:00:00:00:00:00 towards its peer, so it encapsulates every frame as it would a VM's.
+# DUT_PORTS="NIC VM" (see bench/lib.sh): real ports; a generator must offer frames on
+# the second (the VM side) addressed to 02:00:00:00:bb:01, the remote VM the switch has
+# a rule for (as bench/gen_frames.py writes them), for the whole run.
 #
 # Cycles per packet: testpmd's --record-core-cycles, wrenvnet's busy TSC per packet,
 # OVS's "avg processing cycles per packet" of its PMD thread (dpif-netdev/pmd-stats-show,
@@ -29,6 +33,7 @@ ROUNDS="${ROUNDS:-3}"
 SIZE="${SIZE:-64}"
 SECS="${SECS:-4}"
 PORTS="${PORTS:-pcap}"
+[ -n "${DUT_PORTS:-}" ] && PORTS=dut
 OUT="${OUT:-bench/results}"
 [ "$(id -u)" = 0 ] || { echo "ovs.sh: run as root" >&2; exit 1; }
 tmp=$(mktemp -d /tmp/wrenvnet-ovs.XXXXXX)
@@ -37,7 +42,7 @@ trap cleanup EXIT INT TERM
 mkdir -p "$OUT"
 cargo build --release -q
 BIN=target/release/wrenvnet
-EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
+EAL=(-l 0-1 --in-memory --log-level '*:error')
 python3 -c "import struct; open('$tmp/empty.pcap','wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))"
 case "$PORTS" in
   pcap)
@@ -51,8 +56,15 @@ case "$PORTS" in
     TX="net_null0,copy=0,no-rx=1"
     name="ovs-null-$SIZE"
     ports_desc="net_null ports (copy=0; VM side receives all-zero frames, NIC side no-rx=1)" ;;
+  dut)
+    dut_ports
+    TX=$P0; RX=$P1
+    name="ovs-dut-$SIZE"
+    ports_desc="ports $TX (NIC side) and $RX (VM side), frames from a generator" ;;
   *) echo "ovs.sh: PORTS must be pcap or null, not $PORTS" >&2; exit 1 ;;
 esac
+mapfile -t ATTACH < <(attach_args "$TX" "$RX")
+EAL_SWITCH=("${EAL[@]}" "${ATTACH[@]}")
 null_rule='[[switch.rule]]
 dst_mac = "00:00:00:00:00:00"
 peer = "B"'
@@ -62,10 +74,12 @@ peer = "B"'
 testpmd_run() { testpmd_io_cycles "$TX" "$RX"; }
 switch_run() { # config -> cycles/packet; fails unless (nearly) every frame was encapsulated
   "$BIN" run --config "$1" --duration "$SECS" --summary-json "$tmp/s.json" \
-    -- "${EAL[@]}" >"$tmp/w.log" 2>&1 || { cat "$tmp/w.log" >&2; exit 1; }
+    -- "${EAL_SWITCH[@]}" >"$tmp/w.log" 2>&1 || { cat "$tmp/w.log" >&2; exit 1; }
   python3 - "$tmp/s.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))["switch"]
+if not s["vm_rx"]:
+    sys.exit("the switch received nothing on its VM-side port: is the generator sending?")
 if s["encapsulated"] < 0.99 * s["vm_rx"]:
     sys.exit("the switch encapsulated %d of %d frames: %s" % (s["encapsulated"], s["vm_rx"], s["drops"]))
 print("%.3f" % s["cycles_per_packet"])
@@ -93,7 +107,7 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "$r $tp $off $on $ovs" >> "$tmp/rounds.txt"
   echo "round $r: testpmd io $tp | OVS in_port->output $ovs | wrenvnet encap off $off on $on cycles/packet"
 done
-python3 - "$tmp/rounds.txt" "$OUT/$name" "$SIZE" "$(ovs-vswitchd --version | head -1)" "$ports_desc" "$PORTS" <<'PY'
+python3 - "$tmp/rounds.txt" "$OUT/$name" "$SIZE" "$(ovs-vswitchd --version | head -1)" "$ports_desc" "$PORTS" "${DUT_PORTS:-}" <<'PY'
 import json, statistics, sys
 rows = [list(map(float, l.split()[1:])) for l in open(sys.argv[1])]
 size = sys.argv[3]
@@ -117,7 +131,7 @@ md = ["# wrenvnet beside OVS-DPDK, %s-byte frames: cycles per packet" % size, ""
       % (0.4 * statistics.median(data["ovs"]), 0.4 * statistics.median(data["ovs"]) - statistics.median(data["testpmd"]),
          statistics.median(data["off"]) - statistics.median(data["testpmd"]),
          statistics.median(data["on"]) - statistics.median(data["testpmd"])), "",
-      "Reproduce: `sudo %sSIZE=%s bench/ovs.sh`" % ("PORTS=null " if sys.argv[6] == "null" else "", size)]
+      "Reproduce: `sudo %sSIZE=%s bench/ovs.sh`" % ({"null": "PORTS=null ", "dut": "DUT_PORTS=\"%s\" " % sys.argv[7]}.get(sys.argv[6], ""), size)]
 open(sys.argv[2] + ".md", "w").write("\n".join(md) + "\n")
 json.dump({"size": int(size), "ports": sys.argv[6], "rounds": rows, "columns": cols,
            "median": {c: statistics.median(v) for c, v in data.items()},

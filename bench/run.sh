@@ -8,7 +8,8 @@
 #   ROUNDS=5 sudo bench/run.sh
 #
 # Ports are DPDK vdevs (net_pcap replay, net_null): no NIC is needed or touched
-# (`--no-pci` everywhere). What it runs:
+# (`--no-pci` everywhere). On a bare-metal host, bench/xconnect.sh and bench/ovs.sh take
+# the NIC's ports with DUT_PORTS (see bench/lib.sh). What it runs:
 #   bench/xconnect.sh        cross-connect vs testpmd io, monitoring off/on (net_null)
 #   bench/switch.sh          VXLAN encap/decap vs testpmd io, monitoring off/on, stage
 #                            clocks (net_pcap replay), 64 and 1464-byte inner frames
@@ -21,6 +22,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROUNDS="${ROUNDS:-3}"
 [ "$(id -u)" = 0 ] || { echo "run.sh: run as root (hugepages, DPDK)" >&2; exit 1; }
+# Real ports: only the phy-phy scenarios take them so far (the others need VMs or a
+# generator of their own); run those alone, as bench/README.md says.
+[ -z "${DUT_PORTS:-}" ] || { echo "run.sh measures vdevs; with DUT_PORTS run bench/xconnect.sh and bench/ovs.sh" >&2; exit 1; }
 OUT=bench/results
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
