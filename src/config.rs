@@ -115,6 +115,11 @@ pub struct MonitorSection {
     /// thread's time slice, late for the analysis core's merge. Ignored for a worker
     /// the EAL maps onto a CPU shared with another lcore.
     pub publish_per_loop: bool,
+    /// Benchmarks only (switch mode): the workers record during every other period of
+    /// this many milliseconds and count the cycles per packet of both halves apart
+    /// (`monitor_ab` in the summary): monitoring's cost within one run, where the
+    /// machine's slower drifts fall on both halves alike. 0 = record always.
+    pub alternate_ms: u64,
 }
 
 impl Default for MonitorSection {
@@ -124,6 +129,7 @@ impl Default for MonitorSection {
             ring_records: 65536,
             consumer_delay_us: 0,
             publish_per_loop: false,
+            alternate_ms: 0,
         }
     }
 }
@@ -361,6 +367,9 @@ impl Config {
         }
         if d.stats_interval_ms == 0 {
             bail!("dataplane.stats_interval_ms must be at least 1");
+        }
+        if self.monitor.alternate_ms > 0 && !(self.monitor.enabled && d.mode == Mode::Switch) {
+            bail!("monitor.alternate_ms needs mode \"switch\" with monitoring enabled");
         }
         if self.monitor.ring_records < 64 {
             bail!(

@@ -162,6 +162,11 @@ pub fn run<'e>(
                 counters: &counters[w],
                 neighbors: &neighbors,
                 stage_clocks: d.stage_clocks,
+                alternate_tsc: config
+                    .monitor
+                    .alternate_ms
+                    .saturating_mul(dataplane::tsc::hz())
+                    / 1000,
             };
             jobs.push((
                 lcores[w],

@@ -198,3 +198,72 @@ fn slow_consumer_drops_and_counts_records_never_packets() {
     );
     assert!(off["monitor"].is_null());
 }
+
+/// The benchmarks' on/off within one run: a switch that records every other 5 ms counts
+/// both halves apart, records only in its recording half, and still forwards every
+/// frame (net_null's all-zero frames, by a rule for their MAC, to the one peer).
+#[test]
+fn a_switch_alternating_its_recording_counts_both_halves_apart() {
+    let config = r#"
+[dataplane]
+mode = "switch"
+stats_interval_ms = 100000
+[[port]]
+name = "nic"
+devargs = "net_null0,copy=0,no-rx=1"
+[[port]]
+name = "vm"
+devargs = "net_null1,copy=0"
+[monitor]
+alternate_ms = 5
+[switch]
+underlay_ip = "198.18.100.1"
+vni = 42
+nic = "nic"
+[[switch.vm]]
+port = "vm"
+mac = "02:00:00:00:aa:01"
+[[switch.peer]]
+name = "B"
+ip = "198.18.100.2"
+mac = "02:00:00:00:ff:02"
+[[switch.rule]]
+dst_mac = "00:00:00:00:00:00"
+peer = "B"
+"#;
+    let s = run_summary(config, "alternate", "1");
+    let sw = &s["switch"];
+    let ab = &sw["monitor_ab"];
+    for half in [
+        "recording_cycles_per_packet",
+        "not_recording_cycles_per_packet",
+    ] {
+        assert!(ab[half].as_f64().is_some_and(|c| c > 0.0), "{half}: {s}");
+    }
+    let vm_rx = sw["vm_rx"].as_u64().unwrap();
+    assert!(vm_rx > 10_000, "{s}");
+    assert_eq!(sw["encapsulated"], vm_rx, "{s}");
+    // Records of about half the frames: the recording half's, and only those.
+    let m = &s["monitor"];
+    let recorded =
+        m["records_pushed"].as_u64().unwrap() + m["records_dropped_ring_full"].as_u64().unwrap();
+    assert!(
+        recorded > vm_rx / 5 && recorded < vm_rx * 4 / 5,
+        "{recorded} records of {vm_rx} frames"
+    );
+    assert_eq!(s["mbufs_in_use_at_exit"], 0);
+}
+
+#[test]
+fn alternating_the_recording_needs_the_switch_with_monitoring() {
+    let dir = TempDir::new("cli-alt");
+    let cfg = write_file(
+        &dir.0,
+        "alt.toml",
+        &format!("{TWO_NULL_PORTS}\n[monitor]\nalternate_ms = 5\n"),
+    );
+    let mut eal = eal_mem_args("clialt");
+    eal.extend(["-l".into(), "0-1".into()]);
+    let (code, _, err) = run(&cfg, &eal);
+    assert_clean_failure(code, &err, "alternate_ms");
+}

@@ -67,6 +67,10 @@ pub struct SwitchCounters {
     pub empty_polls: Counter,
     /// Busy TSC cycles per stage (`STAGES`), when the worker clocks its stages.
     pub stages: [Counter; 4],
+    /// Busy cycles and packets of loops that did not record ([0]) and did ([1]), when
+    /// the worker alternates (`Switch::alternate_tsc`).
+    pub ab_busy_cycles: [Counter; 2],
+    pub ab_packets: [Counter; 2],
 }
 
 /// The stages of the switch loop, as `SwitchCounters::stages` counts them: receiving
@@ -110,6 +114,20 @@ pub struct SwitchSnapshot {
     pub stage_cycles_per_packet: Option<std::collections::BTreeMap<String, f64>>,
     /// Each worker's share (cycles per packet above are over all of them).
     pub workers: Vec<WorkerLoad>,
+    /// When the workers alternated recording and not: each half's cycles per packet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor_ab: Option<MonitorAb>,
+}
+
+/// Monitoring's cost measured within one run: the cycles per packet of the periods the
+/// workers recorded and of those they did not, interleaved every few milliseconds, so
+/// the machine's slower drifts fall on both alike.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct MonitorAb {
+    pub recording_cycles_per_packet: f64,
+    pub not_recording_cycles_per_packet: f64,
+    /// recording / not recording.
+    pub ratio: f64,
 }
 
 /// One worker's load, in the snapshot of several.
@@ -168,6 +186,21 @@ impl SwitchCounters {
                     .map(|(n, &c)| (n.to_string(), c as f64 / pk as f64))
                     .collect()
             }),
+            monitor_ab: {
+                let cpp = |i: usize| {
+                    let p: u64 = all.iter().map(|c| c.ab_packets[i].get()).sum();
+                    let b: u64 = all.iter().map(|c| c.ab_busy_cycles[i].get()).sum();
+                    (p > 0).then(|| b as f64 / p as f64)
+                };
+                match (cpp(1), cpp(0)) {
+                    (Some(on), Some(off)) => Some(MonitorAb {
+                        recording_cycles_per_packet: on,
+                        not_recording_cycles_per_packet: off,
+                        ratio: on / off,
+                    }),
+                    _ => None,
+                }
+            },
             workers: all
                 .iter()
                 .map(|c| {

@@ -101,6 +101,9 @@ pub struct Switch<'p, 'c, 'e> {
     pub neighbors: &'c Neighbors,
     /// Clock each stage of the loop into `counters.stages` (benchmarks).
     pub stage_clocks: bool,
+    /// Benchmarks: record only every other period of this many TSC cycles, and count
+    /// the cycles of both halves apart (`counters.ab_*`); 0 = record always.
+    pub alternate_tsc: u64,
 }
 
 /// Per-stage cycles of one loop iteration, added to the counters only when the
@@ -477,12 +480,22 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         let hz = tsc::hz().max(1);
         let mut next_arp = tsc::now();
         let mut empty_run = 0u32;
+        let mut recording = true;
+        let mut next_flip = match self.alternate_tsc {
+            0 => u64::MAX,
+            period => tsc::now() + period,
+        };
         idle.prepare_thread();
         while !quit.load(Ordering::Relaxed) {
             if let Some(mon) = monitor.as_deref_mut() {
                 mon.publish();
             }
             let start = tsc::now();
+            if start >= next_flip {
+                recording = !recording;
+                next_flip = start + self.alternate_tsc;
+            }
+            let mut recorder = monitor.as_deref_mut().filter(|_| recording);
             let mut clock = StageClock {
                 on: self.stage_clocks,
                 last: start,
@@ -504,7 +517,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             clock.lap(RX);
             if n > 0 {
                 self.counters.nic_rx.add(n as u64);
-                if let Some(mon) = monitor.as_deref_mut() {
+                if let Some(mon) = recorder.as_deref_mut() {
                     mon.record_burst(&rx, start, Direction::FromNic, self.nic_rx.port().0 as u8);
                 }
                 clock.lap(RECORD);
@@ -526,7 +539,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                     continue;
                 }
                 self.counters.vm_rx.add(n as u64);
-                if let Some(mon) = monitor.as_deref_mut() {
+                if let Some(mon) = recorder.as_deref_mut() {
                     mon.record_burst(&rx, rx_tsc, Direction::ToNic, port);
                 }
                 clock.lap(RECORD);
@@ -547,8 +560,14 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             }
             clock.lap(TX);
             if moved > 0 {
-                self.counters.busy_cycles.add(tsc::now() - start);
+                let busy = tsc::now() - start;
+                self.counters.busy_cycles.add(busy);
                 self.counters.packets.add(moved as u64);
+                if self.alternate_tsc > 0 {
+                    let half = (recording && recorder.is_some()) as usize;
+                    self.counters.ab_busy_cycles[half].add(busy);
+                    self.counters.ab_packets[half].add(moved as u64);
+                }
                 if clock.on {
                     for (c, &v) in self.counters.stages.iter().zip(&clock.spent) {
                         c.add(v);
