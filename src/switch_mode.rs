@@ -188,6 +188,11 @@ pub fn run<'e>(
         let rest_below = (config.monitor.ring_records / 32).max(1);
         let rest_ticks = dataplane::tsc::hz() / 20_000; // 50 us
         eal.run_on_lcores(jobs, || {
+            // The analysis loop's naps after an empty poll must end on time: traffic
+            // that resumes after a pause fills a ring in a few milliseconds.
+            if !dataplane::lcore::set_timer_slack_ns(dataplane::lcore::SHORT_TIMER_SLACK_NS) {
+                log::warn!("cannot shorten the analysis loop's timer slack: records may overflow after idle pauses");
+            }
             let interval = Duration::from_millis(d.stats_interval_ms);
             let mut next = Instant::now() + interval;
             while !quit.load(Ordering::Relaxed) {
