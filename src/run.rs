@@ -357,10 +357,11 @@ fn main_loop(
     let mut next = Instant::now() + interval;
     // As the switch's analysis loop: naps that end on time, so a burst after a pause
     // finds the rings drained (see switch_mode).
-    if analysis.is_some()
-        && !dataplane::lcore::set_timer_slack_ns(dataplane::lcore::SHORT_TIMER_SLACK_NS)
-    {
-        log::warn!("cannot shorten the analysis loop's timer slack: records may overflow after idle pauses");
+    if analysis.is_some() {
+        dataplane::lcore::shorten_timer_slack(
+            "analysis loop",
+            "records may overflow the rings after idle pauses",
+        );
     }
     while !quit.load(Ordering::Relaxed) {
         if duration.is_some_and(|d| started.elapsed().as_secs_f64() >= d) {

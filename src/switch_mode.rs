@@ -190,9 +190,10 @@ pub fn run<'e>(
         eal.run_on_lcores(jobs, || {
             // The analysis loop's naps after an empty poll must end on time: traffic
             // that resumes after a pause fills a ring in a few milliseconds.
-            if !dataplane::lcore::set_timer_slack_ns(dataplane::lcore::SHORT_TIMER_SLACK_NS) {
-                log::warn!("cannot shorten the analysis loop's timer slack: records may overflow after idle pauses");
-            }
+            dataplane::lcore::shorten_timer_slack(
+                "analysis loop",
+                "records may overflow the rings after idle pauses",
+            );
             let interval = Duration::from_millis(d.stats_interval_ms);
             let mut next = Instant::now() + interval;
             while !quit.load(Ordering::Relaxed) {

@@ -149,7 +149,7 @@ pub fn pin_current_thread(cpu: usize) -> bool {
 }
 
 /// The timer slack of a thread whose short sleeps must end when asked (a backing-off
-/// worker, the lab's delay line): Linux lets a sleep overrun by its thread's slack, 50 µs
+/// worker, the analysis loop, the lab's delay line): Linux lets a sleep overrun by its thread's slack, 50 µs
 /// by default, which more than doubles a 20 µs sleep.
 pub const SHORT_TIMER_SLACK_NS: u64 = 1_000;
 
@@ -160,4 +160,13 @@ pub fn set_timer_slack_ns(ns: u64) -> bool {
     // SAFETY: PR_SET_TIMERSLACK takes the slack by value and touches only the calling
     // thread's scheduling attributes; the trailing arguments are unused.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0 }
+}
+
+/// Gives the calling thread `SHORT_TIMER_SLACK_NS`; when the kernel refuses, warns that
+/// `thread`'s sleeps may overrun, and what that costs (`consequence`).
+#[cold]
+pub fn shorten_timer_slack(thread: &str, consequence: &str) {
+    if !set_timer_slack_ns(SHORT_TIMER_SLACK_NS) {
+        log::warn!("could not shorten the {thread}'s timer slack: {consequence}");
+    }
 }

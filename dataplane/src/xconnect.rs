@@ -82,10 +82,8 @@ impl IdleBackoff {
     /// packet that finds the worker asleep waits for the sleep to end).
     #[cold]
     pub fn prepare_thread(&self) {
-        if self.sleep_us > 0
-            && !crate::lcore::set_timer_slack_ns(crate::lcore::SHORT_TIMER_SLACK_NS)
-        {
-            log::warn!("could not set the worker's timer slack: idle sleeps may overrun");
+        if self.sleep_us > 0 {
+            crate::lcore::shorten_timer_slack("worker", "idle sleeps may overrun");
         }
     }
 

@@ -200,9 +200,7 @@ fn write_when_due(
     free: &Sender<Box<[u8]>>,
     counters: &Counters,
 ) {
-    if !dataplane::lcore::set_timer_slack_ns(dataplane::lcore::SHORT_TIMER_SLACK_NS) {
-        log::warn!("could not shorten the writer's timer slack: lone frames may be late");
-    }
+    dataplane::lcore::shorten_timer_slack("writer", "lone frames may be late");
     for h in held.iter() {
         let now = Instant::now();
         if h.due > now {
