@@ -247,18 +247,18 @@ pub fn record_words(
     } else {
         (frame, false)
     };
-    if f.len() >= 14 && !is_ip_or_vlan(be16(f, 12)) {
-        // ARP, LLDP and the like: the record has their MACs and length, nothing more.
-        let flags = if vxlan { FLAG_VXLAN } else { 0 };
-        return Some(words(
-            f,
-            time,
-            0,
-            [0; 3],
-            tail(0, 0, flags, direction, port),
-        ));
-    }
     if f.len() < 34 || be16(f, 12) != 0x0800 || f[14] != 0x45 || be16(f, 20) & 0x3fff != 0 {
+        if f.len() >= 14 && !is_ip_or_vlan(be16(f, 12)) {
+            // ARP, LLDP and the like: the record has their MACs and length, nothing more.
+            let flags = if vxlan { FLAG_VXLAN } else { 0 };
+            return Some(words(
+                f,
+                time,
+                0,
+                [0; 3],
+                tail(0, 0, flags, direction, port),
+            ));
+        }
         return None;
     }
     let total = be16(f, 16) as usize;
