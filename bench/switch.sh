@@ -19,6 +19,14 @@
 #   WORKERS=2 bench/switch.sh             # 2 workers, each port with 2 queues (testpmd:
 #                                         # 2 forwarding cores); results switch-<size>-w2
 #   CHECK=1 bench/switch.sh               # regression mode, see below
+#   DUT_PORTS="0000:3b:00.0 0000:3b:00.1" SCENARIOS=encap bench/switch.sh
+#
+# DUT_PORTS="NIC VM" (see bench/lib.sh): a bare-metal host's ports, the first as the
+# NIC, the second standing in for a VM's port, and one scenario per run (SCENARIOS), as
+# a traffic generator must offer its frames for the whole run: for encap, plain frames
+# on the VM port to 02:00:00:00:bb:01 (`bench/gen_frames.py plain`); for decap, VXLAN
+# frames on the NIC port, as `bench/gen_frames.py vxlan --nic-mac <the NIC's MAC>` writes
+# them (the script prints the MAC). Results: switch-<size>[-wN]-dut.*
 #
 # Writes bench/results/switch-<size>.{md,json}. Regression mode (CHECK=1; 3 rounds by
 # default) writes nothing there: it fails (exit 1) when a median ratio to testpmd
@@ -35,8 +43,14 @@ SIZE="${SIZE:-64}"
 OUT="${OUT:-bench/results}"
 WORKERS="${WORKERS:-1}"
 export WORKERS
+SCENARIOS="${SCENARIOS:-encap decap}"
 SUFFIX=""
 [ "$WORKERS" -gt 1 ] && SUFFIX="-w$WORKERS"
+if [ -n "${DUT_PORTS:-}" ]; then
+  SUFFIX="$SUFFIX-dut"
+  [ "$SCENARIOS" = encap ] || [ "$SCENARIOS" = decap ] ||
+    { echo "with DUT_PORTS, SCENARIOS=encap or SCENARIOS=decap (the generator offers one kind of traffic)" >&2; exit 1; }
+fi
 BASELINE="$OUT/switch-$SIZE$SUFFIX.json"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -50,9 +64,9 @@ BIN=target/release/wrenvnet
 if [ "$WORKERS" -gt 1 ]; then
   # Main lcore on CPU 0, workers alternating over CPUs 1 and 0 (2-CPU machines share).
   LC="0@0"; for w in $(seq "$WORKERS"); do LC="$LC,$w@$((w % 2))"; done
-  EAL=(--lcores "$LC" --in-memory --no-pci --log-level '*:error')
+  EAL=(--lcores "$LC" --in-memory --log-level '*:error')
 else
-  EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
+  EAL=(-l 0-1 --in-memory --log-level '*:error')
 fi
 # A devargs key repeated once per queue (net_pcap: one queue per rx_pcap/tx_pcap).
 perq() { local out=""; for _ in $(seq "$WORKERS"); do out="$out$1,"; done; echo "${out%,}"; }
@@ -64,6 +78,12 @@ python3 bench/gen_frames.py plain "$tmp/plain.pcap" --size "$SIZE"
 SINK="$(perq tx_pcap=/dev/null)"
 ENC_NIC="net_pcap0,$(perq "rx_pcap=$tmp/empty.pcap"),$SINK"
 ENC_VM="net_pcap1,$(perq "rx_pcap=$tmp/plain.pcap"),infinite_rx=1,$SINK"
+PORTS_LABEL=pcap
+dut_ports "$ENC_NIC" "$ENC_VM"
+[ "$PORTS_LABEL" = dut ] && { ENC_NIC=$P0; ENC_VM=$P1; }
+# The switch attaches its ports itself (and adds --no-pci unless one is PCI); the EAL
+# gets them here too, so a PCI port is probed (-a) and never any other.
+[ "$PORTS_LABEL" = dut ] && mapfile -t ATTACH < <(attach_args "$P0" "$P1") && EAL+=("${ATTACH[@]}")
 # The NIC's MAC (the decap frames must be addressed to it): read it off a first run.
 switch_cfg "$ENC_NIC" "$ENC_VM" false > "$tmp/probe.toml"
 "$BIN" run --config "$tmp/probe.toml" --duration 0.5 -- "${EAL[@]}" > "$tmp/probe.log" 2>&1 || { cat "$tmp/probe.log"; exit 1; }
@@ -72,7 +92,12 @@ NIC_MAC=$(sed -n 's/.*port "nic": id [0-9]* mac \([0-9a-f:]*\).*/\1/p' "$tmp/pro
 python3 bench/gen_frames.py vxlan "$tmp/vxlan.pcap" --size "$SIZE" --nic-mac "$NIC_MAC"
 DEC_NIC="net_pcap0,$(perq "rx_pcap=$tmp/vxlan.pcap"),infinite_rx=1,$SINK"
 DEC_VM="net_pcap1,$(perq "rx_pcap=$tmp/empty.pcap"),$SINK"
-for s in encap decap; do
+if [ "$PORTS_LABEL" = dut ]; then
+  DEC_NIC=$P0; DEC_VM=$P1
+  echo "ports under test: NIC $P0 (MAC $NIC_MAC), VM side $P1; scenario $SCENARIOS: the generator must be sending" >&2
+  [ "$SCENARIOS" = decap ] && echo "decap frames: VXLAN to $NIC_MAC 198.18.100.1:4789 VNI 42 from 198.18.100.2 (02:00:00:00:ff:02), inner to 02:00:00:00:aa:01 (bench/gen_frames.py vxlan --nic-mac $NIC_MAC)" >&2
+fi
+for s in $SCENARIOS; do
   if [ $s = encap ]; then n=$ENC_NIC; v=$ENC_VM; else n=$DEC_NIC; v=$DEC_VM; fi
   switch_cfg "$n" "$v" false > "$tmp/$s-off.toml"
   switch_cfg "$n" "$v" true > "$tmp/$s-on.toml"
@@ -91,12 +116,12 @@ testpmd_run() { # nic vm
 switch_run() { # config -> "cycles/packet encapsulated decapsulated drops on/off-within-the-run"
   "$BIN" run --config "$1" --duration "$SECS" --summary-json "$tmp/s.json" \
     -- "${EAL[@]}" >"$tmp/w.log" 2>&1 || { cat "$tmp/w.log" >&2; exit 1; }
-  python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["switch"]; d=sum(s["drops"].values()); ab=s.get("monitor_ab"); print("%.3f %d %d %d %s" % (s["cycles_per_packet"], s["encapsulated"], s["decapsulated"], d, "%.4f" % ab["ratio"] if ab else "-"))' "$tmp/s.json"
+  python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["switch"]; c=s["cycles_per_packet"]; c is not None or sys.exit("the switch forwarded nothing: is the generator sending?"); d=sum(s["drops"].values()); ab=s.get("monitor_ab"); print("%.3f %d %d %d %s" % (c, s["encapsulated"], s["decapsulated"], d, "%.4f" % ab["ratio"] if ab else "-"))' "$tmp/s.json"
 }
 
 : > "$tmp/rounds.txt"
 for r in $(seq 1 "$ROUNDS"); do
-  for s in encap decap; do
+  for s in $SCENARIOS; do
     read -r n v < "$tmp/$s.ports"
     tp=$(testpmd_run "$n" "$v")
     read -r off e1 d1 x1 _ < <(switch_run "$tmp/$s-off.toml")
@@ -110,30 +135,33 @@ done
 
 # Where the cycles go (monitoring on, stages clocked: four more TSC reads a loop).
 echo "{" > "$tmp/stages.json"
-for s in encap decap; do
+for s in $SCENARIOS; do
   switch_run "$tmp/$s-stages.toml" > /dev/null
   printf '"%s": %s,\n' "$s" "$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["switch"]; print(json.dumps({"stages": s["stage_cycles_per_packet"], "total": s["cycles_per_packet"]}))' "$tmp/s.json")" >> "$tmp/stages.json"
 done
 echo '"_": null}' >> "$tmp/stages.json"
 
-python3 - "$tmp/rounds.txt" "$OUT" "$SIZE" "$ROUNDS" "$SECS" "$tmp/stages.json" "$WORKERS" "$SUFFIX" <<'PY'
+python3 - "$tmp/rounds.txt" "$OUT" "$SIZE" "$ROUNDS" "$SECS" "$tmp/stages.json" "$WORKERS" "$SUFFIX" "${DUT_PORTS:-}" "$SCENARIOS" <<'PY'
 import datetime, json, platform, statistics, subprocess, sys
-rows_path, out, size, rounds, secs, stages_path, workers, suffix = sys.argv[1:]
+rows_path, out, size, rounds, secs, stages_path, workers, suffix, dut, scenarios = sys.argv[1:]
+scenarios = scenarios.split()
+ports = "ports %s (NIC) and %s (VM side), frames from a generator" % tuple(dut.split()) if dut else "net_pcap replay ports"
 wtext = "1 worker" if workers == "1" else "%s workers (each port %s queues; testpmd %s forwarding cores)" % (workers, workers, workers)
 stages = json.load(open(stages_path))
 rows = [l.split() for l in open(rows_path) if l.strip()]
 def ver(cmd):
     return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-res = {"benchmark": "overlay switch on net_pcap replay ports, %s, burst 32, %s-byte inner frames" % (wtext, size),
+res = {"benchmark": "overlay switch on %s, %s, burst 32, %s-byte inner frames" % (ports, wtext, size),
        "date": datetime.datetime.utcnow().isoformat() + "Z",
        "machine": {"cpu": cpu, "cores": ver("nproc"), "kernel": platform.release()},
        "versions": {"dpdk": ver("pkg-config --modversion libdpdk"), "rustc": ver("rustc --version")},
        "rounds": int(rounds), "seconds_per_run": float(secs), "scenarios": {}}
 md = "# Overlay switch, %s-byte inner frames: cycles per packet\n\n" % size
-md += "net_pcap ports replaying from memory; %s; burst 32; testpmd io on the same ports; rounds interleaved.\n\n" % wtext
+md += "%s; %s; burst 32; testpmd io on the same ports; rounds interleaved.\n\n" % (
+    "net_pcap ports replaying from memory" if not dut else ports, wtext)
 md += "| scenario | testpmd io | switch, monitor off | switch, monitor on | on/off | on/off within one run | off/testpmd | on/testpmd |\n|---|---|---|---|---|---|---|---|\n"
-for s in ("encap", "decap"):
+for s in scenarios:
     rs = [r for r in rows if r[0] == s]
     t = [float(r[2]) for r in rs]; off = [float(r[3]) for r in rs]; on = [float(r[4]) for r in rs]
     ratio = lambda a, b: [x / y for x, y in zip(a, b)]
@@ -152,15 +180,16 @@ md += "\nMedians over %s rounds (min-max in brackets). Drops in every run: %s.\n
     rounds, sorted(set(r[7] for r in rows) | set(r[8] for r in rows)))
 md += ("\n*On/off within one run*: a third run per round records only during every other 5 ms "
        "(`monitor.alternate_ms`) and counts the cycles per packet of both halves apart, so the machine's "
-       "drifts (seconds here: testpmd alone moves by 30%% between rounds) fall on both alike. It is the figure "
+       "drifts (seconds here: testpmd alone moves by 30% between rounds) fall on both alike. It is the figure "
        "for the on/off target; the separate runs' ratio is beside it.\n")
 md += "\nWhere the cycles go, monitoring on, one run with the stages clocked (`dataplane.stage_clocks`, four more TSC reads a loop, so its total runs a little above the table's):\n\n"
 md += "| scenario | rx | record | forward | tx | total |\n|---|---|---|---|---|---|\n"
-for s in ("encap", "decap"):
+for s in scenarios:
     st = stages[s]["stages"]
     md += "| %s | %.1f | %.1f | %.1f | %.1f | %.1f |\n" % (s, st["rx"], st["record"], st["forward"], st["tx"], stages[s]["total"])
     res["scenarios"][s]["stages_clocked"] = stages[s]
-md += "\nReproduce: `sudo SIZE=%s WORKERS=%s bench/switch.sh`\n" % (size, workers)
+md += "\nReproduce: `sudo %sSIZE=%s WORKERS=%s bench/switch.sh`\n" % (
+    'DUT_PORTS="%s" SCENARIOS=%s ' % (dut, " ".join(scenarios)) if dut else "", size, workers)
 open("%s/switch-%s%s.md" % (out, size, suffix), "w").write(md)
 json.dump(res, open("%s/switch-%s%s.json" % (out, size, suffix), "w"), indent=2)
 print(md)
