@@ -273,7 +273,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     fn handle_nic_frame(
         &mut self,
         out: &mut Outputs<'e>,
-        fib: &mut LookupCache<'_>,
+        rules: &mut LookupCache<'_>,
         mut m: Mbuf<'e>,
     ) {
         match classify(m.data(), &self.underlay) {
@@ -299,7 +299,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                     // Split horizon: what came over the overlay is not flooded back over it.
                     self.flood(out, m, None, false);
                 } else {
-                    match fib.lookup(&dst) {
+                    match rules.lookup(&dst) {
                         Some(Dest::Vm(i)) => self.queue_for_vm(out, i, m),
                         // Unknown unicast: to the local VMs only (split horizon, as above).
                         None => {
@@ -359,7 +359,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     fn handle_vm_frame(
         &mut self,
         out: &mut Outputs<'e>,
-        fib: &mut LookupCache<'_>,
+        rules: &mut LookupCache<'_>,
         j: usize,
         m: Mbuf<'e>,
     ) {
@@ -371,7 +371,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             self.flood(out, m, Some(j), true);
             return;
         }
-        match fib.lookup(&dst) {
+        match rules.lookup(&dst) {
             Some(Dest::Vm(i)) if i != j => self.queue_for_vm(out, i, m),
             Some(Dest::Peer(p)) => self.encap(out, m, p),
             // Unknown unicast reaches every VM of the overlay once, as broadcast does.
