@@ -68,8 +68,12 @@ EAL_SWITCH=("${EAL[@]}" "${ATTACH[@]}")
 null_rule='[[switch.rule]]
 dst_mac = "00:00:00:00:00:00"
 peer = "B"'
-{ switch_cfg "$TX" "$RX" false; [ "$PORTS" = null ] && echo "$null_rule"; } > "$tmp/off.toml"
-{ switch_cfg "$TX" "$RX" true; [ "$PORTS" = null ] && echo "$null_rule"; } > "$tmp/on.toml"
+cfg() { # monitor
+  switch_cfg "$TX" "$RX" "$1"
+  if [ "$PORTS" = null ]; then echo "$null_rule"; fi
+}
+cfg false > "$tmp/off.toml"
+cfg true > "$tmp/on.toml"
 
 testpmd_run() { testpmd_io_cycles "$TX" "$RX"; }
 switch_run() { # config -> cycles/packet; fails unless (nearly) every frame was encapsulated

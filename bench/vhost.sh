@@ -77,6 +77,15 @@ guest() { # name socket mac commands-file log
     < "$4" > "$5" 2>&1
 }
 
+wait_sockets() { # path... : up to 10 s for the backend to create them
+  for _ in $(seq 100); do
+    local all=1 p
+    for p in "$@"; do [ -S "$p" ] || all=0; done
+    [ "$all" = 1 ] && return
+    sleep 0.1
+  done
+}
+
 start_guests() { # tx_socket rx_socket: receiver and sender started and fed; pids in $guests
   mkfifo "$tmp/rx.fifo" "$tmp/tx.fifo"
   guest rx "$2" "$M2" "$tmp/rx.fifo" "$tmp/rx.log" & local g2=$!
@@ -101,7 +110,7 @@ run() { # config -> "cycles/packet rx_packets drops"
     -- -l 0-1 --in-memory --no-pci --log-level '*:error' > "$tmp/w.log" 2>&1 &
   local sw=$!
   pids+=($sw)
-  for _ in $(seq 100); do [ -S "$tmp/vm1.sock" ] && [ -S "$tmp/vm2.sock" ] && break; sleep 0.1; done
+  wait_sockets "$tmp/vm1.sock" "$tmp/vm2.sock"
   start_guests "$tmp/vm1.sock" "$tmp/vm2.sock"
   end_guests
   local rx=$guest_rx
@@ -116,7 +125,7 @@ ovs_round() { # -> "OVS cycles/packet rx_packets" (result in $tmp/ovs.txt: `wait
   vsctl add-port br0 vm2 -- set Interface vm2 type=dpdkvhostuser ofport_request=2
   ovs-ofctl del-flows br0
   ovs-ofctl add-flow br0 "in_port=1,actions=output:2"
-  for _ in $(seq 100); do [ -S "$tmp/vm1" ] && [ -S "$tmp/vm2" ] && break; sleep 0.1; done
+  wait_sockets "$tmp/vm1" "$tmp/vm2"
   start_guests "$tmp/vm1" "$tmp/vm2"
   sleep 3   # the sender's first second is in
   local cpp rx
@@ -138,7 +147,7 @@ testpmd_round() { # -> testpmd io between the two vhost ports: "cycles/packet rx
   pids+=($tp)
   exec 9>"$tmp/tp.fifo"   # held open: testpmd reads commands until quit
   echo start >&9
-  for _ in $(seq 100); do [ -S "$tmp/vm1.sock" ] && [ -S "$tmp/vm2.sock" ] && break; sleep 0.1; done
+  wait_sockets "$tmp/vm1.sock" "$tmp/vm2.sock"
   start_guests "$tmp/vm1.sock" "$tmp/vm2.sock"
   end_guests
   { echo stop; sleep 1; echo quit; } >&9

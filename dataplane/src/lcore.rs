@@ -149,14 +149,14 @@ pub fn pin_current_thread(cpu: usize) -> bool {
 }
 
 /// The timer slack of a thread whose short sleeps must end when asked (a backing-off
-/// worker, the analysis loop, the lab's delay line): Linux lets a sleep overrun by its thread's slack, 50 µs
-/// by default, which more than doubles a 20 µs sleep.
+/// worker, the analysis loop, the lab's delay line): Linux lets a sleep overrun by its
+/// thread's slack, 50 µs by default, which more than doubles a 20 µs sleep.
 pub const SHORT_TIMER_SLACK_NS: u64 = 1_000;
 
 /// Sets the calling thread's timer slack (how far the kernel may delay its timed
 /// wake-ups to batch them); whether the kernel took it.
 #[cold]
-pub fn set_timer_slack_ns(ns: u64) -> bool {
+fn set_timer_slack_ns(ns: u64) -> bool {
     // SAFETY: PR_SET_TIMERSLACK takes the slack by value and touches only the calling
     // thread's scheduling attributes; the trailing arguments are unused.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0 }

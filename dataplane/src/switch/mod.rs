@@ -564,7 +564,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 self.counters.busy_cycles.add(busy);
                 self.counters.packets.add(moved as u64);
                 if self.alternate_tsc > 0 {
-                    let half = (recording && recorder.is_some()) as usize;
+                    let half = recorder.is_some() as usize;
                     self.counters.ab_busy_cycles[half].add(busy);
                     self.counters.ab_packets[half].add(moved as u64);
                 }
