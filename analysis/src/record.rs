@@ -200,7 +200,7 @@ fn le64(b: &[u8], at: usize) -> u64 {
 }
 
 #[inline(always)]
-fn le32(b: &[u8], at: usize) -> u32 {
+pub fn le32(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4)
         .and_then(|w| <[u8; 4]>::try_from(w).ok())
         .map_or(0, u32::from_le_bytes)
@@ -209,9 +209,17 @@ fn le32(b: &[u8], at: usize) -> u32 {
 /// Two adjacent big-endian 32-bit fields at `at` (addresses, seq/ack, TSval/TSecr) as
 /// the record stores them: the first in the low half, each in host order.
 #[inline(always)]
-fn be32_pair(b: &[u8], at: usize) -> u64 {
+pub fn be32_pair(b: &[u8], at: usize) -> u64 {
     le64(b, at).swap_bytes().rotate_left(32)
 }
+
+/// The inner Ethernet frame's offset in a VXLAN frame (outer Ethernet, IPv4 without
+/// options, UDP, VXLAN).
+pub const VXLAN_INNER: usize = 50;
+
+/// The TCP option layout that starts with the timestamps (NOP, NOP, kind 8, length
+/// 10), as a little-endian word.
+pub const TCP_TS_FIRST: u32 = u32::from_le_bytes([1, 1, 8, 10]);
 
 /// The fast path of `Record::from_frame`, as the record's eight words: untagged
 /// Ethernet + IPv4 (IHL 5, not a fragment) + whole TCP or UDP header, with the IP
@@ -226,7 +234,7 @@ pub fn record_words(
     direction: Direction,
     port: u8,
 ) -> Option<RecordWords> {
-    let (f, vxlan) = if frame.len() >= 50 + 54
+    let (f, vxlan) = if frame.len() >= VXLAN_INNER + 54
         && be16(frame, 12) == 0x0800
         && frame[14] == 0x45
         && frame[23] == 17
@@ -243,7 +251,7 @@ pub fn record_words(
         {
             return None;
         }
-        (frame.get(50..14 + total)?, true)
+        (frame.get(VXLAN_INNER..14 + total)?, true)
     } else {
         (frame, false)
     };
@@ -279,7 +287,7 @@ pub fn record_words(
                 return None;
             }
             flags |= FLAG_TCP;
-            let timestamps = if hl >= 32 && le32(l4, 20) == u32::from_le_bytes([1, 1, 8, 10]) {
+            let timestamps = if hl >= 32 && le32(l4, 20) == TCP_TS_FIRST {
                 flags |= FLAG_TCP_TS;
                 be32_pair(l4, 24)
             } else if hl > 20 {
@@ -333,7 +341,7 @@ fn is_ip_or_vlan(ethertype: u16) -> bool {
 
 /// The record's last word: protocol, flags, direction, port, no underlay hosts.
 #[inline(always)]
-fn tail(protocol: u8, tcp_flags: u8, flags: u8, direction: Direction, port: u8) -> u64 {
+pub fn tail(protocol: u8, tcp_flags: u8, flags: u8, direction: Direction, port: u8) -> u64 {
     protocol as u64
         | (tcp_flags as u64) << 8
         | (flags as u64) << 16

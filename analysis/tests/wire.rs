@@ -5,7 +5,7 @@ use analysis::record::{
     record_words, Direction, Record, FLAG_BROKEN, FLAG_TCP_TS, FLAG_VXLAN, NO_HOST,
 };
 use analysis::vadapt::rng::Rng;
-use analysis::wire::build::{tcp_frame, vxlan_encap};
+use analysis::wire::build::{fuzz_inputs, fuzz_seeds, tcp_frame, vxlan_encap};
 use analysis::wire::frame::{dissect, dissect_snapped, Layer, Verdict};
 use analysis::wire::{ethernet, ipv4, tcp, Error};
 
@@ -164,59 +164,16 @@ fn broken_frames_stop_at_the_broken_layer() {
 /// and what it reports must lie inside the input.
 #[test]
 fn fuzz_a_million_inputs_without_a_panic() {
-    let mut rng = Rng::new(0x5eed);
-    let mut seeds = vec![plain(true, 0), plain(false, 64), plain(true, 1448)];
-    seeds.push(vxlan_encap(
-        &seeds[1],
-        ethernet::Repr {
-            dst: [1; 6],
-            src: [2; 6],
-            ethertype: 0,
-        },
-        [1; 4],
-        [2; 4],
-        7,
-        3,
-    ));
-    let mut tagged = seeds[1].clone();
-    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
-    seeds.push(tagged);
-    let mut v6 = vec![0u8; 14 + 40 + 20];
-    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
-    v6[14] = 0x60;
-    v6[14 + 4..14 + 6].copy_from_slice(&20u16.to_be_bytes());
-    v6[14 + 6] = 6;
-    v6[14 + 40 + 12] = 0x50;
-    seeds.push(v6);
     // Keep a corpus file of the seeds for external fuzzers (cargo fuzz, AFL++).
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/dissect");
     if corpus.is_dir() {
-        for (i, s) in seeds.iter().enumerate() {
+        for (i, s) in fuzz_seeds().iter().enumerate() {
             let _ = std::fs::write(corpus.join(format!("seed-{i}")), s);
         }
     }
     let mut complete = 0u32;
     let mut fast = 0u32;
-    let mut buf = Vec::with_capacity(2048);
-    for i in 0..1_000_000u32 {
-        buf.clear();
-        if i % 4 == 0 {
-            let len = rng.below(200);
-            buf.extend((0..len).map(|_| rng.next_u64() as u8));
-        } else {
-            buf.extend_from_slice(&seeds[rng.below(seeds.len())]);
-            for _ in 0..1 + rng.below(4) {
-                let at = rng.below(buf.len().max(1));
-                match rng.below(3) {
-                    0 => buf[at] ^= 1 << rng.below(8),
-                    1 => buf[at] = rng.next_u64() as u8,
-                    _ => buf.truncate(at),
-                }
-                if buf.is_empty() {
-                    break;
-                }
-            }
-        }
+    for (i, buf) in fuzz_inputs(0x5eed, 1_000_000).enumerate() {
         let (d, v) = dissect(&buf, true);
         if v == Verdict::Complete {
             complete += 1;

@@ -13,6 +13,12 @@ pub mod mempool;
 pub mod monitor;
 pub mod port;
 pub mod process;
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "ssse3",
+    target_feature = "sse4.1"
+))]
+pub mod record_sse;
 pub mod stream;
 pub mod switch;
 pub mod tsc;

@@ -3,11 +3,30 @@
 //! batch onto the worker's SPSC ring (see `stream`), published once per loop. A full ring drops records and counts them; the
 //! packets themselves are never delayed or dropped for measurement.
 
-use analysis::record::{record_words, Direction, Record};
+use analysis::record::{record_words, Direction, Record, RecordWords};
 use analysis::ring::RecordProducer;
 
 use crate::mbuf::Burst;
 use crate::stream::StreamedRing;
+
+/// `record_words` through the vector path where the build has it (`record_sse`).
+#[inline(always)]
+fn record_words_fastest(
+    frame: &[u8],
+    tsc: u64,
+    direction: Direction,
+    port: u8,
+) -> Option<RecordWords> {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "ssse3",
+        target_feature = "sse4.1"
+    ))]
+    if let Some(words) = crate::record_sse::record_words(frame, tsc, direction, port) {
+        return Some(words);
+    }
+    record_words(frame, tsc, direction, port)
+}
 
 /// A worker's measurement state.
 pub struct Monitor {
@@ -47,7 +66,7 @@ impl Monitor {
         burst.prefetch_data();
         self.ring.stage(burst.len(), |i| {
             let frame = burst.data(i);
-            record_words(frame, tsc, direction, port).unwrap_or_else(|| {
+            record_words_fastest(frame, tsc, direction, port).unwrap_or_else(|| {
                 Record::from_frame_dissected(frame, tsc, direction, port).to_words()
             })
         });

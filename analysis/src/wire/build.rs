@@ -79,3 +79,70 @@ pub fn vxlan_encap(
     u[udp::HEADER_LEN + vxlan::HEADER_LEN..].copy_from_slice(inner);
     f
 }
+
+/// The fuzzer's seed frames: TCP/IPv4 with and without timestamps (54 to 1514 bytes),
+/// VXLAN around TCP with and without timestamps, VLAN-tagged, and IPv6.
+pub fn fuzz_seeds() -> Vec<Vec<u8>> {
+    let plain = |ts: bool, payload: usize| {
+        let seg = tcp::Repr {
+            src_port: 40000,
+            dst_port: 5201,
+            seq: 0xdead_beef,
+            ack: 12345,
+            flags: tcp::FLAG_ACK | tcp::FLAG_PSH,
+            window: 502,
+            timestamps: ts.then_some((111, 222)),
+        };
+        let eth = ethernet::Repr {
+            dst: [2, 0, 0, 0, 0, 2],
+            src: [2, 0, 0, 0, 0, 1],
+            ethertype: 0,
+        };
+        tcp_frame(eth, [198, 18, 0, 1], [198, 18, 0, 2], &seg, payload)
+    };
+    let outer = ethernet::Repr {
+        dst: [1; 6],
+        src: [2; 6],
+        ethertype: 0,
+    };
+    let mut seeds = vec![plain(true, 0), plain(false, 64), plain(true, 1448)];
+    seeds.push(vxlan_encap(&seeds[1], outer, [1; 4], [2; 4], 7, 3));
+    seeds.push(vxlan_encap(&plain(true, 10), outer, [1; 4], [2; 4], 7, 4));
+    let mut tagged = seeds[1].clone();
+    tagged.splice(12..12, [0x81, 0x00, 0x00, 0x05]);
+    seeds.push(tagged);
+    let mut v6 = vec![0u8; 14 + 40 + 20];
+    v6[12..14].copy_from_slice(&[0x86, 0xdd]);
+    v6[14] = 0x60;
+    v6[14 + 4..14 + 6].copy_from_slice(&20u16.to_be_bytes());
+    v6[14 + 6] = 6;
+    v6[14 + 40 + 12] = 0x50;
+    seeds.push(v6);
+    seeds
+}
+
+/// `n` fuzz inputs from `seed`: a quarter random bytes (up to 200), the rest seed
+/// frames (`fuzz_seeds`) with one to four bit flips, byte overwrites or truncations.
+pub fn fuzz_inputs(seed: u64, n: usize) -> impl Iterator<Item = Vec<u8>> {
+    let mut rng = crate::vadapt::rng::Rng::new(seed);
+    let seeds = fuzz_seeds();
+    (0..n).map(move |i| {
+        if i % 4 == 0 {
+            let len = rng.below(200);
+            return (0..len).map(|_| rng.next_u64() as u8).collect();
+        }
+        let mut buf = seeds[rng.below(seeds.len())].clone();
+        for _ in 0..1 + rng.below(4) {
+            let at = rng.below(buf.len().max(1));
+            match rng.below(3) {
+                0 => buf[at] ^= 1 << rng.below(8),
+                1 => buf[at] = rng.next_u64() as u8,
+                _ => buf.truncate(at),
+            }
+            if buf.is_empty() {
+                break;
+            }
+        }
+        buf
+    })
+}
