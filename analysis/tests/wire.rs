@@ -5,42 +5,16 @@ use analysis::record::{
     record_words, Direction, Record, FLAG_BROKEN, FLAG_TCP_TS, FLAG_VXLAN, NO_HOST,
 };
 use analysis::vadapt::rng::Rng;
-use analysis::wire::build::{fuzz_inputs, fuzz_seeds, tcp_frame, vxlan_encap};
+use analysis::wire::build::{fuzz_inputs, fuzz_seeds, sample_frame, sample_segment, vxlan_encap};
 use analysis::wire::frame::{dissect, dissect_snapped, Layer, Verdict};
 use analysis::wire::{ethernet, ipv4, tcp, Error};
 
 const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 
-fn seg(ts: bool) -> tcp::Repr {
-    tcp::Repr {
-        src_port: 40000,
-        dst_port: 5201,
-        seq: 0xdead_beef,
-        ack: 12345,
-        flags: tcp::FLAG_ACK | tcp::FLAG_PSH,
-        window: 502,
-        timestamps: ts.then_some((111, 222)),
-    }
-}
-
-fn plain(ts: bool, payload: usize) -> Vec<u8> {
-    tcp_frame(
-        ethernet::Repr {
-            dst: B,
-            src: A,
-            ethertype: 0,
-        },
-        [198, 18, 0, 1],
-        [198, 18, 0, 2],
-        &seg(ts),
-        payload,
-    )
-}
-
 #[test]
 fn plain_tcp_frame_reads_back_exactly() {
-    let f = plain(true, 1448);
+    let f = sample_frame(true, 1448);
     let (d, v) = dissect(&f, true);
     assert_eq!(v, Verdict::Complete);
     assert_eq!((d.src_mac, d.dst_mac), (A, B));
@@ -65,7 +39,7 @@ fn plain_tcp_frame_reads_back_exactly() {
 
 #[test]
 fn vxlan_frames_are_read_through_to_the_inner_flow() {
-    let inner = plain(false, 100);
+    let inner = sample_frame(false, 100);
     let outer = vxlan_encap(
         &inner,
         ethernet::Repr {
@@ -107,7 +81,7 @@ fn vxlan_frames_are_read_through_to_the_inner_flow() {
 
 #[test]
 fn broken_frames_stop_at_the_broken_layer() {
-    let f = plain(true, 10);
+    let f = sample_frame(true, 10);
     for cut in 0..f.len() {
         let (d, v) = dissect(&f[..cut], true);
         let expect_layer = if cut < 14 {

@@ -80,26 +80,41 @@ pub fn vxlan_encap(
     f
 }
 
+/// The segment of the sample frames: ports 40000 -> 5201, seq 0xdeadbeef, ack 12345,
+/// ACK|PSH, window 502, timestamps (111, 222) when `ts`.
+pub fn sample_segment(ts: bool) -> tcp::Repr {
+    tcp::Repr {
+        src_port: 40000,
+        dst_port: 5201,
+        seq: 0xdead_beef,
+        ack: 12345,
+        flags: tcp::FLAG_ACK | tcp::FLAG_PSH,
+        window: 502,
+        timestamps: ts.then_some((111, 222)),
+    }
+}
+
+/// A sample TCP/IPv4 frame: 02:00:00:00:00:01 (198.18.0.1) to 02:00:00:00:00:02
+/// (198.18.0.2), `sample_segment(ts)` with `payload` bytes.
+pub fn sample_frame(ts: bool, payload: usize) -> Vec<u8> {
+    let eth = ethernet::Repr {
+        dst: [2, 0, 0, 0, 0, 2],
+        src: [2, 0, 0, 0, 0, 1],
+        ethertype: 0,
+    };
+    tcp_frame(
+        eth,
+        [198, 18, 0, 1],
+        [198, 18, 0, 2],
+        &sample_segment(ts),
+        payload,
+    )
+}
+
 /// The fuzzer's seed frames: TCP/IPv4 with and without timestamps (54 to 1514 bytes),
 /// VXLAN around TCP with and without timestamps, VLAN-tagged, and IPv6.
 pub fn fuzz_seeds() -> Vec<Vec<u8>> {
-    let plain = |ts: bool, payload: usize| {
-        let seg = tcp::Repr {
-            src_port: 40000,
-            dst_port: 5201,
-            seq: 0xdead_beef,
-            ack: 12345,
-            flags: tcp::FLAG_ACK | tcp::FLAG_PSH,
-            window: 502,
-            timestamps: ts.then_some((111, 222)),
-        };
-        let eth = ethernet::Repr {
-            dst: [2, 0, 0, 0, 0, 2],
-            src: [2, 0, 0, 0, 0, 1],
-            ethertype: 0,
-        };
-        tcp_frame(eth, [198, 18, 0, 1], [198, 18, 0, 2], &seg, payload)
-    };
+    let plain = sample_frame;
     let outer = ethernet::Repr {
         dst: [1; 6],
         src: [2; 6],
