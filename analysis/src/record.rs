@@ -199,6 +199,7 @@ fn le64(b: &[u8], at: usize) -> u64 {
         .map_or(0, u64::from_le_bytes)
 }
 
+/// A little-endian 32-bit load, zero past the end of `b` (as `le64`).
 #[inline(always)]
 pub fn le32(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4)

@@ -77,14 +77,11 @@ fn or(a: __m128i, b: __m128i) -> __m128i {
     unsafe { _mm_or_si128(a, b) }
 }
 
-/// Whether the two mismatches are all zero.
+/// Whether a mismatch (`mismatch`, or several `or`ed) is all zero.
 #[inline(always)]
-fn both_match(a: __m128i, b: __m128i) -> bool {
+fn matches(mismatch: __m128i) -> bool {
     // SAFETY: see the top of the module.
-    unsafe {
-        let any = _mm_or_si128(a, b);
-        _mm_testz_si128(any, any) != 0
-    }
+    unsafe { _mm_testz_si128(mismatch, mismatch) != 0 }
 }
 
 /// Bytes 12..15 of a frame (in its first vector): ethertype IPv4, version 4, IHL 5.
@@ -160,10 +157,10 @@ fn vxlan_inner(frame: &[u8]) -> Option<&[u8]> {
     };
     let total = be16(frame, 16) as usize;
     let udp_len = be16(frame, 38) as usize;
-    let headers_match = both_match(
+    let headers_match = matches(or(
         or(ipv4_ihl5(v0), whole_datagram_of(v1, 17)),
         mismatch(v2, mask, want),
-    );
+    ));
     let lengths_fit =
         (total >= 20 + 8 + 8) & (total <= frame.len() - 14) & (udp_len == total.wrapping_sub(20));
     if !(headers_match & lengths_fit) {
@@ -181,7 +178,7 @@ fn tcp_ipv4(f: &[u8], time: u64, flags: u8, direction: Direction, port: u8) -> O
     let segment = total.wrapping_sub(20);
     // No branch on the options: whether the timestamps come first is a mask.
     let timestamps_first = (header >= 32) & (le32(f, 54) == TCP_TS_FIRST);
-    let headers_match = both_match(ipv4_ihl5(v0), whole_datagram_of(v1, 6));
+    let headers_match = matches(or(ipv4_ihl5(v0), whole_datagram_of(v1, 6)));
     let lengths_fit = (total >= 40)
         & (total <= f.len() - 14)
         & (header <= segment)
