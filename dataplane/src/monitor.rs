@@ -9,23 +9,39 @@ use analysis::ring::RecordProducer;
 use crate::mbuf::Burst;
 use crate::stream::StreamedRing;
 
-/// `record_words` through the vector path where the build has it (`record_sse`).
+/// The record of `frame` through the vector path where the build has it
+/// (`record_sse`), and whether that path found it a whole VXLAN datagram.
 #[inline(always)]
 fn record_words_fastest(
     frame: &[u8],
     tsc: u64,
     direction: Direction,
     port: u8,
-) -> Option<RecordWords> {
+) -> Option<(RecordWords, bool)> {
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "ssse3",
         target_feature = "sse4.1"
     ))]
-    if let Some(words) = crate::record_sse::record_words(frame, tsc, direction, port) {
-        return Some(words);
+    if let Some(fast) = crate::record_sse::record_words(frame, tsc, direction, port) {
+        return Some(fast);
     }
-    record_words(frame, tsc, direction, port)
+    Some((record_words(frame, tsc, direction, port)?, false))
+}
+
+const _: () = assert!(crate::mbuf::MAX_BURST <= u64::BITS as usize);
+
+/// Which frames of a burst the record stage found to be whole VXLAN datagrams (bit `i`
+/// for frame `i`), so that the switch does not check their outer headers a second time
+/// (`switch::overlay::classify_whole_vxlan`). Empty when nothing was recorded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WholeVxlan(u64);
+
+impl WholeVxlan {
+    #[inline]
+    pub fn contains(self, i: usize) -> bool {
+        i < u64::BITS as usize && (self.0 >> i) & 1 != 0
+    }
 }
 
 /// A worker's measurement state.
@@ -60,18 +76,32 @@ impl Monitor {
         self.ring.publish();
     }
 
-    /// Records every packet of `burst`, stamped `tsc`, streamed straight into the ring.
+    /// Records every packet of `burst`, stamped `tsc`, streamed straight into the ring;
+    /// returns which of them it found to be whole VXLAN datagrams (none of those it had
+    /// no room to record).
     #[inline]
-    pub fn record_burst(&mut self, burst: &Burst<'_>, tsc: u64, direction: Direction, port: u8) {
+    pub fn record_burst(
+        &mut self,
+        burst: &Burst<'_>,
+        tsc: u64,
+        direction: Direction,
+        port: u8,
+    ) -> WholeVxlan {
         burst.prefetch_data();
+        let mut whole_vxlan = 0u64;
         self.ring.stage(burst.len(), |i| {
             let frame = burst.data(i);
-            record_words_fastest(frame, tsc, direction, port).unwrap_or_else(|| {
-                Record::from_frame_dissected(frame, tsc, direction, port).to_words()
-            })
+            match record_words_fastest(frame, tsc, direction, port) {
+                Some((words, vxlan)) => {
+                    whole_vxlan |= (vxlan as u64) << i;
+                    words
+                }
+                None => Record::from_frame_dissected(frame, tsc, direction, port).to_words(),
+            }
         });
         if self.publish_each_burst {
             self.ring.publish();
         }
+        WholeVxlan(whole_vxlan)
     }
 }

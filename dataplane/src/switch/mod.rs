@@ -26,7 +26,7 @@ use analysis::record::Direction;
 
 use crate::mbuf::{Burst, Mbuf};
 use crate::mempool::Mempool;
-use crate::monitor::Monitor;
+use crate::monitor::{Monitor, WholeVxlan};
 use crate::port::{RxQueue, TxQueue};
 use crate::tsc;
 use crate::xconnect::IdleBackoff;
@@ -35,8 +35,8 @@ use fib::{is_multicast, Dest, Fib, LookupCache, MAX_PEERS};
 use mailbox::{Mailbox, VmCommand, MAX_VMS};
 use neighbors::Neighbors;
 use overlay::{
-    arp_reply_in_place, arp_request, classify, EncapTemplate, FromNic, Underlay, ENCAP_LEN,
-    HOP_LIMIT, ORIGIN_TTL,
+    arp_reply_in_place, arp_request, classify, classify_whole_vxlan, EncapTemplate, FromNic,
+    Underlay, ENCAP_LEN, HOP_LIMIT, ORIGIN_TTL,
 };
 
 /// The worker's state of an overlay link (`Fib::peers` has the configuration).
@@ -275,8 +275,14 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         out: &mut Outputs<'e>,
         rules: &mut LookupCache<'_>,
         mut m: Mbuf<'e>,
+        whole_vxlan: bool,
     ) {
-        match classify(m.data(), &self.underlay) {
+        let class = if whole_vxlan {
+            classify_whole_vxlan(m.data(), &self.underlay)
+        } else {
+            classify(m.data(), &self.underlay)
+        };
+        match class {
             FromNic::Vxlan {
                 peer_ip,
                 peer_mac,
@@ -517,13 +523,15 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             clock.lap(RX);
             if n > 0 {
                 self.counters.nic_rx.add(n as u64);
+                let mut whole_vxlan = WholeVxlan::default();
                 if let Some(mon) = recorder.as_deref_mut() {
-                    mon.record_burst(&rx, start, Direction::FromNic, self.nic_rx.port().0 as u8);
+                    let port = self.nic_rx.port().0 as u8;
+                    whole_vxlan = mon.record_burst(&rx, start, Direction::FromNic, port);
                 }
                 clock.lap(RECORD);
                 moved += n;
-                for m in rx.drain() {
-                    self.handle_nic_frame(&mut out, &mut lookup, m);
+                for (i, m) in rx.drain().enumerate() {
+                    self.handle_nic_frame(&mut out, &mut lookup, m, whole_vxlan.contains(i));
                 }
                 clock.lap(FORWARD);
             }

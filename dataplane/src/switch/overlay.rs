@@ -172,7 +172,21 @@ pub enum FromNic {
 }
 
 /// Classifies a frame received on the NIC.
+#[inline]
 pub fn classify(frame: &[u8], u: &Underlay) -> FromNic {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "ssse3",
+        target_feature = "sse4.1"
+    ))]
+    if crate::record_sse::is_whole_vxlan(frame) {
+        return classify_whole_vxlan(frame, u);
+    }
+    classify_parsed(frame, u)
+}
+
+/// `classify` by the checked views, for any frame.
+fn classify_parsed(frame: &[u8], u: &Underlay) -> FromNic {
     let Ok(eth) = ethernet::Packet::new_checked(frame) else {
         return FromNic::Drop(Drop::Malformed);
     };
@@ -210,6 +224,28 @@ pub fn classify(frame: &[u8], u: &Underlay) -> FromNic {
             }
         }
         _ => FromNic::Drop(Drop::NotForUs),
+    }
+}
+
+/// `classify` for a frame the record stage has already found to be a whole VXLAN
+/// datagram (`Monitor::record_burst`'s `WholeVxlan`): the outer headers are known good,
+/// so only whether it is ours is left (address, then VNI, in `classify`'s order). With
+/// monitoring on, this is the outer parse done once for both the record and the switch.
+#[inline]
+pub fn classify_whole_vxlan(frame: &[u8], u: &Underlay) -> FromNic {
+    let Some(h) = frame.first_chunk::<ENCAP_LEN>() else {
+        return classify_parsed(frame, u);
+    };
+    if h[30..34] != u.ip {
+        return FromNic::Drop(Drop::NotForUs);
+    }
+    if u32::from_be_bytes([0, h[46], h[47], h[48]]) != u.vni {
+        return FromNic::Drop(Drop::WrongVni);
+    }
+    FromNic::Vxlan {
+        peer_ip: [h[26], h[27], h[28], h[29]],
+        peer_mac: [h[6], h[7], h[8], h[9], h[10], h[11]],
+        ttl: h[22],
     }
 }
 
@@ -274,6 +310,69 @@ mod tests {
         vni: 42,
         max_frame: 1514,
     };
+
+    /// The shortcuts (the vector outer check in `classify`, and the record stage's
+    /// verdict that lets the switch skip it) classify every frame as the checked views
+    /// do: on mutated frames, for our underlay, for the address and VNI each frame is
+    /// sent to (so that its VXLAN is ours and the whole verdict is compared), and for
+    /// that address with another VNI.
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "ssse3",
+        target_feature = "sse4.1"
+    ))]
+    #[test]
+    fn the_shortcuts_classify_as_the_checked_views_do() {
+        use crate::record_sse::record_words;
+        use analysis::record::Direction;
+        use analysis::wire::build::{fuzz_inputs, fuzz_seeds};
+        // VXLAN frames whose inner frame is cut at 0..20 bytes, lengths kept consistent,
+        // padded to the 64-byte minimum: the inner Ethernet header's bound.
+        let vxlan = fuzz_seeds()
+            .into_iter()
+            .find(|f| f.get(23) == Some(&17))
+            .unwrap();
+        let cut = (0..20).map(|inner: usize| {
+            let mut f = vxlan[..ENCAP_LEN + inner].to_vec();
+            f.resize(f.len().max(64), 0);
+            f[16..18].copy_from_slice(&(36 + inner as u16).to_be_bytes());
+            f[38..40].copy_from_slice(&(16 + inner as u16).to_be_bytes());
+            f
+        });
+        let (mut whole, mut ours) = (0u32, 0u32);
+        let inputs = fuzz_seeds()
+            .into_iter()
+            .chain(cut)
+            .chain(fuzz_inputs(0xc1a55, 300_000));
+        for (i, f) in inputs.enumerate() {
+            let addressed = Underlay {
+                ip: f.get(30..34).map_or(U.ip, |b| b.try_into().unwrap()),
+                vni: f
+                    .get(46..49)
+                    .map_or(U.vni, |b| u32::from_be_bytes([0, b[0], b[1], b[2]])),
+                ..U
+            };
+            let recorded_vxlan =
+                matches!(record_words(&f, 0, Direction::FromNic, 0), Some((_, true)));
+            let other_vni = Underlay {
+                vni: addressed.vni ^ 1,
+                ..addressed
+            };
+            for u in [&U, &addressed, &other_vni] {
+                let checked = classify_parsed(&f, u);
+                assert_eq!(classify(&f, u), checked, "input {i}: {f:02x?}");
+                if recorded_vxlan {
+                    assert_eq!(classify_whole_vxlan(&f, u), checked, "input {i}: {f:02x?}");
+                    whole += 1;
+                    ours += matches!(checked, FromNic::Vxlan { .. }) as u32;
+                }
+            }
+        }
+        assert!(
+            whole > 1000 && ours > 500,
+            "recorded VXLAN {whole}, of it ours {ours}"
+        );
+    }
 
     #[test]
     fn encapsulated_frames_decode_and_classify_at_the_peer() {
