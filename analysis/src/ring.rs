@@ -46,9 +46,20 @@ pub struct RecordConsumer {
     counters: Arc<RingCounters>,
 }
 
-/// A ring holding `capacity` records.
+/// A ring holding `capacity` records, its memory written once through so that every
+/// page of it is in place before a worker writes it (a page the worker touched first
+/// would fault in its forwarding loop: a system call per 64 records. Measured at 64 B
+/// decap within one 3 s run, a 1M-record ring's on/off went 1.17-1.23 -> 1.12-1.13 with
+/// this, level with a 64k-record ring's).
+#[cold]
 pub fn record_ring(capacity: usize) -> (RecordProducer, RecordConsumer) {
-    let (p, c) = rtrb::RingBuffer::new(capacity.max(1));
+    let (mut p, mut c) = rtrb::RingBuffer::new(capacity.max(1));
+    if let Ok(lap) = p.write_chunk_uninit(capacity.max(1)) {
+        lap.fill_from_iter(std::iter::repeat(Record::default()));
+    }
+    if let Ok(lap) = c.read_chunk(capacity.max(1)) {
+        lap.commit_all();
+    }
     let counters = Arc::new(RingCounters::default());
     (
         RecordProducer {
