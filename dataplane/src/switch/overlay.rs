@@ -227,10 +227,11 @@ fn classify_parsed(frame: &[u8], u: &Underlay) -> FromNic {
     }
 }
 
-/// `classify` for a frame the record stage has already found to be a whole VXLAN
-/// datagram (`Monitor::record_burst`'s `WholeVxlan`): the outer headers are known good,
-/// so only whether it is ours is left (address, then VNI, in `classify`'s order). With
-/// monitoring on, this is the outer parse done once for both the record and the switch.
+/// `classify` for a frame already found to be a whole VXLAN datagram, by
+/// `record_sse::is_whole_vxlan` or by the record stage (`Monitor::record_burst`'s
+/// `WholeVxlan`): the outer headers are known good, so only whether it is ours is left
+/// (address, then VNI, in `classify`'s order). With monitoring on, the record stage's
+/// verdict makes the outer parse one for both the record and the switch.
 #[inline]
 pub fn classify_whole_vxlan(frame: &[u8], u: &Underlay) -> FromNic {
     let Some(h) = frame.first_chunk::<ENCAP_LEN>() else {
