@@ -213,6 +213,14 @@ t = json.load(open(sys.argv[1])); t["access_delay_ms"] = float(sys.argv[2])
 json.dump(t, open(sys.argv[1], "w"))
 PY
 
+wait_listening() { # ns port: until a TCP socket listens on port in ns (10 s at most)
+  for _ in $(seq 100); do
+    ip netns exec "$1" ss -Hltn "sport = :$2" | grep -q . && return 0
+    sleep 0.1
+  done
+  echo "lab.sh: nothing listens on TCP port $2 in $1 after 10 s" >&2
+  return 1
+}
 qemu_vm() { [ "$VMS" = qemu ] && [ "$1" != B ]; }  # A's and C's VMs are guests
 conf() { # host
   local h=$1 n; n=$(hnum "$1")
@@ -316,7 +324,7 @@ if [ "$VMS" = qemu ]; then
     || { echo "lab.sh: the guest on A never started iperf3:"; cat "$work/guest-A.serial"; exit 1; }
 else
   ip netns exec "$(nsname vC)" iperf3 -s -1 > "$work/iperf3-server.log" 2>&1 & pids+=($!)
-  sleep 0.5
+  wait_listening "$(nsname vC)" 5201
   ip netns exec "$(nsname vA)" iperf3 -c 198.19.0.3 -t "$DURATION" -i 1 --forceflush \
     > "$work/iperf3.log" 2>&1 &
   app=$!; pids+=($app)
@@ -335,10 +343,16 @@ while kill -0 "$app" 2>/dev/null; do
       echo "{\"t\": $e, \"event\": \"throttled A-C to $THROTTLE_MBIT Mbit/s\"}" >> "$work/lab-events.jsonl"
     else
       x=$((LINK_MBIT - THROTTLE_MBIT))
+      # A client started before its server listens exits at once ("unable to connect"),
+      # and the link would then carry no cross traffic at all: wait for the server, and
+      # say so loudly if the client still ends early.
       ip netns exec "$(nsname xC)" iperf3 -s -1 > "$work/cross-server.log" 2>&1 & pids+=($!)
-      sleep 0.3
+      wait_listening "$(nsname xC)" 5201
       ip netns exec "$(nsname xA)" iperf3 -u -c 198.18.100.13 -b "${x}M" -l 1400 \
         -t $((DURATION - e + 5)) > "$work/cross.log" 2>&1 & pids+=($!)
+      sleep 1
+      kill -0 "${pids[-1]}" 2>/dev/null \
+        || { echo "lab.sh: the cross traffic's iperf3 client ended at once:" >&2; cat "$work/cross.log" >&2; }
       cross_truth A C "$x"
       echo "{\"t\": $e, \"event\": \"UDP cross traffic A->C $x Mbit/s\"}" >> "$work/lab-events.jsonl"
     fi
