@@ -45,6 +45,7 @@ fn capture_iperf3(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    wait_listening(ns_b, 5201);
     std::thread::sleep(Duration::from_millis(1500));
     sh(&format!(
         "ip netns exec {ns_a} iperf3 -c {dst} -t 1 -b 30M -l 8000 >/dev/null"

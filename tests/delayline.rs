@@ -109,7 +109,7 @@ fn frames_cross_with_the_delay_and_overflow_is_counted() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_listening(&b, 5201);
     let r = sh(&format!("ip netns exec {a} iperf3 -c 198.18.30.2 -t 2 -J"));
     let _ = srv.wait();
     let v: serde_json::Value = serde_json::from_str(&r).unwrap();

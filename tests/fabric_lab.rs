@@ -373,7 +373,9 @@ fn mpi_patterns_online_and_on_captures() {
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
+    for vm in &f.vms[3..6] {
+        wait_listening(&vm.ns, 5201);
+    }
     let pairs_secs = 8.0;
     let start = now_epoch();
     let clients: Vec<_> = (0..3)
@@ -540,7 +542,7 @@ fn two_workers_share_the_traffic() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_listening(&f.vms[1].ns, 5201);
     let json = sh(&format!(
         "ip netns exec {} iperf3 -c {} -t 4 -P 8 -J",
         f.vms[0].ns, f.vms[1].ip
@@ -640,7 +642,7 @@ fn vm_ports_plug_and_unplug_live() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_listening(&f.vms[1].ns, 5201);
     let client = Command::new("ip")
         .args([
             "netns",

@@ -178,6 +178,7 @@ fn two_hosts_three_vms_over_vxlan() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    wait_listening(vb, 5201);
     std::thread::sleep(Duration::from_millis(700));
     let out = sh(&format!("ip netns exec {va} iperf3 -c 198.19.0.2 -t 3 -J"));
     let r: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -401,7 +402,7 @@ fn rules_change_live_through_the_control_socket() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    wait_listening(vb, 5201);
     let client = Command::new("ip")
         .args([
             "netns",

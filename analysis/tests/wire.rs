@@ -4,10 +4,9 @@
 use analysis::record::{
     record_words, Direction, Record, FLAG_BROKEN, FLAG_TCP_TS, FLAG_VXLAN, NO_HOST,
 };
-use analysis::vadapt::rng::Rng;
-use analysis::wire::build::{fuzz_inputs, fuzz_seeds, sample_frame, sample_segment, vxlan_encap};
+use analysis::wire::build::{fuzz_inputs, fuzz_seeds, sample_frame, vxlan_encap};
 use analysis::wire::frame::{dissect, dissect_snapped, Layer, Verdict};
-use analysis::wire::{ethernet, ipv4, tcp, Error};
+use analysis::wire::{ethernet, ipv4, Error};
 
 const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const B: [u8; 6] = [2, 0, 0, 0, 0, 2];

@@ -194,6 +194,19 @@ pub fn spawn_daemon_on(
     (child, log, summary)
 }
 
+/// Waits until a TCP socket listens on `port` in namespace `ns` (a server just spawned):
+/// a client started before that fails at once. Panics after 10 s.
+pub fn wait_listening(ns: &str, port: u16) {
+    for _ in 0..100 {
+        let out = sh_out(&format!("ip netns exec {ns} ss -Hltn 'sport = :{port}'"));
+        if out.status.success() && !out.stdout.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing listens on TCP port {port} in namespace {ns} after 10 s");
+}
+
 /// An iperf3 TCP transfer of `secs` seconds from namespace `client` to `dst`, served
 /// in namespace `server`: the bytes received and the rate in Mbit/s.
 pub fn iperf3(client: &str, server: &str, dst: &str, secs: u32) -> (u64, f64) {
@@ -202,7 +215,7 @@ pub fn iperf3(client: &str, server: &str, dst: &str, secs: u32) -> (u64, f64) {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_listening(server, 5201);
     let out = sh(&format!(
         "ip netns exec {client} iperf3 -c {dst} -t {secs} -J"
     ));
