@@ -27,7 +27,7 @@ case "$SCENARIO" in encap|decap) ;; *) echo "ab.sh: SCENARIO is encap or decap" 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
-python3 -c "import struct; open('$tmp/empty.pcap','wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))"
+empty_pcap "$tmp/empty.pcap"
 SINK="tx_pcap=/dev/null"
 if [ "$SCENARIO" = encap ]; then
   python3 bench/gen_frames.py plain "$tmp/frames.pcap" --size "$SIZE"
@@ -36,9 +36,7 @@ if [ "$SCENARIO" = encap ]; then
 else
   # The decap frames must be addressed to the NIC's MAC: read it off a first run.
   switch_cfg "net_pcap0,rx_pcap=$tmp/empty.pcap,$SINK" "net_pcap1,rx_pcap=$tmp/empty.pcap,$SINK" false > "$tmp/probe.toml"
-  "$1" run --config "$tmp/probe.toml" --duration 0.5 -- "${EAL[@]}" > "$tmp/probe.log" 2>&1 || { cat "$tmp/probe.log"; exit 1; }
-  mac=$(sed -n 's/.*port "nic": id [0-9]* mac \([0-9a-f:]*\).*/\1/p' "$tmp/probe.log" | head -1)
-  [ -n "$mac" ] || { cat "$tmp/probe.log"; echo "ab.sh: no NIC MAC in the log" >&2; exit 1; }
+  mac=$(switch_nic_mac "$1" "$tmp/probe.toml")
   python3 bench/gen_frames.py vxlan "$tmp/frames.pcap" --size "$SIZE" --nic-mac "$mac"
   NIC="net_pcap0,rx_pcap=$tmp/frames.pcap,infinite_rx=1,$SINK"
   VM="net_pcap1,rx_pcap=$tmp/empty.pcap,$SINK"

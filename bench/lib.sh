@@ -28,6 +28,20 @@ dut_ports() {
   fi
 }
 
+# empty_pcap FILE: a pcap with no packets (a port that receives nothing).
+empty_pcap() {
+  python3 -c "import struct,sys; open(sys.argv[1],'wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))" "$1"
+}
+# switch_nic_mac BIN CONFIG (EAL and tmp from the caller) -> the MAC of the switch's port
+# "nic", read off a half-second run: decapsulation frames must be addressed to it.
+switch_nic_mac() {
+  "$1" run --config "$2" --duration 0.5 -- "${EAL[@]}" > "$tmp/probe.log" 2>&1 || { cat "$tmp/probe.log" >&2; return 1; }
+  local mac
+  mac=$(sed -n 's/.*port "nic": id [0-9]* mac \([0-9a-f:]*\).*/\1/p' "$tmp/probe.log" | head -1)
+  [ -n "$mac" ] || { cat "$tmp/probe.log" >&2; echo "no NIC MAC in the log" >&2; return 1; }
+  echo "$mac"
+}
+
 # nic_devargs vm_devargs monitor(true|false) [stage_clocks(true|false)]
 switch_cfg() {
   cat <<EOF

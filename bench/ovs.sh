@@ -43,7 +43,7 @@ mkdir -p "$OUT"
 cargo build --release -q
 BIN=target/release/wrenvnet
 EAL=(-l 0-1 --in-memory --log-level '*:error')
-python3 -c "import struct; open('$tmp/empty.pcap','wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))"
+empty_pcap "$tmp/empty.pcap"
 case "$PORTS" in
   pcap)
     python3 bench/gen_frames.py plain "$tmp/plain.pcap" --size "$SIZE"

@@ -70,11 +70,10 @@ else
 fi
 # A devargs key repeated once per queue (net_pcap: one queue per rx_pcap/tx_pcap).
 perq() { local out=""; for _ in $(seq "$WORKERS"); do out="$out$1,"; done; echo "${out%,}"; }
-python3 -c "import struct; open('$tmp/empty.pcap','wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))"
-python3 bench/gen_frames.py plain "$tmp/plain.pcap" --size "$SIZE"
-
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+empty_pcap "$tmp/empty.pcap"
+python3 bench/gen_frames.py plain "$tmp/plain.pcap" --size "$SIZE"
 SINK="$(perq tx_pcap=/dev/null)"
 ENC_NIC="net_pcap0,$(perq "rx_pcap=$tmp/empty.pcap"),$SINK"
 ENC_VM="net_pcap1,$(perq "rx_pcap=$tmp/plain.pcap"),infinite_rx=1,$SINK"
@@ -86,9 +85,7 @@ dut_ports "$ENC_NIC" "$ENC_VM"
 [ "$PORTS_LABEL" = dut ] && mapfile -t ATTACH < <(attach_args "$P0" "$P1") && EAL+=("${ATTACH[@]}")
 # The NIC's MAC (the decap frames must be addressed to it): read it off a first run.
 switch_cfg "$ENC_NIC" "$ENC_VM" false > "$tmp/probe.toml"
-"$BIN" run --config "$tmp/probe.toml" --duration 0.5 -- "${EAL[@]}" > "$tmp/probe.log" 2>&1 || { cat "$tmp/probe.log"; exit 1; }
-NIC_MAC=$(sed -n 's/.*port "nic": id [0-9]* mac \([0-9a-f:]*\).*/\1/p' "$tmp/probe.log" | head -1)
-[ -n "$NIC_MAC" ] || { cat "$tmp/probe.log"; echo "no NIC MAC in the log" >&2; exit 1; }
+NIC_MAC=$(switch_nic_mac "$BIN" "$tmp/probe.toml")
 python3 bench/gen_frames.py vxlan "$tmp/vxlan.pcap" --size "$SIZE" --nic-mac "$NIC_MAC"
 DEC_NIC="net_pcap0,$(perq "rx_pcap=$tmp/vxlan.pcap"),infinite_rx=1,$SINK"
 DEC_VM="net_pcap1,$(perq "rx_pcap=$tmp/empty.pcap"),$SINK"

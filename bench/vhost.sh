@@ -35,7 +35,7 @@ cargo build --release -q
 BIN=target/release/wrenvnet
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
-python3 -c "import struct; open('$tmp/empty.pcap','wb').write(struct.pack('<IHHiIII',0xA1B2C3D4,2,4,0,0,65535,1))"
+empty_pcap "$tmp/empty.pcap"
 M1=02:00:00:00:aa:01
 M2=02:00:00:00:aa:02
 cfg() { # monitor
