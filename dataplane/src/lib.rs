@@ -2,13 +2,17 @@
 //!
 //! The modules `eal`, `mempool`, `mbuf`, `port`, `lcore` and `tsc` are the only places
 //! in the project that call DPDK; each `unsafe` block there carries a `// SAFETY:`
-//! comment. Everything else (`xconnect`, `counters`, and the binary) is safe Rust.
+//! comment. Besides them only `record_sse` (vector intrinsics), `stream` (streaming
+//! stores into the record ring) and `memory` (huge-page advice) hold `unsafe` blocks,
+//! each with its `// SAFETY:` comment too. Everything else (`switch`, the forwarding
+//! code of `xconnect` and `counters`, and the binary) is safe Rust.
 
 pub mod counters;
 pub mod eal;
 pub mod error;
 pub mod lcore;
 pub mod mbuf;
+pub mod memory;
 pub mod mempool;
 pub mod monitor;
 pub mod port;
