@@ -21,6 +21,8 @@ SIZE="${SIZE:-64}"
 SECS="${SECS:-5}"
 OUT="${OUT:-bench/results}"
 [ "$(id -u)" = 0 ] || { echo "vhost.sh: run as root" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh   # before the trap: its cleanup calls ovs_kill, even if the build fails
 tmp=$(mktemp -d /tmp/wrenvnet-vhost.XXXXXX)
 pids=()
 cleanup() {
@@ -33,8 +35,6 @@ trap cleanup EXIT INT TERM
 mkdir -p "$OUT"
 cargo build --release -q
 BIN=target/release/wrenvnet
-# shellcheck source=bench/lib.sh
-. bench/lib.sh
 empty_pcap "$tmp/empty.pcap"
 M1=02:00:00:00:aa:01
 M2=02:00:00:00:aa:02
