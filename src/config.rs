@@ -104,7 +104,8 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6]> {
 pub struct MonitorSection {
     /// Off: workers forward without parsing or recording anything.
     pub enabled: bool,
-    /// Records each worker's ring holds (64 bytes each).
+    /// Records each worker's ring holds (64 bytes each; the ring's memory is a whole
+    /// number of 2 MiB pages, on transparent huge pages where the kernel allows).
     pub ring_records: usize,
     /// Testing only: the analysis core waits this long between drains (a slow consumer).
     pub consumer_delay_us: u64,
