@@ -38,34 +38,34 @@ pub fn back_with_huge_pages(range: Range<*const u8>) -> io::Result<usize> {
     Ok(end - start)
 }
 
-/// Bytes of the mapping that holds `at` backed by transparent huge pages
-/// (`AnonHugePages` in /proc/self/smaps); `None` if it cannot be read.
-#[cold]
-pub fn huge_bytes_at(at: *const u8) -> Option<usize> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
-    let at = at as usize;
-    let mut inside = false;
-    for line in smaps.lines() {
-        let mut fields = line.split_whitespace();
-        let first = fields.next()?;
-        if let Some((lo, hi)) = first.split_once('-') {
-            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-            {
-                inside = (lo..hi).contains(&at);
-                continue;
-            }
-        }
-        if inside && first == "AnonHugePages:" {
-            return Some(fields.next()?.parse::<usize>().ok()? * 1024);
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use analysis::ring::record_ring;
+
+    /// Bytes of the mapping that holds `at` backed by transparent huge pages
+    /// (`AnonHugePages` in /proc/self/smaps); `None` if it cannot be read.
+    fn huge_bytes_at(at: *const u8) -> Option<usize> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+        let at = at as usize;
+        let mut inside = false;
+        for line in smaps.lines() {
+            let mut fields = line.split_whitespace();
+            let first = fields.next()?;
+            if let Some((lo, hi)) = first.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    inside = (lo..hi).contains(&at);
+                    continue;
+                }
+            }
+            if inside && first == "AnonHugePages:" {
+                return Some(fields.next()?.parse::<usize>().ok()? * 1024);
+            }
+        }
+        None
+    }
 
     /// A worker's ring ends up on huge pages wherever the kernel offers them (here
     /// they are `madvise`-only, as on Debian 12); with them off, the advice fails and
