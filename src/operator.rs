@@ -1,8 +1,8 @@
-//! Operators' views over running daemons: `wrenvnet matrix` merges every daemon's VTTIF
-//! rows into the global VM traffic matrix and names its topology; `wrenvnet paths`
-//! shows every daemon's Wren path views; `wrenvnet status` their counters; `wrenvnet
-//! rules` lists or changes rules. They read the daemons' HTTP API sockets (`--api`) or
-//! their JSON-lines control sockets (`--socket`).
+//! The operator's commands over running daemons, through their HTTP APIs (`--api`, the
+//! daemons' `api.unix` sockets): `wrenvnet matrix` merges every daemon's VTTIF rows into
+//! the global VM traffic matrix and names its topology; `wrenvnet paths` shows every
+//! daemon's Wren path views; `wrenvnet status` their counters; `wrenvnet rules`, `links`
+//! and `vms` list them or change one daemon's.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -11,16 +11,13 @@ use analysis::vttif::{merge, topology_of, HostView, MatrixEntry};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::control::{http_request, query};
+use crate::api_client::ApiClient;
 
 #[derive(Debug, clap::Args)]
 pub struct ViewArgs {
     /// A daemon's HTTP API unix socket (`api.unix`); repeat for every host.
-    #[arg(long = "api", required_unless_present = "sockets")]
+    #[arg(long = "api", required = true)]
     apis: Vec<PathBuf>,
-    /// A daemon's JSON-lines control socket (`switch.control_socket`); repeat for every host.
-    #[arg(long = "socket")]
-    sockets: Vec<PathBuf>,
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
@@ -52,17 +49,10 @@ pub struct MatrixArgs {
 fn gather(args: &ViewArgs, op: &str) -> Result<Vec<(String, Value)>> {
     let mut out = Vec::new();
     for a in &args.apis {
-        let (status, v) = http_request(a, "GET", &format!("/{op}"), "")?;
-        if status != 200 || v["ok"] != true {
-            bail!("{}: HTTP {status}: {}", a.display(), v["error"]);
-        }
-        out.push((v["host"].as_str().unwrap_or("?").to_string(), v));
-    }
-    for s in &args.sockets {
-        let v = query(s, &json!({ "op": op }).to_string())?;
-        if v["ok"] != true {
-            bail!("{}: {}", s.display(), v["error"]);
-        }
+        let api = ApiClient::unix(a);
+        let v = api
+            .call("GET", &format!("/{op}"), None)
+            .with_context(|| api.peer().to_string())?;
         out.push((v["host"].as_str().unwrap_or("?").to_string(), v));
     }
     Ok(out)
@@ -257,30 +247,13 @@ pub fn status(args: ViewArgs) -> Result<()> {
     Ok(())
 }
 
-/// Sends one change to the one daemon named (API or control socket) and prints the reply.
+/// Sends one change to the one daemon named and prints its reply.
 #[cold]
-fn send_change(v: &ViewArgs, method: &str, path: &str, body: &Value, op: &Value) -> Result<()> {
-    if v.apis.len() + v.sockets.len() != 1 {
-        bail!("a change goes to exactly one daemon: name one --api or --socket");
-    }
-    let reply = if let Some(a) = v.apis.first() {
-        let body = if body.is_null() {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        let (status, r) = http_request(a, method, path, &body)?;
-        if status != 200 {
-            bail!("HTTP {status}: {}", r["error"]);
-        }
-        r
-    } else {
-        let r = query(&v.sockets[0], &op.to_string())?;
-        if r["ok"] != true {
-            bail!("{}", r["error"]);
-        }
-        r
+fn send_change(v: &ViewArgs, method: &str, path: &str, body: Option<&Value>) -> Result<()> {
+    let [api] = v.apis.as_slice() else {
+        bail!("a change goes to exactly one daemon: name one --api");
     };
+    let reply = ApiClient::unix(api).call(method, path, body)?;
     println!("{reply}");
     Ok(())
 }
@@ -293,6 +266,9 @@ pub struct LinksArgs {
     /// NAME=IPV4.
     #[arg(long, value_name = "NAME=IP", conflicts_with = "del")]
     set: Option<String>,
+    /// With --set: the peer's underlay MAC, fixed (otherwise resolved by ARP).
+    #[arg(long, value_name = "MAC", requires = "set")]
+    mac: Option<String>,
     /// Remove the link NAME on the one daemon named (refused while rules use it).
     #[arg(long, value_name = "NAME")]
     del: Option<String>,
@@ -323,18 +299,11 @@ pub fn vms(args: VmsArgs) -> Result<()> {
             &args.view,
             "PUT",
             &format!("/vms/{port}"),
-            &json!({ "devargs": devargs, "mac": mac }),
-            &json!({"op": "plug_vm", "port": port, "devargs": devargs, "mac": mac}),
+            Some(&json!({ "devargs": devargs, "mac": mac })),
         );
     }
     if let Some(port) = &args.unplug {
-        return send_change(
-            &args.view,
-            "DELETE",
-            &format!("/vms/{port}"),
-            &Value::Null,
-            &json!({"op": "unplug_vm", "port": port}),
-        );
+        return send_change(&args.view, "DELETE", &format!("/vms/{port}"), None);
     }
     let replies = gather(&args.view, "vms")?;
     if args.view.json {
@@ -370,22 +339,14 @@ pub fn vms(args: VmsArgs) -> Result<()> {
 pub fn links(args: LinksArgs) -> Result<()> {
     if let Some(set) = &args.set {
         let (name, ip) = set.split_once('=').context("--set wants NAME=IPV4")?;
-        return send_change(
-            &args.view,
-            "PUT",
-            &format!("/links/{name}"),
-            &json!({ "ip": ip }),
-            &json!({"op": "set_link", "name": name, "ip": ip}),
-        );
+        let mut body = json!({ "ip": ip });
+        if let Some(mac) = &args.mac {
+            body["mac"] = json!(mac);
+        }
+        return send_change(&args.view, "PUT", &format!("/links/{name}"), Some(&body));
     }
     if let Some(name) = &args.del {
-        return send_change(
-            &args.view,
-            "DELETE",
-            &format!("/links/{name}"),
-            &Value::Null,
-            &json!({"op": "del_link", "name": name}),
-        );
+        return send_change(&args.view, "DELETE", &format!("/links/{name}"), None);
     }
     let replies = gather(&args.view, "links")?;
     if args.view.json {
@@ -423,23 +384,13 @@ pub fn rules(args: RulesArgs) -> Result<()> {
             let (mac, to) = set
                 .split_once('=')
                 .context("--set wants MAC=vm:PORT or MAC=peer:NAME")?;
-            Some((
-                "PUT",
-                mac.to_string(),
-                json!({ "to": to }),
-                json!({"op": "add_rule", "dst_mac": mac, "to": to}),
-            ))
+            Some(("PUT", mac.to_string(), Some(json!({ "to": to }))))
         }
-        (None, Some(mac)) => Some((
-            "DELETE",
-            mac.clone(),
-            Value::Null,
-            json!({"op": "del_rule", "dst_mac": mac}),
-        )),
+        (None, Some(mac)) => Some(("DELETE", mac.clone(), None)),
         (None, None) => None,
     };
-    if let Some((method, mac, body, op)) = change {
-        return send_change(&args.view, method, &format!("/rules/{mac}"), &body, &op);
+    if let Some((method, mac, body)) = change {
+        return send_change(&args.view, method, &format!("/rules/{mac}"), body.as_ref());
     }
     let replies = gather(&args.view, "rules")?;
     if args.view.json {

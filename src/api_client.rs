@@ -1,0 +1,198 @@
+//! The client of a daemon's HTTP API, for the operator's commands and the controller:
+//! ureq over TCP (`api.listen`, with the bearer token) or over the API's unix socket
+//! (`api.unix`). ureq speaks HTTP; for the unix socket it is given a transport that
+//! connects a `UnixStream` where it would connect a TCP socket, and moves bytes.
+
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use ureq::config::Config;
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, LazyBuffers, NextTimeout, Transport,
+};
+use ureq::Agent;
+
+/// How long one request may take, connecting included.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One daemon's API.
+pub struct ApiClient {
+    agent: Agent,
+    /// `http://HOST:PORT` (TCP) or `http://localhost` (unix socket).
+    base: String,
+    token: Option<String>,
+    /// Where the API is, for messages.
+    peer: String,
+}
+
+fn config() -> Config {
+    Agent::config_builder()
+        .timeout_global(Some(TIMEOUT))
+        // 4xx replies carry the daemon's reason as JSON: read it, do not fail first.
+        .http_status_as_error(false)
+        .build()
+}
+
+impl ApiClient {
+    /// The API on the unix socket at `path` (`api.unix`).
+    pub fn unix(path: &Path) -> Self {
+        Self {
+            agent: Agent::with_parts(config(), UnixConnector(path.to_path_buf()), NoResolver),
+            base: "http://localhost".into(),
+            token: None,
+            peer: path.display().to_string(),
+        }
+    }
+
+    /// The API at `addr` ("HOST:PORT", `api.listen`), with its bearer token if any.
+    pub fn tcp(addr: &str, token: Option<&str>) -> Self {
+        Self {
+            agent: config().new_agent(),
+            base: format!("http://{addr}"),
+            token: token.map(str::to_string),
+            peer: addr.to_string(),
+        }
+    }
+
+    /// Where the API is (a socket path or HOST:PORT).
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// One request (`body` as JSON when given): the reply's status and JSON body.
+    #[cold]
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let body = body.map(Value::to_string).unwrap_or_default();
+        if !body.is_empty() {
+            req = req.header("Content-Type", "application/json");
+        }
+        let req = req
+            .body(body)
+            .with_context(|| format!("{method} {path}: not a valid request"))?;
+        let mut reply = self
+            .agent
+            .run(req)
+            .with_context(|| format!("no reply from the API at {}", self.peer))?;
+        let status = reply.status().as_u16();
+        let text = reply
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("cannot read the reply from {}", self.peer))?;
+        let v = serde_json::from_str(&text)
+            .with_context(|| format!("the reply from {} is not JSON", self.peer))?;
+        Ok((status, v))
+    }
+
+    /// One request that must succeed (HTTP 200, `"ok": true`): the reply's JSON.
+    #[cold]
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (status, v) = self.request(method, path, body)?;
+        if status != 200 || v["ok"] != true {
+            bail!("{method} {path}: HTTP {status}: {}", v["error"]);
+        }
+        Ok(v)
+    }
+}
+
+/// Connects every request to one unix socket, whatever the URL's host.
+#[derive(Debug)]
+struct UnixConnector(PathBuf);
+
+impl<In: Transport> Connector<In> for UnixConnector {
+    type Out = UnixTransport;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        _: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        let stream = UnixStream::connect(&self.0)?;
+        let c = details.config;
+        Ok(Some(UnixTransport {
+            stream,
+            buffers: LazyBuffers::new(c.input_buffer_size(), c.output_buffer_size()),
+        }))
+    }
+}
+
+/// A unix socket needs no name resolution: the connector ignores the addresses.
+#[derive(Debug)]
+struct NoResolver;
+
+impl Resolver for NoResolver {
+    fn resolve(
+        &self,
+        _: &ureq::http::Uri,
+        _: &Config,
+        _: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let mut addrs = self.empty();
+        addrs.push(([127, 0, 0, 1], 0).into());
+        Ok(addrs)
+    }
+}
+
+#[derive(Debug)]
+struct UnixTransport {
+    stream: UnixStream,
+    buffers: LazyBuffers,
+}
+
+/// A timed-out read or write as ureq reports it.
+fn io_error(e: io::Error, timeout: NextTimeout) -> ureq::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ureq::Error::Timeout(timeout.reason),
+        _ => e.into(),
+    }
+}
+
+impl Transport for UnixTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let timeout = timeout.for_write();
+        self.stream
+            .set_write_timeout(timeout.not_zero().map(|t| *t))?;
+        let output = &self.buffers.output()[..amount];
+        self.stream
+            .write_all(output)
+            .map_err(|e| io_error(e, timeout))
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let timeout = timeout.for_read();
+        self.stream
+            .set_read_timeout(timeout.not_zero().map(|t| *t))?;
+        let n = loop {
+            match self.stream.read(self.buffers.input_append_buf()) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(|e| io_error(e, timeout))?,
+            }
+        };
+        self.buffers.input_appended(n);
+        Ok(n > 0)
+    }
+
+    /// Open while the daemon has neither closed the connection nor sent anything unasked.
+    fn is_open(&mut self) -> bool {
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let idle =
+            matches!(self.stream.read(&mut [0u8]), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        self.stream.set_nonblocking(false).is_ok() && idle
+    }
+}
