@@ -59,11 +59,6 @@ impl ApiClient {
         }
     }
 
-    /// Where the API is (a socket path or HOST:PORT).
-    pub fn peer(&self) -> &str {
-        &self.peer
-    }
-
     /// One request (`body` as JSON when given): the reply's status and JSON body.
     #[cold]
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
@@ -83,7 +78,7 @@ impl ApiClient {
         let mut reply = self
             .agent
             .run(req)
-            .with_context(|| format!("no reply from the API at {}", self.peer))?;
+            .with_context(|| format!("the request to the API at {} failed", self.peer))?;
         let status = reply.status().as_u16();
         let text = reply
             .body_mut()
@@ -99,7 +94,11 @@ impl ApiClient {
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let (status, v) = self.request(method, path, body)?;
         if status != 200 || v["ok"] != true {
-            bail!("{method} {path}: HTTP {status}: {}", v["error"]);
+            bail!(
+                "{}: {method} {path}: HTTP {status}: {}",
+                self.peer,
+                v["error"]
+            );
         }
         Ok(v)
     }

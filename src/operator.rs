@@ -49,10 +49,7 @@ pub struct MatrixArgs {
 fn gather(args: &ViewArgs, op: &str) -> Result<Vec<(String, Value)>> {
     let mut out = Vec::new();
     for a in &args.apis {
-        let api = ApiClient::unix(a);
-        let v = api
-            .call("GET", &format!("/{op}"), None)
-            .with_context(|| api.peer().to_string())?;
+        let v = ApiClient::unix(a).call("GET", &format!("/{op}"), None)?;
         out.push((v["host"].as_str().unwrap_or("?").to_string(), v));
     }
     Ok(out)

@@ -5,44 +5,93 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// One HTTP/1.1 request over `stream`; returns (status, body).
-fn http<S: Read + Write>(
-    mut stream: S,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &str,
-) -> (u16, String) {
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+fn unix(sock: &std::path::Path, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    api(sock, method, path, body)
 }
 
-fn unix(sock: &std::path::Path, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let (st, b) = http(s, method, path, "", body);
-    (
-        st,
-        serde_json::from_str(&b).unwrap_or(serde_json::Value::String(b)),
-    )
+/// One sample of a Prometheus text exposition: metric name, labels, value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the Prometheus text format (0.0.4): every sample's family has a `# TYPE`
+/// before it, counters are named `*_total`, label values are unescaped.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            types.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment: {line}");
+        let (series, value) = line.rsplit_once(' ').expect("a sample: series value");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (
+                n,
+                parse_labels(l.strip_suffix('}').expect("labels end in }")),
+            ),
+            None => (series, BTreeMap::new()),
+        };
+        let kind = types
+            .get(name)
+            .unwrap_or_else(|| panic!("no # TYPE for {name}"));
+        if kind == "counter" {
+            assert!(name.ends_with("_total"), "counter {name}");
+        }
+        let value = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        out.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// `k="v",k2="v2"` with `\\`, `\"` and `\n` escapes in the values.
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    while chars.peek().is_some() {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        assert_eq!(chars.next(), Some('"'), "label {key} in {text}");
+        let mut value = String::new();
+        loop {
+            match chars.next().expect("unterminated label value") {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c @ ('\\' | '"')) => value.push(c),
+                    other => panic!("bad escape {other:?} in {text}"),
+                },
+                c => value.push(c),
+            }
+        }
+        labels.insert(key, value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    labels
 }
 
 fn free_port() -> u16 {
@@ -225,18 +274,99 @@ fn api_reads_changes_and_refuses() {
         "{v}"
     );
 
-    // Prometheus text.
+    // VM ports: plug one live, its rule follows; unplug it, its rule goes.
+    let e = dir.0.join("empty.pcap");
+    let plug = format!(
+        r#"{{"devargs":"net_pcap7,rx_pcap={},tx_pcap=/dev/null","mac":"02:00:00:00:aa:02"}}"#,
+        e.display()
+    );
+    let (st, v) = unix(&sock, "PUT", "/vms/vm2", &plug);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        unix(&sock, "GET", "/vms", "").1["vms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        rules(&sock)
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst_mac"] == "02:00:00:00:aa:02" && r["to"] == "vm:vm2"),
+        "{}",
+        rules(&sock)
+    );
+    for (method, path, body, reason) in [
+        (
+            "PUT",
+            "/vms/vm3",
+            r#"{"mac":"02:00:00:00:aa:03"}"#,
+            "needs \"devargs\"",
+        ),
+        ("PUT", "/vms/vm3", "{bad", "not JSON"),
+        ("PUT", "/vms/vm3", &plug, "already plugged"),
+        ("DELETE", "/vms/nosuch", "", "no VM port"),
+    ] {
+        let (st, v) = unix(&sock, method, path, body);
+        assert_eq!(st, 400, "{method} {path}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(reason),
+            "{method} {path}: {v}"
+        );
+    }
+    let (st, v) = unix(&sock, "DELETE", "/vms/vm2", "");
+    assert_eq!((st, &v["rules_withdrawn"]), (200, &1.into()), "{v}");
+    assert_eq!(
+        unix(&sock, "GET", "/vms", "").1["vms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(rules(&sock), before);
+
+    // Prometheus text: every counter of /stats, by the same name, with the host.
     let s = UnixStream::connect(&sock).unwrap();
     let (st, text) = http(s, "GET", "/metrics", "", "");
     assert_eq!(st, 200);
-    assert!(
-        text.contains("# TYPE wrenvnet_vm_rx_packets_total counter"),
-        "{text}"
-    );
-    assert!(
-        text.contains("wrenvnet_drops_total{host=\"hosta\",cause=\"NoRule\"}"),
-        "{text}"
-    );
+    let samples = parse_prometheus(&text);
+    let stats = unix(&sock, "GET", "/stats", "").1;
+    let one = |name: &str, extra: &[(&str, &str)]| {
+        let want: BTreeMap<String, String> = std::iter::once(("host", "hosta"))
+            .chain(extra.iter().copied())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let found: Vec<&Sample> = samples
+            .iter()
+            .filter(|x| x.name == name && x.labels == want)
+            .collect();
+        assert_eq!(found.len(), 1, "{name} {want:?} in:\n{text}");
+        found[0].value
+    };
+    for (metric, stat) in [
+        ("wrenvnet_vm_rx_packets_total", "vm_rx"),
+        ("wrenvnet_nic_tx_packets_total", "nic_tx"),
+        ("wrenvnet_encapsulated_total", "encapsulated"),
+        ("wrenvnet_empty_polls_total", "empty_polls"),
+    ] {
+        let v = one(metric, &[]);
+        // Counters only grow: the scrape came first.
+        assert!(
+            v <= stats["switch"][stat].as_f64().unwrap(),
+            "{metric} {v}: {stats}"
+        );
+    }
+    let causes = stats["switch"]["drops"].as_object().unwrap();
+    assert!(!causes.is_empty());
+    for (cause, n) in causes {
+        assert_eq!(
+            one("wrenvnet_drops_total", &[("cause", cause)]),
+            n.as_f64().unwrap(),
+            "{cause}"
+        );
+    }
 
     // TCP: the token is required.
     let tcp = || {

@@ -165,6 +165,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+type Reply = Response<std::io::Cursor<Vec<u8>>>;
+
 fn json_response(status: u16, body: &Value) -> Reply {
     let mut text = body.to_string();
     text.push('\n');
@@ -178,8 +180,6 @@ fn json_response(status: u16, body: &Value) -> Reply {
 fn error(status: u16, msg: impl Into<String>) -> Reply {
     json_response(status, &json!({"ok": false, "error": msg.into()}))
 }
-
-type Reply = Response<std::io::Cursor<Vec<u8>>>;
 
 /// Reads the request's body (at most `MAX_BODY` bytes) and answers it.
 #[cold]

@@ -54,7 +54,7 @@ fn api(host: &HostEntry, method: &str, path: &str, body: Option<&Value>) -> Resu
     };
     client
         .call(method, path, body)
-        .with_context(|| format!("{} ({})", host.name, client.peer()))
+        .with_context(|| host.name.clone())
 }
 
 /// What one daemon said this round.
