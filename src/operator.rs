@@ -55,6 +55,70 @@ fn gather(args: &ViewArgs, op: &str) -> Result<Vec<(String, Value)>> {
     Ok(out)
 }
 
+/// `--json`: `{"hosts":[{"host":H,KEY:...}]}`, KEY from every daemon's reply.
+fn print_hosts_json(replies: &[(String, Value)], key: &str) {
+    let hosts: Vec<Value> = replies
+        .iter()
+        .map(|(h, v)| json!({"host": h, key: v[key]}))
+        .collect();
+    println!("{}", json!({ "hosts": hosts }));
+}
+
+/// A table's columns: (title, field of each item, width).
+type Columns = &'static [(&'static str, &'static str, usize)];
+
+const VM_COLUMNS: Columns = &[
+    ("PORT", "port", 10),
+    ("VM_MAC", "mac", 17),
+    ("SLOT", "slot", 5),
+    ("DEVARGS", "devargs", 0),
+];
+const LINK_COLUMNS: Columns = &[
+    ("LINK", "name", 10),
+    ("UNDERLAY_IP", "ip", 15),
+    ("STATIC_MAC", "mac", 17),
+    ("RULES", "rules", 0),
+];
+
+/// `wrenvnet vms|links|rules` without a change: every daemon's `key` list, as JSON
+/// or as a table (see `print_table`).
+#[cold]
+fn list(view: &ViewArgs, key: &str, cols: Columns) -> Result<()> {
+    let replies = gather(view, key)?;
+    if view.json {
+        print_hosts_json(&replies, key);
+    } else {
+        print_table(&replies, key, cols);
+    }
+    Ok(())
+}
+
+/// A table of every item of every daemon's `key` list, after the host: one column
+/// per (title, field, width); a missing field shows as "-".
+fn print_table(replies: &[(String, Value)], key: &str, cols: &[(&str, &str, usize)]) {
+    let row = |host: &str, cells: Vec<String>| {
+        let mut line = format!("{host:<10}");
+        for ((_, _, w), c) in cols.iter().zip(cells) {
+            line += &format!(" {c:<w$}");
+        }
+        println!("{}", line.trim_end());
+    };
+    row("HOST", cols.iter().map(|c| c.0.to_string()).collect());
+    for (h, v) in replies {
+        for item in v[key].as_array().into_iter().flatten() {
+            let cells = cols
+                .iter()
+                .map(|(_, f, _)| match &item[*f] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => "-".to_string(),
+                    other => other.to_string(),
+                })
+                .collect();
+            row(h, cells);
+        }
+    }
+}
+
 pub(crate) fn host_view(host: &str, reply: &Value) -> Result<HostView> {
     let rows: Vec<Value> = reply["vttif"]["rows"]
         .as_array()
@@ -197,11 +261,7 @@ pub fn paths(args: ViewArgs) -> Result<()> {
 pub fn status(args: ViewArgs) -> Result<()> {
     let replies = gather(&args, "stats")?;
     if args.json {
-        let hosts: Vec<Value> = replies
-            .iter()
-            .map(|(h, v)| json!({"host": h, "switch": v["switch"]}))
-            .collect();
-        println!("{}", json!({ "hosts": hosts }));
+        print_hosts_json(&replies, "switch");
         return Ok(());
     }
     println!(
@@ -302,34 +362,7 @@ pub fn vms(args: VmsArgs) -> Result<()> {
     if let Some(port) = &args.unplug {
         return send_change(&args.view, "DELETE", &format!("/vms/{port}"), None);
     }
-    let replies = gather(&args.view, "vms")?;
-    if args.view.json {
-        let hosts: Vec<Value> = replies
-            .iter()
-            .map(|(h, v)| json!({"host": h, "vms": v["vms"]}))
-            .collect();
-        println!("{}", json!({ "hosts": hosts }));
-        return Ok(());
-    }
-    println!(
-        "{:<10} {:<10} {:<17} {:<5} DEVARGS",
-        "HOST", "PORT", "VM_MAC", "SLOT"
-    );
-    for (h, v) in &replies {
-        for p in v["vms"].as_array().into_iter().flatten() {
-            println!(
-                "{:<10} {:<10} {:<17} {:<5} {}",
-                h,
-                p["port"].as_str().unwrap_or("?"),
-                p["mac"].as_str().unwrap_or("?"),
-                p["slot"]
-                    .as_u64()
-                    .map_or_else(|| "?".to_string(), |n| n.to_string()),
-                p["devargs"].as_str().unwrap_or("")
-            );
-        }
-    }
-    Ok(())
+    list(&args.view, "vms", VM_COLUMNS)
 }
 
 /// `wrenvnet links`: every daemon's overlay links, or one change.
@@ -345,32 +378,7 @@ pub fn links(args: LinksArgs) -> Result<()> {
     if let Some(name) = &args.del {
         return send_change(&args.view, "DELETE", &format!("/links/{name}"), None);
     }
-    let replies = gather(&args.view, "links")?;
-    if args.view.json {
-        let hosts: Vec<Value> = replies
-            .iter()
-            .map(|(h, v)| json!({"host": h, "links": v["links"]}))
-            .collect();
-        println!("{}", json!({ "hosts": hosts }));
-        return Ok(());
-    }
-    println!(
-        "{:<10} {:<10} {:<15} {:<17} RULES",
-        "HOST", "LINK", "UNDERLAY_IP", "STATIC_MAC"
-    );
-    for (h, v) in &replies {
-        for l in v["links"].as_array().into_iter().flatten() {
-            println!(
-                "{:<10} {:<10} {:<15} {:<17} {}",
-                h,
-                l["name"].as_str().unwrap_or("?"),
-                l["ip"].as_str().unwrap_or("?"),
-                l["mac"].as_str().unwrap_or("-"),
-                l["rules"]
-            );
-        }
-    }
-    Ok(())
+    list(&args.view, "links", LINK_COLUMNS)
 }
 
 /// `wrenvnet rules`: list every daemon's rules, or change one daemon's.
@@ -389,25 +397,9 @@ pub fn rules(args: RulesArgs) -> Result<()> {
     if let Some((method, mac, body)) = change {
         return send_change(&args.view, method, &format!("/rules/{mac}"), body.as_ref());
     }
-    let replies = gather(&args.view, "rules")?;
-    if args.view.json {
-        let hosts: Vec<Value> = replies
-            .iter()
-            .map(|(h, v)| json!({"host": h, "rules": v["rules"]}))
-            .collect();
-        println!("{}", json!({ "hosts": hosts }));
-        return Ok(());
-    }
-    println!("{:<10} {:<17} TO", "HOST", "DST_MAC");
-    for (h, v) in &replies {
-        for r in v["rules"].as_array().into_iter().flatten() {
-            println!(
-                "{:<10} {:<17} {}",
-                h,
-                r["dst_mac"].as_str().unwrap_or("?"),
-                r["to"].as_str().unwrap_or("?")
-            );
-        }
-    }
-    Ok(())
+    list(
+        &args.view,
+        "rules",
+        &[("DST_MAC", "dst_mac", 17), ("TO", "to", 0)],
+    )
 }
