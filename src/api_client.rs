@@ -33,6 +33,9 @@ pub struct ApiClient {
 fn config() -> Config {
     Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
+        // Daemons are reached directly, whatever HTTP_PROXY says; the API never redirects.
+        .proxy(None)
+        .max_redirects(0)
         // 4xx replies carry the daemon's reason as JSON: read it, do not fail first.
         .http_status_as_error(false)
         .build()

@@ -1,6 +1,7 @@
-//! The daemon's HTTP/JSON API (config `[api]`): read and change over a unix socket and
-//! a TCP listener; requests without the bearer token on TCP are refused; malformed
-//! requests get a 4xx with a reason and change nothing; Prometheus text at /metrics.
+//! The daemon's HTTP/JSON API (config `[api]`): rules, links and VM ports read and
+//! changed over a unix socket and a TCP listener; requests without the bearer token on
+//! TCP are refused, the controller's too; malformed requests get a 4xx with a reason and
+//! change nothing; /metrics is Prometheus text that agrees with /stats.
 
 mod common;
 
@@ -9,10 +10,6 @@ use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn unix(sock: &std::path::Path, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    api(sock, method, path, body)
-}
 
 /// One sample of a Prometheus text exposition: metric name, labels, value.
 #[derive(Debug)]
@@ -170,17 +167,17 @@ fn api_reads_changes_and_refuses() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let (st, v) = unix(&sock, "GET", "/health", "");
+    let (st, v) = api(&sock, "GET", "/health", "");
     assert_eq!((st, &v["host"]), (200, &serde_json::json!("hosta")), "{v}");
-    let (st, v) = unix(&sock, "GET", "/stats", "");
+    let (st, v) = api(&sock, "GET", "/stats", "");
     assert_eq!(st, 200);
     assert!(v["switch"]["drops"].is_object(), "{v}");
-    let rules = |sock: &std::path::Path| unix(sock, "GET", "/rules", "").1["rules"].clone();
+    let rules = |sock: &std::path::Path| api(sock, "GET", "/rules", "").1["rules"].clone();
     let before = rules(&sock);
     assert_eq!(before.as_array().unwrap().len(), 2, "{before}"); // the VM and the rule
 
     // A change...
-    let (st, v) = unix(
+    let (st, v) = api(
         &sock,
         "PUT",
         "/rules/02:00:00:00:cc:01",
@@ -211,7 +208,7 @@ fn api_reads_changes_and_refuses() {
         ("POST", "/rules", "", 405, "not allowed"),
         ("GET", "/nothing", "", 404, "no route"),
     ] {
-        let (st, v) = unix(&sock, method, path, body);
+        let (st, v) = api(&sock, method, path, body);
         assert_eq!(st, status, "{method} {path}: {v}");
         assert_eq!(v["ok"], false, "{v}");
         assert!(
@@ -220,19 +217,19 @@ fn api_reads_changes_and_refuses() {
         );
         assert_eq!(rules(&sock), after, "{method} {path} changed the rules");
     }
-    let (st, _) = unix(&sock, "DELETE", "/rules/02:00:00:00:cc:01", "");
+    let (st, _) = api(&sock, "DELETE", "/rules/02:00:00:00:cc:01", "");
     assert_eq!(st, 200);
     assert_eq!(rules(&sock), before);
 
     // Links: read, add, rule onto it, refused removal while used, removal after.
-    let links = |sock: &std::path::Path| unix(sock, "GET", "/links", "").1["links"].clone();
+    let links = |sock: &std::path::Path| api(sock, "GET", "/links", "").1["links"].clone();
     let l0 = links(&sock);
     assert_eq!(l0[0]["name"], "B", "{l0}");
     assert_eq!(l0[0]["ip"], "198.18.100.2");
     assert_eq!(l0[0]["rules"], 1);
-    let (st, v) = unix(&sock, "PUT", "/links/C", r#"{"ip":"198.18.100.3"}"#);
+    let (st, v) = api(&sock, "PUT", "/links/C", r#"{"ip":"198.18.100.3"}"#);
     assert_eq!(st, 200, "{v}");
-    let (st, v) = unix(
+    let (st, v) = api(
         &sock,
         "PUT",
         "/rules/02:00:00:00:cc:01",
@@ -252,7 +249,7 @@ fn api_reads_changes_and_refuses() {
         ("PUT", "/links/D", r#"{"ip":"300.1.1.1"}"#, "IPv4"),
         ("PUT", "/links/D", r#"{"addr":"1.2.3.4"}"#, "needs \"ip\""),
     ] {
-        let (st, v) = unix(&sock, method, path, body);
+        let (st, v) = api(&sock, method, path, body);
         assert_eq!(st, 400, "{method} {path}: {v}");
         assert!(
             v["error"].as_str().unwrap().contains(reason),
@@ -260,11 +257,11 @@ fn api_reads_changes_and_refuses() {
         );
         assert_eq!(links(&sock), l1, "{method} {path} changed the links");
     }
-    assert_eq!(unix(&sock, "DELETE", "/rules/02:00:00:00:cc:01", "").0, 200);
-    assert_eq!(unix(&sock, "DELETE", "/links/C", "").0, 200);
+    assert_eq!(api(&sock, "DELETE", "/rules/02:00:00:00:cc:01", "").0, 200);
+    assert_eq!(api(&sock, "DELETE", "/links/C", "").0, 200);
     assert_eq!(links(&sock), l0);
     assert_eq!(rules(&sock), before);
-    let (st, v) = unix(&sock, "GET", "/vms", "");
+    let (st, v) = api(&sock, "GET", "/vms", "");
     assert_eq!(st, 200);
     let vms = v["vms"].as_array().unwrap();
     assert_eq!(vms.len(), 1, "{v}");
@@ -280,10 +277,10 @@ fn api_reads_changes_and_refuses() {
         r#"{{"devargs":"net_pcap7,rx_pcap={},tx_pcap=/dev/null","mac":"02:00:00:00:aa:02"}}"#,
         e.display()
     );
-    let (st, v) = unix(&sock, "PUT", "/vms/vm2", &plug);
+    let (st, v) = api(&sock, "PUT", "/vms/vm2", &plug);
     assert_eq!(st, 200, "{v}");
     assert_eq!(
-        unix(&sock, "GET", "/vms", "").1["vms"]
+        api(&sock, "GET", "/vms", "").1["vms"]
             .as_array()
             .unwrap()
             .len(),
@@ -309,17 +306,17 @@ fn api_reads_changes_and_refuses() {
         ("PUT", "/vms/vm3", &plug, "already plugged"),
         ("DELETE", "/vms/nosuch", "", "no VM port"),
     ] {
-        let (st, v) = unix(&sock, method, path, body);
+        let (st, v) = api(&sock, method, path, body);
         assert_eq!(st, 400, "{method} {path}: {v}");
         assert!(
             v["error"].as_str().unwrap().contains(reason),
             "{method} {path}: {v}"
         );
     }
-    let (st, v) = unix(&sock, "DELETE", "/vms/vm2", "");
+    let (st, v) = api(&sock, "DELETE", "/vms/vm2", "");
     assert_eq!((st, &v["rules_withdrawn"]), (200, &1.into()), "{v}");
     assert_eq!(
-        unix(&sock, "GET", "/vms", "").1["vms"]
+        api(&sock, "GET", "/vms", "").1["vms"]
             .as_array()
             .unwrap()
             .len(),
@@ -332,7 +329,7 @@ fn api_reads_changes_and_refuses() {
     let (st, text) = http(s, "GET", "/metrics", "", "");
     assert_eq!(st, 200);
     let samples = parse_prometheus(&text);
-    let stats = unix(&sock, "GET", "/stats", "").1;
+    let stats = api(&sock, "GET", "/stats", "").1;
     let one = |name: &str, extra: &[(&str, &str)]| {
         let want: BTreeMap<String, String> = std::iter::once(("host", "hosta"))
             .chain(extra.iter().copied())
@@ -410,6 +407,34 @@ fn api_reads_changes_and_refuses() {
         "",
     );
     assert_eq!(st, 200, "{body}");
+
+    // The controller reaches the API over TCP with the token, and not with a wrong one.
+    for (token, up) in [("s3cret", true), ("wrong", false)] {
+        let status = dir.0.join(format!("controller-{token}.json"));
+        let cfg = write_file(
+            &dir.0,
+            "controller.toml",
+            &format!(
+                "[controller]\nstatus_file = \"{}\"\nadapt = false\n\
+                 [[host]]\nname = \"hosta\"\nurl = \"127.0.0.1:{port}\"\ntoken = \"{token}\"\n",
+                status.display()
+            ),
+        );
+        let out = Command::new(wrenvnet_bin())
+            .args(["controller", "--observe", "--duration", "1.5", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+        let hosts_up = v["hosts_up"] == serde_json::json!(["hosta"]);
+        assert_eq!(hosts_up, up, "token {token}: {v}\n{log}");
+        if !up {
+            assert!(log.contains("401"), "{log}");
+        }
+    }
 
     // The operators' CLI on top of the API.
     let cli = |args: &[&str]| {
