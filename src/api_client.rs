@@ -198,3 +198,109 @@ impl Transport for UnixTransport {
         self.stream.set_nonblocking(false).is_ok() && idle
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server on a unix socket that answers `n` requests with (status, body), and
+    /// reports each request's method, URL, authorization and body.
+    fn serve(
+        path: &Path,
+        replies: Vec<(u16, &'static str)>,
+    ) -> std::thread::JoinHandle<Vec<(String, String, Option<String>, String)>> {
+        let server = tiny_http::Server::http_unix(path).unwrap();
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for (status, body) in replies {
+                let mut req = server.recv().unwrap();
+                let mut text = String::new();
+                req.as_reader().read_to_string(&mut text).unwrap();
+                let auth = req
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("Authorization"))
+                    .map(|h| h.value.to_string());
+                seen.push((req.method().to_string(), req.url().to_string(), auth, text));
+                req.respond(tiny_http::Response::from_string(body).with_status_code(status))
+                    .unwrap();
+            }
+            seen
+        })
+    }
+
+    #[test]
+    fn requests_over_a_unix_socket_carry_method_path_and_body_and_read_4xx_replies() {
+        let dir = std::env::temp_dir().join(format!("wrenvnet-api-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("api.sock");
+        let _ = std::fs::remove_file(&sock);
+        let server = serve(
+            &sock,
+            vec![
+                (200, r#"{"ok":true,"host":"h"}"#),
+                (400, r#"{"ok":false,"error":"no peer \"x\""}"#),
+                (200, "not json"),
+            ],
+        );
+        let api = ApiClient::unix(&sock);
+        let v = api.call("GET", "/rules", None).unwrap();
+        assert_eq!(v["host"], "h");
+        let body = serde_json::json!({"to": "peer:x"});
+        let err = format!(
+            "{:#}",
+            api.call("PUT", "/rules/02:00:00:00:00:01", Some(&body))
+                .unwrap_err()
+        );
+        assert!(err.contains("HTTP 400") && err.contains("no peer"), "{err}");
+        let err = format!("{:#}", api.request("GET", "/x", None).unwrap_err());
+        assert!(err.contains("not JSON"), "{err}");
+        let seen = server.join().unwrap();
+        assert_eq!(
+            seen[0],
+            ("GET".into(), "/rules".into(), None, String::new())
+        );
+        assert_eq!(
+            seen[1],
+            (
+                "PUT".into(),
+                "/rules/02:00:00:00:00:01".into(),
+                None,
+                body.to_string()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tcp_requests_carry_the_bearer_token() {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let addr = server.server_addr().to_ip().unwrap().to_string();
+        let t = std::thread::spawn(move || {
+            let req = server.recv().unwrap();
+            let auth = req
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Authorization"))
+                .map(|h| h.value.to_string());
+            req.respond(tiny_http::Response::from_string(r#"{"ok":true}"#))
+                .unwrap();
+            auth
+        });
+        ApiClient::tcp(&addr, Some("s3cret"))
+            .call("GET", "/health", None)
+            .unwrap();
+        assert_eq!(t.join().unwrap().as_deref(), Some("Bearer s3cret"));
+    }
+
+    #[test]
+    fn a_missing_socket_is_an_error_that_names_it() {
+        let err = format!(
+            "{:#}",
+            ApiClient::unix(Path::new("/nonexistent/api.sock"))
+                .call("GET", "/health", None)
+                .unwrap_err()
+        );
+        assert!(err.contains("/nonexistent/api.sock"), "{err}");
+    }
+}
