@@ -203,12 +203,12 @@ impl Transport for UnixTransport {
 mod tests {
     use super::*;
 
+    /// What the server saw of a request: method, URL, Authorization header, body.
+    type Seen = (String, String, Option<String>, String);
+
     /// A server on a unix socket that answers `n` requests with (status, body), and
     /// reports each request's method, URL, authorization and body.
-    fn serve(
-        path: &Path,
-        replies: Vec<(u16, &'static str)>,
-    ) -> std::thread::JoinHandle<Vec<(String, String, Option<String>, String)>> {
+    fn serve(path: &Path, replies: Vec<(u16, &'static str)>) -> std::thread::JoinHandle<Vec<Seen>> {
         let server = tiny_http::Server::http_unix(path).unwrap();
         std::thread::spawn(move || {
             let mut seen = Vec::new();
