@@ -129,8 +129,9 @@ pub fn run<'e>(
             let (rx, tx) = nic.queues();
             (rx.into_iter(), tx.into_iter())
         };
-        let ops = crate::api::Operations::new(
-            crate::api::Identity {
+        let control = crate::control::Control::bind(
+            sw.control_socket.as_deref(),
+            crate::control::Identity {
                 host: sw
                     .name
                     .clone()
@@ -139,8 +140,8 @@ pub fn run<'e>(
             },
             std::sync::Arc::clone(&fib),
             &vm_ports,
-        );
-        let api = crate::api::Api::bind(&config.api, ops)?;
+        )?;
+        let api = crate::api::Api::bind(&config.api)?;
         let burst = d.burst;
         let mut jobs: Vec<(dataplane::LcoreId, LcoreJob<'_>)> = Vec::new();
         for (w, mut monitor) in monitors.into_iter().enumerate().take(workers) {
@@ -200,7 +201,8 @@ pub fn run<'e>(
                     break;
                 }
                 let drained = analysis.poll();
-                api.poll(&counters, analysis);
+                control.poll(&counters, analysis);
+                api.poll(&control, &counters, analysis);
                 if Instant::now() >= next {
                     print_switch(&SwitchCounters::snapshot_all(&counters), &port_list());
                     // In the records' own time base, so windows close on time.
