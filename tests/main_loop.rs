@@ -113,7 +113,8 @@ fn xconnect_vttif_reports_a_topology_while_traffic_is_idle() {
     );
     assert!(status.success(), "{status}\n{}", seen.join("\n"));
     assert!(
-        seen.iter().any(|l| l.starts_with("monitor: 8 records pushed")),
+        seen.iter()
+            .any(|l| l.starts_with("monitor: 8 records pushed")),
         "the pcap's 8 frames were not all recorded:\n{}",
         seen.join("\n")
     );
