@@ -31,6 +31,29 @@ pub fn quit_on_signals() -> Result<Arc<AtomicBool>> {
 /// arguments, and checks it has a worker lcore for each configured worker.
 #[cold]
 pub fn start_eal(config: &Config, passthrough: &[String]) -> Result<Eal> {
+    let args = eal_args(config, passthrough);
+    let eal = Eal::init(&args).context("cannot start the DPDK EAL")?;
+    log::info!(
+        "DPDK {} (built against {})",
+        eal.runtime_version(),
+        dataplane::dpdk_build_version()
+    );
+    if !dataplane::tsc::cpu_has_invariant_tsc() {
+        log::warn!("CPU lacks constant_tsc/nonstop_tsc: cycle counts and record times may not track wall time");
+    }
+    check_tsc_rate();
+    let workers = config.dataplane.workers;
+    let lcores = eal.worker_lcores().len();
+    if lcores < workers as usize {
+        bail!(
+            "{workers} worker(s) configured but the EAL has {lcores} worker lcore(s); give more \
+             with `-- -l` (the first lcore is the main/control lcore)"
+        );
+    }
+    Ok(eal)
+}
+
+fn eal_args(config: &Config, passthrough: &[String]) -> EalArgs {
     let e = &config.eal;
     let mut args = EalArgs::new("wrenvnet")
         .in_memory(e.in_memory)
@@ -51,25 +74,7 @@ pub fn start_eal(config: &Config, passthrough: &[String]) -> Result<Eal> {
     for a in &e.pci {
         args = args.pci(a.clone());
     }
-    let eal = Eal::init(&args).context("cannot start the DPDK EAL")?;
-    log::info!(
-        "DPDK {} (built against {})",
-        eal.runtime_version(),
-        dataplane::dpdk_build_version()
-    );
-    if !dataplane::tsc::cpu_has_invariant_tsc() {
-        log::warn!("CPU lacks constant_tsc/nonstop_tsc: cycle counts and record times may not track wall time");
-    }
-    check_tsc_rate();
-    let workers = config.dataplane.workers;
-    let lcores = eal.worker_lcores().len();
-    if lcores < workers as usize {
-        bail!(
-            "{workers} worker(s) configured but the EAL has {lcores} worker lcore(s); give more \
-             with `-- -l` (the first lcore is the main/control lcore)"
-        );
-    }
-    Ok(eal)
+    args
 }
 
 #[cold]

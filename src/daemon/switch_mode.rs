@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use dataplane::lcore::LcoreJob;
 use dataplane::monitor::Monitor;
-use dataplane::switch::counters::{SwitchCounters, SwitchSnapshot};
+use dataplane::switch::counters::SwitchCounters;
 use dataplane::switch::fib::{Dest, Fib, PeerSpec};
 use dataplane::switch::mailbox::Mailbox;
 use dataplane::switch::neighbors::Neighbors;
@@ -22,7 +22,7 @@ use dataplane::{Eal, LcoreId, MacAddr, Mempool, Port, PortId, RxQueue, TxQueue};
 use super::main_loop::{Ends, MainLoop, Monitoring};
 use super::summary::{ModeSummary, Outcome, PortSummary};
 use crate::config::{parse_mac, Config, SwitchSection};
-use crate::vm_ports::VmPorts;
+use crate::vm_ports::{VmPortControl, VmPorts};
 
 pub fn run<'e>(
     eal: &'e Eal,
@@ -46,19 +46,7 @@ pub fn run<'e>(
     let nic_mac = nic.mac().context("cannot read the NIC's MAC")?;
     let fib = Arc::new(ArcSwap::from_pointee(forwarding_table(sw)?));
     log_switch(sw, nic_mac, &fib.load());
-    let shared = Shared {
-        underlay: Underlay {
-            ip: sw.underlay_ip.octets(),
-            mac: nic_mac.0,
-            vni: sw.vni,
-            max_frame: sw.mtu as usize + 14,
-        },
-        counters: (0..config.dataplane.workers)
-            .map(|_| SwitchCounters::default())
-            .collect(),
-        neighbors: Neighbors::default(),
-        quit: ends.quit,
-    };
+    let shared = Shared::new(sw, nic_mac, config.dataplane.workers, ends.quit);
     let mailboxes: Vec<Mailbox<'_>> = shared.counters.iter().map(|_| Mailbox::default()).collect();
     // VM ports go to the registry, which lends their queues to the workers and can
     // unplug them live.
@@ -78,34 +66,14 @@ pub fn run<'e>(
         l.extend(vm_ports.borrow().ports());
         l
     };
-    let print = |label: &str| {
-        print_switch(
-            label,
-            &SwitchCounters::snapshot_all(&shared.counters),
-            &port_list(),
-        )
-    };
+    let print = |label: &str| print_switch(label, &shared.counters, &port_list());
     let mut main = MainLoop::new(ends, monitoring, d.stats_interval_ms, dataplane::tsc::now());
     {
         let (nic_rx, nic_tx) = nic.queues();
         let jobs = worker_jobs(
             eal, config, &shared, &fib, &mailboxes, pool, nic_rx, nic_tx, monitors,
         )?;
-        // The operators' ways in, answered between the main loop's polls.
-        let identity = crate::control::Identity {
-            host: sw
-                .name
-                .clone()
-                .unwrap_or_else(|| sw.underlay_ip.to_string()),
-            underlay_ip: sw.underlay_ip.to_string(),
-        };
-        let control = crate::control::Control::bind(
-            sw.control_socket.as_deref(),
-            identity,
-            Arc::clone(&fib),
-            &vm_ports,
-        )?;
-        let api = crate::api::Api::bind(&config.api)?;
+        let (control, api) = bind_operators(config, sw, &fib, &vm_ports)?;
         let serve = |a: &_| {
             control.poll(&shared.counters, a);
             api.poll(&control, &shared.counters, a);
@@ -114,18 +82,17 @@ pub fn run<'e>(
         eal.run_on_lcores(jobs, || main.run(print, serve))?;
     }
     let elapsed_s = main.finish(print);
-    let snapshot = SwitchCounters::snapshot_all(&shared.counters);
-    let ports = port_list()
-        .iter()
-        .map(|(name, id)| PortSummary::read(name, *id))
-        .collect();
+    let outcome = Outcome {
+        ports: port_list()
+            .iter()
+            .map(|(name, id)| PortSummary::read(name, *id))
+            .collect(),
+        mode: ModeSummary::Switch(SwitchCounters::snapshot_all(&shared.counters)),
+        elapsed_s,
+    };
     // The workers are gone and returned every VM port's queues: close them all.
     vm_ports.borrow_mut().shut_down();
-    Ok(Outcome {
-        ports,
-        mode: ModeSummary::Switch(snapshot),
-        elapsed_s,
-    })
+    Ok(outcome)
 }
 
 /// What every worker shares with the others and the main lcore.
@@ -135,6 +102,47 @@ struct Shared<'q> {
     /// Peer MACs learned by any worker.
     neighbors: Neighbors,
     quit: &'q AtomicBool,
+}
+
+impl<'q> Shared<'q> {
+    fn new(sw: &SwitchSection, nic_mac: MacAddr, workers: u16, quit: &'q AtomicBool) -> Self {
+        Self {
+            underlay: Underlay {
+                ip: sw.underlay_ip.octets(),
+                mac: nic_mac.0,
+                vni: sw.vni,
+                max_frame: sw.mtu as usize + 14,
+            },
+            counters: (0..workers).map(|_| SwitchCounters::default()).collect(),
+            neighbors: Neighbors::default(),
+            quit,
+        }
+    }
+}
+
+/// The operators' ways in (the control socket and the HTTP API), answered by the main
+/// loop between its polls.
+#[cold]
+fn bind_operators<'v>(
+    config: &Config,
+    sw: &SwitchSection,
+    fib: &Arc<ArcSwap<Fib>>,
+    vm_ports: &'v RefCell<dyn VmPortControl + 'v>,
+) -> Result<(crate::control::Control<'v>, crate::api::Api)> {
+    let identity = crate::control::Identity {
+        host: sw
+            .name
+            .clone()
+            .unwrap_or_else(|| sw.underlay_ip.to_string()),
+        underlay_ip: sw.underlay_ip.to_string(),
+    };
+    let control = crate::control::Control::bind(
+        sw.control_socket.as_deref(),
+        identity,
+        Arc::clone(fib),
+        vm_ports,
+    )?;
+    Ok((control, crate::api::Api::bind(&config.api)?))
 }
 
 fn port_index(config: &Config, name: &str) -> Option<usize> {
@@ -262,7 +270,8 @@ fn worker_jobs<'j, 'p: 'j, 'e: 'j>(
 }
 
 #[cold]
-fn print_switch(label: &str, s: &SwitchSnapshot, ports: &[(String, PortId)]) {
+fn print_switch(label: &str, counters: &[SwitchCounters], ports: &[(String, PortId)]) {
+    let s = SwitchCounters::snapshot_all(counters);
     println!("--- switch ({label}) ---");
     println!(
         "switch: vm rx {} tx {} | nic rx {} tx {} | encap {} decap {} flood {} (unknown unicast {}) | arp replies {} requests {} | cycles/pkt {} | empty polls {}",

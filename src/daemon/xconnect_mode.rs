@@ -2,6 +2,8 @@
 //! the reverse (testpmd's io mode), worker w on queue w of both ports; the baseline the
 //! switch is measured against.
 
+use std::sync::atomic::AtomicBool;
+
 use analysis::record::Direction;
 use anyhow::Result;
 use dataplane::lcore::LcoreJob;
@@ -17,7 +19,7 @@ pub fn run(
     eal: &Eal,
     mut ports: Vec<Port<'_>>,
     config: &Config,
-    mut monitors: Vec<Option<Monitor>>,
+    monitors: Vec<Option<Monitor>>,
     monitoring: &mut Monitoring,
     ends: Ends<'_>,
 ) -> Result<Outcome> {
@@ -27,44 +29,19 @@ pub fn run(
     let names: Vec<String> = config.ports.iter().map(|p| p.name.clone()).collect();
     let counters: Vec<WorkerCounters> = (0..workers).map(|_| WorkerCounters::default()).collect();
     let legs_counters: Vec<[LegCounters; 2]> = (0..workers).map(|_| Default::default()).collect();
-    let idle = IdleBackoff {
-        empty_polls_before_sleep: d.idle_polls,
-        sleep_us: d.idle_sleep_us,
-    };
     let lcores = eal.worker_lcores();
     let print = |label: &str| print_stats(label, &port_ids, &names, &counters);
     let mut main = MainLoop::new(ends, monitoring, d.stats_interval_ms, dataplane::tsc::now());
     {
-        let (a, b) = ports.split_at_mut(1);
-        let (mut a_rx, mut a_tx) = a[0].queues();
-        let (mut b_rx, mut b_tx) = b[0].queues();
-        let mut jobs: Vec<(LcoreId, LcoreJob<'_>)> = Vec::new();
-        for w in (0..workers).rev() {
-            let mut legs = vec![
-                Leg {
-                    rx: a_rx.remove(w),
-                    tx: b_tx.remove(w),
-                    counters: &legs_counters[w][0],
-                    direction: Direction::ToNic,
-                },
-                Leg {
-                    rx: b_rx.remove(w),
-                    tx: a_tx.remove(w),
-                    counters: &legs_counters[w][1],
-                    direction: Direction::FromNic,
-                },
-            ];
-            let counters = &counters[w];
-            let quit = ends.quit;
-            let burst = d.burst;
-            let mut monitor = monitors.pop().flatten();
-            jobs.push((
-                lcores[w],
-                Box::new(move || {
-                    xconnect::run(&mut legs, counters, quit, idle, burst, monitor.as_mut())
-                }),
-            ));
-        }
+        let jobs = worker_jobs(
+            &mut ports,
+            &lcores,
+            config,
+            &counters,
+            &legs_counters,
+            ends.quit,
+            monitors,
+        );
         log::info!("xconnect: {workers} worker(s) on {:?}", &lcores[..workers]);
         eal.run_on_lcores(jobs, || main.run(print, |_| {}))?;
     }
@@ -80,6 +57,53 @@ pub fn run(
         mode: ModeSummary::Xconnect(summary(&counters, &legs_counters)),
         elapsed_s,
     })
+}
+
+/// Worker w forwards queue w of port 0 to queue w of port 1 and the reverse.
+fn worker_jobs<'j>(
+    ports: &'j mut [Port<'_>],
+    lcores: &[LcoreId],
+    config: &Config,
+    counters: &'j [WorkerCounters],
+    legs_counters: &'j [[LegCounters; 2]],
+    quit: &'j AtomicBool,
+    mut monitors: Vec<Option<Monitor>>,
+) -> Vec<(LcoreId, LcoreJob<'j>)> {
+    let d = &config.dataplane;
+    let idle = IdleBackoff {
+        empty_polls_before_sleep: d.idle_polls,
+        sleep_us: d.idle_sleep_us,
+    };
+    let (a, b) = ports.split_at_mut(1);
+    let (mut a_rx, mut a_tx) = a[0].queues();
+    let (mut b_rx, mut b_tx) = b[0].queues();
+    let mut jobs: Vec<(LcoreId, LcoreJob<'j>)> = Vec::new();
+    for w in (0..counters.len()).rev() {
+        let mut legs = vec![
+            Leg {
+                rx: a_rx.remove(w),
+                tx: b_tx.remove(w),
+                counters: &legs_counters[w][0],
+                direction: Direction::ToNic,
+            },
+            Leg {
+                rx: b_rx.remove(w),
+                tx: a_tx.remove(w),
+                counters: &legs_counters[w][1],
+                direction: Direction::FromNic,
+            },
+        ];
+        let counters = &counters[w];
+        let burst = d.burst;
+        let mut monitor = monitors.pop().flatten();
+        jobs.push((
+            lcores[w],
+            Box::new(move || {
+                xconnect::run(&mut legs, counters, quit, idle, burst, monitor.as_mut())
+            }),
+        ));
+    }
+    jobs
 }
 
 fn summary(workers: &[WorkerCounters], legs: &[[LegCounters; 2]]) -> XconnectSummary {
