@@ -133,8 +133,11 @@ impl<'a> MainLoop<'a> {
         if now >= self.next_stats {
             print_stats("periodic");
             self.report(now);
-            // A loop held up past several intervals prints once, not once per interval.
-            self.next_stats = (self.next_stats + self.stats_every).max(now);
+            self.next_stats += self.stats_every;
+            if self.next_stats <= now {
+                // Held up past a whole interval: one print, the next an interval on.
+                self.next_stats = now + self.stats_every;
+            }
         }
         Some(drained)
     }
