@@ -73,11 +73,8 @@ pub fn run<'e>(
         let jobs = worker_jobs(
             eal, config, &shared, &fib, &mailboxes, pool, nic_rx, nic_tx, monitors,
         )?;
-        let (control, api) = bind_operators(config, sw, &fib, &vm_ports)?;
-        let serve = |a: &_| {
-            control.poll(&shared.counters, a);
-            api.poll(&control, &shared.counters, a);
-        };
+        let api = bind_api(config, sw, &fib, &vm_ports)?;
+        let serve = |a: &_| api.poll(&shared.counters, a);
         vm_ports.borrow_mut().set_live();
         eal.run_on_lcores(jobs, || main.run(print, serve))?;
     }
@@ -120,29 +117,23 @@ impl<'q> Shared<'q> {
     }
 }
 
-/// The operators' ways in (the control socket and the HTTP API), answered by the main
-/// loop between its polls.
+/// The operators' way in, the HTTP API, answered by the main loop between its polls.
 #[cold]
-fn bind_operators<'v>(
+fn bind_api<'v>(
     config: &Config,
     sw: &SwitchSection,
     fib: &Arc<ArcSwap<Fib>>,
     vm_ports: &'v RefCell<dyn VmPortControl + 'v>,
-) -> Result<(crate::control::Control<'v>, crate::api::Api)> {
-    let identity = crate::control::Identity {
+) -> Result<crate::api::Api<'v>> {
+    let identity = crate::api::Identity {
         host: sw
             .name
             .clone()
             .unwrap_or_else(|| sw.underlay_ip.to_string()),
         underlay_ip: sw.underlay_ip.to_string(),
     };
-    let control = crate::control::Control::bind(
-        sw.control_socket.as_deref(),
-        identity,
-        Arc::clone(fib),
-        vm_ports,
-    )?;
-    Ok((control, crate::api::Api::bind(&config.api)?))
+    let ops = crate::api::Operations::new(identity, Arc::clone(fib), vm_ports);
+    crate::api::Api::bind(&config.api, ops)
 }
 
 fn port_index(config: &Config, name: &str) -> Option<usize> {
