@@ -55,7 +55,7 @@ testpmd_run() {
 wrenvnet_run() { # config
   "$BIN" run --config "$1" --duration "$SECS" --summary-json "$tmp/s.json" \
     -- "${EAL[@]}" >"$tmp/wrenvnet.log" 2>&1 || { cat "$tmp/wrenvnet.log" >&2; exit 1; }
-  python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); c=s["cycles_per_packet"]; c is not None or sys.exit("wrenvnet forwarded no packets"); print("%.3f %d" % (c, sum(w["packets"] for w in s["workers"])))' "$tmp/s.json" || no_traffic
+  python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["xconnect"]; c=s["cycles_per_packet"]; c is not None or sys.exit("wrenvnet forwarded no packets"); print("%.3f %d" % (c, sum(w["packets"] for w in s["workers"])))' "$tmp/s.json" || no_traffic
 }
 
 declare -a T W R M

@@ -1,5 +1,6 @@
 //! wrenvnet: a DPDK overlay switch for virtual machines that measures the network from
 //! the application's own traffic and adapts the application to it.
+#![forbid(unsafe_code)]
 
 mod adapt;
 mod analyze;
@@ -7,10 +8,9 @@ mod api;
 mod api_client;
 mod config;
 mod controller;
+mod daemon;
 mod operator;
 mod plot;
-mod run;
-mod switch_mode;
 mod vm_ports;
 
 use std::process::ExitCode;
@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the dataplane described by a config file (mode "xconnect": port 0 <-> port 1).
-    Run(run::RunArgs),
+    Run(daemon::RunArgs),
     /// Solve a VADAPT problem (VM mapping and overlay paths) from a JSON file.
     /// Exit code 3 when no feasible plan exists (the best-effort plan is printed).
     Adapt(adapt::AdaptArgs),
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
     dataplane::process::restore_default_sigpipe();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => daemon::run(args).map(|()| ExitCode::SUCCESS),
         Command::Matrix(args) => operator::matrix(args).map(|()| ExitCode::SUCCESS),
         Command::Paths(args) => operator::paths(args).map(|()| ExitCode::SUCCESS),
         Command::Status(args) => operator::status(args).map(|()| ExitCode::SUCCESS),

@@ -129,12 +129,12 @@ fn null_ports_forward_and_report_a_clean_exit() {
     let b_tx = s["ports"][1]["stats"]["tx_packets"].as_u64().unwrap();
     assert!(a_rx > 1000, "too few packets forwarded: {a_rx}");
     // Everything received on a went out of b, except what b's queue refused (counted).
-    let drops = s["tx_full_drops"].as_u64().unwrap();
+    let drops = s["xconnect"]["tx_full_drops"].as_u64().unwrap();
     assert_eq!(
         a_rx + s["ports"][1]["stats"]["rx_packets"].as_u64().unwrap(),
         b_tx + s["ports"][0]["stats"]["tx_packets"].as_u64().unwrap() + drops
     );
-    assert!(s["cycles_per_packet"].as_f64().unwrap() > 0.0);
+    assert!(s["xconnect"]["cycles_per_packet"].as_f64().unwrap() > 0.0);
 }
 
 fn run_summary(config: &str, tag: &str, secs: &str) -> serde_json::Value {
@@ -174,7 +174,7 @@ fn slow_consumer_drops_and_counts_records_never_packets() {
     let pushed = m["records_pushed"].as_u64().unwrap();
     let dropped = m["records_dropped_ring_full"].as_u64().unwrap();
     let analysed = m["records_analysed"].as_u64().unwrap();
-    let packets: u64 = slow["workers"]
+    let packets: u64 = slow["xconnect"]["workers"]
         .as_array()
         .unwrap()
         .iter()
@@ -189,7 +189,7 @@ fn slow_consumer_drops_and_counts_records_never_packets() {
     assert_eq!(analysed, pushed, "every pushed record reaches the engines");
     assert!(packets > 1_000_000, "forwarding stalled: {packets} packets");
     assert_eq!(slow["mbufs_in_use_at_exit"], 0);
-    assert_eq!(slow["tx_full_drops"], 0);
+    assert_eq!(slow["xconnect"]["tx_full_drops"], 0);
     // Monitoring off: no records at all.
     let off = run_summary(
         &format!("{TWO_NULL_PORTS}\n[monitor]\nenabled = false\n"),

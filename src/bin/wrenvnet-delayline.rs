@@ -17,6 +17,7 @@
 //! of a busy flow that fall due while the writer is awake, so the lab's truth (ping)
 //! and the application would see different links. What remains is the kernel's wake-up
 //! latency (~20 µs on the lab's VM), which the lab measures with ping on the same path.
+#![forbid(unsafe_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -21,6 +21,7 @@
 //!   wrenvnet-gen --tx net_memif0,role=server,socket=/tmp/nic.sock \
 //!                --encap-src 198.18.100.2,02:00:00:00:ff:02 \
 //!                --encap-dst 198.18.100.1,02:00:00:00:ff:01 --vni 42 -- -l 0 ...
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

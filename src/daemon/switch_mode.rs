@@ -1,0 +1,304 @@
+//! `wrenvnet run` in mode "switch": builds the overlay switch from the config and runs
+//! it on `dataplane.workers` worker lcores (worker w owns queue w of every port), while
+//! the main lcore runs `MainLoop` and answers the operators.
+
+use std::cell::RefCell;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use dataplane::lcore::LcoreJob;
+use dataplane::monitor::Monitor;
+use dataplane::switch::counters::SwitchCounters;
+use dataplane::switch::fib::{Dest, Fib, PeerSpec};
+use dataplane::switch::mailbox::Mailbox;
+use dataplane::switch::neighbors::Neighbors;
+use dataplane::switch::overlay::Underlay;
+use dataplane::switch::Switch;
+use dataplane::xconnect::IdleBackoff;
+use dataplane::{Eal, LcoreId, MacAddr, Mempool, Port, PortId, RxQueue, TxQueue};
+
+use super::main_loop::{Ends, MainLoop, Monitoring};
+use super::summary::{ModeSummary, Outcome, PortSummary};
+use crate::config::{parse_mac, Config, SwitchSection};
+use crate::vm_ports::{VmPortControl, VmPorts};
+
+pub fn run<'e>(
+    eal: &'e Eal,
+    pool: Mempool<'e>,
+    ports: Vec<Port<'e>>,
+    config: &Config,
+    monitors: Vec<Option<Monitor>>,
+    monitoring: &mut Monitoring,
+    ends: Ends<'_>,
+) -> Result<Outcome> {
+    let sw = config
+        .switch
+        .as_ref()
+        .context("mode \"switch\" needs a [switch] section")?;
+    let nic_ix = port_index(config, &sw.nic).context("switch.nic is not a port")?;
+    // One slot per config port, by config index: the NIC and each VM port are taken out.
+    let mut config_ports: Vec<Option<Port<'e>>> = ports.into_iter().map(Some).collect();
+    // The NIC stays here (its queues borrow it); it closes when this function returns,
+    // after the mailboxes its queues outlive.
+    let mut nic = config_ports[nic_ix].take().context("NIC port")?;
+    let nic_mac = nic.mac().context("cannot read the NIC's MAC")?;
+    let fib = Arc::new(ArcSwap::from_pointee(forwarding_table(sw)?));
+    log_switch(sw, nic_mac, &fib.load());
+    let shared = Shared::new(sw, nic_mac, config.dataplane.workers, ends.quit);
+    let mailboxes: Vec<Mailbox<'_>> = shared.counters.iter().map(|_| Mailbox::default()).collect();
+    // VM ports go to the registry, which lends their queues to the workers and can
+    // unplug them live.
+    let d = &config.dataplane;
+    let vm_ports = RefCell::new(VmPorts::new(
+        eal,
+        pool,
+        d.port_config(),
+        &mailboxes,
+        Arc::clone(&fib),
+    ));
+    adopt_vm_ports(&mut vm_ports.borrow_mut(), config, &mut config_ports)?;
+    drop(config_ports); // ports that are neither NIC nor VM: closed now
+    let nic_port = (config.ports[nic_ix].name.clone(), nic.id());
+    let port_list = || {
+        let mut l = vec![nic_port.clone()];
+        l.extend(vm_ports.borrow().ports());
+        l
+    };
+    let print = |label: &str| print_switch(label, &shared.counters, &port_list());
+    let mut main = MainLoop::new(ends, monitoring, d.stats_interval_ms, dataplane::tsc::now());
+    {
+        let (nic_rx, nic_tx) = nic.queues();
+        let jobs = worker_jobs(
+            eal, config, &shared, &fib, &mailboxes, pool, nic_rx, nic_tx, monitors,
+        )?;
+        let api = bind_api(config, sw, &fib, &vm_ports)?;
+        let serve = |a: &_| api.poll(&shared.counters, a);
+        vm_ports.borrow_mut().set_live();
+        eal.run_on_lcores(jobs, || main.run(print, serve))?;
+    }
+    let elapsed_s = main.finish(print);
+    let outcome = Outcome {
+        ports: port_list()
+            .iter()
+            .map(|(name, id)| PortSummary::read(name, *id))
+            .collect(),
+        mode: ModeSummary::Switch(SwitchCounters::snapshot_all(&shared.counters)),
+        elapsed_s,
+    };
+    // The workers are gone and returned every VM port's queues: close them all.
+    vm_ports.borrow_mut().shut_down();
+    Ok(outcome)
+}
+
+/// What every worker shares with the others and the main lcore.
+struct Shared<'q> {
+    underlay: Underlay,
+    counters: Vec<SwitchCounters>,
+    /// Peer MACs learned by any worker.
+    neighbors: Neighbors,
+    quit: &'q AtomicBool,
+}
+
+impl<'q> Shared<'q> {
+    fn new(sw: &SwitchSection, nic_mac: MacAddr, workers: u16, quit: &'q AtomicBool) -> Self {
+        Self {
+            underlay: Underlay {
+                ip: sw.underlay_ip.octets(),
+                mac: nic_mac.0,
+                vni: sw.vni,
+                max_frame: sw.mtu as usize + 14,
+            },
+            counters: (0..workers).map(|_| SwitchCounters::default()).collect(),
+            neighbors: Neighbors::default(),
+            quit,
+        }
+    }
+}
+
+/// The operators' way in, the HTTP API, answered by the main loop between its polls.
+#[cold]
+fn bind_api<'v>(
+    config: &Config,
+    sw: &SwitchSection,
+    fib: &Arc<ArcSwap<Fib>>,
+    vm_ports: &'v RefCell<dyn VmPortControl + 'v>,
+) -> Result<crate::api::Api<'v>> {
+    let identity = crate::api::Identity {
+        host: sw
+            .name
+            .clone()
+            .unwrap_or_else(|| sw.underlay_ip.to_string()),
+        underlay_ip: sw.underlay_ip.to_string(),
+    };
+    let ops = crate::api::Operations::new(identity, Arc::clone(fib), vm_ports);
+    crate::api::Api::bind(&config.api, ops)
+}
+
+fn port_index(config: &Config, name: &str) -> Option<usize> {
+    config.ports.iter().position(|p| p.name == name)
+}
+
+/// The rules and links of `[switch]`: each VM's MAC to its port, each rule's MAC to its
+/// peer.
+#[cold]
+fn forwarding_table(sw: &SwitchSection) -> Result<Fib> {
+    let mut fib = Fib::default();
+    for (i, v) in sw.vms.iter().enumerate() {
+        fib.insert(parse_mac(&v.mac)?, Dest::Vm(i));
+    }
+    for p in &sw.peers {
+        fib.set_peer(PeerSpec {
+            name: p.name.clone(),
+            ip: p.ip.octets(),
+            mac: p.mac.as_deref().map(parse_mac).transpose()?,
+        })
+        .with_context(|| format!("switch.peer {:?}", p.name))?;
+    }
+    for r in &sw.rules {
+        let p = sw
+            .peers
+            .iter()
+            .position(|p| p.name == r.peer)
+            .context("rule names an unknown peer")?;
+        fib.insert(parse_mac(&r.dst_mac)?, Dest::Peer(p));
+    }
+    Ok(fib)
+}
+
+#[cold]
+fn log_switch(sw: &SwitchSection, nic_mac: MacAddr, fib: &Fib) {
+    log::info!(
+        "switch: underlay {} mac {} vni {}, {} VM(s), {} peer(s), {} rule(s)",
+        sw.underlay_ip,
+        nic_mac,
+        sw.vni,
+        sw.vms.len(),
+        fib.peers().len(),
+        fib.len()
+    );
+}
+
+/// Hands each `[[switch.vm]]`'s port (taken out of `ports`, by config index) to the
+/// VM port registry, in slot order.
+#[cold]
+fn adopt_vm_ports<'e: 'p, 'p>(
+    registry: &mut VmPorts<'e, 'p, '_>,
+    config: &Config,
+    ports: &mut [Option<Port<'e>>],
+) -> Result<()> {
+    let sw = config.switch.as_ref().context("[switch]")?;
+    for v in &sw.vms {
+        let i = port_index(config, &v.port).context("switch vm port is not a port")?;
+        let port = ports[i]
+            .take()
+            .with_context(|| format!("port {:?} is used twice", v.port))?;
+        registry.adopt(&v.port, &config.ports[i].devargs, parse_mac(&v.mac)?, port)?;
+    }
+    Ok(())
+}
+
+/// One switch per worker lcore, on its queue of the NIC (VM ports reach it through its
+/// mailbox before its first burst).
+#[allow(clippy::too_many_arguments)]
+#[cold]
+fn worker_jobs<'j, 'p: 'j, 'e: 'j>(
+    eal: &Eal,
+    config: &Config,
+    shared: &'j Shared<'j>,
+    fib: &Arc<ArcSwap<Fib>>,
+    mailboxes: &'j [Mailbox<'p>],
+    pool: Mempool<'e>,
+    nic_rx: Vec<RxQueue<'p>>,
+    nic_tx: Vec<TxQueue<'p>>,
+    monitors: Vec<Option<Monitor>>,
+) -> Result<Vec<(LcoreId, LcoreJob<'j>)>> {
+    let d = &config.dataplane;
+    let idle = IdleBackoff {
+        empty_polls_before_sleep: d.idle_polls,
+        sleep_us: d.idle_sleep_us,
+    };
+    let lcores = eal.worker_lcores();
+    let (mut nic_rx, mut nic_tx) = (nic_rx.into_iter(), nic_tx.into_iter());
+    let mut jobs: Vec<(LcoreId, LcoreJob<'j>)> = Vec::new();
+    for (w, mut monitor) in monitors.into_iter().enumerate().take(shared.counters.len()) {
+        let mut switch = Switch {
+            worker: w,
+            nic_rx: nic_rx
+                .next()
+                .context("the NIC has fewer queues than workers")?,
+            nic_tx: nic_tx
+                .next()
+                .context("the NIC has fewer queues than workers")?,
+            vms: Vec::new(), // plugged through the mailbox before the first burst
+            mailbox: &mailboxes[w],
+            peers: Vec::new(),
+            fib: Arc::clone(fib),
+            underlay: shared.underlay,
+            pool,
+            counters: &shared.counters[w],
+            neighbors: &shared.neighbors,
+            stage_clocks: d.stage_clocks,
+            alternate_tsc: config
+                .monitor
+                .alternate_ms
+                .saturating_mul(dataplane::tsc::hz())
+                / 1000,
+        };
+        let (quit, burst) = (shared.quit, d.burst);
+        jobs.push((
+            lcores[w],
+            Box::new(move || switch.run(quit, idle, burst, monitor.as_mut())),
+        ));
+    }
+    log::info!(
+        "switch: {} worker(s) on lcores {:?}",
+        jobs.len(),
+        &lcores[..jobs.len()]
+    );
+    Ok(jobs)
+}
+
+#[cold]
+fn print_switch(label: &str, counters: &[SwitchCounters], ports: &[(String, PortId)]) {
+    let s = SwitchCounters::snapshot_all(counters);
+    println!("--- switch ({label}) ---");
+    println!(
+        "switch: vm rx {} tx {} | nic rx {} tx {} | encap {} decap {} flood {} (unknown unicast {}) | arp replies {} requests {} | cycles/pkt {} | empty polls {}",
+        s.vm_rx,
+        s.vm_tx,
+        s.nic_rx,
+        s.nic_tx,
+        s.encapsulated,
+        s.decapsulated,
+        s.flooded,
+        s.unknown_unicast,
+        s.arp_replies,
+        s.arp_requests,
+        s.cycles_per_packet.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+        s.empty_polls
+    );
+    let drops: Vec<String> = s
+        .drops
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
+    println!(
+        "drops: {}",
+        if drops.is_empty() {
+            "none".to_string()
+        } else {
+            drops.join(", ")
+        }
+    );
+    for (name, id) in ports {
+        if let Ok(st) = id.stats() {
+            println!(
+                "  port {name:<10} rx {:>10} tx {:>10} missed {:>6} errors rx {} tx {}",
+                st.rx_packets, st.tx_packets, st.rx_missed, st.rx_errors, st.tx_errors
+            );
+        }
+    }
+}
