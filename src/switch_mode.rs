@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use dataplane::lcore::LcoreJob;
 use dataplane::monitor::Monitor;
 use dataplane::switch::counters::{SwitchCounters, SwitchSnapshot};
-use dataplane::switch::fib::{Dest, Fib, PeerSpec};
+use dataplane::switch::fib::{Dest, Fib, PeerIx, PeerSpec, VmSlot};
 use dataplane::switch::mailbox::Mailbox;
 use dataplane::switch::neighbors::Neighbors;
 use dataplane::switch::overlay::Underlay;
@@ -54,7 +54,7 @@ pub fn run<'e>(
     };
     let mut fib = Fib::default();
     for (i, v) in sw.vms.iter().enumerate() {
-        fib.insert(parse_mac(&v.mac)?, Dest::Vm(i));
+        fib.insert(parse_mac(&v.mac)?, Dest::Vm(VmSlot(i)));
     }
     for p in &sw.peers {
         fib.set_peer(PeerSpec {
@@ -70,7 +70,7 @@ pub fn run<'e>(
             .iter()
             .position(|p| p.name == r.peer)
             .context("rule names an unknown peer")?;
-        fib.insert(parse_mac(&r.dst_mac)?, Dest::Peer(p));
+        fib.insert(parse_mac(&r.dst_mac)?, Dest::Peer(PeerIx(p)));
     }
     let vm_ix: Vec<usize> = sw
         .vms
