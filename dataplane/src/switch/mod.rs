@@ -19,7 +19,11 @@ pub mod forward;
 mod instruments;
 pub mod mailbox;
 pub mod neighbors;
+mod output;
 pub mod overlay;
+mod peers;
+
+pub use peers::Peer;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,46 +39,12 @@ use crate::port::{MacAddr, RxQueue, TxQueue};
 use crate::tsc;
 use crate::xconnect::IdleBackoff;
 use counters::{DropCause, Stage, SwitchCounters};
-use fib::{Dest, Fib, LookupCache, PeerIx, VmSlot, MAX_PEERS};
-use forward::{decide, dst_mac, Decision, FloodSet, Ingress, VmSet};
+use fib::{Fib, LookupCache, PeerIx, VmSlot, MAX_PEERS};
+use forward::{decide, dst_mac, Decision, Ingress, VmSet};
 use instruments::Instruments;
 use mailbox::{Mailbox, VmCommand, MAX_VMS};
 use neighbors::Neighbors;
-use overlay::{
-    arp_reply_in_place, arp_request, classify, classify_whole_vxlan, EncapTemplate, FromNic,
-    Underlay, ENCAP_LEN, ORIGIN_TTL,
-};
-
-/// The worker's state of an overlay link (`Fib::peers` has the configuration).
-#[derive(Debug, Clone, Copy)]
-pub struct Peer {
-    pub ip: [u8; 4],
-    /// Learned by ARP or from its VXLAN frames; configured for static setups.
-    mac: Option<MacAddr>,
-    /// The outer headers towards the peer, built when its MAC becomes known.
-    encap: Option<EncapTemplate>,
-}
-
-impl Peer {
-    fn new(ip: [u8; 4], mac: Option<MacAddr>, u: &Underlay) -> Self {
-        Self {
-            ip,
-            mac,
-            encap: mac.map(|m| EncapTemplate::new(u, ip, m.0)),
-        }
-    }
-
-    pub fn mac(&self) -> Option<MacAddr> {
-        self.mac
-    }
-
-    #[cold]
-    fn set_mac(&mut self, mac: MacAddr, u: &Underlay) {
-        if self.mac != Some(mac) {
-            *self = Self::new(self.ip, Some(mac), u);
-        }
-    }
-}
+use overlay::{classify, classify_whole_vxlan, FromNic, Underlay, ENCAP_LEN};
 
 /// A local VM's port.
 pub struct VmPort<'p> {
@@ -468,145 +438,6 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         }
     }
 
-    /// Copies of `m` to every destination of `to`; `m` itself goes to the last one.
-    fn flood(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>, mut to: FloodSet) {
-        let Some(last) = to.pop_last() else {
-            return;
-        };
-        self.counters.flooded.add(1);
-        for d in to {
-            match m.copy(&self.pool) {
-                Some(c) => self.send_to(out, c, d),
-                None => self.counters.drop(DropCause::NoMbuf, 1),
-            }
-        }
-        self.send_to(out, m, last);
-    }
-
-    #[inline]
-    fn send_to(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>, d: Dest) {
-        match d {
-            Dest::Vm(i) => self.queue_for_vm(out, i, m),
-            // A flood goes over the overlay only from a local VM: this host originates it.
-            Dest::Peer(p) => self.encap(out, m, p, ORIGIN_TTL),
-        }
-    }
-
-    /// Queues `m` for the NIC, flushing first when the burst is full.
-    #[inline(always)]
-    fn queue_for_nic(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>) {
-        if let Err(m) = out.nic.push(m) {
-            self.flush_nic_then_queue(out, m);
-        }
-    }
-
-    /// A burst that filled before the loop's end (frames from several ports): out of
-    /// the per-packet code.
-    #[cold]
-    fn flush_nic_then_queue(&mut self, out: &mut Outputs<'e>, m: Mbuf<'e>) {
-        self.flush_nic(out);
-        let _ = out.nic.push(m);
-    }
-
-    /// Queues `m` for VM slot `i` (plugged: `decide` and the flood set checked).
-    #[inline]
-    fn queue_for_vm(&mut self, out: &mut Outputs<'e>, i: VmSlot, m: Mbuf<'e>) {
-        let Some(burst) = out.vms.get_mut(i.0) else {
-            self.counters.drop(DropCause::PortGone, 1);
-            return;
-        };
-        if let Err(m) = burst.push(m) {
-            self.flush_vm(out, i);
-            let _ = out.vms[i.0].push(m);
-        }
-    }
-
-    fn flush_nic(&mut self, out: &mut Outputs<'e>) {
-        if !out.nic.is_empty() {
-            let r = self.nic_tx.send(&mut out.nic);
-            self.counters.nic_tx.add(r.sent as u64);
-            if r.dropped > 0 {
-                self.counters.drop(DropCause::TxFull, r.dropped as u64);
-            }
-        }
-    }
-
-    fn flush_vm(&mut self, out: &mut Outputs<'e>, i: VmSlot) {
-        let Some(burst) = out.vms.get_mut(i.0).filter(|b| !b.is_empty()) else {
-            return;
-        };
-        let Some(Some(vm)) = self.vms.get_mut(i.0) else {
-            let n = burst.free_all();
-            self.counters.drop(DropCause::PortGone, n as u64);
-            return;
-        };
-        let r = vm.tx.send(burst);
-        self.counters.vm_tx.add(r.sent as u64);
-        if r.dropped > 0 {
-            self.counters.drop(DropCause::TxFull, r.dropped as u64);
-        }
-    }
-
-    /// Encapsulates `m` towards peer `p` with outer TTL `ttl` and queues it for the NIC.
-    #[inline]
-    fn encap(&mut self, out: &mut Outputs<'e>, mut m: Mbuf<'e>, p: PeerIx, ttl: u8) {
-        let Some(peer) = self.peers.get(p.0) else {
-            self.counters.drop(DropCause::NoRule, 1);
-            return;
-        };
-        if peer.encap.is_none() && !self.adopt_neighbor(p.0) {
-            self.counters.drop(DropCause::PeerUnresolved, 1);
-            return;
-        }
-        if m.data().len() + ENCAP_LEN > self.underlay.max_frame || m.segments() != 1 {
-            self.counters.drop(DropCause::Oversize, 1);
-            return;
-        }
-        let written = match (m.prepend(ENCAP_LEN as u16), &self.peers[p.0].encap) {
-            (Some(frame), Some(template)) => template.write(frame, ttl),
-            _ => false,
-        };
-        if written {
-            self.counters.encapsulated.add(1);
-            self.queue_for_nic(out, m);
-        } else {
-            self.counters.drop(DropCause::Oversize, 1);
-        }
-    }
-
-    /// An ARP request for our address: answered in place, and its sender learned.
-    #[cold]
-    fn answer_arp(&mut self, out: &mut Outputs<'e>, mut m: Mbuf<'e>) {
-        if let Some((ip, mac)) = arp_reply_in_place(m.data_mut(), &self.underlay) {
-            self.learn(ip, mac);
-        }
-        self.counters.arp_replies.add(1);
-        self.queue_for_nic(out, m);
-    }
-
-    fn learn(&mut self, ip: [u8; 4], mac: MacAddr) {
-        if let Some(p) = self.peers.iter().position(|p| p.ip == ip) {
-            self.learned(p, mac);
-        }
-    }
-
-    /// Peer `p` is at `mac` (new or changed): keep it and tell the other workers.
-    #[cold]
-    fn learned(&mut self, p: usize, mac: MacAddr) {
-        self.peers[p].set_mac(mac, &self.underlay);
-        self.neighbors.learn(self.peers[p].ip, mac);
-    }
-
-    /// Peer `p`'s MAC as another worker learned it, kept from now on: whether it had one.
-    #[cold]
-    fn adopt_neighbor(&mut self, p: usize) -> bool {
-        let Some(mac) = self.peers.get(p).and_then(|x| self.neighbors.lookup(x.ip)) else {
-            return false;
-        };
-        self.peers[p].set_mac(mac, &self.underlay);
-        true
-    }
-
     /// Carries out the control path's VM port changes (between loops, never mid-burst).
     #[cold]
     fn apply_commands(&mut self, out: &mut Outputs<'e>) {
@@ -635,49 +466,6 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 }
             }
             self.mailbox.mark_done();
-        }
-    }
-
-    /// Follows a new snapshot's links: keeps what was learned of each address, without
-    /// allocating (the vector holds `MAX_PEERS` from the start).
-    #[cold]
-    fn sync_peers(&mut self, fib: &Fib) {
-        let mut learned = [None::<([u8; 4], MacAddr)>; MAX_PEERS];
-        for (slot, p) in learned.iter_mut().zip(&self.peers) {
-            *slot = p.mac.map(|m| (p.ip, m));
-        }
-        self.peers.clear();
-        for spec in fib.peers().iter().take(MAX_PEERS) {
-            let mac = spec.mac.map(MacAddr).or_else(|| {
-                learned
-                    .iter()
-                    .flatten()
-                    .find(|(ip, _)| *ip == spec.ip)
-                    .map(|(_, m)| *m)
-            });
-            self.peers.push(Peer::new(spec.ip, mac, &self.underlay));
-        }
-    }
-
-    /// Once a second: follows what the other workers learned (a peer that came back
-    /// with another MAC), and (worker 0) asks by ARP for the peers nobody has resolved.
-    #[cold]
-    fn resolve_peers(&mut self, out: &mut Outputs<'e>) {
-        for i in 0..self.peers.len() {
-            if let Some(mac) = self.neighbors.lookup(self.peers[i].ip) {
-                self.peers[i].set_mac(mac, &self.underlay);
-            }
-            if self.peers[i].mac.is_some() || self.worker != 0 {
-                continue;
-            }
-            let frame = arp_request(&self.underlay, self.peers[i].ip);
-            match Mbuf::from_bytes(&self.pool, &frame) {
-                Some(m) => {
-                    self.counters.arp_requests.add(1);
-                    self.queue_for_nic(out, m);
-                }
-                None => self.counters.drop(DropCause::NoMbuf, 1),
-            }
         }
     }
 }
