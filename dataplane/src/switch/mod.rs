@@ -103,6 +103,14 @@ struct Outputs<'e> {
     plugged: VmSet,
 }
 
+/// What the polls of one loop iteration share: the TSC read at its start (every
+/// record's stamp), the lookups in its rule snapshot, and the monitor when it records.
+struct Tick<'f, 'm> {
+    now: u64,
+    rules: LookupCache<'f>,
+    recorder: Option<&'m mut Monitor>,
+}
+
 /// One loop iteration as the accounting sees it: when it started, how many packets it
 /// received, and whether it recorded them.
 #[derive(Clone, Copy)]
@@ -147,19 +155,21 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 mon.publish();
             }
             let recording = local.instruments.begin(now);
-            let mut recorder = monitor.as_deref_mut().filter(|_| recording);
             let fib = self.take_snapshot(&mut synced);
             if !self.mailbox.is_empty() {
                 self.apply_commands(&mut local.out);
             }
-            let mut rules = LookupCache::new(&fib);
-            let mut moved = self.poll_nic(&mut local, &mut rules, &mut recorder, now);
-            moved += self.poll_vms(&mut local, &mut rules, &mut recorder, now);
+            let mut tick = Tick {
+                now,
+                rules: LookupCache::new(&fib),
+                recorder: monitor.as_deref_mut().filter(|_| recording),
+            };
+            let moved = self.poll_nic(&mut local, &mut tick) + self.poll_vms(&mut local, &mut tick);
             self.timers(&mut local, now);
             local.instruments.lap(Stage::Forward);
             self.flush(&mut local.out);
             local.instruments.lap(Stage::Tx);
-            last = self.end_iteration(&mut local, now, moved, recorder.is_some());
+            last = self.end_iteration(&mut local, now, moved, tick.recorder.is_some());
             idle.after_poll(moved, &mut empty_run);
         }
         if let Some(mon) = monitor {
@@ -231,13 +241,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     /// Receives a burst from the NIC, records it, and forwards each frame. Returns the
     /// packets received.
     #[inline(always)]
-    fn poll_nic(
-        &mut self,
-        local: &mut Local<'e>,
-        rules: &mut LookupCache<'_>,
-        recorder: &mut Option<&mut Monitor>,
-        now: u64,
-    ) -> usize {
+    fn poll_nic(&mut self, local: &mut Local<'e>, tick: &mut Tick<'_, '_>) -> usize {
         let n = self.nic_rx.rx_up_to(&mut local.rx, local.burst_size);
         local.instruments.lap(Stage::Rx);
         if n == 0 {
@@ -245,13 +249,13 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         }
         self.counters.nic_rx.add(n as u64);
         let mut whole_vxlan = WholeVxlan::default();
-        if let Some(mon) = recorder.as_deref_mut() {
+        if let Some(mon) = tick.recorder.as_deref_mut() {
             let port = self.nic_rx.port().0 as u8;
-            whole_vxlan = mon.record_burst(&local.rx, now, Direction::FromNic, port);
+            whole_vxlan = mon.record_burst(&local.rx, tick.now, Direction::FromNic, port);
         }
         local.instruments.lap(Stage::Record);
         for (i, m) in local.rx.drain().enumerate() {
-            self.handle_nic_frame(&mut local.out, rules, m, whole_vxlan.contains(i));
+            self.handle_nic_frame(&mut local.out, &mut tick.rules, m, whole_vxlan.contains(i));
         }
         local.instruments.lap(Stage::Forward);
         n
@@ -260,13 +264,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     /// Receives a burst from each plugged VM port, records it, and forwards each frame.
     /// Returns the packets received.
     #[inline(always)]
-    fn poll_vms(
-        &mut self,
-        local: &mut Local<'e>,
-        rules: &mut LookupCache<'_>,
-        recorder: &mut Option<&mut Monitor>,
-        now: u64,
-    ) -> usize {
+    fn poll_vms(&mut self, local: &mut Local<'e>, tick: &mut Tick<'_, '_>) -> usize {
         let mut moved = 0;
         for j in local.out.plugged.iter() {
             let Some(vm) = self.vms.get_mut(j.0).and_then(Option::as_mut) else {
@@ -279,13 +277,13 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 continue;
             }
             self.counters.vm_rx.add(n as u64);
-            if let Some(mon) = recorder.as_deref_mut() {
-                mon.record_burst(&local.rx, now, Direction::ToNic, port);
+            if let Some(mon) = tick.recorder.as_deref_mut() {
+                mon.record_burst(&local.rx, tick.now, Direction::ToNic, port);
             }
             local.instruments.lap(Stage::Record);
             moved += n;
             for m in local.rx.drain() {
-                self.handle_vm_frame(&mut local.out, rules, j, m);
+                self.handle_vm_frame(&mut local.out, &mut tick.rules, j, m);
             }
             local.instruments.lap(Stage::Forward);
         }
