@@ -90,7 +90,7 @@ struct Local<'e> {
     rx: Burst<'e>,
     out: Outputs<'e>,
     instruments: Instruments,
-    /// When worker 0 next asks for unresolved peers by ARP, and the TSC's rate.
+    /// When the peers' MACs are next resolved (`resolve_peers`), and the TSC's rate.
     next_arp: u64,
     tsc_hz: u64,
 }
