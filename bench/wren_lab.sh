@@ -65,7 +65,7 @@ for v in "$VA:$HA:02:00:00:00:0a:01:198.19.0.1" "$VB:$HB:02:00:00:00:0b:01:198.1
   ip -n "$vn" link set eth0 address "$m1:$m2:$m3:$m4:$m5:$m6" mtu 1450
   ip -n "$vn" addr add "$ip/24" dev eth0; quiet "$hn" vm; quiet "$vn" eth0
 done
-daemon_cfg() { # me peer_ip my_ip remote_mac sock
+daemon_cfg() { # me peer_ip my_ip remote_mac api_sock
   cat <<EOF
 [dataplane]
 mode = "switch"
@@ -77,12 +77,13 @@ devargs = "net_af_packet0,iface=u,qdisc_bypass=0"
 [[port]]
 name = "vm"
 devargs = "net_af_packet1,iface=vm"
+[api]
+unix = "$5"
 [switch]
 name = "$1"
 underlay_ip = "$3"
 vni = 42
 nic = "nic"
-control_socket = "$5"
 [[switch.vm]]
 port = "vm"
 mac = "$6"
@@ -154,7 +155,7 @@ for case in $CASES; do
     while kill -0 "$ap" 2>/dev/null; do
       sleep 1
       if [ "$MODE" = overlay ]; then
-        "$BIN" paths --socket "$work/a.sock" --json > "$work/o.json" 2>/dev/null || continue
+        "$BIN" paths --api "$work/a.sock" --json > "$work/o.json" 2>/dev/null || continue
         now=$(date +%s.%N)
         cp "$work/o.json" "$work/online-last.json"
         if [ -z "$first_est" ] && python3 -c '

@@ -45,7 +45,7 @@ md += ("Two L2 segments joined in a router namespace by capacity C (`tc tbf`, bu
        "(iperf3) through the same link; truth A = C - X. *direct*: the application runs over\n"
        "the kernel between two namespaces, captured at the sender. *overlay*: it runs between\n"
        "two VMs through two wrenvnet daemons over VXLAN; *online* is daemon A's own Wren read\n"
-       "from its control socket (`wrenvnet paths`), *offline* its underlay capture. Apps:\n"
+       "from its HTTP API (`wrenvnet paths`), *offline* its underlay capture. Apps:\n"
        "bulk iperf3, limited (iperf3 -b A/2: the honest answer is a lower bound), short\n"
        "(100 KB connections back to back). %s s per case. *ping min*: between the two sides'\n"
        "plain endpoints, the underlay path the daemons time (in brackets for overlay rows: VM to\n"

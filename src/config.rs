@@ -44,8 +44,6 @@ pub struct SwitchSection {
     /// Underlay MTU; encapsulated frames above MTU + 14 bytes are dropped and counted.
     #[serde(default = "default_mtu")]
     pub mtu: u16,
-    /// Unix socket of the local control interface (JSON lines; see README).
-    pub control_socket: Option<std::path::PathBuf>,
     #[serde(default, rename = "vm")]
     pub vms: Vec<SwitchVm>,
     #[serde(default, rename = "peer")]
@@ -299,6 +297,20 @@ fn default_true() -> bool {
     true
 }
 
+/// A key with a replacement gets an error that names it.
+#[cold]
+fn with_replacement(e: toml::de::Error) -> anyhow::Error {
+    if e.message().contains("unknown field `control_socket`") {
+        anyhow::anyhow!(
+            "{e}switch.control_socket: the daemon has no control socket; operators and the \
+             controller use its HTTP API: set [api] unix = \"PATH\" and run \
+             `wrenvnet rules|links|vms|status --api PATH`"
+        )
+    } else {
+        e.into()
+    }
+}
+
 impl Config {
     #[cold]
     pub fn load(path: &Path) -> Result<Self> {
@@ -309,7 +321,7 @@ impl Config {
 
     #[cold]
     pub fn parse(text: &str) -> Result<Self> {
-        let cfg: Config = toml::from_str(text)?;
+        let cfg: Config = toml::from_str(text).map_err(with_replacement)?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -456,5 +468,16 @@ mod tests {
             .to_string()
             .contains("twice"));
         assert!(Config::parse("[dataplane]\nmode = \"warp\"").is_err());
+    }
+
+    #[test]
+    fn a_control_socket_key_is_refused_with_its_replacement_named() {
+        let cfg = format!(
+            "{GOOD}\n[switch]\nunderlay_ip = \"198.18.0.1\"\nvni = 1\nnic = \"a\"\n\
+             control_socket = \"/run/x.sock\"\n"
+        );
+        let err = format!("{:#}", Config::parse(&cfg).unwrap_err());
+        assert!(err.contains("unknown field `control_socket`"), "{err}");
+        assert!(err.contains("[api] unix"), "{err}");
     }
 }

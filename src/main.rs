@@ -4,13 +4,13 @@
 mod adapt;
 mod analyze;
 mod api;
+mod api_client;
 mod config;
-mod control;
 mod controller;
+mod operator;
 mod plot;
 mod run;
 mod switch_mode;
-mod views;
 mod vm_ports;
 
 use std::process::ExitCode;
@@ -42,29 +42,20 @@ enum Command {
     /// Solve a VADAPT problem (VM mapping and overlay paths) from a JSON file.
     /// Exit code 3 when no feasible plan exists (the best-effort plan is printed).
     Adapt(adapt::AdaptArgs),
-    /// Send one JSON request to a daemon's control socket and print the reply
-    /// (e.g. '{"op":"rules"}'; exit 1 when the daemon refuses it).
-    Ctl {
-        /// The daemon's `switch.control_socket`.
-        #[arg(long)]
-        socket: std::path::PathBuf,
-        /// The request: {"op":"rules"|"stats"} or {"op":"add_rule","dst_mac":M,"to":"vm:PORT"|"peer:NAME"} or {"op":"del_rule","dst_mac":M}.
-        request: String,
-    },
     /// The global VM traffic matrix merged from every daemon's VTTIF rows, and its topology.
-    Matrix(views::MatrixArgs),
+    Matrix(operator::MatrixArgs),
     /// Every daemon's Wren path views: RTT, throughput, available bandwidth.
-    Paths(views::ViewArgs),
+    Paths(operator::ViewArgs),
     /// Every daemon's switch counters: packets each way, encap/decap, drops, cycles/packet.
-    Status(views::ViewArgs),
+    Status(operator::ViewArgs),
     /// List every daemon's forwarding rules, or change one daemon's (--set MAC=TO, --del MAC).
-    Rules(views::RulesArgs),
+    Rules(operator::RulesArgs),
     /// List every daemon's overlay links (peers), or change one daemon's (--set NAME=IP,
     /// --del NAME).
-    Links(views::LinksArgs),
+    Links(operator::LinksArgs),
     /// List every daemon's VM ports, or plug one live (--plug PORT --devargs D --mac M) or
     /// unplug one (--unplug PORT) on one daemon.
-    Vms(views::VmsArgs),
+    Vms(operator::VmsArgs),
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
     Analyze(analyze::AnalyzeArgs),
     /// Close the loop: poll every daemon's API, run VADAPT when demands or measurements
@@ -80,19 +71,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Ctl { socket, request } => control::request(&socket, &request).map(|ok| {
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }),
-        Command::Matrix(args) => views::matrix(args).map(|()| ExitCode::SUCCESS),
-        Command::Paths(args) => views::paths(args).map(|()| ExitCode::SUCCESS),
-        Command::Status(args) => views::status(args).map(|()| ExitCode::SUCCESS),
-        Command::Rules(args) => views::rules(args).map(|()| ExitCode::SUCCESS),
-        Command::Links(args) => views::links(args).map(|()| ExitCode::SUCCESS),
-        Command::Vms(args) => views::vms(args).map(|()| ExitCode::SUCCESS),
+        Command::Matrix(args) => operator::matrix(args).map(|()| ExitCode::SUCCESS),
+        Command::Paths(args) => operator::paths(args).map(|()| ExitCode::SUCCESS),
+        Command::Status(args) => operator::status(args).map(|()| ExitCode::SUCCESS),
+        Command::Rules(args) => operator::rules(args).map(|()| ExitCode::SUCCESS),
+        Command::Links(args) => operator::links(args).map(|()| ExitCode::SUCCESS),
+        Command::Vms(args) => operator::vms(args).map(|()| ExitCode::SUCCESS),
         Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Controller(args) => controller::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapt(args) => adapt::run(args).map(|feasible| {

@@ -129,9 +129,8 @@ pub fn run<'e>(
             let (rx, tx) = nic.queues();
             (rx.into_iter(), tx.into_iter())
         };
-        let control = crate::control::Control::bind(
-            sw.control_socket.as_deref(),
-            crate::control::Identity {
+        let ops = crate::api::Operations::new(
+            crate::api::Identity {
                 host: sw
                     .name
                     .clone()
@@ -140,8 +139,8 @@ pub fn run<'e>(
             },
             std::sync::Arc::clone(&fib),
             &vm_ports,
-        )?;
-        let api = crate::api::Api::bind(&config.api)?;
+        );
+        let api = crate::api::Api::bind(&config.api, ops)?;
         let burst = d.burst;
         let mut jobs: Vec<(dataplane::LcoreId, LcoreJob<'_>)> = Vec::new();
         for (w, mut monitor) in monitors.into_iter().enumerate().take(workers) {
@@ -201,8 +200,7 @@ pub fn run<'e>(
                     break;
                 }
                 let drained = analysis.poll();
-                control.poll(&counters, analysis);
-                api.poll(&control, &counters, analysis);
+                api.poll(&counters, analysis);
                 if Instant::now() >= next {
                     print_switch(&SwitchCounters::snapshot_all(&counters), &port_list());
                     // In the records' own time base, so windows close on time.

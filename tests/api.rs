@@ -1,48 +1,94 @@
-//! The daemon's HTTP/JSON API (config `[api]`): read and change over a unix socket and
-//! a TCP listener; requests without the bearer token on TCP are refused; malformed
-//! requests get a 4xx with a reason and change nothing; Prometheus text at /metrics.
+//! The daemon's HTTP/JSON API (config `[api]`): rules, links and VM ports read and
+//! changed over a unix socket and a TCP listener; requests without the bearer token on
+//! TCP are refused, the controller's too; malformed requests get a 4xx with a reason and
+//! change nothing; /metrics is Prometheus text that agrees with /stats.
 
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
+use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// One HTTP/1.1 request over `stream`; returns (status, body).
-fn http<S: Read + Write>(
-    mut stream: S,
-    method: &str,
-    path: &str,
-    headers: &str,
-    body: &str,
-) -> (u16, String) {
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+/// One sample of a Prometheus text exposition: metric name, labels, value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
 }
 
-fn unix(sock: &std::path::Path, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let (st, b) = http(s, method, path, "", body);
-    (
-        st,
-        serde_json::from_str(&b).unwrap_or(serde_json::Value::String(b)),
-    )
+/// Parses the Prometheus text format (0.0.4): every sample's family has a `# TYPE`
+/// before it, counters are named `*_total`, label values are unescaped.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            types.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment: {line}");
+        let (series, value) = line.rsplit_once(' ').expect("a sample: series value");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (
+                n,
+                parse_labels(l.strip_suffix('}').expect("labels end in }")),
+            ),
+            None => (series, BTreeMap::new()),
+        };
+        let kind = types
+            .get(name)
+            .unwrap_or_else(|| panic!("no # TYPE for {name}"));
+        if kind == "counter" {
+            assert!(name.ends_with("_total"), "counter {name}");
+        }
+        let value = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        out.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
+    }
+    out
+}
+
+/// `k="v",k2="v2"` with `\\`, `\"` and `\n` escapes in the values.
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    while chars.peek().is_some() {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        assert_eq!(chars.next(), Some('"'), "label {key} in {text}");
+        let mut value = String::new();
+        loop {
+            match chars.next().expect("unterminated label value") {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c @ ('\\' | '"')) => value.push(c),
+                    other => panic!("bad escape {other:?} in {text}"),
+                },
+                c => value.push(c),
+            }
+        }
+        labels.insert(key, value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    labels
 }
 
 fn free_port() -> u16 {
@@ -121,17 +167,17 @@ fn api_reads_changes_and_refuses() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let (st, v) = unix(&sock, "GET", "/health", "");
+    let (st, v) = api(&sock, "GET", "/health", "");
     assert_eq!((st, &v["host"]), (200, &serde_json::json!("hosta")), "{v}");
-    let (st, v) = unix(&sock, "GET", "/stats", "");
+    let (st, v) = api(&sock, "GET", "/stats", "");
     assert_eq!(st, 200);
     assert!(v["switch"]["drops"].is_object(), "{v}");
-    let rules = |sock: &std::path::Path| unix(sock, "GET", "/rules", "").1["rules"].clone();
+    let rules = |sock: &std::path::Path| api(sock, "GET", "/rules", "").1["rules"].clone();
     let before = rules(&sock);
     assert_eq!(before.as_array().unwrap().len(), 2, "{before}"); // the VM and the rule
 
     // A change...
-    let (st, v) = unix(
+    let (st, v) = api(
         &sock,
         "PUT",
         "/rules/02:00:00:00:cc:01",
@@ -162,7 +208,7 @@ fn api_reads_changes_and_refuses() {
         ("POST", "/rules", "", 405, "not allowed"),
         ("GET", "/nothing", "", 404, "no route"),
     ] {
-        let (st, v) = unix(&sock, method, path, body);
+        let (st, v) = api(&sock, method, path, body);
         assert_eq!(st, status, "{method} {path}: {v}");
         assert_eq!(v["ok"], false, "{v}");
         assert!(
@@ -171,19 +217,19 @@ fn api_reads_changes_and_refuses() {
         );
         assert_eq!(rules(&sock), after, "{method} {path} changed the rules");
     }
-    let (st, _) = unix(&sock, "DELETE", "/rules/02:00:00:00:cc:01", "");
+    let (st, _) = api(&sock, "DELETE", "/rules/02:00:00:00:cc:01", "");
     assert_eq!(st, 200);
     assert_eq!(rules(&sock), before);
 
     // Links: read, add, rule onto it, refused removal while used, removal after.
-    let links = |sock: &std::path::Path| unix(sock, "GET", "/links", "").1["links"].clone();
+    let links = |sock: &std::path::Path| api(sock, "GET", "/links", "").1["links"].clone();
     let l0 = links(&sock);
     assert_eq!(l0[0]["name"], "B", "{l0}");
     assert_eq!(l0[0]["ip"], "198.18.100.2");
     assert_eq!(l0[0]["rules"], 1);
-    let (st, v) = unix(&sock, "PUT", "/links/C", r#"{"ip":"198.18.100.3"}"#);
+    let (st, v) = api(&sock, "PUT", "/links/C", r#"{"ip":"198.18.100.3"}"#);
     assert_eq!(st, 200, "{v}");
-    let (st, v) = unix(
+    let (st, v) = api(
         &sock,
         "PUT",
         "/rules/02:00:00:00:cc:01",
@@ -203,7 +249,7 @@ fn api_reads_changes_and_refuses() {
         ("PUT", "/links/D", r#"{"ip":"300.1.1.1"}"#, "IPv4"),
         ("PUT", "/links/D", r#"{"addr":"1.2.3.4"}"#, "needs \"ip\""),
     ] {
-        let (st, v) = unix(&sock, method, path, body);
+        let (st, v) = api(&sock, method, path, body);
         assert_eq!(st, 400, "{method} {path}: {v}");
         assert!(
             v["error"].as_str().unwrap().contains(reason),
@@ -211,11 +257,11 @@ fn api_reads_changes_and_refuses() {
         );
         assert_eq!(links(&sock), l1, "{method} {path} changed the links");
     }
-    assert_eq!(unix(&sock, "DELETE", "/rules/02:00:00:00:cc:01", "").0, 200);
-    assert_eq!(unix(&sock, "DELETE", "/links/C", "").0, 200);
+    assert_eq!(api(&sock, "DELETE", "/rules/02:00:00:00:cc:01", "").0, 200);
+    assert_eq!(api(&sock, "DELETE", "/links/C", "").0, 200);
     assert_eq!(links(&sock), l0);
     assert_eq!(rules(&sock), before);
-    let (st, v) = unix(&sock, "GET", "/vms", "");
+    let (st, v) = api(&sock, "GET", "/vms", "");
     assert_eq!(st, 200);
     let vms = v["vms"].as_array().unwrap();
     assert_eq!(vms.len(), 1, "{v}");
@@ -225,18 +271,99 @@ fn api_reads_changes_and_refuses() {
         "{v}"
     );
 
-    // Prometheus text.
+    // VM ports: plug one live, its rule follows; unplug it, its rule goes.
+    let e = dir.0.join("empty.pcap");
+    let plug = format!(
+        r#"{{"devargs":"net_pcap7,rx_pcap={},tx_pcap=/dev/null","mac":"02:00:00:00:aa:02"}}"#,
+        e.display()
+    );
+    let (st, v) = api(&sock, "PUT", "/vms/vm2", &plug);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        api(&sock, "GET", "/vms", "").1["vms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        rules(&sock)
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst_mac"] == "02:00:00:00:aa:02" && r["to"] == "vm:vm2"),
+        "{}",
+        rules(&sock)
+    );
+    for (method, path, body, reason) in [
+        (
+            "PUT",
+            "/vms/vm3",
+            r#"{"mac":"02:00:00:00:aa:03"}"#,
+            "needs \"devargs\"",
+        ),
+        ("PUT", "/vms/vm3", "{bad", "not JSON"),
+        ("PUT", "/vms/vm3", &plug, "already plugged"),
+        ("DELETE", "/vms/nosuch", "", "no VM port"),
+    ] {
+        let (st, v) = api(&sock, method, path, body);
+        assert_eq!(st, 400, "{method} {path}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(reason),
+            "{method} {path}: {v}"
+        );
+    }
+    let (st, v) = api(&sock, "DELETE", "/vms/vm2", "");
+    assert_eq!((st, &v["rules_withdrawn"]), (200, &1.into()), "{v}");
+    assert_eq!(
+        api(&sock, "GET", "/vms", "").1["vms"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(rules(&sock), before);
+
+    // Prometheus text: every counter of /stats, by the same name, with the host.
     let s = UnixStream::connect(&sock).unwrap();
     let (st, text) = http(s, "GET", "/metrics", "", "");
     assert_eq!(st, 200);
-    assert!(
-        text.contains("# TYPE wrenvnet_vm_rx_packets_total counter"),
-        "{text}"
-    );
-    assert!(
-        text.contains("wrenvnet_drops_total{host=\"hosta\",cause=\"NoRule\"}"),
-        "{text}"
-    );
+    let samples = parse_prometheus(&text);
+    let stats = api(&sock, "GET", "/stats", "").1;
+    let one = |name: &str, extra: &[(&str, &str)]| {
+        let want: BTreeMap<String, String> = std::iter::once(("host", "hosta"))
+            .chain(extra.iter().copied())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let found: Vec<&Sample> = samples
+            .iter()
+            .filter(|x| x.name == name && x.labels == want)
+            .collect();
+        assert_eq!(found.len(), 1, "{name} {want:?} in:\n{text}");
+        found[0].value
+    };
+    for (metric, stat) in [
+        ("wrenvnet_vm_rx_packets_total", "vm_rx"),
+        ("wrenvnet_nic_tx_packets_total", "nic_tx"),
+        ("wrenvnet_encapsulated_total", "encapsulated"),
+        ("wrenvnet_empty_polls_total", "empty_polls"),
+    ] {
+        let v = one(metric, &[]);
+        // Counters only grow: the scrape came first.
+        assert!(
+            v <= stats["switch"][stat].as_f64().unwrap(),
+            "{metric} {v}: {stats}"
+        );
+    }
+    let causes = stats["switch"]["drops"].as_object().unwrap();
+    assert!(!causes.is_empty());
+    for (cause, n) in causes {
+        assert_eq!(
+            one("wrenvnet_drops_total", &[("cause", cause)]),
+            n.as_f64().unwrap(),
+            "{cause}"
+        );
+    }
 
     // TCP: the token is required.
     let tcp = || {
@@ -280,6 +407,34 @@ fn api_reads_changes_and_refuses() {
         "",
     );
     assert_eq!(st, 200, "{body}");
+
+    // The controller reaches the API over TCP with the token, and not with a wrong one.
+    for (token, up) in [("s3cret", true), ("wrong", false)] {
+        let status = dir.0.join(format!("controller-{token}.json"));
+        let cfg = write_file(
+            &dir.0,
+            "controller.toml",
+            &format!(
+                "[controller]\nstatus_file = \"{}\"\nadapt = false\n\
+                 [[host]]\nname = \"hosta\"\nurl = \"127.0.0.1:{port}\"\ntoken = \"{token}\"\n",
+                status.display()
+            ),
+        );
+        let out = Command::new(wrenvnet_bin())
+            .args(["controller", "--observe", "--duration", "1.5", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+        let hosts_up = v["hosts_up"] == serde_json::json!(["hosta"]);
+        assert_eq!(hosts_up, up, "token {token}: {v}\n{log}");
+        if !up {
+            assert!(log.contains("401"), "{log}");
+        }
+    }
 
     // The operators' CLI on top of the API.
     let cli = |args: &[&str]| {

@@ -256,7 +256,7 @@ fn a_throttled_link_is_routed_around_and_the_application_recovers() {
 
 /// With migration allowed (each host can take two VMs), VADAPT's best plan puts the
 /// application's two VMs on one host as soon as their demand shows: the controller
-/// calls the lab's migration hook (scripts/lab_migrate.sh: a tap port plugged on the
+/// calls the lab's migration hook (`scripts/lab.sh migrate`: a tap port plugged on the
 /// new host's daemon, handed to the VM with its MAC and address, the old port
 /// unplugged), points every other daemon at the new host, and the application's one
 /// TCP connection carries on, no longer through the A-C link that is throttled later.

@@ -108,9 +108,9 @@ fn links_change_live_while_tcp_flows() {
     let mut f = Fabric::new("k", 3, 1);
     let drops_before = f.warm_up();
     let (a, c) = (f.vms[0].mac.clone(), f.vms[2].mac.clone());
-    let ok = |f: &Fabric, h: usize, req: String| {
-        let (accepted, v) = f.ctl(h, &req);
-        assert!(accepted, "h{h} {req}: {v}");
+    let ok = |f: &Fabric, h: usize, method: &str, path: String, body: &str| {
+        let (accepted, v) = f.api(h, method, &path, body);
+        assert!(accepted, "h{h} {method} {path} {body}: {v}");
         v
     };
     let (client, server, dst) = (
@@ -121,54 +121,30 @@ fn links_change_live_while_tcp_flows() {
     let transfer = std::thread::spawn(move || iperf3(&client, &server, &dst, 10));
     std::thread::sleep(Duration::from_secs(2));
     // A link in use cannot go.
-    let (accepted, v) = f.ctl(0, r#"{"op":"del_link","name":"h2"}"#);
+    let (accepted, v) = f.api(0, "DELETE", "/links/h2", "");
     assert!(
         !accepted && v["error"].as_str().unwrap().contains("used by"),
         "{v}"
     );
     // Through host 1, then the direct link goes on both ends.
-    ok(
-        &f,
-        2,
-        format!(r#"{{"op":"add_rule","dst_mac":"{a}","to":"peer:h1"}}"#),
-    );
-    ok(
-        &f,
-        0,
-        format!(r#"{{"op":"add_rule","dst_mac":"{c}","to":"peer:h1"}}"#),
-    );
+    ok(&f, 2, "PUT", format!("/rules/{a}"), r#"{"to":"peer:h1"}"#);
+    ok(&f, 0, "PUT", format!("/rules/{c}"), r#"{"to":"peer:h1"}"#);
     std::thread::sleep(Duration::from_millis(200));
-    ok(&f, 0, r#"{"op":"del_link","name":"h2"}"#.into());
-    ok(&f, 2, r#"{"op":"del_link","name":"h0"}"#.into());
-    let links = ok(&f, 0, r#"{"op":"links"}"#.into());
+    ok(&f, 0, "DELETE", "/links/h2".into(), "");
+    ok(&f, 2, "DELETE", "/links/h0".into(), "");
+    let links = ok(&f, 0, "GET", "/links".into(), "");
     assert_eq!(links["links"].as_array().unwrap().len(), 1, "{links}");
     std::thread::sleep(Duration::from_secs(3));
     // Back: the link first (ARP resolves it within a second), then the rules.
-    ok(
-        &f,
-        0,
-        r#"{"op":"set_link","name":"h2","ip":"198.18.100.3"}"#.into(),
-    );
-    ok(
-        &f,
-        2,
-        r#"{"op":"set_link","name":"h0","ip":"198.18.100.1"}"#.into(),
-    );
+    ok(&f, 0, "PUT", "/links/h2".into(), r#"{"ip":"198.18.100.3"}"#);
+    ok(&f, 2, "PUT", "/links/h0".into(), r#"{"ip":"198.18.100.1"}"#);
     std::thread::sleep(Duration::from_millis(1500));
-    ok(
-        &f,
-        0,
-        format!(r#"{{"op":"add_rule","dst_mac":"{c}","to":"peer:h2"}}"#),
-    );
-    ok(
-        &f,
-        2,
-        format!(r#"{{"op":"add_rule","dst_mac":"{a}","to":"peer:h0"}}"#),
-    );
+    ok(&f, 0, "PUT", format!("/rules/{c}"), r#"{"to":"peer:h2"}"#);
+    ok(&f, 2, "PUT", format!("/rules/{a}"), r#"{"to":"peer:h0"}"#);
     let (bytes, mbps) = transfer.join().unwrap();
     println!("iperf3 across link changes: {mbps:.0} Mbit/s");
     assert!(bytes > 1_000_000, "only {bytes} bytes");
-    let transit = ok(&f, 1, r#"{"op":"stats"}"#.into())["switch"]["transit"]
+    let transit = ok(&f, 1, "GET", "/stats".into(), "")["switch"]["transit"]
         .as_u64()
         .unwrap();
     assert!(transit > 1000, "host 1 carried {transit} frames");
@@ -309,11 +285,11 @@ fn mpi_patterns_online_and_on_captures() {
         .stderr(Stdio::piped());
     let mut child = mpi.spawn().unwrap();
     // Poll the merged view twice a window while the applications run.
-    let sockets = f.sockets_args();
+    let apis = f.api_args();
     let poll = |polls: &mut Vec<(f64, String)>| {
         let out = Command::new(wrenvnet_bin())
             .arg("matrix")
-            .args(&sockets)
+            .args(&apis)
             .arg("--json")
             .output()
             .unwrap();
@@ -439,7 +415,7 @@ fn mpi_patterns_online_and_on_captures() {
     // Each daemon: one damped change per phase, never more.
     let phases = schedule.iter().filter(|p| !p.3.is_empty()).count();
     for h in 0..3 {
-        let (ok, v) = f.ctl(h, r#"{"op":"matrix"}"#);
+        let (ok, v) = f.api(h, "GET", "/matrix", "");
         assert!(ok, "{v}");
         // mpirun's launch (its daemon on VM 0 reaching every other VM) is a real star
         // before the first phase when it lasts long enough (a loaded machine). A leading
@@ -556,7 +532,7 @@ fn two_workers_share_the_traffic() {
     println!("iperf3 -P 8 over two workers per daemon: {mbps:.0} Mbit/s");
     assert!(mbps > 10.0, "{json}");
     // Wren on the sender's daemon: RTT samples from data and ACKs seen by different workers.
-    let (_, paths) = f.ctl(0, r#"{"op":"paths"}"#);
+    let (_, paths) = f.api(0, "GET", "/paths", "");
     let path = paths["wren"]["paths"]
         .as_array()
         .unwrap()
@@ -665,33 +641,37 @@ fn vm_ports_plug_and_unplug_live() {
     std::thread::sleep(Duration::from_secs(1));
 
     let devargs = format!("net_tap9,iface={tap}");
-    let plug = format!(r#"{{"op":"plug_vm","port":"vmx","devargs":"{devargs}","mac":"{mac}"}}"#);
+    let plug = format!(r#"{{"devargs":"{devargs}","mac":"{mac}"}}"#);
     // Refused, nothing changed: a device that does not exist, a MAC already plugged.
-    let rules_before = f.ctl(1, r#"{"op":"rules"}"#).1["rules"].clone();
-    let (ok, v) = f.ctl(1, r#"{"op":"plug_vm","port":"bad","devargs":"net_af_packet8,iface=nonexistent0,qpairs=2","mac":"02:00:00:00:02:98"}"#);
+    let rules_before = f.api(1, "GET", "/rules", "").1["rules"].clone();
+    let (ok, v) = f.api(
+        1,
+        "PUT",
+        "/vms/bad",
+        r#"{"devargs":"net_af_packet8,iface=nonexistent0,qpairs=2","mac":"02:00:00:00:02:98"}"#,
+    );
     assert!(
         !ok && v["error"].as_str().unwrap().contains("cannot open VM port"),
         "{v}"
     );
-    let (ok, v) = f.ctl(
+    let (ok, v) = f.api(
         1,
-        &format!(
-            r#"{{"op":"plug_vm","port":"other","devargs":"{devargs}","mac":"{}"}}"#,
-            f.vms[1].mac
-        ),
+        "PUT",
+        "/vms/other",
+        &format!(r#"{{"devargs":"{devargs}","mac":"{}"}}"#, f.vms[1].mac),
     );
     assert!(
         !ok && v["error"].as_str().unwrap().contains("already plugged"),
         "{v}"
     );
-    let (ok, v) = f.ctl(1, r#"{"op":"unplug_vm","port":"nosuch"}"#);
+    let (ok, v) = f.api(1, "DELETE", "/vms/nosuch", "");
     assert!(
         !ok && v["error"].as_str().unwrap().contains("no VM port"),
         "{v}"
     );
-    assert_eq!(f.ctl(1, r#"{"op":"rules"}"#).1["rules"], rules_before);
+    assert_eq!(f.api(1, "GET", "/rules", "").1["rules"], rules_before);
     assert_eq!(
-        f.ctl(1, r#"{"op":"vms"}"#).1["vms"]
+        f.api(1, "GET", "/vms", "").1["vms"]
             .as_array()
             .unwrap()
             .len(),
@@ -700,30 +680,27 @@ fn vm_ports_plug_and_unplug_live() {
 
     for round in 0..2 {
         if round == 0 {
-            let (ok, v) = f.ctl(1, &plug);
+            let (ok, v) = f.api(1, "PUT", "/vms/vmx", &plug);
             assert!(ok, "plug, round {round}: {v}");
         } else {
-            // The operator's way: the CLI over the same socket.
+            // The operator's way: the CLI over the same API.
             let sock = f.socket(1);
             sh(&format!(
-                "{} vms --socket {} --plug vmx --devargs {devargs} --mac {mac}",
+                "{} vms --api {} --plug vmx --devargs {devargs} --mac {mac}",
                 wrenvnet_bin().display(),
                 sock.display()
             ));
             let table = sh(&format!(
-                "{} vms --socket {}",
+                "{} vms --api {}",
                 wrenvnet_bin().display(),
                 sock.display()
             ));
             assert!(table.contains("vmx") && table.contains(mac), "{table}");
         }
         hand_over();
-        let (ok, v) = f.ctl(
-            0,
-            &format!(r#"{{"op":"add_rule","dst_mac":"{mac}","to":"peer:h1"}}"#),
-        );
+        let (ok, v) = f.api(0, "PUT", &format!("/rules/{mac}"), r#"{"to":"peer:h1"}"#);
         assert!(ok, "{v}");
-        let rules = f.ctl(1, r#"{"op":"rules"}"#).1;
+        let rules = f.api(1, "GET", "/rules", "").1;
         assert!(
             rules["rules"]
                 .as_array()
@@ -733,13 +710,13 @@ fn vm_ports_plug_and_unplug_live() {
             "{rules}"
         );
         assert!(ping(5), "round {round}: no ping to the plugged VM");
-        let (ok, v) = f.ctl(1, r#"{"op":"unplug_vm","port":"vmx"}"#);
+        let (ok, v) = f.api(1, "DELETE", "/vms/vmx", "");
         assert!(ok, "unplug, round {round}: {v}");
         assert_eq!(v["rules_withdrawn"], 1, "{v}");
         assert!(!ping(2), "round {round}: the unplugged VM still answers");
-        let vms = f.ctl(1, r#"{"op":"vms"}"#).1;
+        let vms = f.api(1, "GET", "/vms", "").1;
         assert_eq!(vms["vms"].as_array().unwrap().len(), 1, "{vms}");
-        f.ctl(0, &format!(r#"{{"op":"del_rule","dst_mac":"{mac}"}}"#));
+        f.api(0, "DELETE", &format!("/rules/{mac}"), "");
     }
     let out = client.wait_with_output().unwrap();
     let _ = srv.wait();

@@ -329,23 +329,18 @@ fn interoperates_with_the_linux_kernel_vxlan() {
     assert_eq!(s["mbufs_in_use_at_exit"], 0);
 }
 
-fn ctl(socket: &std::path::Path, req: &str) -> (bool, serde_json::Value) {
-    let out = Command::new(wrenvnet_bin())
-        .args(["ctl", "--socket"])
-        .arg(socket)
-        .arg(req)
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out.status.success(), v)
+/// One request to a daemon's HTTP API socket: (accepted (HTTP 200), reply).
+fn call(sock: &std::path::Path, method: &str, path: &str, body: &str) -> (bool, serde_json::Value) {
+    let (status, v) = api(sock, method, path, body);
+    (status == 200, v)
 }
 
-/// Rules change while traffic flows, through the local control socket: hundreds of
+/// Rules change while traffic flows, through the daemon's HTTP API: hundreds of
 /// atomic table swaps during an iperf3 transfer lose nothing to a missing rule; a rule
 /// removed turns its traffic into flooded unknown unicast (counted), put back makes it
 /// unicast again; bad requests change nothing.
 #[test]
-fn rules_change_live_through_the_control_socket() {
+fn rules_change_live_through_the_api() {
     require_root();
     let id = std::process::id() % 10000;
     let ns: Vec<String> = ["ha", "hb", "va", "vb"]
@@ -374,11 +369,7 @@ fn rules_change_live_through_the_control_socket() {
         2,
         &[("vma", "02:00:00:00:0a:01")],
         &["02:00:00:00:0b:01"],
-    )
-    .replace(
-        "nic = \"nic\"\n",
-        &format!("nic = \"nic\"\ncontrol_socket = \"{}\"\n", sock.display()),
-    );
+    ) + &format!("[api]\nunix = \"{}\"\n", sock.display());
     let a = start(ha, &dir.0, "hosta", &cfg_a);
     let b = start(
         hb,
@@ -392,7 +383,7 @@ fn rules_change_live_through_the_control_socket() {
         ),
     );
     wait_for_ping(va, "198.19.0.2", &a.log);
-    let (ok, v) = ctl(&sock, r#"{"op":"rules"}"#);
+    let (ok, v) = call(&sock, "GET", "/rules", "");
     assert!(ok, "{v}");
     assert_eq!(v["rules"].as_array().unwrap().len(), 2, "{v}");
 
@@ -422,9 +413,11 @@ fn rules_change_live_through_the_control_socket() {
             let mut n = 0;
             let t = Instant::now();
             while t.elapsed() < Duration::from_millis(2500) {
-                let (ok, v) = ctl(
+                let (ok, v) = call(
                     &sock,
-                    r#"{"op":"add_rule","dst_mac":"02:00:00:00:0b:01","to":"peer:peer"}"#,
+                    "PUT",
+                    "/rules/02:00:00:00:0b:01",
+                    r#"{"to":"peer:peer"}"#,
                 );
                 assert!(ok, "{v}");
                 n += 1;
@@ -442,7 +435,7 @@ fn rules_change_live_through_the_control_socket() {
     );
     let mut server = server;
     let _ = server.wait();
-    let (_, st) = ctl(&sock, r#"{"op":"stats"}"#);
+    let (_, st) = call(&sock, "GET", "/stats", "");
     assert_eq!(
         st["switch"]["drops"]["NoRule"], 0,
         "a swap lost packets: {st}"
@@ -459,23 +452,25 @@ fn rules_change_live_through_the_control_socket() {
     // A real change: remove B's VM's rule; its traffic becomes unknown unicast, flooded
     // to every VM of the overlay (so it still arrives), and counted; put the rule back and
     // it is unicast again.
-    let (ok, _) = ctl(&sock, r#"{"op":"del_rule","dst_mac":"02:00:00:00:0b:01"}"#);
+    let (ok, _) = call(&sock, "DELETE", "/rules/02:00:00:00:0b:01", "");
     assert!(ok);
     assert_ping(va, "198.19.0.2", 3);
-    let (_, st) = ctl(&sock, r#"{"op":"stats"}"#);
+    let (_, st) = call(&sock, "GET", "/stats", "");
     let flooded = st["switch"]["unknown_unicast"].as_u64().unwrap();
     assert!(flooded >= 3, "{st}");
     assert_eq!(st["switch"]["drops"]["NoRule"], 0, "{st}");
-    let (ok, _) = ctl(
+    let (ok, _) = call(
         &sock,
-        r#"{"op":"add_rule","dst_mac":"02:00:00:00:0b:01","to":"peer:peer"}"#,
+        "PUT",
+        "/rules/02:00:00:00:0b:01",
+        r#"{"to":"peer:peer"}"#,
     );
     assert!(ok);
     std::thread::sleep(Duration::from_millis(200));
-    let (_, st) = ctl(&sock, r#"{"op":"stats"}"#);
+    let (_, st) = call(&sock, "GET", "/stats", "");
     let before = st["switch"]["unknown_unicast"].as_u64().unwrap();
     assert_ping(va, "198.19.0.2", 3);
-    let (_, st) = ctl(&sock, r#"{"op":"stats"}"#);
+    let (_, st) = call(&sock, "GET", "/stats", "");
     assert_eq!(
         st["switch"]["unknown_unicast"].as_u64().unwrap(),
         before,
@@ -483,23 +478,23 @@ fn rules_change_live_through_the_control_socket() {
     );
 
     // Nonsense is refused with a reason and changes nothing.
-    for bad in [
-        r#"{"op":"add_rule","dst_mac":"zz","to":"peer:peer"}"#,
-        r#"{"op":"add_rule","dst_mac":"02:00:00:00:0c:01","to":"peer:nobody"}"#,
-        r#"{"op":"del_rule","dst_mac":"02:00:00:00:0c:01"}"#,
-        "not json",
-        r#"{"op":"reboot"}"#,
+    for (method, path, body) in [
+        ("PUT", "/rules/zz", r#"{"to":"peer:peer"}"#),
+        ("PUT", "/rules/02:00:00:00:0c:01", r#"{"to":"peer:nobody"}"#),
+        ("DELETE", "/rules/02:00:00:00:0c:01", ""),
+        ("PUT", "/rules/02:00:00:00:0c:01", "not json"),
+        ("POST", "/reboot", ""),
     ] {
-        let (ok, v) = ctl(&sock, bad);
-        assert!(!ok, "{bad} accepted: {v}");
+        let (ok, v) = call(&sock, method, path, body);
+        assert!(!ok, "{method} {path} {body} accepted: {v}");
         assert_eq!(v["ok"], false);
         assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
     }
-    let (_, v) = ctl(&sock, r#"{"op":"rules"}"#);
+    let (_, v) = call(&sock, "GET", "/rules", "");
     assert_eq!(v["rules"].as_array().unwrap().len(), 2, "{v}");
     stop(a);
     stop(b);
-    assert!(!sock.exists(), "the control socket is removed at exit");
+    assert!(!sock.exists(), "the API socket is removed at exit");
 }
 
 /// A host's config for the three-host fabric: its VMs, its peers, rules for remote VMs.
@@ -521,7 +516,7 @@ fn fabric_config(
         );
     }
     c += &format!(
-        "[switch]\nunderlay_ip = \"198.18.100.{me}\"\nvni = 42\nnic = \"nic\"\ncontrol_socket = \"{}\"\n",
+        "[api]\nunix = \"{}\"\n[switch]\nunderlay_ip = \"198.18.100.{me}\"\nvni = 42\nnic = \"nic\"\n",
         sock.display()
     );
     for (i, (_, mac)) in vms.iter().enumerate() {
@@ -637,11 +632,8 @@ fn reroute_through_a_transit_host_during_a_transfer() {
         move || sh(&format!("ip netns exec {va} iperf3 -c 198.19.0.3 -t 4 -J"))
     });
     std::thread::sleep(Duration::from_millis(1500));
-    let (_, before) = ctl(&sb, r#"{"op":"stats"}"#);
-    let (ok, v) = ctl(
-        &sa,
-        &format!(r#"{{"op":"add_rule","dst_mac":"{mac_c}","to":"peer:B"}}"#),
-    );
+    let (_, before) = call(&sb, "GET", "/stats", "");
+    let (ok, v) = call(&sa, "PUT", &format!("/rules/{mac_c}"), r#"{"to":"peer:B"}"#);
     assert!(ok, "{v}");
     assert_eq!(v["replaced"], "peer:C");
     let out = client.join().unwrap();
@@ -653,14 +645,14 @@ fn reroute_through_a_transit_host_during_a_transfer() {
         bytes > 2_000_000,
         "the transfer did not complete: {bytes} bytes"
     );
-    let (_, after) = ctl(&sb, r#"{"op":"stats"}"#);
+    let (_, after) = call(&sb, "GET", "/stats", "");
     let transit = after["switch"]["transit"].as_u64().unwrap()
         - before["switch"]["transit"].as_u64().unwrap();
     assert!(
         transit > 1000,
         "B carried only {transit} transit frames after the change"
     );
-    let (_, st_a) = ctl(&sa, r#"{"op":"stats"}"#);
+    let (_, st_a) = call(&sa, "GET", "/stats", "");
     let lost = |s: &serde_json::Value| -> u64 {
         [
             "NoRule",
@@ -679,33 +671,29 @@ fn reroute_through_a_transit_host_during_a_transfer() {
     assert_eq!(lost(&after), 0, "{after}");
 
     // Sending a frame straight back to the peer it came from is refused (split horizon)...
-    let (ok, _) = ctl(
-        &sb,
-        &format!(r#"{{"op":"add_rule","dst_mac":"{mac_c}","to":"peer:A"}}"#),
-    );
+    let (ok, _) = call(&sb, "PUT", &format!("/rules/{mac_c}"), r#"{"to":"peer:A"}"#);
     assert!(ok);
     assert!(!sh_out(&format!(
         "ip netns exec {va} ping -c 2 -i 0.3 -W 1 198.19.0.3"
     ))
     .status
     .success());
-    let (_, st_b) = ctl(&sb, r#"{"op":"stats"}"#);
+    let (_, st_b) = call(&sb, "GET", "/stats", "");
     assert!(
         st_b["switch"]["drops"]["NoRule"].as_u64().unwrap() >= 2,
         "{st_b}"
     );
-    let (ok, _) = ctl(
-        &sb,
-        &format!(r#"{{"op":"add_rule","dst_mac":"{mac_c}","to":"peer:C"}}"#),
-    );
+    let (ok, _) = call(&sb, "PUT", &format!("/rules/{mac_c}"), r#"{"to":"peer:C"}"#);
     assert!(ok);
     // ...and a longer loop by mistake (A -> B -> C -> A for a MAC no host has) is cut
     // by the hop limit and counted.
     let phantom = "02:00:00:00:0d:01";
     for (sock, to) in [(&sa, "B"), (&sb, "C"), (&dir.0.join("c.sock"), "A")] {
-        let (ok, v) = ctl(
+        let (ok, v) = call(
             sock,
-            &format!(r#"{{"op":"add_rule","dst_mac":"{phantom}","to":"peer:{to}"}}"#),
+            "PUT",
+            &format!("/rules/{phantom}"),
+            &format!(r#"{{"to":"peer:{to}"}}"#),
         );
         assert!(ok, "{v}");
     }
@@ -721,7 +709,7 @@ fn reroute_through_a_transit_host_during_a_transfer() {
     let hop: u64 = [&sa, &sb, &dir.0.join("c.sock")]
         .iter()
         .map(|s| {
-            ctl(s, r#"{"op":"stats"}"#).1["switch"]["drops"]["HopLimit"]
+            call(s, "GET", "/stats", "").1["switch"]["drops"]["HopLimit"]
                 .as_u64()
                 .unwrap()
         })

@@ -191,8 +191,8 @@ impl AnalysisLoop {
     }
 }
 
-/// Per-flow totals: the simplest engine, and the one `wrenvnet analyze` prints until
-/// Wren and VTTIF land. A flow is (protocol, src ip:port, dst ip:port), one direction.
+/// Per-flow totals: the simplest engine (`wrenvnet analyze --json` lists them as
+/// `flows`). A flow is (protocol, src ip:port, dst ip:port), one direction.
 #[derive(Debug, Default)]
 pub struct FlowTable {
     flows: HashMap<FlowKey, FlowStats>,

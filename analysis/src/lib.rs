@@ -9,6 +9,8 @@
 //! - `pcap`: captures (pcap, pcapng) into the same records.
 //! - `vadapt`: VM mapping, overlay topology and paths from demands and measurements.
 
+// Pure Rust: unsafe code belongs to the DPDK layer, never here.
+#![forbid(unsafe_code)]
 // Dense host-by-host matrices read best with explicit indices.
 #![allow(clippy::needless_range_loop)]
 

@@ -7,9 +7,8 @@
 //! release store orders them. The slots live in 2 MiB-aligned pages (`Page`), so that
 //! the dataplane can put them on huge pages (`RecordProducer::memory`): a worker
 //! streams a record into a new slot every few nanoseconds, and with 4 KiB pages it
-//! takes a TLB miss every 64 records (in a VM, a two-level walk). Measured at 64 B
-//! within one run, 8 interleaved runs each, monitoring's on/off went 1.117 -> 1.102
-//! decapsulating and 1.124 -> 1.098 encapsulating with the ring on huge pages.
+//! takes a TLB miss every 64 records (in a VM, a two-level walk); on huge pages
+//! monitoring costs the switch about 2 points less at 64 B (bench/README.md).
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -146,10 +145,9 @@ const DRAIN_BATCH: usize = 1024;
 
 /// A ring holding `capacity` records (at least one), its memory written through once
 /// so that every page of it is in place before a worker writes it (a page the worker
-/// touched first would fault in its forwarding loop: a system call per 64 records.
-/// Measured at 64 B decap within one 3 s run, a 1M-record ring's on/off went
-/// 1.17-1.23 -> 1.12-1.13 with this, level with a 64k-record ring's). Its memory is a
-/// whole number of 2 MiB pages.
+/// touched first would fault in its forwarding loop: a page fault per 64 records, which
+/// makes a large ring cost more than a small one). Its memory is a whole number of
+/// 2 MiB pages.
 #[cold]
 pub fn record_ring(capacity: usize) -> (RecordProducer, RecordConsumer) {
     let capacity = capacity.max(1);

@@ -411,7 +411,7 @@ fn continuous_records(a: f64, base: u64, phase: u64, mss_per: u32) -> Vec<Record
     let mut k = 0u32;
     let wire_bits = (mss_per * FRAME) as f64 * 8.0;
     while t < 12_000_000_000 {
-        let rate = if (t / phase) % 2 == 0 {
+        let rate = if (t / phase).is_multiple_of(2) {
             1.2 * a
         } else {
             0.7 * a

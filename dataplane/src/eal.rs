@@ -28,7 +28,7 @@ pub struct EalArgs {
 }
 
 impl EalArgs {
-    /// Arguments for a program called `program` (argv[0], shown in EAL's messages).
+    /// Arguments for a program called `program` (`argv[0]`, shown in EAL's messages).
     pub fn new(program: impl Into<String>) -> Self {
         Self {
             program: program.into(),

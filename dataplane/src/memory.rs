@@ -9,9 +9,9 @@ use std::ops::Range;
 
 use analysis::ring::HUGE_PAGE;
 
-/// Backs the 2 MiB-aligned pages inside `range` with huge pages, now: `MADV_HUGEPAGE`,
+/// Backs the 2 MiB-aligned pages inside `range` with huge pages at once: `MADV_HUGEPAGE`,
 /// then `MADV_COLLAPSE` (Linux 6.1 or later), which moves pages already in place onto
-/// huge ones at once rather than whenever khugepaged gets to them. Returns the bytes
+/// huge ones during the call rather than whenever khugepaged gets to them. Returns the bytes
 /// covered. Fails where the kernel has no `MADV_COLLAPSE` or transparent huge pages
 /// are off (`/sys/kernel/mm/transparent_hugepage/enabled` is `never`); the memory
 /// stays usable on ordinary pages then.

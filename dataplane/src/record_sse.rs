@@ -3,19 +3,15 @@
 //! plain or inside VXLAN. That is nearly every frame of the TCP traffic Wren measures,
 //! and the record of each is built per packet on the forwarding core.
 //!
-//! Why: the scalar fast path spends ~13 TSC cycles a frame on the frame alone (hot in
-//! cache, measured in isolation), ~9 of them moving bytes (byte swaps, shifts, ors) and
-//! the rest in a chain of checks, each a branch. Here the header checks are masked
-//! vector compares and the byte moves a few shuffles. Within one switch run at 64 B
-//! (`monitor.alternate_ms`, interleaved binaries) the recording half's cycles over the
-//! other's went 1.121 -> 1.107 decapsulating and 1.103 -> 1.099 encapsulating. A
-//! throwaway variant for plain frames without options only reached 1.078 encapsulating;
-//! what this general one loses to it is not yet found (bench/README.md).
+//! Why: the scalar fast path spends most of its time on a frame moving bytes (byte
+//! swaps, shifts, ors) and the rest in a chain of checks, each a branch. Here the
+//! header checks are masked vector compares and the byte moves a few shuffles, which
+//! makes monitoring cheaper for the switch at 64 B (figures in bench/README.md).
 //!
-//! The switch takes its outer VXLAN check from here too (`is_whole_vxlan`, ~10-25
-//! cycles a frame less than the checked views in its forward stage, measured with
-//! `dataplane.stage_clocks`), and with monitoring on it does not repeat it for the
-//! frames this path recorded as VXLAN (`monitor::WholeVxlan`): one outer parse for both.
+//! The switch takes its outer VXLAN check from here too (`is_whole_vxlan`, cheaper
+//! than the checked views in its forward stage), and with monitoring on it does not
+//! repeat it for the frames this path recorded as VXLAN (`monitor::WholeVxlan`): one
+//! outer parse for both.
 //!
 //! Compiled where the build enables SSSE3 and SSE4.1 (`.cargo/config.toml` does, as
 //! DPDK 22.11 itself requires SSE4.2 and its EAL refuses to start without it);
@@ -51,7 +47,7 @@ fn first_64(f: &[u8]) -> Option<[__m128i; 4]> {
     let (v0, v1, v2, v3): (__m128i, __m128i, __m128i, __m128i);
     // SAFETY: `head` points at 64 readable bytes (the slice above), read unaligned.
     // In asm, not as intrinsics: LLVM would read the frame's single bytes out of these
-    // vectors (extracts and spills, measured slower than loading them again).
+    // vectors (extracts and spills, which are slower than loading them again).
     unsafe {
         core::arch::asm!(
             "movdqu {v0}, xmmword ptr [{p}]",

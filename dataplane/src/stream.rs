@@ -7,16 +7,15 @@
 //! (`analysis::record::record_words`) and written with eight `movnti`.
 //! Streaming stores are weakly ordered, so an `sfence` must come before the ring's
 //! tail moves; and an `sfence` stalls every later store until the write-combining
-//! buffers have drained. Issued right after a burst's records it cost the next stage
-//! ~10 cycles a packet (measured: forward 43 -> 53 at 64 B); so a worker on a core of
-//! its own may stage records past the tail and publish them at the top of its next
-//! loop, when the buffers have long drained and the fence is nearly free (records
-//! reach the analysis core one loop later; `monitor.publish_per_loop`). Nothing staged
-//! is lost (`publish` on drop).
+//! buffers have drained, which right after a burst's records costs the next stage
+//! about 10 cycles a packet at 64 B. So a worker on a core of its own may stage
+//! records past the tail and publish them at the top of its next loop, when the
+//! buffers have long drained and the fence is nearly free (records reach the analysis
+//! core one loop later; `monitor.publish_per_loop`). Nothing staged is lost
+//! (`publish` on drop).
 //!
-//! The ring's memory is put on huge pages when the ring is taken (`memory`): at 64 B
-//! within one run, on/off 1.117 -> 1.102 decapsulating and 1.124 -> 1.098
-//! encapsulating (8 interleaved runs each, `bench/ab.sh`).
+//! The ring's memory is put on huge pages when the ring is taken (`memory`), so the
+//! stores do not take a TLB miss every 64 records.
 
 use analysis::record::RecordWords;
 use analysis::ring::{RecordProducer, RingCounters, Slot};

@@ -14,7 +14,6 @@ mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -30,7 +29,7 @@ use config::HostEntry;
 use decide::{Demand, Rules, Situation, VmInfo};
 use view::{NetworkView, PathObservation};
 
-use crate::control::{http_exchange, http_request};
+use crate::api_client::ApiClient;
 
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
@@ -47,29 +46,15 @@ pub struct ControllerArgs {
 
 /// One request to a daemon's API: the reply's JSON when it is 200 and ok.
 #[cold]
-fn api(host: &HostEntry, method: &str, path: &str, body: &str) -> Result<Value> {
-    let (status, v) = if let Some(sock) = &host.api {
-        http_request(sock, method, path, body)?
-    } else {
-        let url = host.url.as_deref().expect("validated: api or url");
-        let addr = url
-            .to_socket_addrs()
-            .with_context(|| format!("{}: bad url {url:?}", host.name))?
-            .next()
-            .with_context(|| format!("{}: {url:?} resolves to nothing", host.name))?;
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-            .with_context(|| format!("cannot connect to {url}"))?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        http_exchange(s, url, method, path, body, host.token.as_deref())?
+fn api(host: &HostEntry, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+    let client = match (&host.api, &host.url) {
+        (Some(sock), _) => ApiClient::unix(sock),
+        (None, Some(url)) => ApiClient::tcp(url, host.token.as_deref()),
+        (None, None) => unreachable!("validated: api or url"),
     };
-    if status != 200 || v["ok"] != true {
-        bail!(
-            "{} {method} {path}: HTTP {status}: {}",
-            host.name,
-            v["error"]
-        );
-    }
-    Ok(v)
+    client
+        .call(method, path, body)
+        .with_context(|| host.name.clone())
 }
 
 /// What one daemon said this round.
@@ -86,7 +71,7 @@ struct Gathered {
 
 #[cold]
 fn gather(h: &HostEntry) -> Result<Gathered> {
-    let rules_reply = api(h, "GET", "/rules", "")?;
+    let rules_reply = api(h, "GET", "/rules", None)?;
     let rules = rules_reply["rules"]
         .as_array()
         .context("no rules in the reply")?
@@ -98,7 +83,7 @@ fn gather(h: &HostEntry) -> Result<Gathered> {
             ))
         })
         .collect::<BTreeMap<String, String>>();
-    let links_reply = api(h, "GET", "/links", "")?;
+    let links_reply = api(h, "GET", "/links", None)?;
     let links = links_reply["links"]
         .as_array()
         .context("no links in the reply")?
@@ -107,8 +92,8 @@ fn gather(h: &HostEntry) -> Result<Gathered> {
         .collect();
     let underlay_ip = links_reply["underlay_ip"].as_str().map(str::to_string);
     // Monitoring may be off on a daemon: then it has no views, only rules.
-    let matrix = api(h, "GET", "/matrix", "").ok();
-    let paths = api(h, "GET", "/paths", "").ok();
+    let matrix = api(h, "GET", "/matrix", None).ok();
+    let paths = api(h, "GET", "/paths", None).ok();
     let host = rules_reply["host"].as_str().unwrap_or_default().to_string();
     if host != h.name {
         bail!(
@@ -118,7 +103,7 @@ fn gather(h: &HostEntry) -> Result<Gathered> {
         );
     }
     let rows = match &matrix {
-        Some(m) => crate::views::host_view(&host, m)?.rows,
+        Some(m) => crate::operator::host_view(&host, m)?.rows,
         None => Vec::new(),
     };
     // The daemon's own VMs are the destinations it delivers to a VM port.
@@ -631,8 +616,8 @@ impl Controller {
                 log::warn!("controller: no address for {peer}: cannot link {host} to it");
                 continue;
             };
-            let body = json!({ "ip": ip }).to_string();
-            match api(h, "PUT", &format!("/links/{peer}"), &body) {
+            let body = json!({ "ip": ip });
+            match api(h, "PUT", &format!("/links/{peer}"), Some(&body)) {
                 Ok(_) => ok += 1,
                 Err(e) => log::warn!("controller: {host}: link {peer} at {ip}: {e:#}"),
             }
@@ -648,8 +633,8 @@ impl Controller {
             let Some(h) = self.cfg.hosts.iter().find(|h| h.name == c.host) else {
                 continue;
             };
-            let body = json!({"to": c.to}).to_string();
-            match api(h, "PUT", &format!("/rules/{}", c.mac), &body) {
+            let body = json!({"to": c.to});
+            match api(h, "PUT", &format!("/rules/{}", c.mac), Some(&body)) {
                 Ok(_) => ok += 1,
                 Err(e) => log::warn!("controller: {}: rule {} -> {}: {e:#}", c.host, c.mac, c.to),
             }

@@ -2,6 +2,7 @@
 //! arguments that fit the host, and network namespaces that clean up after themselves.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -236,4 +237,44 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = sh_out(&format!("kill -9 {} 2>/dev/null", self.0));
     }
+}
+
+/// One HTTP/1.1 request over `stream` (closed after the reply), written by hand so the
+/// tests see exactly what goes over the wire: (status, body).
+pub fn http<S: Read + Write>(
+    mut stream: S,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String) {
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+/// One request to a daemon's HTTP API on its unix socket (`api.unix`): the status and
+/// the body as JSON (as a JSON string when it is not JSON).
+pub fn api(sock: &Path, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let s = std::os::unix::net::UnixStream::connect(sock)
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", sock.display()));
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let (st, b) = http(s, method, path, "", body);
+    (
+        st,
+        serde_json::from_str(&b).unwrap_or(serde_json::Value::String(b)),
+    )
 }

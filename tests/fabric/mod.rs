@@ -1,12 +1,13 @@
 //! A lab of several hosts on one L2 fabric: a bridge in a "fabric" namespace joins
 //! every host's NIC veth; each host namespace runs a wrenvnet daemon (switch mode,
-//! af_packet ports) with its lab VMs (namespaces on veths) and a control socket; every
+//! af_packet ports) with its lab VMs (namespaces on veths) and its HTTP API on a unix
+//! socket; every
 //! daemon has a rule for every remote VM through that VM's host. Everything is removed
 //! on drop (daemons killed by PID, namespaces deleted).
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::PathBuf;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -150,9 +151,9 @@ impl Fabric {
             );
         }
         c += &format!(
-            "[switch]\nname = \"h{h}\"\nunderlay_ip = \"198.18.100.{}\"\nvni = 42\nnic = \"nic\"\ncontrol_socket = \"{}\"\n",
-            h + 1,
-            self.socket(h).display()
+            "[api]\nunix = \"{}\"\n[switch]\nname = \"h{h}\"\nunderlay_ip = \"198.18.100.{}\"\nvni = 42\nnic = \"nic\"\n",
+            self.socket(h).display(),
+            h + 1
         );
         for (i, v) in &local {
             c += &format!("[[switch.vm]]\nport = \"vm{i}\"\nmac = \"{}\"\n", v.mac);
@@ -172,7 +173,7 @@ impl Fabric {
         c
     }
 
-    /// Starts host h's daemon and waits for its control socket.
+    /// Starts host h's daemon and waits for its API socket.
     pub fn start(&self, h: usize) -> Daemon {
         // The main lcore on CPU 0, workers alternating over CPUs 1 and 0 (2-CPU machines).
         let lcores: Vec<String> = std::iter::once("0@0".to_string())
@@ -237,7 +238,7 @@ impl Fabric {
             self.wait_for_ping(a, first[(i + 1) % first.len()]);
         }
         (0..self.hosts.len())
-            .map(|h| self.ctl(h, r#"{"op":"stats"}"#).1["switch"]["drops"].clone())
+            .map(|h| self.api(h, "GET", "/stats", "").1["switch"]["drops"].clone())
             .collect()
     }
 
@@ -252,27 +253,18 @@ impl Fabric {
         serde_json::from_slice(&std::fs::read(&d.summary).unwrap()).unwrap()
     }
 
-    /// One request to host h's control socket: (accepted, reply).
-    pub fn ctl(&self, h: usize, req: &str) -> (bool, serde_json::Value) {
-        ctl(&self.socket(h), req)
+    /// One request to host h's HTTP API: (accepted (HTTP 200), reply).
+    pub fn api(&self, h: usize, method: &str, path: &str, body: &str) -> (bool, serde_json::Value) {
+        let (status, v) = api(&self.socket(h), method, path, body);
+        (status == 200, v)
     }
 
-    pub fn sockets_args(&self) -> Vec<String> {
+    /// `--api SOCKET` for every host, for the operator's commands.
+    pub fn api_args(&self) -> Vec<String> {
         (0..self.hosts.len())
-            .flat_map(|h| ["--socket".to_string(), self.socket(h).display().to_string()])
+            .flat_map(|h| ["--api".to_string(), self.socket(h).display().to_string()])
             .collect()
     }
-}
-
-pub fn ctl(socket: &Path, req: &str) -> (bool, serde_json::Value) {
-    let out = Command::new(wrenvnet_bin())
-        .args(["ctl", "--socket"])
-        .arg(socket)
-        .arg(req)
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (out.status.success(), v)
 }
 
 /// Asserts daemon `h`'s summary `s` counts no more drops for want of a rule, a peer, a

@@ -1,8 +1,8 @@
-//! Operators' views over running daemons: `wrenvnet matrix` merges every daemon's VTTIF
-//! rows into the global VM traffic matrix and names its topology; `wrenvnet paths`
-//! shows every daemon's Wren path views; `wrenvnet status` their counters; `wrenvnet
-//! rules` lists or changes rules. They read the daemons' HTTP API sockets (`--api`) or
-//! their JSON-lines control sockets (`--socket`).
+//! The operator's commands over running daemons, through their HTTP APIs (`--api`, the
+//! daemons' `api.unix` sockets): `wrenvnet matrix` merges every daemon's VTTIF rows into
+//! the global VM traffic matrix and names its topology; `wrenvnet paths` shows every
+//! daemon's Wren path views; `wrenvnet status` their counters; `wrenvnet rules`, `links`
+//! and `vms` list them or change one daemon's.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -11,16 +11,13 @@ use analysis::vttif::{merge, topology_of, HostView, MatrixEntry};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::control::{http_request, query};
+use crate::api_client::ApiClient;
 
 #[derive(Debug, clap::Args)]
 pub struct ViewArgs {
     /// A daemon's HTTP API unix socket (`api.unix`); repeat for every host.
-    #[arg(long = "api", required_unless_present = "sockets")]
+    #[arg(long = "api", required = true)]
     apis: Vec<PathBuf>,
-    /// A daemon's JSON-lines control socket (`switch.control_socket`); repeat for every host.
-    #[arg(long = "socket")]
-    sockets: Vec<PathBuf>,
     /// Print one JSON document instead of a table.
     #[arg(long)]
     json: bool,
@@ -52,20 +49,74 @@ pub struct MatrixArgs {
 fn gather(args: &ViewArgs, op: &str) -> Result<Vec<(String, Value)>> {
     let mut out = Vec::new();
     for a in &args.apis {
-        let (status, v) = http_request(a, "GET", &format!("/{op}"), "")?;
-        if status != 200 || v["ok"] != true {
-            bail!("{}: HTTP {status}: {}", a.display(), v["error"]);
-        }
-        out.push((v["host"].as_str().unwrap_or("?").to_string(), v));
-    }
-    for s in &args.sockets {
-        let v = query(s, &json!({ "op": op }).to_string())?;
-        if v["ok"] != true {
-            bail!("{}: {}", s.display(), v["error"]);
-        }
+        let v = ApiClient::unix(a).call("GET", &format!("/{op}"), None)?;
         out.push((v["host"].as_str().unwrap_or("?").to_string(), v));
     }
     Ok(out)
+}
+
+/// `--json`: `{"hosts":[{"host":H,KEY:...}]}`, KEY from every daemon's reply.
+fn print_hosts_json(replies: &[(String, Value)], key: &str) {
+    let hosts: Vec<Value> = replies
+        .iter()
+        .map(|(h, v)| json!({"host": h, key: v[key]}))
+        .collect();
+    println!("{}", json!({ "hosts": hosts }));
+}
+
+/// A table's columns: (title, field of each item, width).
+type Columns = &'static [(&'static str, &'static str, usize)];
+
+const VM_COLUMNS: Columns = &[
+    ("PORT", "port", 10),
+    ("VM_MAC", "mac", 17),
+    ("SLOT", "slot", 5),
+    ("DEVARGS", "devargs", 0),
+];
+const LINK_COLUMNS: Columns = &[
+    ("LINK", "name", 10),
+    ("UNDERLAY_IP", "ip", 15),
+    ("STATIC_MAC", "mac", 17),
+    ("RULES", "rules", 0),
+];
+
+/// `wrenvnet vms|links|rules` without a change: every daemon's `key` list, as JSON
+/// or as a table (see `print_table`).
+#[cold]
+fn list(view: &ViewArgs, key: &str, cols: Columns) -> Result<()> {
+    let replies = gather(view, key)?;
+    if view.json {
+        print_hosts_json(&replies, key);
+    } else {
+        print_table(&replies, key, cols);
+    }
+    Ok(())
+}
+
+/// A table of every item of every daemon's `key` list, after the host: one column
+/// per (title, field, width); a missing field shows as "-".
+fn print_table(replies: &[(String, Value)], key: &str, cols: &[(&str, &str, usize)]) {
+    let row = |host: &str, cells: Vec<String>| {
+        let mut line = format!("{host:<10}");
+        for ((_, _, w), c) in cols.iter().zip(cells) {
+            line += &format!(" {c:<w$}");
+        }
+        println!("{}", line.trim_end());
+    };
+    row("HOST", cols.iter().map(|c| c.0.to_string()).collect());
+    for (h, v) in replies {
+        for item in v[key].as_array().into_iter().flatten() {
+            let cells = cols
+                .iter()
+                .map(|(_, f, _)| match &item[*f] {
+                    Value::String(s) => s.clone(),
+                    Value::Null => "-".to_string(),
+                    other => other.to_string(),
+                })
+                .collect();
+            row(h, cells);
+        }
+    }
 }
 
 pub(crate) fn host_view(host: &str, reply: &Value) -> Result<HostView> {
@@ -210,11 +261,7 @@ pub fn paths(args: ViewArgs) -> Result<()> {
 pub fn status(args: ViewArgs) -> Result<()> {
     let replies = gather(&args, "stats")?;
     if args.json {
-        let hosts: Vec<Value> = replies
-            .iter()
-            .map(|(h, v)| json!({"host": h, "switch": v["switch"]}))
-            .collect();
-        println!("{}", json!({ "hosts": hosts }));
+        print_hosts_json(&replies, "switch");
         return Ok(());
     }
     println!(
@@ -257,30 +304,13 @@ pub fn status(args: ViewArgs) -> Result<()> {
     Ok(())
 }
 
-/// Sends one change to the one daemon named (API or control socket) and prints the reply.
+/// Sends one change to the one daemon named and prints its reply.
 #[cold]
-fn send_change(v: &ViewArgs, method: &str, path: &str, body: &Value, op: &Value) -> Result<()> {
-    if v.apis.len() + v.sockets.len() != 1 {
-        bail!("a change goes to exactly one daemon: name one --api or --socket");
-    }
-    let reply = if let Some(a) = v.apis.first() {
-        let body = if body.is_null() {
-            String::new()
-        } else {
-            body.to_string()
-        };
-        let (status, r) = http_request(a, method, path, &body)?;
-        if status != 200 {
-            bail!("HTTP {status}: {}", r["error"]);
-        }
-        r
-    } else {
-        let r = query(&v.sockets[0], &op.to_string())?;
-        if r["ok"] != true {
-            bail!("{}", r["error"]);
-        }
-        r
+fn send_change(v: &ViewArgs, method: &str, path: &str, body: Option<&Value>) -> Result<()> {
+    let [api] = v.apis.as_slice() else {
+        bail!("a change goes to exactly one daemon: name one --api");
     };
+    let reply = ApiClient::unix(api).call(method, path, body)?;
     println!("{reply}");
     Ok(())
 }
@@ -293,6 +323,9 @@ pub struct LinksArgs {
     /// NAME=IPV4.
     #[arg(long, value_name = "NAME=IP", conflicts_with = "del")]
     set: Option<String>,
+    /// With --set: the peer's underlay MAC, fixed (otherwise resolved by ARP).
+    #[arg(long, value_name = "MAC", requires = "set")]
+    mac: Option<String>,
     /// Remove the link NAME on the one daemon named (refused while rules use it).
     #[arg(long, value_name = "NAME")]
     del: Option<String>,
@@ -323,96 +356,29 @@ pub fn vms(args: VmsArgs) -> Result<()> {
             &args.view,
             "PUT",
             &format!("/vms/{port}"),
-            &json!({ "devargs": devargs, "mac": mac }),
-            &json!({"op": "plug_vm", "port": port, "devargs": devargs, "mac": mac}),
+            Some(&json!({ "devargs": devargs, "mac": mac })),
         );
     }
     if let Some(port) = &args.unplug {
-        return send_change(
-            &args.view,
-            "DELETE",
-            &format!("/vms/{port}"),
-            &Value::Null,
-            &json!({"op": "unplug_vm", "port": port}),
-        );
+        return send_change(&args.view, "DELETE", &format!("/vms/{port}"), None);
     }
-    let replies = gather(&args.view, "vms")?;
-    if args.view.json {
-        let hosts: Vec<Value> = replies
-            .iter()
-            .map(|(h, v)| json!({"host": h, "vms": v["vms"]}))
-            .collect();
-        println!("{}", json!({ "hosts": hosts }));
-        return Ok(());
-    }
-    println!(
-        "{:<10} {:<10} {:<17} {:<5} DEVARGS",
-        "HOST", "PORT", "VM_MAC", "SLOT"
-    );
-    for (h, v) in &replies {
-        for p in v["vms"].as_array().into_iter().flatten() {
-            println!(
-                "{:<10} {:<10} {:<17} {:<5} {}",
-                h,
-                p["port"].as_str().unwrap_or("?"),
-                p["mac"].as_str().unwrap_or("?"),
-                p["slot"]
-                    .as_u64()
-                    .map_or_else(|| "?".to_string(), |n| n.to_string()),
-                p["devargs"].as_str().unwrap_or("")
-            );
-        }
-    }
-    Ok(())
+    list(&args.view, "vms", VM_COLUMNS)
 }
 
 /// `wrenvnet links`: every daemon's overlay links, or one change.
 pub fn links(args: LinksArgs) -> Result<()> {
     if let Some(set) = &args.set {
         let (name, ip) = set.split_once('=').context("--set wants NAME=IPV4")?;
-        return send_change(
-            &args.view,
-            "PUT",
-            &format!("/links/{name}"),
-            &json!({ "ip": ip }),
-            &json!({"op": "set_link", "name": name, "ip": ip}),
-        );
+        let mut body = json!({ "ip": ip });
+        if let Some(mac) = &args.mac {
+            body["mac"] = json!(mac);
+        }
+        return send_change(&args.view, "PUT", &format!("/links/{name}"), Some(&body));
     }
     if let Some(name) = &args.del {
-        return send_change(
-            &args.view,
-            "DELETE",
-            &format!("/links/{name}"),
-            &Value::Null,
-            &json!({"op": "del_link", "name": name}),
-        );
+        return send_change(&args.view, "DELETE", &format!("/links/{name}"), None);
     }
-    let replies = gather(&args.view, "links")?;
-    if args.view.json {
-        let hosts: Vec<Value> = replies
-            .iter()
-            .map(|(h, v)| json!({"host": h, "links": v["links"]}))
-            .collect();
-        println!("{}", json!({ "hosts": hosts }));
-        return Ok(());
-    }
-    println!(
-        "{:<10} {:<10} {:<15} {:<17} RULES",
-        "HOST", "LINK", "UNDERLAY_IP", "STATIC_MAC"
-    );
-    for (h, v) in &replies {
-        for l in v["links"].as_array().into_iter().flatten() {
-            println!(
-                "{:<10} {:<10} {:<15} {:<17} {}",
-                h,
-                l["name"].as_str().unwrap_or("?"),
-                l["ip"].as_str().unwrap_or("?"),
-                l["mac"].as_str().unwrap_or("-"),
-                l["rules"]
-            );
-        }
-    }
-    Ok(())
+    list(&args.view, "links", LINK_COLUMNS)
 }
 
 /// `wrenvnet rules`: list every daemon's rules, or change one daemon's.
@@ -423,43 +389,17 @@ pub fn rules(args: RulesArgs) -> Result<()> {
             let (mac, to) = set
                 .split_once('=')
                 .context("--set wants MAC=vm:PORT or MAC=peer:NAME")?;
-            Some((
-                "PUT",
-                mac.to_string(),
-                json!({ "to": to }),
-                json!({"op": "add_rule", "dst_mac": mac, "to": to}),
-            ))
+            Some(("PUT", mac.to_string(), Some(json!({ "to": to }))))
         }
-        (None, Some(mac)) => Some((
-            "DELETE",
-            mac.clone(),
-            Value::Null,
-            json!({"op": "del_rule", "dst_mac": mac}),
-        )),
+        (None, Some(mac)) => Some(("DELETE", mac.clone(), None)),
         (None, None) => None,
     };
-    if let Some((method, mac, body, op)) = change {
-        return send_change(&args.view, method, &format!("/rules/{mac}"), &body, &op);
+    if let Some((method, mac, body)) = change {
+        return send_change(&args.view, method, &format!("/rules/{mac}"), body.as_ref());
     }
-    let replies = gather(&args.view, "rules")?;
-    if args.view.json {
-        let hosts: Vec<Value> = replies
-            .iter()
-            .map(|(h, v)| json!({"host": h, "rules": v["rules"]}))
-            .collect();
-        println!("{}", json!({ "hosts": hosts }));
-        return Ok(());
-    }
-    println!("{:<10} {:<17} TO", "HOST", "DST_MAC");
-    for (h, v) in &replies {
-        for r in v["rules"].as_array().into_iter().flatten() {
-            println!(
-                "{:<10} {:<17} {}",
-                h,
-                r["dst_mac"].as_str().unwrap_or("?"),
-                r["to"].as_str().unwrap_or("?")
-            );
-        }
-    }
-    Ok(())
+    list(
+        &args.view,
+        "rules",
+        &[("DST_MAC", "dst_mac", 17), ("TO", "to", 0)],
+    )
 }

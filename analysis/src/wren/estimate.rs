@@ -1,0 +1,269 @@
+//! The estimate: available bandwidth (a point, a bound or none) from a path's judged
+//! trains, and the view of a path that reports it with the path's RTT and traffic.
+
+use serde::Serialize;
+
+use super::path::{Path, PathKey};
+use super::train::TrainResult;
+use super::trend::Trend;
+
+/// The widest range (high/low) a point estimate is given for (see `answer`).
+const ESTIMATE_MAX_SPREAD: f64 = 1.6;
+
+/// What kind of available-bandwidth answer a path has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AvailKind {
+    Estimate,
+    LowerBound,
+    UpperBound,
+    None,
+}
+
+/// A path's view, as published and as `wrenvnet analyze --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PathView {
+    pub src: String,
+    pub dst: String,
+    pub flows: usize,
+    pub packets: u64,
+    pub bytes: u64,
+    pub rtt_samples: u64,
+    pub rtt_min_us: Option<f64>,
+    pub rtt_srtt_us: Option<f64>,
+    pub rtt_mean_us: Option<f64>,
+    pub rtt_p50_us: Option<f64>,
+    pub rtt_p99_us: Option<f64>,
+    pub throughput_mbps: f64,
+    pub avail_bw_mbps: Option<f64>,
+    pub avail_bw_low_mbps: Option<f64>,
+    pub avail_bw_high_mbps: Option<f64>,
+    pub avail_bw_kind: AvailKind,
+    pub trains: usize,
+}
+
+/// An answer in bits/s: its kind, the value reported, and the range's low and high.
+type Answer = (AvailKind, Option<f64>, Option<f64>, Option<f64>);
+
+const NO_ANSWER: Answer = (AvailKind::None, None, None, None);
+
+/// A decisive train verdict as the estimate weighs it.
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    rate_bps: f64,
+    increasing: bool,
+    /// The train's segments: a longer train's verdict is surer.
+    weight: usize,
+}
+
+/// The view of path `k`, with the trains judged within `window_ns` of its last record;
+/// `name` renders an endpoint.
+pub(super) fn path_view(
+    k: &PathKey,
+    p: &Path,
+    window_ns: u64,
+    name: &impl Fn(u32) -> String,
+) -> PathView {
+    let has_rtt = !p.rtt.is_empty();
+    let dur = (p.last_t.saturating_sub(p.first_t)) as f64 / 1e9;
+    let recent: Vec<TrainResult> = p
+        .trains
+        .iter()
+        .filter(|tr| p.last_t.saturating_sub(tr.t) <= window_ns)
+        .copied()
+        .collect();
+    let (kind, est, low, high) = estimate(&recent);
+    PathView {
+        src: name(k.src),
+        dst: name(k.dst),
+        flows: p.flows,
+        packets: p.packets,
+        bytes: p.payload_bytes,
+        rtt_samples: p.rtt.len(),
+        rtt_min_us: p.rtt_min.get().map(|m| m as f64 / 1e3),
+        rtt_srtt_us: has_rtt.then(|| p.srtt_ns / 1e3),
+        rtt_mean_us: has_rtt.then(|| p.rtt.mean()),
+        rtt_p50_us: has_rtt.then(|| p.rtt.value_at_quantile(0.5) as f64),
+        rtt_p99_us: has_rtt.then(|| p.rtt.value_at_quantile(0.99) as f64),
+        throughput_mbps: if dur > 0.0 {
+            p.payload_bytes as f64 * 8.0 / dur / 1e6
+        } else {
+            0.0
+        },
+        avail_bw_mbps: est.map(|x| x / 1e6),
+        avail_bw_low_mbps: low.map(|x| x / 1e6),
+        avail_bw_high_mbps: high.map(|x| x / 1e6),
+        avail_bw_kind: kind,
+        trains: recent.len(),
+    }
+}
+
+/// Available bandwidth from judged trains. Sorted by rate, the trains below A should
+/// show no rising delay and those above should: the split that misclassifies the
+/// fewest trains (`best_split`) places A between the trains around it (`edges`). A
+/// side backed by fewer than `max(2, 5%)` trains is noise, and then only a bound is
+/// known. Grey trains are ignored.
+fn estimate(trains: &[TrainResult]) -> Answer {
+    let mut judged: Vec<Verdict> = trains
+        .iter()
+        .filter(|t| t.trend != Trend::Grey)
+        .map(|t| Verdict {
+            rate_bps: t.rate_bps,
+            increasing: t.trend == Trend::Increasing,
+            weight: t.segments,
+        })
+        .collect();
+    if judged.is_empty() {
+        return NO_ANSWER;
+    }
+    judged.sort_by(|a, b| a.rate_bps.total_cmp(&b.rate_bps));
+    let split = best_split(&judged);
+    let min_side = 2usize.max(judged.len().div_ceil(20));
+    let (lower, upper) = edges(&judged, split, min_side);
+    answer(&judged, lower, upper, min_side)
+}
+
+/// The split of `judged` (sorted by rate) that misclassifies the least weight: the
+/// weight of increasing trains below it plus that of non-increasing ones above it,
+/// each train weighted by its length, as a longer train's verdict is surer.
+fn best_split(judged: &[Verdict]) -> usize {
+    let n = judged.len();
+    let total_inc_w: usize = judged
+        .iter()
+        .filter(|t| t.increasing)
+        .map(|t| t.weight)
+        .sum();
+    let total_w: usize = judged.iter().map(|t| t.weight).sum();
+    let (mut best_i, mut best_err) = (0usize, usize::MAX);
+    let (mut inc_below_w, mut non_below_w) = (0usize, 0usize);
+    for i in 0..=n {
+        let non_above_w = (total_w - inc_below_w - non_below_w) - (total_inc_w - inc_below_w);
+        let err = inc_below_w + non_above_w;
+        if err < best_err {
+            best_err = err;
+            best_i = i;
+        }
+        if i < n {
+            if judged[i].increasing {
+                inc_below_w += judged[i].weight;
+            } else {
+                non_below_w += judged[i].weight;
+            }
+        }
+    }
+    best_i
+}
+
+/// The range's edges around `split`: the second non-increasing train below it and the
+/// second increasing one above it, as one stray train must not make the range; each
+/// only if its side has `min_side` such trains (`min_side` >= 2: the second exists).
+fn edges(judged: &[Verdict], split: usize, min_side: usize) -> (Option<f64>, Option<f64>) {
+    let (below, above) = judged.split_at(split);
+    let non_low = below.iter().filter(|t| !t.increasing).count();
+    let inc_high = above.iter().filter(|t| t.increasing).count();
+    let lower = below
+        .iter()
+        .rev()
+        .filter(|t| !t.increasing)
+        .nth(1)
+        .filter(|_| non_low >= min_side)
+        .map(|t| t.rate_bps);
+    let upper = above
+        .iter()
+        .filter(|t| t.increasing)
+        .nth(1)
+        .filter(|_| inc_high >= min_side)
+        .map(|t| t.rate_bps);
+    (lower, upper)
+}
+
+/// The answer the edges give. A point estimate promises to be within 30% of A: the
+/// midpoint of the range is within 30% of every point in it only if hi ≤ 1.6 lo. A
+/// wider range (an application-limited sender: slow trains without congestion, bursts
+/// with it) is only the bound its slower side proves, with the range beside it. With
+/// one side only, everything (but noise) is on that side of A: A is at least the rate
+/// of the fastest non-increasing trains, or at most that of the slowest increasing
+/// ones — `min_side` of them, as one train is noise.
+fn answer(judged: &[Verdict], lower: Option<f64>, upper: Option<f64>, min_side: usize) -> Answer {
+    match (lower, upper) {
+        (Some(lo), Some(hi)) if hi <= ESTIMATE_MAX_SPREAD * lo => (
+            AvailKind::Estimate,
+            Some((lo + hi) / 2.0),
+            Some(lo),
+            Some(hi),
+        ),
+        (Some(lo), Some(hi)) => (AvailKind::LowerBound, Some(lo), Some(lo), Some(hi)),
+        (Some(_), None) => {
+            let mut non: Vec<f64> = judged
+                .iter()
+                .filter(|t| !t.increasing)
+                .map(|t| t.rate_bps)
+                .collect();
+            non.sort_by(|a, b| b.total_cmp(a));
+            let lo = non[min_side - 1];
+            (AvailKind::LowerBound, Some(lo), Some(lo), None)
+        }
+        (None, Some(_)) => {
+            let mut inc: Vec<f64> = judged
+                .iter()
+                .filter(|t| t.increasing)
+                .map(|t| t.rate_bps)
+                .collect();
+            inc.sort_by(f64::total_cmp);
+            let hi = inc[min_side - 1];
+            (AvailKind::UpperBound, Some(hi), None, Some(hi))
+        }
+        (None, None) => NO_ANSWER,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(rate_mbps: f64, trend: Trend) -> TrainResult {
+        TrainResult {
+            t: 0,
+            rate_bps: rate_mbps * 1e6,
+            trend,
+            segments: 64,
+        }
+    }
+
+    #[test]
+    fn a_range_too_wide_for_a_point_estimate_is_the_bound_its_slow_side_proves() {
+        let mut trains: Vec<TrainResult> = (0..10)
+            .map(|i| verdict(70.0 + i as f64, Trend::NonIncreasing))
+            .collect();
+        trains.extend((0..10).map(|i| verdict(320.0 + i as f64, Trend::Increasing)));
+        let (kind, est, low, high) = estimate(&trains);
+        assert_eq!(kind, AvailKind::LowerBound);
+        // The edges: the second train on each side of the split (one alone is noise).
+        assert_eq!((est, low, high), (Some(78e6), Some(78e6), Some(321e6)));
+        // Close sides: an estimate, their midpoint.
+        for t in trains.iter_mut().filter(|t| t.trend == Trend::Increasing) {
+            t.rate_bps -= 220e6;
+        }
+        let (kind, est, _, _) = estimate(&trains);
+        assert_eq!(kind, AvailKind::Estimate);
+        assert_eq!(est, Some(89.5e6));
+    }
+
+    #[test]
+    fn one_stray_train_on_each_side_makes_no_estimate() {
+        // Trains of an application-limited BBR sender (100 Mbit/s, 80 ms): trains at
+        // their average rate below A, bursts far above it, and between them one train
+        // at 121 that showed no rise beside one at 125 that did. Those two alone would
+        // make an estimate of 123; the second train on each side leaves only a lower
+        // bound.
+        let mut trains: Vec<TrainResult> = [6.0, 20.0, 33.0, 46.0, 61.0, 68.0, 86.0, 121.0]
+            .iter()
+            .map(|&r| verdict(r, Trend::NonIncreasing))
+            .collect();
+        trains.push(verdict(125.0, Trend::Increasing));
+        trains.extend((0..20).map(|i| verdict(5082.0 + 1000.0 * i as f64, Trend::Increasing)));
+        let (kind, est, low, high) = estimate(&trains);
+        assert_eq!(kind, AvailKind::LowerBound);
+        assert_eq!((est, low, high), (Some(86e6), Some(86e6), Some(5082e6)));
+    }
+}

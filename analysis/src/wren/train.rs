@@ -1,0 +1,291 @@
+//! Trains: runs of a flow's data segments sent close together, how they are formed,
+//! timed by their ACKs, and judged: the trend of their delays at their sending rate.
+
+use std::ops::Range;
+
+use super::flow::{seq_le, seq_lt, Flow, Sent};
+use super::trend::{self, Trend};
+use super::{Config, Tally};
+
+/// A gap this many times a train's median spacing separates two bursts of the train.
+const BURST_GAP_FACTOR: u64 = 4;
+/// ... and it is at least this long, so timestamp jitter is not taken for a burst gap.
+const BURST_GAP_FLOOR_NS: u64 = 5_000;
+/// The least gap that ends a train, however short the round trip.
+const MIN_TRAIN_GAP_NS: u64 = 20_000;
+/// The gap that ends a train on a path with no RTT sample yet.
+const NO_RTT_TRAIN_GAP_NS: u64 = 1_000_000;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TrainSeg {
+    pub(super) end: u32,
+    pub(super) t: u64,
+    pub(super) bytes: u32,
+    pub(super) rtt: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Train {
+    /// Sequence number of the first segment's first byte.
+    pub(super) start: u32,
+    pub(super) segs: Vec<TrainSeg>,
+    pub(super) tainted: bool,
+    /// Segments (from the front, in sequence order) that have their RTT: ACKs are
+    /// cumulative, so each ACK only moves this cursor forward.
+    acked: usize,
+}
+
+impl Train {
+    /// Gives the segments newly covered by cumulative ACK `a`, seen at `t`, their RTT.
+    #[inline]
+    fn ack(&mut self, a: u32, t: u64) {
+        while let Some(s) = self.segs.get_mut(self.acked) {
+            if !seq_le(s.end, a) {
+                break;
+            }
+            s.rtt = Some(t.saturating_sub(s.t));
+            self.acked += 1;
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.acked == self.segs.len()
+    }
+
+    /// Whether the byte at `seq` was sent in this train.
+    pub(super) fn holds(&self, seq: u32) -> bool {
+        seq_le(self.start, seq) && self.segs.last().is_some_and(|l| seq_lt(seq, l.end))
+    }
+
+    /// Keeps the segments that end at or before `seq` (those sent ahead of a hole
+    /// there); returns how many were dropped.
+    pub(super) fn truncate_before(&mut self, seq: u32) -> usize {
+        let keep = self.segs.partition_point(|s| seq_le(s.end, seq));
+        let dropped = self.segs.len() - keep;
+        self.segs.truncate(keep);
+        self.acked = self.acked.min(keep);
+        dropped
+    }
+}
+
+/// A judged train.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TrainResult {
+    pub(super) t: u64,
+    pub(super) rate_bps: f64,
+    pub(super) trend: Trend,
+    /// Segments in the train: a longer train's verdict counts for more.
+    pub(super) segments: usize,
+}
+
+impl Flow {
+    /// Ends the current train if new data sent at `t` does not belong to it: a gap of
+    /// half the smoothed RTT `srtt` (queueing included, as it sets the time scale: a
+    /// train is what the sender emits within well under one round trip) means the
+    /// sender went idle or waited for ACKs; and a train holds at most `max_train`.
+    pub(super) fn close_train_before(
+        &mut self,
+        t: u64,
+        srtt: Option<u64>,
+        cfg: &Config,
+    ) -> Option<Train> {
+        let gap_limit = srtt
+            .map(|m| (m / 2).max(MIN_TRAIN_GAP_NS))
+            .unwrap_or(NO_RTT_TRAIN_GAP_NS);
+        let close = !self.train.segs.is_empty()
+            && (t.saturating_sub(self.last_data_t) > gap_limit
+                || self.train.segs.len() >= cfg.max_train);
+        close.then(|| std::mem::take(&mut self.train))
+    }
+
+    /// Adds new data to the current train, within the total cap on segments held in
+    /// trains; beyond it the train, now missing a segment, is tainted.
+    pub(super) fn extend_train(&mut self, s: Sent, cfg: &Config, tally: &mut Tally) {
+        if tally.train_segments < cfg.max_train_segments_total {
+            if self.train.segs.is_empty() {
+                self.train.start = s.seq;
+            }
+            self.train.segs.push(TrainSeg {
+                end: s.end,
+                t: s.t,
+                bytes: s.bytes,
+                rtt: None,
+            });
+            tally.train_segments += 1;
+        } else {
+            self.train.tainted = true;
+        }
+    }
+
+    /// Keeps a finished train until its ACKs time it, if it is long enough and whole;
+    /// else discards it. A flow holds a window's worth of trains awaiting ACKs: every
+    /// train of a long, fast path (80 ms at 100 Mbit/s is ~700 segments in flight)
+    /// must live until ACKed, or only slow phases ever get judged; beyond that the
+    /// oldest goes.
+    pub(super) fn hold_train(&mut self, tr: Train, cfg: &Config, tally: &mut Tally) {
+        if tr.segs.len() < cfg.min_train || tr.tainted {
+            tally.train_segments -= tr.segs.len();
+            tally.counters.trains_discarded += 1;
+            return;
+        }
+        self.pending.push_back(tr);
+        if self.pending.len() > cfg.max_outstanding / cfg.min_train.max(1) {
+            let old = self.pending.pop_front().expect("non-empty");
+            tally.train_segments -= old.segs.len();
+            tally.counters.trains_discarded += 1;
+        }
+    }
+
+    /// Times the train segments cumulative ACK `a`, seen at `t`, covers. Trains are in
+    /// sequence order: the first one this ACK leaves incomplete is the last it reaches.
+    #[inline]
+    pub(super) fn ack_trains(&mut self, a: u32, t: u64) {
+        for tr in self
+            .pending
+            .iter_mut()
+            .chain(std::iter::once(&mut self.train))
+        {
+            tr.ack(a, t);
+            if !tr.complete() {
+                break;
+            }
+        }
+    }
+
+    /// Judges the trains at the front of the queue that are fully ACKed, and discards
+    /// the tainted ones there; their verdicts go to `out`.
+    pub(super) fn judge_acked_trains(
+        &mut self,
+        cfg: &Config,
+        tally: &mut Tally,
+        out: &mut Vec<TrainResult>,
+    ) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|tr| tr.tainted || tr.complete())
+        {
+            let tr = self.pending.pop_front().expect("front exists");
+            tally.train_segments -= tr.segs.len();
+            if tr.tainted || tr.segs.len() < cfg.min_train {
+                tally.counters.trains_discarded += 1;
+                continue;
+            }
+            let verdicts = judge(&tr, cfg.min_train);
+            if verdicts.is_empty() {
+                tally.counters.trains_discarded += 1;
+            }
+            for res in verdicts {
+                log::trace!("train {:?}: {:?}", self.path, res);
+                out.push(res);
+            }
+        }
+    }
+}
+
+/// Judges a fully ACKed train. The trend test (pathload's) assumes a stream at one
+/// rate. A train sent at an even pace, or in bursts short enough that each median
+/// group of the test spans whole burst cycles, is one: its trend at its sending rate.
+/// A train of longer bursts with idle gaps between them is not: the delays rise inside
+/// each burst and fall back in each gap as the queue drains, which says nothing about
+/// the average rate (an application-limited sender, iperf3 -b or any paced sender that
+/// idles, would give verdicts scattered around its average and a bogus estimate). Its
+/// bursts long enough to be trains are judged on their own, each at its own rate.
+fn judge(tr: &Train, min_train: usize) -> Vec<TrainResult> {
+    let segs = &tr.segs;
+    let bursts = bursts(segs);
+    if is_one_stream(&bursts) {
+        return judge_stream(segs).into_iter().collect();
+    }
+    log::trace!(
+        "train of {} in bursts of {:?}",
+        segs.len(),
+        bursts.iter().map(|b| b.len()).collect::<Vec<_>>()
+    );
+    bursts
+        .into_iter()
+        .filter(|b| b.len() >= min_train)
+        .filter_map(|b| judge_stream(&segs[b]))
+        .collect()
+}
+
+/// Whether segments in `bursts` (as `bursts` gives them) are one stream for the trend
+/// test: evenly paced (one burst), or in bursts no longer than one of its median groups
+/// (⌊√n⌋ of them), so each group spans whole burst cycles and the rate over whole
+/// cycles is the rate the path saw.
+pub(super) fn is_one_stream(bursts: &[Range<usize>]) -> bool {
+    let n = bursts.last().map_or(0, |b| b.end);
+    let per_group = n / ((n as f64).sqrt().floor() as usize).max(1);
+    bursts.len() == 1 || bursts.iter().all(|b| b.len() <= per_group)
+}
+
+/// One stream's verdict: the trend of its delays at its sending rate.
+fn judge_stream(segs: &[TrainSeg]) -> Option<TrainResult> {
+    let delays: Vec<f64> = segs
+        .iter()
+        .filter_map(|s| s.rtt.map(|x| x as f64))
+        .collect();
+    let trend = trend::trend(&delays)?;
+    let rate_bps = sending_rate(segs)?;
+    Some(TrainResult {
+        t: segs.last()?.t,
+        rate_bps,
+        trend,
+        segments: segs.len(),
+    })
+}
+
+/// The gaps between consecutive segments, and the least gap that separates two bursts:
+/// `BURST_GAP_FACTOR` times the median gap (at least `BURST_GAP_FLOOR_NS`).
+fn gaps_and_burst_gap(segs: &[TrainSeg]) -> Option<(Vec<u64>, u64)> {
+    let gaps: Vec<u64> = segs
+        .windows(2)
+        .map(|w| w[1].t.saturating_sub(w[0].t))
+        .collect();
+    let mut sorted = gaps.clone();
+    sorted.sort_unstable();
+    let median_gap = *sorted.get(sorted.len() / 2)?;
+    let big = median_gap
+        .max(BURST_GAP_FLOOR_NS)
+        .saturating_mul(BURST_GAP_FACTOR);
+    Some((gaps, big))
+}
+
+/// A train's bursts: the index ranges between gaps longer than the burst gap.
+pub(super) fn bursts(segs: &[TrainSeg]) -> Vec<Range<usize>> {
+    let Some((gaps, big)) = gaps_and_burst_gap(segs) else {
+        return std::iter::once(0..segs.len()).collect();
+    };
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, &g) in gaps.iter().enumerate() {
+        if g > big {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    out.push(start..segs.len());
+    out
+}
+
+/// A train's sending rate (bits/s), over whole cycles: a sender that emits bursts with
+/// idle gaps between them (TSO, pacing quanta, a busy CPU) would otherwise look faster
+/// than it is, as the time from the first to the last packet leaves out the last gap.
+/// So the rate is taken from the first packet to the start of the last burst, over the
+/// bytes sent before it; for evenly spaced packets that is the usual (n-1)/span.
+pub(super) fn sending_rate(segs: &[TrainSeg]) -> Option<f64> {
+    let first = segs.first()?;
+    let (gap_at, big) = gaps_and_burst_gap(segs)?;
+    let end = gap_at
+        .iter()
+        .rposition(|&g| g > big)
+        .map(|i| i + 1)
+        .filter(|&j| j >= segs.len() / 2)
+        .unwrap_or(segs.len() - 1);
+    let span = segs[end].t.saturating_sub(first.t);
+    let bytes: u64 = segs[..end].iter().map(|s| s.bytes as u64).sum();
+    if span == 0 {
+        return None;
+    }
+    Some(bytes as f64 * 8.0 * 1e9 / span as f64)
+}

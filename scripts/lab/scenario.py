@@ -1,0 +1,360 @@
+"""The lab's run, start to end: prepare the host and binaries, build the fabric, start
+the daemons, the controller and the application, make the scenario's events happen
+on time while showing what wrenvnet sees, then stop everything and summarize.
+
+Whatever happens (the end, an error, Ctrl-C, SIGTERM, SIGHUP), `Lab.cleanup` stops
+every process the run started and removes every namespace and file it created; with
+--out the work directory is kept there first.
+"""
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import migrate, options
+from .fabric import Fabric, hnum
+from .hosts import (api_socket_up, controller_config, daemon_config, start_controller,
+                    start_daemon, start_guest)
+from .options import HOSTS
+from .plot import plot
+from .procs import (Interrupted, Resources, catch_signals, ignore_signals, in_ns, output,
+                    run, stop, wait_for)
+from .view import Snapshot, line, result, screen, summary, timeline_row
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLEAR = "\033[H\033[2J\033[3J"
+
+
+class Failed(Exception):
+    """The lab cannot go on: a message, and text (a log) that explains it."""
+
+    def __init__(self, message, detail=""):
+        super().__init__(message)
+        self.detail = detail
+
+
+def step(text):
+    print("\033[1m== %s\033[0m" % text)
+
+
+def main(argv):
+    """The lab (or, with `migrate` first, its migration hook); the exit status."""
+    if argv[:1] == ["migrate"]:
+        return migrate.main(argv[1:])
+    opts = options.parse(argv)
+    if os.geteuid() != 0:
+        print("lab.sh: run as root (namespaces, hugepages)", file=sys.stderr)
+        return 1
+    sys.stdout.reconfigure(line_buffering=True)
+    os.chdir(REPO)
+    opts.plain = opts.plain or not sys.stdout.isatty()
+    if not opts.plot and opts.out:
+        os.makedirs(opts.out, exist_ok=True)
+        opts.plot = os.path.join(opts.out, "lab.svg")
+    elif not opts.plot:
+        opts.plot = "/tmp/wrenvnet-lab-adapt-%s.svg" % opts.adapt
+    lab = Lab(opts)
+    catch_signals()
+    try:
+        return lab.run()
+    except Interrupted as e:
+        print("\nlab.sh: %s: stopping and cleaning up" % e, file=sys.stderr)
+        return 130
+    except Failed as e:
+        print("lab.sh: %s" % e, file=sys.stderr)
+        print(e.detail, end="", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as e:
+        print("lab.sh: %s failed (exit %d)" % (" ".join(map(str, e.cmd)), e.returncode),
+              file=sys.stderr)
+        return e.returncode if 0 < e.returncode < 128 else 1
+    finally:
+        ignore_signals()
+        lab.cleanup()
+
+
+class Lab:
+    """One run of the lab and everything it started."""
+
+    def __init__(self, opts):
+        self.opts = opts
+        self.id = os.getpid()
+        self.res = Resources()
+        self.work = None
+        self.fabric = None
+        self.bin = os.environ.get("WRENVNET_BIN") or os.path.join(REPO, "target/release/wrenvnet")
+        self.delayline = os.environ.get("WRENVNET_DELAYLINE") or os.path.join(
+            REPO, "target/release/wrenvnet-delayline")
+        self.daemons = {}   # host -> Popen
+        self.ctl = None     # the controller's Popen
+        self.app = None     # the application's Popen (A's guest, or iperf3 in A's VM)
+        self.t0 = None      # when the application started (unix s)
+
+    def path(self, name):
+        """A file in the run's work directory."""
+        return os.path.join(self.work, name)
+
+    def run(self):
+        """The whole run; the exit status (1 when the application failed)."""
+        self.prepare()
+        self.work = tempfile.mkdtemp(prefix="wrenvnet-lab.", dir="/tmp")
+        self.fabric = Fabric(self.res, self.opts, self.id, self.work, self.delayline)
+        o = self.opts
+        step("three hosts, a fabric with %d Mbit/s links and %s ms per access link, one VM per host"
+             % (o.link_mbit, o.delay_ms))
+        self.fabric.build()
+        step("starting the daemons (DPDK --no-pci, af_packet ports, HTTP API on unix sockets)")
+        self.start_daemons()
+        with open(self.path("controller.toml"), "w") as f:
+            f.write(controller_config(self))
+        step("starting the controller (adaptation %s)" % o.adapt)
+        self.ctl = start_controller(self)
+        step("the application: iperf3 TCP from the VM on A (198.19.0.1) to the VM on C "
+             "(198.19.0.3), %d s" % o.duration)
+        self.app = self.start_application()
+        self.t0 = time.time()
+        self.follow()
+        app_rc = self.application_status()
+        step("routes and counters at the end")
+        self.stop_all()
+        self.summarize()
+        if app_rc != 0:
+            print("the application failed (iperf3 exit %d):" % app_rc)
+            print("".join(tail(self.path("iperf3.log"), 5)), end="")
+            return 1
+        return 0
+
+    def prepare(self):
+        """Host setup and the release build (unless --no-setup), the guest image (with
+        QEMU guests); the binaries must then exist."""
+        if self.opts.setup:
+            step("host setup (packages, hugepages): scripts/setup.sh")
+            with open("/tmp/wrenvnet-setup.log", "wb") as log:
+                ok = subprocess.run(["bash", "scripts/setup.sh"], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT).returncode == 0
+            if not ok:
+                raise Failed("scripts/setup.sh failed:", read("/tmp/wrenvnet-setup.log"))
+            step("build (cargo build --release)")
+            run("cargo", "build", "--release", "-q")
+        if self.opts.vms == "qemu":
+            step("guest image (Debian's cloud kernel + busybox + iperf3): scripts/guest-image.sh")
+            indented("bash", "scripts/guest-image.sh", "build/guest")
+            kernel = "build/guest/vmlinuz"
+            if not (os.path.exists(kernel) and os.path.getsize(kernel) > 0):
+                raise Failed("no guest image")
+        for b in (self.bin, self.delayline):
+            if not os.access(b, os.X_OK):
+                raise Failed("no %s or %s (build first)" % (self.bin, self.delayline))
+
+    def start_daemons(self):
+        """Every host's daemon; in netns mode, until the VMs reach each other."""
+        for h in HOSTS:
+            with open(self.path(h + ".toml"), "w") as f:
+                f.write(daemon_config(h, self.opts, self.work))
+            self.daemons[h] = start_daemon(self, h)
+        for h in HOSTS:
+            if not api_socket_up(self, h, 100, 0.2):
+                raise Failed("daemon %s did not start:" % h, read(self.path(h + ".log")))
+        if self.opts.vms == "qemu":
+            return   # the guests ping until they reach each other
+        for src, dst in (("A", "C"), ("A", "B"), ("B", "C")):
+            if self.opts.linked(src, dst):
+                ping = in_ns(self.fabric.ns("v", src), "ping", "-c1", "-W1", "198.19.0.%d" % hnum(dst))
+                wait_for(lambda: run(*ping, check=False, quiet=True).returncode == 0, 60, 0.5)
+
+    def start_application(self):
+        """iperf3 from A's VM to C's (in QEMU guests or VM namespaces); A's Popen."""
+        o = self.opts
+        if o.vms == "netns":
+            self.res.spawn(in_ns(self.fabric.ns("v", "C"), "iperf3", "-s", "-1"),
+                           log=self.path("iperf3-server.log"))
+            self.wait_listening(self.fabric.ns("v", "C"), 5201)
+            return self.res.spawn(in_ns(self.fabric.ns("v", "A"), "iperf3", "-c", "198.19.0.3",
+                                        "-t", str(o.duration), "-i", "1", "--forceflush"),
+                                  log=self.path("iperf3.log"))
+        start_guest(self, "C", "wv.role=server wv.ip=198.19.0.3")
+        app = start_guest(self, "A", "wv.role=client wv.ip=198.19.0.1 wv.peer=198.19.0.3 "
+                                     "wv.secs=%d" % o.duration)
+        serial = self.path("guest-A.serial")
+        os.symlink(serial, self.path("iperf3.log"))
+        print("   booting the guests (TCG: no KVM here)", end="", flush=True)
+
+        def started():
+            return "Connecting to host" in read(serial)
+        for _ in range(600):
+            if started() or app.poll() is not None:
+                break
+            print(".", end="", flush=True)
+            time.sleep(0.5)
+        print()
+        if not started():
+            raise Failed("the guest on A never started iperf3:", read(serial))
+        return app
+
+    def wait_listening(self, ns, port):
+        """Until a TCP socket listens on port in ns (10 s at most)."""
+        def listening():
+            return output(*in_ns(ns, "ss", "-Hltn", "sport = :%d" % port)).strip() != ""
+        if not wait_for(listening, 100, 0.1):
+            raise Failed("nothing listens on TCP port %d in %s after 10 s" % (port, ns))
+
+    def elapsed(self):
+        """Whole seconds since the application started."""
+        return int(time.time() - self.t0)
+
+    def lab_event(self, t, what):
+        """Appends what the lab did at t s to lab-events.jsonl (the view shows it)."""
+        with open(self.path("lab-events.jsonl"), "a") as f:
+            f.write(json.dumps({"t": t, "event": what}) + "\n")
+
+    def follow(self):
+        """While the application runs: the scenario's events on time, and the view
+        redrawn (or a line printed) every second."""
+        o, done = self.opts, set()
+        due = [("event", o.throttle_at, self.link_event),
+               ("controller", o.restart_controller_at, self.restart_controller),
+               ("daemon", o.restart_daemon_at, self.restart_daemon_a)]
+        while self.app.poll() is None:
+            e = self.elapsed()
+            for name, at, action in due:
+                if at is not None and name not in done and e >= at:
+                    action(e)
+                    done.add(name)
+            self.show()
+            time.sleep(1)
+
+    def show(self):
+        """This second: a row of timeline.jsonl, and the line or the screen."""
+        s = Snapshot(self.work, self.t0)
+        with open(self.path("timeline.jsonl"), "a") as f:
+            f.write(json.dumps(timeline_row(s)) + "\n")
+        if self.opts.plain:
+            print(line(s))
+        else:
+            sys.stdout.write(CLEAR + screen(s, self.opts.adapt) + "\n")
+            sys.stdout.flush()
+
+    def link_event(self, e):
+        """Midway: A-C throttled both ways, or filled with UDP cross traffic A -> C."""
+        o = self.opts
+        if o.event == "throttle":
+            self.fabric.set_link("A", "C", o.throttle_mbit)
+            self.fabric.set_link("C", "A", o.throttle_mbit)
+            self.lab_event(e, "throttled A-C to %d Mbit/s" % o.throttle_mbit)
+            return
+        x = o.link_mbit - o.throttle_mbit
+        # A client started before its server listens exits at once ("unable to
+        # connect") and the link would carry no cross traffic at all: wait for the
+        # server, and say so loudly if the client still ends early.
+        xc, xa = self.fabric.ns("x", "C"), self.fabric.ns("x", "A")
+        self.res.spawn(in_ns(xc, "iperf3", "-s", "-1"), log=self.path("cross-server.log"))
+        self.wait_listening(xc, 5201)
+        client = self.res.spawn(in_ns(xa, "iperf3", "-u", "-c", "198.18.100.13", "-b", "%dM" % x,
+                                      "-l", "1400", "-t", str(o.duration - e + 5)),
+                                log=self.path("cross.log"))
+        time.sleep(1)
+        if client.poll() is not None:
+            print("lab.sh: the cross traffic's iperf3 client ended at once:", file=sys.stderr)
+            print(read(self.path("cross.log")), end="", file=sys.stderr)
+        self.fabric.set_truth("cross", "A", "C", x)
+        self.lab_event(e, "UDP cross traffic A->C %d Mbit/s" % x)
+
+    def restart_controller(self, e):
+        """Kills the controller (SIGKILL: no goodbye) and starts it again 2 s later."""
+        stop(self.ctl, sig=signal.SIGKILL)
+        self.lab_event(e, "controller killed")
+        time.sleep(2)
+        self.ctl = start_controller(self)
+        self.lab_event(self.elapsed(), "controller restarted")
+
+    def restart_daemon_a(self, e):
+        """Stops A's daemon and starts it again (with its config's rules)."""
+        stop(self.daemons["A"])
+        self.lab_event(e, "daemon A stopped")
+        self.daemons["A"] = start_daemon(self, "A")
+        api_socket_up(self, "A", 100, 0.1)
+        self.lab_event(self.elapsed(), "daemon A restarted")
+
+    def application_status(self):
+        """The application's exit status, written to iperf3.rc. A guest powers off
+        either way: its iperf3's report decides."""
+        rc = self.app.wait()
+        if self.opts.vms == "qemu":
+            text = read(self.path("guest-A.serial"))
+            rc = 0 if "receiver" in text and "iperf3: error" not in text else 1
+        with open(self.path("iperf3.rc"), "w") as f:
+            f.write("%d\n" % rc)
+        return rc
+
+    def stop_all(self):
+        """The routes and counters at the end (status.json), then the controller and
+        the daemons stopped, with each daemon's mbuf check."""
+        apis = [a for h in HOSTS for a in ("--api", self.path("api-%s.sock" % h))]
+        with open(self.path("status.json"), "w") as f:
+            run(self.bin, "status", *apis, "--json", check=False, stdout=f)
+        run(self.bin, "rules", *apis, check=False)
+        stop(self.ctl)
+        for h in HOSTS:
+            stop(self.daemons[h])
+            mbufs = [x for x in read(self.path(h + ".log")).splitlines(True) if "mbufs" in x]
+            if mbufs:
+                print("  %s: %s" % (h, mbufs[-1]), end="")
+
+    def summarize(self):
+        """The closing summary, result.json and the plot."""
+        s = Snapshot(self.work, self.t0)
+        r = result(s, self.opts.throttle_at, self.opts.adapt)
+        print(summary(s, r))
+        with open(self.path("result.json"), "w") as f:
+            json.dump(r, f, indent=1)
+        if plot(s, self.opts.adapt, self.opts.plot):
+            print("  plot: %s" % self.opts.plot)
+
+    def cleanup(self):
+        """Stops every process, deletes every namespace, keeps the work directory in
+        --out (if given) and removes it."""
+        self.res.cleanup(first=self.ctl)
+        if not self.work:
+            return
+        if self.opts.out:
+            keep(self.work, self.opts.out)
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def read(path):
+    """A file's text ("" when it is missing)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def tail(path, n):
+    """A file's last n lines, ends kept."""
+    return read(path).splitlines(keepends=True)[-n:]
+
+
+def indented(*argv):
+    """Runs argv, its output (and errors) printed indented by three spaces."""
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, errors="replace")
+    for text in p.stdout:
+        print("   " + text, end="")
+    if p.wait() != 0:
+        raise subprocess.CalledProcessError(p.returncode, argv)
+
+
+def keep(work, out):
+    """Copies the work directory's files (symlinks followed, sockets left) into out."""
+    def sockets(d, names):
+        return [n for n in names if stat.S_ISSOCK(os.lstat(os.path.join(d, n)).st_mode)]
+    try:
+        shutil.copytree(work, out, ignore=sockets, dirs_exist_ok=True)
+    except (OSError, shutil.Error) as e:
+        print("lab.sh: keeping the results in %s: %s" % (out, e), file=sys.stderr)

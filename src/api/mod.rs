@@ -1,0 +1,259 @@
+//! The daemon's HTTP/JSON API, its one interface for operators and the controller: a
+//! unix socket and/or a TCP listener (loopback by default; a bearer token is required
+//! on TCP when one is configured, and always when the listener is not on loopback).
+//! tiny_http's own threads accept and parse; the requests are answered from the main
+//! lcore's loop (`poll`, which never blocks), never from a worker.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /health` | `{"ok":true,"host":...}` |
+//! | `GET /stats` | switch counters |
+//! | `GET /paths` | Wren's path views |
+//! | `GET /matrix` | VTTIF's rows, this host's VMs, its damped topology |
+//! | `GET /rules` | forwarding rules |
+//! | `PUT /rules/{mac}` body `{"to":"vm:PORT"\|"peer:NAME"}` | add or replace a rule |
+//! | `DELETE /rules/{mac}` | remove a rule |
+//! | `GET /links` | overlay links (peers): name, underlay IP, static MAC, rules using it |
+//! | `PUT /links/{name}` body `{"ip":IP,"mac":M?}` | add a link or change its address |
+//! | `DELETE /links/{name}` | remove a link (refused while rules use it) |
+//! | `GET /vms` | VM ports: name, VM MAC, slot, devargs |
+//! | `PUT /vms/{port}` body `{"devargs":D,"mac":M}` | plug a VM port live (its rule follows) |
+//! | `DELETE /vms/{port}` | unplug a VM port (its rules withdrawn first) |
+//! | `GET /metrics` | Prometheus text format |
+//!
+//! Errors are JSON `{"ok":false,"error":...}` with 400 (bad request, nothing changed),
+//! 401 (token), 404 (no such route), 405 (method), 413 (body too large).
+
+mod metrics;
+mod operations;
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use analysis::engine::AnalysisLoop;
+use anyhow::{bail, Context, Result};
+use dataplane::switch::counters::SwitchCounters;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tiny_http::{Header, Method, Request, Response, Server};
+
+pub use operations::{Identity, Operations};
+
+/// `[api]` in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Unix socket path for the HTTP API (permissions guard it; no token).
+    pub unix: Option<PathBuf>,
+    /// TCP address, e.g. "127.0.0.1:9280". Not on loopback: a token is required.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Bearer token required on the TCP listener (`Authorization: Bearer TOKEN`).
+    pub token: Option<String>,
+}
+
+impl ApiSection {
+    #[cold]
+    pub fn validate(&self) -> Result<()> {
+        if let Some(addr) = self.listen {
+            if !addr.ip().is_loopback() && self.token.as_deref().unwrap_or("").is_empty() {
+                bail!("api.listen {addr} is not on loopback: set api.token");
+            }
+        }
+        if self.token.as_deref() == Some("") {
+            bail!("api.token is empty");
+        }
+        Ok(())
+    }
+}
+
+const MAX_BODY: usize = 64 * 1024;
+
+struct Listener {
+    server: Server,
+    needs_token: bool,
+    unix_path: Option<PathBuf>,
+}
+
+/// The running API servers and the daemon state they serve.
+pub struct Api<'v> {
+    listeners: Vec<Listener>,
+    token: Option<String>,
+    ops: Operations<'v>,
+}
+
+impl<'v> Api<'v> {
+    #[cold]
+    pub fn bind(cfg: &ApiSection, ops: Operations<'v>) -> Result<Self> {
+        cfg.validate()?;
+        let mut listeners = Vec::new();
+        if let Some(path) = &cfg.unix {
+            if path.exists() {
+                if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                    bail!("api socket {} is in use by another daemon", path.display());
+                }
+                std::fs::remove_file(path)
+                    .with_context(|| format!("cannot remove stale {}", path.display()))?;
+            }
+            let server = Server::http_unix(path).map_err(|e| {
+                anyhow::anyhow!("cannot bind the API socket {}: {e}", path.display())
+            })?;
+            log::info!("api: http on unix socket {}", path.display());
+            listeners.push(Listener {
+                server,
+                needs_token: false,
+                unix_path: Some(path.clone()),
+            });
+        }
+        if let Some(addr) = cfg.listen {
+            let server = Server::http(addr)
+                .map_err(|e| anyhow::anyhow!("cannot listen for the API on {addr}: {e}"))?;
+            log::info!(
+                "api: http on {addr}{}",
+                if cfg.token.is_some() {
+                    " (bearer token required)"
+                } else {
+                    ""
+                }
+            );
+            listeners.push(Listener {
+                server,
+                needs_token: cfg.token.is_some(),
+                unix_path: None,
+            });
+        }
+        Ok(Self {
+            listeners,
+            token: cfg.token.clone(),
+            ops,
+        })
+    }
+
+    /// Answers every request waiting on any listener; returns at once when none is.
+    #[cold]
+    pub fn poll(&self, counters: &[SwitchCounters], analysis: &AnalysisLoop) {
+        for l in &self.listeners {
+            while let Ok(Some(req)) = l.server.try_recv() {
+                let authorized = !l.needs_token || self.authorized(&req);
+                answer(req, authorized, &self.ops, counters, analysis);
+            }
+        }
+    }
+
+    fn authorized(&self, req: &Request) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let want = format!("Bearer {token}");
+        req.headers()
+            .iter()
+            .find(|h| h.field.equiv("Authorization"))
+            .is_some_and(|h| constant_time_eq(h.value.as_str().as_bytes(), want.as_bytes()))
+    }
+}
+
+impl Drop for Api<'_> {
+    fn drop(&mut self) {
+        for l in &self.listeners {
+            if let Some(p) = &l.unix_path {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+type Reply = Response<std::io::Cursor<Vec<u8>>>;
+
+fn json_response(status: u16, body: &Value) -> Reply {
+    let mut text = body.to_string();
+    text.push('\n');
+    Response::from_string(text)
+        .with_status_code(status)
+        .with_header(
+            Header::from_bytes("Content-Type", "application/json").expect("a valid header"),
+        )
+}
+
+fn error(status: u16, msg: impl Into<String>) -> Reply {
+    json_response(status, &json!({"ok": false, "error": msg.into()}))
+}
+
+/// Reads the request's body (at most `MAX_BODY` bytes) and answers it.
+#[cold]
+fn answer(
+    mut req: Request,
+    authorized: bool,
+    ops: &Operations<'_>,
+    counters: &[SwitchCounters],
+    analysis: &AnalysisLoop,
+) {
+    if !authorized {
+        let _ = req.respond(error(401, "missing or wrong bearer token"));
+        return;
+    }
+    let url = req.url().split('?').next().unwrap_or("").to_string();
+    let method = req.method().clone();
+    let mut body = Vec::new();
+    let too_big = req
+        .as_reader()
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(&mut body)
+        .map(|n| n > MAX_BODY)
+        .unwrap_or(true);
+    let response = if too_big {
+        error(413, format!("body over {MAX_BODY} bytes"))
+    } else {
+        route(&method, &url, &body, ops, counters, analysis)
+    };
+    let _ = req.respond(response);
+}
+
+/// The route table (see the module's doc).
+#[cold]
+fn route(
+    method: &Method,
+    url: &str,
+    body: &[u8],
+    ops: &Operations<'_>,
+    counters: &[SwitchCounters],
+    analysis: &AnalysisLoop,
+) -> Reply {
+    let parts: Vec<&str> = url.trim_matches('/').split('/').collect();
+    let json_body = || -> Result<Value> {
+        serde_json::from_slice(body).map_err(|e| anyhow::anyhow!("the body is not JSON: {e}"))
+    };
+    let result = match (method, parts.as_slice()) {
+        (Method::Get, ["health"]) => Ok(ops.health()),
+        (Method::Get, ["metrics"]) => {
+            return Response::from_string(metrics::render(ops.host(), counters, analysis))
+                .with_header(
+                    Header::from_bytes("Content-Type", metrics::CONTENT_TYPE)
+                        .expect("a valid header"),
+                );
+        }
+        (Method::Get, ["stats"]) => Ok(ops.stats(counters)),
+        (Method::Get, ["paths"]) => ops.view(analysis, "wren"),
+        (Method::Get, ["matrix"]) => ops.view(analysis, "vttif"),
+        (Method::Get, ["rules"]) => Ok(ops.rules()),
+        (Method::Get, ["links"]) => Ok(ops.links()),
+        (Method::Get, ["vms"]) => Ok(ops.vms()),
+        (Method::Put, ["rules", mac]) => json_body().and_then(|b| ops.set_rule(mac, &b)),
+        (Method::Delete, ["rules", mac]) => ops.del_rule(mac),
+        (Method::Put, ["links", name]) => json_body().and_then(|b| ops.set_link(name, &b)),
+        (Method::Delete, ["links", name]) => ops.del_link(name),
+        (Method::Put, ["vms", port]) => json_body().and_then(|b| ops.plug_vm(port, &b)),
+        (Method::Delete, ["vms", port]) => ops.unplug_vm(port),
+        (_, ["health" | "metrics" | "stats" | "paths" | "matrix" | "rules" | "links" | "vms"])
+        | (_, ["rules" | "links" | "vms", _]) => {
+            return error(405, format!("{method} is not allowed on {url}"));
+        }
+        _ => return error(404, format!("no route {url}")),
+    };
+    match result {
+        Ok(reply) => json_response(200, &reply),
+        Err(e) => error(400, format!("{e:#}")),
+    }
+}
