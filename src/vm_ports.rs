@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
-use dataplane::switch::fib::{Dest, Fib};
+use dataplane::switch::fib::{self, Dest, Fib};
 use dataplane::switch::mailbox::{Mailbox, VmCommand, MAX_VMS};
 use dataplane::switch::VmPort;
 use dataplane::{Eal, Mempool, Port, PortConfig, PortId};
@@ -244,7 +244,7 @@ impl<'e: 'p, 'p, 'm> VmPortControl for VmPorts<'e, 'p, 'm> {
         // Every worker serves the port: now the VM's MAC may lead to it (replacing a
         // rule to a peer, as when the VM just migrated here).
         let mut next = Fib::clone(&self.fib.load());
-        next.insert(mac, Dest::Vm(slot));
+        next.insert(mac, Dest::Vm(fib::VmSlot(slot)));
         self.fib.store(Arc::new(next));
         log::info!(
             "VM port {name:?} plugged as slot {slot}: {devargs}, VM {}",
@@ -264,7 +264,7 @@ impl<'e: 'p, 'p, 'm> VmPortControl for VmPorts<'e, 'p, 'm> {
         let mut next = Fib::clone(&self.fib.load());
         let gone: Vec<[u8; 6]> = next
             .iter()
-            .filter(|(_, d)| **d == Dest::Vm(slot))
+            .filter(|(_, d)| **d == Dest::Vm(fib::VmSlot(slot)))
             .map(|(m, _)| *m)
             .collect();
         for m in &gone {

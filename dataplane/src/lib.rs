@@ -1,11 +1,20 @@
 //! dataplane: wrenvnet's safe layer over DPDK and the forwarding workers built on it.
 //!
-//! The modules `eal`, `mempool`, `mbuf`, `port`, `lcore` and `tsc` are the only places
-//! in the project that call DPDK; each `unsafe` block there carries a `// SAFETY:`
-//! comment. Besides them only `record_sse` (vector intrinsics), `stream` (streaming
-//! stores into the record ring) and `memory` (huge-page advice) hold `unsafe` blocks,
-//! each with its `// SAFETY:` comment too. Everything else (`switch`, the forwarding
-//! code of `xconnect` and `counters`, and the binary) is safe Rust.
+//! `unsafe` lives in these modules only, every block with a `// SAFETY:` comment
+//! (enforced: `clippy::undocumented_unsafe_blocks` is denied below):
+//! - calls into DPDK through `dpdk-sys`: `eal`, `error` (`rte_errno`, error texts),
+//!   `lcore` (launching closures on lcores, and `prctl` for a worker's timer slack),
+//!   `mbuf`, `mempool`, `port`, `tsc` (the TSC, by intrinsic or through DPDK);
+//! - `record_sse`: SSE vector intrinsics of the record path;
+//! - `stream`: streaming stores into the record ring, and their fence;
+//! - `memory`: `madvise` on the record ring's pages;
+//! - `process`: restoring SIGPIPE's default action;
+//! - `xconnect`'s tests: reading the thread's timer slack.
+//!
+//! Everything else (`switch`, `monitor`, `counters`, `xconnect`'s loop, and the crates
+//! that use this one) is safe Rust.
+
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod counters;
 pub mod eal;

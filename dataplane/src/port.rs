@@ -546,8 +546,8 @@ impl PortId {
             .map(|v| {
                 let name = names
                     .get(v.id as usize)
-                    // SAFETY: DPDK NUL-terminates every xstat name within its array.
                     .map(|n| {
+                        // SAFETY: DPDK NUL-terminates every xstat name within its array.
                         unsafe { CStr::from_ptr(n.name.as_ptr()) }
                             .to_string_lossy()
                             .into_owned()

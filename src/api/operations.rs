@@ -12,7 +12,7 @@ use analysis::engine::AnalysisLoop;
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use dataplane::switch::counters::SwitchCounters;
-use dataplane::switch::fib::{Dest, Fib, PeerSpec};
+use dataplane::switch::fib::{Dest, Fib, PeerIx, PeerSpec, VmSlot};
 use serde_json::{json, Value};
 
 use crate::config::parse_mac;
@@ -79,12 +79,12 @@ impl<'v> Operations<'v> {
                     .borrow()
                     .list()
                     .into_iter()
-                    .find(|v| v.0 == *i)
+                    .find(|v| v.0 == i.0)
                     .map_or_else(|| "?".to_string(), |v| v.1)
             ),
             Dest::Peer(p) => format!(
                 "peer:{}",
-                fib.peers().get(*p).map_or("?", |x| x.name.as_str())
+                fib.peers().get(p.0).map_or("?", |x| x.name.as_str())
             ),
         }
     }
@@ -92,7 +92,7 @@ impl<'v> Operations<'v> {
     fn parse_dest(&self, fib: &Fib, to: &str) -> Result<Dest> {
         if let Some(n) = to.strip_prefix("vm:") {
             if let Some(v) = self.vms.borrow().list().into_iter().find(|v| v.1 == n) {
-                return Ok(Dest::Vm(v.0));
+                return Ok(Dest::Vm(VmSlot(v.0)));
             }
             bail!("no VM port {n:?}");
         }
@@ -173,7 +173,10 @@ impl<'v> Operations<'v> {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let rules = fib.iter().filter(|(_, d)| **d == Dest::Peer(i)).count();
+                let rules = fib
+                    .iter()
+                    .filter(|(_, d)| **d == Dest::Peer(PeerIx(i)))
+                    .count();
                 json!({"name": p.name, "ip": Ipv4Addr::from(p.ip).to_string(),
                     "mac": p.mac.as_ref().map(mac_str), "rules": rules})
             })

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use dataplane::lcore::LcoreJob;
 use dataplane::monitor::Monitor;
 use dataplane::switch::counters::SwitchCounters;
-use dataplane::switch::fib::{Dest, Fib, PeerSpec};
+use dataplane::switch::fib::{Dest, Fib, PeerIx, PeerSpec, VmSlot};
 use dataplane::switch::mailbox::Mailbox;
 use dataplane::switch::neighbors::Neighbors;
 use dataplane::switch::overlay::Underlay;
@@ -146,7 +146,7 @@ fn port_index(config: &Config, name: &str) -> Option<usize> {
 fn forwarding_table(sw: &SwitchSection) -> Result<Fib> {
     let mut fib = Fib::default();
     for (i, v) in sw.vms.iter().enumerate() {
-        fib.insert(parse_mac(&v.mac)?, Dest::Vm(i));
+        fib.insert(parse_mac(&v.mac)?, Dest::Vm(VmSlot(i)));
     }
     for p in &sw.peers {
         fib.set_peer(PeerSpec {
@@ -162,7 +162,7 @@ fn forwarding_table(sw: &SwitchSection) -> Result<Fib> {
             .iter()
             .position(|p| p.name == r.peer)
             .context("rule names an unknown peer")?;
-        fib.insert(parse_mac(&r.dst_mac)?, Dest::Peer(p));
+        fib.insert(parse_mac(&r.dst_mac)?, Dest::Peer(PeerIx(p)));
     }
     Ok(fib)
 }

@@ -4,15 +4,47 @@ use serde::Serialize;
 
 use crate::counters::Counter;
 
-/// Why a packet was dropped. One list, so every drop has a counted cause.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Drop {
-    /// No rule for the destination MAC.
+/// Declares `DropCause` from one list (as VPP's `foreach_*_error`): the enum, every
+/// cause in order (`DropCause::ALL`), the name each prints as (summaries, `/metrics`,
+/// tests: the variant's name) and its description (its doc comment).
+macro_rules! drop_causes {
+    ($($(#[doc = $doc:literal])+ $cause:ident,)+) => {
+        /// Why a packet was dropped. One list, so every drop has a counted cause.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        pub enum DropCause {
+            $($(#[doc = $doc])+ $cause,)+
+        }
+
+        impl DropCause {
+            /// Every cause, in the order of their counters.
+            pub const ALL: &'static [DropCause] = &[$(DropCause::$cause,)+];
+
+            /// The name the cause is counted under in summaries and `/metrics`.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(DropCause::$cause => stringify!($cause),)+
+                }
+            }
+
+            /// What the cause means (its doc comment), for help texts.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(DropCause::$cause => concat!($($doc),+),)+
+                }
+                .trim()
+            }
+        }
+    };
+}
+
+drop_causes! {
+    /// No rule for the destination MAC, or a rule back to where the frame came from.
     NoRule,
     /// Not addressed to this daemon (other IP, not VXLAN, other ARP).
     NotForUs,
     /// VXLAN from an address that is not a configured peer.
     UnknownPeer,
+    /// VXLAN with another VNI than the daemon's.
     WrongVni,
     /// Truncated or inconsistent headers.
     Malformed,
@@ -30,19 +62,44 @@ pub enum Drop {
     PortGone,
 }
 
-pub const DROP_CAUSES: [Drop; 11] = [
-    Drop::NoRule,
-    Drop::NotForUs,
-    Drop::UnknownPeer,
-    Drop::WrongVni,
-    Drop::Malformed,
-    Drop::Oversize,
-    Drop::PeerUnresolved,
-    Drop::TxFull,
-    Drop::NoMbuf,
-    Drop::HopLimit,
-    Drop::PortGone,
-];
+/// Declares `Stage` from one list: the stages of the switch loop that
+/// `SwitchCounters::stages` counts, and the names they print as.
+macro_rules! stages {
+    ($($(#[doc = $doc:literal])+ $stage:ident = $name:literal,)+) => {
+        /// A stage of the switch loop, clocked when `dataplane.stage_clocks` is on.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Stage {
+            $($(#[doc = $doc])+ $stage,)+
+        }
+
+        impl Stage {
+            /// Every stage, in the order of their counters.
+            pub const ALL: &'static [Stage] = &[$(Stage::$stage,)+];
+
+            /// The name the stage prints as in summaries.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Stage::$stage => $name,)+
+                }
+            }
+        }
+    };
+}
+
+stages! {
+    /// Receiving bursts (and the loop's own work before them).
+    Rx = "rx",
+    /// Writing their records.
+    Record = "record",
+    /// Lookup, encapsulation or decapsulation, ARP, queueing per destination.
+    Forward = "forward",
+    /// Transmitting the per-destination bursts.
+    Tx = "tx",
+}
+
+/// The number of drop causes and of stages (counter array sizes).
+pub const DROP_CAUSE_COUNT: usize = DropCause::ALL.len();
+pub const STAGE_COUNT: usize = Stage::ALL.len();
 
 #[derive(Debug, Default)]
 pub struct SwitchCounters {
@@ -57,35 +114,31 @@ pub struct SwitchCounters {
     pub unknown_unicast: Counter,
     pub arp_replies: Counter,
     pub arp_requests: Counter,
-    drops: [Counter; 11],
+    drops: [Counter; DROP_CAUSE_COUNT],
     /// Frames that arrived over the overlay and left over it again (this host is a transit hop).
     pub transit: Counter,
-    /// Busy TSC cycles (rx to end of tx, as in xconnect) and packets received.
+    /// Busy TSC cycles and packets received: each loop iteration that moved packets
+    /// is charged from its start to the next one's (see `Switch::run`).
     pub busy_cycles: Counter,
     pub packets: Counter,
     /// Loop iterations that found no packet on any port (how idle the worker is).
     pub empty_polls: Counter,
-    /// Busy TSC cycles per stage (`STAGES`), when the worker clocks its stages.
-    pub stages: [Counter; 4],
+    /// Busy TSC cycles per stage (`Stage`), when the worker clocks its stages.
+    pub stages: [Counter; STAGE_COUNT],
     /// Busy cycles and packets of loops that did not record ([0]) and did ([1]), when
     /// the worker alternates (`Switch::alternate_tsc`).
     pub ab_busy_cycles: [Counter; 2],
     pub ab_packets: [Counter; 2],
 }
 
-/// The stages of the switch loop, as `SwitchCounters::stages` counts them: receiving
-/// bursts, writing their records, forwarding (lookup, encapsulation or decapsulation,
-/// ARP, queueing per destination), transmitting.
-pub const STAGES: [&str; 4] = ["rx", "record", "forward", "tx"];
-
 impl SwitchCounters {
     #[inline]
-    pub fn drop(&self, cause: Drop, n: u64) {
+    pub fn drop(&self, cause: DropCause, n: u64) {
         self.drops[cause as usize].add(n);
     }
 
-    pub fn drops(&self) -> Vec<(Drop, u64)> {
-        DROP_CAUSES
+    pub fn drops(&self) -> Vec<(DropCause, u64)> {
+        DropCause::ALL
             .iter()
             .map(|&c| (c, self.drops[c as usize].get()))
             .collect()
@@ -155,7 +208,7 @@ impl SwitchCounters {
         let sum = |f: fn(&SwitchCounters) -> &Counter| all.iter().map(|c| f(c).get()).sum::<u64>();
         let pk = sum(|c| &c.packets);
         let busy = sum(|c| &c.busy_cycles);
-        let stages: Vec<u64> = (0..STAGES.len())
+        let stages: Vec<u64> = (0..STAGE_COUNT)
             .map(|i| all.iter().map(|c| c.stages[i].get()).sum())
             .collect();
         SwitchSnapshot {
@@ -170,20 +223,20 @@ impl SwitchCounters {
             arp_replies: sum(|c| &c.arp_replies),
             arp_requests: sum(|c| &c.arp_requests),
             transit: sum(|c| &c.transit),
-            drops: DROP_CAUSES
+            drops: DropCause::ALL
                 .iter()
                 .map(|&d| {
                     let n = all.iter().map(|c| c.drops[d as usize].get()).sum();
-                    (format!("{d:?}"), n)
+                    (d.name().to_string(), n)
                 })
                 .collect(),
             cycles_per_packet: (pk > 0).then(|| busy as f64 / pk as f64),
             empty_polls: sum(|c| &c.empty_polls),
             stage_cycles_per_packet: (pk > 0 && stages.iter().any(|&c| c > 0)).then(|| {
-                STAGES
+                Stage::ALL
                     .iter()
                     .zip(&stages)
-                    .map(|(n, &c)| (n.to_string(), c as f64 / pk as f64))
+                    .map(|(s, &c)| (s.name().to_string(), c as f64 / pk as f64))
                     .collect()
             }),
             monitor_ab: {
@@ -218,5 +271,30 @@ impl SwitchCounters {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_drop_cause_is_counted_under_its_own_name() {
+        let c = SwitchCounters::default();
+        for (k, &cause) in DropCause::ALL.iter().enumerate() {
+            assert_eq!(cause as usize, k, "ALL is in declaration order");
+            c.drop(cause, k as u64 + 1);
+        }
+        let s = c.snapshot();
+        assert_eq!(s.drops.len(), DROP_CAUSE_COUNT);
+        assert_eq!(s.drops["NoRule"], 1);
+        assert_eq!(s.drops["PortGone"], DROP_CAUSE_COUNT as u64);
+        assert_eq!(
+            s.workers[0].drops,
+            (1..=DROP_CAUSE_COUNT as u64).sum::<u64>()
+        );
+        assert!(DropCause::HopLimit.description().contains("HOP_LIMIT"));
+        let names: Vec<_> = Stage::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["rx", "record", "forward", "tx"]);
     }
 }

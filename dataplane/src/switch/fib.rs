@@ -31,13 +31,22 @@ pub enum LinkError {
     TooMany,
 }
 
+/// A local VM port's slot: its index in the switch's VM list and in the mailbox's
+/// slots (below `mailbox::MAX_VMS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VmSlot(pub usize);
+
+/// An overlay link's index in `Fib::peers` (and in the worker's peer state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerIx(pub usize);
+
 /// Where a frame goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dest {
-    /// A local VM, by its index in the switch's VM list.
-    Vm(usize),
-    /// A peer host over the overlay, by its index in the peer list.
-    Peer(usize),
+    /// A local VM port.
+    Vm(VmSlot),
+    /// A peer host over the overlay.
+    Peer(PeerIx),
 }
 
 /// The hash of a MAC lookup, once per packet: the six bytes as one word, multiplied by
@@ -81,12 +90,12 @@ impl Fib {
         &self.peers
     }
 
-    pub fn peer_index(&self, name: &str) -> Option<usize> {
-        self.peers.iter().position(|p| p.name == name)
+    pub fn peer_index(&self, name: &str) -> Option<PeerIx> {
+        self.peers.iter().position(|p| p.name == name).map(PeerIx)
     }
 
     /// Adds a link, or changes the address/MAC of the link of that name (its rules stay).
-    pub fn set_peer(&mut self, spec: PeerSpec) -> Result<usize, LinkError> {
+    pub fn set_peer(&mut self, spec: PeerSpec) -> Result<PeerIx, LinkError> {
         if let Some(other) = self
             .peers
             .iter()
@@ -98,14 +107,14 @@ impl Fib {
             });
         }
         if let Some(i) = self.peer_index(&spec.name) {
-            self.peers[i] = spec;
+            self.peers[i.0] = spec;
             return Ok(i);
         }
         if self.peers.len() >= MAX_PEERS {
             return Err(LinkError::TooMany);
         }
         self.peers.push(spec);
-        Ok(self.peers.len() - 1)
+        Ok(PeerIx(self.peers.len() - 1))
     }
 
     /// Removes a link no rule uses; rules to later links are renumbered with it.
@@ -123,11 +132,11 @@ impl Fib {
         for d in self.rules.values_mut() {
             if let Dest::Peer(i) = d {
                 if *i > k {
-                    *i -= 1;
+                    i.0 -= 1;
                 }
             }
         }
-        Ok(self.peers.remove(k))
+        Ok(self.peers.remove(k.0))
     }
 
     pub fn insert(&mut self, mac: [u8; 6], dest: Dest) -> Option<Dest> {
@@ -206,9 +215,9 @@ mod tests {
     fn the_cached_lookup_answers_as_the_table_does() {
         let mut f = Fib::default();
         f.set_peer(peer("A", 1)).unwrap();
-        f.insert([2, 0, 0, 0, 0, 1], Dest::Peer(0));
-        f.insert([2, 0, 0, 0, 0, 2], Dest::Vm(0));
-        f.insert([2, 0, 0, 0, 1, 2], Dest::Vm(1));
+        f.insert([2, 0, 0, 0, 0, 1], Dest::Peer(PeerIx(0)));
+        f.insert([2, 0, 0, 0, 0, 2], Dest::Vm(VmSlot(0)));
+        f.insert([2, 0, 0, 0, 1, 2], Dest::Vm(VmSlot(1)));
         let mut cache = LookupCache::new(&f);
         // Repeats, alternations, unknown MACs (cached as unknown) and MACs that differ
         // only in one byte, in a fixed pseudo-random order.
@@ -231,11 +240,11 @@ mod tests {
     #[test]
     fn links_change_without_breaking_the_rules_that_use_others() {
         let mut f = Fib::default();
-        assert_eq!(f.set_peer(peer("A", 1)), Ok(0));
-        assert_eq!(f.set_peer(peer("B", 2)), Ok(1));
-        assert_eq!(f.set_peer(peer("C", 3)), Ok(2));
-        f.insert([2, 0, 0, 0, 0, 3], Dest::Peer(2));
-        f.insert([2, 0, 0, 0, 0, 9], Dest::Vm(0));
+        assert_eq!(f.set_peer(peer("A", 1)), Ok(PeerIx(0)));
+        assert_eq!(f.set_peer(peer("B", 2)), Ok(PeerIx(1)));
+        assert_eq!(f.set_peer(peer("C", 3)), Ok(PeerIx(2)));
+        f.insert([2, 0, 0, 0, 0, 3], Dest::Peer(PeerIx(2)));
+        f.insert([2, 0, 0, 0, 0, 9], Dest::Vm(VmSlot(0)));
         // In use: refused, nothing changes.
         assert_eq!(
             f.remove_peer("C"),
@@ -246,11 +255,11 @@ mod tests {
         );
         // Removing an earlier link renumbers the rules to later ones.
         assert_eq!(f.remove_peer("A").unwrap().name, "A");
-        assert_eq!(f.lookup(&[2, 0, 0, 0, 0, 3]), Some(Dest::Peer(1)));
+        assert_eq!(f.lookup(&[2, 0, 0, 0, 0, 3]), Some(Dest::Peer(PeerIx(1))));
         assert_eq!(f.peers()[1].name, "C");
-        assert_eq!(f.lookup(&[2, 0, 0, 0, 0, 9]), Some(Dest::Vm(0)));
+        assert_eq!(f.lookup(&[2, 0, 0, 0, 0, 9]), Some(Dest::Vm(VmSlot(0))));
         // Same name: changed in place; same address under another name: refused.
-        assert_eq!(f.set_peer(peer("C", 7)), Ok(1));
+        assert_eq!(f.set_peer(peer("C", 7)), Ok(PeerIx(1)));
         assert!(matches!(
             f.set_peer(peer("D", 7)),
             Err(LinkError::DuplicateIp { .. })

@@ -8,6 +8,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::fib::MAX_PEERS;
+use crate::port::MacAddr;
 
 /// Slots: twice the most links a daemon can have, so probing stays short.
 const SLOTS: usize = 2 * MAX_PEERS;
@@ -30,16 +31,16 @@ impl Default for Neighbors {
     }
 }
 
-fn pack(mac: [u8; 6]) -> u64 {
+fn pack(mac: MacAddr) -> u64 {
     let mut w = [0u8; 8];
-    w[2..].copy_from_slice(&mac);
+    w[2..].copy_from_slice(&mac.0);
     u64::from_be_bytes(w) | VALID
 }
 
-fn unpack(w: u64) -> Option<[u8; 6]> {
+fn unpack(w: u64) -> Option<MacAddr> {
     (w & VALID != 0).then(|| {
         let b = (w & !VALID).to_be_bytes();
-        [b[2], b[3], b[4], b[5], b[6], b[7]]
+        MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
     })
 }
 
@@ -53,7 +54,7 @@ impl Neighbors {
     /// Records that `ip` is at `mac`. Returns false when the table is full (the MAC is
     /// then known to the learning worker only).
     #[cold]
-    pub fn learn(&self, ip: [u8; 4], mac: [u8; 6]) -> bool {
+    pub fn learn(&self, ip: [u8; 4], mac: MacAddr) -> bool {
         let key = u32::from_be_bytes(ip);
         if key == 0 {
             return false;
@@ -74,7 +75,7 @@ impl Neighbors {
 
     /// The MAC last learned for `ip`, by any worker.
     #[cold]
-    pub fn lookup(&self, ip: [u8; 4]) -> Option<[u8; 6]> {
+    pub fn lookup(&self, ip: [u8; 4]) -> Option<MacAddr> {
         let key = u32::from_be_bytes(ip);
         for i in probe(key) {
             match self.ips[i].load(Ordering::Acquire) {
@@ -95,14 +96,14 @@ mod tests {
     fn learned_macs_are_seen_by_every_reader_and_follow_changes() {
         let n = Neighbors::default();
         assert_eq!(n.lookup([198, 18, 0, 1]), None);
-        assert!(n.learn([198, 18, 0, 1], [2, 0, 0, 0, 0, 1]));
-        assert!(n.learn([198, 18, 0, 2], [2, 0, 0, 0, 0, 2]));
-        assert_eq!(n.lookup([198, 18, 0, 1]), Some([2, 0, 0, 0, 0, 1]));
-        assert!(n.learn([198, 18, 0, 1], [2, 0, 0, 0, 0, 9]));
-        assert_eq!(n.lookup([198, 18, 0, 1]), Some([2, 0, 0, 0, 0, 9]));
-        assert_eq!(n.lookup([198, 18, 0, 2]), Some([2, 0, 0, 0, 0, 2]));
+        assert!(n.learn([198, 18, 0, 1], MacAddr([2, 0, 0, 0, 0, 1])));
+        assert!(n.learn([198, 18, 0, 2], MacAddr([2, 0, 0, 0, 0, 2])));
+        assert_eq!(n.lookup([198, 18, 0, 1]), Some(MacAddr([2, 0, 0, 0, 0, 1])));
+        assert!(n.learn([198, 18, 0, 1], MacAddr([2, 0, 0, 0, 0, 9])));
+        assert_eq!(n.lookup([198, 18, 0, 1]), Some(MacAddr([2, 0, 0, 0, 0, 9])));
+        assert_eq!(n.lookup([198, 18, 0, 2]), Some(MacAddr([2, 0, 0, 0, 0, 2])));
         assert!(
-            !n.learn([0, 0, 0, 0], [2, 0, 0, 0, 0, 3]),
+            !n.learn([0, 0, 0, 0], MacAddr([2, 0, 0, 0, 0, 3])),
             "0.0.0.0 marks free slots"
         );
     }
@@ -111,12 +112,15 @@ mod tests {
     fn a_full_table_refuses_new_addresses_but_keeps_updating_known_ones() {
         let n = Neighbors::default();
         for i in 0..SLOTS as u32 {
-            assert!(n.learn((i + 1).to_be_bytes(), [2, 0, 0, 0, 0, 1]));
+            assert!(n.learn((i + 1).to_be_bytes(), MacAddr([2, 0, 0, 0, 0, 1])));
         }
-        assert!(!n.learn([10, 0, 0, 1], [2, 0, 0, 0, 0, 1]));
+        assert!(!n.learn([10, 0, 0, 1], MacAddr([2, 0, 0, 0, 0, 1])));
         assert_eq!(n.lookup([10, 0, 0, 1]), None);
-        assert!(n.learn(7u32.to_be_bytes(), [2, 0, 0, 0, 0, 7]));
-        assert_eq!(n.lookup(7u32.to_be_bytes()), Some([2, 0, 0, 0, 0, 7]));
+        assert!(n.learn(7u32.to_be_bytes(), MacAddr([2, 0, 0, 0, 0, 7])));
+        assert_eq!(
+            n.lookup(7u32.to_be_bytes()),
+            Some(MacAddr([2, 0, 0, 0, 0, 7]))
+        );
     }
 
     #[test]
@@ -127,7 +131,7 @@ mod tests {
                 let n = std::sync::Arc::clone(&n);
                 std::thread::spawn(move || {
                     for i in 0..100u8 {
-                        n.learn([198, 18, t, i + 1], [2, 0, 0, 0, t, i]);
+                        n.learn([198, 18, t, i + 1], MacAddr([2, 0, 0, 0, t, i]));
                     }
                 })
             })
@@ -137,7 +141,10 @@ mod tests {
         }
         for t in 0..4u8 {
             for i in 0..100u8 {
-                assert_eq!(n.lookup([198, 18, t, i + 1]), Some([2, 0, 0, 0, t, i]));
+                assert_eq!(
+                    n.lookup([198, 18, t, i + 1]),
+                    Some(MacAddr([2, 0, 0, 0, t, i]))
+                );
             }
         }
     }

@@ -3,7 +3,8 @@
 
 use analysis::wire::{ethernet, ipv4, udp, vxlan};
 
-use super::counters::Drop;
+use super::counters::DropCause;
+use crate::port::MacAddr;
 
 /// Outer headers: Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8.
 pub const ENCAP_LEN: usize = 50;
@@ -115,9 +116,9 @@ pub fn write_encap(
     peer_ip: [u8; 4],
     peer_mac: [u8; 6],
     ttl: u8,
-) -> Result<(), Drop> {
+) -> Result<(), DropCause> {
     if frame.len() < ENCAP_LEN + ethernet::HEADER_LEN {
-        return Err(Drop::Malformed);
+        return Err(DropCause::Malformed);
     }
     let inner_len = frame.len() - ENCAP_LEN;
     let entropy = flow_entropy(&frame[ENCAP_LEN..]);
@@ -127,7 +128,7 @@ pub fn write_encap(
         ethertype: ethernet::ETHERTYPE_IPV4,
     }
     .emit(frame)
-    .map_err(|_| Drop::Malformed)?;
+    .map_err(|_| DropCause::Malformed)?;
     let udp_len = udp::HEADER_LEN + vxlan::HEADER_LEN + inner_len;
     ipv4::Repr {
         src: u.ip,
@@ -139,17 +140,17 @@ pub fn write_encap(
         dont_fragment: true,
     }
     .emit(&mut frame[14..])
-    .map_err(|_| Drop::Oversize)?;
+    .map_err(|_| DropCause::Oversize)?;
     udp::Repr {
         src_port: 49152 | (entropy & 0x3fff),
         dst_port: vxlan::UDP_PORT,
         payload_len: udp_len - udp::HEADER_LEN,
     }
     .emit(&mut frame[34..])
-    .map_err(|_| Drop::Oversize)?;
+    .map_err(|_| DropCause::Oversize)?;
     vxlan::Repr { vni: u.vni }
         .emit(&mut frame[42..])
-        .map_err(|_| Drop::Malformed)?;
+        .map_err(|_| DropCause::Malformed)?;
     Ok(())
 }
 
@@ -160,15 +161,15 @@ pub enum FromNic {
     /// frame after `ENCAP_LEN`.
     Vxlan {
         peer_ip: [u8; 4],
-        peer_mac: [u8; 6],
+        peer_mac: MacAddr,
         ttl: u8,
     },
     /// An ARP request for our address: answer it.
     ArpRequest,
     /// An ARP reply (or request) from `ip` at `mac`: learn it.
-    ArpFrom { ip: [u8; 4], mac: [u8; 6] },
+    ArpFrom { ip: [u8; 4], mac: MacAddr },
     /// Not for us, or broken.
-    Drop(Drop),
+    Drop(DropCause),
 }
 
 /// Classifies a frame received on the NIC.
@@ -188,42 +189,42 @@ pub fn classify(frame: &[u8], u: &Underlay) -> FromNic {
 /// `classify` by the checked views, for any frame.
 fn classify_parsed(frame: &[u8], u: &Underlay) -> FromNic {
     let Ok(eth) = ethernet::Packet::new_checked(frame) else {
-        return FromNic::Drop(Drop::Malformed);
+        return FromNic::Drop(DropCause::Malformed);
     };
     match eth.ethertype() {
         ethernet::ETHERTYPE_ARP => classify_arp(&frame[14..], u),
         ethernet::ETHERTYPE_IPV4 => {
             let Ok(ip) = ipv4::Packet::new_checked(&frame[14..]) else {
-                return FromNic::Drop(Drop::Malformed);
+                return FromNic::Drop(DropCause::Malformed);
             };
             if ip.dst() != u.ip {
-                return FromNic::Drop(Drop::NotForUs);
+                return FromNic::Drop(DropCause::NotForUs);
             }
             if ip.protocol() != ipv4::PROTO_UDP || ip.frag_offset() != 0 || ip.more_fragments() {
-                return FromNic::Drop(Drop::NotForUs);
+                return FromNic::Drop(DropCause::NotForUs);
             }
             let Ok(udp) = udp::Packet::new_checked(ip.payload()) else {
-                return FromNic::Drop(Drop::Malformed);
+                return FromNic::Drop(DropCause::Malformed);
             };
             if udp.dst_port() != vxlan::UDP_PORT || ip.header_len() != 20 {
-                return FromNic::Drop(Drop::NotForUs);
+                return FromNic::Drop(DropCause::NotForUs);
             }
             let Ok(vx) = vxlan::Packet::new_checked(udp.payload()) else {
-                return FromNic::Drop(Drop::Malformed);
+                return FromNic::Drop(DropCause::Malformed);
             };
             if vx.vni() != u.vni {
-                return FromNic::Drop(Drop::WrongVni);
+                return FromNic::Drop(DropCause::WrongVni);
             }
             if vx.payload().len() < ethernet::HEADER_LEN {
-                return FromNic::Drop(Drop::Malformed);
+                return FromNic::Drop(DropCause::Malformed);
             }
             FromNic::Vxlan {
                 peer_ip: ip.src(),
-                peer_mac: eth.src(),
+                peer_mac: MacAddr(eth.src()),
                 ttl: ip.ttl(),
             }
         }
-        _ => FromNic::Drop(Drop::NotForUs),
+        _ => FromNic::Drop(DropCause::NotForUs),
     }
 }
 
@@ -238,14 +239,14 @@ pub fn classify_whole_vxlan(frame: &[u8], u: &Underlay) -> FromNic {
         return classify_parsed(frame, u);
     };
     if h[30..34] != u.ip {
-        return FromNic::Drop(Drop::NotForUs);
+        return FromNic::Drop(DropCause::NotForUs);
     }
     if u32::from_be_bytes([0, h[46], h[47], h[48]]) != u.vni {
-        return FromNic::Drop(Drop::WrongVni);
+        return FromNic::Drop(DropCause::WrongVni);
     }
     FromNic::Vxlan {
         peer_ip: [h[26], h[27], h[28], h[29]],
-        peer_mac: [h[6], h[7], h[8], h[9], h[10], h[11]],
+        peer_mac: MacAddr([h[6], h[7], h[8], h[9], h[10], h[11]]),
         ttl: h[22],
     }
 }
@@ -254,7 +255,7 @@ const ARP_LEN: usize = 28;
 
 fn classify_arp(a: &[u8], u: &Underlay) -> FromNic {
     if a.len() < ARP_LEN || a[0..2] != [0, 1] || a[2..4] != [8, 0] || a[4] != 6 || a[5] != 4 {
-        return FromNic::Drop(Drop::Malformed);
+        return FromNic::Drop(DropCause::Malformed);
     }
     let op = u16::from_be_bytes([a[6], a[7]]);
     let sha: [u8; 6] = a[8..14].try_into().unwrap_or_default();
@@ -263,15 +264,18 @@ fn classify_arp(a: &[u8], u: &Underlay) -> FromNic {
     if op == 1 && tpa == u.ip {
         FromNic::ArpRequest
     } else if op == 2 && tpa == u.ip {
-        FromNic::ArpFrom { ip: spa, mac: sha }
+        FromNic::ArpFrom {
+            ip: spa,
+            mac: MacAddr(sha),
+        }
     } else {
-        FromNic::Drop(Drop::NotForUs)
+        FromNic::Drop(DropCause::NotForUs)
     }
 }
 
 /// Turns an ARP request for our address into the reply, in place. Returns the
 /// requester's (IP, MAC), which we learn too.
-pub fn arp_reply_in_place(frame: &mut [u8], u: &Underlay) -> Option<([u8; 4], [u8; 6])> {
+pub fn arp_reply_in_place(frame: &mut [u8], u: &Underlay) -> Option<([u8; 4], MacAddr)> {
     if frame.len() < 14 + ARP_LEN {
         return None;
     }
@@ -284,7 +288,7 @@ pub fn arp_reply_in_place(frame: &mut [u8], u: &Underlay) -> Option<([u8; 4], [u
     frame[28..32].copy_from_slice(&u.ip);
     frame[32..38].copy_from_slice(&sha);
     frame[38..42].copy_from_slice(&spa);
-    Some((spa, sha))
+    Some((spa, MacAddr(sha)))
 }
 
 /// An ARP request for `target` (a peer whose MAC we do not know yet).
@@ -397,7 +401,7 @@ mod tests {
             classify(&f, &peer),
             FromNic::Vxlan {
                 peer_ip: U.ip,
-                peer_mac: U.mac,
+                peer_mac: MacAddr(U.mac),
                 ttl: ORIGIN_TTL
             }
         );
@@ -409,9 +413,12 @@ mod tests {
             .checksum_ok());
         // Wrong VNI and strangers' traffic are refused.
         let other = Underlay { vni: 7, ..peer };
-        assert_eq!(classify(&f, &other), FromNic::Drop(Drop::WrongVni));
-        assert_eq!(classify(&f, &U), FromNic::Drop(Drop::NotForUs));
-        assert_eq!(classify(&f[..30], &peer), FromNic::Drop(Drop::Malformed));
+        assert_eq!(classify(&f, &other), FromNic::Drop(DropCause::WrongVni));
+        assert_eq!(classify(&f, &U), FromNic::Drop(DropCause::NotForUs));
+        assert_eq!(
+            classify(&f[..30], &peer),
+            FromNic::Drop(DropCause::Malformed)
+        );
     }
 
     #[test]
@@ -479,12 +486,15 @@ mod tests {
             ..U
         };
         assert_eq!(classify(&req, &peer), FromNic::ArpRequest);
-        assert_eq!(arp_reply_in_place(&mut req, &peer), Some((U.ip, U.mac)));
+        assert_eq!(
+            arp_reply_in_place(&mut req, &peer),
+            Some((U.ip, MacAddr(U.mac)))
+        );
         assert_eq!(
             classify(&req, &U),
             FromNic::ArpFrom {
                 ip: peer.ip,
-                mac: peer.mac
+                mac: MacAddr(peer.mac)
             }
         );
     }
