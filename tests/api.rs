@@ -8,7 +8,7 @@ use common::*;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use testbed::{presets, Api};
 
 /// One HTTP/1.1 request over `stream`; returns (status, body).
@@ -121,15 +121,7 @@ impl Daemon {
             .spawn()
             .unwrap();
         let guard = KillOnDrop(child.id());
-        let t0 = Instant::now();
-        while !sock.exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "no API socket: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_path(&sock, &log);
         Some(Daemon {
             child,
             sock,

@@ -105,17 +105,13 @@ fn tshark(file: &std::path::Path) -> (usize, Vec<Pkt>) {
 }
 
 fn ours(file: &std::path::Path) -> (usize, Vec<Pkt>, Vec<serde_json::Value>) {
-    let out = Command::new(wrenvnet_bin())
-        .args(["analyze", "--records", "--pcap"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+    let out = wrenvnet_ok([
+        "analyze".as_ref(),
+        "--records".as_ref(),
+        "--pcap".as_ref(),
+        file.as_os_str(),
+    ]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

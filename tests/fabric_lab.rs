@@ -493,17 +493,13 @@ fn analyse_captures(
     .trim()
     .parse()
     .unwrap();
-    let out = Command::new(wrenvnet_bin())
-        .args(["analyze", "--json", "--pcap"])
-        .arg(&all)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (serde_json::from_slice(&out.stdout).unwrap(), first_t)
+    let out = wrenvnet_ok([
+        "analyze".as_ref(),
+        "--json".as_ref(),
+        "--pcap".as_ref(),
+        all.as_os_str(),
+    ]);
+    (serde_json::from_slice(&out).unwrap(), first_t)
 }
 
 /// Online: the merged topology names each phase within 5 windows of its start and does

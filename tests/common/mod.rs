@@ -9,6 +9,39 @@ pub fn wrenvnet_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wrenvnet"))
 }
 
+/// Runs `wrenvnet ARGS` to the end, panicking with its stderr if it fails; its stdout.
+pub fn wrenvnet_ok<I, S>(args: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(wrenvnet_bin())
+        .args(args)
+        .output()
+        .expect("spawn wrenvnet");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Waits (30 s at most) until `path` exists: a daemon's socket once it is up. Panics
+/// with the daemon's log `log` if it does not come.
+pub fn wait_for_path(path: &Path, log: &Path) {
+    let t0 = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no {} after 30 s: {}",
+            path.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Runs a shell command, panicking with its output if it fails.
 pub fn sh(cmd: &str) -> String {
     let out = Command::new("sh")

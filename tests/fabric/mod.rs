@@ -169,15 +169,7 @@ impl Fabric {
             &["--lcores".to_string(), lcores.join(",")],
         );
         let socket = self.socket(h);
-        let t0 = Instant::now();
-        while !socket.exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "daemon h{h} did not come up: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_path(&socket, &log);
         Daemon {
             child,
             log,
