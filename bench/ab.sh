@@ -41,7 +41,7 @@ else
   NIC="net_pcap0,rx_pcap=$tmp/frames.pcap,infinite_rx=1,$SINK"
   VM="net_pcap1,rx_pcap=$tmp/empty.pcap,$SINK"
 fi
-switch_cfg "$NIC" "$VM" true | sed 's/^publish_per_loop = true/&\nalternate_ms = 5/' > "$tmp/ab.toml"
+switch_cfg "$NIC" "$VM" true false --alternate-ms 5 > "$tmp/ab.toml"
 
 echo "$SCENARIO, ${SIZE}-byte frames, $ROUNDS interleaved rounds of ${SECS} s: on/off within one run (cycles/packet)"
 : > "$tmp/results"

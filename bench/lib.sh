@@ -42,41 +42,24 @@ switch_nic_mac() {
   echo "$mac"
 }
 
-# nic_devargs vm_devargs monitor(true|false) [stage_clocks(true|false)]
+# testbed_config ARGS... -> a daemon config (TOML) from the typed builder that the Rust
+# tests use too (testbed/, `testbed-config --help`), built on first use.
+testbed_config() {
+  if [ -z "${TESTBED_CONFIG:-}" ]; then
+    cargo build --release -q -p testbed --bin testbed-config >&2 || return 1
+    TESTBED_CONFIG=target/release/testbed-config
+  fi
+  "$TESTBED_CONFIG" "$@"
+}
+
+# nic_devargs vm_devargs monitor(true|false) [stage_clocks(true|false)] [builder flags...]
+# -> the one-VM, one-peer switch (VM port "vm" 02:00:00:00:aa:01, peer B 198.18.100.2
+# 02:00:00:00:ff:02, rule 02:00:00:00:bb:01 -> B; testbed::presets::bench_switch), with
+# WORKERS workers and RING records per worker ring. Records are published once per loop:
+# the worker has core 1 to itself here, as on an isolated core in production.
 switch_cfg() {
-  cat <<EOF
-[dataplane]
-mode = "switch"
-workers = ${WORKERS:-1}
-burst = 32
-stats_interval_ms = 100000
-stage_clocks = ${4:-false}
-[[port]]
-name = "nic"
-devargs = "$1"
-[[port]]
-name = "vm"
-devargs = "$2"
-[monitor]
-enabled = $3
-ring_records = ${RING:-65536}
-# The worker has core 1 to itself here, as on an isolated core in production.
-publish_per_loop = true
-[switch]
-underlay_ip = "198.18.100.1"
-vni = 42
-nic = "nic"
-[[switch.vm]]
-port = "vm"
-mac = "02:00:00:00:aa:01"
-[[switch.peer]]
-name = "B"
-ip = "198.18.100.2"
-mac = "02:00:00:00:ff:02"
-[[switch.rule]]
-dst_mac = "02:00:00:00:bb:01"
-peer = "B"
-EOF
+  testbed_config bench-switch --nic "$1" --vm "$2" --monitor "$3" --stage-clocks "${4:-false}" \
+    --workers "${WORKERS:-1}" --ring-records "${RING:-65536}" "${@:5}"
 }
 
 # nic_devargs vm_devargs (EAL, SECS and tmp from the caller) -> cycles/packet

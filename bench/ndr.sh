@@ -45,19 +45,7 @@ B="$tmp/b.sock"
 cli() { echo "net_memif$1,role=client,socket=$2"; }
 
 xconnect_cfg() { # monitor
-  cat <<EOF
-[dataplane]
-mode = "xconnect"
-stats_interval_ms = 100000
-[[port]]
-name = "a"
-devargs = "$(cli 0 "$A")"
-[[port]]
-name = "b"
-devargs = "$(cli 1 "$B")"
-[monitor]
-enabled = $1
-EOF
+  testbed_config xconnect --a "$(cli 0 "$A")" --b "$(cli 1 "$B")" --stats-interval-ms 100000 --monitor "$1"
 }
 xconnect_cfg false > "$tmp/xc-off.toml"
 xconnect_cfg true > "$tmp/xc-on.toml"

@@ -100,7 +100,7 @@ for s in $SCENARIOS; do
   switch_cfg "$n" "$v" true > "$tmp/$s-on.toml"
   switch_cfg "$n" "$v" true true > "$tmp/$s-stages.toml"
   # Monitoring on and off within one run: recording every other 5 ms (monitor.alternate_ms).
-  sed 's/^publish_per_loop = true/&\nalternate_ms = 5/' "$tmp/$s-on.toml" > "$tmp/$s-ab.toml"
+  switch_cfg "$n" "$v" true false --alternate-ms 5 > "$tmp/$s-ab.toml"
   echo "$n $v" > "$tmp/$s.ports"
 done
 

@@ -39,33 +39,11 @@ empty_pcap "$tmp/empty.pcap"
 M1=02:00:00:00:aa:01
 M2=02:00:00:00:aa:02
 cfg() { # monitor
-  cat <<EOF
-[dataplane]
-mode = "switch"
-burst = 32
-stats_interval_ms = 100000
-[[port]]
-name = "nic"
-devargs = "net_pcap0,rx_pcap=$tmp/empty.pcap,tx_pcap=/dev/null"
-[[port]]
-name = "vm1"
-devargs = "net_vhost0,iface=$tmp/vm1.sock,client=0"
-[[port]]
-name = "vm2"
-devargs = "net_vhost1,iface=$tmp/vm2.sock,client=0"
-[monitor]
-enabled = $1
-[switch]
-underlay_ip = "198.18.100.1"
-vni = 42
-nic = "nic"
-[[switch.vm]]
-port = "vm1"
-mac = "$M1"
-[[switch.vm]]
-port = "vm2"
-mac = "$M2"
-EOF
+  testbed_config switch --underlay-ip 198.18.100.1 \
+    --nic "net_pcap0,rx_pcap=$tmp/empty.pcap,tx_pcap=/dev/null" \
+    --vm "vm1,$M1,net_vhost0,iface=$tmp/vm1.sock,client=0" \
+    --vm "vm2,$M2,net_vhost1,iface=$tmp/vm2.sock,client=0" \
+    --burst 32 --stats-interval-ms 100000 --monitor "$1"
 }
 cfg false > "$tmp/off.toml"
 cfg true > "$tmp/on.toml"

@@ -30,6 +30,8 @@ SECS="${SECS:-10}"
 OUT="${OUT:-bench/results}"
 mkdir -p "$OUT"
 cargo build --release -q
+# shellcheck source=bench/lib.sh
+. bench/lib.sh   # testbed_config
 BIN=$PWD/target/release/wrenvnet
 DELAY=$PWD/target/release/wrenvnet-delayline
 SHORT=$PWD/bench/short_flows.py
@@ -65,35 +67,10 @@ for v in "$VA:$HA:02:00:00:00:0a:01:198.19.0.1" "$VB:$HB:02:00:00:00:0b:01:198.1
   ip -n "$vn" link set eth0 address "$m1:$m2:$m3:$m4:$m5:$m6" mtu 1450
   ip -n "$vn" addr add "$ip/24" dev eth0; quiet "$hn" vm; quiet "$vn" eth0
 done
-daemon_cfg() { # me peer_ip my_ip remote_mac api_sock
-  cat <<EOF
-[dataplane]
-mode = "switch"
-idle_sleep_us = 20
-stats_interval_ms = 1000
-[[port]]
-name = "nic"
-devargs = "net_af_packet0,iface=u,qdisc_bypass=0"
-[[port]]
-name = "vm"
-devargs = "net_af_packet1,iface=vm"
-[api]
-unix = "$5"
-[switch]
-name = "$1"
-underlay_ip = "$3"
-vni = 42
-nic = "nic"
-[[switch.vm]]
-port = "vm"
-mac = "$6"
-[[switch.peer]]
-name = "peer"
-ip = "$2"
-[[switch.rule]]
-dst_mac = "$4"
-peer = "peer"
-EOF
+daemon_cfg() { # me peer_ip my_ip remote_mac api_sock vm_mac
+  testbed_config switch --name "$1" --underlay-ip "$3" --api-unix "$5" \
+    --nic "net_af_packet0,iface=u,qdisc_bypass=0" --vm "vm,$6,net_af_packet1,iface=vm" \
+    --peer "peer,$2" --rule "$4,peer" --idle-sleep-us 20 --stats-interval-ms 1000
 }
 start_daemons() {
   daemon_cfg hA 198.18.20.12 198.18.20.11 02:00:00:00:0b:01 "$work/a.sock" 02:00:00:00:0a:01 > "$work/a.toml"

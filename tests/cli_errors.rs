@@ -5,7 +5,16 @@ mod common;
 
 use common::*;
 use std::process::Command;
+use testbed::{presets, DaemonConfig};
 
+/// Cross-connected null ports, built as every test config is.
+fn two_null_ports() -> DaemonConfig {
+    DaemonConfig::xconnect("net_null0", "net_null1")
+}
+
+/// The same as text, for the configs whose point is a broken line added to it (a value
+/// of the wrong type, an unknown key, a value out of range): those stay hand-written, as
+/// the typed builder cannot write them.
 const TWO_NULL_PORTS: &str = r#"
 [[port]]
 name = "a"
@@ -67,7 +76,7 @@ fn malformed_and_missing_config_files() {
 #[test]
 fn bad_eal_arguments() {
     let dir = TempDir::new("cli-eal");
-    let cfg = write_file(&dir.0, "ok.toml", TWO_NULL_PORTS);
+    let cfg = write_file(&dir.0, "ok.toml", &two_null_ports().to_toml());
     let mut eal = eal_mem_args("clieal");
     eal.push("--no-such-eal-flag".into());
     let (code, _, err) = run(&cfg, &eal);
@@ -81,8 +90,7 @@ fn missing_device() {
     let cfg = write_file(
         &dir.0,
         "dev.toml",
-        "[[port]]\nname = \"a\"\ndevargs = \"net_af_packet9,iface=wv-no-such-if\"\n\
-         [[port]]\nname = \"b\"\ndevargs = \"net_null1\"\n",
+        &DaemonConfig::xconnect(&presets::af_packet(9, "wv-no-such-if"), "net_null1").to_toml(),
     );
     let mut eal = eal_mem_args("clidev");
     eal.extend(["-l".into(), "0-1".into()]);
@@ -97,7 +105,9 @@ fn more_workers_than_lcores() {
     let cfg = write_file(
         &dir.0,
         "lc.toml",
-        &format!("{TWO_NULL_PORTS}\n[dataplane]\nworkers = 4\n"),
+        &two_null_ports()
+            .dataplane(|d| d.workers = Some(4))
+            .to_toml(),
     );
     let mut eal = eal_mem_args("clilc");
     eal.extend(["-l".into(), "0-1".into()]);
@@ -108,7 +118,7 @@ fn more_workers_than_lcores() {
 #[test]
 fn null_ports_forward_and_report_a_clean_exit() {
     let dir = TempDir::new("cli-ok");
-    let cfg = write_file(&dir.0, "ok.toml", TWO_NULL_PORTS);
+    let cfg = write_file(&dir.0, "ok.toml", &two_null_ports().to_toml());
     let summary = dir.0.join("summary.json");
     let mut eal = eal_mem_args("cliok");
     eal.extend(["-l".into(), "0-1".into()]);
@@ -137,9 +147,9 @@ fn null_ports_forward_and_report_a_clean_exit() {
     assert!(s["xconnect"]["cycles_per_packet"].as_f64().unwrap() > 0.0);
 }
 
-fn run_summary(config: &str, tag: &str, secs: &str) -> serde_json::Value {
+fn run_summary(config: &DaemonConfig, tag: &str, secs: &str) -> serde_json::Value {
     let dir = TempDir::new(tag);
-    let cfg = write_file(&dir.0, "c.toml", config);
+    let cfg = write_file(&dir.0, "c.toml", &config.to_toml());
     let summary = dir.0.join("summary.json");
     let mut eal = eal_mem_args(tag);
     eal.extend(["-l".into(), "0-1".into()]);
@@ -166,7 +176,10 @@ fn run_summary(config: &str, tag: &str, secs: &str) -> serde_json::Value {
 #[test]
 fn slow_consumer_drops_and_counts_records_never_packets() {
     let slow = run_summary(
-        &format!("{TWO_NULL_PORTS}\n[monitor]\nring_records = 1024\nconsumer_delay_us = 20000\n"),
+        &two_null_ports().monitor(|m| {
+            m.ring_records = Some(1024);
+            m.consumer_delay_us = Some(20000);
+        }),
         "slowcons",
         "1.5",
     );
@@ -192,7 +205,7 @@ fn slow_consumer_drops_and_counts_records_never_packets() {
     assert_eq!(slow["xconnect"]["tx_full_drops"], 0);
     // Monitoring off: no records at all.
     let off = run_summary(
-        &format!("{TWO_NULL_PORTS}\n[monitor]\nenabled = false\n"),
+        &two_null_ports().monitor(|m| m.enabled = Some(false)),
         "monoff",
         "0.5",
     );
@@ -204,34 +217,10 @@ fn slow_consumer_drops_and_counts_records_never_packets() {
 /// frame (net_null's all-zero frames, by a rule for their MAC, to the one peer).
 #[test]
 fn a_switch_alternating_its_recording_counts_both_halves_apart() {
-    let config = r#"
-[dataplane]
-mode = "switch"
-stats_interval_ms = 100000
-[[port]]
-name = "nic"
-devargs = "net_null0,copy=0,no-rx=1"
-[[port]]
-name = "vm"
-devargs = "net_null1,copy=0"
-[monitor]
-alternate_ms = 5
-[switch]
-underlay_ip = "198.18.100.1"
-vni = 42
-nic = "nic"
-[[switch.vm]]
-port = "vm"
-mac = "02:00:00:00:aa:01"
-[[switch.peer]]
-name = "B"
-ip = "198.18.100.2"
-mac = "02:00:00:00:ff:02"
-[[switch.rule]]
-dst_mac = "00:00:00:00:00:00"
-peer = "B"
-"#;
-    let s = run_summary(config, "alternate", "1");
+    let config = presets::one_vm_one_peer("net_null0,copy=0,no-rx=1", "net_null1,copy=0")
+        .rule("00:00:00:00:00:00", "B")
+        .monitor(|m| m.alternate_ms = Some(5));
+    let s = run_summary(&config, "alternate", "1");
     let sw = &s["switch"];
     let ab = &sw["monitor_ab"];
     for half in [
@@ -260,7 +249,9 @@ fn alternating_the_recording_needs_the_switch_with_monitoring() {
     let cfg = write_file(
         &dir.0,
         "alt.toml",
-        &format!("{TWO_NULL_PORTS}\n[monitor]\nalternate_ms = 5\n"),
+        &two_null_ports()
+            .monitor(|m| m.alternate_ms = Some(5))
+            .to_toml(),
     );
     let mut eal = eal_mem_args("clialt");
     eal.extend(["-l".into(), "0-1".into()]);

@@ -9,6 +9,7 @@ mod common;
 use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testbed::{presets, DaemonConfig};
 
 /// Brings interfaces up for af_packet use: offloads off (frames are copied as they are,
 /// so they must be MTU-sized and fully checksummed), IPv6 off (no stray traffic).
@@ -65,30 +66,30 @@ impl Drop for Daemon {
     }
 }
 
-fn config(me: u8, peer: u8, vms: &[(&str, &str)], remote: &[&str]) -> String {
-    let mut c = format!(
-        "[dataplane]\nmode = \"switch\"\nidle_sleep_us = 20\nstats_interval_ms = 1000\n\
-         [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u{me}\"\n"
-    );
-    for (i, (iface, _)) in vms.iter().enumerate() {
-        c += &format!(
-            "[[port]]\nname = \"vm{i}\"\ndevargs = \"net_af_packet{},iface={iface}\"\n",
-            i + 1
-        );
-    }
-    c += &format!("[switch]\nunderlay_ip = \"198.18.100.{me}\"\nvni = 42\nnic = \"nic\"\n");
-    for (i, (_, mac)) in vms.iter().enumerate() {
-        c += &format!("[[switch.vm]]\nport = \"vm{i}\"\nmac = \"{mac}\"\n");
-    }
-    c += &format!("[[switch.peer]]\nname = \"peer\"\nip = \"198.18.100.{peer}\"\n");
+/// Host `me`'s config: VMs (interface, MAC) on af_packet ports "vm0", "vm1", ..., one
+/// peer "peer" (host `peer`) and a rule through it for every MAC of `remote`.
+fn config(me: u8, peer: u8, vms: &[(&str, &str)], remote: &[&str]) -> DaemonConfig {
+    let mut c = local_vms(
+        presets::lab_switch(me, &presets::af_packet(0, &format!("u{me}"))),
+        vms,
+    )
+    .peer("peer", presets::lab_ip(peer), None);
     for mac in remote {
-        c += &format!("[[switch.rule]]\ndst_mac = \"{mac}\"\npeer = \"peer\"\n");
+        c = c.rule(mac, "peer");
     }
     c
 }
 
-fn start(ns: &str, dir: &std::path::Path, name: &str, cfg: &str) -> Daemon {
-    let (child, log, summary) = spawn_daemon(ns, dir, name, cfg);
+/// `c` with VMs (interface, MAC) on af_packet ports "vm0", "vm1", ...
+fn local_vms(mut c: DaemonConfig, vms: &[(&str, &str)]) -> DaemonConfig {
+    for (i, (iface, mac)) in vms.iter().enumerate() {
+        c = c.vm(&format!("vm{i}"), &presets::af_packet(i + 1, iface), mac);
+    }
+    c
+}
+
+fn start(ns: &str, dir: &std::path::Path, name: &str, cfg: &DaemonConfig) -> Daemon {
+    let (child, log, summary) = spawn_daemon(ns, dir, name, &cfg.to_toml());
     Daemon {
         child,
         log,
@@ -107,7 +108,9 @@ fn stop(mut d: Daemon) -> serde_json::Value {
 
 #[test]
 fn two_hosts_three_vms_over_vxlan() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let id = std::process::id() % 10000;
     let ns: Vec<String> = ["ha", "hb", "va", "va2", "vb"]
         .iter()
@@ -274,7 +277,9 @@ for _ in range(5):
 /// ARP for the underlay addresses goes both ways too.
 #[test]
 fn interoperates_with_the_linux_kernel_vxlan() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let id = std::process::id() % 10000;
     let ns: Vec<String> = ["ha", "kb", "va"]
         .iter()
@@ -341,7 +346,9 @@ fn call(sock: &std::path::Path, method: &str, path: &str, body: &str) -> (bool, 
 /// unicast again; bad requests change nothing.
 #[test]
 fn rules_change_live_through_the_api() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let id = std::process::id() % 10000;
     let ns: Vec<String> = ["ha", "hb", "va", "vb"]
         .iter()
@@ -369,7 +376,8 @@ fn rules_change_live_through_the_api() {
         2,
         &[("vma", "02:00:00:00:0a:01")],
         &["02:00:00:00:0b:01"],
-    ) + &format!("[api]\nunix = \"{}\"\n", sock.display());
+    )
+    .api_unix(&sock);
     let a = start(ha, &dir.0, "hosta", &cfg_a);
     let b = start(
         hb,
@@ -504,29 +512,14 @@ fn fabric_config(
     peers: &[(&str, u8)],
     rules: &[(&str, &str)],
     sock: &std::path::Path,
-) -> String {
-    let mut c = String::from(
-        "[dataplane]\nmode = \"switch\"\nidle_sleep_us = 20\nstats_interval_ms = 1000\n\
-         [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u\"\n",
-    );
-    for (i, (iface, _)) in vms.iter().enumerate() {
-        c += &format!(
-            "[[port]]\nname = \"vm{i}\"\ndevargs = \"net_af_packet{},iface={iface}\"\n",
-            i + 1
-        );
-    }
-    c += &format!(
-        "[api]\nunix = \"{}\"\n[switch]\nunderlay_ip = \"198.18.100.{me}\"\nvni = 42\nnic = \"nic\"\n",
-        sock.display()
-    );
-    for (i, (_, mac)) in vms.iter().enumerate() {
-        c += &format!("[[switch.vm]]\nport = \"vm{i}\"\nmac = \"{mac}\"\n");
-    }
+) -> DaemonConfig {
+    let nic = presets::af_packet(0, "u");
+    let mut c = local_vms(presets::lab_switch(me, &nic), vms).api_unix(sock);
     for (name, ip) in peers {
-        c += &format!("[[switch.peer]]\nname = \"{name}\"\nip = \"198.18.100.{ip}\"\n");
+        c = c.peer(name, presets::lab_ip(*ip), None);
     }
     for (mac, peer) in rules {
-        c += &format!("[[switch.rule]]\ndst_mac = \"{mac}\"\npeer = \"{peer}\"\n");
+        c = c.rule(mac, peer);
     }
     c
 }
@@ -538,7 +531,9 @@ fn fabric_config(
 /// hop limit and counted.
 #[test]
 fn reroute_through_a_transit_host_during_a_transfer() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let id = std::process::id() % 10000;
     let ns: Vec<String> = ["fab", "ha", "hb", "hc", "va", "vc"]
         .iter()
@@ -731,7 +726,9 @@ fn reroute_through_a_transit_host_during_a_transfer() {
 /// then disconnects and comes back: no crash, forwarding resumes, no mbuf leaks.
 #[test]
 fn vhost_user_vm_via_virtio_user_disconnects_and_comes_back() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let id = std::process::id() % 10000;
     let ns: Vec<String> = ["ha", "hb", "va", "vb"]
         .iter()
@@ -761,11 +758,10 @@ fn vhost_user_vm_via_virtio_user_disconnects_and_comes_back() {
         &[("vma", "02:00:00:00:0a:01")],
         &["02:00:00:00:0b:01"],
     )
-    .replace(
-        "devargs = \"net_af_packet1,iface=vma\"",
-        &format!("devargs = \"net_vhost0,iface={},client=0\"", sock.display()),
+    .devargs(
+        "vm0",
+        &format!("net_vhost0,iface={},client=0", sock.display()),
     );
-    assert!(cfg_a.contains("net_vhost0"), "{cfg_a}");
     let a = start(ha, &dir.0, "hosta", &cfg_a);
     let b = start(
         hb,
@@ -855,7 +851,9 @@ fn vhost_user_vm_via_virtio_user_disconnects_and_comes_back() {
 /// VM on host B across the overlay. The guest image comes from scripts/guest-image.sh.
 #[test]
 fn qemu_guests_over_vhost_user() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let image = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("build/guest");
     sh(&format!(
         "{}/scripts/guest-image.sh {}",
@@ -882,19 +880,13 @@ fn qemu_guests_over_vhost_user() {
         &[("vma", "02:00:00:00:0a:01"), ("vma2", "02:00:00:00:0a:02")],
         &["02:00:00:00:0b:01"],
     )
-    .replace(
-        "devargs = \"net_af_packet1,iface=vma\"",
-        &format!(
-            "devargs = \"net_vhost0,iface={},client=0,tso=1\"",
-            s1.display()
-        ),
+    .devargs(
+        "vm0",
+        &format!("net_vhost0,iface={},client=0,tso=1", s1.display()),
     )
-    .replace(
-        "devargs = \"net_af_packet2,iface=vma2\"",
-        &format!(
-            "devargs = \"net_vhost1,iface={},client=0,tso=1\"",
-            s2.display()
-        ),
+    .devargs(
+        "vm1",
+        &format!("net_vhost1,iface={},client=0,tso=1", s2.display()),
     );
     let mut a = start(ha, &dir.0, "hosta", &cfg_a);
     let b = start(

@@ -7,10 +7,13 @@ mod common;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use testbed::{presets, DaemonConfig};
 
 #[test]
 fn ping_and_iperf3_tcp_cross_the_switch() {
-    require_root();
+    if !require_root() {
+        return;
+    }
     let id = std::process::id() % 100000;
     let (ns_a, ns_b) = (format!("wvxa{id}"), format!("wvxb{id}"));
     let (out_a, out_b) = (format!("wvxa{id}o"), format!("wvxb{id}o"));
@@ -23,11 +26,12 @@ fn ping_and_iperf3_tcp_cross_the_switch() {
     let cfg = write_file(
         &dir.0,
         "xc.toml",
-        &format!(
-            "[dataplane]\nidle_sleep_us = 20\n\
-             [[port]]\nname = \"a\"\ndevargs = \"net_af_packet0,iface={out_a}\"\n\
-             [[port]]\nname = \"b\"\ndevargs = \"net_af_packet1,iface={out_b}\"\n"
-        ),
+        &DaemonConfig::xconnect(
+            &presets::af_packet(0, &out_a),
+            &presets::af_packet(1, &out_b),
+        )
+        .dataplane(|d| d.idle_sleep_us = Some(20))
+        .to_toml(),
     );
     let summary = dir.0.join("summary.json");
     let mut eal = eal_mem_args("xcnetns");

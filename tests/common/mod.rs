@@ -10,6 +10,39 @@ pub fn wrenvnet_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wrenvnet"))
 }
 
+/// Runs `wrenvnet ARGS` to the end, panicking with its stderr if it fails; its stdout.
+pub fn wrenvnet_ok<I, S>(args: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(wrenvnet_bin())
+        .args(args)
+        .output()
+        .expect("spawn wrenvnet");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Waits (30 s at most) until `path` exists: a daemon's socket once it is up. Panics
+/// with the daemon's log `log` if it does not come.
+pub fn wait_for_path(path: &Path, log: &Path) {
+    let t0 = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no {} after 30 s: {}",
+            path.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Runs a shell command, panicking with its output if it fails.
 pub fn sh(cmd: &str) -> String {
     let out = Command::new("sh")
@@ -35,13 +68,26 @@ pub fn sh_out(cmd: &str) -> Output {
         .expect("spawn sh")
 }
 
-pub fn require_root() {
-    let uid = sh("id -u");
-    assert_eq!(
-        uid.trim(),
-        "0",
-        "this test needs root (network namespaces, hugepages): run scripts/test.sh as root"
-    );
+/// The line a root-only test prints when it skips; scripts/test.sh counts them and, as
+/// root (CI), fails the run if there is any.
+pub const SKIP_MARKER: &str = "SKIPPED (needs root):";
+
+/// Whether this process runs as root (network namespaces, veths, iperf3 in them). If
+/// not, says `SKIPPED (needs root): <test>` and the caller returns at once:
+/// `if !require_root() { return; }`. The line goes to the process's stderr directly,
+/// past libtest's capture of `eprintln!`, so it shows for passing tests too.
+#[must_use = "a test that needs root must return when this is false"]
+pub fn require_root() -> bool {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+    let euid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if euid == Some(0) {
+        return true;
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    let _ = writeln!(std::io::stderr(), "\n{SKIP_MARKER} {test}");
+    false
 }
 
 /// EAL memory arguments that work on this host: hugepages in memory when reserved,

@@ -11,6 +11,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
+use testbed::presets;
 
 pub struct Vm {
     pub ns: String,
@@ -133,44 +134,26 @@ impl Fabric {
     /// Host h's config: its VMs, every other host as a peer, a rule per remote VM.
     pub fn config(&self, h: usize) -> String {
         let q = self.workers;
-        let mut c = format!(
-            "[dataplane]\nmode = \"switch\"\nidle_sleep_us = 20\nstats_interval_ms = 1000\n\
-             stage_clocks = true\nworkers = {q}\n\
-             [[port]]\nname = \"nic\"\ndevargs = \"net_af_packet0,iface=u,qpairs={q}\"\n",
-        );
-        let local: Vec<(usize, &Vm)> = self
-            .vms
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.host == h)
-            .collect();
-        for (k, (i, _)) in local.iter().enumerate() {
-            c += &format!(
-                "[[port]]\nname = \"vm{i}\"\ndevargs = \"net_af_packet{},iface=vm{i},qpairs={q}\"\n",
-                k + 1
-            );
-        }
-        c += &format!(
-            "[api]\nunix = \"{}\"\n[switch]\nname = \"h{h}\"\nunderlay_ip = \"198.18.100.{}\"\nvni = 42\nnic = \"nic\"\n",
-            self.socket(h).display(),
-            h + 1
-        );
-        for (i, v) in &local {
-            c += &format!("[[switch.vm]]\nport = \"vm{i}\"\nmac = \"{}\"\n", v.mac);
+        let qpairs = |devargs: String| format!("{devargs},qpairs={q}");
+        let mut c = presets::lab_switch(h as u8 + 1, &qpairs(presets::af_packet(0, "u")))
+            .dataplane(|d| {
+                d.stage_clocks = Some(true);
+                d.workers = Some(q as u16);
+            })
+            .host_name(&format!("h{h}"))
+            .api_unix(self.socket(h));
+        let local = self.vms.iter().enumerate().filter(|(_, v)| v.host == h);
+        for (k, (i, v)) in local.enumerate() {
+            let iface = format!("vm{i}");
+            c = c.vm(&iface, &qpairs(presets::af_packet(k + 1, &iface)), &v.mac);
         }
         for p in (0..self.hosts.len()).filter(|&p| p != h) {
-            c += &format!(
-                "[[switch.peer]]\nname = \"h{p}\"\nip = \"198.18.100.{}\"\n",
-                p + 1
-            );
+            c = c.peer(&format!("h{p}"), presets::lab_ip(p as u8 + 1), None);
         }
         for v in self.vms.iter().filter(|v| v.host != h) {
-            c += &format!(
-                "[[switch.rule]]\ndst_mac = \"{}\"\npeer = \"h{}\"\n",
-                v.mac, v.host
-            );
+            c = c.rule(&v.mac, &format!("h{}", v.host));
         }
-        c
+        c.to_toml()
     }
 
     /// Starts host h's daemon and waits for its API socket.
@@ -187,15 +170,7 @@ impl Fabric {
             &["--lcores".to_string(), lcores.join(",")],
         );
         let socket = self.socket(h);
-        let t0 = Instant::now();
-        while !socket.exists() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "daemon h{h} did not come up: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_path(&socket, &log);
         Daemon {
             child,
             log,
