@@ -2,16 +2,14 @@
 //! the application's own traffic and adapts the application to it.
 #![forbid(unsafe_code)]
 
-mod adapt;
-mod analyze;
-mod api;
+// Who runs what: the daemon on every host (`daemon/`: its modes, config, API, VM
+// ports), the controller (`controller/`), the operator's commands (`operator/`: over
+// running daemons, and offline over captures and problem files). The API's client
+// serves the controller and the operator alike.
 mod api_client;
-mod config;
 mod controller;
 mod daemon;
 mod operator;
-mod plot;
-mod vm_ports;
 
 use std::process::ExitCode;
 
@@ -41,7 +39,7 @@ enum Command {
     Run(daemon::RunArgs),
     /// Solve a VADAPT problem (VM mapping and overlay paths) from a JSON file.
     /// Exit code 3 when no feasible plan exists (the best-effort plan is printed).
-    Adapt(adapt::AdaptArgs),
+    Adapt(operator::adapt::AdaptArgs),
     /// The global VM traffic matrix merged from every daemon's VTTIF rows, and its topology.
     Matrix(operator::MatrixArgs),
     /// Every daemon's Wren path views: RTT, throughput, available bandwidth.
@@ -57,7 +55,7 @@ enum Command {
     /// unplug one (--unplug PORT) on one daemon.
     Vms(operator::VmsArgs),
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
-    Analyze(analyze::AnalyzeArgs),
+    Analyze(operator::analyze::AnalyzeArgs),
     /// Close the loop: poll every daemon's API, run VADAPT when demands or measurements
     /// move, and apply its rules (config/controller.example.toml).
     Controller(controller::ControllerArgs),
@@ -77,13 +75,13 @@ fn main() -> ExitCode {
         Command::Rules(args) => operator::rules(args).map(|()| ExitCode::SUCCESS),
         Command::Links(args) => operator::links(args).map(|()| ExitCode::SUCCESS),
         Command::Vms(args) => operator::vms(args).map(|()| ExitCode::SUCCESS),
-        Command::Analyze(args) => analyze::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Analyze(args) => operator::analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Controller(args) => controller::run(args).map(|()| ExitCode::SUCCESS),
-        Command::Adapt(args) => adapt::run(args).map(|feasible| {
+        Command::Adapt(args) => operator::adapt::run(args).map(|feasible| {
             if feasible {
                 ExitCode::SUCCESS
             } else {
-                ExitCode::from(adapt::EXIT_INFEASIBLE)
+                ExitCode::from(operator::adapt::EXIT_INFEASIBLE)
             }
         }),
     };

@@ -2,18 +2,24 @@
 //! analysis up; the mode (xconnect or switch) runs the workers on their lcores while
 //! the main lcore runs `MainLoop`; finish writes the exit summary and fails the run
 //! when an mbuf did not come back to its pool. SIGINT/SIGTERM end the run cleanly.
+//!
+//! Beside the modes: `config` (the TOML file), `api` (the HTTP API served from the main
+//! lcore) and `vm_ports` (VM ports plugged and unplugged while the workers run).
 
+pub mod api;
+pub mod config;
 mod main_loop;
 mod setup;
 mod summary;
 mod switch_mode;
+pub mod vm_ports;
 mod xconnect_mode;
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::config::{Config, Mode};
+use crate::daemon::config::{Config, Mode};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {

@@ -14,7 +14,7 @@ use dataplane::monitor::Monitor;
 use dataplane::{Eal, EalArgs, Mempool, Port, PortConfig};
 
 use super::main_loop::Monitoring;
-use crate::config::Config;
+use crate::daemon::config::Config;
 
 /// The quit flag, raised by SIGINT and SIGTERM; the workers and the main loop watch it.
 #[cold]

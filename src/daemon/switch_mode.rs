@@ -21,8 +21,8 @@ use dataplane::{Eal, LcoreId, MacAddr, Mempool, Port, PortId, RxQueue, TxQueue};
 
 use super::main_loop::{Ends, MainLoop, Monitoring};
 use super::summary::{ModeSummary, Outcome, PortSummary};
-use crate::config::{parse_mac, Config, SwitchSection};
-use crate::vm_ports::{VmPortControl, VmPorts};
+use crate::daemon::config::{parse_mac, Config, SwitchSection};
+use crate::daemon::vm_ports::{VmPortControl, VmPorts};
 
 pub fn run<'e>(
     eal: &'e Eal,
@@ -124,16 +124,16 @@ fn bind_api<'v>(
     sw: &SwitchSection,
     fib: &Arc<ArcSwap<Fib>>,
     vm_ports: &'v RefCell<dyn VmPortControl + 'v>,
-) -> Result<crate::api::Api<'v>> {
-    let identity = crate::api::Identity {
+) -> Result<crate::daemon::api::Api<'v>> {
+    let identity = crate::daemon::api::Identity {
         host: sw
             .name
             .clone()
             .unwrap_or_else(|| sw.underlay_ip.to_string()),
         underlay_ip: sw.underlay_ip.to_string(),
     };
-    let ops = crate::api::Operations::new(identity, Arc::clone(fib), vm_ports);
-    crate::api::Api::bind(&config.api, ops)
+    let ops = crate::daemon::api::Operations::new(identity, Arc::clone(fib), vm_ports);
+    crate::daemon::api::Api::bind(&config.api, ops)
 }
 
 fn port_index(config: &Config, name: &str) -> Option<usize> {

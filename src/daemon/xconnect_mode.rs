@@ -13,7 +13,7 @@ use dataplane::{Eal, LcoreId, Port, PortId};
 
 use super::main_loop::{Ends, MainLoop, Monitoring};
 use super::summary::{ModeSummary, Outcome, PortSummary, XconnectSummary};
-use crate::config::Config;
+use crate::daemon::config::Config;
 
 pub fn run(
     eal: &Eal,

@@ -38,7 +38,7 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "MS", requires = "plot")]
     truth_rtt_ms: Option<f64>,
     #[command(flatten)]
-    vttif: crate::config::VttifSettings,
+    vttif: crate::daemon::config::VttifSettings,
 }
 
 /// Wren's view of one path after each second of capture: (seconds, view).
@@ -53,7 +53,7 @@ fn plot(
     timeline: &Timeline,
     last: &[PathView],
 ) -> Result<()> {
-    use crate::plot::{render, Panel, Series};
+    use crate::operator::plot::{render, Panel, Series};
     let (src, dst) = match &args.plot_path {
         Some(p) => {
             let (s, d) = p

@@ -15,8 +15,8 @@ use dataplane::switch::counters::SwitchCounters;
 use dataplane::switch::fib::{Dest, Fib, PeerIx, PeerSpec, VmSlot};
 use serde_json::{json, Value};
 
-use crate::config::parse_mac;
-use crate::vm_ports::VmPortControl;
+use crate::daemon::config::parse_mac;
+use crate::daemon::vm_ports::VmPortControl;
 
 /// Who this daemon is: its host name and underlay address. Its links (peers) live in
 /// the forwarding table and its VM ports in `VmPortControl`, which both change.

@@ -23,7 +23,7 @@ pub struct Config {
     pub vttif: VttifSettings,
     /// The HTTP/JSON control API (mode "switch").
     #[serde(default)]
-    pub api: crate::api::ApiSection,
+    pub api: crate::daemon::api::ApiSection,
     /// Mode "switch": the overlay.
     pub switch: Option<SwitchSection>,
 }

@@ -2,7 +2,13 @@
 //! daemons' `api.unix` sockets): `wrenvnet matrix` merges every daemon's VTTIF rows into
 //! the global VM traffic matrix and names its topology; `wrenvnet paths` shows every
 //! daemon's Wren path views; `wrenvnet status` their counters; `wrenvnet rules`, `links`
-//! and `vms` list them or change one daemon's.
+//! and `vms` list them or change one daemon's. Offline, without a daemon: `analyze`
+//! (captures through the analysis engines, `plot` its charts) and `adapt` (VADAPT on a
+//! problem file).
+
+pub mod adapt;
+pub mod analyze;
+pub mod plot;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
