@@ -42,7 +42,7 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
   fi
 fi
 
-command -v cargo >/dev/null || die "cargo not found: wrenvnet needs a Rust toolchain (1.75 or newer, e.g. from rustup)"
+command -v cargo >/dev/null || die "cargo not found: wrenvnet needs a Rust toolchain (1.88 or newer, e.g. from rustup)"
 pkg-config --atleast-version=22.11 libdpdk || die "libdpdk >= 22.11 not found by pkg-config after install"
 
 case "$HUGEPAGE_SIZE" in
