@@ -60,7 +60,7 @@ if [ "$CHECK" = 1 ]; then
 fi
 mkdir -p "$OUT"
 cargo build --release -q
-BIN=target/release/wrenvnet
+BIN="${BIN:-target/release/wrenvnet}"  # BIN=/tmp/before: an older build against the same baseline
 if [ "$WORKERS" -gt 1 ]; then
   # Main lcore on CPU 0, workers alternating over CPUs 1 and 0 (2-CPU machines share).
   LC="0@0"; for w in $(seq "$WORKERS"); do LC="$LC,$w@$((w % 2))"; done
