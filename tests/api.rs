@@ -1,10 +1,12 @@
-//! The daemon's HTTP/JSON API (config `[api]`): read and change over a unix socket and
-//! a TCP listener; requests without the bearer token on TCP are refused; malformed
-//! requests get a 4xx with a reason and change nothing; Prometheus text at /metrics.
+//! The daemon's HTTP/JSON API (config `[api]`): rules, links and VM ports read and
+//! changed over a unix socket and a TCP listener; requests without the bearer token on
+//! TCP are refused, the controller's too; malformed requests get a 4xx with a reason and
+//! change nothing; /metrics is Prometheus text that agrees with /stats.
 
 mod common;
 
 use common::*;
+use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -52,7 +54,7 @@ struct Daemon {
     sock: std::path::PathBuf,
     port: u16,
     _guard: KillOnDrop,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Daemon {
@@ -91,7 +93,7 @@ impl Daemon {
             sock,
             port,
             _guard: guard,
-            _dir: dir,
+            dir,
         })
     }
 
@@ -105,6 +107,15 @@ impl Daemon {
 
     fn links(&self) -> serde_json::Value {
         self.unix("GET", "/links", "").1["links"].clone()
+    }
+
+    fn vms(&self) -> serde_json::Value {
+        self.unix("GET", "/vms", "").1["vms"].clone()
+    }
+
+    /// `GET /stats`'s switch counters.
+    fn switch_stats(&self) -> serde_json::Value {
+        self.unix("GET", "/stats", "").1["switch"].clone()
     }
 
     fn tcp(&self) -> std::net::TcpStream {
@@ -250,22 +261,187 @@ fn api_changes_links_and_keeps_one_in_use() {
     d.stop();
 }
 
+/// VM ports: one plugged live is listed and its rule follows; malformed or clashing
+/// plugs are refused; unplugged, it and its rule are gone.
 #[test]
-fn api_serves_prometheus_text() {
+fn api_plugs_and_unplugs_a_vm_port() {
+    let Some(d) = Daemon::start("api-vms") else {
+        return;
+    };
+    let (vms, rules) = (d.vms(), d.rules());
+    let empty = d.dir.0.join("empty.pcap");
+    let plug = format!(
+        r#"{{"devargs":"net_pcap7,rx_pcap={},tx_pcap=/dev/null","mac":"02:00:00:00:aa:02"}}"#,
+        empty.display()
+    );
+    let (st, v) = d.unix("PUT", "/vms/vm2", &plug);
+    assert_eq!(st, 200, "{v}");
+    let plugged = d.vms();
+    assert_eq!(plugged.as_array().unwrap().len(), 2, "{plugged}");
+    assert!(
+        plugged
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["port"] == "vm2"),
+        "{plugged}"
+    );
+    let with_rule = d.rules();
+    assert!(
+        with_rule
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["dst_mac"] == "02:00:00:00:aa:02" && r["to"] == "vm:vm2"),
+        "{with_rule}"
+    );
+    let no_devargs = r#"{"mac":"02:00:00:00:aa:03"}"#;
+    assert_refused_unchanged(
+        &d,
+        |d| serde_json::json!([d.vms(), d.rules()]),
+        &[
+            ("PUT", "/vms/vm3", no_devargs, 400, "needs \"devargs\""),
+            ("PUT", "/vms/vm3", "{bad", 400, "not JSON"),
+            ("PUT", "/vms/vm3", &plug, 400, "already plugged"),
+            ("DELETE", "/vms/nosuch", "", 400, "no VM port"),
+        ],
+    );
+    let (st, v) = d.unix("DELETE", "/vms/vm2", "");
+    assert_eq!((st, &v["rules_withdrawn"]), (200, &1.into()), "{v}");
+    assert_eq!(d.vms(), vms);
+    assert_eq!(d.rules(), rules);
+    d.stop();
+}
+
+/// One sample of a Prometheus text exposition: metric name, its family's type, labels,
+/// value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    kind: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses the Prometheus text format (0.0.4): every sample's family has a `# TYPE`
+/// before it, counters are named `*_total`, label values are unescaped.
+fn parse_prometheus(text: &str) -> Vec<Sample> {
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("# TYPE name kind");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            types.insert(name.to_string(), kind.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment: {line}");
+        let (series, value) = line.rsplit_once(' ').expect("a sample: series value");
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (
+                n,
+                parse_labels(l.strip_suffix('}').expect("labels end in }")),
+            ),
+            None => (series, BTreeMap::new()),
+        };
+        let kind = types
+            .get(name)
+            .unwrap_or_else(|| panic!("no # TYPE for {name}"));
+        if kind == "counter" {
+            assert!(name.ends_with("_total"), "counter {name}");
+        }
+        out.push(Sample {
+            name: name.to_string(),
+            kind: kind.clone(),
+            labels,
+            value: value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value: {line}")),
+        });
+    }
+    out
+}
+
+/// `k="v",k2="v2"` with `\\`, `\"` and `\n` escapes in the values.
+fn parse_labels(text: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.chars().peekable();
+    while chars.peek().is_some() {
+        let key: String = chars.by_ref().take_while(|&c| c != '=').collect();
+        assert_eq!(chars.next(), Some('"'), "label {key} in {text}");
+        let mut value = String::new();
+        loop {
+            match chars.next().expect("unterminated label value") {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(c @ ('\\' | '"')) => value.push(c),
+                    other => panic!("bad escape {other:?} in {text}"),
+                },
+                c => value.push(c),
+            }
+        }
+        labels.insert(key, value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+    labels
+}
+
+/// The value of the one counter `name` with labels `host="hosta"` and `extra`.
+fn one_counter(samples: &[Sample], name: &str, extra: &[(&str, &str)]) -> f64 {
+    let want: BTreeMap<String, String> = std::iter::once(("host", "hosta"))
+        .chain(extra.iter().copied())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let found: Vec<&Sample> = samples
+        .iter()
+        .filter(|x| x.name == name && x.labels == want)
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {want:?} in {samples:?}");
+    assert_eq!(found[0].kind, "counter", "{name}");
+    found[0].value
+}
+
+/// Every counter of /stats is at /metrics, by the same name with the host, between
+/// the values /stats gave just before and just after the scrape (counters only grow).
+#[test]
+fn api_serves_prometheus_text_that_agrees_with_stats() {
     let Some(d) = Daemon::start("api-metrics") else {
         return;
     };
+    let before = d.switch_stats();
     let s = UnixStream::connect(&d.sock).unwrap();
     let (st, text) = http(s, "GET", "/metrics", "", "");
-    assert_eq!(st, 200);
-    assert!(
-        text.contains("# TYPE wrenvnet_vm_rx_packets_total counter"),
-        "{text}"
-    );
-    assert!(
-        text.contains("wrenvnet_drops_total{host=\"hosta\",cause=\"NoRule\"}"),
-        "{text}"
-    );
+    assert_eq!(st, 200, "{text}");
+    let after = d.switch_stats();
+    let samples = parse_prometheus(&text);
+    let between = |what: &str, v: f64, lo: &serde_json::Value, hi: &serde_json::Value| {
+        let (lo, hi) = (lo.as_f64().unwrap(), hi.as_f64().unwrap());
+        assert!(lo <= v && v <= hi, "{what}: {v} not in [{lo}, {hi}]");
+    };
+    for (metric, stat) in [
+        ("wrenvnet_vm_rx_packets_total", "vm_rx"),
+        ("wrenvnet_nic_tx_packets_total", "nic_tx"),
+        ("wrenvnet_encapsulated_total", "encapsulated"),
+        ("wrenvnet_empty_polls_total", "empty_polls"),
+    ] {
+        let v = one_counter(&samples, metric, &[]);
+        between(metric, v, &before[stat], &after[stat]);
+    }
+    let causes = before["drops"].as_object().unwrap();
+    assert!(!causes.is_empty(), "{before}");
+    for (cause, n) in causes {
+        let v = one_counter(&samples, "wrenvnet_drops_total", &[("cause", cause)]);
+        between(cause, v, n, &after["drops"][cause]);
+    }
     d.stop();
 }
 
@@ -294,6 +470,46 @@ fn api_on_tcp_needs_the_token() {
     let right = format!("Authorization: Bearer {TOKEN}\r\n");
     let (st, body) = http(d.tcp(), "GET", "/rules", &right, "");
     assert_eq!(st, 200, "{body}");
+    d.stop();
+}
+
+/// Runs `wrenvnet controller` (observing, no adaptation) for 1.5 s against `d`'s TCP
+/// listener with `token`: the hosts it saw up, and its log.
+fn controller_against(d: &Daemon, token: &str) -> (serde_json::Value, String) {
+    let status = d.dir.0.join(format!("controller-{token}.json"));
+    let cfg = write_file(
+        &d.dir.0,
+        &format!("controller-{token}.toml"),
+        &format!(
+            "[controller]\nstatus_file = \"{}\"\nadapt = false\n\
+             [[host]]\nname = \"hosta\"\nurl = \"127.0.0.1:{}\"\ntoken = \"{token}\"\n",
+            status.display(),
+            d.port
+        ),
+    );
+    let out = Command::new(wrenvnet_bin())
+        .args(["controller", "--observe", "--duration", "1.5", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{log}");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
+    (v["hosts_up"].clone(), log)
+}
+
+/// The controller reaches the API over TCP with the token, and not with a wrong one
+/// (and says why).
+#[test]
+fn controller_needs_the_token_on_tcp() {
+    let Some(d) = Daemon::start("api-controller") else {
+        return;
+    };
+    let (up, log) = controller_against(&d, TOKEN);
+    assert_eq!(up, serde_json::json!(["hosta"]), "{log}");
+    let (up, log) = controller_against(&d, "wrong");
+    assert_eq!(up, serde_json::json!([]), "{log}");
+    assert!(log.contains("401"), "{log}");
     d.stop();
 }
 
