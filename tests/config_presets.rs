@@ -32,6 +32,12 @@ fn every_preset_and_part_parses_in_the_daemon() {
     let (nic, vm) = ("net_null0", "net_null1");
     let full = presets::lab_switch(1, &presets::af_packet(0, "u"))
         .host_name("h0")
+        .vttif(|v| {
+            v.window_ms = Some(100);
+            v.ewma_alpha = Some(0.3);
+            v.threshold = Some(0.2);
+            v.persist_windows = Some(2);
+        })
         .vm("vm0", &presets::af_packet(1, "vm0"), "02:00:00:00:01:01")
         .vm("vm1", &presets::af_packet(2, "vm1"), "02:00:00:00:01:02")
         .devargs(

@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use analysis::wire::build::sample_frame;
+use testbed::DaemonConfig;
 
 /// A classic pcap (microseconds, Ethernet) of `frames`, one millisecond apart.
 fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
@@ -48,18 +49,16 @@ fn spawn_xconnect(dir: &TempDir) -> (std::process::Child, mpsc::Receiver<String>
     std::fs::write(&traffic, pcap(&frames)).unwrap();
     let silence = write_file(&dir.0, "silence.pcap", "");
     std::fs::write(&silence, pcap(&[])).unwrap();
-    let cfg = write_file(
-        &dir.0,
-        "xc.toml",
-        &format!(
-            "[dataplane]\nstats_interval_ms = 50\n\
-             [[port]]\nname = \"a\"\ndevargs = \"net_pcap0,rx_pcap={},tx_pcap=/dev/null\"\n\
-             [[port]]\nname = \"b\"\ndevargs = \"net_pcap1,rx_pcap={},tx_pcap=/dev/null\"\n\
-             [vttif]\nwindow_ms = 100\npersist_windows = 2\n",
-            traffic.display(),
-            silence.display()
-        ),
-    );
+    let pcap_port = |i: u32, rx: &std::path::Path| {
+        format!("net_pcap{i},rx_pcap={},tx_pcap=/dev/null", rx.display())
+    };
+    let config = DaemonConfig::xconnect(&pcap_port(0, &traffic), &pcap_port(1, &silence))
+        .dataplane(|d| d.stats_interval_ms = Some(50))
+        .vttif(|v| {
+            v.window_ms = Some(100);
+            v.persist_windows = Some(2);
+        });
+    let cfg = write_file(&dir.0, "xc.toml", &config.to_toml());
     let mut eal = eal_mem_args("mainloop");
     eal.extend(["-l".into(), "0-1".into()]);
     let mut child = Command::new(wrenvnet_bin())

@@ -21,6 +21,8 @@ pub struct DaemonConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api: Option<Api>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub vttif: Option<Vttif>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub switch: Option<Switch>,
 }
 
@@ -68,6 +70,19 @@ pub struct Monitor {
     pub publish_per_loop: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alternate_ms: Option<u64>,
+}
+
+/// `[vttif]`: the traffic matrix's windows, smoothing, pruning and damping.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Vttif {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ewma_alpha: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub persist_windows: Option<usize>,
 }
 
 /// `[api]`: the HTTP API on a unix socket and/or a TCP listener.
@@ -176,6 +191,12 @@ impl DaemonConfig {
     /// Changes `[dataplane]`.
     pub fn dataplane(mut self, f: impl FnOnce(&mut Dataplane)) -> Self {
         f(&mut self.dataplane);
+        self
+    }
+
+    /// Changes `[vttif]` (made empty first if absent).
+    pub fn vttif(mut self, f: impl FnOnce(&mut Vttif)) -> Self {
+        f(self.vttif.get_or_insert_with(Vttif::default));
         self
     }
 
