@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use analysis::wire::build::sample_frame;
+use analysis::wire::sample_frames::sample_frame;
 use testbed::DaemonConfig;
 
 /// A classic pcap (microseconds, Ethernet) of `frames`, one millisecond apart.

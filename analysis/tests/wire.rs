@@ -4,7 +4,7 @@
 use analysis::record::{
     record_words, Direction, Record, FLAG_BROKEN, FLAG_TCP_TS, FLAG_VXLAN, NO_HOST,
 };
-use analysis::wire::build::{fuzz_inputs, fuzz_seeds, sample_frame, vxlan_encap};
+use analysis::wire::sample_frames::{fuzz_inputs, fuzz_seeds, sample_frame, vxlan_encap};
 use analysis::wire::frame::{dissect, dissect_snapped, Layer, Verdict};
 use analysis::wire::{ethernet, ipv4, Error};
 

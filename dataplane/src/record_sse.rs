@@ -258,7 +258,7 @@ fn tcp_ipv4(f: &[u8], time: u64, flags: u8, direction: Direction, port: u8) -> O
 mod tests {
     use super::*;
     use analysis::record::{Record, NO_HOST};
-    use analysis::wire::build::{fuzz_inputs, fuzz_seeds};
+    use analysis::wire::sample_frames::{fuzz_inputs, fuzz_seeds};
     use analysis::wire::frame::dissect;
 
     /// Every record this path makes is the full dissector's, on a million mutated

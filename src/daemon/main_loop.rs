@@ -193,7 +193,7 @@ mod tests {
     use analysis::record::Timebase;
     use analysis::ring::record_ring;
     use analysis::vttif::{Config, Vttif};
-    use analysis::wire::build::sample_frame;
+    use analysis::wire::sample_frames::sample_frame;
 
     const MS: u64 = 1_000_000;
     /// A TSC reading hours after boot, as the records' times are: far from zero.

@@ -4,7 +4,7 @@
 //! with `parse` and `emit`. One parser serves the workers (on mbuf bytes) and the
 //! offline reader (on capture bytes), and never panics, whatever the bytes.
 
-pub mod build;
+pub mod sample_frames;
 pub mod ethernet;
 pub mod frame;
 pub mod ipv4;

@@ -330,7 +330,7 @@ mod tests {
     fn the_shortcuts_classify_as_the_checked_views_do() {
         use crate::record_sse::record_words;
         use analysis::record::Direction;
-        use analysis::wire::build::{fuzz_inputs, fuzz_seeds};
+        use analysis::wire::sample_frames::{fuzz_inputs, fuzz_seeds};
         // VXLAN frames whose inner frame is cut at 0..20 bytes, lengths kept consistent,
         // padded to the 64-byte minimum: the inner Ethernet header's bound.
         let vxlan = fuzz_seeds()
