@@ -2,8 +2,8 @@
 //! frame; for instruction counts run it under `valgrind --tool=callgrind` with N=20000):
 //! `cargo run --release -p analysis --example parse_cost`.
 use analysis::record::{Direction, Record, NO_HOST};
-use analysis::wire::sample_frames::{tcp_frame, vxlan_encap};
 use analysis::wire::frame::dissect;
+use analysis::wire::sample_frames::{tcp_frame, vxlan_encap};
 use analysis::wire::{ethernet, tcp};
 
 fn main() {

@@ -4,8 +4,8 @@
 use analysis::record::{
     record_words, Direction, Record, FLAG_BROKEN, FLAG_TCP_TS, FLAG_VXLAN, NO_HOST,
 };
-use analysis::wire::sample_frames::{fuzz_inputs, fuzz_seeds, sample_frame, vxlan_encap};
 use analysis::wire::frame::{dissect, dissect_snapped, Layer, Verdict};
+use analysis::wire::sample_frames::{fuzz_inputs, fuzz_seeds, sample_frame, vxlan_encap};
 use analysis::wire::{ethernet, ipv4, Error};
 
 const A: [u8; 6] = [2, 0, 0, 0, 0, 1];

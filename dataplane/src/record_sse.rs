@@ -258,8 +258,8 @@ fn tcp_ipv4(f: &[u8], time: u64, flags: u8, direction: Direction, port: u8) -> O
 mod tests {
     use super::*;
     use analysis::record::{Record, NO_HOST};
-    use analysis::wire::sample_frames::{fuzz_inputs, fuzz_seeds};
     use analysis::wire::frame::dissect;
+    use analysis::wire::sample_frames::{fuzz_inputs, fuzz_seeds};
 
     /// Every record this path makes is the full dissector's, on a million mutated
     /// frames; and it takes the shapes it is for (plain and VXLAN, with and without

@@ -4,11 +4,11 @@
 //! with `parse` and `emit`. One parser serves the workers (on mbuf bytes) and the
 //! offline reader (on capture bytes), and never panics, whatever the bytes.
 
-pub mod sample_frames;
 pub mod ethernet;
 pub mod frame;
 pub mod ipv4;
 pub mod ipv6;
+pub mod sample_frames;
 pub mod tcp;
 pub mod udp;
 pub mod vxlan;
