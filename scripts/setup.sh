@@ -20,6 +20,8 @@ PACKAGES=(
   openmpi-bin libopenmpi-dev tcptrace
   # real VMs: QEMU guests (TCG) over vhost-user, and what scripts/guest-image.sh packs
   qemu-system-x86 busybox-static xz-utils
+  # the cluster's state (etcd v3) and what the etcd client's gRPC code is generated with
+  etcd-server etcd-client protobuf-compiler libprotobuf-dev
 )
 
 say() { printf '[setup] %s\n' "$*"; }
@@ -39,6 +41,11 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
     apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
   else
     say "packages: all present"
+  fi
+  # Debian's etcd-server enables a member on 127.0.0.1:2379 as a service; wrenvnet's
+  # tests and lab start their own members, on their own ports and data dirs.
+  if command -v systemctl >/dev/null && systemctl is-enabled etcd >/dev/null 2>&1; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
   fi
 fi
 

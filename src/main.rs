@@ -5,8 +5,10 @@
 // Who runs what: the daemon on every host (`daemon/`: its modes, config, API, VM
 // ports), the controller (`controller/`), the operator's commands (`operator/`: over
 // running daemons, and offline over captures and problem files). The API's client
-// serves the controller and the operator alike.
+// serves the controller and the operator alike; `cluster/` is the key space in etcd
+// that the daemons and the controller share.
 mod api_client;
+mod cluster;
 mod controller;
 mod daemon;
 mod operator;

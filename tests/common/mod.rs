@@ -2,6 +2,8 @@
 //! arguments that fit the host, and network namespaces that clean up after themselves.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
