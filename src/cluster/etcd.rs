@@ -24,6 +24,10 @@ fn default_timeout_ms() -> u64 {
     1000
 }
 
+fn default_publish_interval_ms() -> u64 {
+    1000
+}
+
 /// `[etcd]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +44,10 @@ pub struct EtcdSection {
     /// Bound on connecting to a member and on every request (ms).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// How often a daemon publishes its views (`views/<host>`), and the controller's
+    /// pace of reading them (ms).
+    #[serde(default = "default_publish_interval_ms")]
+    pub publish_interval_ms: u64,
 }
 
 impl EtcdSection {
@@ -64,6 +72,11 @@ impl EtcdSection {
             (50..=30_000).contains(&self.timeout_ms),
             "etcd.timeout_ms must be 50..=30000, not {}",
             self.timeout_ms
+        );
+        anyhow::ensure!(
+            (100..=60_000).contains(&self.publish_interval_ms),
+            "etcd.publish_interval_ms must be 100..=60000, not {}",
+            self.publish_interval_ms
         );
         Ok(())
     }

@@ -15,6 +15,14 @@
 //! | `plan` | the leader (guarded) | none | the controller's state in force (see the controller) |
 //! | `decisions/<seq>` | the leader (guarded), the last N kept | none | one decision (JSON) |
 //!
+//! Semantics of `desired/<host>`: once present it is the complete set of the host's
+//! rules to peers (`peer:NAME`): the daemon sets those and removes any other rule to a
+//! peer; rules to its own VMs are never touched. Links in it are added or updated,
+//! never removed (a link goes through the API, and only when no rule uses it). The
+//! daemon applies a revision once, idempotently, and writes `applied/<host>` with that
+//! revision and what it refused. At cold start (no `plan` key) the leader adopts the
+//! rules the daemons publish as the plan in force and writes them unchanged.
+//!
 //! Values are JSON. A daemon's keys carry its lease (a TTL of a few seconds, kept
 //! alive by its control thread): a host that dies disappears from `hosts/` and
 //! `views/` within the TTL. Desired state outlives both: a restarted daemon reads it
