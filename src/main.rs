@@ -56,6 +56,11 @@ enum Command {
     /// List every daemon's VM ports, or plug one live (--plug PORT --devargs D --mac M) or
     /// unplug one (--unplug PORT) on one daemon.
     Vms(operator::VmsArgs),
+    /// The cluster as etcd holds it: members, the leading controller replica, every
+    /// host's lease, desired and applied revisions, lagging hosts.
+    Cluster(operator::cluster::EtcdArgs),
+    /// The controllers' decision log in etcd, oldest first.
+    Decisions(operator::cluster::DecisionsArgs),
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
     Analyze(operator::analyze::AnalyzeArgs),
     /// Close the loop: poll every daemon's API, run VADAPT when demands or measurements
@@ -77,6 +82,8 @@ fn main() -> ExitCode {
         Command::Rules(args) => operator::rules(args).map(|()| ExitCode::SUCCESS),
         Command::Links(args) => operator::links(args).map(|()| ExitCode::SUCCESS),
         Command::Vms(args) => operator::vms(args).map(|()| ExitCode::SUCCESS),
+        Command::Cluster(args) => operator::cluster::cluster(args).map(|()| ExitCode::SUCCESS),
+        Command::Decisions(args) => operator::cluster::decisions(args).map(|()| ExitCode::SUCCESS),
         Command::Analyze(args) => operator::analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Controller(args) => controller::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapt(args) => operator::adapt::run(args).map(|feasible| {

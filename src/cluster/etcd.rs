@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use etcd_client::{Client, ConnectOptions};
+use std::path::PathBuf;
+
+use anyhow::{bail, ensure, Context, Result};
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use serde::Deserialize;
 
 use super::Keys;
@@ -48,6 +50,16 @@ pub struct EtcdSection {
     /// pace of reading them (ms).
     #[serde(default = "default_publish_interval_ms")]
     pub publish_interval_ms: u64,
+    /// TLS: the CA that signed the members' certificates (PEM). With it every endpoint
+    /// must be `https://`; without it every endpoint must be `http://`.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// TLS client authentication (etcd's `--client-cert-auth`): this client's
+    /// certificate and key (PEM), signed by a CA the members trust. Both or neither.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
 }
 
 impl EtcdSection {
@@ -78,20 +90,83 @@ impl EtcdSection {
             "etcd.publish_interval_ms must be 100..=60000, not {}",
             self.publish_interval_ms
         );
+        self.validate_tls()
+    }
+
+    fn validate_tls(&self) -> Result<()> {
+        let scheme = if self.ca_file.is_some() {
+            "https://"
+        } else {
+            "http://"
+        };
+        if let Some(e) = self.endpoints.iter().find(|e| !e.starts_with(scheme)) {
+            match self.ca_file {
+                Some(_) => {
+                    bail!("etcd.endpoints: {e} is not https:// (etcd.ca_file is set: TLS only)")
+                }
+                None => bail!("etcd.endpoints: {e} is not http:// (TLS needs etcd.ca_file)"),
+            }
+        }
+        ensure!(
+            self.cert_file.is_some() == self.key_file.is_some(),
+            "etcd.cert_file and etcd.key_file go together"
+        );
+        ensure!(
+            self.cert_file.is_none() || self.ca_file.is_some(),
+            "etcd.cert_file needs etcd.ca_file (client certificates are for TLS)"
+        );
         Ok(())
     }
 
-    /// A client of the members; fails within `timeout_ms` when none answers.
+    /// The TLS settings, files read; `None` for plaintext.
+    #[cold]
+    fn tls(&self) -> Result<Option<TlsOptions>> {
+        let Some(ca) = &self.ca_file else {
+            return Ok(None);
+        };
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(read(ca)?));
+        if let (Some(cert), Some(key)) = (&self.cert_file, &self.key_file) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(Some(tls))
+    }
+
+    /// A client of one member that answers: the members are tried in turn, starting
+    /// at one chosen by this process's id (so that a fleet's clients spread over the
+    /// members), each given `timeout_ms` to connect and answer a status request. A
+    /// client of a member that dies later fails its requests; callers reconnect, and
+    /// reach the next member that answers. (A client over all endpoints at once keeps
+    /// sending some requests to a dead member.) Fails when none answers, naming each
+    /// member's error.
     #[cold]
     pub async fn connect(&self) -> Result<Client> {
+        let n = self.endpoints.len();
+        let first = std::process::id() as usize % n.max(1);
+        let mut errors = Vec::new();
+        for i in 0..n {
+            let endpoint = &self.endpoints[(first + i) % n];
+            match self.connect_one(endpoint).await {
+                Ok(client) => return Ok(client),
+                Err(e) => errors.push(format!("{endpoint}: {e:#}")),
+            }
+        }
+        bail!("cannot reach etcd: {}", errors.join("; "))
+    }
+
+    async fn connect_one(&self, endpoint: &str) -> Result<Client> {
         let t = Duration::from_millis(self.timeout_ms);
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new()
             .with_connect_timeout(t)
             .with_timeout(t)
             .with_keep_alive(t, t);
-        Client::connect(self.endpoints.clone(), Some(opts))
-            .await
-            .with_context(|| format!("cannot reach etcd at {}", self.endpoints.join(",")))
+        if let Some(tls) = self.tls()? {
+            opts = opts.with_tls(tls);
+        }
+        let mut client = Client::connect([endpoint], Some(opts)).await?;
+        client.status().await?;
+        Ok(client)
     }
 }
 
@@ -116,6 +191,15 @@ mod tests {
             ("endpoints = [\"x\"]\nlease_ttl_s = 1", "lease_ttl_s"),
             ("endpoints = [\"x\"]\ntimeout_ms = 0", "timeout_ms"),
             ("endpoints = [\"x\"]\nttl = 3", "unknown field"),
+            ("endpoints = [\"https://a:1\"]", "not http://"),
+            (
+                "endpoints = [\"http://a:1\"]\nca_file = \"ca.crt\"",
+                "not https://",
+            ),
+            (
+                "endpoints = [\"https://a:1\"]\nca_file = \"c\"\ncert_file = \"x\"",
+                "go together",
+            ),
         ] {
             let err = format!("{:#}", parse(bad).unwrap_err());
             assert!(err.contains(reason), "{bad}: {err}");

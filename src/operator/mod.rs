@@ -8,6 +8,7 @@
 
 pub mod adapt;
 pub mod analyze;
+pub mod cluster;
 pub mod plot;
 
 use std::collections::BTreeSet;

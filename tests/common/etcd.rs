@@ -28,11 +28,24 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     dir: TempDir,
     initial: String,
+    /// With TLS: the folder of `scripts/certs.sh` (ca, one server cert per member,
+    /// client cert "client"); clients must then present a certificate.
+    pki: Option<PathBuf>,
 }
 
 impl EtcdCluster {
     /// Starts `n` members and waits until every one answers.
     pub fn start(tag: &str, n: usize) -> Self {
+        Self::start_with(tag, n, false)
+    }
+
+    /// Starts `n` members serving clients over TLS only, with client certificates
+    /// required (`--client-cert-auth`), certificates made by scripts/certs.sh.
+    pub fn start_tls(tag: &str, n: usize) -> Self {
+        Self::start_with(tag, n, true)
+    }
+
+    fn start_with(tag: &str, n: usize, tls: bool) -> Self {
         let dir = TempDir::new(&format!("etcd-{tag}"));
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -47,10 +60,12 @@ impl EtcdCluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
+        let pki = tls.then(|| make_pki(&dir.0.join("pki"), n));
         let mut c = EtcdCluster {
             members,
             dir,
             initial,
+            pki,
         };
         for i in 0..n {
             c.spawn(i);
@@ -65,9 +80,22 @@ impl EtcdCluster {
         self.dir.0.join(&self.members[i].name)
     }
 
+    fn scheme(&self) -> &'static str {
+        if self.pki.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The PKI folder (TLS clusters): `ca.crt`, `client.{crt,key}`, `m<i>.{crt,key}`.
+    pub fn pki(&self) -> Option<&std::path::Path> {
+        self.pki.as_deref()
+    }
+
     fn spawn(&mut self, i: usize) {
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), m.client_port);
         let peer = format!("http://127.0.0.1:{}", m.peer_port);
         let log = std::fs::File::create(self.dir.0.join(format!("{}.log", m.name))).unwrap();
         let child = Command::new("etcd")
@@ -89,11 +117,28 @@ impl EtcdCluster {
             .args(["--initial-cluster-token", "wrenvnet-test"])
             .args(["--initial-cluster-state", "new"])
             .args(["--heartbeat-interval", "100", "--election-timeout", "1000"])
+            .args(self.tls_args(i))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn etcd (scripts/setup.sh installs etcd-server)");
         self.members[i].child = Some(child);
+    }
+
+    fn tls_args(&self, i: usize) -> Vec<String> {
+        let Some(pki) = &self.pki else {
+            return Vec::new();
+        };
+        let f = |name: &str| pki.join(name).display().to_string();
+        vec![
+            "--cert-file".into(),
+            f(&format!("m{i}.crt")),
+            "--key-file".into(),
+            f(&format!("m{i}.key")),
+            "--client-cert-auth".into(),
+            "--trusted-ca-file".into(),
+            f("ca.crt"),
+        ]
     }
 
     /// Waits (20 s at most) until member i accepts client connections.
@@ -121,7 +166,11 @@ impl EtcdCluster {
     }
 
     pub fn endpoint(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.members[i].client_port)
+        format!(
+            "{}://127.0.0.1:{}",
+            self.scheme(),
+            self.members[i].client_port
+        )
     }
 
     /// `endpoints = [...]` for a TOML `[etcd]` section.
@@ -151,6 +200,13 @@ impl EtcdCluster {
             .env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoints().join(",")))
             .args(["--command-timeout=5s"])
+            .args(self.pki.iter().flat_map(|p| {
+                ["ca.crt", "client.crt", "client.key"]
+                    .iter()
+                    .zip(["--cacert", "--cert", "--key"])
+                    .map(|(f, flag)| format!("{flag}={}", p.join(f).display()))
+                    .collect::<Vec<_>>()
+            }))
             .args(args)
             .output()
             .expect("spawn etcdctl");
@@ -181,6 +237,31 @@ impl EtcdCluster {
             .map(str::to_string)
             .collect()
     }
+}
+
+/// A CA, a server certificate per member (127.0.0.1, localhost) and a client
+/// certificate "client", by scripts/certs.sh.
+fn make_pki(dir: &std::path::Path, n: usize) -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/certs.sh");
+    let run = |args: &[&str]| {
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("run scripts/certs.sh");
+        assert!(
+            out.status.success(),
+            "certs.sh {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["ca"]);
+    for i in 0..n {
+        run(&["server", &format!("m{i}"), "127.0.0.1", "localhost"]);
+    }
+    run(&["client", "client"]);
+    dir.to_path_buf()
 }
 
 impl Drop for EtcdCluster {
