@@ -20,6 +20,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `scripts/certs.sh DIR ARGS`.
+fn certs(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/certs.sh"))
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The API's config: one VM, one peer on empty pcap ports (nothing arrives), host "hosta".
 fn config(dir: &std::path::Path, api: Api) -> std::path::PathBuf {
     let empty = dir.join("empty.pcap");
@@ -60,18 +75,31 @@ struct Daemon {
 impl Daemon {
     /// Starts one for the calling test; `None` (the test skipped) without root.
     fn start(tag: &str) -> Option<Self> {
+        Self::start_with(tag, false)
+    }
+
+    /// With `tls`, the TCP listener speaks HTTPS with a certificate for 127.0.0.1 from
+    /// scripts/certs.sh (CA in `pki/ca.crt` of the daemon's folder).
+    fn start_with(tag: &str, tls: bool) -> Option<Self> {
         if !require_root() {
             return None;
         }
         let dir = TempDir::new(tag);
         let sock = dir.0.join("api.sock");
         let port = free_port();
+        let pki = dir.0.join("pki");
+        if tls {
+            certs(&pki, &["ca"]);
+            certs(&pki, &["server", "api", "127.0.0.1"]);
+        }
         let cfg = config(
             &dir.0,
             Api {
                 unix: Some(sock.clone()),
                 listen: Some(format!("127.0.0.1:{port}")),
                 token: Some(TOKEN.into()),
+                tls_cert: tls.then(|| pki.join("api.crt")),
+                tls_key: tls.then(|| pki.join("api.key")),
             },
         );
         let mut eal = eal_mem_args(tag);
@@ -579,4 +607,89 @@ fn a_tcp_listener_off_loopback_needs_a_token() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is not on loopback: set api.token"), "{err}");
+}
+
+/// `curl` to the daemon's HTTPS listener: (exit code, HTTP status, body).
+fn curl(d: &Daemon, path: &str, extra: &[&str]) -> (i32, String) {
+    let url = format!("https://127.0.0.1:{}{path}", d.port);
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "-w", "\n%{http_code}"])
+        .args(extra)
+        .arg(&url)
+        .output()
+        .expect("spawn curl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn api_on_tcp_with_tls_speaks_https_only() {
+    let Some(d) = Daemon::start_with("api-tls", true) else {
+        return;
+    };
+    let ca = d.dir.0.join("pki/ca.crt");
+    let ca = ca.to_str().unwrap();
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    // A client that trusts the CA, with the token: served.
+    let (code, out) = curl(&d, "/health", &["--cacert", ca, "-H", &auth]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.ends_with("\n200") && out.contains("\"hosta\""), "{out}");
+    // The token is still required over TLS.
+    let (code, out) = curl(&d, "/health", &["--cacert", ca]);
+    assert!(code == 0 && out.ends_with("\n401"), "{out}");
+    // A client that does not trust the CA refuses the daemon's certificate (curl: 60).
+    let (code, _) = curl(&d, "/health", &["-H", &auth]);
+    assert_eq!(
+        code, 60,
+        "the daemon's certificate was accepted without its CA"
+    );
+    // Plaintext HTTP to the TLS listener gets no HTTP answer, and changes nothing.
+    let s = d.tcp();
+    let (status, _) = http(
+        s,
+        "PUT",
+        "/rules/02:00:00:00:ee:01",
+        &format!("{auth}\r\n"),
+        r#"{"to":"peer:B"}"#,
+    );
+    assert_ne!(status, 200, "plaintext was served on the TLS listener");
+    assert!(!d.rules().to_string().contains("02:00:00:00:ee:01"));
+    // The daemon serves on.
+    assert_eq!(d.unix("GET", "/health", "").0, 200);
+    d.stop();
+}
+
+#[test]
+fn api_tls_settings_are_checked_at_start() {
+    let dir = TempDir::new("api-tls-cfg");
+    for (api, reason) in [
+        (
+            Api {
+                listen: Some("127.0.0.1:9281".into()),
+                tls_cert: Some("/x.crt".into()),
+                ..Api::default()
+            },
+            "go together",
+        ),
+        (
+            Api {
+                unix: Some(dir.0.join("s")),
+                tls_cert: Some("/x.crt".into()),
+                tls_key: Some("/x.key".into()),
+                ..Api::default()
+            },
+            "set api.listen",
+        ),
+    ] {
+        let cfg = config(&dir.0, api);
+        let out = Command::new(wrenvnet_bin())
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(reason), "{err}");
+    }
 }

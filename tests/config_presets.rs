@@ -57,6 +57,8 @@ fn every_preset_and_part_parses_in_the_daemon() {
             unix: Some("/tmp/wrenvnet-preset-api.sock".into()),
             listen: Some("127.0.0.1:9280".into()),
             token: Some("t".into()),
+            tls_cert: Some("/tmp/wrenvnet-preset.crt".into()),
+            tls_key: Some("/tmp/wrenvnet-preset.key".into()),
         });
     let monitor_all = presets::bench_switch(nic, vm, true).monitor(|m| {
         m.ring_records = Some(8192);

@@ -94,6 +94,11 @@ pub struct Api {
     pub listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// HTTPS on the TCP listener: certificate chain and key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[switch]`: this host on the underlay, its VMs, its peers and the rules.

@@ -1,6 +1,7 @@
 //! The daemon's HTTP/JSON API, its one interface for operators and the controller: a
 //! unix socket and/or a TCP listener (loopback by default; a bearer token is required
-//! on TCP when one is configured, and always when the listener is not on loopback).
+//! on TCP when one is configured, and always when the listener is not on loopback;
+//! with `tls_cert`/`tls_key` the TCP listener speaks HTTPS only, rustls).
 //! tiny_http's own threads accept and parse; the requests are answered from the main
 //! lcore's loop (`poll`, which never blocks), never from a worker.
 //!
@@ -49,6 +50,10 @@ pub struct ApiSection {
     pub listen: Option<std::net::SocketAddr>,
     /// Bearer token required on the TCP listener (`Authorization: Bearer TOKEN`).
     pub token: Option<String>,
+    /// TLS on the TCP listener: its certificate chain and private key (PEM; PKCS#8 or
+    /// RSA; `scripts/certs.sh server`). With them the listener speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ApiSection {
@@ -62,7 +67,27 @@ impl ApiSection {
         if self.token.as_deref() == Some("") {
             bail!("api.token is empty");
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("api.tls_cert and api.tls_key go together");
+        }
+        if self.tls_cert.is_some() && self.listen.is_none() {
+            bail!("api.tls_cert is for the TCP listener: set api.listen");
+        }
         Ok(())
+    }
+
+    /// The TLS certificate and key, read; `None` without TLS.
+    #[cold]
+    fn tls(&self) -> Result<Option<tiny_http::SslConfig>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        Ok(Some(tiny_http::SslConfig {
+            certificate: read(cert)?,
+            private_key: read(key)?,
+        }))
     }
 }
 
@@ -105,10 +130,15 @@ impl<'v> Api<'v> {
             });
         }
         if let Some(addr) = cfg.listen {
-            let server = Server::http(addr)
-                .map_err(|e| anyhow::anyhow!("cannot listen for the API on {addr}: {e}"))?;
+            let tls = cfg.tls()?;
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let server = match tls {
+                Some(tls) => Server::https(addr, tls),
+                None => Server::http(addr),
+            }
+            .map_err(|e| anyhow::anyhow!("cannot listen for the API on {addr}: {e}"))?;
             log::info!(
-                "api: http on {addr}{}",
+                "api: {scheme} on {addr}{}",
                 if cfg.token.is_some() {
                     " (bearer token required)"
                 } else {
