@@ -72,8 +72,18 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp_millis()
         .init();
-    dataplane::process::restore_default_sigpipe();
     let cli = Cli::parse();
+    // A tool whose output goes to a pipe ends quietly when the reader does (`| head`).
+    // Processes that hold network sessions keep SIGPIPE ignored: a peer that closes
+    // mid-write (an API or control-socket client, an etcd member refusing a TLS
+    // handshake) is an error to handle, never a reason to die; `cluster` and
+    // `decisions` restore the default once their etcd session is over.
+    if !matches!(
+        cli.command,
+        Command::Run(_) | Command::Controller(_) | Command::Cluster(_) | Command::Decisions(_)
+    ) {
+        dataplane::process::restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::Run(args) => daemon::run(args).map(|()| ExitCode::SUCCESS),
         Command::Matrix(args) => operator::matrix(args).map(|()| ExitCode::SUCCESS),

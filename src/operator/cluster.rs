@@ -115,6 +115,7 @@ pub fn cluster(args: EtcdArgs) -> Result<()> {
             "hosts": hosts(&mut c, &keys).await?,
         }))
     })?;
+    dataplane::process::restore_default_sigpipe();
     if args.json {
         println!("{report:#}");
     } else {
@@ -144,6 +145,7 @@ pub fn decisions(args: DecisionsArgs) -> Result<()> {
         out.reverse();
         Ok(out)
     })?;
+    dataplane::process::restore_default_sigpipe();
     if args.etcd.json {
         println!("{:#}", Value::Array(list));
     } else if list.is_empty() {
