@@ -148,3 +148,74 @@ fn drops_grown(before: &serde_json::Value, after: &serde_json::Value) -> Vec<(St
         })
         .collect()
 }
+
+/// A client of the API socket that holds its connection for `hold` and says nothing
+/// (`slow` false) or one byte of a request every 200 ms (`slow` true).
+fn hostile_client(sock: std::path::PathBuf, slow: bool, hold: Duration) {
+    use std::io::Write;
+    let Ok(mut s) = std::os::unix::net::UnixStream::connect(&sock) else {
+        return;
+    };
+    let req = b"GET /stats HTTP/1.1\r\nHost: wrenvnet\r\nX-Slow: ";
+    let t0 = Instant::now();
+    let mut i = 0;
+    while t0.elapsed() < hold {
+        if slow {
+            let _ = s.write_all(&req[i % req.len()..i % req.len() + 1]);
+            i += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_hundred_silent_or_slow_api_clients_stall_neither_the_analysis_nor_the_api() {
+    if !require_root() {
+        return;
+    }
+    let mut f = Fabric::new("hostile", 2, 1);
+    f.warm_up();
+    let run = transfer(&f, 0, 1, 14);
+    std::thread::sleep(Duration::from_secs(2));
+    let hold = Duration::from_secs(10);
+    let clients: Vec<_> = (0..100)
+        .map(|i| {
+            let sock = f.socket(0);
+            std::thread::spawn(move || hostile_client(sock, i % 2 == 1, hold))
+        })
+        .collect();
+
+    // Others are still served while the hundred hold their connections.
+    let t0 = Instant::now();
+    let mut latencies = Vec::new();
+    while t0.elapsed() < hold - Duration::from_secs(1) {
+        let q = Instant::now();
+        let (ok, v) = f.api(0, "GET", "/stats", "");
+        assert!(ok, "the API refused a well-behaved client: {v}");
+        latencies.push(q.elapsed().as_secs_f64() * 1e3);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (ok, intervals) = run.join().unwrap();
+    assert!(ok, "the transfer failed: {intervals:?}");
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "{} API requests among 100 hostile clients: median {:.1} ms, max {:.1} ms",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+
+    let s = f.stop(0);
+    f.stop(1);
+    let m = &s["monitor"];
+    println!("h0 records: {m}");
+    assert!(m["records_pushed"].as_u64().unwrap_or(0) > 0, "{s}");
+    assert_eq!(
+        m["records_dropped_ring_full"], 0,
+        "the analysis stalled: {s}"
+    );
+    assert_eq!(s["mbufs_in_use_at_exit"], 0, "{s}");
+}
