@@ -60,6 +60,9 @@ drop_causes! {
     HopLimit,
     /// For a VM port being unplugged (a rule of the snapshot before its removal).
     PortGone,
+    /// From a VM port with a source MAC the rules do not place behind that port (a
+    /// guest spoofing another VM's address, or a multicast source).
+    SpoofedSource,
 }
 
 /// Declares `Stage` from one list: the stages of the switch loop that

@@ -176,6 +176,19 @@ pub fn decide(
     }
 }
 
+/// Whether a frame from VM slot `j` may enter the switch: its source MAC must be one
+/// the rules place behind that very port (port security). A guest cannot send as
+/// another VM, local or remote, nor from a multicast address, so it can neither steal
+/// another VM's traffic nor pass its frames off as another VM's to the analysis.
+/// Frames too short to carry a source MAC are let through to `dst_mac`'s check.
+#[inline]
+pub fn source_allowed(frame: &[u8], j: VmSlot, sources: &mut LookupCache<'_>) -> bool {
+    match frame.get(6..12).and_then(|b| <&[u8; 6]>::try_from(b).ok()) {
+        Some(src) => sources.lookup(src) == Some(Dest::Vm(j)),
+        None => true,
+    }
+}
+
 /// The destination MAC of an Ethernet frame, or `None` when it is shorter than one.
 #[inline]
 pub fn dst_mac(frame: &[u8]) -> Option<MacAddr> {
@@ -397,6 +410,35 @@ mod tests {
             decide_in(&f, VM[2], Ingress::Vm(VmSlot(2)), plugged()),
             Decision::Drop(DropCause::NoRule)
         );
+    }
+
+    /// A frame from `src` to a broadcast address.
+    fn frame_from(src: MacAddr) -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&src.0);
+        f.extend_from_slice(&[0x08, 0x00]);
+        f
+    }
+
+    #[test]
+    fn a_vm_port_may_send_only_from_the_macs_behind_it() {
+        let f = table();
+        let mut sources = LookupCache::new(&f);
+        let mut allowed =
+            |src: MacAddr, slot| source_allowed(&frame_from(src), VmSlot(slot), &mut sources);
+        assert!(allowed(VM[0], 0));
+        assert!(allowed(VM[3], 63));
+        // Another local VM's address, a remote VM's, an unknown one, a multicast one.
+        assert!(!allowed(VM[1], 0));
+        assert!(!allowed(BEHIND[0], 0));
+        assert!(!allowed(UNKNOWN, 0));
+        assert!(!allowed(MULTICAST, 0));
+        assert!(!allowed(BROADCAST, 1));
+        // The same source from the right port right after (the cache answers per MAC).
+        assert!(allowed(VM[1], 1));
+        assert!(!allowed(VM[1], 2));
+        // Too short for a source MAC: left to the destination check (Malformed).
+        assert!(source_allowed(&[0xff; 8], VmSlot(0), &mut sources));
     }
 
     #[test]

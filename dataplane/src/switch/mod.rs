@@ -40,7 +40,7 @@ use crate::tsc;
 use crate::xconnect::IdleBackoff;
 use counters::{DropCause, Stage, SwitchCounters};
 use fib::{Fib, LookupCache, PeerIx, VmSlot, MAX_PEERS};
-use forward::{decide, dst_mac, Decision, Ingress, VmSet};
+use forward::{decide, dst_mac, source_allowed, Decision, Ingress, VmSet};
 use instruments::Instruments;
 use mailbox::{Mailbox, VmCommand, MAX_VMS};
 use neighbors::Neighbors;
@@ -104,10 +104,12 @@ struct Outputs<'e> {
 }
 
 /// What the polls of one loop iteration share: the TSC read at its start (every
-/// record's stamp), the lookups in its rule snapshot, and the monitor when it records.
+/// record's stamp), the lookups in its rule snapshot (destinations, and VM sources
+/// apart so that the two never evict each other), and the monitor when it records.
 struct Tick<'f, 'm> {
     now: u64,
     rules: LookupCache<'f>,
+    sources: LookupCache<'f>,
     recorder: Option<&'m mut Monitor>,
 }
 
@@ -162,6 +164,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             let mut tick = Tick {
                 now,
                 rules: LookupCache::new(&fib),
+                sources: LookupCache::new(&fib),
                 recorder: monitor.as_deref_mut().filter(|_| recording),
             };
             let moved = self.poll_nic(&mut local, &mut tick) + self.poll_vms(&mut local, &mut tick);
@@ -261,8 +264,9 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         n
     }
 
-    /// Receives a burst from each plugged VM port, records it, and forwards each frame.
-    /// Returns the packets received.
+    /// Receives a burst from each plugged VM port, drops the frames with a source the
+    /// port may not use (before they are recorded: the analysis never sees them),
+    /// records the rest, and forwards each frame. Returns the packets received.
     #[inline(always)]
     fn poll_vms(&mut self, local: &mut Local<'e>, tick: &mut Tick<'_, '_>) -> usize {
         let mut moved = 0;
@@ -277,6 +281,11 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 continue;
             }
             self.counters.vm_rx.add(n as u64);
+            let sources = &mut tick.sources;
+            let spoofed = local.rx.retain(|f| source_allowed(f, j, sources));
+            if spoofed > 0 {
+                self.counters.drop(DropCause::SpoofedSource, spoofed as u64);
+            }
             if let Some(mon) = tick.recorder.as_deref_mut() {
                 mon.record_burst(&local.rx, tick.now, Direction::ToNic, port);
             }
