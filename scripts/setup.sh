@@ -16,6 +16,8 @@ PACKAGES=(
   dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config build-essential
   # the tests and the lab
   iproute2 iperf3 tcpdump tshark ethtool iputils-ping procps psmisc
+  # a hostile guest for the fault tests: SYN floods to random ports
+  hping3
   # real applications for VTTIF (MPI) and a second opinion on RTTs (tcptrace)
   openmpi-bin libopenmpi-dev tcptrace
   # real VMs: QEMU guests (TCG) over vhost-user, and what scripts/guest-image.sh packs

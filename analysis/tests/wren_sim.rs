@@ -562,6 +562,46 @@ fn memory_is_accounted_and_released_when_flows_expire() {
     assert_eq!(w.counters().flows_not_tracked, 50_000);
 }
 
+#[test]
+fn a_syn_flood_neither_grows_the_flow_table_nor_keeps_data_flows_from_being_tracked() {
+    let cfg = Config {
+        max_flows: 10_000,
+        ..Config::default()
+    };
+    let mut w = Wren::new(cfg);
+    // 100k SYNs to new ports within one second (a guest flooding).
+    let syns: Vec<Record> = (0..100_000u32)
+        .map(|i| Record {
+            dst_port: (i % 60_000) as u16,
+            src_port: 1000 + (i / 60_000) as u16,
+            payload_len: 0,
+            frame_len: 54,
+            tcp_flags: analysis::wire::tcp::FLAG_SYN,
+            ..data(i as u64 * 10_000, 1)
+        })
+        .collect();
+    w.on_batch(&syns, Timebase::NANOS);
+    assert_eq!(w.held().0, cfg.max_flows / 2, "SYN-only flows fill half");
+    assert_eq!(
+        w.counters().flows_not_tracked,
+        100_000 - cfg.max_flows as u64 / 2
+    );
+    // A transfer that starts during the flood is tracked and measured.
+    let t0 = 1_000_000_000;
+    let transfer: Vec<Record> = (0..200u32)
+        .flat_map(|k| {
+            let t = t0 + k as u64 * 100_000;
+            [data(t, 1 + k * MSS), ack(t + 1_000_000, 1 + (k + 1) * MSS)]
+        })
+        .collect();
+    w.on_batch(&transfer, Timebase::NANOS);
+    assert_eq!(w.held().0, cfg.max_flows / 2 + 1);
+    // Flows that never carried data are forgotten after `embryonic_idle_ns`, the
+    // transfer's only after `flow_idle_ns`.
+    w.expire(cfg.embryonic_idle_ns + t0 + 1);
+    assert_eq!(w.held().0, 1);
+}
+
 /// Loss episodes at the given sending rates: per episode 40 segments, the 20th lost at
 /// a full queue; duplicate ACKs for the rest; the lost one sent again one RTT later and
 /// the ACK of everything follows one RTT after that, echoing the retransmission's TSval

@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use analysis::engine::{AnalysisLoop, Engine, FlowTable};
+use analysis::engine::{AnalysisLoop, Engine};
 use analysis::record::Timebase;
 use analysis::ring::record_ring;
 use anyhow::{bail, Context, Result};
@@ -144,8 +144,10 @@ pub fn monitoring(eal: &Eal, config: &Config) -> Result<(Monitoring, Vec<Option<
     let timebase = Timebase {
         hz: dataplane::tsc::hz(),
     };
+    // Wren and VTTIF bound their state (flows and paths expire, Wren tracks at most
+    // `max_flows`); the per-flow totals of `wrenvnet analyze` stay out of the daemon,
+    // where a guest opening new flows would grow them without bound.
     let engines: Vec<Box<dyn Engine>> = vec![
-        Box::new(FlowTable::default()),
         Box::new(analysis::wren::Wren::new(Default::default())),
         Box::new(analysis::vttif::Vttif::new(config.vttif.to_config(false)?)),
     ];

@@ -116,15 +116,18 @@ pub(super) struct Flow {
 }
 
 /// The flow `key` and the path `path` of a record seen at `t`, created when new; `None`
-/// (and counted) when the flow is new and the table holds `max_flows` already. One
-/// lookup per table: this is the analysis core's per-record cost.
+/// (and counted) when the table is full for it. A new flow whose first record carries
+/// no data (a SYN, a bare ACK or RST) may fill only half of `max_flows`: a guest
+/// opening connections by the hundred thousand (a SYN flood) cannot keep flows that
+/// carry data from being tracked. One lookup per table: this is the analysis core's
+/// per-record cost.
 pub(super) fn flow_and_path<'a>(
     flows: &'a mut FastMap<FlowKey, Flow>,
     paths: &'a mut FastMap<PathKey, Path>,
     tally: &mut Tally,
     cfg: &Config,
-    key: FlowKey,
-    path: PathKey,
+    (key, path): (FlowKey, PathKey),
+    carries_data: bool,
     t: u64,
 ) -> Option<(&'a mut Flow, &'a mut Path)> {
     let flows_len = flows.len();
@@ -136,7 +139,12 @@ pub(super) fn flow_and_path<'a>(
                 .or_insert_with(|| Path::new(t, cfg.window_ns)),
         )),
         Entry::Vacant(v) => {
-            if flows_len >= cfg.max_flows {
+            let cap = if carries_data {
+                cfg.max_flows
+            } else {
+                cfg.max_flows / 2
+            };
+            if flows_len >= cap {
                 tally.counters.flows_not_tracked += 1;
                 return None;
             }
@@ -166,6 +174,12 @@ impl Flow {
             last_data_t: 0,
             last_seen: t,
         }
+    }
+
+    /// Whether the flow has carried no data yet (a handshake, or a SYN that nobody
+    /// answered).
+    pub(super) fn is_embryonic(&self) -> bool {
+        self.last_data_t == 0
     }
 
     /// Segments awaiting an ACK and segments held in trains: what the flow holds of

@@ -14,8 +14,10 @@
 //!   been seen, "none" when no train qualified.
 //!
 //! Paths are (data sender, receiver): the underlay hosts for VXLAN records, the
-//! endpoints' IPs for plain ones. Memory is bounded: flows and paths expire when idle,
-//! per-flow queues have caps, and beyond `max_flows` new flows are counted, not tracked.
+//! endpoints' IPs for plain ones. Memory is bounded: flows and paths expire when idle
+//! (flows that never carried data sooner), per-flow queues have caps, and beyond
+//! `max_flows` new flows are counted, not tracked; flows without data may fill only half
+//! of the table, so a SYN flood leaves room for the flows Wren measures.
 //!
 //! The parts: `flow` (per-flow TCP state and RTT samples), `train` (how segments
 //! form trains, their rates and verdicts), `loss` (retransmissions, reordering and the
@@ -56,6 +58,9 @@ pub struct Config {
     /// The sliding window of trains behind an estimate.
     pub window_ns: u64,
     pub flow_idle_ns: u64,
+    /// A flow that never carried data is forgotten sooner: a handshake completes
+    /// within a round trip, and a SYN nobody answered is retried within seconds.
+    pub embryonic_idle_ns: u64,
     pub path_idle_ns: u64,
     pub max_flows: usize,
     /// Data segments awaiting an ACK, per flow; beyond it segments go unsampled.
@@ -76,6 +81,7 @@ impl Default for Config {
             max_train: 128,
             window_ns: 10_000_000_000,
             flow_idle_ns: 30_000_000_000,
+            embryonic_idle_ns: 5_000_000_000,
             path_idle_ns: 120_000_000_000,
             max_flows: 200_000,
             max_outstanding: 8192,
@@ -220,7 +226,15 @@ impl Wren {
         let bytes = self.wire_bytes(r);
         let cfg = &self.cfg;
         let tally = &mut self.tally;
-        let found = flow::flow_and_path(&mut self.flows, &mut self.paths, tally, cfg, key, path, t);
+        let found = flow::flow_and_path(
+            &mut self.flows,
+            &mut self.paths,
+            tally,
+            cfg,
+            (key, path),
+            r.payload_len > 0,
+            t,
+        );
         let Some((flow, p)) = found else {
             return false;
         };
@@ -293,10 +307,12 @@ impl Wren {
     pub fn expire(&mut self, now: u64) {
         self.last_expiry = now;
         let (fi, pi) = (self.cfg.flow_idle_ns, self.cfg.path_idle_ns);
+        let ei = self.cfg.embryonic_idle_ns.min(fi);
         let paths = &mut self.paths;
         let tally = &mut self.tally;
         self.flows.retain(|_, f| {
-            let keep = now.saturating_sub(f.last_seen) <= fi;
+            let idle = if f.is_embryonic() { ei } else { fi };
+            let keep = now.saturating_sub(f.last_seen) <= idle;
             if !keep {
                 if let Some(p) = paths.get_mut(&f.path) {
                     p.flows = p.flows.saturating_sub(1);
