@@ -443,3 +443,156 @@ fn a_guest_flooding_new_flows_grows_no_table_and_others_keep_their_transfer() {
         assert_eq!(s["mbufs_in_use_at_exit"], 0);
     }
 }
+
+/// A vhost-user lab: host A (namespace) serves QEMU guest ports over vhost-user, host
+/// B an af_packet VM (namespace `vb`, 198.19.0.2, running iperf3 -s); the hosts'
+/// NICs a veth pair. Returns the namespaces (removed on drop), A's config and B's
+/// daemon.
+struct VhostLab {
+    dir: TempDir,
+    ha: String,
+    hb: String,
+    vb: String,
+    cfg_a: testbed::DaemonConfig,
+    _ns: Namespaces,
+}
+
+impl VhostLab {
+    const GUEST_MAC: &str = "02:00:00:00:0a:01";
+    const VB_MAC: &str = "02:00:00:00:0b:01";
+
+    fn new(tag: &str) -> Self {
+        use testbed::presets;
+        let id = std::process::id() % 10000;
+        let names: Vec<String> = ["ha", "hb", "vb"]
+            .iter()
+            .map(|n| format!("w{tag}{n}{id}"))
+            .collect();
+        let ns = Namespaces::create(&names);
+        let (ha, hb, vb) = (names[0].clone(), names[1].clone(), names[2].clone());
+        sh(&format!(
+            "ip -n {ha} link add u1 type veth peer name u2 netns {hb}"
+        ));
+        sh(&format!(
+            "ip -n {hb} link add vmb type veth peer name eth0 netns {vb}"
+        ));
+        sh(&format!(
+            "ip -n {vb} link set eth0 address {} mtu 1450",
+            Self::VB_MAC
+        ));
+        sh(&format!("ip -n {vb} addr add 198.19.0.2/24 dev eth0"));
+        for (n, i) in [(&ha, "u1"), (&hb, "u2"), (&hb, "vmb"), (&vb, "eth0")] {
+            sh(&format!("ip -n {n} link set {i} up"));
+            sh(&format!("ip netns exec {n} ethtool -K {i} tx off tso off gso off gro off >/dev/null 2>&1 || true"));
+        }
+        let dir = TempDir::new(tag);
+        let sock = dir.0.join("g1.sock");
+        let cfg_a = presets::lab_switch(1, &presets::af_packet(0, "u1"))
+            .vm(
+                "vm0",
+                &format!("net_vhost0,iface={},client=0", sock.display()),
+                Self::GUEST_MAC,
+            )
+            .peer("peer", presets::lab_ip(2), None)
+            .rule(Self::VB_MAC, "peer");
+        Self {
+            dir,
+            ha,
+            hb,
+            vb,
+            cfg_a,
+            _ns: ns,
+        }
+    }
+
+    fn sock(&self) -> std::path::PathBuf {
+        self.dir.0.join("g1.sock")
+    }
+
+    /// Starts host A's daemon (again); waits until its workers run, its vhost-user
+    /// socket listening (a socket file a killed daemon left behind stays there for the
+    /// daemon to deal with).
+    fn start_a(&self, name: &str) -> std::process::Child {
+        let (child, log, _) = spawn_daemon(&self.ha, &self.dir.0, name, &self.cfg_a.to_toml());
+        let t0 = Instant::now();
+        let log = || std::fs::read_to_string(&log).unwrap_or_default();
+        while !(self.sock().exists() && log().contains("worker(s) on lcores")) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "the daemon did not start: {}",
+                log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn start_b(&self) -> std::process::Child {
+        use testbed::presets;
+        let cfg = presets::lab_switch(2, &presets::af_packet(0, "u2"))
+            .vm("vm0", &presets::af_packet(1, "vmb"), Self::VB_MAC)
+            .peer("peer", presets::lab_ip(1), None)
+            .rule(Self::GUEST_MAC, "peer");
+        spawn_daemon(&self.hb, &self.dir.0, "hostb", &cfg.to_toml()).0
+    }
+}
+
+#[test]
+fn a_daemon_killed_and_restarted_under_running_qemu_guests_carries_their_traffic_again() {
+    use common::qemu::{image, iperf_intervals, Guest};
+    if !require_root() {
+        return;
+    }
+    let image = image();
+    let lab = VhostLab::new("vr");
+    let mut b = lab.start_b();
+    let mut a = lab.start_a("hosta");
+    let srv = Command::new("ip")
+        .args(["netns", "exec", &lab.vb, "iperf3", "-s", "-1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guest = Guest::boot(
+        &image,
+        &lab.dir.0,
+        "g1",
+        &lab.sock(),
+        VhostLab::GUEST_MAC,
+        "wv.role=client wv.ip=198.19.0.1 wv.peer=198.19.0.2 wv.secs=20",
+    );
+    guest.wait_for("bits/sec", Duration::from_secs(240));
+    std::thread::sleep(Duration::from_secs(4));
+    // SIGKILL: no cleanup, the socket file left behind, the guest's vrings mid-use.
+    let killed_at = Instant::now();
+    sh(&format!("kill -KILL {}", a.id()));
+    let _ = a.wait();
+    a = lab.start_a("hosta2");
+    let restarted_s = killed_at.elapsed().as_secs_f64();
+    guest.wait_exit(Duration::from_secs(240));
+    let console = guest.console();
+    assert!(
+        console.contains("receiver"),
+        "the transfer did not survive:\n{console}"
+    );
+    let rates = iperf_intervals(&console);
+    let mut sorted = rates.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let stalled = rates.iter().filter(|&&r| r < median / 10.0).count();
+    println!(
+        "daemon restarted {restarted_s:.2} s after SIGKILL; the guest's iperf3 over {} s: median {median:.0} Mbit/s, {stalled} s below a tenth of it: {rates:?}",
+        rates.len()
+    );
+    assert!(
+        stalled <= 3,
+        "the guest's traffic stalled for {stalled} s: {rates:?}"
+    );
+    let mut srv = srv;
+    let _ = srv.kill();
+    let _ = srv.wait();
+    for (d, name) in [(&mut a, "A"), (&mut b, "B")] {
+        sh(&format!("kill -TERM {}", d.id()));
+        assert!(d.wait().unwrap().success(), "daemon {name} failed at exit");
+    }
+}

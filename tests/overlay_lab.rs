@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::qemu::{self, Guest};
 use common::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -854,12 +855,7 @@ fn qemu_guests_over_vhost_user() {
     if !require_root() {
         return;
     }
-    let image = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("build/guest");
-    sh(&format!(
-        "{}/scripts/guest-image.sh {}",
-        env!("CARGO_MANIFEST_DIR"),
-        image.display()
-    ));
+    let image = qemu::image();
     let id = std::process::id() % 10000;
     let ns: Vec<String> = ["ha", "hb", "vb"]
         .iter()
@@ -910,81 +906,24 @@ fn qemu_guests_over_vhost_user() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let guest = |sock: &std::path::Path, mac: &str, args: &str, name: &str| {
-        let serial = dir.0.join(format!("{name}.serial"));
-        let child = Command::new("qemu-system-x86_64")
-            .args([
-                "-accel",
-                "tcg",
-                "-cpu",
-                "max",
-                "-m",
-                "256",
-                "-display",
-                "none",
-                "-monitor",
-                "none",
-                "-no-reboot",
-            ])
-            .args([
-                "-object",
-                "memory-backend-memfd,id=mem,size=256M,share=on",
-                "-numa",
-                "node,memdev=mem",
-            ])
-            .arg("-kernel")
-            .arg(image.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(image.join("initrd.gz"))
-            .args(["-append", &format!("console=ttyS0 quiet {args}")])
-            .args([
-                "-chardev",
-                &format!("socket,id=c0,path={},reconnect=1", sock.display()),
-            ])
-            .args(["-netdev", "vhost-user,id=n0,chardev=c0"])
-            .args([
-                "-device",
-                &format!("virtio-net-pci,netdev=n0,mac={mac},romfile=,vectors=0"),
-            ])
-            .args(["-serial", &format!("file:{}", serial.display())])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        (child, serial)
+        Guest::boot(&image, &dir.0, name, sock, mac, args)
     };
-    let (mut server, server_log) = guest(
+    let mut server = guest(
         &s2,
         "02:00:00:00:0a:02",
         "wv.role=server wv.ip=198.19.0.3",
         "g2",
     );
-    let (mut client, client_log) = guest(
+    let mut client = guest(
         &s1,
         "02:00:00:00:0a:01",
         "wv.role=client wv.ip=198.19.0.1 wv.peer=198.19.0.3 wv.secs=4",
         "g1",
     );
-    let logs = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    let wait = |c: &mut std::process::Child, what: &str| {
-        let t0 = Instant::now();
-        loop {
-            if c.try_wait().unwrap().is_some() {
-                return;
-            }
-            if t0.elapsed() > Duration::from_secs(150) {
-                let _ = c.kill();
-                panic!(
-                    "{what} did not finish\nclient:\n{}\nserver:\n{}",
-                    logs(&dir.0.join("g1.serial")),
-                    logs(&dir.0.join("g2.serial"))
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    };
-    wait(&mut client, "the client guest");
-    wait(&mut server, "the server guest");
-    let out = std::fs::read_to_string(&client_log).unwrap();
+    let limit = Duration::from_secs(150);
+    client.wait_exit(limit);
+    server.wait_exit(limit);
+    let out = client.console();
     assert!(out.contains("WV-DONE"), "{out}");
     let line = out
         .lines()
@@ -1000,24 +939,15 @@ fn qemu_guests_over_vhost_user() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let (mut doomed, doomed_log) = guest(
+    let doomed = guest(
         &s1,
         "02:00:00:00:0a:01",
         "wv.role=client wv.ip=198.19.0.1 wv.peer=198.19.0.2 wv.secs=120",
         "g4",
     );
-    let t0 = Instant::now();
-    while !logs(&doomed_log).contains("bits/sec") {
-        assert!(
-            t0.elapsed() < Duration::from_secs(150),
-            "the doomed guest never transferred:\n{}",
-            logs(&doomed_log)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    doomed.wait_for("bits/sec", limit);
     std::thread::sleep(Duration::from_secs(2));
-    let _ = doomed.kill();
-    let _ = doomed.wait();
+    drop(doomed); // killed
     let _ = srv.kill();
     let _ = srv.wait();
     std::thread::sleep(Duration::from_secs(1));
@@ -1027,14 +957,14 @@ fn qemu_guests_over_vhost_user() {
         std::fs::read_to_string(&a.log).unwrap()
     );
     // Another guest on the same port: a guest on A reaches a lab VM on B.
-    let (mut pinger, ping_log) = guest(
+    let mut pinger = guest(
         &s1,
         "02:00:00:00:0a:01",
         "wv.role=ping wv.ip=198.19.0.1 wv.peer=198.19.0.2",
         "g3",
     );
-    wait(&mut pinger, "the ping guest");
-    let out = std::fs::read_to_string(&ping_log).unwrap();
+    pinger.wait_exit(limit);
+    let out = pinger.console();
     assert!(
         out.contains("5 packets received") || out.contains(" 0% packet loss"),
         "{out}"
@@ -1042,6 +972,6 @@ fn qemu_guests_over_vhost_user() {
     let sa = stop(a);
     stop(b);
     assert_eq!(sa["mbufs_in_use_at_exit"], 0);
-    let server_out = std::fs::read_to_string(&server_log).unwrap();
+    let server_out = server.console();
     assert!(server_out.contains("WV-DONE"), "{server_out}");
 }

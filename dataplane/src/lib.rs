@@ -11,8 +11,8 @@
 //! - `process`: restoring SIGPIPE's default action;
 //! - `xconnect`'s tests: reading the thread's timer slack.
 //!
-//! Everything else (`switch`, `monitor`, `counters`, `xconnect`'s loop, and the crates
-//! that use this one) is safe Rust.
+//! Everything else (`switch`, `monitor`, `counters`, `vhost_socket`, `xconnect`'s
+//! loop, and the crates that use this one) is safe Rust.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -35,6 +35,7 @@ pub mod record_sse;
 pub mod stream;
 pub mod switch;
 pub mod tsc;
+pub mod vhost_socket;
 pub mod xconnect;
 
 pub use eal::{Eal, EalArgs};

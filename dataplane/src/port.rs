@@ -133,6 +133,7 @@ impl<'e> Port<'e> {
         let id = match find_port(dev_name) {
             Some(id) => id,
             None => {
+                crate::vhost_socket::clear_stale(devargs);
                 let c = CString::new(devargs).map_err(|_| {
                     Error::Invalid(format!("devargs {devargs:?} contain a NUL byte"))
                 })?;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod qemu;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
