@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command: host setup (idempotent), then every test of the workspace.
+# The project's test command: host setup (idempotent), every test of the workspace,
+# then each fuzz target for 30 s.
 # Some tests need root (network namespaces, veths) and run real iperf3/ping; without
 # root they skip and say so, and as root (CI) a skipped test fails the run.
 set -euo pipefail
@@ -30,4 +31,9 @@ if [ "$skipped" -gt 0 ]; then
     [ "$rc" != 0 ] || rc=1
   fi
 fi
+# Coverage-guided fuzzing, 30 s a target (bench/fuzz.sh runs them longer): a crash,
+# a panic or a hang on any input fails the run.
+echo
+echo "fuzzing (30 s a target):"
+SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}" bash bench/fuzz.sh || rc=1
 exit "$rc"

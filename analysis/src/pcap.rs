@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
 use pcap_file::pcap::PcapReader;
@@ -76,21 +76,29 @@ pub fn frame_record(frame: &[u8], orig_len: usize, time_ns: u64, hosts: &mut Hos
 /// Reads a whole capture file.
 pub fn read_capture(path: &Path) -> Result<Capture, CaptureError> {
     let p = path.display().to_string();
-    let mut file = File::open(path).map_err(|source| CaptureError::Open {
-        path: p.clone(),
-        source,
-    })?;
-    let mut magic = [0u8; 4];
-    file.read_exact(&mut magic)
-        .map_err(|e| CaptureError::Format {
-            path: p.clone(),
-            detail: e.to_string(),
-        })?;
     let file = File::open(path).map_err(|source| CaptureError::Open {
         path: p.clone(),
         source,
     })?;
-    let reader = BufReader::with_capacity(1 << 20, file);
+    read_capture_from(file, &p)
+}
+
+/// Reads a whole capture from `input` (`name` for errors): pcap or pcapng, told apart
+/// by the first four bytes.
+pub fn read_capture_from(input: impl Read, name: &str) -> Result<Capture, CaptureError> {
+    let p = name.to_string();
+    let mut reader = BufReader::with_capacity(1 << 20, input);
+    let head = reader.fill_buf().map_err(|e| CaptureError::Format {
+        path: p.clone(),
+        detail: e.to_string(),
+    })?;
+    let magic: [u8; 4] = head
+        .get(..4)
+        .and_then(|m| m.try_into().ok())
+        .ok_or_else(|| CaptureError::Format {
+            path: p.clone(),
+            detail: "shorter than a file header".into(),
+        })?;
     let fmt = |e: pcap_file::PcapError| CaptureError::Format {
         path: p.clone(),
         detail: e.to_string(),

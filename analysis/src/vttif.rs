@@ -104,7 +104,7 @@ impl Topology {
 }
 
 /// One reported change of topology.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TopologyChange {
     /// Window index (from the first record) at which the new topology was reported.
     pub window: u64,
@@ -191,10 +191,7 @@ impl Vttif {
             return;
         }
         let first = *self.first_t.get_or_insert(t);
-        let w = t.saturating_sub(first) / self.cfg.window_ns;
-        while self.window < w {
-            self.close_window();
-        }
+        self.close_windows_to(t.saturating_sub(first) / self.cfg.window_ns);
         self.last_t = self.last_t.max(t);
         let by_ip = self.cfg.by_ip;
         if let Some(c) = self.cells.get_mut(&(s, d)) {
@@ -230,11 +227,38 @@ impl Vttif {
     /// Closes every window that ended before `now` (online: time passes without records).
     pub fn advance_to(&mut self, now: u64) {
         if let Some(first) = self.first_t {
-            let w = now.saturating_sub(first) / self.cfg.window_ns;
-            while self.window < w {
-                self.close_window();
-            }
+            self.close_windows_to(now.saturating_sub(first) / self.cfg.window_ns);
         }
+    }
+
+    /// Closes windows until window `w` is the current one, in time independent of how
+    /// many: the first closes the counts in progress and the next `persist_windows` let
+    /// the candidate they leave persist and be reported; past those, an idle window
+    /// only scales every rate by the same `1 - ewma_alpha`, which changes no edge (the
+    /// threshold is relative to the largest), so the rest are one scaling. A record
+    /// stamped years ahead (a clock step, a damaged capture) costs what a second does.
+    fn close_windows_to(&mut self, w: u64) {
+        for _ in 0..self.cfg.persist_windows + 2 {
+            if self.window >= w {
+                return;
+            }
+            self.close_window();
+        }
+        if self.window >= w {
+            return;
+        }
+        let idle = w - self.window;
+        let decay = (1.0 - self.cfg.ewma_alpha).powf(idle as f64);
+        for c in self.cells.values_mut() {
+            c.rate_bps *= decay;
+        }
+        let edges = self.edges(|c| c.rate_bps);
+        match &mut self.candidate {
+            Some((cand, n)) if *cand == edges => *n = n.saturating_add(idle as usize),
+            // Rates decayed to nothing: no edge left, and nothing to report.
+            _ => self.candidate = Some((edges, idle as usize)),
+        }
+        self.window = w;
     }
 
     /// Ends the current window: folds its counts into the EWMA and runs change detection.
@@ -519,6 +543,77 @@ mod tests {
 
     fn set(e: &[(u32, u32)]) -> BTreeSet<(u32, u32)> {
         e.iter().copied().collect()
+    }
+
+    /// A frame of `bytes` from VM `s` to VM `d` at `t` (ns).
+    fn frame(s: u8, d: u8, bytes: u32, t: u64) -> Record {
+        Record {
+            time: t,
+            src_mac: [2, 0, 0, 0, 0, s],
+            dst_mac: [2, 0, 0, 0, 0, d],
+            frame_len: bytes,
+            ..Default::default()
+        }
+    }
+
+    /// Two phases (a pair, then a ring of three) with idle gaps of `gap` windows.
+    fn phases(v: &mut Vttif, gap: u64) {
+        let w = v.cfg.window_ns;
+        let mut t = 0;
+        for (edges, windows) in [
+            (&[(1, 2), (2, 1)][..], 5u64),
+            (&[(1, 2), (2, 3), (3, 1)][..], 5),
+        ] {
+            for _ in 0..windows {
+                for &(s, d) in edges {
+                    v.on_record(&frame(s, d, 1500, t), t);
+                }
+                t += w;
+            }
+            t += gap * w;
+        }
+        v.advance_to(t);
+    }
+
+    #[test]
+    fn idle_windows_are_closed_at_once_as_one_by_one() {
+        // Against closing every window of a long gap, as an older clock would.
+        let mut fast = Vttif::new(Config::default());
+        let mut slow = Vttif::new(Config::default());
+        phases(&mut fast, 60);
+        let w = slow.cfg.window_ns;
+        let mut slow_to = |v: &mut Vttif, t: u64| {
+            let first = v.first_t.unwrap_or(t);
+            while v.window < t.saturating_sub(first) / w {
+                v.close_window();
+            }
+        };
+        let mut t = 0;
+        for (edges, windows) in [
+            (&[(1, 2), (2, 1)][..], 5u64),
+            (&[(1, 2), (2, 3), (3, 1)][..], 5),
+        ] {
+            for _ in 0..windows {
+                for &(s, d) in edges {
+                    slow.first_t.get_or_insert(t);
+                    slow_to(&mut slow, t);
+                    slow.on_record(&frame(s, d, 1500, t), t);
+                }
+                t += w;
+            }
+            t += 60 * w;
+        }
+        slow_to(&mut slow, t);
+        assert_eq!(fast.changes(), slow.changes());
+        assert_eq!(fast.window, slow.window);
+        for (a, b) in fast.matrix().iter().zip(slow.matrix()) {
+            assert!((a.smoothed_mbps - b.smoothed_mbps).abs() <= 1e-9 * b.smoothed_mbps.max(1e-30));
+        }
+        // A record stamped 2^62 ns (146 years) on: one step, the windows counted.
+        let mut v = Vttif::new(Config::default());
+        phases(&mut v, 1 << 62 >> 30);
+        assert!(v.window > 1 << 32, "{}", v.window);
+        assert_eq!(v.changes().len(), 2, "{:?}", v.changes());
     }
 
     #[test]

@@ -137,8 +137,8 @@ fn broken_frames_stop_at_the_broken_layer() {
 /// and what it reports must lie inside the input.
 #[test]
 fn fuzz_a_million_inputs_without_a_panic() {
-    // Keep a corpus file of the seeds for external fuzzers (cargo fuzz, AFL++).
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/dissect");
+    // The seeds are the frame fuzz target's corpus (bench/fuzz.sh); kept up to date.
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/frame");
     if corpus.is_dir() {
         for (i, s) in fuzz_seeds().iter().enumerate() {
             let _ = std::fs::write(corpus.join(format!("seed-{i}")), s);
