@@ -221,10 +221,31 @@ fn a_hundred_silent_or_slow_api_clients_stall_neither_the_analysis_nor_the_api()
 }
 
 /// Sends `count` frames of `len` bytes from `src` to `dst` out of the VM namespace's
-/// eth0 (IPv4/UDP to port 9, payload zeros): as fast as a raw socket goes, or `paced`
-/// at about 16 k frames/s; fails on a socket error.
-fn raw_frames(ns: &str, src: &str, dst: &str, len: usize, count: usize, paced: bool) {
+/// eth0 (IPv4/UDP to port 9, payload zeros; or with `vxlan` = (inner source, inner
+/// destination), UDP to port 4789 carrying a VXLAN header and a frame between those
+/// MACs): as fast as a raw socket goes, or `paced` at about 16 k frames/s; fails on a
+/// socket error.
+fn raw_frames(
+    ns: &str,
+    (src, dst): (&str, &str),
+    vxlan: Option<(&str, &str)>,
+    len: usize,
+    count: usize,
+    paced: bool,
+) {
     let pace = if paced { 0.002 } else { 0.0 };
+    let (port, inner) = match vxlan {
+        Some((s, d)) => (
+            4789,
+            // VXLAN header, inner Ethernet, inner IPv4/UDP filling the rest.
+            format!(
+                "bytes([8, 0, 0, 0, 0, 0, 42, 0]) + mac({d:?}) + mac({s:?}) + b'\\x08\\x00' \
+                 + bytes([0x45, 0, 0, n - 64, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]) \
+                 + bytes([0, 7, 0, 7, 0, n - 84, 0, 0])"
+            ),
+        ),
+        None => (9, "b''".to_string()),
+    };
     let script = format!(
         r#"
 import socket, time
@@ -233,8 +254,8 @@ s.bind(("eth0", 0))
 mac = lambda m: bytes.fromhex(m.replace(":", ""))
 n = {len} - 14
 ip = bytes([0x45, 0, n >> 8, n & 255, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 19, 9, 9, 198, 19, 9, 8])
-udp = bytes([0, 9, 0, 9, (n - 20) >> 8, (n - 20) & 255, 0, 0])
-f = mac("{dst}") + mac("{src}") + b"\x08\x00" + ip + udp
+udp = bytes([0, 9, {port} >> 8, {port} & 255, (n - 20) >> 8, (n - 20) & 255, 0, 0])
+f = mac("{dst}") + mac("{src}") + b"\x08\x00" + ip + udp + {inner}
 f += bytes({len} - len(f))
 for i in range({count}):
     if {pace} and i % 32 == 0:
@@ -280,10 +301,35 @@ fn a_guest_sending_as_another_vm_or_oversize_is_dropped_and_counted_by_cause() {
     // encapsulated) from its own address. Paced first, so that every frame reaches the
     // daemon and the counts can be checked exactly; then as fast as the guest can.
     let attack = |n: usize, paced: bool| {
-        raw_frames(&att.ns, &victim.mac, &bystander.mac, 128, n, paced);
-        raw_frames(&att.ns, &remote.mac, "ff:ff:ff:ff:ff:ff", 128, n, paced);
-        raw_frames(&att.ns, "03:00:00:00:00:01", &bystander.mac, 128, n, paced);
-        raw_frames(&att.ns, &att.mac, &bystander.mac, 1514, n / 4, paced);
+        raw_frames(&att.ns, (&victim.mac, &bystander.mac), None, 128, n, paced);
+        raw_frames(
+            &att.ns,
+            (&remote.mac, "ff:ff:ff:ff:ff:ff"),
+            None,
+            128,
+            n,
+            paced,
+        );
+        raw_frames(
+            &att.ns,
+            ("03:00:00:00:00:01", &bystander.mac),
+            None,
+            128,
+            n,
+            paced,
+        );
+        raw_frames(
+            &att.ns,
+            (&att.mac, &bystander.mac),
+            None,
+            1514,
+            n / 4,
+            paced,
+        );
+        // Its own VXLAN, naming the victim and the bystander inside: delivered (it is
+        // the guest's traffic), but never read as theirs.
+        let vx = Some((victim.mac.as_str(), bystander.mac.as_str()));
+        raw_frames(&att.ns, (&att.mac, &bystander.mac), vx, 128, n / 4, paced);
         (3 * n as u64, n as u64 / 4)
     };
     let drops = |f: &Fabric| f.api(0, "GET", "/stats", "").1["switch"]["drops"].clone();

@@ -148,24 +148,33 @@ impl Record {
         r
     }
 
-    /// The record of a frame as the workers see it (VXLAN decapsulated). The common
-    /// case — untagged IPv4 without options or fragments, TCP or UDP, optionally inside
-    /// VXLAN — is read directly; everything else goes through the full dissector. Both
-    /// give the same record (a test checks it on a million mutated frames).
+    /// The record of a frame as the workers see it. The common case — untagged IPv4
+    /// without options or fragments, TCP or UDP, optionally inside VXLAN — is read
+    /// directly; everything else goes through the full dissector. Both give the same
+    /// record (a test checks it on a million mutated frames).
+    ///
+    /// VXLAN is decapsulated only in frames from the NIC (or of unknown direction, in
+    /// captures): a frame a VM sends is the tenant's, and a VXLAN header inside it is the
+    /// guest's own, not the overlay's. Read through, it would let a guest put traffic
+    /// between any MACs it names into the traffic matrix.
     #[inline]
     pub fn from_frame(frame: &[u8], time: u64, direction: Direction, port: u8) -> Record {
         if let Some(w) = record_words(frame, time, direction, port) {
-            return Record::from_words(w);
+            let r = Record::from_words(w);
+            if !(direction == Direction::ToNic && r.flags & FLAG_VXLAN != 0) {
+                return r;
+            }
         }
         Record::from_frame_dissected(frame, time, direction, port)
     }
 
-    /// The record of a frame the fast path does not take (`record_words` gave `None`),
-    /// through the full dissector. Out of line: the workers' loop stays small.
+    /// The record of a frame the fast path does not take (`record_words` gave `None`,
+    /// or read a VM's frame as VXLAN), through the full dissector. Out of line: the
+    /// workers' loop stays small.
     #[cold]
     #[inline(never)]
     pub fn from_frame_dissected(frame: &[u8], time: u64, direction: Direction, port: u8) -> Record {
-        let (d, v) = dissect(frame, true);
+        let (d, v) = dissect(frame, direction != Direction::ToNic);
         Record::from_dissection(time, &d, v, direction, port, (NO_HOST, NO_HOST))
     }
 

@@ -163,8 +163,18 @@ fn fuzz_a_million_inputs_without_a_panic() {
             );
         }
         assert_eq!(
+            Record::from_frame(&buf, i as u64, Direction::FromNic, 2),
+            Record {
+                direction: Direction::FromNic as u8,
+                ..full
+            },
+            "input {i}: {buf:02x?}"
+        );
+        // A VM's frame is never decapsulated: its record is the dissector's without.
+        let (d, v) = dissect(&buf, false);
+        assert_eq!(
             Record::from_frame(&buf, i as u64, Direction::ToNic, 2),
-            full,
+            Record::from_dissection(i as u64, &d, v, Direction::ToNic, 2, (NO_HOST, NO_HOST)),
             "input {i}: {buf:02x?}"
         );
         if let Some(t) = d.tcp {

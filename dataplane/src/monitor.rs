@@ -5,7 +5,7 @@
 //! published once per loop. A full ring drops records and counts them; the packets
 //! themselves are never delayed or dropped for measurement.
 
-use analysis::record::{record_words, Direction, Record, RecordWords};
+use analysis::record::{record_words, Direction, Record, RecordWords, FLAG_VXLAN};
 use analysis::ring::RecordProducer;
 
 use crate::mbuf::Burst;
@@ -94,11 +94,16 @@ impl Monitor {
         self.ring.stage(burst.len(), |i| {
             let frame = burst.data(i);
             match record_words_fastest(frame, tsc, direction, port) {
-                Some((words, vxlan)) => {
+                // A VM's frame read as VXLAN is the guest's own VXLAN: recorded as it
+                // is, not decapsulated (`Record::from_frame`).
+                Some((words, vxlan))
+                    if direction != Direction::ToNic
+                        || Record::from_words(words).flags & FLAG_VXLAN == 0 =>
+                {
                     whole_vxlan |= (vxlan as u64) << i;
                     words
                 }
-                None => Record::from_frame_dissected(frame, tsc, direction, port).to_words(),
+                _ => Record::from_frame_dissected(frame, tsc, direction, port).to_words(),
             }
         });
         if self.publish_each_burst {
