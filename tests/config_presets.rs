@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use std::process::Command;
-use testbed::{presets, Api, DaemonConfig};
+use testbed::{presets, Api, DaemonConfig, Etcd};
 
 /// Runs the daemon's parser on `c`: panics with its error if it refuses the config.
 fn assert_accepted(name: &str, c: &DaemonConfig) {
@@ -59,6 +59,16 @@ fn every_preset_and_part_parses_in_the_daemon() {
             token: Some("t".into()),
             tls_cert: Some("/tmp/wrenvnet-preset.crt".into()),
             tls_key: Some("/tmp/wrenvnet-preset.key".into()),
+        })
+        .etcd(Etcd {
+            endpoints: vec!["https://127.0.0.1:2379".into()],
+            prefix: Some("/wrenvnet/preset".into()),
+            lease_ttl_s: Some(3),
+            timeout_ms: Some(500),
+            publish_interval_ms: Some(250),
+            ca_file: Some("/tmp/wrenvnet-preset-ca.crt".into()),
+            cert_file: Some("/tmp/wrenvnet-preset-client.crt".into()),
+            key_file: Some("/tmp/wrenvnet-preset-client.key".into()),
         });
     let monitor_all = presets::bench_switch(nic, vm, true).monitor(|m| {
         m.ring_records = Some(8192);

@@ -26,6 +26,8 @@ pub struct Config {
     pub api: crate::daemon::api::ApiSection,
     /// Mode "switch": the overlay.
     pub switch: Option<SwitchSection>,
+    /// Mode "switch": the cluster in etcd (registration, views, desired state).
+    pub etcd: Option<crate::cluster::etcd::EtcdSection>,
 }
 
 /// The overlay switch: this host's underlay identity, its VMs, its peers, the rules.
@@ -329,6 +331,7 @@ impl Config {
     fn validate(&self) -> Result<()> {
         self.vttif.to_config(false).context("[vttif]")?;
         self.api.validate().context("[api]")?;
+        self.validate_etcd()?;
         let d = &self.dataplane;
         if d.mode == Mode::Xconnect && self.ports.len() != 2 {
             bail!(
@@ -406,6 +409,27 @@ impl Config {
         }
         Ok(())
     }
+
+    /// `[etcd]` works in mode "switch", where the host's name is its key.
+    fn validate_etcd(&self) -> Result<()> {
+        let Some(e) = &self.etcd else {
+            return Ok(());
+        };
+        e.validate().context("[etcd]")?;
+        let Some(sw) = self
+            .switch
+            .as_ref()
+            .filter(|_| self.dataplane.mode == Mode::Switch)
+        else {
+            bail!("[etcd] needs mode \"switch\" (a host of the overlay)");
+        };
+        if let Some(name) = &sw.name {
+            if name.is_empty() || name.contains('/') {
+                bail!("switch.name {name:?} names this host's keys in etcd: not empty, no '/'");
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -468,6 +492,26 @@ mod tests {
             .to_string()
             .contains("twice"));
         assert!(Config::parse("[dataplane]\nmode = \"warp\"").is_err());
+    }
+
+    #[test]
+    fn etcd_is_for_a_switch_and_its_settings_are_checked_at_start() {
+        let etcd = "\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n";
+        let err = format!("{:#}", Config::parse(&format!("{GOOD}{etcd}")).unwrap_err());
+        assert!(err.contains("[etcd] needs mode \"switch\""), "{err}");
+        let switch = GOOD.replace("\"xconnect\"", "\"switch\"")
+            + "\n[switch]\nname = \"h0\"\nunderlay_ip = \"198.18.0.1\"\nvni = 1\nnic = \"a\"\n";
+        let c = Config::parse(&format!("{switch}{etcd}")).unwrap();
+        assert_eq!(c.etcd.unwrap().lease_ttl_s, 5);
+        let bad_ttl = format!("{switch}{etcd}lease_ttl_s = 0\n");
+        let err = format!("{:#}", Config::parse(&bad_ttl).unwrap_err());
+        assert!(
+            err.contains("[etcd]: etcd.lease_ttl_s must be 2..=60"),
+            "{err}"
+        );
+        let slash = format!("{}{etcd}", switch.replace("\"h0\"", "\"h/0\""));
+        let err = format!("{:#}", Config::parse(&slash).unwrap_err());
+        assert!(err.contains("no '/'"), "{err}");
     }
 
     #[test]

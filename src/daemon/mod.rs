@@ -4,9 +4,11 @@
 //! when an mbuf did not come back to its pool. SIGINT/SIGTERM end the run cleanly.
 //!
 //! Beside the modes: `config` (the TOML file), `api` (the HTTP API served from the main
-//! lcore) and `vm_ports` (VM ports plugged and unplugged while the workers run).
+//! lcore), `cluster` (the etcd session of a switch with `[etcd]`, on a control thread)
+//! and `vm_ports` (VM ports plugged and unplugged while the workers run).
 
 pub mod api;
+mod cluster;
 pub mod config;
 mod main_loop;
 mod setup;

@@ -19,6 +19,7 @@ use dataplane::switch::Switch;
 use dataplane::xconnect::IdleBackoff;
 use dataplane::{Eal, LcoreId, MacAddr, Mempool, Port, PortId, RxQueue, TxQueue};
 
+use super::cluster;
 use super::main_loop::{Ends, MainLoop, Monitoring};
 use super::summary::{ModeSummary, Outcome, PortSummary};
 use crate::daemon::config::{parse_mac, Config, SwitchSection};
@@ -73,10 +74,19 @@ pub fn run<'e>(
         let jobs = worker_jobs(
             eal, config, &shared, &fib, &mailboxes, pool, nic_rx, nic_tx, monitors,
         )?;
-        let api = bind_api(config, sw, &fib, &vm_ports)?;
-        let serve = |a: &_| api.poll(&shared.counters, a);
+        let mut etcd = start_etcd(config, sw)?;
+        let api = bind_api(config, sw, &fib, &vm_ports, etcd.as_ref())?;
+        let serve = |a: &_| {
+            api.poll(&shared.counters, a);
+            if let Some(e) = etcd.as_mut() {
+                e.poll(api.ops(), &shared.counters, a);
+            }
+        };
         vm_ports.borrow_mut().set_live();
         eal.run_on_lcores(jobs, || main.run(print, serve))?;
+        if let Some(e) = etcd {
+            e.shut_down();
+        }
     }
     let elapsed_s = main.finish(print);
     let outcome = Outcome {
@@ -117,6 +127,13 @@ impl<'q> Shared<'q> {
     }
 }
 
+/// This host's name: `switch.name`, else its underlay address.
+fn host_name(sw: &SwitchSection) -> String {
+    sw.name
+        .clone()
+        .unwrap_or_else(|| sw.underlay_ip.to_string())
+}
+
 /// The operators' way in, the HTTP API, answered by the main loop between its polls.
 #[cold]
 fn bind_api<'v>(
@@ -124,16 +141,33 @@ fn bind_api<'v>(
     sw: &SwitchSection,
     fib: &Arc<ArcSwap<Fib>>,
     vm_ports: &'v RefCell<dyn VmPortControl + 'v>,
+    etcd: Option<&cluster::Link>,
 ) -> Result<crate::daemon::api::Api<'v>> {
     let identity = crate::daemon::api::Identity {
-        host: sw
-            .name
-            .clone()
-            .unwrap_or_else(|| sw.underlay_ip.to_string()),
+        host: host_name(sw),
         underlay_ip: sw.underlay_ip.to_string(),
     };
-    let ops = crate::daemon::api::Operations::new(identity, Arc::clone(fib), vm_ports);
+    let mut ops = crate::daemon::api::Operations::new(identity, Arc::clone(fib), vm_ports);
+    if let Some(e) = etcd {
+        ops = ops.with_etcd(e.status());
+    }
     crate::daemon::api::Api::bind(&config.api, ops)
+}
+
+/// With `[etcd]`: the session's control thread, started before the main loop (which
+/// applies the desired state the session loads before it registers the host).
+#[cold]
+fn start_etcd(config: &Config, sw: &SwitchSection) -> Result<Option<cluster::Link>> {
+    let Some(section) = &config.etcd else {
+        return Ok(None);
+    };
+    let record = crate::cluster::HostRecord {
+        host: host_name(sw),
+        underlay_ip: sw.underlay_ip.to_string(),
+        started_unix_s: cluster::unix_now(),
+        pid: std::process::id(),
+    };
+    cluster::Link::start(section, record).map(Some)
 }
 
 fn port_index(config: &Config, name: &str) -> Option<usize> {

@@ -263,12 +263,17 @@ pub fn paths(args: ViewArgs) -> Result<()> {
     Ok(())
 }
 
-/// `wrenvnet status`: every daemon's counters, a line each.
+/// `wrenvnet status`: every daemon's counters, a line each (and its etcd session's,
+/// with `[etcd]`).
 #[cold]
 pub fn status(args: ViewArgs) -> Result<()> {
     let replies = gather(&args, "stats")?;
     if args.json {
-        print_hosts_json(&replies, "switch");
+        let hosts: Vec<Value> = replies
+            .iter()
+            .map(|(h, v)| json!({"host": h, "switch": v["switch"], "etcd": v.get("etcd")}))
+            .collect();
+        println!("{}", json!({ "hosts": hosts }));
         return Ok(());
     }
     println!(
@@ -307,8 +312,39 @@ pub fn status(args: ViewArgs) -> Result<()> {
         if !causes.is_empty() {
             println!("           drops: {}", causes.join(", "));
         }
+        if let Some(e) = v.get("etcd") {
+            println!("           etcd: {}", etcd_line(e));
+        }
     }
     Ok(())
+}
+
+/// A daemon's etcd session (`/stats` `etcd`) in one line.
+#[cold]
+fn etcd_line(e: &Value) -> String {
+    let mut s = if e["connected"] == true {
+        "connected".to_string()
+    } else {
+        "DISCONNECTED (forwarding with the rules in force)".to_string()
+    };
+    match e["applied_revision"].as_u64() {
+        Some(r) => s.push_str(&format!(", applied revision {r}")),
+        None => s.push_str(", no desired state applied"),
+    }
+    let since = e["seconds_since_contact"].as_f64().unwrap_or(0.0);
+    s.push_str(&format!(", last contact {since:.1} s ago"));
+    if let Some(l) = e["lease_id"].as_str() {
+        s.push_str(&format!(", lease {l}"));
+    }
+    let n = |k: &str| e[k].as_u64().unwrap_or(0);
+    if n("views_trimmed") > 0 {
+        s.push_str(&format!(", {} views trimmed", n("views_trimmed")));
+    }
+    if n("errors") > 0 {
+        let last = e["last_error"].as_str().unwrap_or("");
+        s.push_str(&format!(", {} errors (last: {last})", n("errors")));
+    }
+    s
 }
 
 /// Sends one change to the one daemon named and prints its reply.

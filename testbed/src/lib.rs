@@ -24,6 +24,8 @@ pub struct DaemonConfig {
     pub vttif: Option<Vttif>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub switch: Option<Switch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<Etcd>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -99,6 +101,27 @@ pub struct Api {
     pub tls_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+}
+
+/// `[etcd]`: the cluster's etcd (mode "switch"): its members, the key space's prefix,
+/// the lease, timeouts and publication interval, TLS.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Etcd {
+    pub endpoints: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_ttl_s: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_interval_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[switch]`: this host on the underlay, its VMs, its peers and the rules.
@@ -213,6 +236,12 @@ impl DaemonConfig {
 
     pub fn api(mut self, api: Api) -> Self {
         self.api = Some(api);
+        self
+    }
+
+    /// The cluster's etcd (`[etcd]`).
+    pub fn etcd(mut self, etcd: Etcd) -> Self {
+        self.etcd = Some(etcd);
         self
     }
 

@@ -1,6 +1,7 @@
-//! `GET /metrics`: the switch's counters, Wren's paths and VTTIF's rows in the
-//! Prometheus text format (0.0.4). prometheus-client encodes them (names, types, label
-//! escaping); a registry is filled from a snapshot on each scrape, on the main lcore.
+//! `GET /metrics`: the switch's counters, Wren's paths, VTTIF's rows and the etcd
+//! session (with `[etcd]`) in the Prometheus text format (0.0.4). prometheus-client
+//! encodes them (names, types, label escaping); a registry is filled from a snapshot on
+//! each scrape, on the main lcore.
 
 use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
@@ -14,6 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 
+use crate::daemon::cluster::EtcdStatus;
+
 /// The `Content-Type` of what `render` writes.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
@@ -22,12 +25,20 @@ type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric carries `host`; counters are named `wrenvnet_*_total`.
 #[cold]
-pub fn render(host: &str, counters: &[SwitchCounters], analysis: &AnalysisLoop) -> String {
+pub fn render(
+    host: &str,
+    counters: &[SwitchCounters],
+    analysis: &AnalysisLoop,
+    etcd: Option<&EtcdStatus>,
+) -> String {
     let mut reg = Registry::with_prefix_and_labels(
         "wrenvnet",
         [(Cow::Borrowed("host"), Cow::Owned(host.to_string()))].into_iter(),
     );
     switch_metrics(&mut reg, counters);
+    if let Some(e) = etcd {
+        etcd_metrics(&mut reg, e);
+    }
     if let Some(w) = analysis.view("wren") {
         path_metrics(&mut reg, &w);
     }
@@ -98,6 +109,35 @@ fn switch_metrics(reg: &mut Registry, counters: &[SwitchCounters]) {
         g.set(c);
         reg.register("cycles_per_packet", "Busy TSC cycles per packet", g);
     }
+}
+
+/// The etcd session (`[etcd]`): connected, the desired revision in force (absent
+/// until one is applied), the time since etcd last answered (since the start until it
+/// first does).
+fn etcd_metrics(reg: &mut Registry, e: &EtcdStatus) {
+    let up: Gauge = Gauge::default();
+    up.set(i64::from(e.connected()));
+    reg.register(
+        "etcd_connected",
+        "1 while registered in etcd with a live lease",
+        up,
+    );
+    if let Some(r) = e.applied_revision() {
+        let g: Gauge = Gauge::default();
+        g.set(i64::try_from(r).unwrap_or(i64::MAX));
+        reg.register(
+            "etcd_applied_revision",
+            "Desired-state revision last applied",
+            g,
+        );
+    }
+    let since = FloatGauge::default();
+    since.set(e.seconds_since_contact());
+    reg.register(
+        "etcd_seconds_since_contact",
+        "Seconds since etcd last answered",
+        since,
+    );
 }
 
 /// `src` and `dst` of a path view or a matrix row.

@@ -8,7 +8,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /health` | `{"ok":true,"host":...}` |
-//! | `GET /stats` | switch counters |
+//! | `GET /stats` | switch counters; with `[etcd]`, the session (`etcd`) |
 //! | `GET /paths` | Wren's path views |
 //! | `GET /matrix` | VTTIF's rows, this host's VMs, its damped topology |
 //! | `GET /rules` | forwarding rules |
@@ -158,6 +158,11 @@ impl<'v> Api<'v> {
         })
     }
 
+    /// The daemon state the API serves (the etcd session applies desired states on it).
+    pub fn ops(&self) -> &Operations<'v> {
+        &self.ops
+    }
+
     /// Answers every request waiting on any listener; returns at once when none is.
     #[cold]
     pub fn poll(&self, counters: &[SwitchCounters], analysis: &AnalysisLoop) {
@@ -258,11 +263,15 @@ fn route(
     let result = match (method, parts.as_slice()) {
         (Method::Get, ["health"]) => Ok(ops.health()),
         (Method::Get, ["metrics"]) => {
-            return Response::from_string(metrics::render(ops.host(), counters, analysis))
-                .with_header(
-                    Header::from_bytes("Content-Type", metrics::CONTENT_TYPE)
-                        .expect("a valid header"),
-                );
+            return Response::from_string(metrics::render(
+                ops.host(),
+                counters,
+                analysis,
+                ops.etcd(),
+            ))
+            .with_header(
+                Header::from_bytes("Content-Type", metrics::CONTENT_TYPE).expect("a valid header"),
+            );
         }
         (Method::Get, ["stats"]) => Ok(ops.stats(counters)),
         (Method::Get, ["paths"]) => ops.view(analysis, "wren"),

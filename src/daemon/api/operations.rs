@@ -5,6 +5,7 @@
 //! change (an `Err`) changes nothing.
 
 use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -15,6 +16,8 @@ use dataplane::switch::counters::SwitchCounters;
 use dataplane::switch::fib::{Dest, Fib, PeerIx, PeerSpec, VmSlot};
 use serde_json::{json, Value};
 
+use crate::cluster::{Applied, Desired, DesiredLink};
+use crate::daemon::cluster::{unix_now, EtcdStatus};
 use crate::daemon::config::parse_mac;
 use crate::daemon::vm_ports::VmPortControl;
 
@@ -31,6 +34,8 @@ pub struct Operations<'v> {
     fib: Arc<ArcSwap<Fib>>,
     me: Identity,
     vms: &'v RefCell<dyn VmPortControl + 'v>,
+    /// The etcd session's state, with `[etcd]`.
+    etcd: Option<Arc<EtcdStatus>>,
 }
 
 pub(crate) fn mac_str(m: &[u8; 6]) -> String {
@@ -53,7 +58,22 @@ impl<'v> Operations<'v> {
         fib: Arc<ArcSwap<Fib>>,
         vms: &'v RefCell<dyn VmPortControl + 'v>,
     ) -> Self {
-        Self { fib, me, vms }
+        Self {
+            fib,
+            me,
+            vms,
+            etcd: None,
+        }
+    }
+
+    /// Reports the etcd session's state in `/stats` and `/metrics`.
+    pub fn with_etcd(mut self, status: Arc<EtcdStatus>) -> Self {
+        self.etcd = Some(status);
+        self
+    }
+
+    pub fn etcd(&self) -> Option<&EtcdStatus> {
+        self.etcd.as_deref()
     }
 
     /// This daemon's host name.
@@ -158,10 +178,16 @@ impl<'v> Operations<'v> {
         Ok(json!({"ok": true, "rules": n}))
     }
 
-    /// `GET /stats`: the switch's counters summed over the workers.
+    /// `GET /stats`: the switch's counters summed over the workers, and with `[etcd]`
+    /// the session's state.
     #[cold]
     pub fn stats(&self, counters: &[SwitchCounters]) -> Value {
-        json!({"ok": true, "host": self.me.host, "switch": SwitchCounters::snapshot_all(counters)})
+        let mut v = json!({"ok": true, "host": self.me.host,
+            "switch": SwitchCounters::snapshot_all(counters)});
+        if let Some(e) = &self.etcd {
+            v["etcd"] = e.to_json();
+        }
+        v
     }
 
     /// `GET /links`: the overlay links (peers) and how many rules use each.
@@ -266,5 +292,224 @@ impl<'v> Operations<'v> {
             "local_vms": self.local_vm_macs(),
             engine: view,
         }))
+    }
+
+    /// A host's desired state from etcd (`crate::cluster::Desired`), in one RCU
+    /// publication: its links added or updated (never removed), its rules to peers set,
+    /// every other rule to a peer removed, rules to this host's VMs untouched. Each
+    /// refused link or rule is listed with its reason and changes nothing (the rule in
+    /// force for that MAC stays). Idempotent: a state already in force publishes nothing.
+    #[cold]
+    pub fn apply_desired(&self, d: &Desired) -> Applied {
+        let current = self.fib.load();
+        let mut next = Fib::clone(&current);
+        let mut errors = Vec::new();
+        for (name, link) in &d.links {
+            if let Err(e) = desired_link(&mut next, name, link) {
+                errors.push(format!("link {name}: {e:#}"));
+            }
+        }
+        let (wanted, keep) = self.desired_rules(&next, d, &mut errors);
+        let stale: Vec<[u8; 6]> = next
+            .iter()
+            .filter(|(m, dest)| {
+                matches!(dest, Dest::Peer(_)) && !wanted.contains_key(*m) && !keep.contains(*m)
+            })
+            .map(|(m, _)| *m)
+            .collect();
+        for m in &stale {
+            next.remove(m);
+        }
+        for (m, p) in &wanted {
+            next.insert(*m, Dest::Peer(*p));
+        }
+        let changed = next.peers() != current.peers()
+            || next.len() != current.len()
+            || next
+                .iter()
+                .any(|(m, dest)| current.lookup(m) != Some(*dest));
+        if changed {
+            self.fib.store(Arc::new(next));
+        }
+        log::info!(
+            "etcd: desired revision {}: {} rule(s) to peers, {} removed, {} refused{}",
+            d.revision,
+            wanted.len(),
+            stale.len(),
+            errors.len(),
+            if changed { "" } else { " (already in force)" }
+        );
+        Applied {
+            revision: d.revision,
+            at_unix_s: unix_now(),
+            errors,
+        }
+    }
+
+    /// The desired rules that can be set (MAC -> link), and the MACs of the refused
+    /// ones, whose rules in force stay.
+    fn desired_rules(
+        &self,
+        fib: &Fib,
+        d: &Desired,
+        errors: &mut Vec<String>,
+    ) -> (BTreeMap<[u8; 6], PeerIx>, BTreeSet<[u8; 6]>) {
+        let (mut wanted, mut keep) = (BTreeMap::new(), BTreeSet::new());
+        for (mac, to) in &d.rules {
+            let m = match parse_mac(mac) {
+                Ok(m) => m,
+                Err(e) => {
+                    errors.push(format!("rule {mac}: {e:#}"));
+                    continue;
+                }
+            };
+            let refused = match (fib.lookup(&m), to.strip_prefix("peer:")) {
+                (Some(Dest::Vm(_)), _) => "a VM of this host: its rule is the daemon's".into(),
+                (_, None) => format!("{to:?} is not \"peer:NAME\""),
+                (_, Some(name)) => match fib.peer_index(name) {
+                    Some(p) => {
+                        wanted.insert(m, p);
+                        continue;
+                    }
+                    None => format!("no link {name:?}"),
+                },
+            };
+            errors.push(format!("rule {mac}: {refused}"));
+            keep.insert(m);
+        }
+        (wanted, keep)
+    }
+}
+
+/// Adds link `name` or updates its address, unless it is so already.
+fn desired_link(fib: &mut Fib, name: &str, link: &DesiredLink) -> Result<()> {
+    let spec = PeerSpec {
+        name: name.to_string(),
+        ip: link
+            .ip
+            .parse::<Ipv4Addr>()
+            .context("\"ip\" must be an IPv4 address")?
+            .octets(),
+        mac: link.mac.as_deref().map(parse_mac).transpose()?,
+    };
+    if fib.peer_index(name).map(|i| &fib.peers()[i.0]) != Some(&spec) {
+        fib.set_peer(spec)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One VM port "vm" in slot 0 (no device: nothing is plugged in these tests).
+    struct OneVm;
+
+    impl VmPortControl for OneVm {
+        fn list(&self) -> Vec<(usize, String, [u8; 6], String)> {
+            vec![(0, "vm".into(), VM, String::new())]
+        }
+        fn plug(&mut self, _: &str, _: &str, _: [u8; 6]) -> Result<usize> {
+            bail!("no devices in unit tests")
+        }
+        fn unplug(&mut self, _: &str) -> Result<usize> {
+            bail!("no devices in unit tests")
+        }
+    }
+
+    const VM: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];
+
+    /// The VM's rule, links "b" and "c", a rule to b.
+    fn table() -> Arc<ArcSwap<Fib>> {
+        let mut fib = Fib::default();
+        fib.insert(VM, Dest::Vm(VmSlot(0)));
+        for (name, ip) in [("b", [198, 18, 0, 2]), ("c", [198, 18, 0, 3])] {
+            fib.set_peer(PeerSpec {
+                name: name.into(),
+                ip,
+                mac: None,
+            })
+            .unwrap();
+        }
+        fib.insert([2, 0, 0, 0, 0xbb, 1], Dest::Peer(PeerIx(0)));
+        Arc::new(ArcSwap::from_pointee(fib))
+    }
+
+    fn desired(json: &str) -> Desired {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn rules(ops: &Operations<'_>) -> Vec<(String, String)> {
+        ops.rules()["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["dst_mac"].as_str().unwrap().into(),
+                    r["to"].as_str().unwrap().into(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn desired_rules_replace_the_rules_to_peers_and_leave_the_vms_alone() {
+        let vms = RefCell::new(OneVm);
+        let fib = table();
+        let me = Identity {
+            host: "a".into(),
+            underlay_ip: "198.18.0.1".into(),
+        };
+        let ops = Operations::new(me, Arc::clone(&fib), &vms);
+        let d = desired(
+            r#"{"revision":4,"rules":{"02:00:00:00:cc:01":"peer:c","02:00:00:00:dd:01":"peer:d"},
+                "links":{"d":{"ip":"198.18.0.4","mac":"02:00:00:00:ff:04"}}}"#,
+        );
+        let a = ops.apply_desired(&d);
+        assert_eq!((a.revision, a.errors.len()), (4, 0), "{:?}", a.errors);
+        let want = vec![
+            ("02:00:00:00:aa:01".to_string(), "vm:vm".to_string()),
+            ("02:00:00:00:cc:01".into(), "peer:c".into()),
+            ("02:00:00:00:dd:01".into(), "peer:d".into()),
+        ];
+        assert_eq!(rules(&ops), want);
+        // Links stay (b is unused now); the same state again publishes nothing.
+        assert_eq!(fib.load().peers().len(), 3);
+        let before = fib.load_full();
+        assert!(ops.apply_desired(&d).errors.is_empty());
+        assert!(Arc::ptr_eq(&before, &fib.load_full()));
+    }
+
+    #[test]
+    fn refused_rules_are_listed_and_keep_the_rule_in_force() {
+        let vms = RefCell::new(OneVm);
+        let fib = table();
+        let me = Identity {
+            host: "a".into(),
+            underlay_ip: "198.18.0.1".into(),
+        };
+        let ops = Operations::new(me, Arc::clone(&fib), &vms);
+        let d = desired(
+            r#"{"revision":5,"rules":{"02:00:00:00:bb:01":"peer:nowhere",
+                "02:00:00:00:aa:01":"peer:c","zz":"peer:c","02:00:00:00:cc:01":"vm:vm"},
+                "links":{"e":{"ip":"198.18.0.2"}}}"#,
+        );
+        let a = ops.apply_desired(&d);
+        let errors = a.errors.join("\n");
+        for reason in [
+            "link e: address 198.18.0.2 is already link \"b\"",
+            "rule 02:00:00:00:bb:01: no link \"nowhere\"",
+            "rule 02:00:00:00:aa:01: a VM of this host",
+            "rule zz: bad MAC",
+            "rule 02:00:00:00:cc:01: \"vm:vm\" is not \"peer:NAME\"",
+        ] {
+            assert!(errors.contains(reason), "{reason} not in {errors}");
+        }
+        let want = vec![
+            ("02:00:00:00:aa:01".to_string(), "vm:vm".to_string()),
+            ("02:00:00:00:bb:01".into(), "peer:b".into()),
+        ];
+        assert_eq!(rules(&ops), want);
     }
 }
