@@ -155,17 +155,45 @@ impl EtcdSection {
         bail!("cannot reach etcd: {}", errors.join("; "))
     }
 
+    /// Like [`connect`](Self::connect), but the client's requests carry no time bound:
+    /// for requests that wait by design, such as an election campaign (it answers only
+    /// once the candidate leads). Connecting is still bounded, and HTTP/2 keep-alive
+    /// (`timeout_ms`) still finds a member that died under a waiting request.
+    #[cold]
+    pub async fn connect_unbounded(&self) -> Result<Client> {
+        let n = self.endpoints.len();
+        let first = std::process::id() as usize % n.max(1);
+        let mut errors = Vec::new();
+        for i in 0..n {
+            let endpoint = &self.endpoints[(first + i) % n];
+            match self.connect_with(endpoint, false).await {
+                Ok(client) => return Ok(client),
+                Err(e) => errors.push(format!("{endpoint}: {e:#}")),
+            }
+        }
+        bail!("cannot reach etcd: {}", errors.join("; "))
+    }
+
     async fn connect_one(&self, endpoint: &str) -> Result<Client> {
+        self.connect_with(endpoint, true).await
+    }
+
+    async fn connect_with(&self, endpoint: &str, bounded: bool) -> Result<Client> {
         let t = Duration::from_millis(self.timeout_ms);
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(t)
-            .with_timeout(t)
             .with_keep_alive(t, t);
+        opts = match bounded {
+            true => opts.with_timeout(t),
+            false => opts.with_keep_alive_while_idle(true),
+        };
         if let Some(tls) = self.tls()? {
             opts = opts.with_tls(tls);
         }
         let mut client = Client::connect([endpoint], Some(opts)).await?;
-        client.status().await?;
+        tokio::time::timeout(t, client.status())
+            .await
+            .context("no answer to a status request")??;
         Ok(client)
     }
 }

@@ -1,6 +1,6 @@
-//! The controller's configuration (TOML): how to reach each daemon, the links'
-//! nominal capacities, and when and how to adapt. `config/controller.example.toml`
-//! documents every key.
+//! The controller's configuration (TOML): how to reach each daemon (its HTTP API, or
+//! etcd with `[etcd]`), the links' nominal capacities, and when and how to adapt.
+//! `config/controller.example.toml` documents every key.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use analysis::vadapt::Algo;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+
+use crate::cluster::etcd::EtcdSection;
 
 fn default_interval_ms() -> u64 {
     1000
@@ -149,6 +151,10 @@ pub struct ControllerConfig {
     pub hosts: Vec<HostEntry>,
     #[serde(default, rename = "link")]
     pub links: Vec<LinkEntry>,
+    /// etcd mode: views and desired state go through etcd, replicas elect a leader;
+    /// `[[host]]` entries then name the hosts and their capacities only.
+    #[serde(default)]
+    pub etcd: Option<EtcdSection>,
 }
 
 impl ControllerConfig {
@@ -206,13 +212,22 @@ impl ControllerConfig {
             if !names.insert(h.name.as_str()) {
                 bail!("host {:?} is listed twice", h.name);
             }
-            match (&h.api, &h.url) {
-                (Some(_), None) | (None, Some(_)) => {}
-                _ => bail!(
+            match (&self.etcd, &h.api, &h.url) {
+                (None, Some(_), None) | (None, None, Some(_)) => {}
+                (None, _, _) => bail!(
                     "host {:?}: give exactly one of api (unix socket) or url",
                     h.name
                 ),
+                (Some(_), None, None) if h.token.is_none() => {}
+                (Some(_), _, _) => bail!(
+                    "host {:?}: api, url and token are for the HTTP mode; with [etcd] the \
+                     controller reaches daemons through etcd only",
+                    h.name
+                ),
             }
+        }
+        if let Some(e) = &self.etcd {
+            e.validate().context("[etcd]")?;
         }
         for l in &self.links {
             for end in [&l.a, &l.b] {
@@ -255,6 +270,17 @@ mod tests {
     }
 
     #[test]
+    fn etcd_mode_names_hosts_without_addresses() {
+        let c = ControllerConfig::parse(
+            "[controller]\n[[host]]\nname = \"A\"\ncapacity = 2\n[[host]]\nname = \"B\"\n\
+             [etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/wrenvnet/lab\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.etcd.unwrap().keys().plan(), "/wrenvnet/lab/plan");
+        assert_eq!(c.hosts[0].capacity, Some(2));
+    }
+
+    #[test]
     fn bad_configs_are_refused_with_the_reason() {
         let base = "[controller]\n[[host]]\nname = \"A\"\napi = \"/x\"\n";
         assert!(ControllerConfig::parse(base).is_ok());
@@ -279,6 +305,14 @@ mod tests {
             (
                 &base.replace("[controller]\n", "[controller]\nalgo = \"magic\"\n"),
                 "unknown algorithm",
+            ),
+            (
+                &format!("{base}[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n"),
+                "for the HTTP mode",
+            ),
+            (
+                "[controller]\n[[host]]\nname = \"A\"\n[etcd]\nendpoints = []\n",
+                "endpoints is empty",
             ),
         ] {
             let e = format!("{:#}", ControllerConfig::parse(text).unwrap_err());

@@ -378,6 +378,50 @@ pub fn missing_links(
     out.into_iter().collect()
 }
 
+/// Each host's desired state (etcd mode) under `plan` (peer rules per host): its
+/// rules, and a link to every host its rules point at or whose rules point at it (a
+/// daemon drops VXLAN from hosts that are not its links), at that host's underlay
+/// address (`underlay`; a host without one gets no link yet). Revisions are the
+/// writer's.
+pub fn desired_state(
+    plan: &Rules,
+    underlay: &BTreeMap<&str, &str>,
+) -> BTreeMap<String, crate::cluster::Desired> {
+    let mut peers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (h, rules) in plan {
+        for x in rules.values().filter_map(|to| to.strip_prefix("peer:")) {
+            peers.entry(h).or_default().insert(x);
+            peers.entry(x).or_default().insert(h);
+        }
+    }
+    plan.iter()
+        .map(|(h, rules)| {
+            let links = peers
+                .get(h.as_str())
+                .into_iter()
+                .flatten()
+                .filter_map(|p| {
+                    let ip = underlay.get(p)?.to_string();
+                    Some((p.to_string(), crate::cluster::DesiredLink { ip, mac: None }))
+                })
+                .collect();
+            let rules = rules
+                .iter()
+                .filter(|(_, to)| to.starts_with("peer:"))
+                .map(|(m, to)| (m.clone(), to.clone()))
+                .collect();
+            (
+                h.clone(),
+                crate::cluster::Desired {
+                    revision: 0,
+                    rules,
+                    links,
+                },
+            )
+        })
+        .collect()
+}
+
 /// The set of (src, dst) pairs of the demands.
 pub fn pairs(demands: &[Demand]) -> BTreeSet<(String, String)> {
     demands
@@ -550,5 +594,23 @@ mod tests {
         assert_eq!(order, vec!["B", "A"], "{ch:?}");
         assert_eq!(ch[0].was.as_deref(), Some("peer:A"));
         assert!(changes(&rules, &rules, host_of).is_empty());
+    }
+
+    #[test]
+    fn desired_state_links_both_ends_of_every_rule() {
+        let mut plan = Rules::new();
+        plan.entry(s("A")).or_default().insert(s("c1"), s("peer:B"));
+        plan.entry(s("B")).or_default().insert(s("c1"), s("peer:C"));
+        plan.entry(s("C")).or_default();
+        let underlay: BTreeMap<&str, &str> = [("A", "10.0.0.1"), ("B", "10.0.0.2")].into();
+        let d = desired_state(&plan, &underlay);
+        assert_eq!(d["A"].rules[&s("c1")], "peer:B");
+        assert_eq!(d["A"].links.keys().collect::<Vec<_>>(), ["B"]);
+        assert_eq!(d["B"].links.keys().collect::<Vec<_>>(), ["A"]);
+        assert_eq!(d["A"].links["B"].ip, "10.0.0.2");
+        // C's address is not known yet: no link to it, its rule stays.
+        assert_eq!(d["B"].rules[&s("c1")], "peer:C");
+        assert!(d["C"].links.contains_key("B"));
+        assert!(d["C"].rules.is_empty());
     }
 }

@@ -10,6 +10,8 @@
 
 mod config;
 mod decide;
+mod replica;
+mod source;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,16 +22,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use analysis::vadapt;
-use analysis::vttif::{merge, topology_of, HostView, MatrixEntry};
-use anyhow::{bail, Context, Result};
+use analysis::vttif::{merge, topology_of, HostView};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 pub use config::ControllerConfig;
-use config::HostEntry;
 use decide::{Demand, Rules, Situation, VmInfo};
-use view::{NetworkView, PathObservation};
+use replica::{BaselineRecord, PlanRecord, Replica};
+use source::{api, Backend, Gathered};
+use view::NetworkView;
 
-use crate::api_client::ApiClient;
+use crate::cluster::Desired;
+use replica::EtcdWrite;
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
 
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
@@ -42,100 +50,14 @@ pub struct ControllerArgs {
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration: Option<f64>,
+    /// etcd mode: this replica's id in the election (default: HOSTNAME-PID).
+    #[arg(long)]
+    replica_id: Option<String>,
 }
 
-/// One request to a daemon's API: the reply's JSON when it is 200 and ok.
-#[cold]
-fn api(host: &HostEntry, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-    let client = match (&host.api, &host.url) {
-        (Some(sock), _) => ApiClient::unix(sock),
-        (None, Some(url)) => ApiClient::tcp(url, host.token.as_deref()),
-        (None, None) => unreachable!("validated: api or url"),
-    };
-    client
-        .call(method, path, body)
-        .with_context(|| host.name.clone())
-}
-
-/// What one daemon said this round.
-struct Gathered {
-    host: String,
-    /// The daemon's overlay links (peer names) and its own underlay address.
-    links: BTreeSet<String>,
-    underlay_ip: Option<String>,
-    local_vms: Vec<String>,
-    rules: BTreeMap<String, String>,
-    rows: Vec<MatrixEntry>,
-    paths: Vec<PathObservation>,
-}
-
-#[cold]
-fn gather(h: &HostEntry) -> Result<Gathered> {
-    let rules_reply = api(h, "GET", "/rules", None)?;
-    let rules = rules_reply["rules"]
-        .as_array()
-        .context("no rules in the reply")?
-        .iter()
-        .filter_map(|r| {
-            Some((
-                r["dst_mac"].as_str()?.to_string(),
-                r["to"].as_str()?.to_string(),
-            ))
-        })
-        .collect::<BTreeMap<String, String>>();
-    let links_reply = api(h, "GET", "/links", None)?;
-    let links = links_reply["links"]
-        .as_array()
-        .context("no links in the reply")?
-        .iter()
-        .filter_map(|l| l["name"].as_str().map(str::to_string))
-        .collect();
-    let underlay_ip = links_reply["underlay_ip"].as_str().map(str::to_string);
-    // Monitoring may be off on a daemon: then it has no views, only rules.
-    let matrix = api(h, "GET", "/matrix", None).ok();
-    let paths = api(h, "GET", "/paths", None).ok();
-    let host = rules_reply["host"].as_str().unwrap_or_default().to_string();
-    if host != h.name {
-        bail!(
-            "the daemon at {} says it is {host:?}, not {:?}",
-            where_(h),
-            h.name
-        );
-    }
-    let rows = match &matrix {
-        Some(m) => crate::operator::host_view(&host, m)?.rows,
-        None => Vec::new(),
-    };
-    // The daemon's own VMs are the destinations it delivers to a VM port.
-    let local_vms = rules
-        .iter()
-        .filter(|(_, to)| to.starts_with("vm:"))
-        .map(|(mac, _)| mac.clone())
-        .collect();
-    let paths = paths
-        .as_ref()
-        .and_then(|p| p["wren"]["paths"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(PathObservation::from_json)
-        .collect();
-    Ok(Gathered {
-        host,
-        links,
-        underlay_ip,
-        local_vms,
-        rules,
-        rows,
-        paths,
-    })
-}
-
-fn where_(h: &HostEntry) -> String {
-    h.api
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .or_else(|| h.url.clone())
-        .unwrap_or_default()
+fn default_replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
 }
 
 /// What the last plan was made from: VADAPT runs again when this moves.
@@ -143,6 +65,37 @@ struct Baseline {
     pairs: BTreeSet<(String, String)>,
     demand: BTreeMap<(String, String), f64>,
     bw: BTreeMap<(String, String), f64>,
+}
+
+impl Baseline {
+    fn record(&self) -> BaselineRecord {
+        let flat = |m: &BTreeMap<(String, String), f64>| {
+            m.iter()
+                .map(|((a, b), v)| (a.clone(), b.clone(), *v))
+                .collect()
+        };
+        BaselineRecord {
+            pairs: self.pairs.iter().cloned().collect(),
+            demand: flat(&self.demand),
+            bw: flat(&self.bw),
+        }
+    }
+
+    fn from_record(r: BaselineRecord) -> Self {
+        let map =
+            |v: Vec<(String, String, f64)>| v.into_iter().map(|(a, b, x)| ((a, b), x)).collect();
+        Baseline {
+            pairs: r.pairs.into_iter().collect(),
+            demand: map(r.demand),
+            bw: map(r.bw),
+        }
+    }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Rounds a new set of demands must hold before it is planned for.
@@ -156,6 +109,11 @@ struct Controller {
     cfg: ControllerConfig,
     adapt: bool,
     started: Instant,
+    /// Unix time of `started`: the plan record's clocks are in Unix time.
+    started_unix: f64,
+    backend: Backend,
+    /// This round's decisions, for the decision log in etcd (the leader writes them).
+    decisions: Vec<Value>,
     view: NetworkView,
     /// The rules the controller keeps every daemon on (peer rules only).
     desired: Option<Rules>,
@@ -180,10 +138,11 @@ impl Controller {
     #[cold]
     fn event(&mut self, mut e: Value) {
         e["t"] = json!((self.now() * 1000.0).round() / 1000.0);
-        let unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        e["unix_s"] = json!((unix * 1000.0).round() / 1000.0);
+        e["unix_s"] = json!((unix_now() * 1000.0).round() / 1000.0);
+        if let Backend::Etcd(r) = &self.backend {
+            e["replica"] = json!(r.id);
+            self.decisions.push(e.clone());
+        }
         log::info!("controller: {e}");
         if let Some(path) = &self.cfg.controller.events_file {
             let line = format!("{e}\n");
@@ -205,17 +164,16 @@ impl Controller {
     #[cold]
     fn round(&mut self) {
         let now = self.now();
-        let mut gathered = Vec::new();
-        let mut down = Vec::new();
-        for h in &self.cfg.hosts {
-            match gather(h) {
-                Ok(g) => gathered.push(g),
-                Err(e) => down.push(json!({"host": h.name, "error": format!("{e:#}")})),
-            }
-        }
-        for d in &down {
+        let source::Round {
+            gathered,
+            down,
+            logged,
+        } = self.backend.gather(&self.cfg);
+        for d in down.iter().filter(|_| !logged) {
             log::warn!("controller: {}: {}", d["host"], d["error"]);
         }
+        // Only the leader plans and writes (over HTTP the one controller leads).
+        let leading = self.lead();
         // VMs by MAC, with the IPs VTTIF saw them use.
         let mut vms: Vec<VmInfo> = Vec::new();
         for g in &gathered {
@@ -299,7 +257,7 @@ impl Controller {
         let bw = self.view.bandwidths();
 
         let all_up = down.is_empty();
-        if all_up && self.desired.is_none() {
+        if all_up && self.desired.is_none() && leading {
             // Start (or restart): the rules in force are the plan.
             let adopted: Rules = current
                 .iter()
@@ -373,14 +331,19 @@ impl Controller {
             Some(t) => now - t >= self.cfg.controller.min_interval_s,
         };
         let mut planned = false;
-        if let (Some(why), true, true) = (why, may_run, all_up) {
+        if let (Some(why), true, true, true) = (why, may_run, all_up, leading) {
             self.last_run = Some(now);
             self.baseline = Some(rebase(self));
             planned = self.plan(&why, &vms, &demands, &current);
         }
 
+        // Over etcd the daemons converge on the desired state themselves.
+        if leading && matches!(self.backend, Backend::Etcd(_)) {
+            self.publish(&gathered);
+        }
         // Keep every daemon on the plan (a restarted daemon comes back to it).
-        if self.adapt && all_up {
+        let http = matches!(self.backend, Backend::Http);
+        if self.adapt && all_up && http {
             if let Some(desired) = &self.desired {
                 let todo = decide::changes(desired, &current, host_of);
                 let links: BTreeMap<String, BTreeSet<String>> = gathered
@@ -434,12 +397,16 @@ impl Controller {
                     "latency": l.latency})
             })
             .collect();
+        if !leading {
+            self.decisions.clear();
+        }
         self.last_status = json!({
             "t": now,
             "unix_s": std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
             "adapt": self.adapt,
+            "role": self.role(),
             "hosts_up": gathered.iter().map(|g| &g.host).collect::<Vec<_>>(),
             "hosts_down": down,
             "vms": vms,
@@ -456,6 +423,199 @@ impl Controller {
                 .and_then(|()| std::fs::rename(&tmp, path));
             if let Err(e) = r {
                 log::warn!("controller: cannot write {}: {e}", path.display());
+            }
+        }
+    }
+
+    fn role(&self) -> &'static str {
+        match &self.backend {
+            Backend::Http => "sole",
+            Backend::Etcd(r) if r.leading.is_some() => "leader",
+            Backend::Etcd(_) => "standby",
+        }
+    }
+
+    /// Whether this replica plans and writes this round (always over HTTP). A replica
+    /// that has just won the election first resumes the state in etcd: the plan in
+    /// force, its revision, the hysteresis clocks, the decision log's sequence.
+    #[cold]
+    fn lead(&mut self) -> bool {
+        let Backend::Etcd(r) = &mut self.backend else {
+            return true;
+        };
+        let key = r.leader_key();
+        let same = match (&key, &r.leading) {
+            (Some(k), Some(l)) => k.key() == l.key() && k.rev() == l.rev(),
+            _ => false,
+        };
+        if same {
+            return true;
+        }
+        if key.is_none() {
+            if r.leading.take().is_some() {
+                self.event(json!({"event": "standby",
+                    "why": "the election is lost (lease expired, deposed, or etcd unreachable)"}));
+            }
+            return false;
+        }
+        let t0 = Instant::now();
+        // Unreadable (etcd failing): not leading this round; logged by the read.
+        let Ok(loaded) = r.load() else { return false };
+        let max_desired = loaded.desired.values().map(|d| d.revision).max();
+        r.revision = max_desired
+            .into_iter()
+            .chain(loaded.plan.as_ref().map(|p| p.revision))
+            .max()
+            .unwrap_or(0);
+        r.next_seq = [
+            loaded.plan.as_ref().map_or(1, |p| p.next_seq),
+            loaded.last_seq.map_or(1, |s| s + 1),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(1);
+        r.written = loaded.desired;
+        r.last_plan = loaded.plan.clone().map(|p| PlanRecord {
+            at_unix_s: 0.0,
+            ..p
+        });
+        r.leading = key;
+        let (revision, next_seq) = (r.revision, r.next_seq);
+        let resumed = loaded.plan.is_some();
+        let from = loaded.plan.as_ref().map(|p| p.leader.clone());
+        self.resume(loaded.plan);
+        self.event(json!({"event": "leading", "resumed": resumed, "from": from,
+            "revision": revision, "next_decision": next_seq,
+            "plan_rules": self.desired.as_ref().map(|d| d.values().map(BTreeMap::len).sum::<usize>()),
+            "load_ms": t0.elapsed().as_secs_f64() * 1e3}));
+        true
+    }
+
+    /// Takes the state of a plan record (none: cold start, the rules the daemons
+    /// publish are adopted as the plan in force).
+    #[cold]
+    fn resume(&mut self, plan: Option<PlanRecord>) {
+        self.rolling_out = false;
+        let Some(p) = plan else {
+            self.desired = None;
+            return;
+        };
+        self.desired = p.rules;
+        if let Some(b) = p.baseline {
+            self.baseline = Some(Baseline::from_record(b));
+        }
+        self.last_run = p.last_run_unix_s.map(|u| u - self.started_unix);
+        self.pairs_seen = (p.pairs_seen.into_iter().collect(), p.pairs_rounds);
+        self.adaptations = p.adaptations;
+    }
+
+    fn plan_record(&self, revision: u64, next_seq: u64, leader: &str) -> PlanRecord {
+        PlanRecord {
+            revision,
+            next_seq,
+            leader: leader.to_string(),
+            at_unix_s: 0.0,
+            rules: self.desired.clone(),
+            baseline: self.baseline.as_ref().map(Baseline::record),
+            last_run_unix_s: self.last_run.map(|t| self.started_unix + t),
+            pairs_seen: self.pairs_seen.0.iter().cloned().collect(),
+            pairs_rounds: self.pairs_seen.1.min(PERSIST_ROUNDS),
+            adaptations: self.adaptations,
+        }
+    }
+
+    /// etcd mode, leading: writes the desired state of every host whose state changed
+    /// (a new revision), this round's decisions and the plan record, as transactions
+    /// guarded by the election key; the plan last. Observing (adaptation off), no
+    /// desired state is written.
+    #[cold]
+    fn publish(&mut self, gathered: &[Gathered]) {
+        let Backend::Etcd(r) = &self.backend else {
+            return;
+        };
+        let Some(key) = r.leading.clone() else { return };
+        let underlay: BTreeMap<&str, &str> = gathered
+            .iter()
+            .filter_map(|g| Some((g.host.as_str(), g.underlay_ip.as_deref()?)))
+            .collect();
+        let want = match (&self.desired, self.adapt) {
+            (Some(d), true) => decide::desired_state(d, &underlay),
+            _ => BTreeMap::new(),
+        };
+        let changed: Vec<(String, Desired)> = want
+            .into_iter()
+            .filter(|(h, d)| {
+                r.written
+                    .get(h)
+                    .is_none_or(|w| w.rules != d.rules || w.links != d.links)
+            })
+            .collect();
+        let revision = r.revision + u64::from(!changed.is_empty());
+        if !changed.is_empty() {
+            let hosts: Vec<&String> = changed.iter().map(|(h, _)| h).take(20).collect();
+            self.event(json!({"event": "desired_written", "revision": revision,
+                "hosts": changed.len(), "first_hosts": hosts}));
+        }
+        let decisions = std::mem::take(&mut self.decisions);
+        let Backend::Etcd(r) = &self.backend else {
+            return;
+        };
+        let (first_seq, id) = (r.next_seq, r.id.clone());
+        let next_seq = first_seq + decisions.len() as u64;
+        let plan = self.plan_record(revision, next_seq, &id);
+        let Backend::Etcd(r) = &mut self.backend else {
+            return;
+        };
+        if changed.is_empty() && decisions.is_empty() && r.last_plan.as_ref() == Some(&plan) {
+            return;
+        }
+        let keys = r.keys.clone();
+        let mut writes = Vec::with_capacity(changed.len() + decisions.len() + 2);
+        for (h, d) in &changed {
+            let d = Desired {
+                revision,
+                ..d.clone()
+            };
+            writes.push(EtcdWrite::Put(keys.desired(h), to_json(&d)));
+        }
+        for (i, d) in decisions.iter().enumerate() {
+            let seq = first_seq + i as u64;
+            writes.push(EtcdWrite::Put(keys.decision(seq), d.to_string()));
+        }
+        writes.extend(r.prune(next_seq));
+        let stamped = PlanRecord {
+            at_unix_s: unix_now(),
+            ..plan.clone()
+        };
+        writes.push(EtcdWrite::Put(keys.plan(), to_json(&stamped)));
+        match r.write_guarded(&key, &writes) {
+            Ok(true) => {
+                for (h, d) in changed {
+                    r.written.insert(h, Desired { revision, ..d });
+                }
+                r.revision = revision;
+                r.next_seq = next_seq;
+                r.last_plan = Some(plan);
+            }
+            Ok(false) => {
+                log::warn!(
+                    "controller: replica {id}: etcd refused the write (the election key is \
+                     gone: another replica leads); nothing written"
+                );
+                r.depose();
+                self.event(json!({"event": "write_refused", "revision": revision,
+                    "why": "the guard failed: this replica no longer holds the election"}));
+            }
+            Err(_) => {
+                // Logged by the write; the decisions wait for the next round, the desired
+                // state is computed again then.
+                let mut keep: Vec<Value> = decisions
+                    .into_iter()
+                    .filter(|d| d["event"] != "desired_written")
+                    .collect();
+                keep.append(&mut self.decisions);
+                let skip = keep.len().saturating_sub(replica::DECISIONS_KEPT as usize);
+                self.decisions = keep.split_off(skip);
             }
         }
     }
@@ -652,10 +812,26 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         cfg.nominal(a, b)
     });
     let interval = Duration::from_millis(cfg.controller.interval_ms);
+    let backend = match &cfg.etcd {
+        None => Backend::Http,
+        Some(section) => {
+            let id = args.replica_id.clone().unwrap_or_else(default_replica_id);
+            log::info!(
+                "controller: replica {id} over etcd {} (prefix {}, lease {} s)",
+                section.endpoints.join(","),
+                section.keys().prefix(),
+                section.lease_ttl_s
+            );
+            Backend::Etcd(Box::new(Replica::start(section.clone(), id)?))
+        }
+    };
     let mut c = Controller {
         cfg,
         adapt,
         started: Instant::now(),
+        started_unix: unix_now(),
+        backend,
+        decisions: Vec::new(),
         view,
         desired: None,
         baseline: None,
@@ -690,5 +866,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         }
     }
     log::info!("controller: stopped after {} adaptation(s)", c.adaptations);
+    // Dropping the backend ends an etcd session: its lease is revoked, a standby leads.
+    drop(c);
     Ok(())
 }

@@ -1,0 +1,538 @@
+//! A controller replica in etcd mode: its election session and its reads and guarded
+//! writes. Any number of replicas run; one leads, through etcd's election API on
+//! `leader` with a lease of `lease_ttl_s`, kept alive by a session thread of its own
+//! (a tokio current-thread runtime) whatever the planning thread is doing. Every write
+//! of the leader is a transaction that compares its election key's create revision:
+//! a replica whose key is gone (lease expired, key deleted) writes nothing, whatever
+//! it believes. An unreachable etcd costs retries with backoff and a new campaign,
+//! never the process.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, LeaderKey, SortOrder, SortTarget, Txn,
+    TxnOp,
+};
+use serde::{Deserialize, Serialize};
+
+use super::decide::Rules;
+use crate::cluster::etcd::EtcdSection;
+use crate::cluster::{Desired, HostViews, Keys};
+
+/// Operations in one transaction: under etcd's default `--max-txn-ops` (128).
+pub const MAX_TXN_OPS: usize = 120;
+
+/// Bytes of keys and values in one transaction: under etcd's default
+/// `--max-request-bytes` (1.5 MiB).
+pub const MAX_TXN_BYTES: usize = 1024 * 1024;
+
+/// Keys per read of `views/`: a daemon's views may reach `MAX_VALUE_BYTES`.
+const VIEWS_PAGE: i64 = 16;
+
+/// The largest read reply taken (tonic's default is 4 MiB).
+const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
+/// One write of the leader.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EtcdWrite {
+    Put(String, String),
+    /// Deletes the keys in [from, to).
+    DeleteRange(String, String),
+}
+
+impl EtcdWrite {
+    fn bytes(&self) -> usize {
+        match self {
+            EtcdWrite::Put(k, v) => k.len() + v.len(),
+            EtcdWrite::DeleteRange(a, b) => a.len() + b.len(),
+        }
+    }
+
+    fn op(&self) -> TxnOp {
+        match self {
+            EtcdWrite::Put(k, v) => TxnOp::put(k.as_str(), v.as_str(), None),
+            EtcdWrite::DeleteRange(a, b) => TxnOp::delete(
+                a.as_str(),
+                Some(DeleteOptions::new().with_range(b.as_str())),
+            ),
+        }
+    }
+}
+
+/// `writes` cut into transactions of at most `MAX_TXN_OPS` operations and
+/// `MAX_TXN_BYTES` bytes (a larger write goes alone), in order.
+pub fn chunks(writes: &[EtcdWrite]) -> Vec<&[EtcdWrite]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, w) in writes.iter().enumerate() {
+        let full = i - start == MAX_TXN_OPS || (i > start && bytes + w.bytes() > MAX_TXN_BYTES);
+        if full {
+            out.push(&writes[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += w.bytes();
+    }
+    if start < writes.len() {
+        out.push(&writes[start..]);
+    }
+    out
+}
+
+/// Decisions kept in `decisions/`.
+pub const DECISIONS_KEPT: u64 = 100;
+
+/// `plan`: the state a leader works from, so that the next one resumes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    /// The revision of the last desired state written.
+    pub revision: u64,
+    /// The sequence number of the next decision.
+    pub next_seq: u64,
+    /// The replica that wrote it.
+    pub leader: String,
+    pub at_unix_s: f64,
+    /// The plan in force: every host's rules to peers. `None` before one is adopted.
+    pub rules: Option<Rules>,
+    /// What the last VADAPT run was made from (see the controller's triggers).
+    pub baseline: Option<BaselineRecord>,
+    /// When VADAPT last ran (damping: `min_interval_s`).
+    pub last_run_unix_s: Option<f64>,
+    /// The demand pairs seen last and for how many rounds in a row (at most the
+    /// rounds a new set must hold).
+    pub pairs_seen: Vec<(String, String)>,
+    pub pairs_rounds: u32,
+    pub adaptations: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BaselineRecord {
+    pub pairs: Vec<(String, String)>,
+    /// (src, dst, Mbit/s).
+    pub demand: Vec<(String, String, f64)>,
+    /// (from, to, Mbit/s).
+    pub bw: Vec<(String, String, f64)>,
+}
+
+/// What a new leader reads before it plans.
+pub struct Loaded {
+    pub plan: Option<PlanRecord>,
+    pub desired: BTreeMap<String, Desired>,
+    /// The newest decision's sequence number.
+    pub last_seq: Option<u64>,
+}
+
+/// State shared by the planning thread and the session thread.
+#[derive(Default)]
+struct Shared {
+    /// The election key while this replica leads.
+    leader: Mutex<Option<LeaderKey>>,
+    /// Set by the planner when a guarded write was refused: the session ends, and
+    /// campaigns again with a new lease.
+    deposed: AtomicBool,
+    quit: AtomicBool,
+}
+
+pub struct Replica {
+    pub id: String,
+    pub keys: Keys,
+    section: EtcdSection,
+    rt: tokio::runtime::Runtime,
+    client: Option<Client>,
+    /// No request before this (backoff after a failure), and the next wait.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    shared: Arc<Shared>,
+    session: Option<JoinHandle<()>>,
+    /// The election key the leader state below was loaded under.
+    pub leading: Option<LeaderKey>,
+    /// The desired state in etcd, per host, as this leader last read or wrote it.
+    pub written: BTreeMap<String, Desired>,
+    pub revision: u64,
+    pub next_seq: u64,
+    /// The plan record last written (`at_unix_s` zeroed), to write only changes.
+    pub last_plan: Option<PlanRecord>,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+
+impl Replica {
+    /// Starts the session thread (it campaigns at once).
+    #[cold]
+    pub fn start(section: EtcdSection, id: String) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start a tokio runtime")?;
+        let shared = Arc::new(Shared::default());
+        let session = {
+            let (section, id, shared) = (section.clone(), id.clone(), Arc::clone(&shared));
+            std::thread::Builder::new()
+                .name("etcd-session".into())
+                .spawn(move || session_thread(&section, &id, &shared))
+                .context("cannot start the etcd session thread")?
+        };
+        Ok(Replica {
+            id,
+            keys: section.keys(),
+            section,
+            rt,
+            client: None,
+            retry_at: None,
+            backoff: BACKOFF_MIN,
+            shared,
+            session: Some(session),
+            leading: None,
+            written: BTreeMap::new(),
+            revision: 0,
+            next_seq: 1,
+            last_plan: None,
+        })
+    }
+
+    /// The election key while this replica's session holds the election.
+    pub fn leader_key(&self) -> Option<LeaderKey> {
+        self.shared.leader.lock().ok()?.clone()
+    }
+
+    /// A guarded write was refused: this replica no longer leads. Its session starts
+    /// over (new lease, new campaign).
+    #[cold]
+    pub fn depose(&mut self) {
+        self.leading = None;
+        if let Ok(mut l) = self.shared.leader.lock() {
+            *l = None;
+        }
+        self.shared.deposed.store(true, Ordering::Relaxed);
+    }
+
+    /// Runs `f` with a client, connecting first when needed; after a failure the next
+    /// request waits out a backoff (0.5 s doubling to 8 s), and the client is dropped
+    /// so that the next one reaches a member that answers.
+    #[cold]
+    fn call<T>(&mut self, what: &str, f: impl AsyncFnOnce(Client) -> Result<T>) -> Result<T> {
+        if let Some(at) = self.retry_at {
+            let now = Instant::now();
+            if now < at {
+                bail!(
+                    "etcd unreachable; next attempt in {:.1} s",
+                    (at - now).as_secs_f64()
+                );
+            }
+        }
+        let section = &self.section;
+        let client = self.client.take();
+        let r = self.rt.block_on(async {
+            let client = match client {
+                Some(c) => c,
+                None => section.connect().await?,
+            };
+            let out = f(client.clone()).await?;
+            Ok::<_, anyhow::Error>((client, out))
+        });
+        match r {
+            Ok((client, out)) => {
+                if self.retry_at.take().is_some() {
+                    log::info!("controller: etcd reachable again");
+                }
+                self.backoff = BACKOFF_MIN;
+                self.client = Some(client);
+                Ok(out)
+            }
+            Err(e) => {
+                log::warn!(
+                    "controller: etcd: {what}: {e:#}; next attempt in {:.1} s",
+                    self.backoff.as_secs_f64()
+                );
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                Err(e.context(what.to_string()))
+            }
+        }
+    }
+
+    /// Every host's views in etcd, each parsed or with why not.
+    #[cold]
+    pub fn views(&mut self) -> Result<BTreeMap<String, Result<HostViews>>> {
+        let keys = self.keys.clone();
+        self.call("reading views", async |c| {
+            let mut kv = c.kv_client().max_decoding_message_size(MAX_REPLY_BYTES);
+            // Pages of one snapshot (the first page's revision), from key to key.
+            let prefix = keys.all_views();
+            let end = format!("{}0", prefix.trim_end_matches('/'));
+            let mut from = prefix.clone();
+            let mut revision = 0;
+            let mut out = BTreeMap::new();
+            loop {
+                let opts = GetOptions::new()
+                    .with_range(end.as_str())
+                    .with_limit(VIEWS_PAGE)
+                    .with_revision(revision);
+                let resp = kv.get(from.as_str(), Some(opts)).await?;
+                if revision == 0 {
+                    revision = resp.header().map_or(0, |h| h.revision());
+                }
+                for kv in resp.kvs() {
+                    let key = kv.key_str().unwrap_or("");
+                    from = format!("{key}\0");
+                    let Some(h) = keys.host_of("views", key) else {
+                        continue;
+                    };
+                    let v = serde_json::from_slice::<HostViews>(kv.value())
+                        .with_context(|| format!("views/{h} is not a host's views"));
+                    out.insert(h.to_string(), v);
+                }
+                if !resp.more() || resp.kvs().is_empty() {
+                    return Ok(out);
+                }
+            }
+        })
+    }
+
+    /// What a new leader resumes from: `plan`, `desired/`, the newest decision.
+    #[cold]
+    pub fn load(&mut self) -> Result<Loaded> {
+        let keys = self.keys.clone();
+        self.call("reading the plan", async |mut c| {
+            let plan = match c.get(keys.plan(), None).await?.kvs().first() {
+                Some(kv) => Some(
+                    serde_json::from_slice::<PlanRecord>(kv.value())
+                        .context("the plan in etcd is not a plan record")?,
+                ),
+                None => None,
+            };
+            let mut desired = BTreeMap::new();
+            let all = c
+                .get(keys.all_desired(), Some(GetOptions::new().with_prefix()))
+                .await?;
+            for kv in all.kvs() {
+                let Some(h) = keys.host_of("desired", kv.key_str().unwrap_or("")) else {
+                    continue;
+                };
+                match serde_json::from_slice::<Desired>(kv.value()) {
+                    Ok(d) => {
+                        desired.insert(h.to_string(), d);
+                    }
+                    Err(e) => log::warn!("controller: desired/{h} unreadable ({e}): rewritten"),
+                }
+            }
+            let newest = GetOptions::new()
+                .with_prefix()
+                .with_keys_only()
+                .with_sort(SortTarget::Key, SortOrder::Descend)
+                .with_limit(1);
+            let last = c.get(keys.decisions(), Some(newest)).await?;
+            let last_seq = last
+                .kvs()
+                .first()
+                .and_then(|kv| kv.key_str().ok()?.rsplit('/').next()?.parse().ok());
+            Ok(Loaded {
+                plan,
+                desired,
+                last_seq,
+            })
+        })
+    }
+
+    /// Writes `writes` in transactions (see [`chunks`]), each guarded by `key` (the
+    /// election key's create revision), in order: callers put what must land last
+    /// (the plan) last. `Ok(false)`: a guard failed, that chunk and the rest were not
+    /// written (this replica does not lead).
+    #[cold]
+    pub fn write_guarded(&mut self, key: &LeaderKey, writes: &[EtcdWrite]) -> Result<bool> {
+        let guard = Compare::create_revision(key.key(), CompareOp::Equal, key.rev());
+        let txns: Vec<Vec<TxnOp>> = chunks(writes)
+            .into_iter()
+            .map(|c| c.iter().map(EtcdWrite::op).collect())
+            .collect();
+        self.call("writing desired state", async |mut c| {
+            for ops in txns {
+                let txn = Txn::new().when([guard.clone()]).and_then(ops);
+                if !c.txn(txn).await?.succeeded() {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Deletes the decisions older than the last `DECISIONS_KEPT` before `next_seq`.
+    pub fn prune(&self, next_seq: u64) -> Option<EtcdWrite> {
+        let first_kept = next_seq.checked_sub(DECISIONS_KEPT)?;
+        Some(EtcdWrite::DeleteRange(
+            self.keys.decision(0),
+            self.keys.decision(first_kept),
+        ))
+    }
+}
+
+impl Drop for Replica {
+    /// Ends the session: its lease is revoked, so that a standby takes over at once.
+    fn drop(&mut self) {
+        self.shared.quit.store(true, Ordering::Relaxed);
+        if let Some(t) = self.session.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How a session ended without an error.
+enum End {
+    Quit,
+    Deposed,
+}
+
+#[cold]
+fn session_thread(section: &EtcdSection, id: &str, shared: &Shared) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            log::error!("controller: no runtime for the etcd session: {e}");
+            return;
+        }
+    };
+    rt.block_on(async {
+        let mut lease = None;
+        let mut backoff = BACKOFF_MIN;
+        while !shared.quit.load(Ordering::Relaxed) {
+            let r = session(section, id, shared, &mut lease).await;
+            if let Ok(mut l) = shared.leader.lock() {
+                if l.take().is_some() {
+                    log::warn!("controller: replica {id} no longer leads");
+                }
+            }
+            match r {
+                Ok(End::Quit) => break,
+                Ok(End::Deposed) => {
+                    log::warn!("controller: replica {id} was deposed; campaigning again");
+                    backoff = BACKOFF_MIN;
+                }
+                Err(e) => {
+                    log::warn!(
+                        "controller: etcd session of replica {id}: {e:#}; campaigning again in {:.1} s",
+                        backoff.as_secs_f64()
+                    );
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !shared.quit.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        if let Some(l) = lease {
+            // Resign: a standby takes over now rather than after the TTL.
+            if let Ok(mut c) = section.connect().await {
+                let _ = c.lease_revoke(l).await;
+            }
+        }
+    });
+}
+
+/// One lease, one campaign, leadership until the lease or etcd fails.
+#[cold]
+async fn session(
+    section: &EtcdSection,
+    id: &str,
+    shared: &Shared,
+    lease_slot: &mut Option<i64>,
+) -> Result<End> {
+    let t = Duration::from_millis(section.timeout_ms);
+    let client = section.connect_unbounded().await?;
+    let mut leases = client.lease_client();
+    if let Some(old) = lease_slot.take() {
+        // The last session's lease: its candidate key would stand in the way for a TTL.
+        let _ = tokio::time::timeout(t, leases.revoke(old)).await;
+    }
+    let lease = tokio::time::timeout(t, leases.grant(section.lease_ttl_s, None))
+        .await
+        .context("lease grant: no answer")??
+        .id();
+    *lease_slot = Some(lease);
+    let (mut keeper, mut stream) = tokio::time::timeout(t, leases.keep_alive(lease))
+        .await
+        .context("lease keep-alive: no answer")??;
+    let every = Duration::from_millis(section.lease_ttl_s as u64 * 1000 / 3);
+    let keep = async move {
+        let mut last = Instant::now();
+        loop {
+            if shared.quit.load(Ordering::Relaxed) {
+                return Ok(End::Quit);
+            }
+            if shared.deposed.swap(false, Ordering::Relaxed) {
+                return Ok(End::Deposed);
+            }
+            if last.elapsed() >= every {
+                tokio::time::timeout(t, keeper.keep_alive())
+                    .await
+                    .context("lease keep-alive: no answer")??;
+                let resp = tokio::time::timeout(t, stream.message())
+                    .await
+                    .context("lease keep-alive: no answer")??
+                    .context("lease keep-alive: stream ended")?;
+                if resp.ttl() <= 0 {
+                    bail!("lease {lease:x} expired");
+                }
+                last = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::pin!(keep);
+    let mut election = client.election_client();
+    let name = crate::cluster::etcd::EtcdSection::keys(section).election();
+    let won = tokio::select! {
+        r = election.campaign(name, id, lease) => r.context("campaign")?,
+        r = &mut keep => return r,
+    };
+    let key = won
+        .leader()
+        .context("the campaign answered without a leader key")?
+        .clone();
+    log::info!(
+        "controller: replica {id} leads (election key {}, lease {lease:x})",
+        key.key_str().unwrap_or("?")
+    );
+    if let Ok(mut l) = shared.leader.lock() {
+        *l = Some(key);
+    }
+    keep.await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: usize, bytes: usize) -> EtcdWrite {
+        EtcdWrite::Put(format!("k{k:04}"), "x".repeat(bytes))
+    }
+
+    #[test]
+    fn writes_are_cut_under_the_ops_and_bytes_limits_in_order() {
+        let many: Vec<EtcdWrite> = (0..250).map(|i| put(i, 10)).collect();
+        let c = chunks(&many);
+        assert_eq!(
+            c.iter().map(|c| c.len()).collect::<Vec<_>>(),
+            [120, 120, 10]
+        );
+        assert_eq!(c.concat(), many);
+        let big: Vec<EtcdWrite> = (0..5).map(|i| put(i, 400_000)).collect();
+        let c = chunks(&big);
+        assert!(c
+            .iter()
+            .all(|c| c.iter().map(EtcdWrite::bytes).sum::<usize>() <= MAX_TXN_BYTES));
+        assert_eq!(c.len(), 3);
+        // One value over the limit goes alone (etcd judges it).
+        let huge = [put(0, 10), put(1, 2 * MAX_TXN_BYTES), put(2, 10)];
+        assert_eq!(chunks(&huge).len(), 3);
+        assert!(chunks(&[]).is_empty());
+    }
+}

