@@ -19,8 +19,9 @@ def toml_str(s):
     return json.dumps(s)
 
 
-def daemon_config(h, opts, work):
-    """Host h's daemon config: its NIC, its VM's port, its API socket, its peers."""
+def daemon_config(h, opts, work, control=None):
+    """Host h's daemon config: its NIC, its VM's port, its API socket, its peers, and
+    with the state in etcd (`control`) its [etcd] section."""
     n = hnum(h)
     if opts.vms == "qemu" and h != "B":
         vm_dev = "net_vhost0,iface=%s/vm-%s.sock,client=0" % (work, h)
@@ -39,6 +40,8 @@ def daemon_config(h, opts, work):
         if x != h and opts.linked(h, x):
             lines += ["[[switch.peer]]", 'name = "%s"' % x, 'ip = "198.18.100.%d"' % hnum(x),
                       "[[switch.rule]]", 'dst_mac = "%s"' % vm_mac(hnum(x)), 'peer = "%s"' % x]
+    if control is not None:
+        lines += control.section(h)
     return "\n".join(lines) + "\n"
 
 
@@ -74,26 +77,33 @@ def api_socket_up(lab, h, tries, interval):
                     os.stat(path).st_mode & 0o170000 == 0o140000, tries, interval)
 
 
-def controller_config(lab):
-    """The controller's config: every host's API, the links' nominal figures, and with
-    --migrate the lab's migration hook (this program's `migrate` command)."""
+def controller_config(lab, replica=None):
+    """The controller's config: every host's API (with the state in etcd, `replica`'s
+    [etcd] section instead, and its own status and events files), the links' nominal
+    figures, and with --migrate the lab's migration hook (this program's `migrate`
+    command)."""
     o = lab.opts
+    suffix = "-" + replica if replica else ""
     latency = 2 * (float(o.delay_ms) if "." in o.delay_ms else int(o.delay_ms))
     lines = [
         "[controller]", "interval_ms = 1000", "min_interval_s = 5", "change_threshold = 0.3",
         "improvement = 0.25", "adapt = %s" % ("true" if o.adapt == "on" else "false"),
-        "status_file = " + toml_str(lab.path("controller.json")),
-        "events_file = " + toml_str(lab.path("events.jsonl")),
+        "status_file = " + toml_str(lab.path("controller%s.json" % suffix)),
+        "events_file = " + toml_str(lab.path("events%s.jsonl" % suffix)),
     ]
     if o.migrate:
         lines += ["allow_migration = true", "migrate_command = " + toml_str(migrate_command(lab))]
     for h in HOSTS:
-        lines += ["[[host]]", 'name = "%s"' % h, "api = " + toml_str(lab.path("api-%s.sock" % h))]
+        lines += ["[[host]]", 'name = "%s"' % h]
+        if replica is None:
+            lines.append("api = " + toml_str(lab.path("api-%s.sock" % h)))
         if o.migrate:
             lines.append("capacity = 2")
     for a, b in (("A", "B"), ("A", "C"), ("B", "C")):
         lines += ["[[link]]", 'a = "%s"' % a, 'b = "%s"' % b, "bw_mbps = %d" % o.link_mbit,
                   "latency_ms = %s" % latency]
+    if replica is not None:
+        lines += lab.control.section(replica)
     return "\n".join(lines) + "\n"
 
 
@@ -105,10 +115,18 @@ def migrate_command(lab):
         q(lab.bin), q(entry), q(lab.work), lab.id)
 
 
-def start_controller(lab):
-    """Starts `wrenvnet controller`, its log appended to controller.log; its Popen."""
-    return lab.res.spawn([lab.bin, "controller", "--config", lab.path("controller.toml")],
-                         log=lab.path("controller.log"), append=True)
+def start_controller(lab, replica=None):
+    """Starts `wrenvnet controller` (a `replica` of it, on the management network, with
+    the state in etcd), its log appended to controller[-REPLICA].log; its Popen."""
+    if replica is None:
+        return lab.res.spawn([lab.bin, "controller", "--config", lab.path("controller.toml")],
+                             log=lab.path("controller.log"), append=True)
+    config = lab.path("controller-%s.toml" % replica)
+    with open(config, "w") as f:
+        f.write(controller_config(lab, replica))
+    argv = in_ns(lab.control.ns, lab.bin, "controller", "--config", config,
+                 "--replica-id", replica)
+    return lab.res.spawn(argv, log=lab.path("controller-%s.log" % replica), append=True)
 
 
 def start_guest(lab, h, kernel_args):

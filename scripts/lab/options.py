@@ -31,6 +31,13 @@ class Options:
     plot: str = ""
     migrate: bool = False
     vms: str = "qemu"
+    etcd: bool = False
+    controllers: int = 2
+    kill_leader_at: Optional[int] = None
+    kill_etcd_member_at: Optional[int] = None
+    stop_etcd_at: Optional[int] = None
+    start_etcd_at: Optional[int] = None
+    summary_json: str = ""
 
     def linked(self, a, b):
         """Whether hosts a and b start with an overlay link between them."""
@@ -60,6 +67,17 @@ usage: scripts/lab.sh [options]
                             new host's daemon, hands it to the VM, unplugs the old port
   --no-link X-Y             hosts X and Y start without an overlay link between them
                             (e.g. A-B: the controller must add it to reroute via B)
+  --etcd                    the cluster's state in etcd: three members (TLS, client
+                            certificates from scripts/certs.sh) on a management
+                            network, the daemons etcd clients, --controllers replicas
+                            electing a leader; no controller calls a daemon
+  --controllers N           controller replicas with --etcd (default {o.controllers})
+  --kill-leader-at S        SIGKILL the leading replica at S (implies --etcd)
+  --kill-etcd-member-at S   SIGKILL the etcd member leading raft at S (implies --etcd)
+  --stop-etcd-at S          stop every etcd member at S (implies --etcd) ...
+  --start-etcd-at S         ... and start them again at S
+  --summary-json FILE       the run in one JSON document: the result, the lab's events,
+                            leaders over time, failover and outage figures
   --out DIR                 keep the results there (result.json, logs, controller events)
   --plain                   one line per second instead of a redrawn screen
   --plot FILE               draw the run (SVG; default /tmp/wrenvnet-lab-adapt-on|off.svg,
@@ -76,10 +94,14 @@ VALUED = {
     "--event": "event", "--throttle-mbit": "throttle_mbit", "--link-mbit": "link_mbit",
     "--delay-ms": "delay_ms", "--restart-controller-at": "restart_controller_at",
     "--restart-daemon-at": "restart_daemon_at", "--no-link": "no_link", "--vms": "vms",
-    "--out": "out", "--plot": "plot",
+    "--out": "out", "--plot": "plot", "--controllers": "controllers",
+    "--kill-leader-at": "kill_leader_at", "--kill-etcd-member-at": "kill_etcd_member_at",
+    "--stop-etcd-at": "stop_etcd_at", "--start-etcd-at": "start_etcd_at",
+    "--summary-json": "summary_json",
 }
 # Flags, by the Options field and the value they set.
-FLAGS = {"--migrate": ("migrate", True), "--plain": ("plain", True), "--no-setup": ("setup", False)}
+FLAGS = {"--migrate": ("migrate", True), "--plain": ("plain", True), "--no-setup": ("setup", False),
+         "--etcd": ("etcd", True)}
 
 
 def fail(message, code=2):
@@ -110,13 +132,17 @@ def parse(argv):
             sys.exit(2)
     for name, text in raw.items():
         setattr(o, name, number(name, text) if name in WHOLE else text)
+    o.etcd = o.etcd or any(getattr(o, n) is not None for n in ETCD_EVENTS)
     check(o)
     return o
 
 
 # Options whose value is a whole number of seconds or Mbit/s.
 WHOLE = ("duration", "throttle_at", "throttle_mbit", "link_mbit",
-         "restart_controller_at", "restart_daemon_at")
+         "restart_controller_at", "restart_daemon_at", "controllers", "kill_leader_at",
+         "kill_etcd_member_at", "stop_etcd_at", "start_etcd_at")
+# Options that only make sense with the state in etcd, and so imply --etcd.
+ETCD_EVENTS = ("kill_leader_at", "kill_etcd_member_at", "stop_etcd_at", "start_etcd_at")
 
 
 def number(name, text):
@@ -141,3 +167,11 @@ def check(o):
         fail("--no-link X-Y with X, Y in A B C")
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", o.delay_ms):
         fail("--delay-ms must be a number")
+    if not 1 <= o.controllers <= 9:
+        fail("--controllers 1..9")
+    if (o.start_etcd_at is None) != (o.stop_etcd_at is None):
+        fail("--stop-etcd-at and --start-etcd-at go together")
+    if o.stop_etcd_at is not None and o.start_etcd_at <= o.stop_etcd_at:
+        fail("--start-etcd-at must come after --stop-etcd-at")
+    if o.etcd and o.migrate:
+        fail("--migrate with --etcd is not supported: the migration hook drives the daemons' APIs")

@@ -14,9 +14,11 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from . import migrate, options
+from .control import ControlPlane, wait_leader
 from .fabric import Fabric, hnum
 from .hosts import (api_socket_up, controller_config, daemon_config, start_controller,
                     start_daemon, start_guest)
@@ -91,7 +93,10 @@ class Lab:
         self.delayline = os.environ.get("WRENVNET_DELAYLINE") or os.path.join(
             REPO, "target/release/wrenvnet-delayline")
         self.daemons = {}   # host -> Popen
-        self.ctl = None     # the controller's Popen
+        self.ctls = {}      # the controller's Popen, or each replica's by its id
+        self.control = None  # with --etcd: the etcd members and the replicas' network
+        self.leaders = []   # with --etcd: (s since the start, replica id) at each change
+        self.figures = {}   # failover and outage figures for --summary-json
         self.app = None     # the application's Popen (A's guest, or iperf3 in A's VM)
         self.t0 = None      # when the application started (unix s)
 
@@ -108,12 +113,29 @@ class Lab:
         step("three hosts, a fabric with %d Mbit/s links and %s ms per access link, one VM per host"
              % (o.link_mbit, o.delay_ms))
         self.fabric.build()
-        step("starting the daemons (DPDK --no-pci, af_packet ports, HTTP API on unix sockets)")
+        if o.etcd:
+            step("the cluster's state: 3 etcd members (TLS, client certificates) on a "
+                 "management network, 198.18.200.0/24")
+            self.control = ControlPlane(self)
+            self.control.build()
+        step("starting the daemons (DPDK --no-pci, af_packet ports, HTTP API on unix sockets%s)"
+             % (", etcd clients" if o.etcd else ""))
         self.start_daemons()
-        with open(self.path("controller.toml"), "w") as f:
-            f.write(controller_config(self))
-        step("starting the controller (adaptation %s)" % o.adapt)
-        self.ctl = start_controller(self)
+        if o.etcd:
+            step("starting %d controller replicas (adaptation %s): one leads through etcd"
+                 % (o.controllers, o.adapt))
+            for k in range(1, o.controllers + 1):
+                self.ctls["c%d" % k] = start_controller(self, "c%d" % k)
+            leader = wait_leader(self.control, 30)
+            if leader is None:
+                raise Failed("no controller replica leads after 30 s:",
+                             read(self.path("controller-c1.log"))[-3000:])
+            print("   leader: %s" % leader)
+        else:
+            with open(self.path("controller.toml"), "w") as f:
+                f.write(controller_config(self))
+            step("starting the controller (adaptation %s)" % o.adapt)
+            self.ctls["controller"] = start_controller(self)
         step("the application: iperf3 TCP from the VM on A (198.19.0.1) to the VM on C "
              "(198.19.0.3), %d s" % o.duration)
         self.app = self.start_application()
@@ -155,7 +177,7 @@ class Lab:
         """Every host's daemon; in netns mode, until the VMs reach each other."""
         for h in HOSTS:
             with open(self.path(h + ".toml"), "w") as f:
-                f.write(daemon_config(h, self.opts, self.work))
+                f.write(daemon_config(h, self.opts, self.work, self.control))
             self.daemons[h] = start_daemon(self, h)
         for h in HOSTS:
             if not api_socket_up(self, h, 100, 0.2):
@@ -218,13 +240,18 @@ class Lab:
         o, done = self.opts, set()
         due = [("event", o.throttle_at, self.link_event),
                ("controller", o.restart_controller_at, self.restart_controller),
-               ("daemon", o.restart_daemon_at, self.restart_daemon_a)]
+               ("daemon", o.restart_daemon_at, self.restart_daemon_a),
+               ("kill leader", o.kill_leader_at, self.kill_leader),
+               ("kill member", o.kill_etcd_member_at, self.kill_etcd_member),
+               ("stop etcd", o.stop_etcd_at, self.stop_etcd),
+               ("start etcd", o.start_etcd_at, self.start_etcd)]
         while self.app.poll() is None:
             e = self.elapsed()
             for name, at, action in due:
                 if at is not None and name not in done and e >= at:
                     action(e)
                     done.add(name)
+            self.note_leader()
             self.show()
             time.sleep(1)
 
@@ -265,12 +292,77 @@ class Lab:
         self.lab_event(e, "UDP cross traffic A->C %d Mbit/s" % x)
 
     def restart_controller(self, e):
-        """Kills the controller (SIGKILL: no goodbye) and starts it again 2 s later."""
-        stop(self.ctl, sig=signal.SIGKILL)
+        """Kills the controller, the leading replica with --etcd (SIGKILL: no goodbye),
+        and starts it again 2 s later."""
+        name = (self.control and self.control.controller_leader()) or next(iter(self.ctls))
+        stop(self.ctls[name], sig=signal.SIGKILL)
         self.lab_event(e, "controller killed")
         time.sleep(2)
-        self.ctl = start_controller(self)
+        self.ctls[name] = start_controller(self, name if self.control else None)
         self.lab_event(self.elapsed(), "controller restarted")
+
+    def note_leader(self):
+        """With --etcd: which replica leads, a lab event when that changes."""
+        if self.control is None:
+            return
+        leader = self.control.controller_leader()
+        if not self.leaders or self.leaders[-1][1] != leader:
+            self.leaders.append((round(time.time() - self.t0, 2), leader))
+            self.lab_event(self.elapsed(), "controller leader: %s" % (leader or "none"))
+
+    def kill_leader(self, e):
+        """SIGKILLs the leading replica; a thread times the failover (100 ms polls)."""
+        old = self.control.controller_leader()
+        if old not in self.ctls:
+            self.lab_event(e, "no leader to kill")
+            return
+        t0 = time.time()
+        stop(self.ctls[old], sig=signal.SIGKILL)
+        self.lab_event(e, "controller leader %s killed" % old)
+
+        def time_it():
+            while time.time() - t0 < 60:
+                leader = self.control.controller_leader()
+                if leader and leader != old:
+                    self.figures["failover_s"] = round(time.time() - t0, 2)
+                    self.figures["failover_to"] = leader
+                    return
+                time.sleep(0.1)
+        threading.Thread(target=time_it, daemon=True).start()
+
+    def kill_etcd_member(self, e):
+        """SIGKILLs the etcd member that leads raft (two of three keep the quorum)."""
+        i = self.control.raft_leader()
+        i = 0 if i is None else i
+        self.control.stop_member(i)
+        self.figures["etcd_member_killed"] = "m%d" % i
+        self.lab_event(e, "etcd member m%d (raft leader) killed" % i)
+
+    def stop_etcd(self, e):
+        """Stops every etcd member: the daemons forward with the rules in force."""
+        for i in range(len(self.control.members)):
+            self.control.stop_member(i, sig=signal.SIGTERM)
+        self.figures["etcd_stopped_at"] = e
+        self.lab_event(e, "etcd stopped (every member)")
+
+    def start_etcd(self, e):
+        """Starts every stopped member again; a thread times the daemons' return."""
+        t0 = time.time()
+        for i, m in enumerate(self.control.members):
+            if m is None:
+                self.control.start_member(i)
+        self.figures["etcd_started_at"] = e
+        self.lab_event(e, "etcd started again")
+
+        def time_it():
+            while time.time() - t0 < 60:
+                out = self.control.etcdctl("get", "--prefix", "--keys-only",
+                                           "/wrenvnet/lab/hosts/") or ""
+                if len([k for k in out.split() if k]) == len(HOSTS):
+                    self.figures["daemons_registered_again_s"] = round(time.time() - t0, 2)
+                    return
+                time.sleep(0.1)
+        threading.Thread(target=time_it, daemon=True).start()
 
     def restart_daemon_a(self, e):
         """Stops A's daemon and starts it again (with its config's rules)."""
@@ -298,15 +390,31 @@ class Lab:
         with open(self.path("status.json"), "w") as f:
             run(self.bin, "status", *apis, "--json", check=False, stdout=f)
         run(self.bin, "rules", *apis, check=False)
-        stop(self.ctl)
+        if self.control is not None:
+            self.cluster_report()
+        for p in self.ctls.values():
+            stop(p)
         for h in HOSTS:
             stop(self.daemons[h])
             mbufs = [x for x in read(self.path(h + ".log")).splitlines(True) if "mbufs" in x]
             if mbufs:
                 print("  %s: %s" % (h, mbufs[-1]), end="")
 
+    def cluster_report(self):
+        """`wrenvnet cluster` as an operator runs it (cluster.json, and printed)."""
+        pki = self.control.pki
+        args = [self.bin, "cluster", "--prefix", "/wrenvnet/lab",
+                "--ca-file", os.path.join(pki, "ca.crt"),
+                "--cert-file", os.path.join(pki, "operator.crt"),
+                "--key-file", os.path.join(pki, "operator.key")]
+        for ep in self.control.endpoints():
+            args += ["--endpoint", ep]
+        with open(self.path("cluster.json"), "w") as f:
+            run(*in_ns(self.control.ns, *args, "--json"), check=False, stdout=f)
+        run(*in_ns(self.control.ns, *args), check=False)
+
     def summarize(self):
-        """The closing summary, result.json and the plot."""
+        """The closing summary, result.json, the plot, and --summary-json."""
         s = Snapshot(self.work, self.t0)
         r = result(s, self.opts.throttle_at, self.opts.adapt)
         print(summary(s, r))
@@ -314,11 +422,45 @@ class Lab:
             json.dump(r, f, indent=1)
         if plot(s, self.opts.adapt, self.opts.plot):
             print("  plot: %s" % self.opts.plot)
+        if self.control is not None:
+            print("  controller leaders: %s" % ", ".join(
+                "%s at %.1f s" % (who or "none", t) for t, who in self.leaders))
+            for k, v in sorted(self.figures.items()):
+                print("  %s: %s" % (k, v))
+        if self.opts.summary_json:
+            self.write_summary(s, r)
+
+    def write_summary(self, s, r):
+        """--summary-json: the result, the lab's events, leaders and figures."""
+        o = self.opts
+        outage = None
+        if o.stop_etcd_at is not None:
+            during = s.tput[o.stop_etcd_at:o.start_etcd_at]
+            outage = {"from_s": o.stop_etcd_at, "to_s": o.start_etcd_at,
+                      "app_min_mbps": min(during) if during else None,
+                      "app_mean_mbps": sum(during) / len(during) if during else None,
+                      "daemons_registered_again_s":
+                          self.figures.get("daemons_registered_again_s")}
+        doc = {
+            "control": "etcd" if o.etcd else "http",
+            "controllers": o.controllers if o.etcd else 1,
+            "application_ok": read(self.path("iperf3.rc")).strip() == "0",
+            "result": r,
+            "leaders": [{"t_s": t, "replica": who} for t, who in self.leaders],
+            "failover_s": self.figures.get("failover_s"),
+            "etcd_member_killed": self.figures.get("etcd_member_killed"),
+            "etcd_outage": outage,
+            "lab_events": s.lab_events,
+            "cluster": load_json(self.path("cluster.json")),
+        }
+        with open(o.summary_json, "w") as f:
+            json.dump(doc, f, indent=1)
+        print("  summary: %s" % o.summary_json)
 
     def cleanup(self):
         """Stops every process, deletes every namespace, keeps the work directory in
         --out (if given) and removes it."""
-        self.res.cleanup(first=self.ctl)
+        self.res.cleanup(first=next(iter(self.ctls.values()), None))
         if not self.work:
             return
         if self.opts.out:
@@ -333,6 +475,14 @@ def read(path):
             return f.read()
     except OSError:
         return ""
+
+
+def load_json(path):
+    """A JSON file's document, or None."""
+    try:
+        return json.loads(read(path))
+    except ValueError:
+        return None
 
 
 def tail(path, n):

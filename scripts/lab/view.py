@@ -2,11 +2,13 @@
 
 Everything comes from the run's work directory, rewritten by others while the lab
 runs: truth.json (link capacities, cross traffic and delays as the lab set them),
-controller.json (the controller's view, rewritten every second), events.jsonl (its
-decisions), lab-events.jsonl (what the lab did), iperf3.log (the application's own
+controller.json (the controller's view, rewritten every second; with replicas,
+controller-<replica>.json each, the leader's shown), events.jsonl (its decisions;
+events-<replica>.jsonl with replicas), lab-events.jsonl (what the lab did), iperf3.log (the application's own
 per-second throughput). Three forms: one line per second (logs, tests, and the
 timeline the plot draws), a redrawn screen, and the closing summary with result.json.
 """
+import glob
 import json
 import os
 import re
@@ -43,6 +45,27 @@ def json_lines(path):
     return out
 
 
+def controller_status(work):
+    """The controller's view: the one controller's, or the leading replica's (else the
+    freshest replica's)."""
+    single = load(os.path.join(work, "controller.json"))
+    if single:
+        return single
+    views = [v for v in (load(p) for p in glob.glob(os.path.join(work, "controller-*.json")))
+             if v]
+    views.sort(key=lambda v: (v.get("role") == "leader", v.get("unix_s", 0)))
+    return views[-1] if views else {}
+
+
+def controller_events(work):
+    """The controller's events, or every replica's in time order (each says which)."""
+    events = json_lines(os.path.join(work, "events.jsonl"))
+    for p in sorted(glob.glob(os.path.join(work, "events-*.jsonl"))):
+        replica = os.path.basename(p)[len("events-"):-len(".jsonl")]
+        events += [dict(e, replica=replica) for e in json_lines(p)]
+    return sorted(events, key=lambda e: e.get("unix_s", 0))
+
+
 def throughput(path):
     """The application's per-second Mbit/s, from iperf3's own interval reports."""
     try:
@@ -68,8 +91,8 @@ class Snapshot:
             return os.path.join(work, name)
         self.work, self.since = work, since
         self.truth = load(at("truth.json"), {"links": {}, "access_delay_ms": 0})
-        self.st = load(at("controller.json"), {}) or {}
-        self.ctl_events = json_lines(at("events.jsonl"))
+        self.st = controller_status(work)
+        self.ctl_events = controller_events(work)
         self.lab_events = json_lines(at("lab-events.jsonl"))
         self.tput = throughput(at("iperf3.log"))
         self.delay = self.truth.get("access_delay_ms", 0.0)
@@ -102,7 +125,8 @@ class Snapshot:
 
     def events(self):
         """(seconds since the start, who, what) of every event so far, in order."""
-        ev = [(self.rel(e), "controller", self.describe(e)) for e in self.ctl_events]
+        ev = [(self.rel(e), "ctl " + e["replica"] if "replica" in e else "controller",
+               self.describe(e)) for e in self.ctl_events]
         ev += [(e["t"], "lab", e["event"]) for e in self.lab_events]
         return sorted(ev)
 
@@ -126,6 +150,12 @@ class Snapshot:
             return "set %d rule(s) (%s): %s" % (e.get("applied", 0), e.get("why", ""), changes)
         if k == "adopted":
             return "adopted the %d rules in force as the plan" % e.get("rules", 0)
+        if k == "leading":
+            return "LEADS (%s, revision %s, state loaded in %.0f ms)" % (
+                "resumed the plan of %s" % e.get("from") if e.get("resumed") else "cold start",
+                e.get("revision"), e.get("load_ms", 0))
+        if k == "standby":
+            return "standby: %s" % e.get("why", "")
         return json.dumps({x: y for x, y in e.items() if x not in ("t", "unix_s")})
 
 
