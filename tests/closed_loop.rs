@@ -375,3 +375,114 @@ fn a_link_saturated_by_cross_traffic_is_routed_around() {
     let r = lab_for(&out, "on", 45, &["--event", "cross"]);
     rerouted_through_b_and_recovered("cross traffic", &r, &out);
 }
+
+/// The --summary-json document of a lab run kept in `out`.
+fn summary(out: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap()
+}
+
+/// The state in etcd (three members, TLS), two controller replicas, the daemons etcd
+/// clients: the raft leader among the members is killed before the throttle, the
+/// leading replica after the reroute. The reroute (with the A-B link the controller
+/// adds) goes through etcd alone; the standby takes over within the lease TTL (3 s)
+/// and resumes the plan instead of undoing it; the application keeps its connection.
+#[test]
+fn with_the_state_in_etcd_a_reroute_survives_an_etcd_member_and_the_leader_killed() {
+    if !require_root() {
+        return;
+    }
+    let dir = TempDir::new("closed-loop-etcd");
+    let out = dir.0.join("run");
+    let summary_path = out.join("summary.json");
+    let r = lab_for(
+        &out,
+        "on",
+        48,
+        &[
+            "--etcd",
+            "--kill-etcd-member-at",
+            "5",
+            "--kill-leader-at",
+            "36",
+            "--summary-json",
+            summary_path.to_str().unwrap(),
+        ],
+    );
+    let s = summary(&out);
+    println!(
+        "leaders {}; failover {} s; etcd member killed {}",
+        s["leaders"], s["failover_s"], s["etcd_member_killed"]
+    );
+    rerouted_through_b_and_recovered("etcd, member and leader killed", &r, &out);
+    let failover = s["failover_s"].as_f64().expect("a standby took over");
+    assert!(failover <= 3.0 + 3.0, "failover took {failover} s");
+    // The new leader resumed the plan: no second adaptation undid the reroute.
+    assert_eq!(r["adaptations"], 1, "{r}");
+    // At the end: two members of three answer, every host applied what it was given.
+    let members = s["cluster"]["members"].as_array().unwrap();
+    assert_eq!(
+        members.iter().filter(|m| m["healthy"] == true).count(),
+        2,
+        "{s}"
+    );
+    for h in s["cluster"]["hosts"].as_array().unwrap() {
+        assert_eq!(h["up"], true, "{h}");
+        assert_eq!(h["lagging"], false, "{h}");
+    }
+}
+
+/// Every etcd member stopped for 20 s mid-run (no throttle: the application runs at the
+/// links' rate): the daemons forward with the rules in force, the application never
+/// falls below half its rate, and once etcd is back they register again within
+/// seconds and a replica leads.
+#[test]
+fn with_every_etcd_member_stopped_the_daemons_forward_and_come_back() {
+    if !require_root() {
+        return;
+    }
+    let dir = TempDir::new("closed-loop-etcd-outage");
+    let out = dir.0.join("run");
+    let summary_path = out.join("summary.json");
+    lab_for(
+        &out,
+        "on",
+        44,
+        &[
+            "--etcd",
+            "--throttle-at",
+            "1000",
+            "--stop-etcd-at",
+            "16",
+            "--start-etcd-at",
+            "36",
+            "--summary-json",
+            summary_path.to_str().unwrap(),
+        ],
+    );
+    let s = summary(&out);
+    let outage = &s["etcd_outage"];
+    println!("etcd outage: {outage}; leaders {}", s["leaders"]);
+    let before = s["result"]["before_throttle_mbps"].as_f64().unwrap();
+    assert!(
+        outage["app_min_mbps"].as_f64().unwrap() >= before / 2.0,
+        "{outage}, {before} Mbit/s before"
+    );
+    let back = outage["daemons_registered_again_s"]
+        .as_f64()
+        .expect("registered again");
+    assert!(back <= 10.0, "{outage}");
+    let last = s["leaders"]
+        .as_array()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        last["replica"].is_string(),
+        "no replica leads at the end: {}",
+        s["leaders"]
+    );
+    for h in s["cluster"]["hosts"].as_array().unwrap() {
+        assert_eq!(h["up"], true, "{h}");
+    }
+}
