@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 TARGETS="${TARGETS:-frame capture vadapt}"
 RUNS="${RUNS:-10000000}"
 SECONDS_PER_TARGET="${SECONDS_PER_TARGET:-600}"
-TIMEOUT_S="${TIMEOUT_S:-5}"
+TIMEOUT_S="${TIMEOUT_S:-10}"
 OUT="${OUT:-}"
 TRIPLE=x86_64-unknown-linux-gnu
 # The project's own target features (.cargo/config.toml, which RUSTFLAGS replaces),
