@@ -642,3 +642,66 @@ fn a_daemon_killed_and_restarted_under_running_qemu_guests_carries_their_traffic
         assert!(d.wait().unwrap().success(), "daemon {name} failed at exit");
     }
 }
+
+#[test]
+fn the_analysis_stalled_for_seconds_costs_records_not_packets_and_recovers() {
+    if !require_root() {
+        return;
+    }
+    let mut f = Fabric::new("stall", 2, 1);
+    // Host 0 again, its analysis to stop draining the rings for 3 s, 8 s after start.
+    f.stop(0);
+    let cfg = f
+        .daemon_config(0)
+        .monitor(|m| {
+            m.stall_at_s = Some(8.0);
+            m.stall_for_ms = Some(3000);
+        })
+        .to_toml();
+    let d = f.start_with(0, &cfg);
+    let started = Instant::now();
+    f.daemons[0] = Some(d);
+    f.warm_up();
+    let t0 = Instant::now();
+    let run = transfer(&f, 0, 1, 14);
+    let (ok, intervals) = run.join().unwrap();
+    assert!(ok, "the transfer failed: {intervals:?}");
+    // The stall, in the transfer's time: from 8 s after the daemon started.
+    let stall_from = 8.0 - (t0 - started).as_secs_f64();
+    let (during, outside): (Vec<_>, Vec<_>) = intervals
+        .iter()
+        .skip(1)
+        .partition(|(end, _)| *end > stall_from + 1.0 && *end <= stall_from + 3.0);
+    let rate = |v: &[&(f64, f64)]| mean(&v.iter().map(|i| i.1).collect::<Vec<_>>());
+    let (during, outside) = (rate(&during), rate(&outside));
+    // After the stall: the analysis works again (the matrix holds the transfer).
+    let rows = f.api(0, "GET", "/matrix", "").1["vttif"]["rows"].clone();
+    let s = f.stop(0);
+    f.stop(1);
+    let m = &s["monitor"];
+    println!(
+        "analysis stalled 3 s from {stall_from:.1} s into the transfer: {during:.0} Mbit/s during, {outside:.0} outside; records {m}"
+    );
+    assert!(
+        during >= outside * 0.8,
+        "packets suffered: {during:.0} against {outside:.0} Mbit/s"
+    );
+    let dropped = m["records_dropped_ring_full"].as_u64().unwrap();
+    assert!(
+        dropped > 0,
+        "the stall dropped no record (did it happen?): {s}"
+    );
+    assert_eq!(
+        m["records_pushed"].as_u64().unwrap(),
+        m["records_analysed"].as_u64().unwrap(),
+        "every record pushed was analysed: {m}"
+    );
+    let tracked = rows.as_array().into_iter().flatten().any(|r| {
+        r["src"] == f.vms[0].mac.as_str() && r["smoothed_mbps"].as_f64().unwrap_or(0.0) > 1.0
+    });
+    assert!(
+        tracked,
+        "the matrix lost the transfer after the stall: {rows}"
+    );
+    assert_eq!(s["mbufs_in_use_at_exit"], 0);
+}

@@ -109,6 +109,11 @@ pub struct MonitorSection {
     pub ring_records: usize,
     /// Testing only: the analysis core waits this long between drains (a slow consumer).
     pub consumer_delay_us: u64,
+    /// Fault injection (tests only): the analysis core stops draining the rings once,
+    /// `stall_at_s` seconds after start, for `stall_for_ms` (a stalled analysis: the
+    /// rings fill and drop records while the workers forward on).
+    pub stall_at_s: Option<f64>,
+    pub stall_for_ms: u64,
     /// Workers publish a burst's records at the top of their next loop instead of
     /// right after the burst: saves the store stall of the fence (~10 cycles/packet at
     /// 64 B here). Only for workers on cores of their own (isolated): a worker preempted
@@ -129,6 +134,8 @@ impl Default for MonitorSection {
             enabled: true,
             ring_records: 65536,
             consumer_delay_us: 0,
+            stall_at_s: None,
+            stall_for_ms: 0,
             publish_per_loop: false,
             alternate_ms: 0,
         }
@@ -332,6 +339,13 @@ impl Config {
         self.vttif.to_config(false).context("[vttif]")?;
         self.api.validate().context("[api]")?;
         self.validate_etcd()?;
+        let m = &self.monitor;
+        if m.stall_at_s
+            .is_some_and(|at| !(0.0..=86_400.0).contains(&at))
+            || m.stall_for_ms > 60_000
+        {
+            bail!("[monitor] stall_at_s must be within 0..86400 s and stall_for_ms at most 60000");
+        }
         let d = &self.dataplane;
         if d.mode == Mode::Xconnect && self.ports.len() != 2 {
             bail!(

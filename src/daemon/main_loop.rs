@@ -29,6 +29,9 @@ pub struct Monitoring {
     /// A deliberately slow consumer (tests): the main lcore sleeps this long before
     /// each poll.
     pub consumer_delay: Duration,
+    /// Fault injection (tests): once, this long after start, the main lcore stops
+    /// draining the rings for the second duration.
+    pub stall: Option<(Duration, Duration)>,
     /// A poll that drained fewer records than this is followed by a short rest.
     pub rest_below: usize,
 }
@@ -114,6 +117,21 @@ impl<'a> MainLoop<'a> {
         self.ends.quit.store(true, Ordering::Relaxed);
     }
 
+    /// The injected stall (`monitor.stall_at_s`), when its time has come.
+    #[cold]
+    fn stall_if_due(&mut self, now: u64) {
+        let Some((at, length)) = self.monitoring.stall else {
+            return;
+        };
+        let since =
+            Duration::from_secs_f64(now.saturating_sub(self.started) as f64 / self.hz as f64);
+        if since >= at {
+            log::warn!("fault injection: the analysis stops draining the rings for {length:?}");
+            std::thread::sleep(length);
+            self.monitoring.stall = None;
+        }
+    }
+
     /// One pass at TSC time `now`: `None` when the run is over, else how many records
     /// it drained.
     fn step(
@@ -128,6 +146,7 @@ impl<'a> MainLoop<'a> {
         if !self.monitoring.consumer_delay.is_zero() {
             std::thread::sleep(self.monitoring.consumer_delay);
         }
+        self.stall_if_due(now);
         let drained = self.monitoring.analysis.poll();
         serve(&self.monitoring.analysis);
         if now >= self.next_stats {
@@ -219,6 +238,7 @@ mod tests {
             rings: vec![ring.counters()],
             enabled: true,
             consumer_delay: Duration::ZERO,
+            stall: None,
             rest_below: 1,
         }
     }

@@ -161,6 +161,12 @@ pub fn monitoring(eal: &Eal, config: &Config) -> Result<(Monitoring, Vec<Option<
         rings,
         enabled: m.enabled,
         consumer_delay: Duration::from_micros(m.consumer_delay_us),
+        stall: m.stall_at_s.map(|at| {
+            (
+                Duration::from_secs_f64(at.max(0.0)),
+                Duration::from_millis(m.stall_for_ms),
+            )
+        }),
         // A 32nd of a ring: at 10 Mpps a 64k ring takes 200 us to gather it, 6.5 ms to fill.
         rest_below: (m.ring_records / 32).max(1),
     };

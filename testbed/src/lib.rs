@@ -69,6 +69,10 @@ pub struct Monitor {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consumer_delay_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall_at_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall_for_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub publish_per_loop: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alternate_ms: Option<u64>,

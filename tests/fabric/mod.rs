@@ -133,6 +133,11 @@ impl Fabric {
 
     /// Host h's config: its VMs, every other host as a peer, a rule per remote VM.
     pub fn config(&self, h: usize) -> String {
+        self.daemon_config(h).to_toml()
+    }
+
+    /// Host h's config, to change before it starts (`start_with`).
+    pub fn daemon_config(&self, h: usize) -> testbed::DaemonConfig {
         let q = self.workers;
         let qpairs = |devargs: String| format!("{devargs},qpairs={q}");
         let mut c = presets::lab_switch(h as u8 + 1, &qpairs(presets::af_packet(0, "u")))
@@ -153,11 +158,16 @@ impl Fabric {
         for v in self.vms.iter().filter(|v| v.host != h) {
             c = c.rule(&v.mac, &format!("h{}", v.host));
         }
-        c.to_toml()
+        c
     }
 
     /// Starts host h's daemon and waits for its API socket.
     pub fn start(&self, h: usize) -> Daemon {
+        self.start_with(h, &self.config(h))
+    }
+
+    /// Starts host h's daemon with `config` and waits for its API socket.
+    pub fn start_with(&self, h: usize, config: &str) -> Daemon {
         // The main lcore on CPU 0, workers alternating over CPUs 1 and 0 (2-CPU machines).
         let lcores: Vec<String> = std::iter::once("0@0".to_string())
             .chain((1..=self.workers).map(|w| format!("{w}@{}", w % 2)))
@@ -166,7 +176,7 @@ impl Fabric {
             &self.hosts[h],
             &self.dir.0,
             &format!("h{h}"),
-            &self.config(h),
+            config,
             &["--lcores".to_string(), lcores.join(",")],
         );
         let socket = self.socket(h);
