@@ -427,3 +427,228 @@ fn one_of_three_replicas_leads_reroutes_and_a_standby_takes_over_from_the_plan()
         t.as_secs_f64() * 1e3
     );
 }
+
+#[test]
+fn a_deposed_leader_writes_nothing() {
+    let _serial = serial();
+    let dir = TempDir::new("cc-deposed");
+    let etcd = EtcdCluster::start("cc-deposed", 3);
+    let mut hosts = triangle();
+    for h in &hosts {
+        h.publish(&etcd);
+    }
+    let r0 = Replica::start(&dir.0, &etcd, "r0", &hosts);
+    wait_for(Duration::from_secs(15), || {
+        plan(&etcd).is_some_and(|p| p["revision"] == 1)
+    })
+    .unwrap_or_else(|| panic!("no plan: {}", r0.log()));
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Its election key deleted, and another candidate in line first: r0 still believes
+    // it leads, but its guard no longer holds.
+    let mine = etcd.keys(&key("leader/"));
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    etcd.ctl(&["del", &mine[0]]);
+    etcd.put(&key("leader/intruder"), "intruder");
+    let before = all_desired(&etcd);
+    let plan_before = etcd.get(&key("plan"));
+    let decisions_before = etcd.keys(&key("decisions/"));
+
+    // A throttled link: the deposed replica plans the reroute and tries to write it.
+    hosts[0].paths = vec![path(A1, C1, 8.0)];
+    hosts[0].publish(&etcd);
+    let refused = wait_for(Duration::from_secs(15), || r0.count("write_refused") > 0)
+        .unwrap_or_else(|| panic!("no refused write: {}", r0.log()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        all_desired(&etcd),
+        before,
+        "a deposed leader wrote desired state"
+    );
+    assert_eq!(etcd.get(&key("plan")), plan_before);
+    assert_eq!(etcd.keys(&key("decisions/")), decisions_before);
+    assert!(r0.count("applied") > 0, "it did plan: {}", r0.log());
+    assert_eq!(leader(&etcd).as_deref(), Some("intruder"));
+    println!(
+        "deposed: the reroute it planned was refused by the guard {:.0} ms after the throttle; desired/, plan, decisions/ unchanged 2 s later",
+        refused.as_secs_f64() * 1e3
+    );
+
+    // The other candidate gone, r0 leads again (a new campaign) and writes the reroute.
+    etcd.ctl(&["del", &key("leader/intruder")]);
+    let back = wait_for(Duration::from_secs(15), || {
+        desired_rule(&etcd, "A", C1.0).as_deref() == Some("peer:B")
+    })
+    .unwrap_or_else(|| panic!("no reroute after re-election: {}", r0.log()));
+    assert_eq!(get_json(&etcd, "desired/A").unwrap()["revision"], 2);
+    assert_eq!(r0.count("leading"), 2);
+    println!(
+        "re-elected: the reroute written at revision 2 {:.0} ms after the other candidate left",
+        back.as_secs_f64() * 1e3
+    );
+}
+
+#[test]
+fn the_controller_survives_a_full_etcd_outage_and_resumes() {
+    let _serial = serial();
+    let dir = TempDir::new("cc-outage");
+    let mut etcd = EtcdCluster::start("cc-outage", 3);
+    let mut hosts = triangle();
+    for h in &hosts {
+        h.publish(&etcd);
+    }
+    let mut r0 = Replica::start(&dir.0, &etcd, "r0", &hosts);
+    wait_for(Duration::from_secs(15), || {
+        plan(&etcd).is_some_and(|p| p["revision"] == 1)
+    })
+    .unwrap_or_else(|| panic!("no plan: {}", r0.log()));
+
+    for i in 0..3 {
+        etcd.kill(i);
+    }
+    let lost = wait_for(Duration::from_secs(15), || r0.count("standby") > 0)
+        .unwrap_or_else(|| panic!("leadership not given up: {}", r0.log()));
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        r0.child.try_wait().unwrap().is_none(),
+        "the controller died: {}",
+        r0.log()
+    );
+    let log = r0.log();
+    assert!(log.contains("etcd"), "{log}");
+    for i in 0..3 {
+        etcd.restart(i);
+    }
+    let back = wait_for(Duration::from_secs(30), || r0.count("leading") >= 2)
+        .unwrap_or_else(|| panic!("no new leadership: {}", r0.log()));
+    let took = r0
+        .events()
+        .into_iter()
+        .rfind(|e| e["event"] == "leading")
+        .unwrap();
+    assert_eq!(took["resumed"], true, "{took}");
+    assert_eq!(took["revision"], 1, "{took}");
+    println!(
+        "outage: leadership given up {:.0} ms after etcd stopped; {} etcd warnings logged; leads again {:.0} ms after etcd returned",
+        lost.as_secs_f64() * 1e3,
+        r0.log().matches("WARN").count(),
+        back.as_secs_f64() * 1e3
+    );
+
+    hosts[0].paths = vec![path(A1, C1, 8.0)];
+    hosts[0].publish(&etcd);
+    let t = wait_for(Duration::from_secs(15), || {
+        desired_rule(&etcd, "A", C1.0).as_deref() == Some("peer:B")
+    })
+    .unwrap_or_else(|| panic!("no reroute after the outage: {}", r0.log()));
+    assert_eq!(get_json(&etcd, "desired/A").unwrap()["revision"], 2);
+    println!(
+        "after the outage: throttled view -> reroute at revision 2 in {:.0} ms",
+        t.as_secs_f64() * 1e3
+    );
+    r0.kill();
+}
+
+#[test]
+fn two_hundred_hosts_are_written_within_the_transaction_limits() {
+    let _serial = serial();
+    let dir = TempDir::new("cc-many");
+    let etcd = EtcdCluster::start("cc-many", 3);
+    const N: usize = 200;
+    let names: Vec<String> = (0..N).map(|i| format!("H{i:03}")).collect();
+    let vm = |i: usize| format!("02:00:00:01:{:02x}:{:02x}", i / 256, i % 256);
+    // Each host reaches the VMs of its next 5 hosts, straight.
+    let hosts: Vec<SimHost> = (0..N)
+        .map(|i| {
+            let mut rules: BTreeMap<String, String> = BTreeMap::new();
+            rules.insert(vm(i), "vm:p0".into());
+            let mut links = Vec::new();
+            for k in 1..=5 {
+                let j = (i + k) % N;
+                rules.insert(vm(j), format!("peer:{}", names[j]));
+                links.push(names[j].clone());
+            }
+            SimHost {
+                name: names[i].clone(),
+                underlay_ip: format!("198.18.{}.{}", i / 250, i % 250 + 1),
+                vms: vec![(
+                    vm(i),
+                    format!("10.9.{}.{}", i / 250, i % 250 + 1),
+                    "p0".into(),
+                )],
+                rules,
+                links,
+                rows: Vec::new(),
+                paths: Vec::new(),
+            }
+        })
+        .collect();
+    // One etcdctl txn per 100 views (etcd takes at most 128 operations per txn).
+    for batch in hosts.chunks(100) {
+        // No compares, the puts, no failure operations.
+        let mut script = String::from("\n");
+        for h in batch {
+            script += &format!(
+                "put {} {}\n",
+                key(&format!("views/{}", h.name)),
+                serde_json::to_string(&h.views()).unwrap()
+            );
+        }
+        script += "\n\n";
+        let path = write_file(&dir.0, "txn", &script);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ETCDCTL_API=3 etcdctl --endpoints={} txn < {}",
+                etcd.endpoints().join(","),
+                path.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("SUCCESS"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(etcd.keys(&key("views/")).len(), N);
+
+    let r0 = Replica::start(&dir.0, &etcd, "r0", &hosts);
+    let written = wait_for(Duration::from_secs(60), || plan(&etcd).is_some())
+        .unwrap_or_else(|| panic!("no plan: {}", r0.log()));
+    let desired = etcd.keys(&key("desired/"));
+    assert_eq!(desired.len(), N);
+    for (i, h) in hosts.iter().enumerate().step_by(37) {
+        let d = get_json(&etcd, &format!("desired/{}", h.name)).unwrap();
+        assert_eq!(d["revision"], 1, "{d}");
+        let peers: BTreeMap<String, String> = h
+            .rules
+            .iter()
+            .filter(|(_, to)| to.starts_with("peer:"))
+            .map(|(m, to)| (m.clone(), to.clone()))
+            .collect();
+        assert_eq!(
+            d["rules"],
+            json!(peers),
+            "desired/{} is not its rules",
+            h.name
+        );
+        // Linked to the 5 hosts it reaches and the 5 that reach it.
+        assert_eq!(d["links"].as_object().unwrap().len(), 10, "{d}");
+        let prev = &hosts[(i + N - 1) % N];
+        assert_eq!(d["links"][&prev.name]["ip"], prev.underlay_ip.as_str());
+    }
+    assert_eq!(plan(&etcd).unwrap()["revision"], 1);
+    let log = r0.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("revision 1: desired state of"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("200 host(s)"), "{line}");
+    assert!(!log.contains("too many operations"), "{log}");
+    println!(
+        "{N} hosts: cold-start desired state and plan written {:.2} s after the replica started ({})",
+        written.as_secs_f64(),
+        line.split("controller: ").nth(1).unwrap_or(line)
+    );
+}

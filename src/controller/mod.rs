@@ -590,6 +590,15 @@ impl Controller {
         writes.push(EtcdWrite::Put(keys.plan(), to_json(&stamped)));
         match r.write_guarded(&key, &writes) {
             Ok(true) => {
+                if !changed.is_empty() {
+                    log::info!(
+                        "controller: revision {revision}: desired state of {} host(s) written, \
+                         {} write(s) in {} transaction(s)",
+                        changed.len(),
+                        writes.len(),
+                        replica::chunks(&writes).len()
+                    );
+                }
                 for (h, d) in changed {
                     r.written.insert(h, Desired { revision, ..d });
                 }

@@ -159,7 +159,8 @@ pub struct Replica {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// A retry at least this often: etcd back is etcd used within this.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 impl Replica {
     /// Starts the session thread (it campaigns at once).
@@ -212,7 +213,7 @@ impl Replica {
     }
 
     /// Runs `f` with a client, connecting first when needed; after a failure the next
-    /// request waits out a backoff (0.5 s doubling to 8 s), and the client is dropped
+    /// request waits out a backoff (0.5 s doubling to 2 s), and the client is dropped
     /// so that the next one reaches a member that answers.
     #[cold]
     fn call<T>(&mut self, what: &str, f: impl AsyncFnOnce(Client) -> Result<T>) -> Result<T> {
