@@ -271,6 +271,34 @@ fn leader(etcd: &EtcdCluster) -> Option<String> {
     (!v.is_empty()).then(|| v.to_string())
 }
 
+/// Waits for the leader to write `mac` on A through B at `revision`; how long it took.
+fn wait_reroute(etcd: &EtcdCluster, mac: &str, revision: u64, who: &Replica) -> Duration {
+    let t = wait_for(Duration::from_secs(20), || {
+        desired_rule(etcd, "A", mac).as_deref() == Some("peer:B")
+    })
+    .unwrap_or_else(|| panic!("no reroute of {mac}: {}", who.log()));
+    let a = get_json(etcd, "desired/A").unwrap();
+    assert_eq!(a["revision"], revision, "{a}");
+    t
+}
+
+/// A 3-member etcd cluster, the triangle's views, one replica r0 that has written the
+/// cold-start plan (revision 1).
+fn one_replica(tag: &str) -> (TempDir, EtcdCluster, Vec<SimHost>, Replica) {
+    let dir = TempDir::new(tag);
+    let etcd = EtcdCluster::start(tag, 3);
+    let hosts = triangle();
+    for h in &hosts {
+        h.publish(&etcd);
+    }
+    let r0 = Replica::start(&dir.0, &etcd, "r0", &hosts);
+    wait_for(Duration::from_secs(15), || {
+        plan(&etcd).is_some_and(|p| p["revision"] == 1)
+    })
+    .unwrap_or_else(|| panic!("no plan: {}", r0.log()));
+    (dir, etcd, hosts, r0)
+}
+
 fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -416,12 +444,7 @@ fn one_of_three_replicas_leads_reroutes_and_a_standby_takes_over_from_the_plan()
     for h in &hosts {
         h.publish(&etcd);
     }
-    let t = wait_for(Duration::from_secs(20), || {
-        desired_rule(&etcd, "A", C2.0).as_deref() == Some("peer:B")
-    })
-    .unwrap_or_else(|| panic!("no reroute of the new demand: {}", next.log()));
-    let a = get_json(&etcd, "desired/A").unwrap();
-    assert_eq!(a["revision"], 3, "{a}");
+    let t = wait_reroute(&etcd, C2.0, 3, next);
     println!(
         "after the takeover, a new demand over the throttled link rerouted at revision 3 in {:.0} ms",
         t.as_secs_f64() * 1e3
@@ -431,17 +454,7 @@ fn one_of_three_replicas_leads_reroutes_and_a_standby_takes_over_from_the_plan()
 #[test]
 fn a_deposed_leader_writes_nothing() {
     let _serial = serial();
-    let dir = TempDir::new("cc-deposed");
-    let etcd = EtcdCluster::start("cc-deposed", 3);
-    let mut hosts = triangle();
-    for h in &hosts {
-        h.publish(&etcd);
-    }
-    let r0 = Replica::start(&dir.0, &etcd, "r0", &hosts);
-    wait_for(Duration::from_secs(15), || {
-        plan(&etcd).is_some_and(|p| p["revision"] == 1)
-    })
-    .unwrap_or_else(|| panic!("no plan: {}", r0.log()));
+    let (_dir, etcd, mut hosts, r0) = one_replica("cc-deposed");
     std::thread::sleep(Duration::from_secs(1));
 
     // Its election key deleted, and another candidate in line first: r0 still believes
@@ -468,6 +481,15 @@ fn a_deposed_leader_writes_nothing() {
     assert_eq!(etcd.get(&key("plan")), plan_before);
     assert_eq!(etcd.keys(&key("decisions/")), decisions_before);
     assert!(r0.count("applied") > 0, "it did plan: {}", r0.log());
+    let refusal = r0
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "write_refused")
+        .unwrap();
+    assert_eq!(
+        refusal["revision"], 2,
+        "the refused write was the reroute: {refusal}"
+    );
     assert_eq!(leader(&etcd).as_deref(), Some("intruder"));
     println!(
         "deposed: the reroute it planned was refused by the guard {:.0} ms after the throttle; desired/, plan, decisions/ unchanged 2 s later",
@@ -476,11 +498,7 @@ fn a_deposed_leader_writes_nothing() {
 
     // The other candidate gone, r0 leads again (a new campaign) and writes the reroute.
     etcd.ctl(&["del", &key("leader/intruder")]);
-    let back = wait_for(Duration::from_secs(15), || {
-        desired_rule(&etcd, "A", C1.0).as_deref() == Some("peer:B")
-    })
-    .unwrap_or_else(|| panic!("no reroute after re-election: {}", r0.log()));
-    assert_eq!(get_json(&etcd, "desired/A").unwrap()["revision"], 2);
+    let back = wait_reroute(&etcd, C1.0, 2, &r0);
     assert_eq!(r0.count("leading"), 2);
     println!(
         "re-elected: the reroute written at revision 2 {:.0} ms after the other candidate left",
@@ -491,17 +509,7 @@ fn a_deposed_leader_writes_nothing() {
 #[test]
 fn the_controller_survives_a_full_etcd_outage_and_resumes() {
     let _serial = serial();
-    let dir = TempDir::new("cc-outage");
-    let mut etcd = EtcdCluster::start("cc-outage", 3);
-    let mut hosts = triangle();
-    for h in &hosts {
-        h.publish(&etcd);
-    }
-    let mut r0 = Replica::start(&dir.0, &etcd, "r0", &hosts);
-    wait_for(Duration::from_secs(15), || {
-        plan(&etcd).is_some_and(|p| p["revision"] == 1)
-    })
-    .unwrap_or_else(|| panic!("no plan: {}", r0.log()));
+    let (_dir, mut etcd, mut hosts, mut r0) = one_replica("cc-outage");
 
     for i in 0..3 {
         etcd.kill(i);
@@ -537,11 +545,7 @@ fn the_controller_survives_a_full_etcd_outage_and_resumes() {
 
     hosts[0].paths = vec![path(A1, C1, 8.0)];
     hosts[0].publish(&etcd);
-    let t = wait_for(Duration::from_secs(15), || {
-        desired_rule(&etcd, "A", C1.0).as_deref() == Some("peer:B")
-    })
-    .unwrap_or_else(|| panic!("no reroute after the outage: {}", r0.log()));
-    assert_eq!(get_json(&etcd, "desired/A").unwrap()["revision"], 2);
+    let t = wait_reroute(&etcd, C1.0, 2, &r0);
     println!(
         "after the outage: throttled view -> reroute at revision 2 in {:.0} ms",
         t.as_secs_f64() * 1e3

@@ -339,7 +339,7 @@ impl Controller {
 
         // Over etcd the daemons converge on the desired state themselves.
         if leading && matches!(self.backend, Backend::Etcd(_)) {
-            self.publish(&gathered);
+            self.publish(&gathered, all_up);
         }
         // Keep every daemon on the plan (a restarted daemon comes back to it).
         let http = matches!(self.backend, Backend::Http);
@@ -526,10 +526,10 @@ impl Controller {
 
     /// etcd mode, leading: writes the desired state of every host whose state changed
     /// (a new revision), this round's decisions and the plan record, as transactions
-    /// guarded by the election key; the plan last. Observing (adaptation off), no
-    /// desired state is written.
+    /// guarded by the election key; the plan last. Observing (adaptation off), or
+    /// while a host's views are missing, no desired state is written.
     #[cold]
-    fn publish(&mut self, gathered: &[Gathered]) {
+    fn publish(&mut self, gathered: &[Gathered], all_up: bool) {
         let Backend::Etcd(r) = &self.backend else {
             return;
         };
@@ -538,7 +538,8 @@ impl Controller {
             .iter()
             .filter_map(|g| Some((g.host.as_str(), g.underlay_ip.as_deref()?)))
             .collect();
-        let want = match (&self.desired, self.adapt) {
+        // Desired state needs every host's underlay address: not while a host is down.
+        let want = match (&self.desired, self.adapt && all_up) {
             (Some(d), true) => decide::desired_state(d, &underlay),
             _ => BTreeMap::new(),
         };
