@@ -3,7 +3,8 @@
 //! API serves): one leader among three replicas; a throttled link measured in the
 //! views makes the leader write a reroute to `desired/`; a SIGKILLed leader is
 //! replaced within the lease TTL and its successor resumes the plan's revision; a
-//! deposed leader writes nothing; the controller survives a full etcd outage; 200 hosts
+//! deposed leader (its key deleted, or paused with SIGSTOP past its lease) writes
+//! nothing; the controller survives a full etcd outage; 200 hosts
 //! are written within etcd's per-transaction limits. Each test prints what it measured.
 //! No root needed.
 
@@ -654,5 +655,67 @@ fn two_hundred_hosts_are_written_within_the_transaction_limits() {
         "{N} hosts: cold-start desired state and plan written {:.2} s after the replica started ({})",
         written.as_secs_f64(),
         line.split("controller: ").nth(1).unwrap_or(line)
+    );
+}
+
+#[test]
+fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
+    let _serial = serial();
+    let dir = TempDir::new("cc-paused");
+    let etcd = EtcdCluster::start("cc-paused", 3);
+    let mut hosts = triangle();
+    for h in &hosts {
+        h.publish(&etcd);
+    }
+    let replicas: Vec<Replica> = (0..2)
+        .map(|i| Replica::start(&dir.0, &etcd, &format!("r{i}"), &hosts))
+        .collect();
+    wait_for(Duration::from_secs(15), || {
+        plan(&etcd).is_some_and(|p| p["revision"] == 1)
+    })
+    .expect("no plan");
+    let old = replicas.iter().find(|r| r.count("leading") > 0).unwrap();
+    let new = replicas.iter().find(|r| r.id != old.id).unwrap();
+    let signal = |sig: &str| sh(&format!("kill -{sig} {}", old.child.id()));
+
+    signal("STOP");
+    let took = wait_for(Duration::from_secs(LEASE_TTL_S * 3 + 5), || {
+        new.count("leading") > 0
+    });
+    if took.is_none() {
+        signal("CONT");
+        panic!("no takeover: {}", new.log());
+    }
+    // While the old leader sleeps, the link is throttled and the new one reroutes.
+    hosts[0].paths = vec![path(A1, C1, 8.0)];
+    hosts[0].publish(&etcd);
+    wait_reroute(&etcd, C1.0, 2, new);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = all_desired(&etcd);
+    let plan_before = etcd.get(&key("plan"));
+    let decisions_before = etcd.keys(&key("decisions/"));
+
+    // The old leader wakes up believing it leads, with views it has not planned for.
+    signal("CONT");
+    let stepped_down = wait_for(Duration::from_secs(10), || {
+        old.count("standby") > 0 || old.count("write_refused") > 0
+    })
+    .unwrap_or_else(|| panic!("the paused leader never stepped down: {}", old.log()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        all_desired(&etcd),
+        before,
+        "the paused leader wrote desired state"
+    );
+    assert_eq!(etcd.get(&key("plan")), plan_before);
+    assert_eq!(etcd.keys(&key("decisions/")), decisions_before);
+    assert_eq!(leader(&etcd).as_deref(), Some(new.id.as_str()));
+    println!(
+        "paused leader: {} took over {:.0} ms after SIGSTOP; resumed, {} stepped down after {:.0} ms ({} refused write(s)), desired/, plan, decisions/ unchanged",
+        new.id,
+        took.unwrap().as_secs_f64() * 1e3,
+        old.id,
+        stepped_down.as_secs_f64() * 1e3,
+        old.count("write_refused")
     );
 }
