@@ -257,6 +257,24 @@ fn all_desired(etcd: &EtcdCluster) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Everything a leader writes: `desired/`, `plan`, the keys of `decisions/`.
+#[derive(Debug, PartialEq)]
+struct Written {
+    desired: BTreeMap<String, String>,
+    plan: Option<String>,
+    decisions: Vec<String>,
+}
+
+impl Written {
+    fn of(etcd: &EtcdCluster) -> Self {
+        Written {
+            desired: all_desired(etcd),
+            plan: etcd.get(&key("plan")),
+            decisions: etcd.keys(&key("decisions/")),
+        }
+    }
+}
+
 /// The replica id holding the election (the oldest candidate key).
 fn leader(etcd: &EtcdCluster) -> Option<String> {
     let out = etcd.ctl(&[
@@ -283,15 +301,21 @@ fn wait_reroute(etcd: &EtcdCluster, mac: &str, revision: u64, who: &Replica) -> 
     t
 }
 
-/// A 3-member etcd cluster, the triangle's views, one replica r0 that has written the
-/// cold-start plan (revision 1).
-fn one_replica(tag: &str) -> (TempDir, EtcdCluster, Vec<SimHost>, Replica) {
+/// A 3-member etcd cluster with the triangle's views.
+fn triangle_cluster(tag: &str) -> (TempDir, EtcdCluster, Vec<SimHost>) {
     let dir = TempDir::new(tag);
     let etcd = EtcdCluster::start(tag, 3);
     let hosts = triangle();
     for h in &hosts {
         h.publish(&etcd);
     }
+    (dir, etcd, hosts)
+}
+
+/// The triangle's cluster and one replica r0 that has written the cold-start plan
+/// (revision 1).
+fn one_replica(tag: &str) -> (TempDir, EtcdCluster, Vec<SimHost>, Replica) {
+    let (dir, etcd, hosts) = triangle_cluster(tag);
     let r0 = Replica::start(&dir.0, &etcd, "r0", &hosts);
     wait_for(Duration::from_secs(15), || {
         plan(&etcd).is_some_and(|p| p["revision"] == 1)
@@ -317,12 +341,7 @@ fn logs(replicas: &[&Replica]) -> String {
 #[test]
 fn one_of_three_replicas_leads_reroutes_and_a_standby_takes_over_from_the_plan() {
     let _serial = serial();
-    let dir = TempDir::new("cc-failover");
-    let etcd = EtcdCluster::start("cc-failover", 3);
-    let mut hosts = triangle();
-    for h in &hosts {
-        h.publish(&etcd);
-    }
+    let (dir, etcd, mut hosts) = triangle_cluster("cc-failover");
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| Replica::start(&dir.0, &etcd, &format!("r{i}"), &hosts))
         .collect();
@@ -464,9 +483,7 @@ fn a_deposed_leader_writes_nothing() {
     assert_eq!(mine.len(), 1, "{mine:?}");
     etcd.ctl(&["del", &mine[0]]);
     etcd.put(&key("leader/intruder"), "intruder");
-    let before = all_desired(&etcd);
-    let plan_before = etcd.get(&key("plan"));
-    let decisions_before = etcd.keys(&key("decisions/"));
+    let before = Written::of(&etcd);
 
     // A throttled link: the deposed replica plans the reroute and tries to write it.
     hosts[0].paths = vec![path(A1, C1, 8.0)];
@@ -474,13 +491,7 @@ fn a_deposed_leader_writes_nothing() {
     let refused = wait_for(Duration::from_secs(15), || r0.count("write_refused") > 0)
         .unwrap_or_else(|| panic!("no refused write: {}", r0.log()));
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        all_desired(&etcd),
-        before,
-        "a deposed leader wrote desired state"
-    );
-    assert_eq!(etcd.get(&key("plan")), plan_before);
-    assert_eq!(etcd.keys(&key("decisions/")), decisions_before);
+    assert_eq!(Written::of(&etcd), before, "a deposed leader wrote");
     assert!(r0.count("applied") > 0, "it did plan: {}", r0.log());
     let refusal = r0
         .events()
@@ -661,12 +672,7 @@ fn two_hundred_hosts_are_written_within_the_transaction_limits() {
 #[test]
 fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
     let _serial = serial();
-    let dir = TempDir::new("cc-paused");
-    let etcd = EtcdCluster::start("cc-paused", 3);
-    let mut hosts = triangle();
-    for h in &hosts {
-        h.publish(&etcd);
-    }
+    let (dir, etcd, mut hosts) = triangle_cluster("cc-paused");
     let replicas: Vec<Replica> = (0..2)
         .map(|i| Replica::start(&dir.0, &etcd, &format!("r{i}"), &hosts))
         .collect();
@@ -691,9 +697,7 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
     hosts[0].publish(&etcd);
     wait_reroute(&etcd, C1.0, 2, new);
     std::thread::sleep(Duration::from_secs(1));
-    let before = all_desired(&etcd);
-    let plan_before = etcd.get(&key("plan"));
-    let decisions_before = etcd.keys(&key("decisions/"));
+    let before = Written::of(&etcd);
 
     // The old leader wakes up believing it leads, with views it has not planned for.
     signal("CONT");
@@ -702,13 +706,7 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
     })
     .unwrap_or_else(|| panic!("the paused leader never stepped down: {}", old.log()));
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        all_desired(&etcd),
-        before,
-        "the paused leader wrote desired state"
-    );
-    assert_eq!(etcd.get(&key("plan")), plan_before);
-    assert_eq!(etcd.keys(&key("decisions/")), decisions_before);
+    assert_eq!(Written::of(&etcd), before, "the paused leader wrote");
     assert_eq!(leader(&etcd).as_deref(), Some(new.id.as_str()));
     println!(
         "paused leader: {} took over {:.0} ms after SIGSTOP; resumed, {} stepped down after {:.0} ms ({} refused write(s)), desired/, plan, decisions/ unchanged",
