@@ -257,6 +257,20 @@ fn all_desired(etcd: &EtcdCluster) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// `wrenvnet CMD --json` against `etcd`: its report.
+fn operator(etcd: &EtcdCluster, cmd: &str) -> Value {
+    let mut args = vec![
+        cmd.to_string(),
+        "--json".into(),
+        "--prefix".into(),
+        PREFIX.into(),
+    ];
+    for e in etcd.endpoints() {
+        args.extend(["--endpoint".into(), e]);
+    }
+    serde_json::from_slice(&wrenvnet_ok(&args)).unwrap()
+}
+
 /// Everything a leader writes: `desired/`, `plan`, the keys of `decisions/`.
 #[derive(Debug, PartialEq)]
 struct Written {
@@ -361,6 +375,29 @@ fn one_of_three_replicas_leads_reroutes_and_a_standby_takes_over_from_the_plan()
     let first = leaders[0].id.clone();
     assert_eq!(leader(&etcd).as_deref(), Some(first.as_str()));
     assert_eq!(plan(&etcd).unwrap()["leader"], first.as_str());
+    // The operator sees the same: `wrenvnet cluster` and `wrenvnet decisions`.
+    let cluster = operator(&etcd, "cluster");
+    assert_eq!(cluster["controller_leader"], first.as_str(), "{cluster:#}");
+    assert!(
+        cluster["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["desired_revision"] == 1),
+        "{cluster:#}"
+    );
+    let decisions = operator(&etcd, "decisions");
+    let names: Vec<&str> = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["event"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["leading", "adopted", "desired_written"],
+        "{decisions:#}"
+    );
     assert_eq!(desired_rule(&etcd, "A", C1.0).as_deref(), Some("peer:C"));
     println!(
         "election: {first} leads {:.2} s after 3 replicas started; cold-start plan (revision 1) written {:.2} s after start",
