@@ -544,7 +544,7 @@ async fn session(
     };
     tokio::pin!(keep);
     let mut election = client.election_client();
-    let name = crate::cluster::etcd::EtcdSection::keys(section).election();
+    let name = section.keys().election();
     let won = tokio::select! {
         r = election.campaign(name, id, lease) => r.context("campaign")?,
         r = &mut keep => return r,
