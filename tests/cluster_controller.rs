@@ -3,7 +3,8 @@
 //! API serves): one leader among three replicas; a throttled link measured in the
 //! views makes the leader write a reroute to `desired/`; a SIGKILLed leader is
 //! replaced within the lease TTL and its successor resumes the plan's revision; a
-//! deposed leader writes nothing; the controller survives a full etcd outage; 200 hosts
+//! deposed leader (its key deleted, or paused with SIGSTOP past its lease) writes
+//! nothing; the controller survives a full etcd outage; 200 hosts
 //! are written within etcd's per-transaction limits. Each test prints what it measured.
 //! No root needed.
 
@@ -256,6 +257,38 @@ fn all_desired(etcd: &EtcdCluster) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// `wrenvnet CMD --json` against `etcd`: its report.
+fn operator(etcd: &EtcdCluster, cmd: &str) -> Value {
+    let mut args = vec![
+        cmd.to_string(),
+        "--json".into(),
+        "--prefix".into(),
+        PREFIX.into(),
+    ];
+    for e in etcd.endpoints() {
+        args.extend(["--endpoint".into(), e]);
+    }
+    serde_json::from_slice(&wrenvnet_ok(&args)).unwrap()
+}
+
+/// Everything a leader writes: `desired/`, `plan`, the keys of `decisions/`.
+#[derive(Debug, PartialEq)]
+struct Written {
+    desired: BTreeMap<String, String>,
+    plan: Option<String>,
+    decisions: Vec<String>,
+}
+
+impl Written {
+    fn of(etcd: &EtcdCluster) -> Self {
+        Written {
+            desired: all_desired(etcd),
+            plan: etcd.get(&key("plan")),
+            decisions: etcd.keys(&key("decisions/")),
+        }
+    }
+}
+
 /// The replica id holding the election (the oldest candidate key).
 fn leader(etcd: &EtcdCluster) -> Option<String> {
     let out = etcd.ctl(&[
@@ -269,6 +302,40 @@ fn leader(etcd: &EtcdCluster) -> Option<String> {
     ]);
     let v = out.trim();
     (!v.is_empty()).then(|| v.to_string())
+}
+
+/// Waits for the leader to write `mac` on A through B at `revision`; how long it took.
+fn wait_reroute(etcd: &EtcdCluster, mac: &str, revision: u64, who: &Replica) -> Duration {
+    let t = wait_for(Duration::from_secs(20), || {
+        desired_rule(etcd, "A", mac).as_deref() == Some("peer:B")
+    })
+    .unwrap_or_else(|| panic!("no reroute of {mac}: {}", who.log()));
+    let a = get_json(etcd, "desired/A").unwrap();
+    assert_eq!(a["revision"], revision, "{a}");
+    t
+}
+
+/// A 3-member etcd cluster with the triangle's views.
+fn triangle_cluster(tag: &str) -> (TempDir, EtcdCluster, Vec<SimHost>) {
+    let dir = TempDir::new(tag);
+    let etcd = EtcdCluster::start(tag, 3);
+    let hosts = triangle();
+    for h in &hosts {
+        h.publish(&etcd);
+    }
+    (dir, etcd, hosts)
+}
+
+/// The triangle's cluster and one replica r0 that has written the cold-start plan
+/// (revision 1).
+fn one_replica(tag: &str) -> (TempDir, EtcdCluster, Vec<SimHost>, Replica) {
+    let (dir, etcd, hosts) = triangle_cluster(tag);
+    let r0 = Replica::start(&dir.0, &etcd, "r0", &hosts);
+    wait_for(Duration::from_secs(15), || {
+        plan(&etcd).is_some_and(|p| p["revision"] == 1)
+    })
+    .unwrap_or_else(|| panic!("no plan: {}", r0.log()));
+    (dir, etcd, hosts, r0)
 }
 
 fn unix_now() -> f64 {
@@ -288,12 +355,7 @@ fn logs(replicas: &[&Replica]) -> String {
 #[test]
 fn one_of_three_replicas_leads_reroutes_and_a_standby_takes_over_from_the_plan() {
     let _serial = serial();
-    let dir = TempDir::new("cc-failover");
-    let etcd = EtcdCluster::start("cc-failover", 3);
-    let mut hosts = triangle();
-    for h in &hosts {
-        h.publish(&etcd);
-    }
+    let (dir, etcd, mut hosts) = triangle_cluster("cc-failover");
     let mut replicas: Vec<Replica> = (0..3)
         .map(|i| Replica::start(&dir.0, &etcd, &format!("r{i}"), &hosts))
         .collect();
@@ -313,6 +375,29 @@ fn one_of_three_replicas_leads_reroutes_and_a_standby_takes_over_from_the_plan()
     let first = leaders[0].id.clone();
     assert_eq!(leader(&etcd).as_deref(), Some(first.as_str()));
     assert_eq!(plan(&etcd).unwrap()["leader"], first.as_str());
+    // The operator sees the same: `wrenvnet cluster` and `wrenvnet decisions`.
+    let cluster = operator(&etcd, "cluster");
+    assert_eq!(cluster["controller_leader"], first.as_str(), "{cluster:#}");
+    assert!(
+        cluster["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["desired_revision"] == 1),
+        "{cluster:#}"
+    );
+    let decisions = operator(&etcd, "decisions");
+    let names: Vec<&str> = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["event"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["leading", "adopted", "desired_written"],
+        "{decisions:#}"
+    );
     assert_eq!(desired_rule(&etcd, "A", C1.0).as_deref(), Some("peer:C"));
     println!(
         "election: {first} leads {:.2} s after 3 replicas started; cold-start plan (revision 1) written {:.2} s after start",
@@ -416,14 +501,256 @@ fn one_of_three_replicas_leads_reroutes_and_a_standby_takes_over_from_the_plan()
     for h in &hosts {
         h.publish(&etcd);
     }
-    let t = wait_for(Duration::from_secs(20), || {
-        desired_rule(&etcd, "A", C2.0).as_deref() == Some("peer:B")
-    })
-    .unwrap_or_else(|| panic!("no reroute of the new demand: {}", next.log()));
-    let a = get_json(&etcd, "desired/A").unwrap();
-    assert_eq!(a["revision"], 3, "{a}");
+    let t = wait_reroute(&etcd, C2.0, 3, next);
     println!(
         "after the takeover, a new demand over the throttled link rerouted at revision 3 in {:.0} ms",
         t.as_secs_f64() * 1e3
+    );
+}
+
+#[test]
+fn a_deposed_leader_writes_nothing() {
+    let _serial = serial();
+    let (_dir, etcd, mut hosts, r0) = one_replica("cc-deposed");
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Its election key deleted, and another candidate in line first: r0 still believes
+    // it leads, but its guard no longer holds.
+    let mine = etcd.keys(&key("leader/"));
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    etcd.ctl(&["del", &mine[0]]);
+    etcd.put(&key("leader/intruder"), "intruder");
+    let before = Written::of(&etcd);
+
+    // A throttled link: the deposed replica plans the reroute and tries to write it.
+    hosts[0].paths = vec![path(A1, C1, 8.0)];
+    hosts[0].publish(&etcd);
+    let refused = wait_for(Duration::from_secs(15), || r0.count("write_refused") > 0)
+        .unwrap_or_else(|| panic!("no refused write: {}", r0.log()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(Written::of(&etcd), before, "a deposed leader wrote");
+    assert!(r0.count("applied") > 0, "it did plan: {}", r0.log());
+    let refusal = r0
+        .events()
+        .into_iter()
+        .find(|e| e["event"] == "write_refused")
+        .unwrap();
+    assert_eq!(
+        refusal["revision"], 2,
+        "the refused write was the reroute: {refusal}"
+    );
+    assert_eq!(leader(&etcd).as_deref(), Some("intruder"));
+    println!(
+        "deposed: the reroute it planned was refused by the guard {:.0} ms after the throttle; desired/, plan, decisions/ unchanged 2 s later",
+        refused.as_secs_f64() * 1e3
+    );
+
+    // The other candidate gone, r0 leads again (a new campaign) and writes the reroute.
+    etcd.ctl(&["del", &key("leader/intruder")]);
+    let back = wait_reroute(&etcd, C1.0, 2, &r0);
+    assert_eq!(r0.count("leading"), 2);
+    println!(
+        "re-elected: the reroute written at revision 2 {:.0} ms after the other candidate left",
+        back.as_secs_f64() * 1e3
+    );
+}
+
+#[test]
+fn the_controller_survives_a_full_etcd_outage_and_resumes() {
+    let _serial = serial();
+    let (_dir, mut etcd, mut hosts, mut r0) = one_replica("cc-outage");
+
+    for i in 0..3 {
+        etcd.kill(i);
+    }
+    let lost = wait_for(Duration::from_secs(15), || r0.count("standby") > 0)
+        .unwrap_or_else(|| panic!("leadership not given up: {}", r0.log()));
+    std::thread::sleep(Duration::from_secs(8));
+    assert!(
+        r0.child.try_wait().unwrap().is_none(),
+        "the controller died: {}",
+        r0.log()
+    );
+    let log = r0.log();
+    assert!(log.contains("etcd"), "{log}");
+    for i in 0..3 {
+        etcd.restart(i);
+    }
+    let back = wait_for(Duration::from_secs(30), || r0.count("leading") >= 2)
+        .unwrap_or_else(|| panic!("no new leadership: {}", r0.log()));
+    let took = r0
+        .events()
+        .into_iter()
+        .rfind(|e| e["event"] == "leading")
+        .unwrap();
+    assert_eq!(took["resumed"], true, "{took}");
+    assert_eq!(took["revision"], 1, "{took}");
+    println!(
+        "outage: leadership given up {:.0} ms after etcd stopped; {} etcd warnings logged; leads again {:.0} ms after etcd returned",
+        lost.as_secs_f64() * 1e3,
+        r0.log().matches("WARN").count(),
+        back.as_secs_f64() * 1e3
+    );
+
+    hosts[0].paths = vec![path(A1, C1, 8.0)];
+    hosts[0].publish(&etcd);
+    let t = wait_reroute(&etcd, C1.0, 2, &r0);
+    println!(
+        "after the outage: throttled view -> reroute at revision 2 in {:.0} ms",
+        t.as_secs_f64() * 1e3
+    );
+    r0.kill();
+}
+
+#[test]
+fn two_hundred_hosts_are_written_within_the_transaction_limits() {
+    let _serial = serial();
+    let dir = TempDir::new("cc-many");
+    let etcd = EtcdCluster::start("cc-many", 3);
+    const N: usize = 200;
+    let names: Vec<String> = (0..N).map(|i| format!("H{i:03}")).collect();
+    let vm = |i: usize| format!("02:00:00:01:{:02x}:{:02x}", i / 256, i % 256);
+    // Each host reaches the VMs of its next 5 hosts, straight.
+    let hosts: Vec<SimHost> = (0..N)
+        .map(|i| {
+            let mut rules: BTreeMap<String, String> = BTreeMap::new();
+            rules.insert(vm(i), "vm:p0".into());
+            let mut links = Vec::new();
+            for k in 1..=5 {
+                let j = (i + k) % N;
+                rules.insert(vm(j), format!("peer:{}", names[j]));
+                links.push(names[j].clone());
+            }
+            SimHost {
+                name: names[i].clone(),
+                underlay_ip: format!("198.18.{}.{}", i / 250, i % 250 + 1),
+                vms: vec![(
+                    vm(i),
+                    format!("10.9.{}.{}", i / 250, i % 250 + 1),
+                    "p0".into(),
+                )],
+                rules,
+                links,
+                rows: Vec::new(),
+                paths: Vec::new(),
+            }
+        })
+        .collect();
+    // One etcdctl txn per 100 views (etcd takes at most 128 operations per txn).
+    for batch in hosts.chunks(100) {
+        // No compares, the puts, no failure operations.
+        let mut script = String::from("\n");
+        for h in batch {
+            script += &format!(
+                "put {} {}\n",
+                key(&format!("views/{}", h.name)),
+                serde_json::to_string(&h.views()).unwrap()
+            );
+        }
+        script += "\n\n";
+        let path = write_file(&dir.0, "txn", &script);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ETCDCTL_API=3 etcdctl --endpoints={} txn < {}",
+                etcd.endpoints().join(","),
+                path.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("SUCCESS"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(etcd.keys(&key("views/")).len(), N);
+
+    let r0 = Replica::start(&dir.0, &etcd, "r0", &hosts);
+    let written = wait_for(Duration::from_secs(60), || plan(&etcd).is_some())
+        .unwrap_or_else(|| panic!("no plan: {}", r0.log()));
+    let desired = etcd.keys(&key("desired/"));
+    assert_eq!(desired.len(), N);
+    for (i, h) in hosts.iter().enumerate().step_by(37) {
+        let d = get_json(&etcd, &format!("desired/{}", h.name)).unwrap();
+        assert_eq!(d["revision"], 1, "{d}");
+        let peers: BTreeMap<String, String> = h
+            .rules
+            .iter()
+            .filter(|(_, to)| to.starts_with("peer:"))
+            .map(|(m, to)| (m.clone(), to.clone()))
+            .collect();
+        assert_eq!(
+            d["rules"],
+            json!(peers),
+            "desired/{} is not its rules",
+            h.name
+        );
+        // Linked to the 5 hosts it reaches and the 5 that reach it.
+        assert_eq!(d["links"].as_object().unwrap().len(), 10, "{d}");
+        let prev = &hosts[(i + N - 1) % N];
+        assert_eq!(d["links"][&prev.name]["ip"], prev.underlay_ip.as_str());
+    }
+    assert_eq!(plan(&etcd).unwrap()["revision"], 1);
+    let log = r0.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("revision 1: desired state of"))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(line.contains("200 host(s)"), "{line}");
+    assert!(!log.contains("too many operations"), "{log}");
+    println!(
+        "{N} hosts: cold-start desired state and plan written {:.2} s after the replica started ({})",
+        written.as_secs_f64(),
+        line.split("controller: ").nth(1).unwrap_or(line)
+    );
+}
+
+#[test]
+fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
+    let _serial = serial();
+    let (dir, etcd, mut hosts) = triangle_cluster("cc-paused");
+    let replicas: Vec<Replica> = (0..2)
+        .map(|i| Replica::start(&dir.0, &etcd, &format!("r{i}"), &hosts))
+        .collect();
+    wait_for(Duration::from_secs(15), || {
+        plan(&etcd).is_some_and(|p| p["revision"] == 1)
+    })
+    .expect("no plan");
+    let old = replicas.iter().find(|r| r.count("leading") > 0).unwrap();
+    let new = replicas.iter().find(|r| r.id != old.id).unwrap();
+    let signal = |sig: &str| sh(&format!("kill -{sig} {}", old.child.id()));
+
+    signal("STOP");
+    let took = wait_for(Duration::from_secs(LEASE_TTL_S * 3 + 5), || {
+        new.count("leading") > 0
+    });
+    if took.is_none() {
+        signal("CONT");
+        panic!("no takeover: {}", new.log());
+    }
+    // While the old leader sleeps, the link is throttled and the new one reroutes.
+    hosts[0].paths = vec![path(A1, C1, 8.0)];
+    hosts[0].publish(&etcd);
+    wait_reroute(&etcd, C1.0, 2, new);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = Written::of(&etcd);
+
+    // The old leader wakes up believing it leads, with views it has not planned for.
+    signal("CONT");
+    let stepped_down = wait_for(Duration::from_secs(10), || {
+        old.count("standby") > 0 || old.count("write_refused") > 0
+    })
+    .unwrap_or_else(|| panic!("the paused leader never stepped down: {}", old.log()));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(Written::of(&etcd), before, "the paused leader wrote");
+    assert_eq!(leader(&etcd).as_deref(), Some(new.id.as_str()));
+    println!(
+        "paused leader: {} took over {:.0} ms after SIGSTOP; resumed, {} stepped down after {:.0} ms ({} refused write(s)), desired/, plan, decisions/ unchanged",
+        new.id,
+        took.unwrap().as_secs_f64() * 1e3,
+        old.id,
+        stepped_down.as_secs_f64() * 1e3,
+        old.count("write_refused")
     );
 }

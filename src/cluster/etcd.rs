@@ -142,17 +142,7 @@ impl EtcdSection {
     /// member's error.
     #[cold]
     pub async fn connect(&self) -> Result<Client> {
-        let n = self.endpoints.len();
-        let first = std::process::id() as usize % n.max(1);
-        let mut errors = Vec::new();
-        for i in 0..n {
-            let endpoint = &self.endpoints[(first + i) % n];
-            match self.connect_one(endpoint).await {
-                Ok(client) => return Ok(client),
-                Err(e) => errors.push(format!("{endpoint}: {e:#}")),
-            }
-        }
-        bail!("cannot reach etcd: {}", errors.join("; "))
+        self.connect_any(true).await
     }
 
     /// Like [`connect`](Self::connect), but the client's requests carry no time bound:
@@ -161,21 +151,21 @@ impl EtcdSection {
     /// (`timeout_ms`) still finds a member that died under a waiting request.
     #[cold]
     pub async fn connect_unbounded(&self) -> Result<Client> {
+        self.connect_any(false).await
+    }
+
+    async fn connect_any(&self, bounded: bool) -> Result<Client> {
         let n = self.endpoints.len();
         let first = std::process::id() as usize % n.max(1);
         let mut errors = Vec::new();
         for i in 0..n {
             let endpoint = &self.endpoints[(first + i) % n];
-            match self.connect_with(endpoint, false).await {
+            match self.connect_with(endpoint, bounded).await {
                 Ok(client) => return Ok(client),
                 Err(e) => errors.push(format!("{endpoint}: {e:#}")),
             }
         }
         bail!("cannot reach etcd: {}", errors.join("; "))
-    }
-
-    async fn connect_one(&self, endpoint: &str) -> Result<Client> {
-        self.connect_with(endpoint, true).await
     }
 
     async fn connect_with(&self, endpoint: &str, bounded: bool) -> Result<Client> {

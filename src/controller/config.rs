@@ -270,6 +270,28 @@ mod tests {
     }
 
     #[test]
+    fn the_examples_etcd_section_parses_uncommented() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/controller.example.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let (head, tail) = text.split_once("# [etcd]").unwrap();
+        let head: String = head
+            .lines()
+            .filter(|l| {
+                !["api =", "url =", "token ="]
+                    .iter()
+                    .any(|k| l.starts_with(k))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let tail: String = tail
+            .lines()
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        let c = ControllerConfig::parse(&format!("{head}[etcd]{tail}")).unwrap();
+        assert_eq!(c.etcd.unwrap().endpoints.len(), 3);
+    }
+
+    #[test]
     fn etcd_mode_names_hosts_without_addresses() {
         let c = ControllerConfig::parse(
             "[controller]\n[[host]]\nname = \"A\"\ncapacity = 2\n[[host]]\nname = \"B\"\n\

@@ -33,11 +33,6 @@ use source::{api, Backend, Gathered};
 use view::NetworkView;
 
 use crate::cluster::Desired;
-use replica::EtcdWrite;
-
-fn to_json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
-}
 
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
@@ -339,7 +334,7 @@ impl Controller {
 
         // Over etcd the daemons converge on the desired state themselves.
         if leading && matches!(self.backend, Backend::Etcd(_)) {
-            self.publish(&gathered);
+            self.publish(&gathered, all_up);
         }
         // Keep every daemon on the plan (a restarted daemon comes back to it).
         let http = matches!(self.backend, Backend::Http);
@@ -526,10 +521,10 @@ impl Controller {
 
     /// etcd mode, leading: writes the desired state of every host whose state changed
     /// (a new revision), this round's decisions and the plan record, as transactions
-    /// guarded by the election key; the plan last. Observing (adaptation off), no
-    /// desired state is written.
+    /// guarded by the election key; the plan last. Observing (adaptation off), or
+    /// while a host's views are missing, no desired state is written.
     #[cold]
-    fn publish(&mut self, gathered: &[Gathered]) {
+    fn publish(&mut self, gathered: &[Gathered], all_up: bool) {
         let Backend::Etcd(r) = &self.backend else {
             return;
         };
@@ -538,7 +533,8 @@ impl Controller {
             .iter()
             .filter_map(|g| Some((g.host.as_str(), g.underlay_ip.as_deref()?)))
             .collect();
-        let want = match (&self.desired, self.adapt) {
+        // Desired state needs every host's underlay address: not while a host is down.
+        let want = match (&self.desired, self.adapt && all_up) {
             (Some(d), true) => decide::desired_state(d, &underlay),
             _ => BTreeMap::new(),
         };
@@ -560,8 +556,8 @@ impl Controller {
         let Backend::Etcd(r) = &self.backend else {
             return;
         };
-        let (first_seq, id) = (r.next_seq, r.id.clone());
-        let next_seq = first_seq + decisions.len() as u64;
+        let id = r.id.clone();
+        let next_seq = r.next_seq + decisions.len() as u64;
         let plan = self.plan_record(revision, next_seq, &id);
         let Backend::Etcd(r) = &mut self.backend else {
             return;
@@ -569,34 +565,13 @@ impl Controller {
         if changed.is_empty() && decisions.is_empty() && r.last_plan.as_ref() == Some(&plan) {
             return;
         }
-        let keys = r.keys.clone();
-        let mut writes = Vec::with_capacity(changed.len() + decisions.len() + 2);
-        for (h, d) in &changed {
-            let d = Desired {
-                revision,
-                ..d.clone()
-            };
-            writes.push(EtcdWrite::Put(keys.desired(h), to_json(&d)));
-        }
-        for (i, d) in decisions.iter().enumerate() {
-            let seq = first_seq + i as u64;
-            writes.push(EtcdWrite::Put(keys.decision(seq), d.to_string()));
-        }
-        writes.extend(r.prune(next_seq));
         let stamped = PlanRecord {
             at_unix_s: unix_now(),
             ..plan.clone()
         };
-        writes.push(EtcdWrite::Put(keys.plan(), to_json(&stamped)));
+        let writes = r.round_writes(revision, &changed, &decisions, &stamped);
         match r.write_guarded(&key, &writes) {
-            Ok(true) => {
-                for (h, d) in changed {
-                    r.written.insert(h, Desired { revision, ..d });
-                }
-                r.revision = revision;
-                r.next_seq = next_seq;
-                r.last_plan = Some(plan);
-            }
+            Ok(true) => r.committed(changed, plan, &writes),
             Ok(false) => {
                 log::warn!(
                     "controller: replica {id}: etcd refused the write (the election key is \

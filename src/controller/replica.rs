@@ -86,6 +86,10 @@ pub fn chunks(writes: &[EtcdWrite]) -> Vec<&[EtcdWrite]> {
 /// Decisions kept in `decisions/`.
 pub const DECISIONS_KEPT: u64 = 100;
 
+fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 /// `plan`: the state a leader works from, so that the next one resumes it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PlanRecord {
@@ -159,7 +163,8 @@ pub struct Replica {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// A retry at least this often: etcd back is etcd used within this.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 impl Replica {
     /// Starts the session thread (it campaigns at once).
@@ -212,7 +217,7 @@ impl Replica {
     }
 
     /// Runs `f` with a client, connecting first when needed; after a failure the next
-    /// request waits out a backoff (0.5 s doubling to 8 s), and the client is dropped
+    /// request waits out a backoff (0.5 s doubling to 2 s), and the client is dropped
     /// so that the next one reaches a member that answers.
     #[cold]
     fn call<T>(&mut self, what: &str, f: impl AsyncFnOnce(Client) -> Result<T>) -> Result<T> {
@@ -361,13 +366,64 @@ impl Replica {
         })
     }
 
-    /// Deletes the decisions older than the last `DECISIONS_KEPT` before `next_seq`.
-    pub fn prune(&self, next_seq: u64) -> Option<EtcdWrite> {
-        let first_kept = next_seq.checked_sub(DECISIONS_KEPT)?;
-        Some(EtcdWrite::DeleteRange(
-            self.keys.decision(0),
-            self.keys.decision(first_kept),
-        ))
+    /// One round's writes, in order: the desired state of each changed host at
+    /// `revision`, the decisions from `next_seq` on, the pruning of decisions beyond the
+    /// last `DECISIONS_KEPT`, and `plan` last.
+    pub fn round_writes(
+        &self,
+        revision: u64,
+        changed: &[(String, Desired)],
+        decisions: &[serde_json::Value],
+        plan: &PlanRecord,
+    ) -> Vec<EtcdWrite> {
+        let mut out = Vec::with_capacity(changed.len() + decisions.len() + 2);
+        for (h, d) in changed {
+            let d = Desired {
+                revision,
+                ..d.clone()
+            };
+            out.push(EtcdWrite::Put(self.keys.desired(h), to_json(&d)));
+        }
+        for (i, d) in decisions.iter().enumerate() {
+            let seq = self.next_seq + i as u64;
+            out.push(EtcdWrite::Put(self.keys.decision(seq), d.to_string()));
+        }
+        let next_seq = self.next_seq + decisions.len() as u64;
+        if let Some(first_kept) = next_seq.checked_sub(DECISIONS_KEPT) {
+            out.push(EtcdWrite::DeleteRange(
+                self.keys.decision(0),
+                self.keys.decision(first_kept),
+            ));
+        }
+        out.push(EtcdWrite::Put(self.keys.plan(), to_json(plan)));
+        out
+    }
+
+    /// A round's writes landed: `plan` (its `at_unix_s` zeroed) is the state in etcd.
+    #[cold]
+    pub fn committed(
+        &mut self,
+        changed: Vec<(String, Desired)>,
+        plan: PlanRecord,
+        writes: &[EtcdWrite],
+    ) {
+        if !changed.is_empty() {
+            log::info!(
+                "controller: revision {}: desired state of {} host(s) written, {} write(s) \
+                 in {} transaction(s)",
+                plan.revision,
+                changed.len(),
+                writes.len(),
+                chunks(writes).len()
+            );
+        }
+        for (h, d) in changed {
+            let revision = plan.revision;
+            self.written.insert(h, Desired { revision, ..d });
+        }
+        self.revision = plan.revision;
+        self.next_seq = plan.next_seq;
+        self.last_plan = Some(plan);
     }
 }
 
@@ -488,7 +544,7 @@ async fn session(
     };
     tokio::pin!(keep);
     let mut election = client.election_client();
-    let name = crate::cluster::etcd::EtcdSection::keys(section).election();
+    let name = section.keys().election();
     let won = tokio::select! {
         r = election.campaign(name, id, lease) => r.context("campaign")?,
         r = &mut keep => return r,
