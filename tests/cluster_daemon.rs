@@ -173,6 +173,33 @@ impl Daemon {
     }
 }
 
+/// A daemon "h0" registered in a fresh `members`-member etcd, which held desired
+/// revision `desired` (`desired_to_c`) before the daemon started.
+struct Lab {
+    d: Daemon,
+    etcd: EtcdCluster,
+    _dir: TempDir,
+}
+
+impl Lab {
+    fn start(tag: &str, members: usize, desired: Option<u64>, traffic: bool) -> Self {
+        let dir = TempDir::new(&format!("cd-{tag}"));
+        let etcd = EtcdCluster::start(&format!("cd-{tag}"), members);
+        if let Some(rev) = desired {
+            etcd.put(&key("desired", "h0"), &desired_to_c(rev));
+        }
+        let d = Daemon::start(&dir.0, &config(&dir.0, "h0", etcd_section(&etcd), traffic));
+        wait_until("hosts/h0", Duration::from_secs(15), || {
+            etcd.get(&key("hosts", "h0")).is_some()
+        });
+        println!(
+            "{tag}: daemon start -> hosts/h0 registered: {:.0} ms (EAL and ports included)",
+            d.started.elapsed().as_secs_f64() * 1e3
+        );
+        Lab { d, etcd, _dir: dir }
+    }
+}
+
 /// Polls `f` every 20 ms until it holds; how long that took. Panics after `limit`.
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
@@ -231,16 +258,7 @@ fn a_daemon_registers_publishes_its_views_and_applies_desired_state() {
         return;
     }
     let _one = one_at_a_time();
-    let dir = TempDir::new("cd-apply");
-    let etcd = EtcdCluster::start("cd-apply", 1);
-    let d = Daemon::start(&dir.0, &config(&dir.0, "h0", etcd_section(&etcd), false));
-    wait_until("hosts/h0", Duration::from_secs(15), || {
-        etcd.get(&key("hosts", "h0")).is_some()
-    });
-    println!(
-        "daemon start -> hosts/h0 registered: {:.0} ms (EAL and ports included)",
-        d.started.elapsed().as_secs_f64() * 1e3
-    );
+    let Lab { d, etcd, _dir } = Lab::start("apply", 1, None, false);
     let host = get_json(&etcd, &key("hosts", "h0")).unwrap();
     assert_eq!(host["pid"], d.child.id(), "{host}");
     assert_eq!(host["underlay_ip"], presets::UNDERLAY_IP.to_string());
@@ -332,17 +350,7 @@ fn desired_state_present_at_start_is_in_force_before_the_host_registers() {
         return;
     }
     let _one = one_at_a_time();
-    let dir = TempDir::new("cd-cold");
-    let etcd = EtcdCluster::start("cd-cold", 1);
-    etcd.put(&key("desired", "h0"), &desired_to_c(7));
-    let d = Daemon::start(&dir.0, &config(&dir.0, "h0", etcd_section(&etcd), false));
-    wait_until("hosts/h0", Duration::from_secs(15), || {
-        etcd.get(&key("hosts", "h0")).is_some()
-    });
-    println!(
-        "daemon start -> hosts/h0 with desired revision 7 applied: {:.0} ms",
-        d.started.elapsed().as_secs_f64() * 1e3
-    );
+    let Lab { d, etcd, _dir } = Lab::start("cold", 1, Some(7), false);
     let (applied_at, host_at) = (
         create_revision(&etcd, &key("applied", "h0")),
         create_revision(&etcd, &key("hosts", "h0")),
@@ -373,12 +381,7 @@ fn with_etcd_gone_the_daemon_forwards_says_so_and_registers_again() {
         return;
     }
     let _one = one_at_a_time();
-    let dir = TempDir::new("cd-outage");
-    let mut etcd = EtcdCluster::start("cd-outage", 1);
-    let d = Daemon::start(&dir.0, &config(&dir.0, "h0", etcd_section(&etcd), true));
-    wait_until("hosts/h0", Duration::from_secs(15), || {
-        etcd.get(&key("hosts", "h0")).is_some()
-    });
+    let Lab { d, mut etcd, _dir } = Lab::start("outage", 1, None, true);
     let encap = |d: &Daemon| d.get("/stats")["switch"]["encapsulated"].as_u64().unwrap();
     let rules = d.rules();
     etcd.kill(0);
@@ -436,11 +439,8 @@ fn a_killed_daemon_leaves_hosts_and_views_within_its_lease_ttl() {
         return;
     }
     let _one = one_at_a_time();
-    let dir = TempDir::new("cd-kill");
-    let etcd = EtcdCluster::start("cd-kill", 1);
-    etcd.put(&key("desired", "h0"), &desired_to_c(3));
-    let mut d = Daemon::start(&dir.0, &config(&dir.0, "h0", etcd_section(&etcd), false));
-    wait_until("views/h0", Duration::from_secs(15), || {
+    let Lab { mut d, etcd, _dir } = Lab::start("kill", 1, Some(3), false);
+    wait_until("views/h0", Duration::from_secs(5), || {
         etcd.get(&key("views", "h0")).is_some()
     });
     d.child.kill().unwrap(); // SIGKILL
@@ -504,5 +504,106 @@ fn over_tls_the_daemon_connects_with_its_client_certificate_and_without_one_is_r
         d.started.elapsed().as_secs_f64() * 1e3
     );
     assert_eq!(d.etcd()["connected"], true);
+    d.stop();
+}
+
+/// The PID of the process listening on TCP `port` (an etcd member).
+fn listener_pid(port: &str) -> u32 {
+    let out = sh(&format!("ss -Hltnp 'sport = :{port}'"));
+    let pid = out.split("pid=").nth(1).and_then(|s| s.split(',').next());
+    pid.and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no listener on {port}: {out}"))
+}
+
+/// The index of the member (among `etcd`'s endpoints) process `pid` has a connection to.
+fn member_in_use(etcd: &EtcdCluster, pid: u32) -> Option<usize> {
+    let conns = sh("ss -Htnp state established");
+    etcd.endpoints().iter().position(|e| {
+        let port = e.rsplit(':').next().unwrap();
+        conns.lines().any(|l| {
+            l.contains(&format!("pid={pid},"))
+                && l.split_whitespace()
+                    .any(|w| w.ends_with(&format!(":{port}")))
+        })
+    })
+}
+
+#[test]
+fn the_member_a_daemon_talks_to_dies_and_the_host_stays_registered() {
+    if !require_root() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let Lab { d, mut etcd, _dir } = Lab::start("member", 3, None, true);
+    let used = member_in_use(&etcd, d.child.id()).expect("a connection to a member");
+    let encap = |d: &Daemon| d.get("/stats")["switch"]["encapsulated"].as_u64().unwrap();
+    let before = encap(&d);
+    etcd.kill(used);
+    let back = wait_until(
+        "registered through another member",
+        Duration::from_secs(10),
+        || {
+            let e = d.etcd();
+            e["connected"] == true && e["registrations"] == 2
+        },
+    );
+    let now_used = member_in_use(&etcd, d.child.id());
+    println!(
+        "member m{used} killed -> registered through m{} : {:.0} ms",
+        now_used.map_or("?".into(), |m| m.to_string()),
+        back.as_secs_f64() * 1e3
+    );
+    assert!(now_used.is_some_and(|m| m != used));
+    // The host never left hosts/ (its former lease lives on the surviving members).
+    assert!(etcd.get(&key("hosts", "h0")).is_some());
+    etcd.put(&key("desired", "h0"), &desired_to_c(1));
+    wait_until("applied/h0 revision 1", Duration::from_secs(10), || {
+        get_json(&etcd, &key("applied", "h0")).is_some_and(|a| a["revision"] == 1)
+    });
+    assert_eq!(d.rules(), rules_to_c());
+    assert!(encap(&d) > before, "forwarding went on");
+    std::thread::sleep(Duration::from_millis(TTL_S * 1000 + 500));
+    let leases = etcd.ctl(&["lease", "list"]);
+    println!("leases after a TTL: {}", leases.replace('\n', " "));
+    assert!(
+        leases.starts_with("found 1 leases"),
+        "one lease left: {leases}"
+    );
+    d.stop();
+}
+
+#[test]
+fn a_member_that_hangs_is_noticed_by_the_keep_alive_and_the_daemon_comes_back() {
+    if !require_root() {
+        return;
+    }
+    let _one = one_at_a_time();
+    let Lab { d, etcd, _dir } = Lab::start("hang", 1, None, false);
+    let pid = listener_pid(etcd.endpoint(0).rsplit(':').next().unwrap());
+    sh(&format!("kill -STOP {pid}"));
+    let stopped = Instant::now();
+    // Keep-alives go every TTL/3 = 1 s and wait 500 ms for their answer.
+    let noticed = std::panic::catch_unwind(|| {
+        wait_until("/stats disconnected", Duration::from_secs(5), || {
+            d.etcd()["connected"] == false
+        })
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    sh(&format!("kill -CONT {pid}"));
+    let noticed = noticed.expect("a hung member is noticed");
+    println!(
+        "etcd SIGSTOPped -> /stats connected=false: {:.0} ms (keep-alive every 1 s, timeout 500 ms)",
+        noticed.as_secs_f64() * 1e3
+    );
+    let again = wait_until("registered again", Duration::from_secs(15), || {
+        let e = d.etcd();
+        e["connected"] == true && e["registrations"] == 2
+    });
+    println!(
+        "SIGCONT -> registered again: {:.0} ms (stopped {:.1} s)",
+        again.as_secs_f64() * 1e3,
+        stopped.elapsed().as_secs_f64() - again.as_secs_f64()
+    );
+    assert!(etcd.get(&key("hosts", "h0")).is_some());
     d.stop();
 }

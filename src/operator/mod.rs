@@ -271,7 +271,13 @@ pub fn status(args: ViewArgs) -> Result<()> {
     if args.json {
         let hosts: Vec<Value> = replies
             .iter()
-            .map(|(h, v)| json!({"host": h, "switch": v["switch"], "etcd": v.get("etcd")}))
+            .map(|(h, v)| {
+                let mut o = json!({"host": h, "switch": v["switch"]});
+                if let Some(e) = v.get("etcd") {
+                    o["etcd"] = e.clone();
+                }
+                o
+            })
             .collect();
         println!("{}", json!({ "hosts": hosts }));
         return Ok(());

@@ -435,6 +435,15 @@ mod tests {
         Arc::new(ArcSwap::from_pointee(fib))
     }
 
+    /// Host "a" with the VM port of `vms` and the table `fib`.
+    fn host_a<'v>(vms: &'v RefCell<OneVm>, fib: &Arc<ArcSwap<Fib>>) -> Operations<'v> {
+        let me = Identity {
+            host: "a".into(),
+            underlay_ip: "198.18.0.1".into(),
+        };
+        Operations::new(me, Arc::clone(fib), vms)
+    }
+
     fn desired(json: &str) -> Desired {
         serde_json::from_str(json).unwrap()
     }
@@ -455,13 +464,8 @@ mod tests {
 
     #[test]
     fn desired_rules_replace_the_rules_to_peers_and_leave_the_vms_alone() {
-        let vms = RefCell::new(OneVm);
-        let fib = table();
-        let me = Identity {
-            host: "a".into(),
-            underlay_ip: "198.18.0.1".into(),
-        };
-        let ops = Operations::new(me, Arc::clone(&fib), &vms);
+        let (vms, fib) = (RefCell::new(OneVm), table());
+        let ops = host_a(&vms, &fib);
         let d = desired(
             r#"{"revision":4,"rules":{"02:00:00:00:cc:01":"peer:c","02:00:00:00:dd:01":"peer:d"},
                 "links":{"d":{"ip":"198.18.0.4","mac":"02:00:00:00:ff:04"}}}"#,
@@ -483,13 +487,8 @@ mod tests {
 
     #[test]
     fn refused_rules_are_listed_and_keep_the_rule_in_force() {
-        let vms = RefCell::new(OneVm);
-        let fib = table();
-        let me = Identity {
-            host: "a".into(),
-            underlay_ip: "198.18.0.1".into(),
-        };
-        let ops = Operations::new(me, Arc::clone(&fib), &vms);
+        let (vms, fib) = (RefCell::new(OneVm), table());
+        let ops = host_a(&vms, &fib);
         let d = desired(
             r#"{"revision":5,"rules":{"02:00:00:00:bb:01":"peer:nowhere",
                 "02:00:00:00:aa:01":"peer:c","zz":"peer:c","02:00:00:00:cc:01":"vm:vm"},

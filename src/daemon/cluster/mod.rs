@@ -165,3 +165,10 @@ impl Link {
         }
     }
 }
+
+impl Drop for Link {
+    /// A run that fails still ends the session (the lease then expires on its own).
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}

@@ -5,7 +5,7 @@
 //! watches `desired/<host>` (each new revision applied once) and reports
 //! `applied/<host>`, all its keys under its lease. Any failure ends the session: the
 //! workers forward with the rules in force, and a new session starts after a backoff
-//! (100 ms doubling to 2 s, back to 100 ms once registered).
+//! (100 ms doubling to 2 s, plus up to 10% jitter; back to 100 ms once registered).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +45,15 @@ pub struct Control {
     requested: Option<u64>,
     /// The previous session's lease: revoked once the next one is registered.
     old_lease: Option<i64>,
+}
+
+/// `d` and up to a tenth more, so that a fleet cut off at once does not come back in
+/// lockstep.
+fn jittered(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    d + d / 10 * (nanos % 1000) / 1000
 }
 
 /// The thread's body: a runtime of its own, sessions until shutdown.
@@ -92,19 +101,17 @@ impl Control {
             let lease = self.old_lease;
             let outcome = self.session().await;
             self.status.set_connected(false);
-            if let Err(e) = outcome {
-                let e = format!("{e:#}");
-                log::warn!(
-                    "etcd: {e}; forwarding with the rules in force, retrying in {backoff:?}"
-                );
-                self.status.error(&e);
-            } else {
+            let Err(e) = outcome else {
                 return;
-            }
+            };
             if self.old_lease != lease {
                 backoff = BACKOFF_MIN; // the session had registered
             }
-            if self.sleep_or_shutdown(backoff).await {
+            let e = format!("{e:#}");
+            let wait = jittered(backoff);
+            log::warn!("etcd: {e}; forwarding with the rules in force, retrying in {wait:?}");
+            self.status.error(&e);
+            if self.sleep_or_shutdown(wait).await {
                 return;
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
