@@ -289,7 +289,9 @@ impl Drop for KillOnDrop {
 }
 
 /// One HTTP/1.1 request over `stream` (closed after the reply), written by hand so the
-/// tests see exactly what goes over the wire: (status, body).
+/// tests see exactly what goes over the wire: (status, body). A connection the server
+/// breaks (a TLS listener given plaintext closes it mid-write) is status 0, the error
+/// as the body.
 pub fn http<S: Read + Write>(
     mut stream: S,
     method: &str,
@@ -297,14 +299,15 @@ pub fn http<S: Read + Write>(
     headers: &str,
     body: &str,
 ) -> (u16, String) {
-    write!(
+    let sent = write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    );
     let mut text = String::new();
-    stream.read_to_string(&mut text).unwrap();
+    if let Err(e) = sent.and_then(|()| stream.read_to_string(&mut text).map(|_| ())) {
+        return (0, format!("connection broken: {e}"));
+    }
     let status = text
         .split_whitespace()
         .nth(1)
