@@ -28,7 +28,6 @@
 //! `views/` within the TTL. Desired state outlives both: a restarted daemon reads it
 //! before it announces itself ready.
 
-#![allow(dead_code)] // used by the daemon's and the controller's etcd paths
 
 pub mod etcd;
 

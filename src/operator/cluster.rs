@@ -216,11 +216,10 @@ async fn hosts(c: &mut Client, keys: &Keys) -> Result<Vec<Value>> {
                    "underlay_ip": rec.map(|r| r.underlay_ip)}),
         );
     }
-    for (dir, field) in [
-        ("desired", "desired_revision"),
-        ("applied", "applied_revision"),
+    for (key, dir, field) in [
+        (keys.all_desired(), "desired", "desired_revision"),
+        (keys.all_applied(), "applied", "applied_revision"),
     ] {
-        let key = format!("{}{dir}/", keys.prefix());
         for kv in c.get(key, Some(prefix.clone())).await?.kvs() {
             let Some(h) = keys.host_of(dir, kv.key_str().unwrap_or("")) else {
                 continue;
