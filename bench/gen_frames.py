@@ -4,7 +4,7 @@ infinite_rx=1): plain frames from a VM to a remote VM (what the switch encapsula
 or the same wrapped in VXLAN from a peer host to this one (what it decapsulates).
 Flows vary (source ports) so per-flow state is exercised; checksums are correct.
 
-  gen_frames.py plain OUT.pcap [--size 1514] [--count 1024]
+  gen_frames.py plain OUT.pcap [--size 1514] [--count 1024] [--dst-count N]
   gen_frames.py vxlan OUT.pcap --nic-mac 02:70:63:61:70:00 [--size 1514] [--count 1024]
 """
 import argparse
@@ -14,6 +14,9 @@ VM_A, VM_B = bytes.fromhex("02000000aa01"), bytes.fromhex("02000000bb01")
 IP_A, IP_B = bytes([198, 19, 0, 1]), bytes([198, 19, 0, 2])
 HOST_A, HOST_B = bytes([198, 18, 100, 1]), bytes([198, 18, 100, 2])
 PEER_MAC = bytes.fromhex("02000000ff02")
+# net_pcap holds a replayed file in mbufs, at most the daemon's pool (16383) less its
+# queues' share.
+MAX_FRAMES = 8192
 
 
 def csum(b):
@@ -44,14 +47,22 @@ def main():
     ap.add_argument("--size", type=int, default=1514, help="inner frame size in bytes (>= 54)")
     ap.add_argument("--count", type=int, default=1024)
     ap.add_argument("--nic-mac", default="02:70:63:61:70:00")
+    ap.add_argument("--dst-count", type=int, default=0,
+                    help="plain: frames to N remote VMs, 02:0c:00:00:00:00 on (testbed's "
+                         "fleet_mac; the config's --rules): each of them in turn, or past "
+                         "MAX_FRAMES of them, MAX_FRAMES spread over all N")
     a = ap.parse_args()
     size = max(a.size, 54)
     frames = []
-    for i in range(a.count):
+    frames_n = max(a.count, min(a.dst_count, MAX_FRAMES))
+    for i in range(frames_n):
         payload = bytes((i + k) & 0xFF for k in range(size - 54))
         if a.kind == "plain":
             seg = tcp(IP_A, IP_B, 40000 + i % 512, 5201, 1 + i * len(payload), payload)
-            frames.append(VM_B + VM_A + b"\x08\x00" + ipv4(IP_A, IP_B, 6, seg, i & 0xFFFF))
+            # A prime stride: distinct destinations, spread over the whole range.
+            k = i % a.dst_count if a.dst_count <= MAX_FRAMES else i * 1000003 % a.dst_count
+            dst = VM_B if a.dst_count == 0 else b"\x02\x0c" + struct.pack("!I", k)
+            frames.append(dst + VM_A + b"\x08\x00" + ipv4(IP_A, IP_B, 6, seg, i & 0xFFFF))
         else:
             seg = tcp(IP_B, IP_A, 40000 + i % 512, 5201, 1 + i * len(payload), payload)
             inner = VM_A + VM_B + b"\x08\x00" + ipv4(IP_B, IP_A, 6, seg, i & 0xFFFF)

@@ -335,6 +335,47 @@ pub mod presets {
             })
     }
 
+    /// `bench_switch` at fleet size: `rules` rules for the MACs `fleet_mac(0..rules)`,
+    /// spread round robin over `peers` links (peer B and `peers - 1` more, each with a
+    /// static MAC, 198.18.<101 + i / 250>.<1 + i % 250>), beside the preset's own rule.
+    pub fn bench_switch_fleet(
+        nic: &str,
+        vm: &str,
+        monitor: bool,
+        rules: usize,
+        peers: usize,
+    ) -> DaemonConfig {
+        let mut c = bench_switch(nic, vm, monitor);
+        let names: Vec<String> = (0..peers.max(1))
+            .map(|i| {
+                if i == 0 {
+                    "B".to_string()
+                } else {
+                    format!("P{i}")
+                }
+            })
+            .collect();
+        for (i, name) in names.iter().enumerate().skip(1) {
+            let ip = Ipv4Addr::new(198, 18, 101 + (i / 250) as u8, 1 + (i % 250) as u8);
+            c = c.peer(
+                name,
+                ip,
+                Some(&format!("02:00:00:ff:{:02x}:{:02x}", i >> 8, i & 0xff)),
+            );
+        }
+        for k in 0..rules {
+            c = c.rule(&fleet_mac(k), &names[k % names.len()]);
+        }
+        c
+    }
+
+    /// The k-th remote VM MAC of `bench_switch_fleet` (and of bench/gen_frames.py's
+    /// `--dst-count`): 02:0c:XX:XX:XX:XX with k in the last four bytes.
+    pub fn fleet_mac(k: usize) -> String {
+        let b = (k as u32).to_be_bytes();
+        format!("02:0c:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
+    }
+
     /// A lab host's switch on af_packet ports (veths): workers back off when idle (the
     /// lab shares two CPUs), stats each second. Host `me` (1-254) is 198.18.100.`me`.
     pub fn lab_switch(me: u8, nic: &str) -> DaemonConfig {

@@ -31,6 +31,12 @@ enum Kind {
         nic: String,
         #[arg(long)]
         vm: String,
+        /// Fleet size: this many more rules, for 02:0c:00:00:00:00 on
+        /// (`presets::fleet_mac`), spread over `--peers` links.
+        #[arg(long, default_value_t = 0)]
+        rules: usize,
+        #[arg(long, default_value_t = 1)]
+        peers: usize,
     },
     /// A switch made of parts: NIC port "nic", then VMs, peers and rules.
     Switch(SwitchArgs),
@@ -154,7 +160,12 @@ fn main() {
     let cli = Cli::parse();
     let c = match cli.kind {
         Kind::Xconnect { a, b } => DaemonConfig::xconnect(&a, &b),
-        Kind::BenchSwitch { nic, vm } => presets::bench_switch(&nic, &vm, true),
+        Kind::BenchSwitch {
+            nic,
+            vm,
+            rules,
+            peers,
+        } => presets::bench_switch_fleet(&nic, &vm, true, rules, peers),
         Kind::Switch(a) => switch(a),
     };
     print!("{}", apply(c, &cli.common).to_toml());

@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// At most this many overlay links per daemon (the worker's peer state is sized for it
-/// once, so a change of links never allocates on the worker).
-pub const MAX_PEERS: usize = 256;
+/// At most this many overlay links per daemon, a fleet's host peering with a thousand
+/// others (the worker's peer state is sized for it once, so a change of links never
+/// allocates on the worker).
+pub const MAX_PEERS: usize = 1024;
 
 /// An overlay link as configured: the peer host's name, underlay IPv4 and, for static
 /// setups, its MAC (otherwise resolved by ARP and learned from its traffic).
