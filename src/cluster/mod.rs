@@ -28,7 +28,6 @@
 //! `views/` within the TTL. Desired state outlives both: a restarted daemon reads it
 //! before it announces itself ready.
 
-
 pub mod etcd;
 
 use serde::{Deserialize, Serialize};

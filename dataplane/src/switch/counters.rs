@@ -291,7 +291,8 @@ mod tests {
         let s = c.snapshot();
         assert_eq!(s.drops.len(), DROP_CAUSE_COUNT);
         assert_eq!(s.drops["NoRule"], 1);
-        assert_eq!(s.drops["PortGone"], DROP_CAUSE_COUNT as u64);
+        assert_eq!(s.drops["PortGone"], DROP_CAUSE_COUNT as u64 - 1);
+        assert_eq!(s.drops["SpoofedSource"], DROP_CAUSE_COUNT as u64);
         assert_eq!(
             s.workers[0].drops,
             (1..=DROP_CAUSE_COUNT as u64).sum::<u64>()
