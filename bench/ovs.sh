@@ -68,8 +68,9 @@ EAL_SWITCH=("${EAL[@]}" "${ATTACH[@]}")
 null_rule='[[switch.rule]]
 dst_mac = "00:00:00:00:00:00"
 peer = "B"'
-cfg() { # monitor
-  switch_cfg "$TX" "$RX" "$1"
+cfg() { # monitor (net_null's all-zero frames: no VM's source, so no port security)
+  if [ "$PORTS" = null ]; then switch_cfg "$TX" "$RX" "$1" false --port-security false
+  else switch_cfg "$TX" "$RX" "$1"; fi
   if [ "$PORTS" = null ]; then echo "$null_rule"; fi
 }
 cfg false > "$tmp/off.toml"

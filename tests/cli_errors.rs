@@ -217,8 +217,10 @@ fn slow_consumer_drops_and_counts_records_never_packets() {
 /// frame (net_null's all-zero frames, by a rule for their MAC, to the one peer).
 #[test]
 fn a_switch_alternating_its_recording_counts_both_halves_apart() {
+    // net_null's frames come from the all-zero MAC, which the rules put behind B.
     let config = presets::one_vm_one_peer("net_null0,copy=0,no-rx=1", "net_null1,copy=0")
         .rule("00:00:00:00:00:00", "B")
+        .port_security(false)
         .monitor(|m| m.alternate_ms = Some(5));
     let s = run_summary(&config, "alternate", "1");
     let sw = &s["switch"];

@@ -66,6 +66,15 @@ pub struct SwitchVm {
     pub port: String,
     /// The VM's MAC: frames to it go to this port.
     pub mac: String,
+    /// Port security: frames from the port must come from a MAC the rules place behind
+    /// it (its own), else they are dropped and counted (`SpoofedSource`). Off only for
+    /// a port whose traffic carries other sources (a traffic generator, a nested switch).
+    #[serde(default = "yes")]
+    pub port_security: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -228,7 +228,14 @@ fn adopt_vm_ports<'e: 'p, 'p>(
         let port = ports[i]
             .take()
             .with_context(|| format!("port {:?} is used twice", v.port))?;
-        registry.adopt(&v.port, &config.ports[i].devargs, parse_mac(&v.mac)?, port)?;
+        let mac = parse_mac(&v.mac)?;
+        registry.adopt(
+            &v.port,
+            &config.ports[i].devargs,
+            mac,
+            v.port_security,
+            port,
+        )?;
     }
     Ok(())
 }

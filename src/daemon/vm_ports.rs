@@ -30,7 +30,8 @@ pub trait VmPortControl {
     fn list(&self) -> Vec<(usize, String, [u8; 6], String)>;
     /// Opens `devargs` as VM port `name` for the VM at `mac`, serves it on every worker
     /// and points `mac`'s rule at it. Returns the slot.
-    fn plug(&mut self, name: &str, devargs: &str, mac: [u8; 6]) -> Result<usize>;
+    /// `secured`: port security (frames only from the MACs behind the port).
+    fn plug(&mut self, name: &str, devargs: &str, mac: [u8; 6], secured: bool) -> Result<usize>;
     /// Withdraws every rule to port `name`, takes its queues back from every worker
     /// and removes the device. Returns how many rules went with it.
     fn unplug(&mut self, name: &str) -> Result<usize>;
@@ -85,10 +86,11 @@ impl<'e: 'p, 'p, 'm> VmPorts<'e, 'p, 'm> {
         name: &str,
         devargs: &str,
         mac: [u8; 6],
+        secured: bool,
         port: Port<'e>,
     ) -> Result<usize> {
         let slot = self.free_slot()?;
-        self.attach(slot, name, devargs, mac, port)?;
+        self.attach(slot, name, (devargs, mac, secured), port)?;
         Ok(slot)
     }
 
@@ -119,8 +121,7 @@ impl<'e: 'p, 'p, 'm> VmPorts<'e, 'p, 'm> {
         &mut self,
         slot: usize,
         name: &str,
-        devargs: &str,
-        mac: [u8; 6],
+        (devargs, mac, secured): (&str, [u8; 6], bool),
         mut port: Port<'e>,
     ) -> Result<()> {
         let (rx, tx) = port.lend_queues()?;
@@ -135,7 +136,7 @@ impl<'e: 'p, 'p, 'm> VmPorts<'e, 'p, 'm> {
         for (w, (rx, tx)) in rx.into_iter().zip(tx).enumerate() {
             let command = VmCommand::Attach {
                 slot,
-                port: VmPort { rx, tx },
+                port: VmPort { rx, tx, secured },
             };
             if self.mailboxes[w].post(command).is_err() {
                 bail!("worker {w}'s mailbox is full");
@@ -177,7 +178,7 @@ impl<'e: 'p, 'p, 'm> VmPorts<'e, 'p, 'm> {
     /// Takes back every queue pair the workers returned, into its slot's port.
     fn collect_returned(&mut self) {
         for m in self.mailboxes {
-            while let Some((slot, VmPort { rx, tx })) = m.take_returned() {
+            while let Some((slot, VmPort { rx, tx, .. })) = m.take_returned() {
                 let taken = match self.slots.get_mut(slot).and_then(Option::as_mut) {
                     Some(s) => s.port.take_back(rx, tx).is_ok(),
                     None => false,
@@ -221,7 +222,7 @@ impl<'e: 'p, 'p, 'm> VmPortControl for VmPorts<'e, 'p, 'm> {
     }
 
     #[cold]
-    fn plug(&mut self, name: &str, devargs: &str, mac: [u8; 6]) -> Result<usize> {
+    fn plug(&mut self, name: &str, devargs: &str, mac: [u8; 6], secured: bool) -> Result<usize> {
         if name.is_empty() {
             bail!("a VM port needs a name");
         }
@@ -240,15 +241,16 @@ impl<'e: 'p, 'p, 'm> VmPortControl for VmPorts<'e, 'p, 'm> {
         let slot = self.free_slot()?;
         let port = Port::open(self.eal, devargs, &self.pool, &self.config)
             .with_context(|| format!("cannot open VM port {name:?} ({devargs})"))?;
-        self.attach(slot, name, devargs, mac, port)?;
+        self.attach(slot, name, (devargs, mac, secured), port)?;
         // Every worker serves the port: now the VM's MAC may lead to it (replacing a
         // rule to a peer, as when the VM just migrated here).
         let mut next = Fib::clone(&self.fib.load());
         next.insert(mac, Dest::Vm(fib::VmSlot(slot)));
         self.fib.store(Arc::new(next));
         log::info!(
-            "VM port {name:?} plugged as slot {slot}: {devargs}, VM {}",
-            mac_str(&mac)
+            "VM port {name:?} plugged as slot {slot}: {devargs}, VM {}{}",
+            mac_str(&mac),
+            if secured { "" } else { ", port security off" }
         );
         Ok(slot)
     }

@@ -148,6 +148,8 @@ pub struct Switch {
 pub struct Vm {
     pub port: String,
     pub mac: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -275,8 +277,17 @@ impl DaemonConfig {
         self.sw().vms.push(Vm {
             port: port.into(),
             mac: mac.into(),
+            port_security: None,
         });
         self.port(port, devargs)
+    }
+
+    /// Port security on every VM port (`[[switch.vm]] port_security`).
+    pub fn port_security(mut self, on: bool) -> Self {
+        for v in &mut self.sw().vms {
+            v.port_security = Some(on);
+        }
+        self
     }
 
     /// A peer host; `mac: None` has the daemon resolve it by ARP.

@@ -87,6 +87,9 @@ struct Common {
     publish_per_loop: Option<bool>,
     #[arg(long, global = true)]
     alternate_ms: Option<u64>,
+    /// Port security on every VM port (`[[switch.vm]] port_security`).
+    #[arg(long, global = true)]
+    port_security: Option<bool>,
 }
 
 fn parse_vm(s: &str) -> Result<(String, String, String), String> {
@@ -134,6 +137,10 @@ fn switch(a: SwitchArgs) -> DaemonConfig {
 
 /// Lays the common settings over `c`.
 fn apply(c: DaemonConfig, o: &Common) -> DaemonConfig {
+    let c = match o.port_security {
+        Some(on) => c.port_security(on),
+        None => c,
+    };
     let c = c.dataplane(|d| {
         d.workers = o.workers.or(d.workers);
         d.burst = o.burst.or(d.burst);

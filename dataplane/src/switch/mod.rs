@@ -50,6 +50,10 @@ use overlay::{classify, classify_whole_vxlan, FromNic, Underlay, ENCAP_LEN};
 pub struct VmPort<'p> {
     pub rx: RxQueue<'p>,
     pub tx: TxQueue<'p>,
+    /// Port security: frames from a source MAC the rules do not place behind this port
+    /// are dropped (`SpoofedSource`). Off only for ports whose traffic is known to
+    /// carry other sources (a generator's all-zero frames, a nested switch).
+    pub secured: bool,
 }
 
 /// Everything one worker owns.
@@ -275,16 +279,19 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 continue;
             };
             let n = vm.rx.rx_up_to(&mut local.rx, local.burst_size);
+            let secured = vm.secured;
             let port = vm.rx.port().0 as u8;
             local.instruments.lap(Stage::Rx);
             if n == 0 {
                 continue;
             }
             self.counters.vm_rx.add(n as u64);
-            let sources = &mut tick.sources;
-            let spoofed = local.rx.retain(|f| source_allowed(f, j, sources));
-            if spoofed > 0 {
-                self.counters.drop(DropCause::SpoofedSource, spoofed as u64);
+            if secured {
+                let sources = &mut tick.sources;
+                let spoofed = local.rx.retain(|f| source_allowed(f, j, sources));
+                if spoofed > 0 {
+                    self.counters.drop(DropCause::SpoofedSource, spoofed as u64);
+                }
             }
             if let Some(mon) = tick.recorder.as_deref_mut() {
                 mon.record_burst(&local.rx, tick.now, Direction::ToNic, port);

@@ -267,7 +267,13 @@ impl<'v> Operations<'v> {
             (Ok(d), Ok(m)) => (d, parse_mac(m)?),
             _ => bail!("the body needs \"devargs\" and \"mac\""),
         };
-        let slot = self.vms.borrow_mut().plug(port, devargs, mac)?;
+        let secured = match body.get("port_security") {
+            None => true,
+            Some(v) => v
+                .as_bool()
+                .context("\"port_security\" must be true or false")?,
+        };
+        let slot = self.vms.borrow_mut().plug(port, devargs, mac, secured)?;
         Ok(json!({"ok": true, "port": port, "slot": slot}))
     }
 
@@ -409,7 +415,7 @@ mod tests {
         fn list(&self) -> Vec<(usize, String, [u8; 6], String)> {
             vec![(0, "vm".into(), VM, String::new())]
         }
-        fn plug(&mut self, _: &str, _: &str, _: [u8; 6]) -> Result<usize> {
+        fn plug(&mut self, _: &str, _: &str, _: [u8; 6], _: bool) -> Result<usize> {
             bail!("no devices in unit tests")
         }
         fn unplug(&mut self, _: &str) -> Result<usize> {
