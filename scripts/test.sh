@@ -11,7 +11,8 @@ cargo build --workspace --all-targets
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace -- --test-threads=1 2>&1 | tee "$log"
+# --no-fail-fast: every test binary runs, and the count below is of all of them.
+cargo test --workspace --no-fail-fast -- --test-threads=1 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 # One closing line over all test binaries (cargo prints one per binary).
