@@ -11,6 +11,7 @@ its folder removed on exit. Run by bench/cluster.sh.
 import base64
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -239,7 +240,11 @@ def failover_round(etcd, ttl, r):
     reps = Replicas(etcd, prefix, ttl, f"f{ttl}r{r}")
     try:
         old = reps.cold_start()
-        time.sleep(1.0)  # the standbys campaign from their first round
+        # The standbys campaign from their first round. The kill falls at a random
+        # phase of the leader's keepalive (every ttl/3): a fixed delay would kill at
+        # the same phase every round and hide the spread.
+        delay = 1.0 + random.uniform(0, ttl / 3)
+        time.sleep(delay)
         rev_before = reps.plan()[1]
         t_kill = time.time()
         stop(reps.procs[old])
@@ -255,7 +260,8 @@ def failover_round(etcd, ttl, r):
                 "leads_ms": round((lead["unix_s"] - t_kill) * 1e3),
                 "writes_ms": round((plan[0]["at_unix_s"] - t_kill) * 1e3),
                 "load_ms": round(lead.get("load_ms", 0.0), 1),
-                "resumed": lead.get("resumed"), "plan_revision": plan[0]["revision"],
+                "kill_after_cold_start_s": round(delay, 3), "resumed": lead.get("resumed"),
+                "plan_revision": plan[0]["revision"],
                 "etcd_rev_before_kill": rev_before, "etcd_rev_of_write": plan[1]}
     finally:
         reps.stop()
@@ -267,7 +273,10 @@ def reaction_round(etcd, r, ttl):
     reps = Replicas(etcd, prefix, ttl, f"r{r}")
     try:
         leader = reps.cold_start()
-        time.sleep(2.0)  # past min_interval_s (1 s) since the cold-start plan
+        # Past min_interval_s (1 s) since the cold-start plan, at a random phase of
+        # the leader's read of views/ (every interval_ms).
+        delay = 2.0 + random.uniform(0, INTERVAL_MS / 1e3)
+        time.sleep(delay)
         t_put = time.time()
         rev_put = publish(etcd, prefix, throttled=True)["A"]
         key = f"{prefix}/desired/A"
@@ -277,7 +286,7 @@ def reaction_round(etcd, r, ttl):
         if not d:
             raise SystemExit(f"reaction round {r}: no reroute in {key}")
         ev = wait_for(5, lambda: reps.first(leader, "desired_written", revision=d[0]["revision"]))
-        return {"round": r, "leader": leader,
+        return {"round": r, "leader": leader, "put_after_cold_start_s": round(delay, 3),
                 "desired_written_ms": round((ev["unix_s"] - t_put) * 1e3) if ev else None,
                 "seen_by_bench_ms": round((t_seen - t_put) * 1e3),
                 "etcd_rev_views": rev_put, "etcd_rev_desired": d[1],
@@ -346,7 +355,9 @@ def write(out):
         f"(ROUNDS={out['rounds']}), {out['etcd']}, 3 members on loopback "
         f"({out['etcd_flags']}), 3 `wrenvnet controller` replicas in etcd mode, "
         f"interval_ms = {out['interval_ms']}, {out['cpus']} CPUs, load average "
-        f"{out['load_avg_at_end']:.1f} at the end. Each round under a fresh prefix.", "",
+        f"{out['load_avg_at_end']:.1f} at the end. Each round under a fresh prefix; "
+        "the kill (the views' change) at a random phase of the leader's keepalive (its "
+        "read of views/).", "",
         "## Failover: leader SIGKILLed", "",
         "leads: the SIGKILL to the standby's `leading` event (events_file); writes: to "
         "the `at_unix_s` of the `plan` key it writes, guarded by its `leader/` key (its first "
@@ -365,6 +376,8 @@ def write(out):
         "B. Measured from the bench's `put` of `views/A` to the leader's "
         "`desired_written` event (events_file) for the new revision; 'seen' is when "
         "the bench's poll (an etcdctl process every 50 ms) read the new `desired/A`. "
+        "The leader reads views/ every interval_ms (no watch): the put falls at a random "
+        "phase of that, so the figure spans a read interval plus the planning. "
         "Daemons applying it (`applied/<host>`) are not in this figure.", "",
         "| | median | p99 | max | n |", "|---|---|---|---|---|"]
     for k, name in [("desired_written_ms", "views/A -> desired/A written"),
