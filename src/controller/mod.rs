@@ -122,6 +122,10 @@ struct Controller {
     /// A plan whose rules are not all set yet (links were added first).
     rolling_out: bool,
     events: Vec<Value>,
+    /// etcd mode: events that claim a write (`applied`, `desired_written`), stamped
+    /// and in `decisions`, reported only once etcd has confirmed the transaction
+    /// carrying them (`write_failed` or `write_refused` otherwise).
+    unconfirmed: Vec<Value>,
     last_status: Value,
 }
 
@@ -130,14 +134,47 @@ impl Controller {
         self.started.elapsed().as_secs_f64()
     }
 
-    #[cold]
-    fn event(&mut self, mut e: Value) {
+    fn stamp(&self, e: &mut Value) {
         e["t"] = json!((self.now() * 1000.0).round() / 1000.0);
         e["unix_s"] = json!((unix_now() * 1000.0).round() / 1000.0);
         if let Backend::Etcd(r) = &self.backend {
             e["replica"] = json!(r.id);
+        }
+    }
+
+    /// Reports `e` (log, events file, status) and, in etcd mode, keeps it for the
+    /// decision log.
+    #[cold]
+    fn event(&mut self, mut e: Value) {
+        self.stamp(&mut e);
+        if let Backend::Etcd(_) = &self.backend {
             self.decisions.push(e.clone());
         }
+        self.report(e);
+    }
+
+    /// An event that claims a write: in etcd mode it goes into this round's
+    /// transaction and is reported once etcd confirms that (see `unconfirmed`).
+    #[cold]
+    fn event_on_commit(&mut self, mut e: Value) {
+        let Backend::Etcd(_) = &self.backend else {
+            return self.event(e);
+        };
+        self.stamp(&mut e);
+        self.decisions.push(e.clone());
+        self.unconfirmed.push(e);
+    }
+
+    /// The names of the events waiting for a confirmation.
+    fn unconfirmed_names(&self) -> Vec<Value> {
+        self.unconfirmed
+            .iter()
+            .map(|e| e["event"].clone())
+            .collect()
+    }
+
+    #[cold]
+    fn report(&mut self, e: Value) {
         log::info!("controller: {e}");
         if let Some(path) = &self.cfg.controller.events_file {
             let line = format!("{e}\n");
@@ -394,6 +431,7 @@ impl Controller {
             .collect();
         if !leading {
             self.decisions.clear();
+            self.unconfirmed.clear();
         }
         self.last_status = json!({
             "t": now,
@@ -549,7 +587,7 @@ impl Controller {
         let revision = r.revision + u64::from(!changed.is_empty());
         if !changed.is_empty() {
             let hosts: Vec<&String> = changed.iter().map(|(h, _)| h).take(20).collect();
-            self.event(json!({"event": "desired_written", "revision": revision,
+            self.event_on_commit(json!({"event": "desired_written", "revision": revision,
                 "hosts": changed.len(), "first_hosts": hosts}));
         }
         let decisions = std::mem::take(&mut self.decisions);
@@ -571,17 +609,28 @@ impl Controller {
         };
         let writes = r.round_writes(revision, &changed, &decisions, &stamped);
         match r.write_guarded(&key, &writes) {
-            Ok(true) => r.committed(changed, plan, &writes),
+            Ok(true) => {
+                r.committed(changed, plan, &writes);
+                for mut e in std::mem::take(&mut self.unconfirmed) {
+                    // When it was confirmed; etcd's decision log keeps when it was made.
+                    e["decided_t"] = e["t"].take();
+                    self.stamp(&mut e);
+                    self.report(e);
+                }
+            }
             Ok(false) => {
                 log::warn!(
                     "controller: replica {id}: etcd refused the write (the election key is \
                      gone: another replica leads); nothing written"
                 );
                 r.depose();
+                let unconfirmed = self.unconfirmed_names();
+                self.unconfirmed.clear();
                 self.event(json!({"event": "write_refused", "revision": revision,
-                    "why": "the guard failed: this replica no longer holds the election"}));
+                    "why": "the guard failed: this replica no longer holds the election",
+                    "not_written": unconfirmed}));
             }
-            Err(_) => {
+            Err(e) => {
                 // Logged by the write; the decisions wait for the next round, the desired
                 // state is computed again then.
                 let mut keep: Vec<Value> = decisions
@@ -591,6 +640,15 @@ impl Controller {
                 keep.append(&mut self.decisions);
                 let skip = keep.len().saturating_sub(replica::DECISIONS_KEPT as usize);
                 self.decisions = keep.split_off(skip);
+                let unconfirmed = self.unconfirmed_names();
+                self.unconfirmed.retain(|d| d["event"] != "desired_written");
+                // A timeout may hide a transaction that landed: the next round writes
+                // the same revision again (the same values), so either way etcd ends
+                // up with it once a write is confirmed.
+                self.event(json!({"event": "write_failed", "revision": revision,
+                    "error": format!("{e:#}"), "not_confirmed": unconfirmed,
+                    "outcome": "unknown: no confirmation from etcd; retried next round \
+                        while this replica leads"}));
             }
         }
     }
@@ -681,7 +739,7 @@ impl Controller {
             .iter()
             .map(|((a, b), v)| json!({"from": a, "to": b, "bw_mbps": v}))
             .collect();
-        self.event(
+        self.event_on_commit(
             json!({"event": "applied", "trigger": why, "verdict": verdict,
             "links": used, "followed": followed, "migrations": migrations}),
         );
@@ -815,6 +873,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         rolling_out: false,
         pairs_seen: (BTreeSet::new(), 0),
         events: Vec::new(),
+        unconfirmed: Vec::new(),
         last_status: Value::Null,
     };
     let quit = Arc::new(AtomicBool::new(false));

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, GetOptions, LeaderKey, SortOrder, SortTarget, Txn,
-    TxnOp,
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, LeaderKey, LeaseKeepAliveStream,
+    LeaseKeeper, SortOrder, SortTarget, Txn, TxnOp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -456,7 +456,7 @@ fn session_thread(section: &EtcdSection, id: &str, shared: &Shared) {
         }
     };
     rt.block_on(async {
-        let mut lease = None;
+        let mut lease: Option<Held> = None;
         let mut backoff = BACKOFF_MIN;
         while !shared.quit.load(Ordering::Relaxed) {
             let r = session(section, id, shared, &mut lease).await;
@@ -469,6 +469,9 @@ fn session_thread(section: &EtcdSection, id: &str, shared: &Shared) {
                 Ok(End::Quit) => break,
                 Ok(End::Deposed) => {
                     log::warn!("controller: replica {id} was deposed; campaigning again");
+                    if let Some(l) = &mut lease {
+                        l.resume = false;
+                    }
                     backoff = BACKOFF_MIN;
                 }
                 Err(e) => {
@@ -487,10 +490,70 @@ fn session_thread(section: &EtcdSection, id: &str, shared: &Shared) {
         if let Some(l) = lease {
             // Resign: a standby takes over now rather than after the TTL.
             if let Ok(mut c) = section.connect().await {
-                let _ = c.lease_revoke(l).await;
+                let _ = c.lease_revoke(l.id).await;
             }
         }
     });
+}
+
+/// The lease of the last session: resumed by the next one while etcd still holds it
+/// (its candidate key, and the election if it led, stay this replica's), revoked
+/// instead after a deposition. Forgotten only once etcd has confirmed it gone: a lease
+/// abandoned during an outage would come back with etcd (which restores leases with a
+/// fresh TTL) and hold the election for a TTL with nobody behind it.
+struct Held {
+    id: i64,
+    resume: bool,
+}
+
+/// The lease of this session and its keep-alive: the last session's lease while etcd
+/// keeps it, a new one otherwise. An error (no answer) keeps the last lease in `slot`.
+#[cold]
+async fn lease_of(
+    section: &EtcdSection,
+    leases: &mut etcd_client::LeaseClient,
+    slot: &mut Option<Held>,
+) -> Result<(i64, LeaseKeeper, LeaseKeepAliveStream)> {
+    let t = Duration::from_millis(section.timeout_ms);
+    match slot {
+        Some(Held { id, resume: true }) => {
+            match tokio::time::timeout(t, leases.keep_alive(*id))
+                .await
+                .context("lease keep-alive: no answer")?
+            {
+                Ok((keeper, stream)) => return Ok((*id, keeper, stream)),
+                // Expired (etcd answered with no TTL left): a new lease.
+                Err(etcd_client::Error::LeaseKeepAliveError(_)) => *slot = None,
+                Err(e) => return Err(e).context("lease keep-alive"),
+            }
+        }
+        Some(Held { id, resume: false }) => {
+            match tokio::time::timeout(t, leases.revoke(*id))
+                .await
+                .context("lease revoke: no answer")?
+            {
+                Ok(_) => *slot = None,
+                // Already gone (expired): "etcdserver: requested lease not found".
+                Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("not found") => {
+                    *slot = None
+                }
+                Err(e) => return Err(e).context("lease revoke"),
+            }
+        }
+        None => {}
+    }
+    let lease = tokio::time::timeout(t, leases.grant(section.lease_ttl_s, None))
+        .await
+        .context("lease grant: no answer")??
+        .id();
+    *slot = Some(Held {
+        id: lease,
+        resume: true,
+    });
+    let (keeper, stream) = tokio::time::timeout(t, leases.keep_alive(lease))
+        .await
+        .context("lease keep-alive: no answer")??;
+    Ok((lease, keeper, stream))
 }
 
 /// One lease, one campaign, leadership until the lease or etcd fails.
@@ -499,23 +562,12 @@ async fn session(
     section: &EtcdSection,
     id: &str,
     shared: &Shared,
-    lease_slot: &mut Option<i64>,
+    lease_slot: &mut Option<Held>,
 ) -> Result<End> {
     let t = Duration::from_millis(section.timeout_ms);
     let client = section.connect_unbounded().await?;
     let mut leases = client.lease_client();
-    if let Some(old) = lease_slot.take() {
-        // The last session's lease: its candidate key would stand in the way for a TTL.
-        let _ = tokio::time::timeout(t, leases.revoke(old)).await;
-    }
-    let lease = tokio::time::timeout(t, leases.grant(section.lease_ttl_s, None))
-        .await
-        .context("lease grant: no answer")??
-        .id();
-    *lease_slot = Some(lease);
-    let (mut keeper, mut stream) = tokio::time::timeout(t, leases.keep_alive(lease))
-        .await
-        .context("lease keep-alive: no answer")??;
+    let (lease, mut keeper, mut stream) = lease_of(section, &mut leases, lease_slot).await?;
     let every = Duration::from_millis(section.lease_ttl_s as u64 * 1000 / 3);
     let keep = async move {
         let mut last = Instant::now();
