@@ -156,6 +156,10 @@ class Snapshot:
                 e.get("revision"), e.get("load_ms", 0))
         if k == "standby":
             return "standby: %s" % e.get("why", "")
+        if k == "write_failed":
+            return "WRITE FAILED (outcome unknown, written again next round): %s" % e.get("error", "")
+        if k == "write_refused":
+            return "write refused by the election guard: no longer leads"
         return json.dumps({x: y for x, y in e.items() if x not in ("t", "unix_s")})
 
 
