@@ -34,6 +34,9 @@ pub struct Monitoring {
     pub stall: Option<(Duration, Duration)>,
     /// A poll that drained fewer records than this is followed by a short rest.
     pub rest_below: usize,
+    /// The longest pass of the main loop so far (ms): while a pass lasts the rings are
+    /// not drained and the API waits, so anything slow belongs off this thread.
+    pub longest_pass_ms: f64,
 }
 
 impl Monitoring {
@@ -62,6 +65,9 @@ const NAP_MONITORING: Duration = Duration::from_micros(200);
 /// After an empty poll with monitoring off: only the stats timer, requests and the
 /// quit flag wait.
 const NAP_IDLE: Duration = Duration::from_millis(10);
+/// A pass that takes longer than this is logged (with monitoring on, a ring fills in
+/// milliseconds at line rate).
+const LONG_PASS_MS: f64 = 250.0;
 /// After a poll that drained a little, the main lcore waits this long so the rings
 /// fill in batches. Polling back to back would pull each ring's tail line over from its
 /// worker after every burst (a cross-core transfer per burst on the worker).
@@ -158,7 +164,19 @@ impl<'a> MainLoop<'a> {
                 self.next_stats = now + self.stats_every;
             }
         }
+        self.timed(now);
         Some(drained)
+    }
+
+    /// Keeps the longest pass, from its start at `started`; says so when one is long.
+    fn timed(&mut self, started: u64) {
+        let ms = dataplane::tsc::now().saturating_sub(started) as f64 * 1e3 / self.hz as f64;
+        if ms > self.monitoring.longest_pass_ms {
+            self.monitoring.longest_pass_ms = ms;
+        }
+        if ms > LONG_PASS_MS {
+            long_pass(ms);
+        }
     }
 
     /// Tells the engines the time and prints the monitoring counters and their reports.
@@ -205,6 +223,14 @@ impl<'a> MainLoop<'a> {
     }
 }
 
+#[cold]
+fn long_pass(ms: f64) {
+    log::warn!(
+        "the main loop's pass took {ms:.0} ms: the record rings were not drained and the \
+         API did not answer meanwhile"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +266,7 @@ mod tests {
             consumer_delay: Duration::ZERO,
             stall: None,
             rest_below: 1,
+            longest_pass_ms: 0.0,
         }
     }
 

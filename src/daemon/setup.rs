@@ -169,6 +169,7 @@ pub fn monitoring(eal: &Eal, config: &Config) -> Result<(Monitoring, Vec<Option<
         }),
         // A 32nd of a ring: at 10 Mpps a 64k ring takes 200 us to gather it, 6.5 ms to fill.
         rest_below: (m.ring_records / 32).max(1),
+        longest_pass_ms: 0.0,
     };
     Ok((monitoring, producers))
 }

@@ -3,7 +3,8 @@
 //!
 //! The schema: `ports` (name, DPDK port id, DPDK's counters), the mode's own counters
 //! under the mode's name (`xconnect` or `switch`), `monitor` (null with monitoring
-//! off), `tsc_hz`, `mbufs_total`, `mbufs_in_use_at_exit` and `elapsed_s`.
+//! off), `tsc_hz`, `mbufs_total`, `mbufs_in_use_at_exit`, `elapsed_s` and
+//! `main_loop_longest_pass_ms`.
 
 use std::path::Path;
 
@@ -33,6 +34,9 @@ struct Summary {
     mbufs_total: u32,
     mbufs_in_use_at_exit: u32,
     elapsed_s: f64,
+    /// The main loop's longest pass (ms): the longest time the rings went undrained
+    /// and the API unanswered.
+    main_loop_longest_pass_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,6 +101,7 @@ pub fn finish(
         mbufs_total: pool.size(),
         mbufs_in_use_at_exit: in_use,
         elapsed_s: outcome.elapsed_s,
+        main_loop_longest_pass_ms: monitoring.longest_pass_ms,
     };
     if let Some(path) = summary_json {
         let json = serde_json::to_string_pretty(&summary)?;
@@ -130,6 +135,7 @@ mod tests {
             mbufs_total: 2,
             mbufs_in_use_at_exit: 0,
             elapsed_s: 0.5,
+            main_loop_longest_pass_ms: 1.5,
         };
         let v = serde_json::to_value(&summary).unwrap();
         assert_eq!(v["xconnect"]["tx_full_drops"], 3, "{v}");

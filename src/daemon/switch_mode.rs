@@ -23,7 +23,7 @@ use super::cluster;
 use super::main_loop::{Ends, MainLoop, Monitoring};
 use super::summary::{ModeSummary, Outcome, PortSummary};
 use crate::daemon::config::{parse_mac, Config, SwitchSection};
-use crate::daemon::vm_ports::{VmPortControl, VmPorts};
+use crate::daemon::vm_ports::{self, Devices, VmPortControl, VmPorts};
 
 pub fn run<'e>(
     eal: &'e Eal,
@@ -33,6 +33,33 @@ pub fn run<'e>(
     monitors: Vec<Option<Monitor>>,
     monitoring: &mut Monitoring,
     ends: Ends<'_>,
+) -> Result<Outcome> {
+    // VM port devices are opened and removed on a thread of their own (`vm_ports`),
+    // which ends once the VM ports (and their end of it) are gone.
+    let (devices, device_thread) = vm_ports::device_thread();
+    let port_config = config.dataplane.port_config();
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("vm-devices".into())
+            .spawn_scoped(s, move || device_thread.serve(eal, pool, port_config))
+            .context("cannot start the VM ports' device thread")?;
+        run_with(
+            eal, pool, ports, config, monitors, monitoring, ends, devices,
+        )
+    })
+}
+
+/// The switch, with `devices` for its VM ports.
+#[allow(clippy::too_many_arguments)]
+fn run_with<'e>(
+    eal: &'e Eal,
+    pool: Mempool<'e>,
+    ports: Vec<Port<'e>>,
+    config: &Config,
+    monitors: Vec<Option<Monitor>>,
+    monitoring: &mut Monitoring,
+    ends: Ends<'_>,
+    devices: Devices<'e>,
 ) -> Result<Outcome> {
     let sw = config
         .switch
@@ -52,13 +79,7 @@ pub fn run<'e>(
     // VM ports go to the registry, which lends their queues to the workers and can
     // unplug them live.
     let d = &config.dataplane;
-    let vm_ports = RefCell::new(VmPorts::new(
-        eal,
-        pool,
-        d.port_config(),
-        &mailboxes,
-        Arc::clone(&fib),
-    ));
+    let vm_ports = RefCell::new(VmPorts::new(&mailboxes, Arc::clone(&fib), devices));
     adopt_vm_ports(&mut vm_ports.borrow_mut(), config, &mut config_ports)?;
     drop(config_ports); // ports that are neither NIC nor VM: closed now
     let nic_port = (config.ports[nic_ix].name.clone(), nic.id());

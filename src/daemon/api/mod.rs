@@ -28,6 +28,7 @@
 mod metrics;
 mod operations;
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -39,6 +40,8 @@ use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 pub use operations::{Identity, Operations};
+
+use crate::daemon::vm_ports::Ticket;
 
 /// `[api]` in the config file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -104,6 +107,8 @@ pub struct Api<'v> {
     listeners: Vec<Listener>,
     token: Option<String>,
     ops: Operations<'v>,
+    /// Requests answered once their VM port change finishes (`PUT`/`DELETE /vms`).
+    pending: RefCell<Vec<(Ticket, Request)>>,
 }
 
 impl<'v> Api<'v> {
@@ -155,6 +160,7 @@ impl<'v> Api<'v> {
             listeners,
             token: cfg.token.clone(),
             ops,
+            pending: RefCell::new(Vec::new()),
         })
     }
 
@@ -163,13 +169,23 @@ impl<'v> Api<'v> {
         &self.ops
     }
 
-    /// Answers every request waiting on any listener; returns at once when none is.
+    /// Answers every request waiting on any listener, and those whose VM port change
+    /// finished; returns at once when none is.
     #[cold]
     pub fn poll(&self, counters: &[SwitchCounters], analysis: &AnalysisLoop) {
+        for (ticket, result) in self.ops.vm_changes() {
+            let mut pending = self.pending.borrow_mut();
+            if let Some(i) = pending.iter().position(|(t, _)| *t == ticket) {
+                let (_, req) = pending.swap_remove(i);
+                let _ = req.respond(reply(result));
+            }
+        }
         for l in &self.listeners {
             while let Ok(Some(req)) = l.server.try_recv() {
                 let authorized = !l.needs_token || self.authorized(&req);
-                answer(req, authorized, &self.ops, counters, analysis);
+                if let Some(later) = answer(req, authorized, &self.ops, counters, analysis) {
+                    self.pending.borrow_mut().push(later);
+                }
             }
         }
     }
@@ -216,7 +232,21 @@ fn error(status: u16, msg: impl Into<String>) -> Reply {
     json_response(status, &json!({"ok": false, "error": msg.into()}))
 }
 
-/// Reads the request's body (at most `MAX_BODY` bytes) and answers it.
+/// A request's answer: now, or once the VM port change with this ticket finishes.
+enum Answer {
+    Now(Reply),
+    Later(Ticket),
+}
+
+fn reply(result: Result<Value>) -> Reply {
+    match result {
+        Ok(reply) => json_response(200, &reply),
+        Err(e) => error(400, format!("{e:#}")),
+    }
+}
+
+/// Reads the request's body (at most `MAX_BODY` bytes) and answers it, or hands it
+/// back with its ticket to be answered later.
 #[cold]
 fn answer(
     mut req: Request,
@@ -224,10 +254,10 @@ fn answer(
     ops: &Operations<'_>,
     counters: &[SwitchCounters],
     analysis: &AnalysisLoop,
-) {
+) -> Option<(Ticket, Request)> {
     if !authorized {
         let _ = req.respond(error(401, "missing or wrong bearer token"));
-        return;
+        return None;
     }
     let url = req.url().split('?').next().unwrap_or("").to_string();
     let method = req.method().clone();
@@ -239,11 +269,17 @@ fn answer(
         .map(|n| n > MAX_BODY)
         .unwrap_or(true);
     let response = if too_big {
-        error(413, format!("body over {MAX_BODY} bytes"))
+        Answer::Now(error(413, format!("body over {MAX_BODY} bytes")))
     } else {
         route(&method, &url, &body, ops, counters, analysis)
     };
-    let _ = req.respond(response);
+    match response {
+        Answer::Now(r) => {
+            let _ = req.respond(r);
+            None
+        }
+        Answer::Later(ticket) => Some((ticket, req)),
+    }
 }
 
 /// The route table (see the module's doc).
@@ -255,7 +291,7 @@ fn route(
     ops: &Operations<'_>,
     counters: &[SwitchCounters],
     analysis: &AnalysisLoop,
-) -> Reply {
+) -> Answer {
     let parts: Vec<&str> = url.trim_matches('/').split('/').collect();
     let json_body = || -> Result<Value> {
         serde_json::from_slice(body).map_err(|e| anyhow::anyhow!("the body is not JSON: {e}"))
@@ -263,14 +299,12 @@ fn route(
     let result = match (method, parts.as_slice()) {
         (Method::Get, ["health"]) => Ok(ops.health()),
         (Method::Get, ["metrics"]) => {
-            return Response::from_string(metrics::render(
-                ops.host(),
-                counters,
-                analysis,
-                ops.etcd(),
-            ))
-            .with_header(
-                Header::from_bytes("Content-Type", metrics::CONTENT_TYPE).expect("a valid header"),
+            return Answer::Now(
+                Response::from_string(metrics::render(ops.host(), counters, analysis, ops.etcd()))
+                    .with_header(
+                        Header::from_bytes("Content-Type", metrics::CONTENT_TYPE)
+                            .expect("a valid header"),
+                    ),
             );
         }
         (Method::Get, ["stats"]) => Ok(ops.stats(counters)),
@@ -283,16 +317,23 @@ fn route(
         (Method::Delete, ["rules", mac]) => ops.del_rule(mac),
         (Method::Put, ["links", name]) => json_body().and_then(|b| ops.set_link(name, &b)),
         (Method::Delete, ["links", name]) => ops.del_link(name),
-        (Method::Put, ["vms", port]) => json_body().and_then(|b| ops.plug_vm(port, &b)),
-        (Method::Delete, ["vms", port]) => ops.unplug_vm(port),
+        (Method::Put, ["vms", port]) => {
+            return later(json_body().and_then(|b| ops.plug_vm(port, &b)));
+        }
+        (Method::Delete, ["vms", port]) => return later(ops.unplug_vm(port)),
         (_, ["health" | "metrics" | "stats" | "paths" | "matrix" | "rules" | "links" | "vms"])
         | (_, ["rules" | "links" | "vms", _]) => {
-            return error(405, format!("{method} is not allowed on {url}"));
+            return Answer::Now(error(405, format!("{method} is not allowed on {url}")));
         }
-        _ => return error(404, format!("no route {url}")),
+        _ => return Answer::Now(error(404, format!("no route {url}"))),
     };
-    match result {
-        Ok(reply) => json_response(200, &reply),
-        Err(e) => error(400, format!("{e:#}")),
+    Answer::Now(reply(result))
+}
+
+/// A VM port change under way is answered when it finishes; a refused one at once.
+fn later(ticket: Result<Ticket>) -> Answer {
+    match ticket {
+        Ok(t) => Answer::Later(t),
+        Err(e) => Answer::Now(reply(Err(e))),
     }
 }

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::cluster::{Applied, Desired, DesiredLink};
 use crate::daemon::cluster::{unix_now, EtcdStatus};
 use crate::daemon::config::parse_mac;
-use crate::daemon::vm_ports::VmPortControl;
+use crate::daemon::vm_ports::{Change, Ticket, VmPortControl};
 
 /// Who this daemon is: its host name and underlay address. Its links (peers) live in
 /// the forwarding table and its VM ports in `VmPortControl`, which both change.
@@ -259,10 +259,11 @@ impl<'v> Operations<'v> {
         json!({"ok": true, "host": self.me.host, "vms": vms})
     }
 
-    /// `PUT /vms/{port}` with `{"devargs":D,"mac":M}`: opens a VM port live, serves it on
-    /// every worker, then points the VM's rule at it.
+    /// `PUT /vms/{port}` with `{"devargs":D,"mac":M}`: starts opening a VM port live;
+    /// once open it is served on every worker, then the VM's rule points at it. The
+    /// answer comes from `vm_changes` with the ticket.
     #[cold]
-    pub fn plug_vm(&self, port: &str, body: &Value) -> Result<Value> {
+    pub fn plug_vm(&self, port: &str, body: &Value) -> Result<Ticket> {
         let (devargs, mac) = match (field(body, "devargs"), field(body, "mac")) {
             (Ok(d), Ok(m)) => (d, parse_mac(m)?),
             _ => bail!("the body needs \"devargs\" and \"mac\""),
@@ -273,16 +274,38 @@ impl<'v> Operations<'v> {
                 .as_bool()
                 .context("\"port_security\" must be true or false")?,
         };
-        let slot = self.vms.borrow_mut().plug(port, devargs, mac, secured)?;
-        Ok(json!({"ok": true, "port": port, "slot": slot}))
+        self.vms.borrow_mut().plug(port, devargs, mac, secured)
     }
 
     /// `DELETE /vms/{port}`: withdraws its rules, takes its queues back from every
-    /// worker, removes the device.
+    /// worker, then starts removing the device (answered as `plug_vm`).
     #[cold]
-    pub fn unplug_vm(&self, port: &str) -> Result<Value> {
-        let rules = self.vms.borrow_mut().unplug(port)?;
-        Ok(json!({"ok": true, "port": port, "rules_withdrawn": rules}))
+    pub fn unplug_vm(&self, port: &str) -> Result<Ticket> {
+        self.vms.borrow_mut().unplug(port)
+    }
+
+    /// The VM port plugs and unplugs finished since the last call, each with its
+    /// answer.
+    pub fn vm_changes(&self) -> Vec<(Ticket, Result<Value>)> {
+        let done = self.vms.borrow_mut().finished();
+        done.into_iter()
+            .map(|(t, r)| {
+                let answer = r.map(|c| match c {
+                    Change::Plugged {
+                        port,
+                        slot,
+                        device_ms,
+                    } => json!({"ok": true, "port": port, "slot": slot, "device_ms": device_ms}),
+                    Change::Unplugged {
+                        port,
+                        rules,
+                        device_ms,
+                    } => json!({"ok": true, "port": port, "rules_withdrawn": rules,
+                        "device_ms": device_ms}),
+                });
+                (t, answer)
+            })
+            .collect()
     }
 
     /// `GET /paths` (engine "wren": its path views) and `GET /matrix` (engine "vttif":
@@ -415,10 +438,13 @@ mod tests {
         fn list(&self) -> Vec<(usize, String, [u8; 6], String)> {
             vec![(0, "vm".into(), VM, String::new())]
         }
-        fn plug(&mut self, _: &str, _: &str, _: [u8; 6], _: bool) -> Result<usize> {
+        fn plug(&mut self, _: &str, _: &str, _: [u8; 6], _: bool) -> Result<Ticket> {
             bail!("no devices in unit tests")
         }
-        fn unplug(&mut self, _: &str) -> Result<usize> {
+        fn finished(&mut self) -> Vec<(Ticket, Result<Change>)> {
+            Vec::new()
+        }
+        fn unplug(&mut self, _: &str) -> Result<Ticket> {
             bail!("no devices in unit tests")
         }
     }
