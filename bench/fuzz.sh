@@ -8,7 +8,9 @@
 #
 # Targets: frame (the dissector, and the workers' vector record path against it),
 # capture (pcap/pcapng into Wren and VTTIF: `wrenvnet analyze` end to end), vadapt
-# (the problem JSON into the solvers). Each starts from the seeds in fuzz/corpus/TARGET
+# (the problem JSON into the solvers), config (the daemon's and the controller's TOML),
+# api (the API's request bodies and the desired state from etcd, against a host's
+# rules and links: a refused change changes nothing). Each starts from the seeds in fuzz/corpus/TARGET
 # plus what earlier runs here kept (build/fuzz-corpus/TARGET). A crash, a panic, a
 # unit slower than TIMEOUT_S or a unit over 2 GiB fails the run; its input is copied to
 # fuzz/artifacts/ (turn it into a regression test, and add it to fuzz/corpus/TARGET).
@@ -16,7 +18,7 @@
 # verdict; OUT=DIR also writes DIR/fuzz.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TARGETS="${TARGETS:-frame capture vadapt}"
+TARGETS="${TARGETS:-frame capture vadapt config api}"
 RUNS="${RUNS:-10000000}"
 SECONDS_PER_TARGET="${SECONDS_PER_TARGET:-600}"
 TIMEOUT_S="${TIMEOUT_S:-10}"

@@ -1,17 +1,9 @@
 //! wrenvnet: a DPDK overlay switch for virtual machines that measures the network from
-//! the application's own traffic and adapts the application to it.
+//! the application's own traffic and adapts the application to it (the command; its
+//! parts are the library's).
 #![forbid(unsafe_code)]
 
-// Who runs what: the daemon on every host (`daemon/`: its modes, config, API, VM
-// ports), the controller (`controller/`), the operator's commands (`operator/`: over
-// running daemons, and offline over captures and problem files). The API's client
-// serves the controller and the operator alike; `cluster/` is the key space in etcd
-// that the daemons and the controller share.
-mod api_client;
-mod cluster;
-mod controller;
-mod daemon;
-mod operator;
+use wrenvnet::{controller, daemon, operator};
 
 use std::process::ExitCode;
 

@@ -8,7 +8,7 @@
 //! controller adopts the rules it finds as the plan in force and changes nothing until
 //! it has new evidence.
 
-mod config;
+pub mod config;
 mod decide;
 mod replica;
 mod source;
