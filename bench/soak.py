@@ -1,10 +1,11 @@
-"""The soak: the lab's three hosts (namespace VMs, the controller closing the loop) for
+"""The soak: the lab's three hosts (namespace VMs, the cluster's state in three etcd
+members, two controller replicas closing the loop) for
 a long run with churn, sampled every second, drawn, and judged: nothing may grow
 without bound, and every mbuf is home at the end.
 
 Churn, all at once: on host B, rules for made-up MACs set and deleted at RULES_PER_S
-(100/s), and a tap VM port plugged and unplugged every PLUG_EVERY_S; the controller
-killed and started again every CONTROLLER_EVERY_S; short iperf3 flows from A's VM to
+(100/s), and a tap VM port plugged and unplugged every PLUG_EVERY_S; the leading
+controller replica killed and started again every CONTROLLER_EVERY_S; short iperf3 flows from A's VM to
 C's every few seconds; UDP cross traffic from A's site to C's switched on and off.
 
 Samples (samples.jsonl): each daemon's resident memory, its API's latency (GET
@@ -30,8 +31,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 from lab import options  # noqa: E402
 from lab.fabric import Fabric  # noqa: E402
-from lab.hosts import (api_socket_up, controller_config, daemon_config,  # noqa: E402
-                       start_controller, start_daemon)
+from lab.control import ControlPlane, wait_leader  # noqa: E402
+from lab.hosts import (api_socket_up, daemon_config, start_controller,  # noqa: E402
+                       start_daemon)
 from lab.procs import (Resources, catch_signals, ignore_signals, in_ns,  # noqa: E402
                        stop, wait_for)
 
@@ -84,7 +86,7 @@ class Soak:
         self.bin = os.environ.get("WRENVNET_BIN") or "target/release/wrenvnet"
         self.delayline = os.environ.get("WRENVNET_DELAYLINE") or "target/release/wrenvnet-delayline"
         self.fabric = None
-        self.daemons, self.ctl = {}, None
+        self.daemons, self.ctls, self.control = {}, {}, None
         self.stop_flag = threading.Event()
         self.lock = threading.Lock()
         self.rule_lat, self.rule_fail = [], 0
@@ -101,16 +103,19 @@ class Soak:
     def start(self):
         self.fabric = Fabric(self.res, self.opts, self.id, self.work, self.delayline)
         self.fabric.build()
+        self.control = ControlPlane(self)
+        self.control.build()
         for h in options.HOSTS:
             with open(self.path(h + ".toml"), "w") as f:
-                f.write(daemon_config(h, self.opts, self.work))
+                f.write(daemon_config(h, self.opts, self.work, self.control))
             self.daemons[h] = start_daemon(self, h)
         for h in options.HOSTS:
             if not api_socket_up(self, h, 100, 0.2):
                 raise RuntimeError("daemon %s did not start" % h)
-        with open(self.path("controller.toml"), "w") as f:
-            f.write(controller_config(self))
-        self.ctl = start_controller(self)
+        for k in (1, 2):
+            self.ctls["c%d" % k] = start_controller(self, "c%d" % k)
+        if wait_leader(self.control, 30) is None:
+            raise RuntimeError("no controller replica leads after 30 s")
         ping = in_ns(self.fabric.ns("v", "A"), "ping", "-c1", "-W1", "198.19.0.3")
         wait_for(lambda: os.system(" ".join(ping) + " >/dev/null 2>&1") == 0, 60, 0.5)
 
@@ -153,9 +158,11 @@ class Soak:
             self.event("port %s: %s" % ("unplug" if plugged else "plug", body[:200]))
 
     def restart_controller(self):
-        stop(self.ctl, sig=signal.SIGKILL)
-        self.ctl = start_controller(self)
-        self.event("controller restarted")
+        """The leading replica SIGKILLed and started again (the other takes over)."""
+        name = self.control.controller_leader() or "c1"
+        stop(self.ctls[name], sig=signal.SIGKILL)
+        self.ctls[name] = start_controller(self, name)
+        self.event("controller %s restarted" % name)
 
     def flow(self):
         """A short TCP flow A -> C (3 s)."""
@@ -224,7 +231,8 @@ class Soak:
                              row["C"]["rss_mib"], row["rule_p50_ms"], row["A"]["api_ms"]),
                           flush=True)
         self.stop_flag.set()
-        stop(self.ctl)
+        for p in self.ctls.values():
+            stop(p)
         mbufs = {}
         for h, p in self.daemons.items():
             stop(p)
@@ -234,7 +242,9 @@ class Soak:
 
     def cleanup(self):
         self.stop_flag.set()
-        self.res.cleanup(first=self.ctl)
+        for p in self.ctls.values():
+            stop(p)
+        self.res.cleanup()
 
 
 def verdict(rows, mbufs):

@@ -1,6 +1,6 @@
 //! The daemon's HTTP/JSON API (config `[api]`): rules, links and VM ports read and
 //! changed over a unix socket and a TCP listener; requests without the bearer token on
-//! TCP are refused, the controller's too; malformed requests get a 4xx with a reason and
+//! TCP are refused; malformed requests get a 4xx with a reason and
 //! change nothing; /metrics is Prometheus text that agrees with /stats.
 
 mod common;
@@ -498,46 +498,6 @@ fn api_on_tcp_needs_the_token() {
     let right = format!("Authorization: Bearer {TOKEN}\r\n");
     let (st, body) = http(d.tcp(), "GET", "/rules", &right, "");
     assert_eq!(st, 200, "{body}");
-    d.stop();
-}
-
-/// Runs `wrenvnet controller` (observing, no adaptation) for 1.5 s against `d`'s TCP
-/// listener with `token`: the hosts it saw up, and its log.
-fn controller_against(d: &Daemon, token: &str) -> (serde_json::Value, String) {
-    let status = d.dir.0.join(format!("controller-{token}.json"));
-    let cfg = write_file(
-        &d.dir.0,
-        &format!("controller-{token}.toml"),
-        &format!(
-            "[controller]\nstatus_file = \"{}\"\nadapt = false\n\
-             [[host]]\nname = \"hosta\"\nurl = \"127.0.0.1:{}\"\ntoken = \"{token}\"\n",
-            status.display(),
-            d.port
-        ),
-    );
-    let out = Command::new(wrenvnet_bin())
-        .args(["controller", "--observe", "--duration", "1.5", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{log}");
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&status).unwrap()).unwrap();
-    (v["hosts_up"].clone(), log)
-}
-
-/// The controller reaches the API over TCP with the token, and not with a wrong one
-/// (and says why).
-#[test]
-fn controller_needs_the_token_on_tcp() {
-    let Some(d) = Daemon::start("api-controller") else {
-        return;
-    };
-    let (up, log) = controller_against(&d, TOKEN);
-    assert_eq!(up, serde_json::json!(["hosta"]), "{log}");
-    let (up, log) = controller_against(&d, "wrong");
-    assert_eq!(up, serde_json::json!([]), "{log}");
-    assert!(log.contains("401"), "{log}");
     d.stop();
 }
 

@@ -765,7 +765,12 @@ fn a_leader_paused_past_its_lease_writes_nothing_when_it_resumes() {
     })
     .unwrap_or_else(|| panic!("the paused leader never stepped down: {}", old.log()));
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(Written::of(&etcd), before, "the paused leader wrote");
+    assert_eq!(
+        Written::of(&etcd),
+        before,
+        "the paused leader wrote; new leader: {}",
+        new.log()
+    );
     assert_eq!(leader(&etcd).as_deref(), Some(new.id.as_str()));
     println!(
         "paused leader: {} took over {:.0} ms after SIGSTOP; resumed, {} stepped down after {:.0} ms ({} refused write(s)), desired/, plan, decisions/ unchanged",

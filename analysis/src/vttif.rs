@@ -582,7 +582,7 @@ mod tests {
         let mut slow = Vttif::new(Config::default());
         phases(&mut fast, 60);
         let w = slow.cfg.window_ns;
-        let mut slow_to = |v: &mut Vttif, t: u64| {
+        let slow_to = |v: &mut Vttif, t: u64| {
             let first = v.first_t.unwrap_or(t);
             while v.window < t.saturating_sub(first) / w {
                 v.close_window();

@@ -7,8 +7,10 @@ with --vms netns, namespaces on veths and af_packet ports); B's is a namespace. 
 hosts' links meet in a fabric namespace: each host's access link has a one-way delay
 (wrenvnet-delayline: this kernel has no netem) and every directed host-to-host link its
 own capacity (tc htb, classified by the underlay source address). The application, a
-long iperf3 TCP transfer from the VM on A to the VM on C, runs while the controller
-(`wrenvnet controller`) reads what the daemons measure over their HTTP API. Midway the
+long iperf3 TCP transfer from the VM on A to the VM on C, runs while the cluster's
+state lives in a three-member etcd cluster (TLS, client certificates) and controller
+replicas (`wrenvnet controller`, one leading through etcd's election) read what the
+daemons publish there and write each host's desired state back. Midway the
 A-C link is throttled (or filled with cross traffic). Live, the lab shows per link the
 truth beside what wrenvnet measured, the inferred traffic topology, the routes in force
 and what the controller decided; with adaptation on, the controller reroutes A->C
@@ -25,7 +27,8 @@ files) is removed on exit, on Ctrl-C and on error.
 
 Modules: options (the command line), procs (processes and namespaces by name and PID,
 and their removal), fabric (hosts, links, the truth), hosts (the daemons', guests' and
-controller's configs and starts), scenario (the run itself), view (what the screen,
+controller replicas' configs and starts), control (the etcd members, the management
+network and the PKI), scenario (the run itself), view (what the screen,
 the per-second line and the summary show), plot (the SVG), migrate (the controller's
 migration hook).
 """

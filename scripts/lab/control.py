@@ -1,4 +1,4 @@
-"""The cluster's control plane in the lab (--etcd): the state in a three-member etcd
+"""The cluster's control plane in the lab: the state in a three-member etcd
 cluster with TLS and client certificates, N controller replicas, and the daemons as
 etcd clients. Nothing else connects the controllers to the daemons.
 
@@ -8,6 +8,7 @@ each host's namespace into the bridge ("mgmt", host N at 198.18.200.1N). The PKI
 server certificate per member, one client certificate per daemon and replica) comes
 from scripts/certs.sh, as an operator's would.
 """
+import base64
 import json
 import os
 import signal
@@ -154,6 +155,25 @@ class ControlPlane:
         out = self.etcdctl("get", "--prefix", PREFIX + "/leader", "--sort-by=CREATE",
                            "--order=ASCEND", "--limit=1", "--print-value-only")
         return (out or "").strip() or None
+
+    def revisions(self):
+        """Per host, the desired revision the leader wrote and the one its daemon
+        applied ({host: {"desired": n, "applied": n}}; missing keys are absent)."""
+        out = {}
+        for kind in ("desired", "applied"):
+            text = self.etcdctl("get", "--prefix", "%s/%s/" % (PREFIX, kind), "-w", "json")
+            try:
+                kvs = json.loads(text or "{}").get("kvs", [])
+            except ValueError:
+                kvs = []
+            for kv in kvs:
+                try:
+                    key = base64.b64decode(kv["key"]).decode()
+                    rev = json.loads(base64.b64decode(kv["value"]))["revision"]
+                except (KeyError, ValueError):
+                    continue
+                out.setdefault(key.rsplit("/", 1)[-1], {})[kind] = rev
+        return out
 
 
 def wait_leader(cp, timeout_s):

@@ -1,8 +1,10 @@
 """What runs on the lab's hosts: the daemons, the controller, the application.
 
 Each host's daemon (`wrenvnet run`, DPDK --no-pci with af_packet ports, or vhost-user
-for a QEMU guest) answers on an HTTP API unix socket in the work directory; the
-controller reads and steers them there. The application is iperf3 from A's VM to C's,
+for a QEMU guest) is an etcd client: it publishes its views and applies its desired
+state there. Its HTTP API unix socket in the work directory serves the screen, the
+closing report and the migration hook. The controller replicas run on the management
+network and talk to etcd only. The application is iperf3 from A's VM to C's,
 in QEMU guests (TCG) or in the VM namespaces.
 """
 import json
@@ -19,9 +21,9 @@ def toml_str(s):
     return json.dumps(s)
 
 
-def daemon_config(h, opts, work, control=None):
+def daemon_config(h, opts, work, control):
     """Host h's daemon config: its NIC, its VM's port, its API socket, its peers, and
-    with the state in etcd (`control`) its [etcd] section."""
+    its [etcd] section (`control`)."""
     n = hnum(h)
     if opts.vms == "qemu" and h != "B":
         vm_dev = "net_vhost0,iface=%s/vm-%s.sock,client=0" % (work, h)
@@ -40,8 +42,7 @@ def daemon_config(h, opts, work, control=None):
         if x != h and opts.linked(h, x):
             lines += ["[[switch.peer]]", 'name = "%s"' % x, 'ip = "198.18.100.%d"' % hnum(x),
                       "[[switch.rule]]", 'dst_mac = "%s"' % vm_mac(hnum(x)), 'peer = "%s"' % x]
-    if control is not None:
-        lines += control.section(h)
+    lines += control.section(h)
     return "\n".join(lines) + "\n"
 
 
@@ -77,13 +78,12 @@ def api_socket_up(lab, h, tries, interval):
                     os.stat(path).st_mode & 0o170000 == 0o140000, tries, interval)
 
 
-def controller_config(lab, replica=None):
-    """The controller's config: every host's API (with the state in etcd, `replica`'s
-    [etcd] section instead, and its own status and events files), the links' nominal
-    figures, and with --migrate the lab's migration hook (this program's `migrate`
-    command)."""
+def controller_config(lab, replica):
+    """Controller replica `replica`'s config: the hosts, the links' nominal figures,
+    its [etcd] section, its own status and events files, and with --migrate the lab's
+    migration hook (this program's `migrate` command)."""
     o = lab.opts
-    suffix = "-" + replica if replica else ""
+    suffix = "-" + replica
     latency = 2 * (float(o.delay_ms) if "." in o.delay_ms else int(o.delay_ms))
     lines = [
         "[controller]", "interval_ms = 1000", "min_interval_s = 5", "change_threshold = 0.3",
@@ -95,15 +95,12 @@ def controller_config(lab, replica=None):
         lines += ["allow_migration = true", "migrate_command = " + toml_str(migrate_command(lab))]
     for h in HOSTS:
         lines += ["[[host]]", 'name = "%s"' % h]
-        if replica is None:
-            lines.append("api = " + toml_str(lab.path("api-%s.sock" % h)))
         if o.migrate:
             lines.append("capacity = 2")
     for a, b in (("A", "B"), ("A", "C"), ("B", "C")):
         lines += ["[[link]]", 'a = "%s"' % a, 'b = "%s"' % b, "bw_mbps = %d" % o.link_mbit,
                   "latency_ms = %s" % latency]
-    if replica is not None:
-        lines += lab.control.section(replica)
+    lines += lab.control.section(replica)
     return "\n".join(lines) + "\n"
 
 
@@ -115,12 +112,9 @@ def migrate_command(lab):
         q(lab.bin), q(entry), q(lab.work), lab.id)
 
 
-def start_controller(lab, replica=None):
-    """Starts `wrenvnet controller` (a `replica` of it, on the management network, with
-    the state in etcd), its log appended to controller[-REPLICA].log; its Popen."""
-    if replica is None:
-        return lab.res.spawn([lab.bin, "controller", "--config", lab.path("controller.toml")],
-                             log=lab.path("controller.log"), append=True)
+def start_controller(lab, replica):
+    """Starts controller replica `replica` on the management network, its log appended
+    to controller-REPLICA.log; its Popen."""
     config = lab.path("controller-%s.toml" % replica)
     with open(config, "w") as f:
         f.write(controller_config(lab, replica))

@@ -31,7 +31,6 @@ class Options:
     plot: str = ""
     migrate: bool = False
     vms: str = "qemu"
-    etcd: bool = False
     controllers: int = 2
     kill_leader_at: Optional[int] = None
     kill_etcd_member_at: Optional[int] = None
@@ -55,9 +54,10 @@ usage: scripts/lab.sh [options]
   --throttle-mbit M         A-C's available bandwidth then (default {o.throttle_mbit})
   --link-mbit M             every link's capacity before (default {o.link_mbit})
   --delay-ms D              one-way delay of each host's access link (default {o.delay_ms})
-  --restart-controller-at S kill the controller at S and start it again 2 s later
-  --restart-daemon-at S     restart host A's daemon at S (it comes back with its
-                            config's rules; the controller puts the plan back)
+  --restart-controller-at S kill the leading controller replica at S and start it
+                            again 2 s later
+  --restart-daemon-at S     restart host A's daemon at S (it loads its desired state
+                            from etcd before it registers: back on the plan)
   --vms qemu|netns          the application's VMs (on A and C): QEMU guests (TCG: no
                             KVM here) on vhost-user ports, booted from the image
                             scripts/guest-image.sh builds (default), or namespaces on
@@ -67,14 +67,11 @@ usage: scripts/lab.sh [options]
                             new host's daemon, hands it to the VM, unplugs the old port
   --no-link X-Y             hosts X and Y start without an overlay link between them
                             (e.g. A-B: the controller must add it to reroute via B)
-  --etcd                    the cluster's state in etcd: three members (TLS, client
-                            certificates from scripts/certs.sh) on a management
-                            network, the daemons etcd clients, --controllers replicas
-                            electing a leader; no controller calls a daemon
-  --controllers N           controller replicas with --etcd (default {o.controllers})
-  --kill-leader-at S        SIGKILL the leading replica at S (implies --etcd)
-  --kill-etcd-member-at S   SIGKILL the etcd member leading raft at S (implies --etcd)
-  --stop-etcd-at S          stop every etcd member at S (implies --etcd) ...
+  --controllers N           controller replicas (default {o.controllers}); one leads through
+                            etcd's election, the others stand by
+  --kill-leader-at S        SIGKILL the leading replica at S
+  --kill-etcd-member-at S   SIGKILL the etcd member leading raft at S
+  --stop-etcd-at S          stop every etcd member at S ...
   --start-etcd-at S         ... and start them again at S
   --summary-json FILE       the run in one JSON document: the result, the lab's events,
                             leaders over time, failover and outage figures
@@ -100,8 +97,7 @@ VALUED = {
     "--summary-json": "summary_json",
 }
 # Flags, by the Options field and the value they set.
-FLAGS = {"--migrate": ("migrate", True), "--plain": ("plain", True), "--no-setup": ("setup", False),
-         "--etcd": ("etcd", True)}
+FLAGS = {"--migrate": ("migrate", True), "--plain": ("plain", True), "--no-setup": ("setup", False)}
 
 
 def fail(message, code=2):
@@ -132,7 +128,6 @@ def parse(argv):
             sys.exit(2)
     for name, text in raw.items():
         setattr(o, name, number(name, text) if name in WHOLE else text)
-    o.etcd = o.etcd or any(getattr(o, n) is not None for n in ETCD_EVENTS)
     check(o)
     return o
 
@@ -141,8 +136,6 @@ def parse(argv):
 WHOLE = ("duration", "throttle_at", "throttle_mbit", "link_mbit",
          "restart_controller_at", "restart_daemon_at", "controllers", "kill_leader_at",
          "kill_etcd_member_at", "stop_etcd_at", "start_etcd_at")
-# Options that only make sense with the state in etcd, and so imply --etcd.
-ETCD_EVENTS = ("kill_leader_at", "kill_etcd_member_at", "stop_etcd_at", "start_etcd_at")
 
 
 def number(name, text):
@@ -173,5 +166,3 @@ def check(o):
         fail("--stop-etcd-at and --start-etcd-at go together")
     if o.stop_etcd_at is not None and o.start_etcd_at <= o.stop_etcd_at:
         fail("--start-etcd-at must come after --stop-etcd-at")
-    if o.etcd and o.migrate:
-        fail("--migrate with --etcd is not supported: the migration hook drives the daemons' APIs")

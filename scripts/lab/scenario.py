@@ -20,7 +20,7 @@ import time
 from . import migrate, options
 from .control import ControlPlane, wait_leader
 from .fabric import Fabric, hnum
-from .hosts import (api_socket_up, controller_config, daemon_config, start_controller,
+from .hosts import (api_socket_up, daemon_config, start_controller,
                     start_daemon, start_guest)
 from .options import HOSTS
 from .plot import plot
@@ -93,9 +93,9 @@ class Lab:
         self.delayline = os.environ.get("WRENVNET_DELAYLINE") or os.path.join(
             REPO, "target/release/wrenvnet-delayline")
         self.daemons = {}   # host -> Popen
-        self.ctls = {}      # the controller's Popen, or each replica's by its id
-        self.control = None  # with --etcd: the etcd members and the replicas' network
-        self.leaders = []   # with --etcd: (s since the start, replica id) at each change
+        self.ctls = {}      # each controller replica's Popen by its id
+        self.control = None  # the etcd members and the replicas' network
+        self.leaders = []   # (s since the start, replica id) at each change
         self.figures = {}   # failover and outage figures for --summary-json
         self.app = None     # the application's Popen (A's guest, or iperf3 in A's VM)
         self.t0 = None      # when the application started (unix s)
@@ -113,29 +113,22 @@ class Lab:
         step("three hosts, a fabric with %d Mbit/s links and %s ms per access link, one VM per host"
              % (o.link_mbit, o.delay_ms))
         self.fabric.build()
-        if o.etcd:
-            step("the cluster's state: 3 etcd members (TLS, client certificates) on a "
-                 "management network, 198.18.200.0/24")
-            self.control = ControlPlane(self)
-            self.control.build()
-        step("starting the daemons (DPDK --no-pci, af_packet ports, HTTP API on unix sockets%s)"
-             % (", etcd clients" if o.etcd else ""))
+        step("the cluster's state: 3 etcd members (TLS, client certificates) on a "
+             "management network, 198.18.200.0/24")
+        self.control = ControlPlane(self)
+        self.control.build()
+        step("starting the daemons (DPDK --no-pci, af_packet ports, etcd clients, HTTP API "
+             "on unix sockets)")
         self.start_daemons()
-        if o.etcd:
-            step("starting %d controller replicas (adaptation %s): one leads through etcd"
-                 % (o.controllers, o.adapt))
-            for k in range(1, o.controllers + 1):
-                self.ctls["c%d" % k] = start_controller(self, "c%d" % k)
-            leader = wait_leader(self.control, 30)
-            if leader is None:
-                raise Failed("no controller replica leads after 30 s:",
-                             read(self.path("controller-c1.log"))[-3000:])
-            print("   leader: %s" % leader)
-        else:
-            with open(self.path("controller.toml"), "w") as f:
-                f.write(controller_config(self))
-            step("starting the controller (adaptation %s)" % o.adapt)
-            self.ctls["controller"] = start_controller(self)
+        step("starting %d controller replicas (adaptation %s): one leads through etcd"
+             % (o.controllers, o.adapt))
+        for k in range(1, o.controllers + 1):
+            self.ctls["c%d" % k] = start_controller(self, "c%d" % k)
+        leader = wait_leader(self.control, 30)
+        if leader is None:
+            raise Failed("no controller replica leads after 30 s:",
+                         read(self.path("controller-c1.log"))[-3000:])
+        print("   leader: %s" % leader)
         step("the application: iperf3 TCP from the VM on A (198.19.0.1) to the VM on C "
              "(198.19.0.3), %d s" % o.duration)
         self.app = self.start_application()
@@ -292,23 +285,26 @@ class Lab:
         self.lab_event(e, "UDP cross traffic A->C %d Mbit/s" % x)
 
     def restart_controller(self, e):
-        """Kills the controller, the leading replica with --etcd (SIGKILL: no goodbye),
-        and starts it again 2 s later."""
-        name = (self.control and self.control.controller_leader()) or next(iter(self.ctls))
+        """Kills the leading replica (SIGKILL: no goodbye) and starts it again 2 s later."""
+        name = self.control.controller_leader() or next(iter(self.ctls))
         stop(self.ctls[name], sig=signal.SIGKILL)
         self.lab_event(e, "controller killed")
         time.sleep(2)
-        self.ctls[name] = start_controller(self, name if self.control else None)
+        self.ctls[name] = start_controller(self, name)
         self.lab_event(self.elapsed(), "controller restarted")
 
     def note_leader(self):
-        """With --etcd: which replica leads, a lab event when that changes."""
-        if self.control is None:
-            return
+        """Which replica leads (a lab event when that changes) and each host's desired
+        and applied revisions, into cluster-now.json for the screen."""
         leader = self.control.controller_leader()
         if not self.leaders or self.leaders[-1][1] != leader:
             self.leaders.append((round(time.time() - self.t0, 2), leader))
             self.lab_event(self.elapsed(), "controller leader: %s" % (leader or "none"))
+        now = {"leader": leader, "hosts": self.control.revisions()}
+        tmp = self.path("cluster-now.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(now, f)
+        os.replace(tmp, self.path("cluster-now.json"))
 
     def kill_leader(self, e):
         """SIGKILLs the leading replica; a thread times the failover (100 ms polls)."""
@@ -384,14 +380,15 @@ class Lab:
         return rc
 
     def stop_all(self):
-        """The routes and counters at the end (status.json), then the controller and
-        the daemons stopped, with each daemon's mbuf check."""
+        """The routes, counters and rules at the end (status.json, rules.json), then the
+        controller replicas and the daemons stopped, with each daemon's mbuf check."""
         apis = [a for h in HOSTS for a in ("--api", self.path("api-%s.sock" % h))]
         with open(self.path("status.json"), "w") as f:
             run(self.bin, "status", *apis, "--json", check=False, stdout=f)
+        with open(self.path("rules.json"), "w") as f:
+            run(self.bin, "rules", *apis, "--json", check=False, stdout=f)
         run(self.bin, "rules", *apis, check=False)
-        if self.control is not None:
-            self.cluster_report()
+        self.cluster_report()
         for p in self.ctls.values():
             stop(p)
         for h in HOSTS:
@@ -422,11 +419,10 @@ class Lab:
             json.dump(r, f, indent=1)
         if plot(s, self.opts.adapt, self.opts.plot):
             print("  plot: %s" % self.opts.plot)
-        if self.control is not None:
-            print("  controller leaders: %s" % ", ".join(
-                "%s at %.1f s" % (who or "none", t) for t, who in self.leaders))
-            for k, v in sorted(self.figures.items()):
-                print("  %s: %s" % (k, v))
+        print("  controller leaders: %s" % ", ".join(
+            "%s at %.1f s" % (who or "none", t) for t, who in self.leaders))
+        for k, v in sorted(self.figures.items()):
+            print("  %s: %s" % (k, v))
         if self.opts.summary_json:
             self.write_summary(s, r)
 
@@ -442,8 +438,8 @@ class Lab:
                       "daemons_registered_again_s":
                           self.figures.get("daemons_registered_again_s")}
         doc = {
-            "control": "etcd" if o.etcd else "http",
-            "controllers": o.controllers if o.etcd else 1,
+            "control": "etcd",
+            "controllers": o.controllers,
             "application_ok": read(self.path("iperf3.rc")).strip() == "0",
             "result": r,
             "leaders": [{"t_s": t, "replica": who} for t, who in self.leaders],

@@ -2,9 +2,10 @@
 
 Everything comes from the run's work directory, rewritten by others while the lab
 runs: truth.json (link capacities, cross traffic and delays as the lab set them),
-controller.json (the controller's view, rewritten every second; with replicas,
-controller-<replica>.json each, the leader's shown), events.jsonl (its decisions;
-events-<replica>.jsonl with replicas), lab-events.jsonl (what the lab did), iperf3.log (the application's own
+controller-<replica>.json (each replica's view, rewritten every second; the leader's
+shown), events-<replica>.jsonl (their decisions), cluster-now.json (the leading
+replica and each host's desired and applied revisions in etcd, every second),
+lab-events.jsonl (what the lab did), iperf3.log (the application's own
 per-second throughput). Three forms: one line per second (logs, tests, and the
 timeline the plot draws), a redrawn screen, and the closing summary with result.json.
 """
@@ -46,11 +47,7 @@ def json_lines(path):
 
 
 def controller_status(work):
-    """The controller's view: the one controller's, or the leading replica's (else the
-    freshest replica's)."""
-    single = load(os.path.join(work, "controller.json"))
-    if single:
-        return single
+    """The leading replica's view (else the freshest replica's)."""
     views = [v for v in (load(p) for p in glob.glob(os.path.join(work, "controller-*.json")))
              if v]
     views.sort(key=lambda v: (v.get("role") == "leader", v.get("unix_s", 0)))
@@ -58,8 +55,8 @@ def controller_status(work):
 
 
 def controller_events(work):
-    """The controller's events, or every replica's in time order (each says which)."""
-    events = json_lines(os.path.join(work, "events.jsonl"))
+    """Every replica's events in time order (each says which)."""
+    events = []
     for p in sorted(glob.glob(os.path.join(work, "events-*.jsonl"))):
         replica = os.path.basename(p)[len("events-"):-len(".jsonl")]
         events += [dict(e, replica=replica) for e in json_lines(p)]
@@ -94,6 +91,7 @@ class Snapshot:
         self.st = controller_status(work)
         self.ctl_events = controller_events(work)
         self.lab_events = json_lines(at("lab-events.jsonl"))
+        self.cluster = load(at("cluster-now.json"), {"leader": None, "hosts": {}})
         self.tput = throughput(at("iperf3.log"))
         self.delay = self.truth.get("access_delay_ms", 0.0)
         self.ip_of = {v["mac"]: v.get("ip") or v["mac"] for v in self.st.get("vms", [])}
@@ -119,6 +117,15 @@ class Snapshot:
             if link["from"] == frm and link["to"] == to:
                 return link
         return None
+
+    def cluster_text(self):
+        """The leading replica and each host's applied/desired revision ("*": behind)."""
+        hosts = self.cluster.get("hosts", {})
+        revs = " ".join("%s %s/%s%s" % (h, r.get("applied", "-"), r.get("desired", "-"),
+                                         "*" if r.get("applied", 0) < r.get("desired", 0) else "")
+                        for h, r in sorted(hosts.items()))
+        return "leader %s, applied/desired %s" % (self.cluster.get("leader") or "none",
+                                                 revs or "-")
 
     def vm(self, mac):
         return self.ip_of.get(mac, mac)
@@ -180,8 +187,9 @@ def line(s):
     m = "-" if ac is None else "%.1f (%s)" % (ac["bw_mbps"], ac["source"])
     ev = s.events()
     last = "| %s: %s" % (ev[-1][1], ev[-1][2][:90]) if ev else ""
-    return "t=%3ds  app %6.1f Mbit/s  A->C avail truth %5.1f measured %-22s route A->C %-8s %s" % (
-        len(s.tput), s.tput[-1] if s.tput else 0.0, s.avail("A->C"), m, s.route_text(), last)
+    return ("t=%3ds  app %6.1f Mbit/s  A->C avail truth %5.1f measured %-22s route A->C %-8s "
+            "%s %s" % (len(s.tput), s.tput[-1] if s.tput else 0.0, s.avail("A->C"), m,
+                       s.route_text(), s.cluster_text(), last))
 
 
 def screen(s, adapt):
@@ -201,7 +209,8 @@ def screen(s, adapt):
     for d in s.st.get("demands", []):
         out.append("    demand %s -> %s  %.1f Mbit/s" % (s.vm(d["src"]), s.vm(d["dst"]), d["mbps"]))
     out += ["  route in force A -> C: %s      adaptations: %d" % (
-        s.route_text(), s.st.get("adaptations", 0)), ""]
+        s.route_text(), s.st.get("adaptations", 0)),
+        "  control plane (etcd): %s" % s.cluster_text(), ""]
     top = max(1.0, max(s.tput)) if s.tput else 1.0
     bars = "".join(" .:-=+*#%@"[min(9, int(x / top * 9.99))] for x in s.tput[-60:])
     out += ["  application Mbit/s, last %d s: [%s] now %.1f" % (
@@ -219,7 +228,8 @@ def result(s, throttle_at, adapt):
     """result.json: the figures tests/closed_loop.rs and a reader judge the run by."""
     th, tput = float(throttle_at), s.tput
     applied = [e for e in s.ctl_events if e.get("event") == "applied"]
-    restart = [e["t"] for e in s.lab_events if e["event"] == "controller killed"]
+    restart = [e["t"] for e in s.lab_events
+               if e["event"].startswith("controller") and "killed" in e["event"]]
     return {
         "adapt": adapt,
         "throttle_at_s": th,

@@ -14,6 +14,9 @@ use serde::Deserialize;
 
 use super::Keys;
 
+/// The shortest interval between HTTP/2 keep-alive pings (see `connect_with`).
+const KEEP_ALIVE_MIN: Duration = Duration::from_secs(6);
+
 fn default_prefix() -> String {
     "/wrenvnet/default".into()
 }
@@ -148,7 +151,8 @@ impl EtcdSection {
     /// Like [`connect`](Self::connect), but the client's requests carry no time bound:
     /// for requests that wait by design, such as an election campaign (it answers only
     /// once the candidate leads). Connecting is still bounded, and HTTP/2 keep-alive
-    /// (`timeout_ms`) still finds a member that died under a waiting request.
+    /// (a ping every 6 s, answered within `timeout_ms`) still finds a member that died
+    /// under a waiting request.
     #[cold]
     pub async fn connect_unbounded(&self) -> Result<Client> {
         self.connect_any(false).await
@@ -168,11 +172,15 @@ impl EtcdSection {
         bail!("cannot reach etcd: {}", errors.join("; "))
     }
 
+    #[cold]
     async fn connect_with(&self, endpoint: &str, bounded: bool) -> Result<Client> {
         let t = Duration::from_millis(self.timeout_ms);
+        // HTTP/2 pings no more often than etcd allows (`--grpc-keepalive-min-time`, 5 s
+        // by default): a client that pings faster is sent away (GOAWAY, "too many
+        // pings") and its watches and campaigns break.
         let mut opts = ConnectOptions::new()
             .with_connect_timeout(t)
-            .with_keep_alive(t, t);
+            .with_keep_alive(t.max(KEEP_ALIVE_MIN), t);
         opts = match bounded {
             true => opts.with_timeout(t),
             false => opts.with_keep_alive_while_idle(true),

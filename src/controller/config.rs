@@ -1,5 +1,6 @@
-//! The controller's configuration (TOML): how to reach each daemon (its HTTP API, or
-//! etcd with `[etcd]`), the links' nominal capacities, and when and how to adapt.
+//! The controller's configuration (TOML): the hosts and their capacities, the links'
+//! nominal capacities, when and how to adapt, and the etcd cluster (`[etcd]`) through
+//! which it reads the daemons' views and writes their desired state.
 //! `config/controller.example.toml` documents every key.
 
 use std::collections::BTreeSet;
@@ -54,7 +55,7 @@ fn default_link_bw() -> f64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ControllerSettings {
-    /// How often every daemon is polled.
+    /// How often a planning round runs (it reads the views a watch keeps).
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
     /// At least this long between two adaptations (damping).
@@ -118,18 +119,17 @@ pub struct ControllerSettings {
 pub struct HostEntry {
     /// The daemon's `switch.name`.
     pub name: String,
-    /// The daemon's HTTP API unix socket (`api.unix`).
-    #[serde(default)]
-    pub api: Option<PathBuf>,
-    /// Or its TCP listener (`api.listen`), e.g. "192.0.2.1:9280" ...
-    #[serde(default)]
-    pub url: Option<String>,
-    /// ... with its bearer token (`api.token`).
-    #[serde(default)]
-    pub token: Option<String>,
     /// How many VMs the host can hold (default: as many as it hosts).
     #[serde(default)]
     pub capacity: Option<usize>,
+    /// Daemon addresses have no place here (the controller reaches daemons through etcd
+    /// only): given, they are refused with that reason rather than serde's.
+    #[serde(default)]
+    api: Option<toml::Value>,
+    #[serde(default)]
+    url: Option<toml::Value>,
+    #[serde(default)]
+    token: Option<toml::Value>,
 }
 
 /// A link between two hosts, the same both ways.
@@ -151,10 +151,10 @@ pub struct ControllerConfig {
     pub hosts: Vec<HostEntry>,
     #[serde(default, rename = "link")]
     pub links: Vec<LinkEntry>,
-    /// etcd mode: views and desired state go through etcd, replicas elect a leader;
-    /// `[[host]]` entries then name the hosts and their capacities only.
+    /// Where the cluster's state lives: views read, desired state written, the
+    /// replicas' election. Required; an `Option` so that its absence gets a reason.
     #[serde(default)]
-    pub etcd: Option<EtcdSection>,
+    etcd: Option<EtcdSection>,
 }
 
 impl ControllerConfig {
@@ -170,6 +170,11 @@ impl ControllerConfig {
         let c: ControllerConfig = toml::from_str(text)?;
         c.validate()?;
         Ok(c)
+    }
+
+    /// The `[etcd]` section (validated present).
+    pub fn etcd(&self) -> &EtcdSection {
+        self.etcd.as_ref().expect("validated")
     }
 
     pub fn algo(&self) -> Algo {
@@ -212,23 +217,21 @@ impl ControllerConfig {
             if !names.insert(h.name.as_str()) {
                 bail!("host {:?} is listed twice", h.name);
             }
-            match (&self.etcd, &h.api, &h.url) {
-                (None, Some(_), None) | (None, None, Some(_)) => {}
-                (None, _, _) => bail!(
-                    "host {:?}: give exactly one of api (unix socket) or url",
+            if h.api.is_some() || h.url.is_some() || h.token.is_some() {
+                bail!(
+                    "host {:?}: api, url and token are not controller settings: the \
+                     controller reaches daemons through etcd only ([etcd])",
                     h.name
-                ),
-                (Some(_), None, None) if h.token.is_none() => {}
-                (Some(_), _, _) => bail!(
-                    "host {:?}: api, url and token are for the HTTP mode; with [etcd] the \
-                     controller reaches daemons through etcd only",
-                    h.name
-                ),
+                );
             }
         }
-        if let Some(e) = &self.etcd {
-            e.validate().context("[etcd]")?;
-        }
+        let Some(e) = &self.etcd else {
+            bail!(
+                "no [etcd] section: the controller reads the daemons' views from etcd and \
+                 writes their desired state there (docs/cluster.md)"
+            );
+        };
+        e.validate().context("[etcd]")?;
         for l in &self.links {
             for end in [&l.a, &l.b] {
                 if !names.contains(end.as_str()) {
@@ -269,75 +272,61 @@ mod tests {
         assert_eq!(c.algo(), Algo::GreedyAnneal);
     }
 
-    #[test]
-    fn the_examples_etcd_section_parses_uncommented() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/controller.example.toml");
-        let text = std::fs::read_to_string(path).unwrap();
-        let (head, tail) = text.split_once("# [etcd]").unwrap();
-        let head: String = head
-            .lines()
-            .filter(|l| {
-                !["api =", "url =", "token ="]
-                    .iter()
-                    .any(|k| l.starts_with(k))
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let tail: String = tail
-            .lines()
-            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
-            .collect();
-        let c = ControllerConfig::parse(&format!("{head}[etcd]{tail}")).unwrap();
-        assert_eq!(c.etcd.unwrap().endpoints.len(), 3);
-    }
+    const ETCD: &str =
+        "[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/wrenvnet/lab\"\n";
 
     #[test]
-    fn etcd_mode_names_hosts_without_addresses() {
-        let c = ControllerConfig::parse(
-            "[controller]\n[[host]]\nname = \"A\"\ncapacity = 2\n[[host]]\nname = \"B\"\n\
-             [etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"/wrenvnet/lab\"\n",
-        )
+    fn hosts_are_named_with_their_capacities_only() {
+        let c = ControllerConfig::parse(&format!(
+            "[controller]\n[[host]]\nname = \"A\"\ncapacity = 2\n[[host]]\nname = \"B\"\n{ETCD}"
+        ))
         .unwrap();
-        assert_eq!(c.etcd.unwrap().keys().plan(), "/wrenvnet/lab/plan");
+        assert_eq!(c.etcd().keys().plan(), "/wrenvnet/lab/plan");
         assert_eq!(c.hosts[0].capacity, Some(2));
     }
 
     #[test]
     fn bad_configs_are_refused_with_the_reason() {
-        let base = "[controller]\n[[host]]\nname = \"A\"\napi = \"/x\"\n";
-        assert!(ControllerConfig::parse(base).is_ok());
+        let base = format!("[controller]\n[[host]]\nname = \"A\"\n{ETCD}");
+        assert!(ControllerConfig::parse(&base).is_ok());
+        let host_b =
+            |extra: &str| base.replace("[etcd]", &format!("[[host]]\nname = \"B\"\n{extra}[etcd]"));
         for (text, want) in [
-            ("[controller]\nhost = []\n", "unknown field"),
+            ("[controller]\nhost = []\n".to_string(), "unknown field"),
             (
-                "[controller]\n[[host]]\nname = \"A\"\n",
-                "exactly one of api",
+                "[controller]\n[[host]]\nname = \"A\"\n".to_string(),
+                "no [etcd] section",
+            ),
+            (host_b("api = \"/x\"\n"), "through etcd only"),
+            (
+                host_b("url = \"10.0.0.1:9280\"\ntoken = \"t\"\n"),
+                "through etcd only",
             ),
             (
-                &format!("{base}[[host]]\nname = \"A\"\napi = \"/y\"\n"),
+                base.replace("[etcd]", "[[host]]\nname = \"A\"\n[etcd]"),
                 "listed twice",
             ),
             (
-                &format!("{base}[[link]]\na = \"A\"\nb = \"Z\"\nbw_mbps = 1\n"),
+                base.replace(
+                    "[etcd]",
+                    "[[link]]\na = \"A\"\nb = \"Z\"\nbw_mbps = 1\n[etcd]",
+                ),
                 "unknown host",
             ),
             (
-                &base.replace("[controller]\n", "[controller]\nchange_threshold = 2\n"),
+                base.replace("[controller]\n", "[controller]\nchange_threshold = 2\n"),
                 "change_threshold",
             ),
             (
-                &base.replace("[controller]\n", "[controller]\nalgo = \"magic\"\n"),
+                base.replace("[controller]\n", "[controller]\nalgo = \"magic\"\n"),
                 "unknown algorithm",
             ),
             (
-                &format!("{base}[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n"),
-                "for the HTTP mode",
-            ),
-            (
-                "[controller]\n[[host]]\nname = \"A\"\n[etcd]\nendpoints = []\n",
+                "[controller]\n[[host]]\nname = \"A\"\n[etcd]\nendpoints = []\n".to_string(),
                 "endpoints is empty",
             ),
         ] {
-            let e = format!("{:#}", ControllerConfig::parse(text).unwrap_err());
+            let e = format!("{:#}", ControllerConfig::parse(&text).unwrap_err());
             assert!(e.contains(want), "{text:?}: {e}");
         }
     }

@@ -1,6 +1,6 @@
 //! From the gathered state to a decision: the routes in force (walked along the
-//! daemons' rules), the VADAPT problem, whether its plan is worth applying, and the
-//! per-daemon rule changes that realise it without loops, in a safe order.
+//! daemons' rules), the VADAPT problem, whether its plan is worth applying, the rules
+//! that realise it without loops, and each host's desired state for etcd.
 //!
 //! The switch forwards by destination MAC, so a daemon has one next hop per
 //! destination VM, whatever the source: the rules towards one VM form a tree rooted at
@@ -317,68 +317,7 @@ pub fn relocate(rules: &Rules, moves: &[(String, String)]) -> Rules {
 }
 
 /// One rule to set on one daemon.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuleChange {
-    pub host: String,
-    pub mac: String,
-    pub to: String,
-    pub was: Option<String>,
-}
-
-/// What differs between `desired` and `current` (peer rules only: local VM rules are the
-/// daemon's own), ordered so that every host's new next hop already has its final rule
-/// (closest to the destination first): no packet meets a loop while the change rolls.
-pub fn changes(
-    desired: &Rules,
-    current: &Rules,
-    dst_host: impl Fn(&str) -> Option<String>,
-) -> Vec<RuleChange> {
-    let mut out = Vec::new();
-    for (h, rules) in desired {
-        for (mac, to) in rules {
-            let was = current.get(h).and_then(|r| r.get(mac));
-            // A VM port's rule says the VM is on that host: the daemon knows best (a
-            // migration may have brought it there since the plan), never overridden.
-            let local = was.is_some_and(|w| w.starts_with("vm:"));
-            if was != Some(to) && to.starts_with("peer:") && !local {
-                out.push(RuleChange {
-                    host: h.clone(),
-                    mac: mac.clone(),
-                    to: to.clone(),
-                    was: was.cloned(),
-                });
-            }
-        }
-    }
-    let hops = |c: &RuleChange| {
-        dst_host(&c.mac).map_or(usize::MAX, |d| route(desired, &d, &c.host, &c.mac).len())
-    };
-    out.sort_by_key(|c| (hops(c), c.host.clone(), c.mac.clone()));
-    out
-}
-
-/// The overlay links (host, peer) the changes need and the daemons lack: each rule to
-/// `peer:X` on H needs H's link to X, and X must know H too (a daemon drops VXLAN from
-/// hosts that are not its links).
-pub fn missing_links(
-    changes: &[RuleChange],
-    links: &BTreeMap<String, BTreeSet<String>>,
-) -> Vec<(String, String)> {
-    let mut out = BTreeSet::new();
-    for c in changes {
-        let Some(x) = c.to.strip_prefix("peer:") else {
-            continue;
-        };
-        for (a, b) in [(c.host.as_str(), x), (x, c.host.as_str())] {
-            if !links.get(a).is_some_and(|l| l.contains(b)) {
-                out.insert((a.to_string(), b.to_string()));
-            }
-        }
-    }
-    out.into_iter().collect()
-}
-
-/// Each host's desired state (etcd mode) under `plan` (peer rules per host): its
+/// Each host's desired state under `plan` (peer rules per host): its
 /// rules, and a link to every host its rules point at or whose rules point at it (a
 /// daemon drops VXLAN from hosts that are not its links), at that host's underlay
 /// address (`underlay`; a host without one gets no link yet). Revisions are the
@@ -469,27 +408,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_over_a_missing_link_needs_it_at_both_ends() {
-        let links: BTreeMap<String, BTreeSet<String>> =
-            [("A", vec!["C"]), ("B", vec!["C"]), ("C", vec!["A", "B"])]
-                .into_iter()
-                .map(|(h, l)| (s(h), l.into_iter().map(s).collect()))
-                .collect();
-        let ch = |host: &str, to: &str| RuleChange {
-            host: s(host),
-            mac: s("c1"),
-            to: s(to),
-            was: None,
-        };
-        assert_eq!(
-            missing_links(&[ch("B", "peer:C"), ch("A", "peer:B")], &links),
-            vec![(s("A"), s("B")), (s("B"), s("A"))]
-        );
-        assert!(missing_links(&[ch("A", "peer:C"), ch("C", "vm:x")], &links).is_empty());
-    }
-
-    #[test]
-    fn a_moved_vm_is_reached_at_its_new_host_and_its_port_rule_is_never_overridden() {
+    fn a_moved_vm_is_reached_at_its_new_host() {
         let (hosts, vms) = lab();
         let rules = default_rules(&hosts, &vms);
         // c1 moves from C to A.
@@ -502,12 +421,6 @@ mod tests {
         assert!(!moved["A"].contains_key("c1"), "{moved:?}");
         // The other VMs' rules are untouched.
         assert_eq!(moved["A"]["b1"], rules["A"]["b1"]);
-        // Once A reports c1's port, a stale plan saying peer:C there changes nothing.
-        let mut current = moved.clone();
-        current.get_mut("A").unwrap().insert(s("c1"), s("vm:vm3"));
-        let mut stale = moved.clone();
-        stale.get_mut("A").unwrap().insert(s("c1"), s("peer:C"));
-        assert!(changes(&stale, &current, |_| Some(s("A"))).is_empty());
     }
 
     #[test]
@@ -561,7 +474,7 @@ mod tests {
     }
 
     #[test]
-    fn realised_rules_form_a_tree_and_changes_roll_from_the_destination() {
+    fn realised_rules_form_a_tree() {
         let (hosts, vms) = lab();
         let defaults = default_rules(&hosts, &vms);
         let p = |src: &str, dst: &str, h: &[&str]| vadapt::PathOut {
@@ -586,14 +499,6 @@ mod tests {
         assert_eq!(followed, vec![(s("b1"), s("c1"), vec![s("B"), s("C")])]);
         // Untouched rules stay the defaults.
         assert_eq!(rules["C"]["a1"], "peer:A");
-        let mut current = defaults.clone();
-        current.get_mut("B").unwrap().insert(s("c1"), s("peer:A"));
-        let host_of = |m: &str| vms.iter().find(|v| v.mac == m).map(|v| v.host.clone());
-        let ch = changes(&rules, &current, host_of);
-        let order: Vec<&str> = ch.iter().map(|c| c.host.as_str()).collect();
-        assert_eq!(order, vec!["B", "A"], "{ch:?}");
-        assert_eq!(ch[0].was.as_deref(), Some("peer:A"));
-        assert!(changes(&rules, &rules, host_of).is_empty());
     }
 
     #[test]

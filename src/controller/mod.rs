@@ -1,11 +1,14 @@
-//! `wrenvnet controller`: closes the loop. Every interval it reads each daemon's rules,
-//! Wren path views and VTTIF matrix over their HTTP APIs, keeps the global traffic
-//! matrix and the network view, runs VADAPT when the demands or a link's measurement
-//! move beyond a threshold (at most once per `min_interval_s`), applies a plan only
-//! when it beats the routes in force by a margin, and keeps every daemon on the plan
-//! (a restarted daemon gets its rules back). It never touches the fast path: daemons
-//! forward with their last rules whether the controller runs or not. A restarted
-//! controller adopts the rules it finds as the plan in force and changes nothing until
+//! `wrenvnet controller`: closes the loop, as one of N replicas over etcd. Every
+//! interval each replica reads every daemon's rules, Wren path views and VTTIF matrix
+//! from `views/` (a watch keeps them, views.rs) and keeps the global traffic matrix and
+//! the network view. The replica that holds etcd's election also plans: it runs VADAPT
+//! when the demands or a link's measurement move beyond a threshold (at most once per
+//! `min_interval_s`), takes a plan only when it beats the routes in force by a margin,
+//! and writes each host's desired state, guarded by its election key; each daemon
+//! converges on its own (a restarted daemon loads it before it registers). No replica
+//! calls a daemon or touches the fast path: daemons forward with their last rules
+//! whether any replica runs or not. A new leader resumes the plan in force from etcd;
+//! on a cold start it adopts the rules the daemons publish and changes nothing until
 //! it has new evidence.
 
 pub mod config;
@@ -13,6 +16,7 @@ mod decide;
 mod replica;
 mod source;
 mod view;
+mod views;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -29,7 +33,7 @@ use serde_json::{json, Value};
 pub use config::ControllerConfig;
 use decide::{Demand, Rules, Situation, VmInfo};
 use replica::{BaselineRecord, PlanRecord, Replica};
-use source::{api, Backend, Gathered};
+use source::Gathered;
 use view::NetworkView;
 
 use crate::cluster::Desired;
@@ -45,7 +49,7 @@ pub struct ControllerArgs {
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration: Option<f64>,
-    /// etcd mode: this replica's id in the election (default: HOSTNAME-PID).
+    /// This replica's id in the election (default: HOSTNAME-PID).
     #[arg(long)]
     replica_id: Option<String>,
 }
@@ -106,7 +110,7 @@ struct Controller {
     started: Instant,
     /// Unix time of `started`: the plan record's clocks are in Unix time.
     started_unix: f64,
-    backend: Backend,
+    replica: Replica,
     /// This round's decisions, for the decision log in etcd (the leader writes them).
     decisions: Vec<Value>,
     view: NetworkView,
@@ -119,10 +123,8 @@ struct Controller {
     pairs_seen: (BTreeSet<(String, String)>, u32),
     last_run: Option<f64>,
     adaptations: u64,
-    /// A plan whose rules are not all set yet (links were added first).
-    rolling_out: bool,
     events: Vec<Value>,
-    /// etcd mode: events that claim a write (`applied`, `desired_written`), stamped
+    /// Events that claim a write (`applied`, `desired_written`), stamped
     /// and in `decisions`, reported only once etcd has confirmed the transaction
     /// carrying them (`write_failed` or `write_refused` otherwise).
     unconfirmed: Vec<Value>,
@@ -137,29 +139,21 @@ impl Controller {
     fn stamp(&self, e: &mut Value) {
         e["t"] = json!((self.now() * 1000.0).round() / 1000.0);
         e["unix_s"] = json!((unix_now() * 1000.0).round() / 1000.0);
-        if let Backend::Etcd(r) = &self.backend {
-            e["replica"] = json!(r.id);
-        }
+        e["replica"] = json!(self.replica.id);
     }
 
-    /// Reports `e` (log, events file, status) and, in etcd mode, keeps it for the
-    /// decision log.
+    /// Reports `e` (log, events file, status) and keeps it for the decision log.
     #[cold]
     fn event(&mut self, mut e: Value) {
         self.stamp(&mut e);
-        if let Backend::Etcd(_) = &self.backend {
-            self.decisions.push(e.clone());
-        }
+        self.decisions.push(e.clone());
         self.report(e);
     }
 
-    /// An event that claims a write: in etcd mode it goes into this round's
-    /// transaction and is reported once etcd confirms that (see `unconfirmed`).
+    /// An event that claims a write: it goes into this round's transaction and is
+    /// reported once etcd confirms that (see `unconfirmed`).
     #[cold]
     fn event_on_commit(&mut self, mut e: Value) {
-        let Backend::Etcd(_) = &self.backend else {
-            return self.event(e);
-        };
         self.stamp(&mut e);
         self.decisions.push(e.clone());
         self.unconfirmed.push(e);
@@ -200,11 +194,11 @@ impl Controller {
             gathered,
             down,
             logged,
-        } = self.backend.gather(&self.cfg);
+        } = source::gather(&self.cfg, self.replica.views());
         for d in down.iter().filter(|_| !logged) {
             log::warn!("controller: {}: {}", d["host"], d["error"]);
         }
-        // Only the leader plans and writes (over HTTP the one controller leads).
+        // Only the leader plans and writes.
         let leading = self.lead();
         // VMs by MAC, with the IPs VTTIF saw them use.
         let mut vms: Vec<VmInfo> = Vec::new();
@@ -362,48 +356,15 @@ impl Controller {
             None => true,
             Some(t) => now - t >= self.cfg.controller.min_interval_s,
         };
-        let mut planned = false;
         if let (Some(why), true, true, true) = (why, may_run, all_up, leading) {
             self.last_run = Some(now);
             self.baseline = Some(rebase(self));
-            planned = self.plan(&why, &vms, &demands, &current);
+            self.plan(&why, &vms, &demands, &current);
         }
 
-        // Over etcd the daemons converge on the desired state themselves.
-        if leading && matches!(self.backend, Backend::Etcd(_)) {
+        // The daemons converge on the desired state themselves.
+        if leading {
             self.publish(&gathered, all_up);
-        }
-        // Keep every daemon on the plan (a restarted daemon comes back to it).
-        let http = matches!(self.backend, Backend::Http);
-        if self.adapt && all_up && http {
-            if let Some(desired) = &self.desired {
-                let todo = decide::changes(desired, &current, host_of);
-                let links: BTreeMap<String, BTreeSet<String>> = gathered
-                    .iter()
-                    .map(|g| (g.host.clone(), g.links.clone()))
-                    .collect();
-                let underlay: BTreeMap<String, String> = gathered
-                    .iter()
-                    .filter_map(|g| Some((g.host.clone(), g.underlay_ip.clone()?)))
-                    .collect();
-                let missing = decide::missing_links(&todo, &links);
-                if !missing.is_empty() {
-                    // Links first; the rules next round, once ARP has had its second.
-                    let added = self.add_links(&missing, &underlay);
-                    self.rolling_out |= planned;
-                    self.event(json!({"event": "links_set", "links": missing, "added": added}));
-                } else if !todo.is_empty() {
-                    let applied = self.apply(&todo);
-                    let why = if planned || self.rolling_out {
-                        "the new plan"
-                    } else {
-                        "a daemon differs from the plan (restarted, or changed by hand)"
-                    };
-                    self.event(json!({"event": "rules_set", "why": why, "changes": todo,
-                        "applied": applied}));
-                    self.rolling_out = false;
-                }
-            }
         }
 
         let routes: Vec<Value> = demands
@@ -440,6 +401,8 @@ impl Controller {
                 .map_or(0.0, |d| d.as_secs_f64()),
             "adapt": self.adapt,
             "role": self.role(),
+            "views": {"revision": self.replica.views_progress().0,
+                "watch_events": self.replica.views_progress().1},
             "hosts_up": gathered.iter().map(|g| &g.host).collect::<Vec<_>>(),
             "hosts_down": down,
             "vms": vms,
@@ -461,21 +424,19 @@ impl Controller {
     }
 
     fn role(&self) -> &'static str {
-        match &self.backend {
-            Backend::Http => "sole",
-            Backend::Etcd(r) if r.leading.is_some() => "leader",
-            Backend::Etcd(_) => "standby",
+        if self.replica.leading.is_some() {
+            "leader"
+        } else {
+            "standby"
         }
     }
 
-    /// Whether this replica plans and writes this round (always over HTTP). A replica
+    /// Whether this replica plans and writes this round. A replica
     /// that has just won the election first resumes the state in etcd: the plan in
     /// force, its revision, the hysteresis clocks, the decision log's sequence.
     #[cold]
     fn lead(&mut self) -> bool {
-        let Backend::Etcd(r) = &mut self.backend else {
-            return true;
-        };
+        let r = &mut self.replica;
         let key = r.leader_key();
         let same = match (&key, &r.leading) {
             (Some(k), Some(l)) => k.key() == l.key() && k.rev() == l.rev(),
@@ -528,7 +489,6 @@ impl Controller {
     /// publish are adopted as the plan in force).
     #[cold]
     fn resume(&mut self, plan: Option<PlanRecord>) {
-        self.rolling_out = false;
         let Some(p) = plan else {
             self.desired = None;
             return;
@@ -557,16 +517,15 @@ impl Controller {
         }
     }
 
-    /// etcd mode, leading: writes the desired state of every host whose state changed
+    /// Leading: writes the desired state of every host whose state changed
     /// (a new revision), this round's decisions and the plan record, as transactions
     /// guarded by the election key; the plan last. Observing (adaptation off), or
     /// while a host's views are missing, no desired state is written.
     #[cold]
     fn publish(&mut self, gathered: &[Gathered], all_up: bool) {
-        let Backend::Etcd(r) = &self.backend else {
+        let Some(key) = self.replica.leading.clone() else {
             return;
         };
-        let Some(key) = r.leading.clone() else { return };
         let underlay: BTreeMap<&str, &str> = gathered
             .iter()
             .filter_map(|g| Some((g.host.as_str(), g.underlay_ip.as_deref()?)))
@@ -579,27 +538,23 @@ impl Controller {
         let changed: Vec<(String, Desired)> = want
             .into_iter()
             .filter(|(h, d)| {
-                r.written
+                self.replica
+                    .written
                     .get(h)
                     .is_none_or(|w| w.rules != d.rules || w.links != d.links)
             })
             .collect();
-        let revision = r.revision + u64::from(!changed.is_empty());
+        let revision = self.replica.revision + u64::from(!changed.is_empty());
         if !changed.is_empty() {
             let hosts: Vec<&String> = changed.iter().map(|(h, _)| h).take(20).collect();
             self.event_on_commit(json!({"event": "desired_written", "revision": revision,
                 "hosts": changed.len(), "first_hosts": hosts}));
         }
         let decisions = std::mem::take(&mut self.decisions);
-        let Backend::Etcd(r) = &self.backend else {
-            return;
-        };
-        let id = r.id.clone();
-        let next_seq = r.next_seq + decisions.len() as u64;
+        let id = self.replica.id.clone();
+        let next_seq = self.replica.next_seq + decisions.len() as u64;
         let plan = self.plan_record(revision, next_seq, &id);
-        let Backend::Etcd(r) = &mut self.backend else {
-            return;
-        };
+        let r = &mut self.replica;
         if changed.is_empty() && decisions.is_empty() && r.last_plan.as_ref() == Some(&plan) {
             return;
         }
@@ -792,48 +747,6 @@ impl Controller {
         self.event(json!({"event": "migration", "command": line, "ok": ok, "detail": detail}));
         ok
     }
-
-    /// Adds each (host, peer) link at `underlay[peer]`; returns how many were taken.
-    #[cold]
-    fn add_links(
-        &mut self,
-        missing: &[(String, String)],
-        underlay: &BTreeMap<String, String>,
-    ) -> usize {
-        let mut ok = 0;
-        for (host, peer) in missing {
-            let (Some(h), Some(ip)) = (
-                self.cfg.hosts.iter().find(|x| &x.name == host),
-                underlay.get(peer),
-            ) else {
-                log::warn!("controller: no address for {peer}: cannot link {host} to it");
-                continue;
-            };
-            let body = json!({ "ip": ip });
-            match api(h, "PUT", &format!("/links/{peer}"), Some(&body)) {
-                Ok(_) => ok += 1,
-                Err(e) => log::warn!("controller: {host}: link {peer} at {ip}: {e:#}"),
-            }
-        }
-        ok
-    }
-
-    /// Sets each rule in order; returns how many the daemons took.
-    #[cold]
-    fn apply(&mut self, todo: &[decide::RuleChange]) -> usize {
-        let mut ok = 0;
-        for c in todo {
-            let Some(h) = self.cfg.hosts.iter().find(|h| h.name == c.host) else {
-                continue;
-            };
-            let body = json!({"to": c.to});
-            match api(h, "PUT", &format!("/rules/{}", c.mac), Some(&body)) {
-                Ok(_) => ok += 1,
-                Err(e) => log::warn!("controller: {}: rule {} -> {}: {e:#}", c.host, c.mac, c.to),
-            }
-        }
-        ok
-    }
 }
 
 #[cold]
@@ -845,32 +758,27 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         cfg.nominal(a, b)
     });
     let interval = Duration::from_millis(cfg.controller.interval_ms);
-    let backend = match &cfg.etcd {
-        None => Backend::Http,
-        Some(section) => {
-            let id = args.replica_id.clone().unwrap_or_else(default_replica_id);
-            log::info!(
-                "controller: replica {id} over etcd {} (prefix {}, lease {} s)",
-                section.endpoints.join(","),
-                section.keys().prefix(),
-                section.lease_ttl_s
-            );
-            Backend::Etcd(Box::new(Replica::start(section.clone(), id)?))
-        }
-    };
+    let section = cfg.etcd().clone();
+    let id = args.replica_id.clone().unwrap_or_else(default_replica_id);
+    log::info!(
+        "controller: replica {id} over etcd {} (prefix {}, lease {} s)",
+        section.endpoints.join(","),
+        section.keys().prefix(),
+        section.lease_ttl_s
+    );
+    let replica = Replica::start(section, id)?;
     let mut c = Controller {
         cfg,
         adapt,
         started: Instant::now(),
         started_unix: unix_now(),
-        backend,
+        replica,
         decisions: Vec::new(),
         view,
         desired: None,
         baseline: None,
         last_run: None,
         adaptations: 0,
-        rolling_out: false,
         pairs_seen: (BTreeSet::new(), 0),
         events: Vec::new(),
         unconfirmed: Vec::new(),
@@ -900,7 +808,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         }
     }
     log::info!("controller: stopped after {} adaptation(s)", c.adaptations);
-    // Dropping the backend ends an etcd session: its lease is revoked, a standby leads.
+    // Dropping the replica ends its etcd session: its lease is revoked, a standby leads.
     drop(c);
     Ok(())
 }

@@ -1,5 +1,5 @@
-//! A controller replica in etcd mode: its election session and its reads and guarded
-//! writes. Any number of replicas run; one leads, through etcd's election API on
+//! A controller replica: its election session, its reads and its guarded writes (the
+//! daemons' views come from a watch, views.rs). Any number of replicas run; one leads, through etcd's election API on
 //! `leader` with a lease of `lease_ttl_s`, kept alive by a session thread of its own
 //! (a tokio current-thread runtime) whatever the planning thread is doing. Every write
 //! of the leader is a transaction that compares its election key's create revision:
@@ -21,8 +21,9 @@ use etcd_client::{
 use serde::{Deserialize, Serialize};
 
 use super::decide::Rules;
+use super::views::{HostEntry, ViewsWatch};
 use crate::cluster::etcd::EtcdSection;
-use crate::cluster::{Desired, HostViews, Keys};
+use crate::cluster::{Desired, Keys};
 
 /// Operations in one transaction: under etcd's default `--max-txn-ops` (128).
 pub const MAX_TXN_OPS: usize = 120;
@@ -30,12 +31,6 @@ pub const MAX_TXN_OPS: usize = 120;
 /// Bytes of keys and values in one transaction: under etcd's default
 /// `--max-request-bytes` (1.5 MiB).
 pub const MAX_TXN_BYTES: usize = 1024 * 1024;
-
-/// Keys per read of `views/`: a daemon's views may reach `MAX_VALUE_BYTES`.
-const VIEWS_PAGE: i64 = 16;
-
-/// The largest read reply taken (tonic's default is 4 MiB).
-const MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
 
 /// One write of the leader.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +147,8 @@ pub struct Replica {
     backoff: Duration,
     shared: Arc<Shared>,
     session: Option<JoinHandle<()>>,
+    /// Every daemon's views, kept by a watch (views.rs).
+    watch: ViewsWatch,
     /// The election key the leader state below was loaded under.
     pub leading: Option<LeaderKey>,
     /// The desired state in etcd, per host, as this leader last read or wrote it.
@@ -182,9 +179,11 @@ impl Replica {
                 .spawn(move || session_thread(&section, &id, &shared))
                 .context("cannot start the etcd session thread")?
         };
+        let watch = ViewsWatch::start(section.clone())?;
         Ok(Replica {
             id,
             keys: section.keys(),
+            watch,
             section,
             rt,
             client: None,
@@ -261,42 +260,15 @@ impl Replica {
         }
     }
 
-    /// Every host's views in etcd, each parsed or with why not.
-    #[cold]
-    pub fn views(&mut self) -> Result<BTreeMap<String, Result<HostViews>>> {
-        let keys = self.keys.clone();
-        self.call("reading views", async |c| {
-            let mut kv = c.kv_client().max_decoding_message_size(MAX_REPLY_BYTES);
-            // Pages of one snapshot (the first page's revision), from key to key.
-            let prefix = keys.all_views();
-            let end = format!("{}0", prefix.trim_end_matches('/'));
-            let mut from = prefix.clone();
-            let mut revision = 0;
-            let mut out = BTreeMap::new();
-            loop {
-                let opts = GetOptions::new()
-                    .with_range(end.as_str())
-                    .with_limit(VIEWS_PAGE)
-                    .with_revision(revision);
-                let resp = kv.get(from.as_str(), Some(opts)).await?;
-                if revision == 0 {
-                    revision = resp.header().map_or(0, |h| h.revision());
-                }
-                for kv in resp.kvs() {
-                    let key = kv.key_str().unwrap_or("");
-                    from = format!("{key}\0");
-                    let Some(h) = keys.host_of("views", key) else {
-                        continue;
-                    };
-                    let v = serde_json::from_slice::<HostViews>(kv.value())
-                        .with_context(|| format!("views/{h} is not a host's views"));
-                    out.insert(h.to_string(), v);
-                }
-                if !resp.more() || resp.kvs().is_empty() {
-                    return Ok(out);
-                }
-            }
-        })
+    /// Every host's views, as the watch keeps them (no etcd request); an error while
+    /// the watch is not known to follow etcd.
+    pub fn views(&self) -> Result<BTreeMap<String, HostEntry>> {
+        self.watch.views()
+    }
+
+    /// (revision the views reflect, watch events applied so far).
+    pub fn views_progress(&self) -> (i64, u64) {
+        self.watch.progress()
     }
 
     /// What a new leader resumes from: `plan`, `desired/`, the newest decision.

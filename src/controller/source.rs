@@ -1,25 +1,22 @@
-//! Where the controller's views come from: each daemon's HTTP API (polled in turn), or
-//! etcd (`views/<host>`, all hosts in one read). Both give the same documents (the
-//! API's replies to `/rules`, `/links`, `/matrix`, `/paths`), read by one parser, so
-//! the planning (view.rs, decide.rs) is the same in both modes.
+//! What the controller plans from: each daemon's `views/<host>` in etcd (kept by a
+//! watch, views.rs), which hold the documents of the daemon's API replies to `/rules`,
+//! `/links`, `/matrix` and `/paths`, read here into one host's `Gathered`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use analysis::vttif::MatrixEntry;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use super::config::{ControllerConfig, HostEntry};
-use super::replica::Replica;
+use super::config::ControllerConfig;
 use super::view::PathObservation;
-use crate::api_client::ApiClient;
+use super::views::HostEntry;
 use crate::cluster::HostViews;
 
 /// What one daemon said this round.
 pub struct Gathered {
     pub host: String,
-    /// The daemon's overlay links (peer names) and its own underlay address.
-    pub links: BTreeSet<String>,
+    /// The daemon's own underlay address (its `/links` reply says it).
     pub underlay_ip: Option<String>,
     pub local_vms: Vec<String>,
     pub rules: BTreeMap<String, String>,
@@ -50,12 +47,9 @@ impl Gathered {
                 ))
             })
             .collect::<BTreeMap<String, String>>();
-        let links = links_reply["links"]
+        links_reply["links"]
             .as_array()
-            .context("no links in the reply")?
-            .iter()
-            .filter_map(|l| l["name"].as_str().map(str::to_string))
-            .collect();
+            .context("no links in the reply")?;
         let underlay_ip = links_reply["underlay_ip"].as_str().map(str::to_string);
         let host = rules_reply["host"].as_str().unwrap_or_default().to_string();
         if host != expect {
@@ -79,7 +73,6 @@ impl Gathered {
             .collect();
         Ok(Gathered {
             host,
-            links,
             underlay_ip,
             local_vms,
             rules,
@@ -99,15 +92,6 @@ impl Gathered {
     }
 }
 
-/// How the controller reaches the daemons.
-pub enum Backend {
-    /// Each daemon's HTTP API, polled in turn; rules and links set by calling it.
-    Http,
-    /// etcd: views read from `views/`, desired state written (by the leading replica
-    /// only) to `desired/`.
-    Etcd(Box<Replica>),
-}
-
 /// One round's views: the daemons that answered, and the others with why.
 pub struct Round {
     pub gathered: Vec<Gathered>,
@@ -116,85 +100,44 @@ pub struct Round {
     pub logged: bool,
 }
 
-impl Backend {
-    /// Every configured host's views, or why it has none.
-    #[cold]
-    pub fn gather(&mut self, cfg: &ControllerConfig) -> Round {
-        let mut gathered = Vec::new();
-        let mut down = Vec::new();
-        let mut logged = false;
-        match self {
-            Backend::Http => {
-                for h in &cfg.hosts {
-                    match gather_http(h) {
-                        Ok(g) => gathered.push(g),
-                        Err(e) => down.push(json!({"host": h.name, "error": format!("{e:#}")})),
-                    }
-                }
-            }
-            Backend::Etcd(r) => match r.views() {
-                Ok(mut views) => {
-                    for h in &cfg.hosts {
-                        let got = match views.remove(&h.name) {
-                            Some(Ok(v)) => Gathered::from_views(&h.name, &v),
-                            Some(Err(e)) => Err(e),
-                            None => Err(anyhow::anyhow!("no views in etcd (daemon down?)")),
-                        };
-                        match got {
-                            Ok(g) => gathered.push(g),
-                            Err(e) => down.push(json!({"host": h.name, "error": format!("{e:#}")})),
-                        }
-                    }
-                }
-                Err(e) => {
-                    logged = true;
-                    let e = format!("etcd: {e:#}");
-                    down = cfg
-                        .hosts
-                        .iter()
-                        .map(|h| json!({"host": h.name, "error": e}))
-                        .collect();
-                }
-            },
+/// Every configured host's views from `views` (the watch's map, or why there is
+/// none), or why a host has none.
+#[cold]
+pub fn gather(cfg: &ControllerConfig, views: Result<BTreeMap<String, HostEntry>>) -> Round {
+    let mut views = match views {
+        Ok(v) => v,
+        Err(e) => {
+            let e = format!("etcd: {e:#}");
+            let down = cfg
+                .hosts
+                .iter()
+                .map(|h| json!({"host": h.name, "error": e}))
+                .collect();
+            return Round {
+                gathered: Vec::new(),
+                down,
+                logged: true,
+            };
         }
-        Round {
-            gathered,
-            down,
-            logged,
+    };
+    let mut gathered = Vec::new();
+    let mut down = Vec::new();
+    for h in &cfg.hosts {
+        let got = match views.remove(&h.name) {
+            Some(Ok(v)) => Gathered::from_views(&h.name, &v),
+            Some(Err(e)) => Err(anyhow::anyhow!(e)),
+            None => Err(anyhow::anyhow!("no views in etcd (daemon down?)")),
+        };
+        match got {
+            Ok(g) => gathered.push(g),
+            Err(e) => down.push(json!({"host": h.name, "error": format!("{e:#}")})),
         }
     }
-}
-
-/// One request to a daemon's API: the reply's JSON when it is 200 and ok.
-#[cold]
-pub fn api(host: &HostEntry, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-    let client = match (&host.api, &host.url) {
-        (Some(sock), _) => ApiClient::unix(sock),
-        (None, Some(url)) => ApiClient::tcp(url, host.token.as_deref()),
-        (None, None) => bail!("{}: no api or url (etcd mode)", host.name),
-    };
-    client
-        .call(method, path, body)
-        .with_context(|| host.name.clone())
-}
-
-#[cold]
-fn gather_http(h: &HostEntry) -> Result<Gathered> {
-    let rules = api(h, "GET", "/rules", None)?;
-    let links = api(h, "GET", "/links", None)?;
-    // Monitoring may be off on a daemon: then it has no views, only rules.
-    let matrix = api(h, "GET", "/matrix", None).ok();
-    let paths = api(h, "GET", "/paths", None).ok();
-    Gathered::parse(&h.name, &rules, &links, matrix.as_ref(), paths.as_ref())
-        .with_context(|| format!("the daemon at {}", where_(h)))
-}
-
-fn where_(h: &HostEntry) -> String {
-    h.api
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .or_else(|| h.url.clone())
-        .unwrap_or_default()
+    Round {
+        gathered,
+        down,
+        logged: false,
+    }
 }
 
 #[cfg(test)]
@@ -224,7 +167,6 @@ mod tests {
         let g = Gathered::from_views("A", &views("A")).unwrap();
         assert_eq!(g.local_vms, ["02:00:00:00:00:01"]);
         assert_eq!(g.rules["02:00:00:00:00:03"], "peer:C");
-        assert!(g.links.contains("C"));
         assert_eq!(g.underlay_ip.as_deref(), Some("198.18.0.1"));
         assert_eq!(g.rows.len(), 1);
         assert!(g.paths.is_empty());
