@@ -13,6 +13,7 @@
 
 pub mod config;
 mod decide;
+mod lead;
 mod replica;
 mod source;
 mod view;
@@ -32,11 +33,8 @@ use serde_json::{json, Value};
 
 pub use config::ControllerConfig;
 use decide::{Demand, Rules, Situation, VmInfo};
-use replica::{BaselineRecord, PlanRecord, Replica};
-use source::Gathered;
+use replica::{BaselineRecord, Replica};
 use view::NetworkView;
-
-use crate::cluster::Desired;
 
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
@@ -419,191 +417,6 @@ impl Controller {
                 .and_then(|()| std::fs::rename(&tmp, path));
             if let Err(e) = r {
                 log::warn!("controller: cannot write {}: {e}", path.display());
-            }
-        }
-    }
-
-    fn role(&self) -> &'static str {
-        if self.replica.leading.is_some() {
-            "leader"
-        } else {
-            "standby"
-        }
-    }
-
-    /// Whether this replica plans and writes this round. A replica
-    /// that has just won the election first resumes the state in etcd: the plan in
-    /// force, its revision, the hysteresis clocks, the decision log's sequence.
-    #[cold]
-    fn lead(&mut self) -> bool {
-        let r = &mut self.replica;
-        let key = r.leader_key();
-        let same = match (&key, &r.leading) {
-            (Some(k), Some(l)) => k.key() == l.key() && k.rev() == l.rev(),
-            _ => false,
-        };
-        if same {
-            return true;
-        }
-        if key.is_none() {
-            if r.leading.take().is_some() {
-                self.event(json!({"event": "standby",
-                    "why": "the election is lost (lease expired, deposed, or etcd unreachable)"}));
-            }
-            return false;
-        }
-        let t0 = Instant::now();
-        // Unreadable (etcd failing): not leading this round; logged by the read.
-        let Ok(loaded) = r.load() else { return false };
-        let max_desired = loaded.desired.values().map(|d| d.revision).max();
-        r.revision = max_desired
-            .into_iter()
-            .chain(loaded.plan.as_ref().map(|p| p.revision))
-            .max()
-            .unwrap_or(0);
-        r.next_seq = [
-            loaded.plan.as_ref().map_or(1, |p| p.next_seq),
-            loaded.last_seq.map_or(1, |s| s + 1),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(1);
-        r.written = loaded.desired;
-        r.last_plan = loaded.plan.clone().map(|p| PlanRecord {
-            at_unix_s: 0.0,
-            ..p
-        });
-        r.leading = key;
-        let (revision, next_seq) = (r.revision, r.next_seq);
-        let resumed = loaded.plan.is_some();
-        let from = loaded.plan.as_ref().map(|p| p.leader.clone());
-        self.resume(loaded.plan);
-        self.event(json!({"event": "leading", "resumed": resumed, "from": from,
-            "revision": revision, "next_decision": next_seq,
-            "plan_rules": self.desired.as_ref().map(|d| d.values().map(BTreeMap::len).sum::<usize>()),
-            "load_ms": t0.elapsed().as_secs_f64() * 1e3}));
-        true
-    }
-
-    /// Takes the state of a plan record (none: cold start, the rules the daemons
-    /// publish are adopted as the plan in force).
-    #[cold]
-    fn resume(&mut self, plan: Option<PlanRecord>) {
-        let Some(p) = plan else {
-            self.desired = None;
-            return;
-        };
-        self.desired = p.rules;
-        if let Some(b) = p.baseline {
-            self.baseline = Some(Baseline::from_record(b));
-        }
-        self.last_run = p.last_run_unix_s.map(|u| u - self.started_unix);
-        self.pairs_seen = (p.pairs_seen.into_iter().collect(), p.pairs_rounds);
-        self.adaptations = p.adaptations;
-    }
-
-    fn plan_record(&self, revision: u64, next_seq: u64, leader: &str) -> PlanRecord {
-        PlanRecord {
-            revision,
-            next_seq,
-            leader: leader.to_string(),
-            at_unix_s: 0.0,
-            rules: self.desired.clone(),
-            baseline: self.baseline.as_ref().map(Baseline::record),
-            last_run_unix_s: self.last_run.map(|t| self.started_unix + t),
-            pairs_seen: self.pairs_seen.0.iter().cloned().collect(),
-            pairs_rounds: self.pairs_seen.1.min(PERSIST_ROUNDS),
-            adaptations: self.adaptations,
-        }
-    }
-
-    /// Leading: writes the desired state of every host whose state changed
-    /// (a new revision), this round's decisions and the plan record, as transactions
-    /// guarded by the election key; the plan last. Observing (adaptation off), or
-    /// while a host's views are missing, no desired state is written.
-    #[cold]
-    fn publish(&mut self, gathered: &[Gathered], all_up: bool) {
-        let Some(key) = self.replica.leading.clone() else {
-            return;
-        };
-        let underlay: BTreeMap<&str, &str> = gathered
-            .iter()
-            .filter_map(|g| Some((g.host.as_str(), g.underlay_ip.as_deref()?)))
-            .collect();
-        // Desired state needs every host's underlay address: not while a host is down.
-        let want = match (&self.desired, self.adapt && all_up) {
-            (Some(d), true) => decide::desired_state(d, &underlay),
-            _ => BTreeMap::new(),
-        };
-        let changed: Vec<(String, Desired)> = want
-            .into_iter()
-            .filter(|(h, d)| {
-                self.replica
-                    .written
-                    .get(h)
-                    .is_none_or(|w| w.rules != d.rules || w.links != d.links)
-            })
-            .collect();
-        let revision = self.replica.revision + u64::from(!changed.is_empty());
-        if !changed.is_empty() {
-            let hosts: Vec<&String> = changed.iter().map(|(h, _)| h).take(20).collect();
-            self.event_on_commit(json!({"event": "desired_written", "revision": revision,
-                "hosts": changed.len(), "first_hosts": hosts}));
-        }
-        let decisions = std::mem::take(&mut self.decisions);
-        let id = self.replica.id.clone();
-        let next_seq = self.replica.next_seq + decisions.len() as u64;
-        let plan = self.plan_record(revision, next_seq, &id);
-        let r = &mut self.replica;
-        if changed.is_empty() && decisions.is_empty() && r.last_plan.as_ref() == Some(&plan) {
-            return;
-        }
-        let stamped = PlanRecord {
-            at_unix_s: unix_now(),
-            ..plan.clone()
-        };
-        let writes = r.round_writes(revision, &changed, &decisions, &stamped);
-        match r.write_guarded(&key, &writes) {
-            Ok(true) => {
-                r.committed(changed, plan, &writes);
-                for mut e in std::mem::take(&mut self.unconfirmed) {
-                    // When it was confirmed; etcd's decision log keeps when it was made.
-                    e["decided_t"] = e["t"].take();
-                    self.stamp(&mut e);
-                    self.report(e);
-                }
-            }
-            Ok(false) => {
-                log::warn!(
-                    "controller: replica {id}: etcd refused the write (the election key is \
-                     gone: another replica leads); nothing written"
-                );
-                r.depose();
-                let unconfirmed = self.unconfirmed_names();
-                self.unconfirmed.clear();
-                self.event(json!({"event": "write_refused", "revision": revision,
-                    "why": "the guard failed: this replica no longer holds the election",
-                    "not_written": unconfirmed}));
-            }
-            Err(e) => {
-                // Logged by the write; the decisions wait for the next round, the desired
-                // state is computed again then.
-                let mut keep: Vec<Value> = decisions
-                    .into_iter()
-                    .filter(|d| d["event"] != "desired_written")
-                    .collect();
-                keep.append(&mut self.decisions);
-                let skip = keep.len().saturating_sub(replica::DECISIONS_KEPT as usize);
-                self.decisions = keep.split_off(skip);
-                let unconfirmed = self.unconfirmed_names();
-                self.unconfirmed.retain(|d| d["event"] != "desired_written");
-                // A timeout may hide a transaction that landed: the next round writes
-                // the same revision again (the same values), so either way etcd ends
-                // up with it once a write is confirmed.
-                self.event(json!({"event": "write_failed", "revision": revision,
-                    "error": format!("{e:#}"), "not_confirmed": unconfirmed,
-                    "outcome": "unknown: no confirmation from etcd; retried next round \
-                        while this replica leads"}));
             }
         }
     }
