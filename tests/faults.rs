@@ -65,6 +65,26 @@ fn transfer(
     })
 }
 
+/// Pings VM `b` from VM `a` (one echo at a time, 200 ms apart) until one is answered:
+/// how long that took, or `None` within `limit`.
+fn ping_until_answered(f: &Fabric, a: usize, b: usize, limit: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        let answered = Command::new("ip")
+            .args(["netns", "exec", &f.vms[a].ns, "ping", "-c", "1", "-W", "1"])
+            .arg(&f.vms[b].ip)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if answered {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }
@@ -77,7 +97,9 @@ fn an_underlay_link_down_and_up_mid_transfer_is_survived() {
     let mut f = Fabric::new("flap", 2, 1);
     let drops_before = f.warm_up();
     let t0 = Instant::now();
-    let run = transfer(&f, 0, 1, 16);
+    // Long enough for TCP's retransmission timer, doubled through 3 s of outage, to
+    // fire again after the link is back even when the machine is loaded (RTO ~1 s).
+    let run = transfer(&f, 0, 1, 30);
     std::thread::sleep(Duration::from_secs(4));
     let nic = |state: &str| sh(&format!("ip -n {} link set u {state}", f.hosts[0]));
     nic("down");
@@ -85,11 +107,18 @@ fn an_underlay_link_down_and_up_mid_transfer_is_survived() {
     std::thread::sleep(Duration::from_secs(3));
     nic("up");
     let up_at = t0.elapsed().as_secs_f64();
+    // The dataplane's own recovery, apart from TCP's backoff: the first ping through the
+    // overlay answered after the link came up.
+    let forwarding = ping_until_answered(&f, 0, 1, Duration::from_secs(10));
     let stats = f.api(0, "GET", "/stats", "").1;
     let (ok, intervals) = run.join().unwrap();
     assert!(
         ok,
         "the TCP connection did not survive the link flap: {intervals:?}"
+    );
+    assert!(
+        forwarding.is_some(),
+        "no ping crossed the overlay within 10 s of the link coming up"
     );
 
     // Recovery: the first interval after the link came back that carries at least half
@@ -105,7 +134,8 @@ fn an_underlay_link_down_and_up_mid_transfer_is_survived() {
         .find(|(end, mbps)| *end > up_at && *mbps >= rate_before / 2.0)
         .map(|(end, _)| end - up_at);
     println!(
-        "link down {down_at:.1}-{up_at:.1} s: {rate_before:.0} Mbit/s before; back to half of it within {} after the link came up",
+        "link down {down_at:.1}-{up_at:.1} s: {rate_before:.0} Mbit/s before; the overlay answered a ping {} after the link came up; TCP back to half its rate within {}",
+        forwarding.map_or("never".into(), |d| format!("{:.2} s", d.as_secs_f64())),
         recovered.map_or("never".into(), |s| format!("{s:.1} s"))
     );
     assert!(
