@@ -59,14 +59,20 @@ def stop(p, sig=signal.SIGKILL):
 def cleanup():
     for p in PROCS:
         stop(p)
-    shutil.rmtree(WORK, ignore_errors=True)
+    if os.environ.get("KEEP"):
+        sys.stderr.write(f"KEEP: logs and events left in {WORK} (etcd data dirs removed)\n")
+        for d in os.listdir(WORK):
+            if os.path.isdir(os.path.join(WORK, d, "member")):
+                shutil.rmtree(os.path.join(WORK, d), ignore_errors=True)
+    else:
+        shutil.rmtree(WORK, ignore_errors=True)
 
 
 class Etcd:
     """Three members on loopback, clients over TLS with certificates required."""
 
-    def __init__(self, n=3):
-        self.pki = os.path.join(WORK, "pki")
+    def __init__(self, n=3, extra=(), tag=""):
+        self.pki = os.path.join(WORK, f"{tag}pki")
         certs = os.path.join(ROOT, "scripts/certs.sh")
         subprocess.run(["bash", certs, self.pki, "ca"], check=True, capture_output=True)
         for i in range(n):
@@ -79,7 +85,7 @@ class Etcd:
         self.endpoints = [f"https://127.0.0.1:{cp}" for cp, _ in ports]
         for i, (cp, pp) in enumerate(ports):
             f = lambda x: os.path.join(self.pki, x)
-            spawn(["etcd", "--name", f"m{i}", "--data-dir", os.path.join(WORK, f"m{i}"),
+            spawn(["etcd", "--name", f"m{i}", "--data-dir", os.path.join(WORK, f"{tag}m{i}"),
                    "--listen-client-urls", self.endpoints[i],
                    "--advertise-client-urls", self.endpoints[i],
                    "--listen-peer-urls", f"http://127.0.0.1:{pp}",
@@ -88,8 +94,8 @@ class Etcd:
                    "--initial-cluster-state", "new",
                    "--heartbeat-interval", "100", "--election-timeout", "1000",
                    "--cert-file", f(f"m{i}.crt"), "--key-file", f(f"m{i}.key"),
-                   "--client-cert-auth", "--trusted-ca-file", f("ca.crt")],
-                  os.path.join(WORK, f"m{i}.log"))
+                   "--client-cert-auth", "--trusted-ca-file", f("ca.crt"), *extra],
+                  os.path.join(WORK, f"{tag}m{i}.log"))
         t0 = time.time()
         while True:
             r = self.ctl(["endpoint", "health"], check=False)
@@ -376,9 +382,10 @@ def write(out):
         "B. Measured from the bench's `put` of `views/A` to the leader's "
         "`desired_written` event (events_file) for the new revision; 'seen' is when "
         "the bench's poll (an etcdctl process every 50 ms) read the new `desired/A`. "
-        "The leader reads views/ every interval_ms (no watch): the put falls at a random "
-        "phase of that, so the figure spans a read interval plus the planning. "
-        "Daemons applying it (`applied/<host>`) are not in this figure.", "",
+        "The leader keeps views/ by a watch and plans every interval_ms: the put falls at "
+        "a random phase of that, so the figure spans up to one interval plus the planning. "
+        "Daemons applying it (`applied/<host>`) are in bench/results/fleet.md "
+        "(simulated hosts running the daemon's etcd session).", "",
         "| | median | p99 | max | n |", "|---|---|---|---|---|"]
     for k, name in [("desired_written_ms", "views/A -> desired/A written"),
                     ("seen_by_bench_ms", "views/A -> desired/A seen")]:

@@ -9,9 +9,11 @@
 // ports), the controller (`controller/`), the operator's commands (`operator/`: over
 // running daemons, and offline over captures and problem files). The API's client
 // serves the controller and the operator alike; `cluster/` is the key space in etcd
-// that the daemons and the controller share.
+// that the daemons and the controller share; `fleet/` simulates many daemons at once
+// against it.
 pub mod api_client;
 pub mod cluster;
 pub mod controller;
 pub mod daemon;
+pub mod fleet;
 pub mod operator;

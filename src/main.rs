@@ -3,7 +3,7 @@
 //! parts are the library's).
 #![forbid(unsafe_code)]
 
-use wrenvnet::{controller, daemon, operator};
+use wrenvnet::{controller, daemon, fleet, operator};
 
 use std::process::ExitCode;
 
@@ -55,9 +55,13 @@ enum Command {
     Decisions(operator::cluster::DecisionsArgs),
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
     Analyze(operator::analyze::AnalyzeArgs),
-    /// Close the loop: poll every daemon's API, run VADAPT when demands or measurements
-    /// move, and apply its rules (config/controller.example.toml).
+    /// Close the loop, as one of N replicas over etcd: read every daemon's views, run
+    /// VADAPT when demands or measurements move, write each host's desired state
+    /// (config/controller.example.toml).
     Controller(controller::ControllerArgs),
+    /// Simulated hosts against a real etcd and the real controllers: each one the
+    /// daemon's etcd session with an in-memory FIB and generated views (bench/fleet.sh).
+    FleetSim(fleet::FleetArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,7 +76,11 @@ fn main() -> ExitCode {
     // `decisions` restore the default once their etcd session is over.
     if !matches!(
         cli.command,
-        Command::Run(_) | Command::Controller(_) | Command::Cluster(_) | Command::Decisions(_)
+        Command::Run(_)
+            | Command::Controller(_)
+            | Command::FleetSim(_)
+            | Command::Cluster(_)
+            | Command::Decisions(_)
     ) {
         dataplane::process::restore_default_sigpipe();
     }
@@ -88,6 +96,7 @@ fn main() -> ExitCode {
         Command::Decisions(args) => operator::cluster::decisions(args).map(|()| ExitCode::SUCCESS),
         Command::Analyze(args) => operator::analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Controller(args) => controller::run(args).map(|()| ExitCode::SUCCESS),
+        Command::FleetSim(args) => fleet::run(args).map(|()| ExitCode::SUCCESS),
         Command::Adapt(args) => operator::adapt::run(args).map(|feasible| {
             if feasible {
                 ExitCode::SUCCESS

@@ -91,15 +91,14 @@ pub struct Situation<'a> {
 }
 
 impl Situation<'_> {
-    fn host_of(&self, mac: &str) -> Option<&str> {
-        self.vms
-            .iter()
-            .find(|v| v.mac == mac)
-            .map(|v| v.host.as_str())
-    }
-
     /// The VADAPT problem: residual bandwidth, links as measured, the routes in force.
     pub fn problem(&self) -> Problem {
+        let host: BTreeMap<&str, &str> = self
+            .vms
+            .iter()
+            .map(|v| (v.mac.as_str(), v.host.as_str()))
+            .collect();
+        let host_of = |mac: &str| host.get(mac).copied();
         let mut per_host: BTreeMap<&str, usize> = BTreeMap::new();
         for v in self.vms {
             *per_host.entry(v.host.as_str()).or_default() += 1;
@@ -107,8 +106,8 @@ impl Situation<'_> {
         let demands: Vec<&Demand> = self
             .demands
             .iter()
-            .filter(|d| d.src != d.dst && self.host_of(&d.src).is_some())
-            .filter(|d| self.host_of(&d.dst).is_some())
+            .filter(|d| d.src != d.dst && host_of(&d.src).is_some())
+            .filter(|d| host_of(&d.dst).is_some())
             .collect();
         Problem {
             hosts: self
@@ -147,8 +146,8 @@ impl Situation<'_> {
                 .iter()
                 .map(|d| {
                     let (hs, hd) = (
-                        self.host_of(&d.src).unwrap_or_default(),
-                        self.host_of(&d.dst).unwrap_or_default(),
+                        host_of(&d.src).unwrap_or_default(),
+                        host_of(&d.dst).unwrap_or_default(),
                     );
                     PathSpec {
                         src: d.src.clone(),
@@ -180,16 +179,19 @@ pub struct Verdict {
     pub objective_plan: f64,
     pub feasible_now: bool,
     pub feasible_plan: bool,
-    /// The gain a change must exceed: `improvement` × max(total demand, scale).
+    /// The gain a change must exceed: `improvement` × max(demand touched, scale).
     pub needed_gain: f64,
     pub plan: Vec<vadapt::PathOut>,
     pub mapping: BTreeMap<String, String>,
 }
 
 /// Runs VADAPT on `problem` and judges its plan against the routes in force.
-/// A plan must gain more than `improvement` × the larger of the total demand and
+/// A plan must gain more than `improvement` × the larger of the demand it touches and
 /// `scale` (the narrowest nominal link): when the demands are small (an application
-/// starting), a gain of a few Mbit/s is noise, not a reason to move traffic.
+/// starting), a gain of a few Mbit/s is noise, not a reason to move traffic. The
+/// demand a plan touches is that of the applications (connected components of the
+/// demand graph) whose routes or VMs it changes: measured against the whole fleet's
+/// demand, which grows with every application, no local repair would ever pass.
 pub fn judge(
     problem: &Problem,
     opts: &vadapt::Options,
@@ -217,8 +219,8 @@ pub fn judge(
             .collect(),
     };
     let now = evaluate(&inst, &current);
-    let total: f64 = problem.demands.iter().map(|d| d.mbps).sum();
-    let needed_gain = (improvement * total.max(scale)).max(1.0);
+    let touched = touched_demand(problem, &answer.paths, &answer.mapping);
+    let needed_gain = (improvement * touched.max(scale)).max(1.0);
     let objective_plan = answer.objective.unwrap_or(f64::NEG_INFINITY);
     let objective_now = if now.objective.is_nan() {
         f64::NEG_INFINITY
@@ -235,6 +237,62 @@ pub fn judge(
         plan: answer.paths,
         mapping: answer.mapping,
     })
+}
+
+/// The total demand (Mbit/s) of the applications whose routes or VM hosts `plan` and
+/// `mapping` change from those in force.
+fn touched_demand(
+    problem: &Problem,
+    plan: &[vadapt::PathOut],
+    mapping: &BTreeMap<String, String>,
+) -> f64 {
+    let ix: BTreeMap<&str, usize> = problem
+        .vms
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.name.as_str(), i))
+        .collect();
+    let mut parent: Vec<usize> = (0..problem.vms.len()).collect();
+    fn root(p: &mut [usize], mut i: usize) -> usize {
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    for d in &problem.demands {
+        if let (Some(&a), Some(&b)) = (ix.get(d.src.as_str()), ix.get(d.dst.as_str())) {
+            let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+            parent[ra] = rb;
+        }
+    }
+    let now: BTreeMap<(&str, &str), &Vec<String>> = problem
+        .current_paths
+        .iter()
+        .map(|p| ((p.src.as_str(), p.dst.as_str()), &p.hosts))
+        .collect();
+    let mut touched = BTreeSet::new();
+    for p in plan {
+        if now.get(&(p.src.as_str(), p.dst.as_str())) != Some(&&p.hosts) {
+            if let Some(&i) = ix.get(p.src.as_str()) {
+                touched.insert(root(&mut parent, i));
+            }
+        }
+    }
+    for v in &problem.vms {
+        if mapping.get(&v.name).is_some_and(|h| Some(h) != v.host.as_ref()) {
+            touched.insert(root(&mut parent, ix[v.name.as_str()]));
+        }
+    }
+    problem
+        .demands
+        .iter()
+        .filter(|d| {
+            ix.get(d.src.as_str())
+                .is_some_and(|&i| touched.contains(&root(&mut parent, i)))
+        })
+        .map(|d| d.mbps)
+        .sum()
 }
 
 /// The rules that realise `plan` (paths of the demands) on top of `base` (the rules in
@@ -471,6 +529,46 @@ mod tests {
         // Noise: the direct link measured a little under the demand it carries.
         let v = situation_verdict(88.0, 92.0, &rules);
         assert!(!v.apply, "{v:?}");
+    }
+
+    #[test]
+    fn a_change_is_judged_against_the_application_it_touches_not_the_fleet() {
+        // a1 -> c1 on a throttled A-C link, beside a large application (d1 <-> e1, both
+        // on B: no link involved) that the change does not touch.
+        let (mut hosts, mut vms) = lab();
+        hosts.push(s("D"));
+        for (mac, host) in [("d1", "B"), ("e1", "B")] {
+            vms.push(VmInfo {
+                mac: s(mac),
+                host: s(host),
+                ip: None,
+            });
+        }
+        let rules = default_rules(&hosts, &vms);
+        let caps: Vec<(String, usize)> = hosts.iter().map(|h| (h.clone(), 3)).collect();
+        let (bw, lat) = (links(10.0), BTreeMap::new());
+        let demand = |a: &str, b: &str, mbps| Demand {
+            src: s(a),
+            dst: s(b),
+            mbps,
+        };
+        let demands = vec![
+            demand("a1", "c1", 9.5),
+            demand("d1", "e1", 5000.0),
+            demand("e1", "d1", 5000.0),
+        ];
+        let sit = Situation {
+            hosts: &caps,
+            vms: &vms,
+            demands: &demands,
+            bw: &bw,
+            latency: &lat,
+            rules: &rules,
+            allow_migration: false,
+        };
+        let v = judge(&sit.problem(), &vadapt::Options::default(), 0.25, 100.0).unwrap();
+        assert!(v.apply, "{v:?}");
+        assert_eq!(v.needed_gain, 25.0, "{v:?}");
     }
 
     #[test]

@@ -15,8 +15,8 @@ pub mod config;
 mod decide;
 mod lead;
 mod replica;
-mod source;
-mod view;
+pub(crate) mod source;
+pub(crate) mod view;
 mod views;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -127,6 +127,8 @@ struct Controller {
     /// carrying them (`write_failed` or `write_refused` otherwise).
     unconfirmed: Vec<Value>,
     last_status: Value,
+    /// The last round's duration and the longest so far (ms), for the status.
+    round_ms: (f64, f64),
 }
 
 impl Controller {
@@ -223,12 +225,16 @@ impl Controller {
         for v in &mut vms {
             v.ip = ip_of.get(&v.mac).cloned();
         }
-        let host_of = |mac: &str| vms.iter().find(|v| v.mac == mac).map(|v| v.host.clone());
-        let mac_of_ip = |ip: &str| {
-            vms.iter()
-                .find(|v| v.ip.as_deref() == Some(ip))
-                .map(|v| v.mac.clone())
-        };
+        let host_by_mac: BTreeMap<&str, &str> = vms
+            .iter()
+            .map(|v| (v.mac.as_str(), v.host.as_str()))
+            .collect();
+        let mac_by_ip: BTreeMap<&str, &str> = vms
+            .iter()
+            .filter_map(|v| Some((v.ip.as_deref()?, v.mac.as_str())))
+            .collect();
+        let host_of = |mac: &str| host_by_mac.get(mac).map(|h| h.to_string());
+        let mac_of_ip = |ip: &str| mac_by_ip.get(ip).map(|m| m.to_string());
         let current: Rules = gathered
             .iter()
             .map(|g| (g.host.clone(), g.rules.clone()))
@@ -409,6 +415,8 @@ impl Controller {
             "routes": routes,
             "links": links,
             "adaptations": self.adaptations,
+            "round_ms": self.round_ms.0,
+            "round_ms_max": self.round_ms.1,
             "events": self.events.iter().rev().take(10).collect::<Vec<_>>(),
         });
         if let Some(path) = &self.cfg.controller.status_file {
@@ -464,7 +472,10 @@ impl Controller {
             .map(|l| l.nominal_bw_mbps)
             .fold(f64::INFINITY, f64::min);
         let scale = if scale.is_finite() { scale } else { 0.0 };
-        let verdict = match decide::judge(&problem, &opts, self.cfg.controller.improvement, scale) {
+        let t0 = Instant::now();
+        let judged = decide::judge(&problem, &opts, self.cfg.controller.improvement, scale);
+        let plan_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let verdict = match judged {
             Ok(v) => v,
             Err(e) => {
                 self.event(json!({"event": "plan_failed", "trigger": why, "error": e.to_string()}));
@@ -472,11 +483,15 @@ impl Controller {
             }
         };
         if !verdict.apply {
-            self.event(json!({"event": "kept", "trigger": why, "verdict": verdict}));
+            self.event(json!({"event": "kept", "trigger": why, "verdict": verdict,
+                "plan_ms": plan_ms}));
             return false;
         }
         if !self.adapt {
-            self.event(json!({"event": "would_apply", "trigger": why, "verdict": verdict}));
+            self.event(
+                json!({"event": "would_apply", "trigger": why, "verdict": verdict,
+                "plan_ms": plan_ms}),
+            );
             return false;
         }
         // The VMs the plan moves: (MAC, from, to).
@@ -508,7 +523,7 @@ impl Controller {
             .map(|((a, b), v)| json!({"from": a, "to": b, "bw_mbps": v}))
             .collect();
         self.event_on_commit(
-            json!({"event": "applied", "trigger": why, "verdict": verdict,
+            json!({"event": "applied", "trigger": why, "verdict": verdict, "plan_ms": plan_ms,
             "links": used, "followed": followed, "migrations": migrations}),
         );
         let mut migrated = true;
@@ -596,6 +611,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         events: Vec::new(),
         unconfirmed: Vec::new(),
         last_status: Value::Null,
+        round_ms: (0.0, 0.0),
     };
     let quit = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -614,6 +630,8 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         }
         let t0 = Instant::now();
         c.round();
+        let took = t0.elapsed().as_secs_f64() * 1e3;
+        c.round_ms = (took, c.round_ms.1.max(took));
         let rest = interval.saturating_sub(t0.elapsed());
         let until = Instant::now() + rest;
         while Instant::now() < until && !quit.load(Ordering::Relaxed) {

@@ -8,7 +8,7 @@
 //! and `vm_ports` (VM ports plugged and unplugged while the workers run).
 
 pub mod api;
-mod cluster;
+pub(crate) mod cluster;
 pub mod config;
 mod main_loop;
 mod setup;

@@ -7,7 +7,7 @@
 //! The workers never see any of it: with etcd gone they forward with the rules in force.
 //! The thread is spawned from the main lcore and inherits its CPU set, never a worker's.
 
-mod session;
+pub(crate) mod session;
 mod status;
 mod views;
 

@@ -94,8 +94,10 @@ impl Control {
         &self.record.host
     }
 
+    /// Sessions until shutdown (the thread's body; the fleet simulator runs many of
+    /// them on one runtime).
     #[cold]
-    async fn sessions(mut self) {
+    pub async fn sessions(mut self) {
         let mut backoff = BACKOFF_MIN;
         loop {
             let lease = self.old_lease;
