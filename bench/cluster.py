@@ -280,7 +280,7 @@ def reaction_round(etcd, r, ttl):
     try:
         leader = reps.cold_start()
         # Past min_interval_s (1 s) since the cold-start plan, at a random phase of
-        # the leader's read of views/ (every interval_ms).
+        # the leader's planning round (every interval_ms).
         delay = 2.0 + random.uniform(0, INTERVAL_MS / 1e3)
         time.sleep(delay)
         t_put = time.time()
@@ -363,7 +363,7 @@ def write(out):
         f"interval_ms = {out['interval_ms']}, {out['cpus']} CPUs, load average "
         f"{out['load_avg_at_end']:.1f} at the end. Each round under a fresh prefix; "
         "the kill (the views' change) at a random phase of the leader's keepalive (its "
-        "read of views/).", "",
+        "planning round, every interval_ms).", "",
         "## Failover: leader SIGKILLed", "",
         "leads: the SIGKILL to the standby's `leading` event (events_file); writes: to "
         "the `at_unix_s` of the `plan` key it writes, guarded by its `leader/` key (its first "
