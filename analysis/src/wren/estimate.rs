@@ -39,6 +39,8 @@ pub struct PathView {
     pub avail_bw_low_mbps: Option<f64>,
     pub avail_bw_high_mbps: Option<f64>,
     pub avail_bw_kind: AvailKind,
+    /// What the path's flows together delivered (`delivered`): no answer goes below it.
+    pub delivered_floor_mbps: Option<f64>,
     pub trains: usize,
 }
 
@@ -72,7 +74,8 @@ pub(super) fn path_view(
         .filter(|tr| p.last_t.saturating_sub(tr.t) <= window_ns)
         .copied()
         .collect();
-    let (kind, est, low, high) = estimate(&recent);
+    let floor = p.delivered.floor(p.last_t, window_ns);
+    let (kind, est, low, high) = floored(estimate(&recent), floor);
     PathView {
         src: name(k.src),
         dst: name(k.dst),
@@ -94,6 +97,7 @@ pub(super) fn path_view(
         avail_bw_low_mbps: low.map(|x| x / 1e6),
         avail_bw_high_mbps: high.map(|x| x / 1e6),
         avail_bw_kind: kind,
+        delivered_floor_mbps: floor.map(|x| x / 1e6),
         trains: recent.len(),
     }
 }
@@ -217,16 +221,38 @@ fn answer(judged: &[Verdict], lower: Option<f64>, upper: Option<f64>, min_side: 
     }
 }
 
+/// The answer no lower than the delivered rate `floor`, which is A's surest lower
+/// bound: an estimate or a bound below it rises to it (an upper bound below it was
+/// wrong, and rises too); an upper bound above it gains it as its range's low side,
+/// and is an estimate, their midpoint, if the two are close enough (as in `answer`).
+fn floored(ans: Answer, floor: Option<f64>) -> Answer {
+    let Some(f) = floor else { return ans };
+    let up = |x: Option<f64>| x.map(|v| v.max(f));
+    match ans {
+        (AvailKind::None, ..) => (AvailKind::LowerBound, Some(f), Some(f), None),
+        (AvailKind::UpperBound, _, _, Some(hi)) if hi <= ESTIMATE_MAX_SPREAD * f => (
+            AvailKind::Estimate,
+            Some((f + hi.max(f)) / 2.0),
+            Some(f),
+            Some(hi.max(f)),
+        ),
+        (AvailKind::UpperBound, _, _, hi) => (AvailKind::UpperBound, hi, Some(f), hi),
+        (kind, est, low, high) => (kind, up(est), Some(low.map_or(f, |l| l.max(f))), up(high)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn verdict(rate_mbps: f64, trend: Trend) -> TrainResult {
         TrainResult {
+            t0: 0,
             t: 0,
             rate_bps: rate_mbps * 1e6,
             trend,
             segments: 64,
+            loss: false,
         }
     }
 

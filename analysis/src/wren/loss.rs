@@ -105,10 +105,12 @@ impl Flow {
             return None;
         }
         let verdict = TrainResult {
+            t0: segs[0].t,
             t,
             rate_bps: sending_rate(segs)?,
             trend: Trend::Increasing,
             segments: segs.len(),
+            loss: true,
         };
         Some((verdict, lost_end))
     }
@@ -129,7 +131,7 @@ impl Flow {
             .map(|s| TrainSeg {
                 end: s.end,
                 t: s.t,
-                bytes: s.bytes,
+                path_sent: s.path_sent,
                 rtt: None,
             })
             .collect();

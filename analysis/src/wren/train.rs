@@ -1,6 +1,7 @@
 //! Trains: runs of a flow's data segments sent close together, how they are formed,
 //! timed by their ACKs, and judged: the trend of their delays at their sending rate.
 
+use std::num::NonZeroU64;
 use std::ops::Range;
 
 use super::flow::{seq_le, seq_lt, Flow, Sent};
@@ -20,8 +21,10 @@ const NO_RTT_TRAIN_GAP_NS: u64 = 1_000_000;
 pub(super) struct TrainSeg {
     pub(super) end: u32,
     pub(super) t: u64,
-    pub(super) bytes: u32,
-    pub(super) rtt: Option<u64>,
+    /// The path's data bytes sent before it (mod 2³², `Sent::path_sent`).
+    pub(super) path_sent: u32,
+    /// At least 1 ns, so a segment costs 24 bytes.
+    pub(super) rtt: Option<NonZeroU64>,
 }
 
 #[derive(Debug, Default)]
@@ -43,7 +46,7 @@ impl Train {
             if !seq_le(s.end, a) {
                 break;
             }
-            s.rtt = Some(t.saturating_sub(s.t));
+            s.rtt = NonZeroU64::new(t.saturating_sub(s.t).max(1));
             self.acked += 1;
         }
     }
@@ -71,11 +74,16 @@ impl Train {
 /// A judged train.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct TrainResult {
+    /// When its first and its last segment were sent.
+    pub(super) t0: u64,
     pub(super) t: u64,
+    /// The path's sending rate over the train's span (every flow's bytes).
     pub(super) rate_bps: f64,
     pub(super) trend: Trend,
     /// Segments in the train: a longer train's verdict counts for more.
     pub(super) segments: usize,
+    /// The verdict of a loss, not of delays.
+    pub(super) loss: bool,
 }
 
 impl Flow {
@@ -108,7 +116,7 @@ impl Flow {
             self.train.segs.push(TrainSeg {
                 end: s.end,
                 t: s.t,
-                bytes: s.bytes,
+                path_sent: s.path_sent,
                 rtt: None,
             });
             tally.train_segments += 1;
@@ -223,15 +231,17 @@ pub(super) fn is_one_stream(bursts: &[Range<usize>]) -> bool {
 fn judge_stream(segs: &[TrainSeg]) -> Option<TrainResult> {
     let delays: Vec<f64> = segs
         .iter()
-        .filter_map(|s| s.rtt.map(|x| x as f64))
+        .filter_map(|s| s.rtt.map(|x| x.get() as f64))
         .collect();
     let trend = trend::trend(&delays)?;
     let rate_bps = sending_rate(segs)?;
     Some(TrainResult {
+        t0: segs.first()?.t,
         t: segs.last()?.t,
         rate_bps,
         trend,
         segments: segs.len(),
+        loss: false,
     })
 }
 
@@ -272,7 +282,9 @@ pub(super) fn bursts(segs: &[TrainSeg]) -> Vec<Range<usize>> {
 /// idle gaps between them (TSO, pacing quanta, a busy CPU) would otherwise look faster
 /// than it is, as the time from the first to the last packet leaves out the last gap.
 /// So the rate is taken from the first packet to the start of the last burst, over the
-/// bytes sent before it; for evenly spaced packets that is the usual (n-1)/span.
+/// bytes sent before it; for evenly spaced packets that is the usual (n-1)/span. The
+/// bytes are the path's, every flow's (`TrainSeg::path_sent`): the bottleneck queues
+/// them all, so two flows that each send at 0.6 A together outrun it.
 pub(super) fn sending_rate(segs: &[TrainSeg]) -> Option<f64> {
     let first = segs.first()?;
     let (gap_at, big) = gaps_and_burst_gap(segs)?;
@@ -283,7 +295,7 @@ pub(super) fn sending_rate(segs: &[TrainSeg]) -> Option<f64> {
         .filter(|&j| j >= segs.len() / 2)
         .unwrap_or(segs.len() - 1);
     let span = segs[end].t.saturating_sub(first.t);
-    let bytes: u64 = segs[..end].iter().map(|s| s.bytes as u64).sum();
+    let bytes = segs[end].path_sent.wrapping_sub(first.path_sent) as u64;
     if span == 0 {
         return None;
     }
