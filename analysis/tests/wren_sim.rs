@@ -143,6 +143,9 @@ fn available_bandwidth_within_15_percent_across_capacity_cross_traffic_and_rtt()
                     c / 1e6, xf * 100.0, rtt_ms, a, est, (est - a) / a * 100.0,
                     p.avail_bw_low_mbps.unwrap(), p.avail_bw_high_mbps.unwrap(), p.trains);
                 errors.push(err);
+                // The range says what the evidence supports: the truth is in it.
+                let (lo, hi) = (p.avail_bw_low_mbps.unwrap(), p.avail_bw_high_mbps.unwrap());
+                assert!(lo <= a && a <= hi, "A {a} outside {lo}..{hi}");
                 // Base RTT: the least-queued segment saw the base, its own serialization
                 // at A, and up to 30 us of jitter.
                 let min_us = p.rtt_min_us.unwrap();

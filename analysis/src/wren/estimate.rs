@@ -1,5 +1,15 @@
 //! The estimate: available bandwidth (a point, a bound or none) from a path's judged
 //! trains, and the view of a path that reports it with the path's RTT and traffic.
+//!
+//! The range (low, high) says what the evidence supports, not how close two trains
+//! happened to fall: it spans every split of the trains (sorted by rate) that
+//! misclassifies no more than the best split plus 1 + √(its count) trains, as the
+//! trend test misjudges a share of trains and that count is itself uncertain
+//! (`plausible_splits`); its ends are the trains just outside those splits, each
+//! widened by its rate's own error (`TrainResult::err`: two clock readings of the
+//! span, and the rise the trend test cannot tell from the delays' noise, 2σ over the
+//! train's duration). It is never narrower than the edges the answer is drawn from,
+//! nor does it reach below the delivered-rate floor (`delivered`).
 
 use serde::Serialize;
 
@@ -56,6 +66,20 @@ struct Verdict {
     increasing: bool,
     /// The train's segments: a longer train's verdict is surer.
     weight: usize,
+    /// Relative error of its rate as a bound (`TrainResult::err`).
+    err: f64,
+}
+
+impl Verdict {
+    /// What it proves of A, its error allowed for: at most r·(1 + e) if its delays
+    /// rose, at least r/(1 + e) if not.
+    fn bound(&self) -> f64 {
+        if self.increasing {
+            self.rate_bps * (1.0 + self.err)
+        } else {
+            self.rate_bps / (1.0 + self.err)
+        }
+    }
 }
 
 /// The view of path `k`, with the trains judged within `window_ns` of its last record;
@@ -115,53 +139,70 @@ fn estimate(trains: &[TrainResult]) -> Answer {
             rate_bps: t.rate_bps,
             increasing: t.trend == Trend::Increasing,
             weight: t.segments,
+            err: t.err,
         })
         .collect();
     if judged.is_empty() {
         return NO_ANSWER;
     }
     judged.sort_by(|a, b| a.rate_bps.total_cmp(&b.rate_bps));
-    let split = best_split(&judged);
+    let errs = split_errors(&judged);
+    let split = best_split(&errs);
     let min_side = 2usize.max(judged.len().div_ceil(20));
     let (lower, upper) = edges(&judged, split, min_side);
-    answer(&judged, lower, upper, min_side)
+    let plausible = plausible_splits(&judged, &errs, split);
+    answer(&judged, (lower, upper), plausible, min_side)
 }
 
-/// The split of `judged` (sorted by rate) that misclassifies the least weight: the
-/// weight of increasing trains below it plus that of non-increasing ones above it,
-/// each train weighted by its length, as a longer train's verdict is surer.
-fn best_split(judged: &[Verdict]) -> usize {
-    let n = judged.len();
-    let total_inc_w: usize = judged
+/// For each split of `judged` (sorted by rate; split i puts trains 0..i below A), the
+/// weight it misclassifies: that of increasing trains below it plus that of
+/// non-increasing ones above it, each train weighted by its length, as a longer train's
+/// verdict is surer.
+fn split_errors(judged: &[Verdict]) -> Vec<usize> {
+    let mut above_non: usize = judged
         .iter()
-        .filter(|t| t.increasing)
+        .filter(|t| !t.increasing)
         .map(|t| t.weight)
         .sum();
-    let total_w: usize = judged.iter().map(|t| t.weight).sum();
-    let (mut best_i, mut best_err) = (0usize, usize::MAX);
-    let (mut inc_below_w, mut non_below_w) = (0usize, 0usize);
-    for i in 0..=n {
-        let non_above_w = (total_w - inc_below_w - non_below_w) - (total_inc_w - inc_below_w);
-        let err = inc_below_w + non_above_w;
-        if err < best_err {
-            best_err = err;
-            best_i = i;
+    let mut below_inc = 0usize;
+    let mut errs = Vec::with_capacity(judged.len() + 1);
+    errs.push(above_non);
+    for t in judged {
+        if t.increasing {
+            below_inc += t.weight;
+        } else {
+            above_non -= t.weight;
         }
-        if i < n {
-            if judged[i].increasing {
-                inc_below_w += judged[i].weight;
-            } else {
-                non_below_w += judged[i].weight;
-            }
-        }
+        errs.push(below_inc + above_non);
     }
-    best_i
+    errs
+}
+
+/// The split that misclassifies the least weight (the lowest, if several do).
+fn best_split(errs: &[usize]) -> usize {
+    let min = errs.iter().min().copied().unwrap_or(0);
+    errs.iter().position(|&e| e == min).unwrap_or(0)
+}
+
+/// The splits the verdicts cannot tell from the best: the trend test misjudges some
+/// trains (flat noise reads as a rise now and then), so the count of misjudged trains
+/// at the true split is itself uncertain, by about its square root (a Poisson count).
+/// Splits that misclassify no more than the best plus 1 + √(its count) trains' weight
+/// (a train weighing the mean) are as plausible; returns the lowest and highest.
+fn plausible_splits(judged: &[Verdict], errs: &[usize], best: usize) -> (usize, usize) {
+    let mean_w = judged.iter().map(|t| t.weight).sum::<usize>() as f64 / judged.len() as f64;
+    let in_trains = errs[best] as f64 / mean_w;
+    let limit = errs[best] as f64 + (1.0 + in_trains.sqrt()) * mean_w;
+    let ok = |i: &usize| errs[*i] as f64 <= limit;
+    let lo = (0..=best).rev().take_while(ok).last().unwrap_or(best);
+    let hi = (best..errs.len()).take_while(ok).last().unwrap_or(best);
+    (lo, hi)
 }
 
 /// The range's edges around `split`: the second non-increasing train below it and the
 /// second increasing one above it, as one stray train must not make the range; each
 /// only if its side has `min_side` such trains (`min_side` >= 2: the second exists).
-fn edges(judged: &[Verdict], split: usize, min_side: usize) -> (Option<f64>, Option<f64>) {
+fn edges(judged: &[Verdict], split: usize, min_side: usize) -> (Option<Verdict>, Option<Verdict>) {
     let (below, above) = judged.split_at(split);
     let non_low = below.iter().filter(|t| !t.increasing).count();
     let inc_high = above.iter().filter(|t| t.increasing).count();
@@ -170,50 +211,65 @@ fn edges(judged: &[Verdict], split: usize, min_side: usize) -> (Option<f64>, Opt
         .rev()
         .filter(|t| !t.increasing)
         .nth(1)
-        .filter(|_| non_low >= min_side)
-        .map(|t| t.rate_bps);
+        .filter(|_| non_low >= min_side);
     let upper = above
         .iter()
         .filter(|t| t.increasing)
         .nth(1)
-        .filter(|_| inc_high >= min_side)
-        .map(|t| t.rate_bps);
-    (lower, upper)
+        .filter(|_| inc_high >= min_side);
+    (lower.copied(), upper.copied())
 }
 
-/// The answer the edges give. A point estimate promises to be within 30% of A: the
-/// midpoint of the range is within 30% of every point in it only if hi ≤ 1.6 lo. A
-/// wider range (an application-limited sender: slow trains without congestion, bursts
-/// with it) is only the bound its slower side proves, with the range beside it. With
-/// one side only, everything (but noise) is on that side of A: A is at least the rate
-/// of the fastest non-increasing trains, or at most that of the slowest increasing
-/// ones — `min_side` of them, as one train is noise.
-fn answer(judged: &[Verdict], lower: Option<f64>, upper: Option<f64>, min_side: usize) -> Answer {
+/// The answer the edges give, with the range the evidence supports. Each edge is the
+/// bound its train proves, its rate's error allowed for (`Verdict::bound`). A point
+/// estimate, the edges' middle, promises to be within 30% of A: the middle of a range
+/// is within 30% of every point in it only if high ≤ 1.6 low. Wider edges (an
+/// application-limited sender: slow trains without congestion, bursts with it) give
+/// only the bound the slower side proves, with the range beside it. With one side
+/// only, everything (but noise) is on that side of A: A is at least the bound of the
+/// fastest non-increasing trains, or at most that of the slowest increasing ones —
+/// `min_side` of them, as one train is noise.
+/// The range says what the evidence supports: where the verdicts disagree around the
+/// split it spans every split as plausible as the best (`plausible_splits`), from the
+/// train below the lowest of them to the train above the highest, each widened by its
+/// rate's error; never narrower than the edges.
+fn answer(
+    judged: &[Verdict],
+    (lower, upper): (Option<Verdict>, Option<Verdict>),
+    (p_lo, p_hi): (usize, usize),
+    min_side: usize,
+) -> Answer {
+    let mut non: Vec<f64> = judged
+        .iter()
+        .filter(|t| !t.increasing)
+        .map(Verdict::bound)
+        .collect();
+    non.sort_by(|a, b| b.total_cmp(a));
+    let mut inc: Vec<f64> = judged
+        .iter()
+        .filter(|t| t.increasing)
+        .map(Verdict::bound)
+        .collect();
+    inc.sort_by(f64::total_cmp);
     match (lower, upper) {
-        (Some(lo), Some(hi)) if hi <= ESTIMATE_MAX_SPREAD * lo => (
-            AvailKind::Estimate,
-            Some((lo + hi) / 2.0),
-            Some(lo),
-            Some(hi),
-        ),
-        (Some(lo), Some(hi)) => (AvailKind::LowerBound, Some(lo), Some(lo), Some(hi)),
+        (Some(lo), Some(hi)) => {
+            let (lo, hi) = (lo.bound(), hi.bound());
+            let below = judged[p_lo.max(1) - 1];
+            let above = judged[p_hi.min(judged.len() - 1)];
+            let low = lo.min(below.rate_bps / (1.0 + below.err));
+            let high = hi.max(above.rate_bps * (1.0 + above.err));
+            if hi <= ESTIMATE_MAX_SPREAD * lo {
+                let mid = (lo + hi) / 2.0;
+                (AvailKind::Estimate, Some(mid), Some(low), Some(high))
+            } else {
+                (AvailKind::LowerBound, Some(lo), Some(low), Some(high))
+            }
+        }
         (Some(_), None) => {
-            let mut non: Vec<f64> = judged
-                .iter()
-                .filter(|t| !t.increasing)
-                .map(|t| t.rate_bps)
-                .collect();
-            non.sort_by(|a, b| b.total_cmp(a));
             let lo = non[min_side - 1];
             (AvailKind::LowerBound, Some(lo), Some(lo), None)
         }
         (None, Some(_)) => {
-            let mut inc: Vec<f64> = judged
-                .iter()
-                .filter(|t| t.increasing)
-                .map(|t| t.rate_bps)
-                .collect();
-            inc.sort_by(f64::total_cmp);
             let hi = inc[min_side - 1];
             (AvailKind::UpperBound, Some(hi), None, Some(hi))
         }
@@ -253,6 +309,7 @@ mod tests {
             trend,
             segments: 64,
             loss: false,
+            err: 0.0,
         }
     }
 
@@ -273,6 +330,26 @@ mod tests {
         let (kind, est, _, _) = estimate(&trains);
         assert_eq!(kind, AvailKind::Estimate);
         assert_eq!(est, Some(89.5e6));
+    }
+
+    #[test]
+    fn verdicts_that_disagree_around_the_split_widen_the_range() {
+        // Clean sides: the range is the edges. Trains at 95 and 97 rising among
+        // non-rising ones up to 99: A may be as low as 95, and the range says so.
+        let mut trains: Vec<TrainResult> = (0..20)
+            .map(|i| verdict(80.0 + i as f64, Trend::NonIncreasing))
+            .collect();
+        trains.extend((0..20).map(|i| verdict(101.0 + i as f64, Trend::Increasing)));
+        let (_, _, low, high) = estimate(&trains);
+        assert_eq!((low, high), (Some(98e6), Some(102e6)));
+        trains[15].trend = Trend::Increasing;
+        trains[17].trend = Trend::Increasing;
+        let (kind, _, low, high) = estimate(&trains);
+        assert_eq!(kind, AvailKind::Estimate);
+        assert!(
+            low.unwrap() <= 95e6 && high.unwrap() >= 101e6,
+            "{low:?} {high:?}"
+        );
     }
 
     #[test]

@@ -16,6 +16,9 @@ const BURST_GAP_FLOOR_NS: u64 = 5_000;
 const MIN_TRAIN_GAP_NS: u64 = 20_000;
 /// The gap that ends a train on a path with no RTT sample yet.
 const NO_RTT_TRAIN_GAP_NS: u64 = 1_000_000;
+/// The coarsest clock records come with (pcap's microseconds; the daemon's is finer):
+/// each end of a span may be off by this much.
+pub(super) const CLOCK_GRANULARITY_NS: f64 = 1_000.0;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct TrainSeg {
@@ -25,6 +28,13 @@ pub(super) struct TrainSeg {
     pub(super) path_sent: u32,
     /// At least 1 ns, so a segment costs 24 bytes.
     pub(super) rtt: Option<NonZeroU64>,
+}
+
+impl TrainSeg {
+    /// When its ACK came.
+    pub(super) fn acked_at(&self) -> Option<u64> {
+        self.rtt.map(|r| self.t + r.get())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +94,10 @@ pub(super) struct TrainResult {
     pub(super) segments: usize,
     /// The verdict of a loss, not of delays.
     pub(super) loss: bool,
+    /// How far off A may be from the rate while the verdict still reads as it does,
+    /// relative: the span's two clock readings, and the rise the trend test cannot tell
+    /// from the delays' noise (`rate_error`).
+    pub(super) err: f64,
 }
 
 impl Flow {
@@ -234,7 +248,7 @@ fn judge_stream(segs: &[TrainSeg]) -> Option<TrainResult> {
         .filter_map(|s| s.rtt.map(|x| x.get() as f64))
         .collect();
     let trend = trend::trend(&delays)?;
-    let rate_bps = sending_rate(segs)?;
+    let (rate_bps, span) = sending_rate(segs)?;
     Some(TrainResult {
         t0: segs.first()?.t,
         t: segs.last()?.t,
@@ -242,7 +256,41 @@ fn judge_stream(segs: &[TrainSeg]) -> Option<TrainResult> {
         trend,
         segments: segs.len(),
         loss: false,
+        err: rate_error(span, delay_noise(segs)),
     })
+}
+
+/// The relative error of a verdict at a rate measured over `span` ns, with delays of
+/// noise `noise` ns. A stream at rate r for a time D meets a path with room for A < r
+/// with a rise of D·(r/A − 1) in its delays, which the trend test misses when the noise
+/// hides it, below about twice the noise: so r may exceed A by 2·noise/D unseen (and
+/// fall short of it by as much with a rise read into the noise). Each end of the span
+/// is read on a clock of `CLOCK_GRANULARITY_NS`.
+pub(super) fn rate_error(span: u64, noise: f64) -> f64 {
+    2.0 * (noise + CLOCK_GRANULARITY_NS) / span.max(1) as f64
+}
+
+/// The noise of a train's delays (ns, a standard deviation), from the second
+/// differences of the delays its ACKs measured (one per ACK, of the newest segment it
+/// covers, as a delayed ACK times the first of its two segments late by their spacing):
+/// a steady rise cancels in them. A median, so an ACK or two held and released together
+/// (ACK compression) do not make it: for Gaussian noise σ, |Δ²| has median 0.6745·√6·σ.
+fn delay_noise(segs: &[TrainSeg]) -> f64 {
+    let per_ack: Vec<f64> = segs
+        .iter()
+        .zip(segs.iter().skip(1).map(Some).chain([None]))
+        .filter(|(s, next)| next.is_none_or(|n| n.acked_at() != s.acked_at()))
+        .filter_map(|(s, _)| s.rtt.map(|r| r.get() as f64))
+        .collect();
+    let mut d2: Vec<f64> = per_ack
+        .windows(3)
+        .map(|w| (w[2] - 2.0 * w[1] + w[0]).abs())
+        .collect();
+    if d2.is_empty() {
+        return 0.0;
+    }
+    d2.sort_by(f64::total_cmp);
+    d2[d2.len() / 2] / (0.6745 * 6f64.sqrt())
 }
 
 /// The gaps between consecutive segments, and the least gap that separates two bursts:
@@ -285,7 +333,8 @@ pub(super) fn bursts(segs: &[TrainSeg]) -> Vec<Range<usize>> {
 /// bytes sent before it; for evenly spaced packets that is the usual (n-1)/span. The
 /// bytes are the path's, every flow's (`TrainSeg::path_sent`): the bottleneck queues
 /// them all, so two flows that each send at 0.6 A together outrun it.
-pub(super) fn sending_rate(segs: &[TrainSeg]) -> Option<f64> {
+/// With the span it is measured over (ns).
+pub(super) fn sending_rate(segs: &[TrainSeg]) -> Option<(f64, u64)> {
     let first = segs.first()?;
     let (gap_at, big) = gaps_and_burst_gap(segs)?;
     let end = gap_at
@@ -299,5 +348,5 @@ pub(super) fn sending_rate(segs: &[TrainSeg]) -> Option<f64> {
     if span == 0 {
         return None;
     }
-    Some(bytes as f64 * 8.0 * 1e9 / span as f64)
+    Some((bytes as f64 * 8.0 * 1e9 / span as f64, span))
 }
