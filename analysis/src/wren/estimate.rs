@@ -10,6 +10,12 @@
 //! span, and the rise the trend test cannot tell from the delays' noise, 2σ over the
 //! train's duration). It is never narrower than the edges the answer is drawn from,
 //! nor does it reach below the delivered-rate floor (`delivered`).
+//!
+//! With rising trains at several rates and trains on both sides of A, TOPP's line
+//! through the rising trains' dispersion ratios (`topp_fit`, model in `train`) crosses
+//! 1 at A: where its two standard errors are within 15% and it lies inside the range
+//! the verdicts prove, it is the estimate. PCT/PDT stay the verdict on whether a
+//! train's delays rose; a rising train's output rate bounds A from above.
 
 use serde::Serialize;
 
@@ -68,14 +74,20 @@ struct Verdict {
     weight: usize,
     /// Relative error of its rate as a bound (`TrainResult::err`).
     err: f64,
+    /// What the bottleneck let through, with its error (`TrainResult::out_bps`).
+    out: Option<(f64, f64)>,
 }
 
 impl Verdict {
     /// What it proves of A, its error allowed for: at most r·(1 + e) if its delays
     /// rose, at least r/(1 + e) if not.
+    /// A rising train's output rate bounds A too (r_out ≥ A whenever r_in > A), and
+    /// more tightly: a burst at line rate proves A below the line rate, and below
+    /// what the bottleneck let through of it.
     fn bound(&self) -> f64 {
         if self.increasing {
-            self.rate_bps * (1.0 + self.err)
+            let by_out = self.out.map_or(f64::INFINITY, |(o, e)| o * (1.0 + e));
+            (self.rate_bps * (1.0 + self.err)).min(by_out)
         } else {
             self.rate_bps / (1.0 + self.err)
         }
@@ -140,6 +152,7 @@ fn estimate(trains: &[TrainResult]) -> Answer {
             increasing: t.trend == Trend::Increasing,
             weight: t.segments,
             err: t.err,
+            out: t.out_bps,
         })
         .collect();
     if judged.is_empty() {
@@ -151,7 +164,66 @@ fn estimate(trains: &[TrainResult]) -> Answer {
     let min_side = 2usize.max(judged.len().div_ceil(20));
     let (lower, upper) = edges(&judged, split, min_side);
     let plausible = plausible_splits(&judged, &errs, split);
-    answer(&judged, (lower, upper), plausible, min_side)
+    let ans = answer(&judged, (lower, upper), plausible, min_side);
+    with_fit(ans, topp_fit(&judged))
+}
+
+/// TOPP's line through the rising trains: their dispersion ratio ρ = r_in/r_out
+/// against their rate r is (r + X)/C above A (and 1 below), so the least-squares line
+/// through the trains that expanded beyond their error (ρ > 1 + 2e) crosses ρ = 1 at A. Returns A and its standard error (the residuals' spread carried
+/// to the crossing), from at least 3 rising trains whose rates differ by a fifth or
+/// more: trains all at one rate (bursts at line rate) fix one point of the line, not
+/// its slope, and leave A anywhere from the delivered rate to r_out.
+fn topp_fit(judged: &[Verdict]) -> Option<(f64, f64)> {
+    let pts: Vec<(f64, f64)> = judged
+        .iter()
+        .filter(|t| t.increasing)
+        .filter_map(|t| t.out.map(|(o, e)| (t.rate_bps, t.rate_bps / o, e)))
+        .filter(|&(_, rho, e)| rho > 1.0 + 2.0 * e)
+        .map(|(r, rho, _)| (r, rho))
+        .collect();
+    let n = pts.len() as f64;
+    let (x_min, x_max) = pts
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    if pts.len() < 3 || x_max < 1.2 * x_min {
+        return None;
+    }
+    let (mx, my) = pts
+        .iter()
+        .fold((0.0, 0.0), |(a, b), p| (a + p.0 / n, b + p.1 / n));
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let b = sxy / sxx;
+    if b <= 0.0 || !b.is_finite() {
+        return None;
+    }
+    let a = mx + (1.0 - my) / b;
+    let ss: f64 = pts
+        .iter()
+        .map(|p| (p.1 - my - b * (p.0 - mx)).powi(2))
+        .sum();
+    let s2 = ss / (n - 2.0).max(1.0);
+    let sd = (s2 / (b * b) * (1.0 / n + (a - mx).powi(2) / sxx)).sqrt();
+    (a > 0.0).then_some((a, sd))
+}
+
+/// The answer with TOPP's crossing where trains on both sides of A bracket it (a lower
+/// side to the range), the fit is sure (two standard errors within 15% of it) and it
+/// agrees with what the trains prove (inside the range): an estimate there, its range
+/// the part of the evidence's range within two standard errors.
+fn with_fit(ans: Answer, fit: Option<(f64, f64)>) -> Answer {
+    let Some((a, sd)) = fit.filter(|&(a, sd)| 2.0 * sd <= 0.15 * a) else {
+        return ans;
+    };
+    let (_, _, low, high) = ans;
+    let inside = low.is_some_and(|l| l <= a) && high.is_none_or(|h| a <= h);
+    if !inside {
+        return ans;
+    }
+    let lo = low.map_or(a - 2.0 * sd, |l| l.max(a - 2.0 * sd));
+    let hi = high.map_or(a + 2.0 * sd, |h| h.min(a + 2.0 * sd));
+    (AvailKind::Estimate, Some(a), Some(lo), Some(hi))
 }
 
 /// For each split of `judged` (sorted by rate; split i puts trains 0..i below A), the
@@ -257,7 +329,7 @@ fn answer(
             let below = judged[p_lo.max(1) - 1];
             let above = judged[p_hi.min(judged.len() - 1)];
             let low = lo.min(below.rate_bps / (1.0 + below.err));
-            let high = hi.max(above.rate_bps * (1.0 + above.err));
+            let high = hi.max(above.rate_bps * (1.0 + above.err).min(above.bound()));
             if hi <= ESTIMATE_MAX_SPREAD * lo {
                 let mid = (lo + hi) / 2.0;
                 (AvailKind::Estimate, Some(mid), Some(low), Some(high))
@@ -310,6 +382,7 @@ mod tests {
             segments: 64,
             loss: false,
             err: 0.0,
+            out_bps: None,
         }
     }
 

@@ -113,6 +113,7 @@ impl Flow {
             segments: segs.len(),
             loss: true,
             err: rate_error(span, 0.0),
+            out_bps: None,
         };
         Some((verdict, lost_end))
     }

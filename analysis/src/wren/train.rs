@@ -1,5 +1,22 @@
 //! Trains: runs of a flow's data segments sent close together, how they are formed,
 //! timed by their ACKs, and judged: the trend of their delays at their sending rate.
+//!
+//! A judged train also gives its dispersion (TOPP, Melander et al. 2000; the fluid
+//! model behind pathChirp and Spruce). A stream sent at r_in into a FIFO of capacity C
+//! with cross traffic X leaves it at r_in if r_in ≤ A = C − X; above A the queue grows
+//! and FIFO shares the server by arrival rate, so it leaves at r_out = C·r_in/(r_in+X):
+//! r_in/r_out is 1 up to A and (r_in + X)/C above, a line whose crossing with 1 is A,
+//! and r_out itself is then between A and r_in (an upper bound on A far tighter than
+//! a burst's line rate). r_out is seen at the sender in its ACKs' spacing, taken over
+//! the whole train (`dispersion`). Assumptions: the bottleneck is FIFO and the cross
+//! traffic steady over a train (Poisson packets scatter short trains' ratios; the fit
+//! carries that as its standard error); the reverse path's delay is steady over a
+//! train, bar ACKs held and released together (ACK compression), which the span over
+//! the whole train averages out; the receiver ACKs every second segment or a TSO
+//! record's end, and a lone last segment on its delayed-ACK timer, which is left out;
+//! other flows of the path count as cross traffic for a train's own ratio, and its
+//! rate is the path's (every flow's bytes), so the point (path rate, own ratio) lies
+//! on the same line.
 
 use std::num::NonZeroU64;
 use std::ops::Range;
@@ -98,6 +115,10 @@ pub(super) struct TrainResult {
     /// relative: the span's two clock readings, and the rise the trend test cannot tell
     /// from the delays' noise (`rate_error`).
     pub(super) err: f64,
+    /// What the bottleneck let through, in the path's terms (bits/s): the train's
+    /// rate over its dispersion ratio r_in/r_out (`dispersion`); at most A's worth
+    /// above A, so a rising train proves A ≤ this. With its relative error.
+    pub(super) out_bps: Option<(f64, f64)>,
 }
 
 impl Flow {
@@ -249,6 +270,9 @@ fn judge_stream(segs: &[TrainSeg]) -> Option<TrainResult> {
         .collect();
     let trend = trend::trend(&delays)?;
     let (rate_bps, span) = sending_rate(segs)?;
+    let noise = delay_noise(segs);
+    let err = rate_error(span, noise);
+    let out_bps = dispersion(segs, noise).map(|(ratio, e)| (rate_bps / ratio, e + err));
     Some(TrainResult {
         t0: segs.first()?.t,
         t: segs.last()?.t,
@@ -256,8 +280,45 @@ fn judge_stream(segs: &[TrainSeg]) -> Option<TrainResult> {
         trend,
         segments: segs.len(),
         loss: false,
-        err: rate_error(span, delay_noise(segs)),
+        err,
+        out_bps,
     })
+}
+
+/// The train's dispersion ratio r_in/r_out, own rates in and out, and its relative
+/// error: the bottleneck's model (TOPP's fluid FIFO) is in the module doc. r_out is
+/// taken from the ACKs over the whole train, the bytes ACKed after its first ACK over
+/// the time from that ACK to its last, not from ACK gaps, which ACK compression bunches
+/// and delayed ACKs (one per two segments, or a TSO record's end) make uneven; r_in
+/// over the same segments from their sending times. A last ACK that covers fewer
+/// segments than the one before it is left out: a lone segment, which the receiver
+/// ACKs only when its delayed-ACK timer fires. The error: each end of the ACK span is
+/// off by up to the delays' noise and a clock tick.
+fn dispersion(segs: &[TrainSeg], noise: f64) -> Option<(f64, f64)> {
+    let at = |i: usize| segs[i].acked_at();
+    let n = segs.len();
+    let group_start = |end: usize| (0..=end).rev().take_while(|&i| at(i) == at(end)).last();
+    let first_end = (0..n).take_while(|&i| at(i) == at(0)).last()?;
+    let last_start = group_start(n - 1)?;
+    let mut end = n - 1;
+    if last_start > 0 {
+        let prev_start = group_start(last_start - 1)?;
+        if n - last_start < last_start - prev_start {
+            end = last_start - 1;
+        }
+    }
+    if end <= first_end {
+        return None;
+    }
+    let span_out = at(end)?.checked_sub(at(first_end)?)?;
+    let span_in = segs[end].t.checked_sub(segs[0].t)?;
+    if span_out == 0 || span_in == 0 {
+        return None;
+    }
+    let bytes_out = segs[end].end.wrapping_sub(segs[first_end].end) as f64;
+    let bytes_in = segs[end].end.wrapping_sub(segs[0].end) as f64;
+    let ratio = (bytes_in / span_in as f64) / (bytes_out / span_out as f64);
+    Some((ratio, rate_error(span_out, noise)))
 }
 
 /// The relative error of a verdict at a rate measured over `span` ns, with delays of
