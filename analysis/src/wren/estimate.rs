@@ -1,5 +1,21 @@
 //! The estimate: available bandwidth (a point, a bound or none) from a path's judged
 //! trains, and the view of a path that reports it with the path's RTT and traffic.
+//!
+//! The range (low, high) says what the evidence supports, not how close two trains
+//! happened to fall: it spans every split of the trains (sorted by rate) that
+//! misclassifies no more than the best split plus 1 + √(its count) trains, as the
+//! trend test misjudges a share of trains and that count is itself uncertain
+//! (`plausible_splits`); its ends are the trains just outside those splits, each
+//! widened by its rate's own error (`TrainResult::err`: two clock readings of the
+//! span, and the rise the trend test cannot tell from the delays' noise, 2σ over the
+//! train's duration). It is never narrower than the edges the answer is drawn from,
+//! nor does it reach below the delivered-rate floor (`delivered`).
+//!
+//! With rising trains at several rates and trains on both sides of A, TOPP's line
+//! through the rising trains' dispersion ratios (`topp_fit`, model in `train`) crosses
+//! 1 at A: where its two standard errors are within 15% and it lies inside the range
+//! the verdicts prove, it is the estimate. PCT/PDT stay the verdict on whether a
+//! train's delays rose; a rising train's output rate bounds A from above.
 
 use serde::Serialize;
 
@@ -39,6 +55,8 @@ pub struct PathView {
     pub avail_bw_low_mbps: Option<f64>,
     pub avail_bw_high_mbps: Option<f64>,
     pub avail_bw_kind: AvailKind,
+    /// What the path's flows together delivered (`delivered`): no answer goes below it.
+    pub delivered_floor_mbps: Option<f64>,
     pub trains: usize,
 }
 
@@ -54,6 +72,26 @@ struct Verdict {
     increasing: bool,
     /// The train's segments: a longer train's verdict is surer.
     weight: usize,
+    /// Relative error of its rate as a bound (`TrainResult::err`).
+    err: f64,
+    /// What the bottleneck let through, with its error (`TrainResult::out_bps`).
+    out: Option<(f64, f64)>,
+}
+
+impl Verdict {
+    /// What it proves of A, its error allowed for: at most r·(1 + e) if its delays
+    /// rose, at least r/(1 + e) if not.
+    /// A rising train's output rate bounds A too (r_out ≥ A whenever r_in > A), and
+    /// more tightly: a burst at line rate proves A below the line rate, and below
+    /// what the bottleneck let through of it.
+    fn bound(&self) -> f64 {
+        if self.increasing {
+            let by_out = self.out.map_or(f64::INFINITY, |(o, e)| o * (1.0 + e));
+            (self.rate_bps * (1.0 + self.err)).min(by_out)
+        } else {
+            self.rate_bps / (1.0 + self.err)
+        }
+    }
 }
 
 /// The view of path `k`, with the trains judged within `window_ns` of its last record;
@@ -72,7 +110,8 @@ pub(super) fn path_view(
         .filter(|tr| p.last_t.saturating_sub(tr.t) <= window_ns)
         .copied()
         .collect();
-    let (kind, est, low, high) = estimate(&recent);
+    let floor = p.delivered.floor(p.last_t, window_ns);
+    let (kind, est, low, high) = floored(estimate(&recent), floor);
     PathView {
         src: name(k.src),
         dst: name(k.dst),
@@ -94,6 +133,7 @@ pub(super) fn path_view(
         avail_bw_low_mbps: low.map(|x| x / 1e6),
         avail_bw_high_mbps: high.map(|x| x / 1e6),
         avail_bw_kind: kind,
+        delivered_floor_mbps: floor.map(|x| x / 1e6),
         trains: recent.len(),
     }
 }
@@ -111,53 +151,130 @@ fn estimate(trains: &[TrainResult]) -> Answer {
             rate_bps: t.rate_bps,
             increasing: t.trend == Trend::Increasing,
             weight: t.segments,
+            err: t.err,
+            out: t.out_bps,
         })
         .collect();
     if judged.is_empty() {
         return NO_ANSWER;
     }
     judged.sort_by(|a, b| a.rate_bps.total_cmp(&b.rate_bps));
-    let split = best_split(&judged);
+    let errs = split_errors(&judged);
+    let split = best_split(&errs);
     let min_side = 2usize.max(judged.len().div_ceil(20));
     let (lower, upper) = edges(&judged, split, min_side);
-    answer(&judged, lower, upper, min_side)
+    let plausible = plausible_splits(&judged, &errs, split);
+    let ans = answer(&judged, (lower, upper), plausible, min_side);
+    with_fit(ans, topp_fit(&judged))
 }
 
-/// The split of `judged` (sorted by rate) that misclassifies the least weight: the
-/// weight of increasing trains below it plus that of non-increasing ones above it,
-/// each train weighted by its length, as a longer train's verdict is surer.
-fn best_split(judged: &[Verdict]) -> usize {
-    let n = judged.len();
-    let total_inc_w: usize = judged
+/// TOPP's line through the rising trains: their dispersion ratio ρ = r_in/r_out
+/// against their rate r is (r + X)/C above A (and 1 below), so the least-squares line
+/// through the trains that expanded beyond their error (ρ > 1 + 2e) crosses ρ = 1 at A. Returns A and its standard error (the residuals' spread carried
+/// to the crossing), from at least 3 rising trains whose rates differ by a fifth or
+/// more: trains all at one rate (bursts at line rate) fix one point of the line, not
+/// its slope, and leave A anywhere from the delivered rate to r_out.
+fn topp_fit(judged: &[Verdict]) -> Option<(f64, f64)> {
+    let pts: Vec<(f64, f64)> = judged
         .iter()
         .filter(|t| t.increasing)
+        .filter_map(|t| t.out.map(|(o, e)| (t.rate_bps, t.rate_bps / o, e)))
+        .filter(|&(_, rho, e)| rho > 1.0 + 2.0 * e)
+        .map(|(r, rho, _)| (r, rho))
+        .collect();
+    let n = pts.len() as f64;
+    let (x_min, x_max) = pts
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    if pts.len() < 3 || x_max < 1.2 * x_min {
+        return None;
+    }
+    let (mx, my) = pts
+        .iter()
+        .fold((0.0, 0.0), |(a, b), p| (a + p.0 / n, b + p.1 / n));
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let b = sxy / sxx;
+    if b <= 0.0 || !b.is_finite() {
+        return None;
+    }
+    let a = mx + (1.0 - my) / b;
+    let ss: f64 = pts
+        .iter()
+        .map(|p| (p.1 - my - b * (p.0 - mx)).powi(2))
+        .sum();
+    let s2 = ss / (n - 2.0).max(1.0);
+    let sd = (s2 / (b * b) * (1.0 / n + (a - mx).powi(2) / sxx)).sqrt();
+    (a > 0.0).then_some((a, sd))
+}
+
+/// The answer with TOPP's crossing where trains on both sides of A bracket it (a lower
+/// side to the range), the fit is sure (two standard errors within 15% of it) and it
+/// agrees with what the trains prove (inside the range): an estimate there, its range
+/// the part of the evidence's range within two standard errors.
+fn with_fit(ans: Answer, fit: Option<(f64, f64)>) -> Answer {
+    let Some((a, sd)) = fit.filter(|&(a, sd)| 2.0 * sd <= 0.15 * a) else {
+        return ans;
+    };
+    let (_, _, low, high) = ans;
+    let inside = low.is_some_and(|l| l <= a) && high.is_none_or(|h| a <= h);
+    if !inside {
+        return ans;
+    }
+    let lo = low.map_or(a - 2.0 * sd, |l| l.max(a - 2.0 * sd));
+    let hi = high.map_or(a + 2.0 * sd, |h| h.min(a + 2.0 * sd));
+    (AvailKind::Estimate, Some(a), Some(lo), Some(hi))
+}
+
+/// For each split of `judged` (sorted by rate; split i puts trains 0..i below A), the
+/// weight it misclassifies: that of increasing trains below it plus that of
+/// non-increasing ones above it, each train weighted by its length, as a longer train's
+/// verdict is surer.
+fn split_errors(judged: &[Verdict]) -> Vec<usize> {
+    let mut above_non: usize = judged
+        .iter()
+        .filter(|t| !t.increasing)
         .map(|t| t.weight)
         .sum();
-    let total_w: usize = judged.iter().map(|t| t.weight).sum();
-    let (mut best_i, mut best_err) = (0usize, usize::MAX);
-    let (mut inc_below_w, mut non_below_w) = (0usize, 0usize);
-    for i in 0..=n {
-        let non_above_w = (total_w - inc_below_w - non_below_w) - (total_inc_w - inc_below_w);
-        let err = inc_below_w + non_above_w;
-        if err < best_err {
-            best_err = err;
-            best_i = i;
+    let mut below_inc = 0usize;
+    let mut errs = Vec::with_capacity(judged.len() + 1);
+    errs.push(above_non);
+    for t in judged {
+        if t.increasing {
+            below_inc += t.weight;
+        } else {
+            above_non -= t.weight;
         }
-        if i < n {
-            if judged[i].increasing {
-                inc_below_w += judged[i].weight;
-            } else {
-                non_below_w += judged[i].weight;
-            }
-        }
+        errs.push(below_inc + above_non);
     }
-    best_i
+    errs
+}
+
+/// The split that misclassifies the least weight (the lowest, if several do).
+fn best_split(errs: &[usize]) -> usize {
+    let min = errs.iter().min().copied().unwrap_or(0);
+    errs.iter().position(|&e| e == min).unwrap_or(0)
+}
+
+/// The splits the verdicts cannot tell from the best: the trend test misjudges some
+/// trains (flat noise reads as a rise now and then), so the count of misjudged trains
+/// at the true split is itself uncertain, by about its square root (a Poisson count).
+/// Splits that misclassify no more than the best plus 1 + √(its count) trains' weight
+/// (a train weighing the mean) are as plausible; returns the lowest and highest.
+fn plausible_splits(judged: &[Verdict], errs: &[usize], best: usize) -> (usize, usize) {
+    let mean_w = judged.iter().map(|t| t.weight).sum::<usize>() as f64 / judged.len() as f64;
+    let in_trains = errs[best] as f64 / mean_w;
+    let limit = errs[best] as f64 + (1.0 + in_trains.sqrt()) * mean_w;
+    let ok = |i: &usize| errs[*i] as f64 <= limit;
+    let lo = (0..=best).rev().take_while(ok).last().unwrap_or(best);
+    let hi = (best..errs.len()).take_while(ok).last().unwrap_or(best);
+    (lo, hi)
 }
 
 /// The range's edges around `split`: the second non-increasing train below it and the
 /// second increasing one above it, as one stray train must not make the range; each
 /// only if its side has `min_side` such trains (`min_side` >= 2: the second exists).
-fn edges(judged: &[Verdict], split: usize, min_side: usize) -> (Option<f64>, Option<f64>) {
+fn edges(judged: &[Verdict], split: usize, min_side: usize) -> (Option<Verdict>, Option<Verdict>) {
     let (below, above) = judged.split_at(split);
     let non_low = below.iter().filter(|t| !t.increasing).count();
     let inc_high = above.iter().filter(|t| t.increasing).count();
@@ -166,54 +283,89 @@ fn edges(judged: &[Verdict], split: usize, min_side: usize) -> (Option<f64>, Opt
         .rev()
         .filter(|t| !t.increasing)
         .nth(1)
-        .filter(|_| non_low >= min_side)
-        .map(|t| t.rate_bps);
+        .filter(|_| non_low >= min_side);
     let upper = above
         .iter()
         .filter(|t| t.increasing)
         .nth(1)
-        .filter(|_| inc_high >= min_side)
-        .map(|t| t.rate_bps);
-    (lower, upper)
+        .filter(|_| inc_high >= min_side);
+    (lower.copied(), upper.copied())
 }
 
-/// The answer the edges give. A point estimate promises to be within 30% of A: the
-/// midpoint of the range is within 30% of every point in it only if hi ≤ 1.6 lo. A
-/// wider range (an application-limited sender: slow trains without congestion, bursts
-/// with it) is only the bound its slower side proves, with the range beside it. With
-/// one side only, everything (but noise) is on that side of A: A is at least the rate
-/// of the fastest non-increasing trains, or at most that of the slowest increasing
-/// ones — `min_side` of them, as one train is noise.
-fn answer(judged: &[Verdict], lower: Option<f64>, upper: Option<f64>, min_side: usize) -> Answer {
+/// The answer the edges give, with the range the evidence supports. Each edge is the
+/// bound its train proves, its rate's error allowed for (`Verdict::bound`). A point
+/// estimate, the edges' middle, promises to be within 30% of A: the middle of a range
+/// is within 30% of every point in it only if high ≤ 1.6 low. Wider edges (an
+/// application-limited sender: slow trains without congestion, bursts with it) give
+/// only the bound the slower side proves, with the range beside it. With one side
+/// only, everything (but noise) is on that side of A: A is at least the bound of the
+/// fastest non-increasing trains, or at most that of the slowest increasing ones —
+/// `min_side` of them, as one train is noise.
+/// The range says what the evidence supports: where the verdicts disagree around the
+/// split it spans every split as plausible as the best (`plausible_splits`), from the
+/// train below the lowest of them to the train above the highest, each widened by its
+/// rate's error; never narrower than the edges.
+fn answer(
+    judged: &[Verdict],
+    (lower, upper): (Option<Verdict>, Option<Verdict>),
+    (p_lo, p_hi): (usize, usize),
+    min_side: usize,
+) -> Answer {
+    let mut non: Vec<f64> = judged
+        .iter()
+        .filter(|t| !t.increasing)
+        .map(Verdict::bound)
+        .collect();
+    non.sort_by(|a, b| b.total_cmp(a));
+    let mut inc: Vec<f64> = judged
+        .iter()
+        .filter(|t| t.increasing)
+        .map(Verdict::bound)
+        .collect();
+    inc.sort_by(f64::total_cmp);
     match (lower, upper) {
-        (Some(lo), Some(hi)) if hi <= ESTIMATE_MAX_SPREAD * lo => (
-            AvailKind::Estimate,
-            Some((lo + hi) / 2.0),
-            Some(lo),
-            Some(hi),
-        ),
-        (Some(lo), Some(hi)) => (AvailKind::LowerBound, Some(lo), Some(lo), Some(hi)),
+        (Some(lo), Some(hi)) => {
+            let (lo, hi) = (lo.bound(), hi.bound());
+            let below = judged[p_lo.max(1) - 1];
+            let above = judged[p_hi.min(judged.len() - 1)];
+            let low = lo.min(below.rate_bps / (1.0 + below.err));
+            let high = hi.max(above.rate_bps * (1.0 + above.err).min(above.bound()));
+            if hi <= ESTIMATE_MAX_SPREAD * lo {
+                let mid = (lo + hi) / 2.0;
+                (AvailKind::Estimate, Some(mid), Some(low), Some(high))
+            } else {
+                (AvailKind::LowerBound, Some(lo), Some(low), Some(high))
+            }
+        }
         (Some(_), None) => {
-            let mut non: Vec<f64> = judged
-                .iter()
-                .filter(|t| !t.increasing)
-                .map(|t| t.rate_bps)
-                .collect();
-            non.sort_by(|a, b| b.total_cmp(a));
             let lo = non[min_side - 1];
             (AvailKind::LowerBound, Some(lo), Some(lo), None)
         }
         (None, Some(_)) => {
-            let mut inc: Vec<f64> = judged
-                .iter()
-                .filter(|t| t.increasing)
-                .map(|t| t.rate_bps)
-                .collect();
-            inc.sort_by(f64::total_cmp);
             let hi = inc[min_side - 1];
             (AvailKind::UpperBound, Some(hi), None, Some(hi))
         }
         (None, None) => NO_ANSWER,
+    }
+}
+
+/// The answer no lower than the delivered rate `floor`, which is A's surest lower
+/// bound: an estimate or a bound below it rises to it (an upper bound below it was
+/// wrong, and rises too); an upper bound above it gains it as its range's low side,
+/// and is an estimate, their midpoint, if the two are close enough (as in `answer`).
+fn floored(ans: Answer, floor: Option<f64>) -> Answer {
+    let Some(f) = floor else { return ans };
+    let up = |x: Option<f64>| x.map(|v| v.max(f));
+    match ans {
+        (AvailKind::None, ..) => (AvailKind::LowerBound, Some(f), Some(f), None),
+        (AvailKind::UpperBound, _, _, Some(hi)) if hi <= ESTIMATE_MAX_SPREAD * f => (
+            AvailKind::Estimate,
+            Some((f + hi.max(f)) / 2.0),
+            Some(f),
+            Some(hi.max(f)),
+        ),
+        (AvailKind::UpperBound, _, _, hi) => (AvailKind::UpperBound, hi, Some(f), hi),
+        (kind, est, low, high) => (kind, up(est), Some(low.map_or(f, |l| l.max(f))), up(high)),
     }
 }
 
@@ -223,10 +375,14 @@ mod tests {
 
     fn verdict(rate_mbps: f64, trend: Trend) -> TrainResult {
         TrainResult {
+            t0: 0,
             t: 0,
             rate_bps: rate_mbps * 1e6,
             trend,
             segments: 64,
+            loss: false,
+            err: 0.0,
+            out_bps: None,
         }
     }
 
@@ -247,6 +403,26 @@ mod tests {
         let (kind, est, _, _) = estimate(&trains);
         assert_eq!(kind, AvailKind::Estimate);
         assert_eq!(est, Some(89.5e6));
+    }
+
+    #[test]
+    fn verdicts_that_disagree_around_the_split_widen_the_range() {
+        // Clean sides: the range is the edges. Trains at 95 and 97 rising among
+        // non-rising ones up to 99: A may be as low as 95, and the range says so.
+        let mut trains: Vec<TrainResult> = (0..20)
+            .map(|i| verdict(80.0 + i as f64, Trend::NonIncreasing))
+            .collect();
+        trains.extend((0..20).map(|i| verdict(101.0 + i as f64, Trend::Increasing)));
+        let (_, _, low, high) = estimate(&trains);
+        assert_eq!((low, high), (Some(98e6), Some(102e6)));
+        trains[15].trend = Trend::Increasing;
+        trains[17].trend = Trend::Increasing;
+        let (kind, _, low, high) = estimate(&trains);
+        assert_eq!(kind, AvailKind::Estimate);
+        assert!(
+            low.unwrap() <= 95e6 && high.unwrap() >= 101e6,
+            "{low:?} {high:?}"
+        );
     }
 
     #[test]

@@ -58,6 +58,8 @@ pub(super) struct Seg {
     /// On the wire, headers included.
     pub(super) bytes: u32,
     pub(super) t: u64,
+    /// The path's data bytes sent before it (mod 2³²): see `Sent::path_sent`.
+    pub(super) path_sent: u32,
     /// Covered by a retransmission: its ACK gives no RTT (Karn).
     pub(super) tainted: bool,
 }
@@ -69,16 +71,21 @@ pub(super) struct Sent {
     pub(super) end: u32,
     pub(super) bytes: u32,
     pub(super) t: u64,
+    /// The wire bytes of data every flow of the path sent before it (mod 2³²): the
+    /// bottleneck sees all of them, so a train's rate is the path's over its span.
+    pub(super) path_sent: u32,
 }
 
 impl Sent {
-    /// Data segment `r`, `bytes` on the wire, seen at `t`.
-    pub(super) fn of(r: &Record, bytes: u32, t: u64) -> Self {
+    /// Data segment `r`, `bytes` on the wire, seen at `t`, after `path_sent` bytes of
+    /// the path's data.
+    pub(super) fn of(r: &Record, bytes: u32, t: u64, path_sent: u64) -> Self {
         Sent {
             seq: r.seq,
             end: r.seq.wrapping_add(r.payload_len as u32),
             bytes,
             t,
+            path_sent: path_sent as u32,
         }
     }
 }
@@ -281,6 +288,7 @@ impl Flow {
                 end: s.end,
                 bytes: s.bytes,
                 t: s.t,
+                path_sent: s.path_sent,
                 tainted: false,
             });
             tally.outstanding += 1;
@@ -299,18 +307,13 @@ impl Flow {
         (r.ack == s.wrapping_add(1)).then(|| t.saturating_sub(t0))
     }
 
-    /// Releases the segments cumulative ACK `a` covers. Returns whether it covered any
-    /// (so sequence numbers, not timestamps, time this ACK) and the RTT of the newest
-    /// one unless it was retransmitted: tcptrace's sample, one per ACK, timed from the
-    /// segment that triggered it, so delayed ACKs and the timestamp clock's granularity
-    /// do not inflate it.
-    pub(super) fn ack_segments(
-        &mut self,
-        a: u32,
-        t: u64,
-        tally: &mut Tally,
-    ) -> (bool, Option<u64>) {
-        let mut covers_tracked = false;
+    /// Releases the segments cumulative ACK `a` covers. Returns the wire bytes it
+    /// covered (0: none, so timestamps, not sequence numbers, may time this ACK) and
+    /// the RTT of the newest one unless it was retransmitted: tcptrace's sample, one
+    /// per ACK, timed from the segment that triggered it, so delayed ACKs and the
+    /// timestamp clock's granularity do not inflate it.
+    pub(super) fn ack_segments(&mut self, a: u32, t: u64, tally: &mut Tally) -> (u64, Option<u64>) {
+        let mut covered = 0u64;
         let mut last_clean: Option<u64> = None;
         while let Some(s) = self.outstanding.front() {
             if !seq_le(s.end, a) {
@@ -318,14 +321,14 @@ impl Flow {
             }
             let s = self.outstanding.pop_front().expect("front exists");
             tally.outstanding -= 1;
-            covers_tracked = true;
+            covered += s.bytes as u64;
             last_clean = if s.tainted {
                 None
             } else {
                 Some(t.saturating_sub(s.t))
             };
         }
-        (covers_tracked, last_clean)
+        (covered, last_clean)
     }
 
     /// The RTT echo `tsecr`, seen at `t`, gives. Timestamps time only the ACKs of

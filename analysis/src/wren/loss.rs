@@ -3,7 +3,7 @@
 //! gives once its ACK tells it from a spurious retransmission.
 
 use super::flow::{seq_le, seq_lt, Flow, Sent};
-use super::train::{bursts, is_one_stream, sending_rate, Train, TrainResult, TrainSeg};
+use super::train::{bursts, is_one_stream, rate_error, sending_rate, Train, TrainResult, TrainSeg};
 use super::trend::Trend;
 use super::{Config, Tally};
 use crate::record::Record;
@@ -104,11 +104,16 @@ impl Flow {
         if !is_one_stream(&bursts(segs)) {
             return None;
         }
+        let (rate_bps, span) = sending_rate(segs)?;
         let verdict = TrainResult {
+            t0: segs[0].t,
             t,
-            rate_bps: sending_rate(segs)?,
+            rate_bps,
             trend: Trend::Increasing,
             segments: segs.len(),
+            loss: true,
+            err: rate_error(span, 0.0),
+            out_bps: None,
         };
         Some((verdict, lost_end))
     }
@@ -129,7 +134,7 @@ impl Flow {
             .map(|s| TrainSeg {
                 end: s.end,
                 t: s.t,
-                bytes: s.bytes,
+                path_sent: s.path_sent,
                 rtt: None,
             })
             .collect();

@@ -9,9 +9,12 @@
 //!   smoothed RTT, at most `max_train` segments); once every segment of a train is
 //!   ACKed, its RTTs go through the trend test (`trend`) and its sending rate is kept. A train of long
 //!   bursts with idle gaps between them is no stream at one rate: its bursts are judged.
+//!   A train's rate is the path's, every flow's bytes over its span: the bottleneck
+//!   queues them all.
 //! - Available bandwidth: between the fastest train without a rising delay trend and
 //!   the slowest train with one, over a sliding window; a bound when only one kind has
-//!   been seen, "none" when no train qualified.
+//!   been seen, "none" when no train qualified. Never below what the path's flows
+//!   delivered together (`delivered`), which is itself a lower bound.
 //!
 //! Paths are (data sender, receiver): the underlay hosts for VXLAN records, the
 //! endpoints' IPs for plain ones. Memory is bounded: flows and paths expire when idle
@@ -22,9 +25,11 @@
 //! The parts: `flow` (per-flow TCP state and RTT samples), `train` (how segments
 //! form trains, their rates and verdicts), `loss` (retransmissions, reordering and the
 //! verdicts of real losses), `path` (per-path RTT statistics and judged trains),
+//! `delivered` (the delivered-rate floor),
 //! `estimate` (available bandwidth from the trains, and a path's view); this module
 //! holds the engine and the per-record glue.
 
+mod delivered;
 mod estimate;
 mod flow;
 mod loss;
@@ -68,7 +73,7 @@ pub struct Config {
     pub max_ts_pending: usize,
     /// Segments awaiting an ACK over all flows (24 bytes each).
     pub max_outstanding_total: usize,
-    /// Segments held in trains over all flows (32 bytes each).
+    /// Segments held in trains over all flows (24 bytes each).
     pub max_train_segments_total: usize,
     /// Bytes added per VXLAN record to count underlay frames (outer Ethernet/IPv4/UDP/VXLAN).
     pub vxlan_overhead: u32,
@@ -241,7 +246,8 @@ impl Wren {
         p.count(r, t);
         flow.note_sent(r, t, cfg.max_ts_pending);
         if r.payload_len > 0 {
-            let s = Sent::of(r, bytes, t);
+            let s = Sent::of(r, bytes, t, p.sent_wire);
+            p.sent_wire += bytes as u64;
             if let Some(tr) = flow.on_data(r, s, p.srtt(), cfg, tally) {
                 flow.hold_train(tr, cfg, tally);
             }
@@ -260,20 +266,23 @@ impl Wren {
             return;
         };
         let mut samples: [Option<u64>; 3] = [None; 3];
-        let mut covers_tracked = false;
+        let mut covered = 0;
         if r.tcp_flags & FLAG_ACK != 0 {
             samples[0] = back.syn_rtt(r, t);
-            (covers_tracked, samples[1]) = back.ack_segments(r.ack, t, &mut self.tally);
+            (covered, samples[1]) = back.ack_segments(r.ack, t, &mut self.tally);
             back.ack_trains(r.ack, t);
             back.resolve_losses(r, &mut self.tally, &mut self.verdicts);
             back.judge_acked_trains(&self.cfg, &mut self.tally, &mut self.verdicts);
         }
         if r.has_timestamps() {
-            samples[2] = back.echo_rtt(r.tsecr, t, covers_tracked);
+            samples[2] = back.echo_rtt(r.tsecr, t, covered > 0);
         }
         let path = back.path;
+        if let Some(p) = self.paths.get_mut(&path) {
+            p.acked(covered, t, samples[1]);
+        }
         self.record_rtts(path, samples, t);
-        self.record_verdicts(path);
+        self.record_verdicts(path, t);
     }
 
     /// Adds a record's RTT samples (SYN/SYN-ACK, sequence numbers, timestamps; at most
@@ -289,15 +298,15 @@ impl Wren {
         }
     }
 
-    /// Adds the verdicts the record drew to `path`, if it is still tracked.
-    fn record_verdicts(&mut self, path: PathKey) {
+    /// Adds the verdicts the record seen at `t` drew to `path`, if it is still tracked.
+    fn record_verdicts(&mut self, path: PathKey, t: u64) {
         if self.verdicts.is_empty() {
             return;
         }
         self.tally.counters.trains_judged += self.verdicts.len() as u64;
         if let Some(p) = self.paths.get_mut(&path) {
             for &res in &self.verdicts {
-                p.add_train(res, self.cfg.window_ns);
+                p.add_train(res, self.cfg.window_ns, t);
             }
         }
         self.verdicts.clear();

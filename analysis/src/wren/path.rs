@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
 
+use super::delivered::Delivered;
 use super::train::TrainResult;
+use super::trend::Trend;
 use crate::record::Record;
 
 /// Judged trains kept per path, whatever the window holds.
@@ -29,6 +31,9 @@ pub(super) struct Path {
     pub(super) rtt_min: WindowedMin,
     pub(super) srtt_ns: f64,
     pub(super) trains: VecDeque<TrainResult>,
+    /// Wire bytes of data sent on the path, every flow's, retransmissions included.
+    pub(super) sent_wire: u64,
+    pub(super) delivered: Delivered,
 }
 
 /// The minimum over the last one to two windows: a path whose base delay grows (a
@@ -81,7 +86,21 @@ impl Path {
             rtt_min: WindowedMin::new(window_ns),
             srtt_ns: 0.0,
             trains: VecDeque::new(),
+            sent_wire: 0,
+            delivered: Delivered::default(),
         }
+    }
+
+    /// `acked` wire bytes ACKed at `t`, the newest segment's RTT `rtt`: the floor's
+    /// input.
+    pub(super) fn acked(&mut self, acked: u64, t: u64, rtt: Option<u64>) {
+        if acked == 0 {
+            return;
+        }
+        let q = rtt
+            .zip(self.rtt_min.get())
+            .map(|(r, m)| r.saturating_sub(m));
+        self.delivered.acked(acked, t, q);
     }
 
     /// Counts a record sent on the path at `t`.
@@ -109,8 +128,12 @@ impl Path {
         self.rtt_min.push(ns, t);
     }
 
-    /// Keeps a judged train, and forgets those older than `window_ns` before it.
-    pub(super) fn add_train(&mut self, res: TrainResult, window_ns: u64) {
+    /// Keeps a train judged at `now`, and forgets those older than `window_ns` before
+    /// it; a rising one (or a loss) tells the delivered-rate floor which slots not to use.
+    pub(super) fn add_train(&mut self, res: TrainResult, window_ns: u64, now: u64) {
+        if res.trend == Trend::Increasing {
+            self.delivered.rose(res.t0, now, res.loss);
+        }
         self.trains.push_back(res);
         while self.trains.len() > MAX_TRAINS
             || self

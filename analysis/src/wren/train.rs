@@ -1,6 +1,24 @@
 //! Trains: runs of a flow's data segments sent close together, how they are formed,
 //! timed by their ACKs, and judged: the trend of their delays at their sending rate.
+//!
+//! A judged train also gives its dispersion (TOPP, Melander et al. 2000; the fluid
+//! model behind pathChirp and Spruce). A stream sent at r_in into a FIFO of capacity C
+//! with cross traffic X leaves it at r_in if r_in ≤ A = C − X; above A the queue grows
+//! and FIFO shares the server by arrival rate, so it leaves at r_out = C·r_in/(r_in+X):
+//! r_in/r_out is 1 up to A and (r_in + X)/C above, a line whose crossing with 1 is A,
+//! and r_out itself is then between A and r_in (an upper bound on A far tighter than
+//! a burst's line rate). r_out is seen at the sender in its ACKs' spacing, taken over
+//! the whole train (`dispersion`). Assumptions: the bottleneck is FIFO and the cross
+//! traffic steady over a train (Poisson packets scatter short trains' ratios; the fit
+//! carries that as its standard error); the reverse path's delay is steady over a
+//! train, bar ACKs held and released together (ACK compression), which the span over
+//! the whole train averages out; the receiver ACKs every second segment or a TSO
+//! record's end, and a lone last segment on its delayed-ACK timer, which is left out;
+//! other flows of the path count as cross traffic for a train's own ratio, and its
+//! rate is the path's (every flow's bytes), so the point (path rate, own ratio) lies
+//! on the same line.
 
+use std::num::NonZeroU64;
 use std::ops::Range;
 
 use super::flow::{seq_le, seq_lt, Flow, Sent};
@@ -15,13 +33,25 @@ const BURST_GAP_FLOOR_NS: u64 = 5_000;
 const MIN_TRAIN_GAP_NS: u64 = 20_000;
 /// The gap that ends a train on a path with no RTT sample yet.
 const NO_RTT_TRAIN_GAP_NS: u64 = 1_000_000;
+/// The coarsest clock records come with (pcap's microseconds; the daemon's is finer):
+/// each end of a span may be off by this much.
+pub(super) const CLOCK_GRANULARITY_NS: f64 = 1_000.0;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct TrainSeg {
     pub(super) end: u32,
     pub(super) t: u64,
-    pub(super) bytes: u32,
-    pub(super) rtt: Option<u64>,
+    /// The path's data bytes sent before it (mod 2³², `Sent::path_sent`).
+    pub(super) path_sent: u32,
+    /// At least 1 ns, so a segment costs 24 bytes.
+    pub(super) rtt: Option<NonZeroU64>,
+}
+
+impl TrainSeg {
+    /// When its ACK came.
+    pub(super) fn acked_at(&self) -> Option<u64> {
+        self.rtt.map(|r| self.t + r.get())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -43,7 +73,7 @@ impl Train {
             if !seq_le(s.end, a) {
                 break;
             }
-            s.rtt = Some(t.saturating_sub(s.t));
+            s.rtt = NonZeroU64::new(t.saturating_sub(s.t).max(1));
             self.acked += 1;
         }
     }
@@ -71,11 +101,24 @@ impl Train {
 /// A judged train.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct TrainResult {
+    /// When its first and its last segment were sent.
+    pub(super) t0: u64,
     pub(super) t: u64,
+    /// The path's sending rate over the train's span (every flow's bytes).
     pub(super) rate_bps: f64,
     pub(super) trend: Trend,
     /// Segments in the train: a longer train's verdict counts for more.
     pub(super) segments: usize,
+    /// The verdict of a loss, not of delays.
+    pub(super) loss: bool,
+    /// How far off A may be from the rate while the verdict still reads as it does,
+    /// relative: the span's two clock readings, and the rise the trend test cannot tell
+    /// from the delays' noise (`rate_error`).
+    pub(super) err: f64,
+    /// What the bottleneck let through, in the path's terms (bits/s): the train's
+    /// rate over its dispersion ratio r_in/r_out (`dispersion`); at most A's worth
+    /// above A, so a rising train proves A ≤ this. With its relative error.
+    pub(super) out_bps: Option<(f64, f64)>,
 }
 
 impl Flow {
@@ -108,7 +151,7 @@ impl Flow {
             self.train.segs.push(TrainSeg {
                 end: s.end,
                 t: s.t,
-                bytes: s.bytes,
+                path_sent: s.path_sent,
                 rtt: None,
             });
             tally.train_segments += 1;
@@ -223,16 +266,92 @@ pub(super) fn is_one_stream(bursts: &[Range<usize>]) -> bool {
 fn judge_stream(segs: &[TrainSeg]) -> Option<TrainResult> {
     let delays: Vec<f64> = segs
         .iter()
-        .filter_map(|s| s.rtt.map(|x| x as f64))
+        .filter_map(|s| s.rtt.map(|x| x.get() as f64))
         .collect();
     let trend = trend::trend(&delays)?;
-    let rate_bps = sending_rate(segs)?;
+    let (rate_bps, span) = sending_rate(segs)?;
+    let noise = delay_noise(segs);
+    let err = rate_error(span, noise);
+    let out_bps = dispersion(segs, noise).map(|(ratio, e)| (rate_bps / ratio, e + err));
     Some(TrainResult {
+        t0: segs.first()?.t,
         t: segs.last()?.t,
         rate_bps,
         trend,
         segments: segs.len(),
+        loss: false,
+        err,
+        out_bps,
     })
+}
+
+/// The train's dispersion ratio r_in/r_out, own rates in and out, and its relative
+/// error: the bottleneck's model (TOPP's fluid FIFO) is in the module doc. r_out is
+/// taken from the ACKs over the whole train, the bytes ACKed after its first ACK over
+/// the time from that ACK to its last, not from ACK gaps, which ACK compression bunches
+/// and delayed ACKs (one per two segments, or a TSO record's end) make uneven; r_in
+/// over the same segments from their sending times. A last ACK that covers fewer
+/// segments than the one before it is left out: a lone segment, which the receiver
+/// ACKs only when its delayed-ACK timer fires. The error: each end of the ACK span is
+/// off by up to the delays' noise and a clock tick.
+fn dispersion(segs: &[TrainSeg], noise: f64) -> Option<(f64, f64)> {
+    let at = |i: usize| segs[i].acked_at();
+    let n = segs.len();
+    let group_start = |end: usize| (0..=end).rev().take_while(|&i| at(i) == at(end)).last();
+    let first_end = (0..n).take_while(|&i| at(i) == at(0)).last()?;
+    let last_start = group_start(n - 1)?;
+    let mut end = n - 1;
+    if last_start > 0 {
+        let prev_start = group_start(last_start - 1)?;
+        if n - last_start < last_start - prev_start {
+            end = last_start - 1;
+        }
+    }
+    if end <= first_end {
+        return None;
+    }
+    let span_out = at(end)?.checked_sub(at(first_end)?)?;
+    let span_in = segs[end].t.checked_sub(segs[0].t)?;
+    if span_out == 0 || span_in == 0 {
+        return None;
+    }
+    let bytes_out = segs[end].end.wrapping_sub(segs[first_end].end) as f64;
+    let bytes_in = segs[end].end.wrapping_sub(segs[0].end) as f64;
+    let ratio = (bytes_in / span_in as f64) / (bytes_out / span_out as f64);
+    Some((ratio, rate_error(span_out, noise)))
+}
+
+/// The relative error of a verdict at a rate measured over `span` ns, with delays of
+/// noise `noise` ns. A stream at rate r for a time D meets a path with room for A < r
+/// with a rise of D·(r/A − 1) in its delays, which the trend test misses when the noise
+/// hides it, below about twice the noise: so r may exceed A by 2·noise/D unseen (and
+/// fall short of it by as much with a rise read into the noise). Each end of the span
+/// is read on a clock of `CLOCK_GRANULARITY_NS`.
+pub(super) fn rate_error(span: u64, noise: f64) -> f64 {
+    2.0 * (noise + CLOCK_GRANULARITY_NS) / span.max(1) as f64
+}
+
+/// The noise of a train's delays (ns, a standard deviation), from the second
+/// differences of the delays its ACKs measured (one per ACK, of the newest segment it
+/// covers, as a delayed ACK times the first of its two segments late by their spacing):
+/// a steady rise cancels in them. A median, so an ACK or two held and released together
+/// (ACK compression) do not make it: for Gaussian noise σ, |Δ²| has median 0.6745·√6·σ.
+fn delay_noise(segs: &[TrainSeg]) -> f64 {
+    let per_ack: Vec<f64> = segs
+        .iter()
+        .zip(segs.iter().skip(1).map(Some).chain([None]))
+        .filter(|(s, next)| next.is_none_or(|n| n.acked_at() != s.acked_at()))
+        .filter_map(|(s, _)| s.rtt.map(|r| r.get() as f64))
+        .collect();
+    let mut d2: Vec<f64> = per_ack
+        .windows(3)
+        .map(|w| (w[2] - 2.0 * w[1] + w[0]).abs())
+        .collect();
+    if d2.is_empty() {
+        return 0.0;
+    }
+    d2.sort_by(f64::total_cmp);
+    d2[d2.len() / 2] / (0.6745 * 6f64.sqrt())
 }
 
 /// The gaps between consecutive segments, and the least gap that separates two bursts:
@@ -272,8 +391,11 @@ pub(super) fn bursts(segs: &[TrainSeg]) -> Vec<Range<usize>> {
 /// idle gaps between them (TSO, pacing quanta, a busy CPU) would otherwise look faster
 /// than it is, as the time from the first to the last packet leaves out the last gap.
 /// So the rate is taken from the first packet to the start of the last burst, over the
-/// bytes sent before it; for evenly spaced packets that is the usual (n-1)/span.
-pub(super) fn sending_rate(segs: &[TrainSeg]) -> Option<f64> {
+/// bytes sent before it; for evenly spaced packets that is the usual (n-1)/span. The
+/// bytes are the path's, every flow's (`TrainSeg::path_sent`): the bottleneck queues
+/// them all, so two flows that each send at 0.6 A together outrun it.
+/// With the span it is measured over (ns).
+pub(super) fn sending_rate(segs: &[TrainSeg]) -> Option<(f64, u64)> {
     let first = segs.first()?;
     let (gap_at, big) = gaps_and_burst_gap(segs)?;
     let end = gap_at
@@ -283,9 +405,9 @@ pub(super) fn sending_rate(segs: &[TrainSeg]) -> Option<f64> {
         .filter(|&j| j >= segs.len() / 2)
         .unwrap_or(segs.len() - 1);
     let span = segs[end].t.saturating_sub(first.t);
-    let bytes: u64 = segs[..end].iter().map(|s| s.bytes as u64).sum();
+    let bytes = segs[end].path_sent.wrapping_sub(first.path_sent) as u64;
     if span == 0 {
         return None;
     }
-    Some(bytes as f64 * 8.0 * 1e9 / span as f64)
+    Some((bytes as f64 * 8.0 * 1e9 / span as f64, span))
 }
