@@ -38,6 +38,31 @@ impl Budget {
     }
 }
 
+/// The VMs SA may move and the demands it may re-route on its own (a demand also
+/// follows its VMs when they move). The whole instance for a full solve; the VMs and
+/// demands a change touched for a repair, so the rest of the plan stays as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scope {
+    /// Movable VMs (never pinned ones).
+    pub vms: Vec<usize>,
+    pub demands: Vec<usize>,
+}
+
+impl Scope {
+    /// Every VM that is not pinned, and every demand.
+    pub fn all(inst: &Instance) -> Self {
+        Scope {
+            vms: (0..inst.vms()).filter(|&v| !inst.pinned[v]).collect(),
+            demands: (0..inst.demands.len()).collect(),
+        }
+    }
+
+    /// Nothing to search.
+    pub fn is_empty(&self) -> bool {
+        self.vms.is_empty() && self.demands.is_empty()
+    }
+}
+
 /// What SA did.
 #[derive(Debug, Clone, Default)]
 pub struct AnnealStats {
@@ -221,9 +246,11 @@ impl<'a> State<'a> {
     }
 
     /// One random move; false if the draw was not a move.
-    fn random_move(&mut self, rng: &mut Rng, movable: &[usize], undo: &mut Undo) -> bool {
+    fn random_move(&mut self, rng: &mut Rng, scope: &Scope, undo: &mut Undo) -> bool {
         let inst = self.inst;
         let n = inst.hosts();
+        let movable = &scope.vms;
+        let demands = &scope.demands;
         let kind = rng.below(20);
         if kind < 8 && !movable.is_empty() {
             let v = movable[rng.below(movable.len())];
@@ -242,12 +269,12 @@ impl<'a> State<'a> {
             }
             self.place(&[(a, hb), (b, ha)], undo);
             true
-        } else if kind < 19 && !inst.demands.is_empty() {
-            let i = rng.below(inst.demands.len());
+        } else if kind < 19 && !demands.is_empty() {
+            let i = demands[rng.below(demands.len())];
             self.via(i, HostId(rng.below(n)), undo)
-        } else if !inst.demands.is_empty() && inst.demands.len() <= REROUTE_ALL_MAX_DEMANDS {
+        } else if !demands.is_empty() && demands.len() <= REROUTE_ALL_MAX_DEMANDS {
             // Re-route everything in a random order: routes interact through residuals.
-            let mut order: Vec<usize> = (0..inst.demands.len()).collect();
+            let mut order: Vec<usize> = demands.clone();
             for k in (1..order.len()).rev() {
                 order.swap(k, rng.below(k + 1));
             }
@@ -271,6 +298,18 @@ impl<'a> State<'a> {
 
 /// Anneals from `start`.
 pub fn anneal(inst: &Instance, start: Plan, seed: u64, budget: Budget) -> (Plan, AnnealStats) {
+    anneal_scoped(inst, start, seed, budget, &Scope::all(inst))
+}
+
+/// Anneals from `start`, moving only `scope`'s VMs and re-routing only its demands (and
+/// those of the VMs that move); every plan is still judged whole (`evaluate`).
+pub fn anneal_scoped(
+    inst: &Instance,
+    start: Plan,
+    seed: u64,
+    budget: Budget,
+    scope: &Scope,
+) -> (Plan, AnnealStats) {
     let mut rng = Rng::new(seed);
     let began = Instant::now();
     let mut stats = AnnealStats::default();
@@ -279,17 +318,16 @@ pub fn anneal(inst: &Instance, start: Plan, seed: u64, budget: Budget) -> (Plan,
     let mut cur_score = score(inst, &cur_eval);
     let mut best = st.plan.clone();
     let mut best_eval = cur_eval.clone();
-    if inst.vms() == 0 || budget.iterations == 0 {
+    if inst.vms() == 0 || budget.iterations == 0 || scope.is_empty() {
         return (best, stats);
     }
-    let movable: Vec<usize> = (0..inst.vms()).filter(|&v| !inst.pinned[v]).collect();
 
     // Starting temperature from the moves themselves: the mean loss of a worsening
     // move is accepted with probability 1/2 at first; cooling is geometric to 1e-4.
     let mut losses = Vec::new();
     for _ in 0..200 {
         let mut undo = Undo::default();
-        if st.random_move(&mut rng, &movable, &mut undo) {
+        if st.random_move(&mut rng, scope, &mut undo) {
             let s = score(inst, &evaluate(inst, &st.plan));
             if s < cur_score {
                 losses.push(cur_score - s);
@@ -320,7 +358,7 @@ pub fn anneal(inst: &Instance, start: Plan, seed: u64, budget: Budget) -> (Plan,
         stats.iterations += 1;
         temp *= cool;
         let mut undo = Undo::default();
-        if !st.random_move(&mut rng, &movable, &mut undo) {
+        if !st.random_move(&mut rng, scope, &mut undo) {
             st.undo(undo);
             continue;
         }
@@ -338,17 +376,31 @@ pub fn anneal(inst: &Instance, start: Plan, seed: u64, budget: Budget) -> (Plan,
             st.undo(undo);
         }
     }
-    let polished = polish(inst, best, budget.time_ms.map(|ms| (began, ms)));
+    let deadline = budget.time_ms.map(|ms| (began, ms));
+    if deadline.is_some_and(|(t, ms)| t.elapsed().as_millis() as u64 >= ms) {
+        stats.stopped_by_time = true;
+    }
+    let polished = polish_scoped(inst, best, deadline, scope);
     (polished, stats)
 }
 
 /// Deterministic local search: every single-VM move, every swap and every one-detour
 /// reroute, taking improvements until none is left (or a pass budget runs out).
 pub fn polish(inst: &Instance, plan: Plan, deadline: Option<(Instant, u64)>) -> Plan {
+    polish_scoped(inst, plan, deadline, &Scope::all(inst))
+}
+
+/// `polish` over `scope`'s VMs and demands only.
+pub fn polish_scoped(
+    inst: &Instance,
+    plan: Plan,
+    deadline: Option<(Instant, u64)>,
+    scope: &Scope,
+) -> Plan {
     let n = inst.hosts();
-    let movable: Vec<usize> = (0..inst.vms()).filter(|&v| !inst.pinned[v]).collect();
+    let movable = &scope.vms;
     // Neighbourhood size per pass; skip passes that would be too slow.
-    let per_pass = movable.len() * n + movable.len() * movable.len() / 2 + inst.demands.len() * n;
+    let per_pass = movable.len() * n + movable.len() * movable.len() / 2 + scope.demands.len() * n;
     if per_pass > 5_000 {
         return plan;
     }
@@ -371,7 +423,7 @@ pub fn polish(inst: &Instance, plan: Plan, deadline: Option<(Instant, u64)>) -> 
             }
             st.undo(undo);
         };
-        for &v in &movable {
+        for &v in movable {
             for h in 0..n {
                 try_it(&mut st, &mut |st, undo| {
                     if HostId(h) == st.plan.mapping[v] || st.load[h] >= inst.capacity[h] {
@@ -394,7 +446,7 @@ pub fn polish(inst: &Instance, plan: Plan, deadline: Option<(Instant, u64)>) -> 
                 });
             }
         }
-        for i in 0..inst.demands.len() {
+        for &i in &scope.demands {
             for h in 0..n {
                 try_it(&mut st, &mut |st, undo| st.via(i, HostId(h), undo));
             }

@@ -10,11 +10,13 @@
 
 pub mod actions;
 pub mod anneal;
+pub mod components;
 pub mod exact;
 pub mod greedy;
 pub mod plan;
 pub mod problem;
 pub mod random;
+pub mod repair;
 pub mod rng;
 pub mod routing;
 
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use plan::{evaluate, Evaluation, Plan};
 pub use problem::{Instance, Objective, Problem, ProblemError};
+pub use repair::{repair, Previous, RepairReport};
 
 /// Which algorithm to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +117,9 @@ pub struct Answer {
     pub stopped_by_time: Option<bool>,
     /// What to change on each daemon, and the migrations, against the current state.
     pub actions: actions::Actions,
+    /// A repair only: what the change touched and what the repair did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repair: Option<RepairReport>,
 }
 
 /// Runs one algorithm on an instance and returns its plan.
@@ -155,8 +161,21 @@ pub fn solve(problem: &Problem, opts: &Options) -> Result<Answer, ProblemError> 
     let started = Instant::now();
     let inst = Instance::from_problem(problem)?;
     let (plan, proven, by_time) = solve_plan(&inst, opts);
-    let e = evaluate(&inst, &plan);
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut a = render(&inst, problem, &plan, opts.algo.name(), started);
+    a.proven_optimal = proven;
+    a.stopped_by_time = by_time;
+    Ok(a)
+}
+
+/// The answer for `plan`: its evaluation, names, paths and actions.
+pub(crate) fn render(
+    inst: &Instance,
+    problem: &Problem,
+    plan: &Plan,
+    algo: &str,
+    started: Instant,
+) -> Answer {
+    let e = evaluate(inst, plan);
     let mapping = plan
         .mapping
         .iter()
@@ -173,18 +192,19 @@ pub fn solve(problem: &Problem, opts: &Options) -> Result<Answer, ProblemError> 
             hosts: p.iter().map(|h| inst.host_names[h.0].clone()).collect(),
         })
         .collect();
-    let actions = actions::diff(&inst, problem, &plan);
-    Ok(Answer {
-        algo: opts.algo.name().to_string(),
+    let actions = actions::diff(inst, problem, plan);
+    Answer {
+        algo: algo.to_string(),
         feasible: e.feasible,
         objective: (!e.objective.is_nan()).then_some(e.objective),
         mapping,
         paths,
         migrations: e.migrations,
-        elapsed_ms,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
         violations: e.violations,
-        proven_optimal: proven,
-        stopped_by_time: by_time,
+        proven_optimal: None,
+        stopped_by_time: None,
         actions,
-    })
+        repair: None,
+    }
 }

@@ -3,7 +3,7 @@
 //! a partly meshed overlay of links with mixed bandwidth and latency, VMs partly
 //! placed and pinned, demands along rings and random pairs, some with latency bounds.
 
-use super::problem::{DemandSpec, HostSpec, LinkSpec, Objective, Problem, VmSpec};
+use super::problem::{DemandSpec, HostSpec, LinkSpec, Objective, PathSpec, Problem, VmSpec};
 use super::rng::Rng;
 
 /// Size and mix of a random instance.
@@ -102,5 +102,102 @@ pub fn instance(rng: &mut Rng, shape: Shape) -> Problem {
             Objective::ResidualBw
         },
         current_paths: Vec::new(),
+    }
+}
+
+/// The problem once `answer`'s plan is in force: every VM where it put it, its paths
+/// the paths in use.
+pub fn applied(p: &Problem, answer: &super::Answer) -> Problem {
+    let mut q = p.clone();
+    for v in &mut q.vms {
+        v.host = answer.mapping.get(&v.name).cloned().or(v.host.take());
+    }
+    q.current_paths = answer
+        .paths
+        .iter()
+        .map(|x| PathSpec {
+            src: x.src.clone(),
+            dst: x.dst.clone(),
+            hosts: x.hosts.clone(),
+        })
+        .collect();
+    q
+}
+
+/// A small change, as the measurements bring them: one to three links' bandwidth
+/// scaled by 0.5-1.5 (60%), one demand's rate scaled by 0.5-1.5 (25%), or a new demand
+/// between two VMs (15%).
+pub fn perturb(rng: &mut Rng, p: &Problem) -> Problem {
+    let mut q = p.clone();
+    let kind = rng.unit();
+    if q.links.is_empty() {
+        return q;
+    }
+    if kind < 0.6 || q.demands.is_empty() || q.vms.len() < 2 {
+        for _ in 0..1 + rng.below(3) {
+            let l = rng.below(q.links.len());
+            q.links[l].bw_mbps = (q.links[l].bw_mbps * (0.5 + rng.unit())).round();
+        }
+    } else if kind < 0.85 {
+        let d = rng.below(q.demands.len());
+        q.demands[d].mbps = (q.demands[d].mbps * (0.5 + rng.unit())).round();
+    } else {
+        let m = q.vms.len();
+        let (s, d) = (rng.below(m), rng.below(m));
+        if s != d {
+            q.demands.push(DemandSpec {
+                src: q.vms[s].name.clone(),
+                dst: q.vms[d].name.clone(),
+                mbps: (10.0 + rng.unit() * 390.0).round(),
+                max_latency_ms: None,
+            });
+        }
+    }
+    q
+}
+
+/// A repair against a full solve on the same change.
+#[derive(Debug, Clone)]
+pub struct Trial {
+    /// The problem after the change, with the original's GH+SA plan in force.
+    pub problem: Problem,
+    /// The plan in force and the problem it was made for.
+    pub before: Problem,
+    pub in_force: super::Answer,
+    pub repaired: super::Answer,
+    pub full: super::Answer,
+}
+
+/// Draws an instance of `shape`, solves it by GH+SA, puts that plan in force, changes
+/// the problem (`perturb`), then repairs and solves the changed problem afresh, both
+/// with `opts`. `None` when the original has no feasible plan to start from.
+pub fn trial(rng: &mut Rng, shape: Shape, opts: &super::Options) -> Option<Trial> {
+    let original = instance(rng, shape);
+    let first = super::solve(&original, opts).expect("generated problems are valid");
+    let change = perturb(rng, &original);
+    if !first.feasible {
+        return None;
+    }
+    let before = applied(&original, &first);
+    let problem = applied(&change, &first);
+    let prev = super::Previous::new(&before, &first);
+    let repaired = super::repair(&problem, &prev, opts).expect("valid");
+    let full = super::solve(&problem, opts).expect("valid");
+    Some(Trial {
+        problem,
+        before,
+        in_force: first,
+        repaired,
+        full,
+    })
+}
+
+/// How much worse `got` is than `reference` (negative: better), relative, oriented by
+/// the objective.
+pub fn gap(objective: Objective, got: f64, reference: f64) -> f64 {
+    let scale = reference.abs().max(1e-9);
+    match objective {
+        Objective::ResidualBw => (reference - got) / scale,
+        Objective::Latency => (got - reference) / scale,
     }
 }

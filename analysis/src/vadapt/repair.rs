@@ -1,0 +1,526 @@
+//! Repair: a plan for a changed problem made from the plan in force, touching only
+//! what the change touched, in bounded time. GH+SA's full solve stays for a cold start.
+//!
+//! Why: a fleet's problem changes a little at a time (a link's measurement, a demand,
+//! a VM come or gone), and re-solving the world on every change costs time that grows
+//! with the fleet and moves traffic that had no reason to move.
+//!
+//! What is touched: a demand that is new, whose rate or latency bound changed, whose
+//! path in force crosses a link whose bandwidth or latency changed (or that is gone),
+//! no longer joins its VMs' hosts, or is local to a host whose capacity or local
+//! bandwidth changed; a VM that is new, whose host is gone or changed, or that is pinned
+//! elsewhere than the plan put it. Everything else keeps its host and its path.
+//!
+//! How: (1) carry the plan over by name; (2) re-route the touched demands, heaviest
+//! first, on what the kept paths leave; (3) per touched application (connected
+//! component of the demand graph), heaviest first, a short SA seeded from that plan
+//! that moves only the touched VMs and re-routes only the touched demands (and those of
+//! the VMs it moves), every candidate judged on the whole plan; (4) the same over every
+//! VM and demand of the touched applications, kept only when it makes the plan feasible
+//! or gains more than `WIDEN_GAIN` of the objective (the plan in force may itself be
+//! a few percent short of what a search over the application finds, and a change is
+//! the time to catch up; below that gain nothing untouched moves); (5) if the plan is
+//! still infeasible, each touched application solved afresh (GH+SA) against what the
+//! rest leaves. `Options::budget_ms` bounds the whole: when it runs out, the best plan
+//! found so far is returned and `stopped_by_time` says so.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::anneal::{anneal_scoped, Budget, Scope};
+use super::components::{components, sub_instance, Component, Usage};
+use super::greedy::{self, route_one};
+use super::plan::{better, evaluate, path_latency, Plan};
+use super::problem::{HostId, Instance, Objective, Problem, ProblemError};
+use super::routing::Residuals;
+use super::{render, Answer, Options, PathOut};
+
+/// The plan in force (by name, as an `Answer` gives it) and the problem it was made for.
+#[derive(Debug, Clone, Copy)]
+pub struct Previous<'a> {
+    pub problem: &'a Problem,
+    pub mapping: &'a BTreeMap<String, String>,
+    pub paths: &'a [PathOut],
+}
+
+impl<'a> Previous<'a> {
+    /// The plan `answer` gave for `problem`.
+    pub fn new(problem: &'a Problem, answer: &'a Answer) -> Self {
+        Previous {
+            problem,
+            mapping: &answer.mapping,
+            paths: &answer.paths,
+        }
+    }
+}
+
+/// What the change touched and what the repair did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RepairReport {
+    pub touched_vms: usize,
+    pub touched_demands: usize,
+    /// Applications (demand-graph components) the change touched, of all.
+    pub touched_components: usize,
+    pub components: usize,
+    /// Whether the plan moves what the change did not touch: the search over the whole
+    /// of the touched applications gained more than `WIDEN_GAIN` (or feasibility)
+    /// over the touched VMs and demands alone.
+    pub widened: bool,
+    /// VMs whose host differs from the plan in force; demands whose path does (new
+    /// demands included).
+    pub moved_vms: usize,
+    pub rerouted_demands: usize,
+}
+
+/// The plan in force carried into the new instance, and what the change touched.
+struct Carried {
+    /// The plan in force where the change left it, touched demands not yet routed.
+    plan: Plan,
+    /// Touched VMs: those the change touched and the ends of touched demands.
+    vm: Vec<bool>,
+    demand: Vec<bool>,
+    /// The plan in force as it was (`None`: new, or on a host or path gone).
+    host_before: Vec<Option<HostId>>,
+    path_before: Vec<Option<Vec<HostId>>>,
+}
+
+type Key<'a> = (&'a str, &'a str);
+
+/// The share of the objective a search over the whole of the touched applications must
+/// gain over the touched parts alone before the repair moves what the change did not
+/// touch (below it, the traffic stays where it is).
+pub const WIDEN_GAIN: f64 = 0.01;
+
+/// Links (from, to) whose bandwidth or latency differs, or that exist on one side only.
+fn changed_links<'a>(old: &'a Problem, new: &'a Problem) -> HashSet<Key<'a>> {
+    let index = |p: &'a Problem| -> HashMap<Key<'a>, (f64, f64)> {
+        p.links
+            .iter()
+            .map(|l| ((l.from.as_str(), l.to.as_str()), (l.bw_mbps, l.latency_ms)))
+            .collect()
+    };
+    let (a, b) = (index(old), index(new));
+    let differs =
+        |k: &Key, m: &HashMap<Key, (f64, f64)>, o: &HashMap<Key, (f64, f64)>| m.get(k) != o.get(k);
+    a.keys()
+        .chain(b.keys())
+        .filter(|k| differs(k, &a, &b))
+        .copied()
+        .collect()
+}
+
+/// Hosts whose capacity or local bandwidth differs (or that are new).
+fn changed_hosts<'a>(old: &'a Problem, new: &'a Problem) -> HashSet<&'a str> {
+    let before: HashMap<&str, (usize, f64)> = old
+        .hosts
+        .iter()
+        .map(|h| (h.name.as_str(), (h.capacity, h.local_bw_mbps)))
+        .collect();
+    new.hosts
+        .iter()
+        .filter(|h| before.get(h.name.as_str()) != Some(&(h.capacity, h.local_bw_mbps)))
+        .map(|h| h.name.as_str())
+        .collect()
+}
+
+/// The previous host of every VM that keeps it; the others are touched.
+fn carry_mapping(
+    inst: &Instance,
+    prev: &Previous,
+    host_ix: &HashMap<&str, usize>,
+    changed: &HashSet<&str>,
+) -> (Vec<Option<HostId>>, Vec<bool>) {
+    let mut mapping = vec![None; inst.vms()];
+    let mut touched = vec![false; inst.vms()];
+    for v in 0..inst.vms() {
+        let kept = prev
+            .mapping
+            .get(&inst.vm_names[v])
+            .filter(|h| !changed.contains(h.as_str()))
+            .and_then(|h| host_ix.get(h.as_str()))
+            .map(|&h| HostId(h))
+            .filter(|&h| !inst.pinned[v] || inst.current[v] == Some(h));
+        mapping[v] = kept;
+        touched[v] = kept.is_none();
+    }
+    (mapping, touched)
+}
+
+/// Hosts for the touched VMs: a pinned VM's own; else where it is when that host has
+/// room, else the host with the most room.
+fn place_touched(inst: &Instance, mapping: Vec<Option<HostId>>) -> Vec<HostId> {
+    let mut load = vec![0usize; inst.hosts()];
+    for h in mapping.iter().flatten() {
+        load[h.0] += 1;
+    }
+    let mut out = Vec::with_capacity(mapping.len());
+    for (v, m) in mapping.into_iter().enumerate() {
+        let h = m.unwrap_or_else(|| {
+            let h = match inst.current[v] {
+                Some(c) if inst.pinned[v] || load[c.0] < inst.capacity[c.0] => c,
+                _ => HostId(
+                    (0..inst.hosts())
+                        .max_by_key(|&h| (inst.capacity[h] as i64 - load[h] as i64, !h))
+                        .unwrap_or(0),
+                ),
+            };
+            load[h.0] += 1;
+            h
+        });
+        out.push(h);
+    }
+    out
+}
+
+/// Whether a path in force is untouched by the change: it crosses no changed link, is
+/// not local to a changed host, and (`p`, resolved) still joins the demand's hosts
+/// over links that exist.
+#[allow(clippy::too_many_arguments)]
+fn untouched(
+    inst: &Instance,
+    i: usize,
+    names: &[String],
+    p: &[HostId],
+    mapping: &[HostId],
+    links: &HashSet<Key>,
+    hosts: &HashSet<&str>,
+) -> bool {
+    let d = inst.demands[i];
+    let crosses = names
+        .windows(2)
+        .any(|w| links.contains(&(w[0].as_str(), w[1].as_str())));
+    let local_changed = names.len() == 1 && hosts.contains(names[0].as_str());
+    let joins = p.first() == Some(&mapping[d.src.0]) && p.last() == Some(&mapping[d.dst.0]);
+    !crosses && !local_changed && joins && path_latency(inst, p).is_some()
+}
+
+/// A path by host names in `inst`'s indices (`None` when a host is gone).
+fn resolve_path(names: &[String], host_ix: &HashMap<&str, usize>) -> Option<Vec<HostId>> {
+    names
+        .iter()
+        .map(|h| host_ix.get(h.as_str()).map(|&x| HostId(x)))
+        .collect()
+}
+
+/// Carries the plan in force into `inst` and marks what the change touched.
+fn carry(inst: &Instance, problem: &Problem, prev: &Previous) -> Carried {
+    let host_ix: HashMap<&str, usize> = inst
+        .host_names
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (h.as_str(), i))
+        .collect();
+    let links = changed_links(prev.problem, problem);
+    let hosts = changed_hosts(prev.problem, problem);
+    let (host_before, mut vm) = carry_mapping(inst, prev, &host_ix, &hosts);
+    let mapping = place_touched(inst, host_before.clone());
+    // Previous demands and paths by (src, dst), in order (a pair may repeat).
+    let mut before: HashMap<Key, VecDeque<(f64, Option<f64>)>> = HashMap::new();
+    for d in &prev.problem.demands {
+        let k = (d.src.as_str(), d.dst.as_str());
+        before
+            .entry(k)
+            .or_default()
+            .push_back((d.mbps, d.max_latency_ms));
+    }
+    let mut paths: HashMap<Key, VecDeque<&PathOut>> = HashMap::new();
+    for p in prev.paths {
+        let k = (p.src.as_str(), p.dst.as_str());
+        paths.entry(k).or_default().push_back(p);
+    }
+    let mut plan = Plan {
+        mapping,
+        paths: vec![Vec::new(); inst.demands.len()],
+    };
+    let mut demand = vec![true; inst.demands.len()];
+    let mut path_before = vec![None; inst.demands.len()];
+    for (i, (d, spec)) in inst.demands.iter().zip(&problem.demands).enumerate() {
+        let k = (spec.src.as_str(), spec.dst.as_str());
+        let same =
+            before.get_mut(&k).and_then(|q| q.pop_front()) == Some((d.mbps, d.max_latency_ms));
+        let Some(names) = paths.get_mut(&k).and_then(|q| q.pop_front()) else {
+            continue;
+        };
+        let Some(p) = resolve_path(&names.hosts, &host_ix) else {
+            continue;
+        };
+        let ends_kept = !vm[d.src.0] && !vm[d.dst.0];
+        if same && ends_kept && untouched(inst, i, &names.hosts, &p, &plan.mapping, &links, &hosts)
+        {
+            plan.paths[i] = p.clone();
+            demand[i] = false;
+        }
+        path_before[i] = Some(p);
+    }
+    for (i, d) in inst.demands.iter().enumerate() {
+        if demand[i] {
+            vm[d.src.0] = true;
+            vm[d.dst.0] = true;
+        }
+    }
+    Carried {
+        plan,
+        vm,
+        demand,
+        host_before,
+        path_before,
+    }
+}
+
+/// Routes the touched demands, heaviest first, on what the kept paths leave.
+fn route_touched(inst: &Instance, plan: &mut Plan, touched: &[bool]) {
+    let mut res = Residuals::new(inst);
+    for (i, d) in inst.demands.iter().enumerate() {
+        if !touched[i] {
+            res.apply(&plan.paths[i], d.mbps, 1.0);
+        }
+    }
+    let mut order: Vec<usize> = (0..inst.demands.len()).filter(|&i| touched[i]).collect();
+    order.sort_by(|&a, &b| {
+        inst.demands[b]
+            .mbps
+            .total_cmp(&inst.demands[a].mbps)
+            .then(a.cmp(&b))
+    });
+    for i in order {
+        let p = route_one(inst, &res, &plan.mapping, i);
+        res.apply(&p, inst.demands[i].mbps, 1.0);
+        plan.paths[i] = p;
+    }
+}
+
+/// The time left, and whether it has run out.
+struct Clock {
+    started: Instant,
+    budget_ms: Option<u64>,
+    ran_out: bool,
+}
+
+impl Clock {
+    fn left_ms(&mut self) -> Option<u64> {
+        let ms = self.budget_ms?;
+        let left = ms.saturating_sub(self.started.elapsed().as_millis() as u64);
+        if left == 0 {
+            self.ran_out = true;
+        }
+        Some(left)
+    }
+
+    fn out(&mut self) -> bool {
+        self.left_ms() == Some(0)
+    }
+}
+
+/// SA iterations for a scope: enough for a few hundred tries per movable thing, never
+/// more than a full solve's.
+fn iterations(inst: &Instance, scope: &Scope, opts: &Options) -> u64 {
+    let size = (scope.vms.len() + scope.demands.len()) as u64;
+    opts.iterations
+        .unwrap_or((2_000 + 500 * size).min(Budget::for_instance(inst).iterations))
+}
+
+/// Anneals `plan` over `scope` in the time left (shared evenly with `parts` - 1 more
+/// searches to come); keeps the result only if it is better.
+fn search(
+    inst: &Instance,
+    plan: &mut Plan,
+    scope: &Scope,
+    opts: &Options,
+    clock: &mut Clock,
+    parts: usize,
+) {
+    if scope.is_empty() || clock.out() {
+        return;
+    }
+    let budget = Budget {
+        iterations: iterations(inst, scope, opts),
+        time_ms: clock.left_ms().map(|ms| (ms / parts.max(1) as u64).max(1)),
+    };
+    let (p, stats) = anneal_scoped(inst, plan.clone(), opts.seed, budget, scope);
+    clock.ran_out |= stats.stopped_by_time;
+    if better(inst.objective, &evaluate(inst, &p), &evaluate(inst, plan)) {
+        *plan = p;
+    }
+}
+
+/// The scope of component `c`: its touched VMs (not pinned) and demands, or all of
+/// them when `whole`.
+fn scope_of(inst: &Instance, c: &Component, carried: &Carried, whole: bool) -> Scope {
+    Scope {
+        vms: c
+            .vms
+            .iter()
+            .copied()
+            .filter(|&v| !inst.pinned[v] && (whole || carried.vm[v]))
+            .collect(),
+        demands: c
+            .demands
+            .iter()
+            .copied()
+            .filter(|&i| whole || carried.demand[i])
+            .collect(),
+    }
+}
+
+/// Whether component `c` holds anything the change touched.
+fn is_touched(c: &Component, carried: &Carried) -> bool {
+    c.vms.iter().any(|&v| carried.vm[v]) || c.demands.iter().any(|&i| carried.demand[i])
+}
+
+/// Component `c` solved afresh by GH+SA against what the rest of `plan` leaves; kept
+/// only if the whole plan is better for it.
+fn resolve(inst: &Instance, plan: &mut Plan, c: &Component, opts: &Options, clock: &mut Clock) {
+    if clock.out() {
+        return;
+    }
+    let mut used = Usage::new(inst.hosts());
+    let mut inside = vec![false; inst.vms()];
+    for &v in &c.vms {
+        inside[v] = true;
+    }
+    for (v, h) in plan.mapping.iter().enumerate() {
+        if !inside[v] {
+            used.place(*h);
+        }
+    }
+    for (d, p) in inst.demands.iter().zip(&plan.paths) {
+        if !inside[d.src.0] {
+            used.route(p, d.mbps);
+        }
+    }
+    let sub = sub_instance(inst, &c.vms, &c.demands, &used);
+    let budget = Budget {
+        iterations: opts
+            .iterations
+            .unwrap_or(Budget::for_instance(&sub.inst).iterations),
+        time_ms: clock.left_ms(),
+    };
+    let start = greedy::greedy(&sub.inst);
+    let (p, stats) = super::anneal::anneal(&sub.inst, start, opts.seed, budget);
+    clock.ran_out |= stats.stopped_by_time;
+    let mut candidate = plan.clone();
+    sub.write_back(&p, &mut candidate);
+    if better(
+        inst.objective,
+        &evaluate(inst, &candidate),
+        &evaluate(inst, plan),
+    ) {
+        *plan = candidate;
+    }
+}
+
+/// Puts back the path in force of every untouched demand whose ends are where they
+/// were (the search may have moved them and back) when that is no worse.
+fn restore_untouched(inst: &Instance, plan: &mut Plan, carried: &Carried) {
+    let mut now = evaluate(inst, plan);
+    for (i, d) in inst.demands.iter().enumerate() {
+        let Some(before) = carried.path_before[i].as_ref() else {
+            continue;
+        };
+        let ends = (plan.mapping[d.src.0], plan.mapping[d.dst.0]);
+        if carried.demand[i]
+            || plan.paths[i] == *before
+            || ends != (before[0], before[before.len() - 1])
+        {
+            continue;
+        }
+        let old = std::mem::replace(&mut plan.paths[i], before.clone());
+        let e = evaluate(inst, plan);
+        if better(inst.objective, &now, &e) {
+            plan.paths[i] = old;
+        } else {
+            now = e;
+        }
+    }
+}
+
+/// Whether the search over the whole of the touched applications gained enough over
+/// the touched VMs and demands alone to be worth the traffic it moves: feasibility, or
+/// more than `WIDEN_GAIN` of the objective.
+fn worth_widening(inst: &Instance, narrow: &Plan, wide: &Plan) -> bool {
+    let (a, b) = (evaluate(inst, narrow), evaluate(inst, wide));
+    if a.feasible != b.feasible || a.objective.is_nan() || b.objective.is_nan() {
+        return b.feasible && !a.feasible;
+    }
+    let gain = match inst.objective {
+        Objective::ResidualBw => b.objective - a.objective,
+        Objective::Latency => a.objective - b.objective,
+    };
+    gain > WIDEN_GAIN * a.objective.abs()
+}
+
+/// What differs between the carried plan and the repaired one.
+fn report(carried: &Carried, plan: &Plan, comps: &[Component], widened: bool) -> RepairReport {
+    RepairReport {
+        touched_vms: carried.vm.iter().filter(|&&t| t).count(),
+        touched_demands: carried.demand.iter().filter(|&&t| t).count(),
+        touched_components: comps.iter().filter(|c| is_touched(c, carried)).count(),
+        components: comps.len(),
+        widened,
+        moved_vms: (0..plan.mapping.len())
+            .filter(|&v| carried.host_before[v].is_some_and(|h| h != plan.mapping[v]))
+            .count(),
+        rerouted_demands: (0..plan.paths.len())
+            .filter(|&i| carried.path_before[i].as_ref() != Some(&plan.paths[i]))
+            .count(),
+    }
+}
+
+/// Repairs the plan in force for `problem`: see the module's documentation. The answer
+/// is reported as `solve`'s (objective, feasibility, actions against `problem`'s
+/// current state), with `algo` "repair", `stopped_by_time` when `opts.budget_ms` cut it
+/// short, and `repair` saying what was touched. `opts.algo` is not used.
+pub fn repair(
+    problem: &Problem,
+    previous: &Previous,
+    opts: &Options,
+) -> Result<Answer, ProblemError> {
+    let started = Instant::now();
+    let inst = Instance::from_problem(problem)?;
+    let mut clock = Clock {
+        started,
+        budget_ms: opts.budget_ms,
+        ran_out: false,
+    };
+    let mut carried = carry(&inst, problem, previous);
+    route_touched(&inst, &mut carried.plan, &carried.demand);
+    let mut plan = carried.plan.clone();
+    let comps = components(&inst);
+    let touched: Vec<&Component> = comps.iter().filter(|c| is_touched(c, &carried)).collect();
+    // The touched VMs and demands first, then the whole of the touched applications
+    // (each stage with half of the time), the latter kept only when worth it.
+    let stages = 2 * touched.len();
+    for (k, c) in touched.iter().enumerate() {
+        let scope = scope_of(&inst, c, &carried, false);
+        search(&inst, &mut plan, &scope, opts, &mut clock, stages - k);
+    }
+    let narrow = plan.clone();
+    for (k, c) in touched.iter().enumerate() {
+        let scope = scope_of(&inst, c, &carried, true);
+        search(
+            &inst,
+            &mut plan,
+            &scope,
+            opts,
+            &mut clock,
+            touched.len() - k,
+        );
+    }
+    let mut widened = worth_widening(&inst, &narrow, &plan);
+    if !widened {
+        plan = narrow;
+    }
+    for c in &touched {
+        if !evaluate(&inst, &plan).feasible {
+            resolve(&inst, &mut plan, c, opts, &mut clock);
+            widened = true;
+        }
+    }
+    restore_untouched(&inst, &mut plan, &carried);
+    let mut a = render(&inst, problem, &plan, "repair", started);
+    a.stopped_by_time = Some(clock.ran_out);
+    a.repair = Some(report(&carried, &plan, &comps, widened));
+    Ok(a)
+}
