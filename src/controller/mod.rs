@@ -57,11 +57,14 @@ fn default_replica_id() -> String {
     format!("{}-{}", host.trim(), std::process::id())
 }
 
-/// What the last plan was made from: VADAPT runs again when this moves.
+/// What the last plan was made from: VADAPT runs again when this moves, and repairs
+/// the plan in force from it.
 struct Baseline {
     pairs: BTreeSet<(String, String)>,
     demand: BTreeMap<(String, String), f64>,
     bw: BTreeMap<(String, String), f64>,
+    /// Whether a plan was made from it (else the routes in force were adopted).
+    planned: bool,
 }
 
 impl Baseline {
@@ -75,6 +78,7 @@ impl Baseline {
             pairs: self.pairs.iter().cloned().collect(),
             demand: flat(&self.demand),
             bw: flat(&self.bw),
+            planned: self.planned,
         }
     }
 
@@ -85,6 +89,7 @@ impl Baseline {
             pairs: r.pairs.into_iter().collect(),
             demand: map(r.demand),
             bw: map(r.bw),
+            planned: r.planned,
         }
     }
 }
@@ -348,13 +353,14 @@ impl Controller {
                 }
             }
         };
-        let rebase = |c: &Self| Baseline {
+        let rebase = |c: &Self, planned: bool| Baseline {
             pairs: decide::pairs(&demands),
             demand: demand_now.clone(),
             bw: c.view.bandwidths(),
+            planned,
         };
         if self.baseline.is_none() && all_up {
-            self.baseline = Some(rebase(self));
+            self.baseline = Some(rebase(self, false));
         }
         let may_run = match self.last_run {
             None => true,
@@ -362,8 +368,9 @@ impl Controller {
         };
         if let (Some(why), true, true, true) = (why, may_run, all_up, leading) {
             self.last_run = Some(now);
-            self.baseline = Some(rebase(self));
-            self.plan(&why, &vms, &demands, &current);
+            let prior = self.baseline.replace(rebase(self, true));
+            let prior = prior.filter(|b| b.planned && self.cfg.controller.repair);
+            self.plan(&why, prior.as_ref(), &vms, &demands, &current);
         }
 
         // The daemons converge on the desired state themselves.
@@ -431,7 +438,15 @@ impl Controller {
 
     /// Runs VADAPT and, when its plan is worth it, makes it the plan in force (true).
     #[cold]
-    fn plan(&mut self, why: &str, vms: &[VmInfo], demands: &[Demand], current: &Rules) -> bool {
+    /// With `prior` (what the plan in force was made from), the plan is a repair of it.
+    fn plan(
+        &mut self,
+        why: &str,
+        prior: Option<&Baseline>,
+        vms: &[VmInfo],
+        demands: &[Demand],
+        current: &Rules,
+    ) -> bool {
         if demands.is_empty() {
             self.event(json!({"event": "no_demands", "trigger": why}));
             return false;
@@ -459,11 +474,33 @@ impl Controller {
             allow_migration: self.cfg.controller.allow_migration,
         };
         let problem = sit.problem();
+        let previous = prior.map(|b| {
+            let mut bw_then = bw.clone();
+            bw_then.extend(b.bw.iter().map(|(k, v)| (k.clone(), *v)));
+            let demands_then: Vec<Demand> = (b.demand.iter())
+                .map(|((src, dst), mbps)| Demand {
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    mbps: *mbps,
+                })
+                .collect();
+            Situation {
+                bw: &bw_then,
+                demands: &demands_then,
+                ..sit
+            }
+            .problem()
+        });
+        let c = &self.cfg.controller;
         let opts = vadapt::Options {
             algo: self.cfg.algo(),
-            seed: self.cfg.controller.seed,
+            seed: c.seed,
             iterations: None,
-            budget_ms: Some(2000),
+            budget_ms: Some(if previous.is_some() {
+                c.repair_budget_ms
+            } else {
+                c.solve_budget_ms
+            }),
         };
         let scale = self
             .view
@@ -473,7 +510,7 @@ impl Controller {
             .fold(f64::INFINITY, f64::min);
         let scale = if scale.is_finite() { scale } else { 0.0 };
         let t0 = Instant::now();
-        let judged = decide::judge(&problem, &opts, self.cfg.controller.improvement, scale);
+        let judged = decide::judge(&problem, previous.as_ref(), &opts, c.improvement, scale);
         let plan_ms = t0.elapsed().as_secs_f64() * 1e3;
         let verdict = match judged {
             Ok(v) => v,

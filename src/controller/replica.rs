@@ -115,6 +115,9 @@ pub struct BaselineRecord {
     pub demand: Vec<(String, String, f64)>,
     /// (from, to, Mbit/s).
     pub bw: Vec<(String, String, f64)>,
+    /// Whether a plan was made from it (the routes in force are a plan to repair).
+    #[serde(default)]
+    pub planned: bool,
 }
 
 /// What a new leader reads before it plans.
