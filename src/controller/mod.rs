@@ -474,14 +474,29 @@ impl Controller {
             allow_migration: self.cfg.controller.allow_migration,
         };
         let problem = sit.problem();
+        // What the plan in force was made for, as the trigger sees it: a link or a
+        // demand that moved less than the change threshold has not changed (else every
+        // measurement's jitter would touch every path that crosses it).
+        let th = self.cfg.controller.change_threshold;
+        let then = |old: Option<&f64>, now: f64| match old {
+            Some(&o) if moved(o, now, th) => o,
+            _ => now,
+        };
         let previous = prior.map(|b| {
-            let mut bw_then = bw.clone();
-            bw_then.extend(b.bw.iter().map(|(k, v)| (k.clone(), *v)));
+            let bw_then: BTreeMap<(String, String), f64> = (bw.iter())
+                .map(|(k, &v)| (k.clone(), then(b.bw.get(k), v)))
+                .collect();
+            let now: BTreeMap<(&str, &str), f64> = (demands.iter())
+                .map(|d| ((d.src.as_str(), d.dst.as_str()), d.mbps))
+                .collect();
             let demands_then: Vec<Demand> = (b.demand.iter())
-                .map(|((src, dst), mbps)| Demand {
+                .map(|((src, dst), &mbps)| Demand {
                     src: src.clone(),
                     dst: dst.clone(),
-                    mbps: *mbps,
+                    mbps: match now.get(&(src.as_str(), dst.as_str())) {
+                        Some(&n) => then(Some(&mbps), n),
+                        None => mbps,
+                    },
                 })
                 .collect();
             Situation {
