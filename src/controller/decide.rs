@@ -280,7 +280,10 @@ fn touched_demand(
         }
     }
     for v in &problem.vms {
-        if mapping.get(&v.name).is_some_and(|h| Some(h) != v.host.as_ref()) {
+        if mapping
+            .get(&v.name)
+            .is_some_and(|h| Some(h) != v.host.as_ref())
+        {
             touched.insert(root(&mut parent, ix[v.name.as_str()]));
         }
     }
