@@ -21,13 +21,15 @@ pub struct Panel {
     pub series: Vec<Series>,
 }
 
+/// A group of a scatter's points: its label, color and (x, y) points.
+pub type Group = (String, &'static str, Vec<(f64, f64)>);
+
 /// Points of two rates (x, y) in groups, beside the line y = x, with a value marked
 /// on both axes and its range shaded.
 pub struct Scatter {
     pub title: String,
     pub unit: String,
-    /// (label, color, points).
-    pub groups: Vec<(String, &'static str, Vec<(f64, f64)>)>,
+    pub groups: Vec<Group>,
     pub answer: Option<f64>,
     pub range: (Option<f64>, Option<f64>),
     pub answer_label: String,
