@@ -23,7 +23,9 @@ def ticks(vmax, n=10):
 
 def tick_label(v):
     """A tick value as short as its step allows."""
-    return "%d" % v if v == round(v) else ("%.1f" % v if v * 10 == round(v * 10) else "%.2f" % v)
+    def whole(x):
+        return abs(x - round(x)) < 1e-6
+    return "%d" % round(v) if whole(v) else ("%.1f" % v if whole(v * 10) else "%.2f" % v)
 
 
 def dash(dashed):
