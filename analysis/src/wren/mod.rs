@@ -26,7 +26,8 @@
 //! form trains, their rates and verdicts), `loss` (retransmissions, reordering and the
 //! verdicts of real losses), `path` (per-path RTT statistics and judged trains),
 //! `delivered` (the delivered-rate floor),
-//! `estimate` (available bandwidth from the trains, and a path's view); this module
+//! `estimate` (available bandwidth from the trains, a path's view, and how its answer
+//! follows from its trains: `Explanation`, `wrenvnet analyze --explain`); this module
 //! holds the engine and the per-record glue.
 
 mod delivered;
