@@ -20,6 +20,7 @@
 #
 #   sudo bench/wren_lab.sh                       # writes bench/results/wren-lab.{md,json}
 #   MODES=direct CASES="50:30:bbr:20:bulk" SECS=8 sudo bench/wren_lab.sh
+#   PLOT_DIR=/tmp/plots sudo bench/wren_lab.sh   # also an SVG per case (analyze --plot)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CASES="${CASES:-20:0:bbr:4:bulk 50:30:cubic:4:bulk 100:70:bbr:4:bulk 50:0:bbr:4:limited 20:30:cubic:4:short \
@@ -150,7 +151,11 @@ sys.exit(0 if any(p["avail_bw_kind"]=="estimate" for p in ps) else 1)' "$work/o.
     [ -n "$xp" ] && { wait "$xp" || true; }
     sleep 0.5; kill -INT "$td" "$tp"; wait "$td" "$tp" 2>/dev/null || true
     [ "$APP" = short ] && { ip netns pids "$DST" | xargs -r kill 2>/dev/null || true; }
-    "$BIN" analyze --pcap "$work/u.pcap" --json > "$work/off.json"
+    # PLOT_DIR=dir: each case's underlay capture drawn (estimate, range, truth, RTT
+    # over time; the trains and bursts behind the last answer, rate out vs rate in).
+    plot=()
+    [ -n "${PLOT_DIR:-}" ] && plot=(--plot "$PLOT_DIR/wren-lab-$MODE-$C-$XP-$CC-$RTT-$APP.svg" --truth-mbps "$AVAIL")
+    "$BIN" analyze --pcap "$work/u.pcap" --json ${plot[@]+"${plot[@]}"} > "$work/off.json"
     "$BIN" analyze --pcap "$work/p.pcap" --json > "$work/plain.json"
     tcptrace -r -n -l "$work/p.pcap" > "$work/tcptrace.txt" 2>/dev/null || true
     [ -n "${KEEP_PCAP:-}" ] && cp "$work/u.pcap" "$KEEP_PCAP-$MODE-$C-$XP-$CC-$RTT-$APP.pcap"

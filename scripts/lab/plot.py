@@ -2,12 +2,30 @@
 truth, with markers for the lab's events (red) and the controller's adaptations
 (green). Drawn from timeline.jsonl, the per-second rows the lab appends while it runs.
 """
+import math
 import os
 
 from .view import json_lines
 
-W, H, LEFT, RIGHT, TOP = 900, 520, 60, 20, 30
-PANEL_H = (H - 3 * TOP) / 2
+W, H, LEFT, RIGHT, TOP = 900, 560, 60, 20, 40
+PANEL_H = (H - 3 * TOP - 20) / 2
+
+
+def ticks(vmax, n=10):
+    """Tick values from 0 to vmax: steps of 1, 2 or 5 times a power of ten, about n."""
+    if vmax <= 0:
+        return [0]
+    raw = vmax / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    return [k * step for k in range(int(vmax / step * (1 + 1e-9)) + 1)]
+
+
+def tick_label(v):
+    """A tick value as short as its step allows."""
+    def whole(x):
+        return abs(x - round(x)) < 1e-6
+    return "%d" % round(v) if whole(v) else ("%.1f" % v if whole(v * 10) else "%.2f" % v)
 
 
 def dash(dashed):
@@ -48,13 +66,19 @@ class Svg:
                             'stroke-dasharray="2,3"/>' % (self.x(t), y0, self.x(t), y0 + PANEL_H, color))
 
     def frame(self, y0, ymax, y, title, unit):
-        """The panel's title, box, axis figures and unit."""
+        """The panel's title, box, axis figures, time ticks and unit."""
         self.out.append('<text x="%d" y="%d" font-weight="bold">%s</text>' % (LEFT, y0 - 8, title))
         self.out.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#888"/>'
                         % (LEFT, y0, W - LEFT - RIGHT, PANEL_H))
         for k in range(5):
             v = ymax * k / 4
             self.out.append('<text x="%d" y="%.1f" text-anchor="end">%.0f</text>' % (LEFT - 4, y(v) + 4, v))
+        for t in ticks(self.tmax):
+            x = self.x(t)
+            self.out.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#888"/>'
+                            % (x, y0 + PANEL_H, x, y0 + PANEL_H + 4))
+            self.out.append('<text class="tick" x="%.1f" y="%.1f" text-anchor="middle">%s</text>'
+                            % (x, y0 + PANEL_H + 15, tick_label(t)))
         mid = y0 + PANEL_H / 2
         self.out.append('<text x="12" y="%.1f" transform="rotate(-90 12 %.1f)">%s</text>' % (mid, mid, unit))
 

@@ -8,7 +8,7 @@ use analysis::engine::{Engine, FlowTable};
 use analysis::pcap::read_capture;
 use analysis::record::{Timebase, FLAG_IPV6};
 use analysis::vttif::{MatrixEntry, Topology, TopologyChange, Vttif};
-use analysis::wren::{PathView, Wren};
+use analysis::wren::{Explanation, PathView, Wren};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
@@ -37,8 +37,23 @@ pub struct AnalyzeArgs {
     /// The truth to draw beside it: the path's base RTT, ms (e.g. from ping).
     #[arg(long, value_name = "MS", requires = "plot")]
     truth_rtt_ms: Option<f64>,
+    /// Explain one path's answer: the trains and bursts behind it, their rates in and
+    /// out, their verdicts, and how the answer follows from them (with --json, as the
+    /// report's `explain`). The path as the paths table names it, the data sender first.
+    #[arg(long, num_args = 2, value_names = ["SRC", "DST"], conflicts_with = "records")]
+    explain: Option<Vec<String>>,
     #[command(flatten)]
     vttif: crate::daemon::config::VttifSettings,
+}
+
+/// A path's endpoints as `Wren` keys them, from their dotted names.
+fn path_key(src: &str, dst: &str) -> Result<(u32, u32)> {
+    let parse = |s: &str| -> Result<u32> {
+        Ok(u32::from(s.parse::<Ipv4Addr>().with_context(|| {
+            format!("{s} is no IPv4 address (paths are named by their endpoints)")
+        })?))
+    };
+    Ok((parse(src)?, parse(dst)?))
 }
 
 /// Wren's view of one path after each second of capture: (seconds, view).
@@ -52,6 +67,7 @@ fn plot(
     file: &std::path::Path,
     timeline: &Timeline,
     last: &[PathView],
+    wren: &Wren,
 ) -> Result<()> {
     use crate::operator::plot::{render, Panel, Series};
     let (src, dst) = match &args.plot_path {
@@ -141,21 +157,219 @@ fn plot(
             points: flat(Some(t)),
         });
     }
-    let svg = render(&[
-        Panel {
-            title: format!("available bandwidth {src} -> {dst} (Wren, last 10 s of trains)"),
-            unit: "Mbit/s".into(),
-            series: bw,
-        },
-        Panel {
-            title: format!("RTT {src} -> {dst}"),
-            unit: "ms".into(),
-            series: rtt,
-        },
-    ]);
+    let scatter = path_key(&src, &dst)
+        .ok()
+        .and_then(|(s, d)| wren.explain(s, d, |ip| Ipv4Addr::from(ip).to_string()))
+        .map(|(_, ex)| bursts_scatter(&ex));
+    let svg = render(
+        &[
+            Panel {
+                title: format!("available bandwidth {src} -> {dst} (Wren, last 10 s of trains)"),
+                unit: "Mbit/s".into(),
+                series: bw,
+            },
+            Panel {
+                title: format!("RTT {src} -> {dst}"),
+                unit: "ms".into(),
+                series: rtt,
+            },
+        ],
+        scatter.as_ref(),
+    );
     std::fs::write(file, svg).with_context(|| format!("cannot write {}", file.display()))?;
     eprintln!("plot: {}", file.display());
     Ok(())
+}
+
+/// The trains and bursts behind the path's last answer, r_out against r_in, with
+/// the answer marked: what `--explain` lists, drawn.
+fn bursts_scatter(ex: &Explanation) -> crate::operator::plot::Scatter {
+    use analysis::wren::TrainVerdict;
+    let used = ex.trains.iter().filter(|t| t.excluded.is_none());
+    let pick = |rose: bool| -> Vec<(f64, f64)> {
+        used.clone()
+            .filter(|t| (t.verdict != TrainVerdict::DidNotRise) == rose)
+            .filter_map(|t| Some((t.rate_in_mbps, t.rate_out_mbps?)))
+            .collect()
+    };
+    crate::operator::plot::Scatter {
+        title: format!(
+            "trains and bursts {} -> {} behind the last answer: rate out vs rate in",
+            ex.src, ex.dst
+        ),
+        unit: "Mbit/s".into(),
+        groups: vec![
+            ("did not rise".into(), "#2ca02c", pick(false)),
+            ("rose or lost".into(), "#d62728", pick(true)),
+        ],
+        answer: ex.answer.mbps,
+        range: (ex.answer.low_mbps, ex.answer.high_mbps),
+        answer_label: format!(
+            "{} {}",
+            kind_name(ex.answer.kind),
+            ex.answer
+                .mbps
+                .map_or("-".into(), |v| format!("{v:.1} Mbit/s"))
+        ),
+    }
+}
+
+fn kind_name(k: analysis::wren::AvailKind) -> &'static str {
+    use analysis::wren::AvailKind;
+    match k {
+        AvailKind::Estimate => "estimate",
+        AvailKind::LowerBound => "lower bound",
+        AvailKind::UpperBound => "upper bound",
+        AvailKind::None => "no answer",
+    }
+}
+
+/// `--explain`'s text: the path's trains, the split, and the answer step by step;
+/// times in seconds from `start` (ns, the capture's first record).
+fn explanation_text(ex: &Explanation, start: u64) -> String {
+    use std::fmt::Write;
+    let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.1}"));
+    let ans = |a: &analysis::wren::AnswerMbps| {
+        format!(
+            "{} {} (range {}..{})",
+            kind_name(a.kind),
+            f(a.mbps),
+            f(a.low_mbps),
+            f(a.high_mbps)
+        )
+    };
+    let secs = |t: u64| t.saturating_sub(start) as f64 / 1e9;
+    let used = ex.trains.iter().filter(|t| t.excluded.is_none()).count();
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "path {} -> {}: {} trains held, {} weighed (the {:.0} s before {:.3} s)",
+        ex.src,
+        ex.dst,
+        ex.trains.len(),
+        used,
+        ex.window_s,
+        secs(ex.last_ns)
+    );
+    let _ = writeln!(
+        o,
+        "rates in Mbit/s; r_in: the path's sending rate over the train, r_out: what its ACKs say the bottleneck let through; bound: what the train proves of A"
+    );
+    let _ = writeln!(
+        o,
+        "{:>4} {:>9} {:>9} {:>5} {:>4} {:>8} {:>6} {:>8} {:>6} {:>12} {:>10} {:>5}  use",
+        "#",
+        "from_s",
+        "to_s",
+        "kind",
+        "segs",
+        "r_in",
+        "±%",
+        "r_out",
+        "±%",
+        "verdict",
+        "bound",
+        "side"
+    );
+    for (i, t) in ex.trains.iter().enumerate() {
+        let verdict = serde_json::to_value(t.verdict)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let bound = t.bound_mbps.map_or("-".into(), |b| {
+            let rel = if t.verdict == analysis::wren::TrainVerdict::DidNotRise {
+                ">="
+            } else {
+                "<="
+            };
+            format!("{rel}{b:.1}")
+        });
+        let side = match t.below_split {
+            Some(true) => "below",
+            Some(false) => "above",
+            None => "-",
+        };
+        let mut uses: Vec<String> = Vec::new();
+        match t.excluded {
+            Some(analysis::wren::Excluded::Grey) => {
+                uses.push("excluded: grey verdict (PCT/PDT undecided)".into())
+            }
+            Some(analysis::wren::Excluded::OutsideWindow) => {
+                uses.push("excluded: older than the window".into())
+            }
+            None => {}
+        }
+        if t.misjudged {
+            uses.push("misjudged (verdict disagrees with its side)".into());
+        }
+        uses.extend(t.roles.iter().filter_map(|r| {
+            serde_json::to_value(r)
+                .ok()
+                .and_then(|v| v.as_str().map(|s| s.replace('_', " ")))
+        }));
+        if t.in_topp_fit {
+            uses.push("TOPP point".into());
+        }
+        let _ = writeln!(
+            o,
+            "{:>4} {:>9.3} {:>9.3} {:>5} {:>4} {:>8.1} {:>6.1} {:>8} {:>6} {:>12} {:>10} {:>5}  {}",
+            i + 1,
+            secs(t.t0_ns),
+            secs(t.t_ns),
+            if t.burst { "burst" } else { "train" },
+            t.segments,
+            t.rate_in_mbps,
+            t.rate_err * 100.0,
+            f(t.rate_out_mbps),
+            t.rate_out_err
+                .map_or("-".into(), |e| format!("{:.1}", e * 100.0)),
+            verdict.replace('_', " "),
+            bound,
+            side,
+            uses.join("; ")
+        );
+    }
+    if let Some(s) = &ex.split {
+        let _ = writeln!(
+            o,
+            "\nsplit: {} decisive trains below, {} above, between {} and {} Mbit/s; misjudged weight {} of {} segments; splits {}..{} as plausible; a side needs {} trains",
+            s.below,
+            s.above,
+            f(s.between_mbps.0),
+            f(s.between_mbps.1),
+            s.misjudged_weight,
+            s.total_weight,
+            s.plausible.0,
+            s.plausible.1,
+            s.min_side
+        );
+    } else {
+        o.push('\n');
+    }
+    let _ = writeln!(
+        o,
+        "verdicts: {}\n  -> {}",
+        ex.rule.describe(),
+        ans(&ex.from_verdicts)
+    );
+    let _ = writeln!(
+        o,
+        "TOPP: {} points, crossing {} ± {} Mbit/s: {}\n  -> {}",
+        ex.topp.points,
+        f(ex.topp.a_mbps),
+        f(ex.topp.sd_mbps),
+        ex.topp.outcome.describe(),
+        ans(&ex.after_topp)
+    );
+    let _ = writeln!(
+        o,
+        "delivered floor: {} Mbit/s: {}\n  -> {}",
+        f(ex.floor_mbps),
+        ex.floor_rule.describe(),
+        ans(&ex.answer)
+    );
+    let _ = write!(o, "answer: {}", ans(&ex.answer));
+    o
 }
 
 #[derive(Serialize)]
@@ -202,6 +416,9 @@ struct Report {
     broken: u64,
     underlay_hosts: Vec<String>,
     flows: Vec<FlowLine>,
+    /// `--explain`: how the path's answer (as `paths` reports it) follows from its trains.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explain: Option<Explanation>,
 }
 
 fn ip(v: u32, flags: u8) -> String {
@@ -284,8 +501,18 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     let paths = wren.views(|ip| Ipv4Addr::from(ip).to_string());
     if let Some(file) = &args.plot {
         timeline.push(((end - start) as f64 / 1e9, paths.clone()));
-        plot(&args, file, &timeline, &paths)?;
+        plot(&args, file, &timeline, &paths, &wren)?;
     }
+    let explain = match &args.explain {
+        Some(p) => {
+            let (s, d) = path_key(&p[0], &p[1])?;
+            let (_, ex) = wren
+                .explain(s, d, |ip| Ipv4Addr::from(ip).to_string())
+                .with_context(|| format!("no path {} -> {} in the capture", p[0], p[1]))?;
+            Some(ex)
+        }
+        None => None,
+    };
     let mut vttif = Vttif::new(args.vttif.to_config(cap.hosts.addrs.is_empty())?);
     vttif.on_batch(&cap.records, Timebase::NANOS);
     vttif.finish();
@@ -316,9 +543,12 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             .map(|a| Ipv4Addr::from(*a).to_string())
             .collect(),
         flows: lines,
+        explain,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if let Some(ex) = &report.explain {
+        println!("{}", explanation_text(ex, start));
     } else {
         println!(
             "{} records ({} with broken headers); underlay hosts: {}",

@@ -65,9 +65,275 @@ type Answer = (AvailKind, Option<f64>, Option<f64>, Option<f64>);
 
 const NO_ANSWER: Answer = (AvailKind::None, None, None, None);
 
+/// An answer in Mbit/s, as a view and an explanation report it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct AnswerMbps {
+    pub kind: AvailKind,
+    pub mbps: Option<f64>,
+    pub low_mbps: Option<f64>,
+    pub high_mbps: Option<f64>,
+}
+
+impl AnswerMbps {
+    fn of((kind, est, low, high): Answer) -> Self {
+        let m = |x: Option<f64>| x.map(|v| v / 1e6);
+        Self {
+            kind,
+            mbps: m(est),
+            low_mbps: m(low),
+            high_mbps: m(high),
+        }
+    }
+}
+
+/// How a path's answer follows from its trains, as the estimate computed it: every
+/// train the path holds and what became of it, the split of the decisive ones by
+/// rate, the rule the answer follows, TOPP's fit and the delivered-rate floor, with
+/// the answer after each step. The path's view reports `answer`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub src: String,
+    pub dst: String,
+    /// The window of trains behind the answer (s), ending at the path's last record.
+    pub window_s: f64,
+    /// When the path's first and last record were seen (record time, ns).
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Every train the path holds, in the order judged.
+    pub trains: Vec<TrainUse>,
+    /// The best split of the decisive trains by rate, if any was decisive.
+    pub split: Option<Split>,
+    /// How the verdicts give an answer, and that answer.
+    pub rule: Rule,
+    pub from_verdicts: AnswerMbps,
+    /// TOPP's line through the rising trains' dispersion, and the answer after it.
+    pub topp: Topp,
+    pub after_topp: AnswerMbps,
+    /// What the path's flows delivered together (`delivered`), and what it did.
+    pub floor_mbps: Option<f64>,
+    pub floor_rule: FloorRule,
+    /// The answer, as the path's view reports it.
+    pub answer: AnswerMbps,
+}
+
+/// One train (or one burst of a train) and what the estimate made of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainUse {
+    /// When its first and last segment were sent (record time, ns).
+    pub t0_ns: u64,
+    pub t_ns: u64,
+    /// One burst of a train, judged on its own.
+    pub burst: bool,
+    pub segments: usize,
+    /// The path's sending rate over it (r_in) and its relative error.
+    pub rate_in_mbps: f64,
+    pub rate_err: f64,
+    /// What the bottleneck let through of it (r_out, from its ACKs' spacing), with its
+    /// relative error, where its ACKs could tell.
+    pub rate_out_mbps: Option<f64>,
+    pub rate_out_err: Option<f64>,
+    pub verdict: TrainVerdict,
+    /// Why the estimate did not weigh it; `None` if it did.
+    pub excluded: Option<Excluded>,
+    /// What it proves of A (Mbit/s), its errors allowed for: at most this if it rose,
+    /// at least this if not.
+    pub bound_mbps: Option<f64>,
+    /// Below the best split (A above its rate) or above it.
+    pub below_split: Option<bool>,
+    /// Its verdict disagrees with its side of the split.
+    pub misjudged: bool,
+    /// What the answer took from it.
+    pub roles: Vec<Role>,
+    /// One of the points TOPP's line was fitted through.
+    pub in_topp_fit: bool,
+}
+
+/// A train's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainVerdict {
+    /// Its delays rose: sent faster than A.
+    Rose,
+    /// Its delays did not rise: A is at least its rate.
+    DidNotRise,
+    /// It lost a segment: sent faster than A.
+    Lost,
+    /// The trend test could not tell (PCT and PDT in the grey band, or disagreeing).
+    Grey,
+}
+
+/// Why a train is not weighed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Excluded {
+    /// Its verdict is grey.
+    Grey,
+    /// It was judged longer than the window before the path's last record.
+    OutsideWindow,
+}
+
+/// What the answer took from a train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The second non-rising train below the split: A is at least its bound.
+    LowerEdge,
+    /// The second rising train above the split: A is at most its bound.
+    UpperEdge,
+    /// The train below the lowest plausible split: the range's low end.
+    RangeLow,
+    /// The train above the highest plausible split: the range's high end.
+    RangeHigh,
+    /// With one side only, the bound of the `min_side`-th train of that side.
+    OneSidedBound,
+}
+
+/// The best split of the decisive trains sorted by rate.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Split {
+    /// Decisive trains below and above it.
+    pub below: usize,
+    pub above: usize,
+    /// The rates it falls between (Mbit/s): the fastest below, the slowest above.
+    pub between_mbps: (Option<f64>, Option<f64>),
+    /// The weight (segments) of trains whose verdict disagrees with their side, and
+    /// of all decisive trains.
+    pub misjudged_weight: usize,
+    pub total_weight: usize,
+    /// Trains a side needs to count (one alone is noise).
+    pub min_side: usize,
+    /// Splits as plausible as the best, as decisive trains below them (lowest, highest).
+    pub plausible: (usize, usize),
+}
+
+/// How the verdicts give an answer (`answer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// No decisive train.
+    NoDecisiveTrain,
+    /// Neither side of the split has `min_side` trains.
+    SidesTooThin,
+    /// The edges are within 1.6× of each other: an estimate, their middle.
+    EdgesClose,
+    /// The edges are farther apart: the lower bound the lower edge proves.
+    EdgesWide,
+    /// Only non-rising trains count: a lower bound.
+    OnlyNotRising,
+    /// Only rising trains count: an upper bound.
+    OnlyRising,
+}
+
+impl Rule {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Rule::NoDecisiveTrain => "no train was decisive: no answer",
+            Rule::SidesTooThin => {
+                "neither side of the split has enough trains (one alone is noise): no answer"
+            }
+            Rule::EdgesClose => {
+                "the edges are within 1.6x of each other: an estimate, their middle; the range spans the plausible splits"
+            }
+            Rule::EdgesWide => {
+                "the edges are more than 1.6x apart: only the lower bound the lower edge proves, the range beside it"
+            }
+            Rule::OnlyNotRising => {
+                "only trains that did not rise count: a lower bound, the min_side-th fastest of them"
+            }
+            Rule::OnlyRising => {
+                "only trains that rose count: an upper bound, the min_side-th slowest of them"
+            }
+        }
+    }
+}
+
+/// TOPP's fit (`topp_fit`, `with_fit`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Topp {
+    /// Rising trains whose dispersion exceeded their error: the line's points.
+    pub points: usize,
+    /// Where the line crosses r_in/r_out = 1, and its standard error (Mbit/s).
+    pub a_mbps: Option<f64>,
+    pub sd_mbps: Option<f64>,
+    pub outcome: ToppOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToppOutcome {
+    /// Fewer than 3 points.
+    TooFewPoints,
+    /// The points' rates are within a fifth of each other: no slope.
+    RatesTooClose,
+    /// The line does not rise, or crosses 1 at no positive rate.
+    NoCrossing,
+    /// Two standard errors exceed 15% of the crossing.
+    Unsure,
+    /// The crossing is outside the range the verdicts prove (or they prove no low side).
+    OutsideRange,
+    /// The crossing is the estimate.
+    Applied,
+}
+
+impl ToppOutcome {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ToppOutcome::TooFewPoints => {
+                "fewer than 3 rising trains expanded beyond their error: no line"
+            }
+            ToppOutcome::RatesTooClose => {
+                "the expanding trains' rates are within a fifth of each other: no slope"
+            }
+            ToppOutcome::NoCrossing => "the line does not cross r_in/r_out = 1 at a positive rate",
+            ToppOutcome::Unsure => "its two standard errors exceed 15% of the crossing: not used",
+            ToppOutcome::OutsideRange => {
+                "the crossing is outside the range the verdicts prove: not used"
+            }
+            ToppOutcome::Applied => {
+                "the crossing is the estimate, its range the verdicts' within two standard errors"
+            }
+        }
+    }
+}
+
+/// What the delivered-rate floor did to the answer (`floored`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FloorRule {
+    /// No floor: nothing delivered in a clean slot or a span.
+    NoFloor,
+    /// No answer before: the floor is a lower bound.
+    FloorIsTheBound,
+    /// An upper bound within 1.6x of the floor: an estimate, their middle.
+    UpperBoundCloseToFloor,
+    /// An upper bound farther above: the floor is its range's low side.
+    FloorIsTheLowSide,
+    /// The answer, or its range, was below the floor and rose to it.
+    Raised,
+    /// The answer was above the floor already.
+    Below,
+}
+
+impl FloorRule {
+    pub fn describe(self) -> &'static str {
+        match self {
+            FloorRule::NoFloor => "no delivered-rate floor yet",
+            FloorRule::FloorIsTheBound => "no answer from the trains: the floor is a lower bound",
+            FloorRule::UpperBoundCloseToFloor => {
+                "the upper bound is within 1.6x of the floor: an estimate, their middle"
+            }
+            FloorRule::FloorIsTheLowSide => "the floor is the upper bound's low side",
+            FloorRule::Raised => "what was below the floor rose to it",
+            FloorRule::Below => "the floor is below the answer: nothing changes",
+        }
+    }
+}
+
 /// A decisive train verdict as the estimate weighs it.
 #[derive(Debug, Clone, Copy)]
 struct Verdict {
+    /// Its place in the trains the estimate was given.
+    idx: usize,
     rate_bps: f64,
     increasing: bool,
     /// The train's segments: a longer train's verdict is surer.
@@ -94,24 +360,60 @@ impl Verdict {
     }
 }
 
+/// The estimate's steps over a set of trains: the answer after each, and what each
+/// took from which train (by its place in the set).
+struct Steps {
+    /// Decisive verdicts, sorted by rate.
+    judged: Vec<Verdict>,
+    split: Option<Split>,
+    rule: Rule,
+    from_verdicts: Answer,
+    roles: Vec<(usize, Role)>,
+    topp: Topp,
+    /// Places of the trains TOPP's line went through.
+    fit_points: Vec<usize>,
+    after_topp: Answer,
+}
+
 /// The view of path `k`, with the trains judged within `window_ns` of its last record;
-/// `name` renders an endpoint.
+/// `name` renders an endpoint. Its answer is that of `explain`.
 pub(super) fn path_view(
     k: &PathKey,
     p: &Path,
     window_ns: u64,
     name: &impl Fn(u32) -> String,
 ) -> PathView {
-    let has_rtt = !p.rtt.is_empty();
-    let dur = (p.last_t.saturating_sub(p.first_t)) as f64 / 1e9;
-    let recent: Vec<TrainResult> = p
+    let (answer, floor, trains) = assess(p, window_ns);
+    view_of(k, p, name, AnswerMbps::of(answer), floor, trains)
+}
+
+/// The view of path `k` and how its answer follows from its trains: one computation.
+pub(super) fn path_explained(
+    k: &PathKey,
+    p: &Path,
+    window_ns: u64,
+    name: &impl Fn(u32) -> String,
+) -> (PathView, Explanation) {
+    let ex = explain(k, p, window_ns, name);
+    let recent = ex
         .trains
         .iter()
-        .filter(|tr| p.last_t.saturating_sub(tr.t) <= window_ns)
-        .copied()
-        .collect();
-    let floor = p.delivered.floor(p.last_t, window_ns);
-    let (kind, est, low, high) = floored(estimate(&recent), floor);
+        .filter(|t| t.excluded != Some(Excluded::OutsideWindow))
+        .count();
+    let floor = ex.floor_mbps.map(|f| f * 1e6);
+    (view_of(k, p, name, ex.answer, floor, recent), ex)
+}
+
+fn view_of(
+    k: &PathKey,
+    p: &Path,
+    name: &impl Fn(u32) -> String,
+    ans: AnswerMbps,
+    floor: Option<f64>,
+    trains: usize,
+) -> PathView {
+    let has_rtt = !p.rtt.is_empty();
+    let dur = (p.last_t.saturating_sub(p.first_t)) as f64 / 1e9;
     PathView {
         src: name(k.src),
         dst: name(k.dst),
@@ -129,25 +431,132 @@ pub(super) fn path_view(
         } else {
             0.0
         },
-        avail_bw_mbps: est.map(|x| x / 1e6),
-        avail_bw_low_mbps: low.map(|x| x / 1e6),
-        avail_bw_high_mbps: high.map(|x| x / 1e6),
-        avail_bw_kind: kind,
+        avail_bw_mbps: ans.mbps,
+        avail_bw_low_mbps: ans.low_mbps,
+        avail_bw_high_mbps: ans.high_mbps,
+        avail_bw_kind: ans.kind,
         delivered_floor_mbps: floor.map(|x| x / 1e6),
-        trains: recent.len(),
+        trains,
     }
+}
+
+/// The trains judged within `window_ns` of the path's last record (with their places
+/// among all the path holds).
+fn recent_trains(p: &Path, window_ns: u64) -> (Vec<TrainResult>, Vec<usize>) {
+    p.trains
+        .iter()
+        .enumerate()
+        .filter(|(_, tr)| p.last_t.saturating_sub(tr.t) <= window_ns)
+        .map(|(i, tr)| (*tr, i))
+        .unzip()
+}
+
+/// A path's answer, its floor and the trains behind it: what the view reports.
+fn assess(p: &Path, window_ns: u64) -> (Answer, Option<f64>, usize) {
+    let (recent, _) = recent_trains(p, window_ns);
+    let floor = p.delivered.floor(p.last_t, window_ns);
+    let (ans, _) = floored(steps(&recent).after_topp, floor);
+    (ans, floor, recent.len())
+}
+
+/// How path `k`'s answer follows from its trains (`Explanation`), from the steps
+/// `assess` takes.
+pub(super) fn explain(
+    k: &PathKey,
+    p: &Path,
+    window_ns: u64,
+    name: &impl Fn(u32) -> String,
+) -> Explanation {
+    let (recent, places) = recent_trains(p, window_ns);
+    let floor = p.delivered.floor(p.last_t, window_ns);
+    let st = steps(&recent);
+    let (ans, floor_rule) = floored(st.after_topp, floor);
+    let mbps = |x: f64| x / 1e6;
+    let mut trains: Vec<TrainUse> = p
+        .trains
+        .iter()
+        .map(|t| TrainUse {
+            t0_ns: t.t0,
+            t_ns: t.t,
+            burst: t.burst,
+            segments: t.segments,
+            rate_in_mbps: mbps(t.rate_bps),
+            rate_err: t.err,
+            rate_out_mbps: t.out_bps.map(|(o, _)| mbps(o)),
+            rate_out_err: t.out_bps.map(|(_, e)| e),
+            verdict: match (t.trend, t.loss) {
+                (_, true) => TrainVerdict::Lost,
+                (Trend::Increasing, _) => TrainVerdict::Rose,
+                (Trend::NonIncreasing, _) => TrainVerdict::DidNotRise,
+                (Trend::Grey, _) => TrainVerdict::Grey,
+            },
+            excluded: Some(if t.trend == Trend::Grey {
+                Excluded::Grey
+            } else {
+                Excluded::OutsideWindow
+            }),
+            bound_mbps: None,
+            below_split: None,
+            misjudged: false,
+            roles: Vec::new(),
+            in_topp_fit: false,
+        })
+        .collect();
+    for &i in &places {
+        if trains[i].verdict == TrainVerdict::Grey {
+            continue;
+        }
+        trains[i].excluded = None;
+    }
+    let below = st.split.map_or(0, |s| s.below);
+    for (rank, v) in st.judged.iter().enumerate() {
+        let t = &mut trains[places[v.idx]];
+        t.bound_mbps = Some(mbps(v.bound()));
+        t.below_split = Some(rank < below);
+        t.misjudged = (rank < below) == v.increasing;
+    }
+    for &(i, role) in &st.roles {
+        trains[places[i]].roles.push(role);
+    }
+    for &i in &st.fit_points {
+        trains[places[i]].in_topp_fit = true;
+    }
+    Explanation {
+        src: name(k.src),
+        dst: name(k.dst),
+        window_s: window_ns as f64 / 1e9,
+        first_ns: p.first_t,
+        last_ns: p.last_t,
+        trains,
+        split: st.split,
+        rule: st.rule,
+        from_verdicts: AnswerMbps::of(st.from_verdicts),
+        topp: st.topp,
+        after_topp: AnswerMbps::of(st.after_topp),
+        floor_mbps: floor.map(mbps),
+        floor_rule,
+        answer: AnswerMbps::of(ans),
+    }
+}
+
+/// Available bandwidth from judged trains (`steps`), before the floor.
+#[cfg(test)]
+fn estimate(trains: &[TrainResult]) -> Answer {
+    steps(trains).after_topp
 }
 
 /// Available bandwidth from judged trains. Sorted by rate, the trains below A should
 /// show no rising delay and those above should: the split that misclassifies the
 /// fewest trains (`best_split`) places A between the trains around it (`edges`). A
 /// side backed by fewer than `max(2, 5%)` trains is noise, and then only a bound is
-/// known. Grey trains are ignored.
-fn estimate(trains: &[TrainResult]) -> Answer {
+/// known. Grey trains are ignored. TOPP's fit (`with_fit`) may then set the estimate.
+fn steps(trains: &[TrainResult]) -> Steps {
     let mut judged: Vec<Verdict> = trains
         .iter()
-        .filter(|t| t.trend != Trend::Grey)
-        .map(|t| Verdict {
+        .enumerate()
+        .filter(|(_, t)| t.trend != Trend::Grey)
+        .map(|(idx, t)| Verdict {
+            idx,
             rate_bps: t.rate_bps,
             increasing: t.trend == Trend::Increasing,
             weight: t.segments,
@@ -155,8 +564,23 @@ fn estimate(trains: &[TrainResult]) -> Answer {
             out: t.out_bps,
         })
         .collect();
+    let topp_none = Topp {
+        points: 0,
+        a_mbps: None,
+        sd_mbps: None,
+        outcome: ToppOutcome::TooFewPoints,
+    };
     if judged.is_empty() {
-        return NO_ANSWER;
+        return Steps {
+            judged,
+            split: None,
+            rule: Rule::NoDecisiveTrain,
+            from_verdicts: NO_ANSWER,
+            roles: Vec::new(),
+            topp: topp_none,
+            fit_points: Vec::new(),
+            after_topp: NO_ANSWER,
+        };
     }
     judged.sort_by(|a, b| a.rate_bps.total_cmp(&b.rate_bps));
     let errs = split_errors(&judged);
@@ -164,30 +588,65 @@ fn estimate(trains: &[TrainResult]) -> Answer {
     let min_side = 2usize.max(judged.len().div_ceil(20));
     let (lower, upper) = edges(&judged, split, min_side);
     let plausible = plausible_splits(&judged, &errs, split);
-    let ans = answer(&judged, (lower, upper), plausible, min_side);
-    with_fit(ans, topp_fit(&judged))
+    let (ans, rule, roles) = answer(&judged, (lower, upper), plausible, min_side);
+    let (fit, fit_points) = topp_fit(&judged);
+    let (after_topp, outcome) = with_fit(ans, fit);
+    let mb = |v: &Verdict| v.rate_bps / 1e6;
+    Steps {
+        split: Some(Split {
+            below: split,
+            above: judged.len() - split,
+            between_mbps: (
+                split.checked_sub(1).map(|i| mb(&judged[i])),
+                judged.get(split).map(mb),
+            ),
+            misjudged_weight: errs[split],
+            total_weight: judged.iter().map(|t| t.weight).sum(),
+            min_side,
+            plausible,
+        }),
+        rule,
+        from_verdicts: ans,
+        roles,
+        topp: Topp {
+            points: fit_points.len(),
+            a_mbps: fit.ok().map(|(a, _)| a / 1e6),
+            sd_mbps: fit.ok().map(|(_, sd)| sd / 1e6),
+            outcome,
+        },
+        fit_points,
+        after_topp,
+        judged,
+    }
 }
 
 /// TOPP's line through the rising trains: their dispersion ratio ρ = r_in/r_out
 /// against their rate r is (r + X)/C above A (and 1 below), so the least-squares line
-/// through the trains that expanded beyond their error (ρ > 1 + 2e) crosses ρ = 1 at A. Returns A and its standard error (the residuals' spread carried
-/// to the crossing), from at least 3 rising trains whose rates differ by a fifth or
-/// more: trains all at one rate (bursts at line rate) fix one point of the line, not
-/// its slope, and leave A anywhere from the delivered rate to r_out.
-fn topp_fit(judged: &[Verdict]) -> Option<(f64, f64)> {
-    let pts: Vec<(f64, f64)> = judged
+/// through the trains that expanded beyond their error (ρ > 1 + 2e) crosses ρ = 1 at
+/// A. Returns A and its standard error (the residuals' spread carried to the
+/// crossing), from at least 3 rising trains whose rates differ by a fifth or more:
+/// trains all at one rate (bursts at line rate) fix one point of the line, not its
+/// slope, and leave A anywhere from the delivered rate to r_out. With the places of
+/// the trains the line went through.
+fn topp_fit(judged: &[Verdict]) -> (Result<(f64, f64), ToppOutcome>, Vec<usize>) {
+    let used: Vec<(usize, f64, f64)> = judged
         .iter()
         .filter(|t| t.increasing)
-        .filter_map(|t| t.out.map(|(o, e)| (t.rate_bps, t.rate_bps / o, e)))
-        .filter(|&(_, rho, e)| rho > 1.0 + 2.0 * e)
-        .map(|(r, rho, _)| (r, rho))
+        .filter_map(|t| t.out.map(|(o, e)| (t.idx, t.rate_bps, t.rate_bps / o, e)))
+        .filter(|&(_, _, rho, e)| rho > 1.0 + 2.0 * e)
+        .map(|(i, r, rho, _)| (i, r, rho))
         .collect();
+    let places = used.iter().map(|p| p.0).collect();
+    let pts: Vec<(f64, f64)> = used.iter().map(|p| (p.1, p.2)).collect();
     let n = pts.len() as f64;
     let (x_min, x_max) = pts
         .iter()
         .fold((f64::MAX, 0.0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    if pts.len() < 3 || x_max < 1.2 * x_min {
-        return None;
+    if pts.len() < 3 {
+        return (Err(ToppOutcome::TooFewPoints), places);
+    }
+    if x_max < 1.2 * x_min {
+        return (Err(ToppOutcome::RatesTooClose), places);
     }
     let (mx, my) = pts
         .iter()
@@ -196,7 +655,7 @@ fn topp_fit(judged: &[Verdict]) -> Option<(f64, f64)> {
     let sxy: f64 = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
     let b = sxy / sxx;
     if b <= 0.0 || !b.is_finite() {
-        return None;
+        return (Err(ToppOutcome::NoCrossing), places);
     }
     let a = mx + (1.0 - my) / b;
     let ss: f64 = pts
@@ -205,27 +664,37 @@ fn topp_fit(judged: &[Verdict]) -> Option<(f64, f64)> {
         .sum();
     let s2 = ss / (n - 2.0).max(1.0);
     let sd = (s2 / (b * b) * (1.0 / n + (a - mx).powi(2) / sxx)).sqrt();
-    (a > 0.0).then_some((a, sd))
+    if a > 0.0 {
+        (Ok((a, sd)), places)
+    } else {
+        (Err(ToppOutcome::NoCrossing), places)
+    }
 }
 
 /// The answer with TOPP's crossing where trains on both sides of A bracket it (a lower
 /// side to the range), the fit is sure (two standard errors within 15% of it) and it
 /// agrees with what the trains prove (inside the range): an estimate there, its range
 /// the part of the evidence's range within two standard errors.
-fn with_fit(ans: Answer, fit: Option<(f64, f64)>) -> Answer {
-    let Some((a, sd)) = fit.filter(|&(a, sd)| 2.0 * sd <= 0.15 * a) else {
-        return ans;
+fn with_fit(ans: Answer, fit: Result<(f64, f64), ToppOutcome>) -> (Answer, ToppOutcome) {
+    let (a, sd) = match fit {
+        Ok(f) => f,
+        Err(why) => return (ans, why),
     };
+    if 2.0 * sd > 0.15 * a {
+        return (ans, ToppOutcome::Unsure);
+    }
     let (_, _, low, high) = ans;
     let inside = low.is_some_and(|l| l <= a) && high.is_none_or(|h| a <= h);
     if !inside {
-        return ans;
+        return (ans, ToppOutcome::OutsideRange);
     }
     let lo = low.map_or(a - 2.0 * sd, |l| l.max(a - 2.0 * sd));
     let hi = high.map_or(a + 2.0 * sd, |h| h.min(a + 2.0 * sd));
-    (AvailKind::Estimate, Some(a), Some(lo), Some(hi))
+    (
+        (AvailKind::Estimate, Some(a), Some(lo), Some(hi)),
+        ToppOutcome::Applied,
+    )
 }
-
 /// For each split of `judged` (sorted by rate; split i puts trains 0..i below A), the
 /// weight it misclassifies: that of increasing trains below it plus that of
 /// non-increasing ones above it, each train weighted by its length, as a longer train's
@@ -310,42 +779,54 @@ fn answer(
     (lower, upper): (Option<Verdict>, Option<Verdict>),
     (p_lo, p_hi): (usize, usize),
     min_side: usize,
-) -> Answer {
-    let mut non: Vec<f64> = judged
+) -> (Answer, Rule, Vec<(usize, Role)>) {
+    let mut non: Vec<(f64, usize)> = judged
         .iter()
         .filter(|t| !t.increasing)
-        .map(Verdict::bound)
+        .map(|t| (t.bound(), t.idx))
         .collect();
-    non.sort_by(|a, b| b.total_cmp(a));
-    let mut inc: Vec<f64> = judged
+    non.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut inc: Vec<(f64, usize)> = judged
         .iter()
         .filter(|t| t.increasing)
-        .map(Verdict::bound)
+        .map(|t| (t.bound(), t.idx))
         .collect();
-    inc.sort_by(f64::total_cmp);
+    inc.sort_by(|a, b| a.0.total_cmp(&b.0));
     match (lower, upper) {
-        (Some(lo), Some(hi)) => {
-            let (lo, hi) = (lo.bound(), hi.bound());
+        (Some(lo_t), Some(hi_t)) => {
+            let (lo, hi) = (lo_t.bound(), hi_t.bound());
             let below = judged[p_lo.max(1) - 1];
             let above = judged[p_hi.min(judged.len() - 1)];
-            let low = lo.min(below.rate_bps / (1.0 + below.err));
-            let high = hi.max(above.rate_bps * (1.0 + above.err).min(above.bound()));
+            let below_low = below.rate_bps / (1.0 + below.err);
+            let above_high = above.rate_bps * (1.0 + above.err).min(above.bound());
+            let mut roles = vec![(lo_t.idx, Role::LowerEdge), (hi_t.idx, Role::UpperEdge)];
+            if below_low < lo {
+                roles.push((below.idx, Role::RangeLow));
+            }
+            if above_high > hi {
+                roles.push((above.idx, Role::RangeHigh));
+            }
+            let (low, high) = (lo.min(below_low), hi.max(above_high));
             if hi <= ESTIMATE_MAX_SPREAD * lo {
                 let mid = (lo + hi) / 2.0;
-                (AvailKind::Estimate, Some(mid), Some(low), Some(high))
+                let ans = (AvailKind::Estimate, Some(mid), Some(low), Some(high));
+                (ans, Rule::EdgesClose, roles)
             } else {
-                (AvailKind::LowerBound, Some(lo), Some(low), Some(high))
+                let ans = (AvailKind::LowerBound, Some(lo), Some(low), Some(high));
+                (ans, Rule::EdgesWide, roles)
             }
         }
         (Some(_), None) => {
-            let lo = non[min_side - 1];
-            (AvailKind::LowerBound, Some(lo), Some(lo), None)
+            let (lo, i) = non[min_side - 1];
+            let ans = (AvailKind::LowerBound, Some(lo), Some(lo), None);
+            (ans, Rule::OnlyNotRising, vec![(i, Role::OneSidedBound)])
         }
         (None, Some(_)) => {
-            let hi = inc[min_side - 1];
-            (AvailKind::UpperBound, Some(hi), None, Some(hi))
+            let (hi, i) = inc[min_side - 1];
+            let ans = (AvailKind::UpperBound, Some(hi), None, Some(hi));
+            (ans, Rule::OnlyRising, vec![(i, Role::OneSidedBound)])
         }
-        (None, None) => NO_ANSWER,
+        (None, None) => (NO_ANSWER, Rule::SidesTooThin, Vec::new()),
     }
 }
 
@@ -353,19 +834,38 @@ fn answer(
 /// bound: an estimate or a bound below it rises to it (an upper bound below it was
 /// wrong, and rises too); an upper bound above it gains it as its range's low side,
 /// and is an estimate, their midpoint, if the two are close enough (as in `answer`).
-fn floored(ans: Answer, floor: Option<f64>) -> Answer {
-    let Some(f) = floor else { return ans };
+fn floored(ans: Answer, floor: Option<f64>) -> (Answer, FloorRule) {
+    let Some(f) = floor else {
+        return (ans, FloorRule::NoFloor);
+    };
     let up = |x: Option<f64>| x.map(|v| v.max(f));
     match ans {
-        (AvailKind::None, ..) => (AvailKind::LowerBound, Some(f), Some(f), None),
-        (AvailKind::UpperBound, _, _, Some(hi)) if hi <= ESTIMATE_MAX_SPREAD * f => (
-            AvailKind::Estimate,
-            Some((f + hi.max(f)) / 2.0),
-            Some(f),
-            Some(hi.max(f)),
+        (AvailKind::None, ..) => (
+            (AvailKind::LowerBound, Some(f), Some(f), None),
+            FloorRule::FloorIsTheBound,
         ),
-        (AvailKind::UpperBound, _, _, hi) => (AvailKind::UpperBound, hi, Some(f), hi),
-        (kind, est, low, high) => (kind, up(est), Some(low.map_or(f, |l| l.max(f))), up(high)),
+        (AvailKind::UpperBound, _, _, Some(hi)) if hi <= ESTIMATE_MAX_SPREAD * f => (
+            (
+                AvailKind::Estimate,
+                Some((f + hi.max(f)) / 2.0),
+                Some(f),
+                Some(hi.max(f)),
+            ),
+            FloorRule::UpperBoundCloseToFloor,
+        ),
+        (AvailKind::UpperBound, _, _, hi) => (
+            (AvailKind::UpperBound, hi, Some(f), hi),
+            FloorRule::FloorIsTheLowSide,
+        ),
+        (kind, est, low, high) => {
+            let out = (kind, up(est), Some(low.map_or(f, |l| l.max(f))), up(high));
+            let rule = if out == (kind, est, low, high) {
+                FloorRule::Below
+            } else {
+                FloorRule::Raised
+            };
+            (out, rule)
+        }
     }
 }
 
@@ -383,6 +883,7 @@ mod tests {
             loss: false,
             err: 0.0,
             out_bps: None,
+            burst: false,
         }
     }
 

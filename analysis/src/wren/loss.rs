@@ -114,6 +114,7 @@ impl Flow {
             loss: true,
             err: rate_error(span, 0.0),
             out_bps: None,
+            burst: false,
         };
         Some((verdict, lost_end))
     }

@@ -26,7 +26,8 @@
 //! form trains, their rates and verdicts), `loss` (retransmissions, reordering and the
 //! verdicts of real losses), `path` (per-path RTT statistics and judged trains),
 //! `delivered` (the delivered-rate floor),
-//! `estimate` (available bandwidth from the trains, and a path's view); this module
+//! `estimate` (available bandwidth from the trains, a path's view, and how its answer
+//! follows from its trains: `Explanation`, `wrenvnet analyze --explain`); this module
 //! holds the engine and the per-record glue.
 
 mod delivered;
@@ -37,7 +38,10 @@ mod path;
 mod train;
 pub mod trend;
 
-pub use estimate::{AvailKind, PathView};
+pub use estimate::{
+    AnswerMbps, AvailKind, Excluded, Explanation, FloorRule, PathView, Role, Rule, Split, Topp,
+    ToppOutcome, TrainUse, TrainVerdict,
+};
 pub use path::PathKey;
 
 use serde::Serialize;
@@ -342,6 +346,21 @@ impl Wren {
         keys.into_iter()
             .map(|k| estimate::path_view(k, &self.paths[k], self.cfg.window_ns, &name))
             .collect()
+    }
+}
+
+impl Wren {
+    /// The view of path `src` → `dst` and how its answer follows from its trains,
+    /// from one computation (`estimate::path_explained`); `name` renders an endpoint.
+    pub fn explain(
+        &self,
+        src: u32,
+        dst: u32,
+        name: impl Fn(u32) -> String,
+    ) -> Option<(PathView, Explanation)> {
+        let k = PathKey { src, dst };
+        let p = self.paths.get(&k)?;
+        Some(estimate::path_explained(&k, p, self.cfg.window_ns, &name))
     }
 }
 

@@ -119,6 +119,8 @@ pub(super) struct TrainResult {
     /// rate over its dispersion ratio r_in/r_out (`dispersion`); at most A's worth
     /// above A, so a rising train proves A ≤ this. With its relative error.
     pub(super) out_bps: Option<(f64, f64)>,
+    /// One burst of a train judged on its own (`judge`), not a whole train.
+    pub(super) burst: bool,
 }
 
 impl Flow {
@@ -238,7 +240,7 @@ fn judge(tr: &Train, min_train: usize) -> Vec<TrainResult> {
     let segs = &tr.segs;
     let bursts = bursts(segs);
     if is_one_stream(&bursts) {
-        return judge_stream(segs).into_iter().collect();
+        return judge_stream(segs, false).into_iter().collect();
     }
     log::trace!(
         "train of {} in bursts of {:?}",
@@ -248,7 +250,7 @@ fn judge(tr: &Train, min_train: usize) -> Vec<TrainResult> {
     bursts
         .into_iter()
         .filter(|b| b.len() >= min_train)
-        .filter_map(|b| judge_stream(&segs[b]))
+        .filter_map(|b| judge_stream(&segs[b], true))
         .collect()
 }
 
@@ -262,8 +264,9 @@ pub(super) fn is_one_stream(bursts: &[Range<usize>]) -> bool {
     bursts.len() == 1 || bursts.iter().all(|b| b.len() <= per_group)
 }
 
-/// One stream's verdict: the trend of its delays at its sending rate.
-fn judge_stream(segs: &[TrainSeg]) -> Option<TrainResult> {
+/// One stream's verdict: the trend of its delays at its sending rate; `burst` if it is
+/// one burst of a train.
+fn judge_stream(segs: &[TrainSeg], burst: bool) -> Option<TrainResult> {
     let delays: Vec<f64> = segs
         .iter()
         .filter_map(|s| s.rtt.map(|x| x.get() as f64))
@@ -282,6 +285,7 @@ fn judge_stream(segs: &[TrainSeg]) -> Option<TrainResult> {
         loss: false,
         err,
         out_bps,
+        burst,
     })
 }
 
