@@ -72,8 +72,8 @@ pub struct ControllerSettings {
     #[serde(default = "default_change_threshold")]
     pub change_threshold: f64,
     /// A new plan is applied only when its objective beats the plan in force by more
-    /// than this fraction of the demand of the applications it changes (hysteresis
-    /// against noise).
+    /// than this fraction of the demand it moves (the demands it reroutes or whose VMs
+    /// it moves; at least the narrowest link's capacity): hysteresis against noise.
     #[serde(default = "default_improvement")]
     pub improvement: f64,
     /// A link's measurement is forgotten this long after it was last seen (a link

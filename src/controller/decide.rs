@@ -180,7 +180,7 @@ pub struct Verdict {
     pub objective_plan: f64,
     pub feasible_now: bool,
     pub feasible_plan: bool,
-    /// The gain a change must exceed: `improvement` × max(demand touched, scale).
+    /// The gain a change must exceed: `improvement` × max(demand moved, scale).
     pub needed_gain: f64,
     /// "repair" (from the plan in force) or the full solve's algorithm.
     pub algo: String,
@@ -203,12 +203,13 @@ pub struct Verdict {
 /// Runs VADAPT on `problem` and judges its plan against the routes in force.
 /// With `previous` (the problem the plan in force was made for), the plan is a repair
 /// of the one in force; without, a full solve.
-/// A plan must gain more than `improvement` × the larger of the demand it touches and
+/// A plan must gain more than `improvement` × the larger of the demand it moves and
 /// `scale` (the narrowest nominal link): when the demands are small (an application
 /// starting), a gain of a few Mbit/s is noise, not a reason to move traffic. The
-/// demand a plan touches is that of the applications (connected components of the
-/// demand graph) whose routes or VMs it changes: measured against the whole fleet's
-/// demand, which grows with every application, no local repair would ever pass.
+/// demand a plan moves is that of the demands it reroutes or whose VMs it moves:
+/// measured against the whole fleet's demand (or the whole of the applications it
+/// touches), which grows with every application, a local repair's gain (at most about
+/// a link's capacity per demand it fixes) would not pass.
 pub fn judge(
     problem: &Problem,
     previous: Option<&Problem>,
@@ -322,49 +323,24 @@ fn changes(
     (paths, moved)
 }
 
-/// The total demand (Mbit/s) of the applications (connected components of the demand
-/// graph) that `paths_changed` and `vms_moved` touch.
+/// The total demand (Mbit/s) that a plan moves: the demands whose path changes or
+/// whose VMs move.
 fn touched_demand(
     problem: &Problem,
     paths_changed: &[vadapt::PathOut],
     vms_moved: &BTreeMap<String, String>,
 ) -> f64 {
-    let ix: BTreeMap<&str, usize> = problem
-        .vms
+    let rerouted: BTreeSet<(&str, &str)> = paths_changed
         .iter()
-        .enumerate()
-        .map(|(i, v)| (v.name.as_str(), i))
+        .map(|p| (p.src.as_str(), p.dst.as_str()))
         .collect();
-    let mut parent: Vec<usize> = (0..problem.vms.len()).collect();
-    fn root(p: &mut [usize], mut i: usize) -> usize {
-        while p[i] != i {
-            p[i] = p[p[i]];
-            i = p[i];
-        }
-        i
-    }
-    for d in &problem.demands {
-        if let (Some(&a), Some(&b)) = (ix.get(d.src.as_str()), ix.get(d.dst.as_str())) {
-            let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-            parent[ra] = rb;
-        }
-    }
-    let touching = paths_changed
-        .iter()
-        .map(|p| p.src.as_str())
-        .chain(vms_moved.keys().map(String::as_str));
-    let mut touched = BTreeSet::new();
-    for vm in touching {
-        if let Some(&i) = ix.get(vm) {
-            touched.insert(root(&mut parent, i));
-        }
-    }
     problem
         .demands
         .iter()
         .filter(|d| {
-            ix.get(d.src.as_str())
-                .is_some_and(|&i| touched.contains(&root(&mut parent, i)))
+            rerouted.contains(&(d.src.as_str(), d.dst.as_str()))
+                || vms_moved.contains_key(&d.src)
+                || vms_moved.contains_key(&d.dst)
         })
         .map(|d| d.mbps)
         .sum()
@@ -614,7 +590,7 @@ mod tests {
     }
 
     #[test]
-    fn a_change_is_judged_against_the_application_it_touches_not_the_fleet() {
+    fn a_change_is_judged_against_the_demand_it_moves_not_the_fleet() {
         // a1 -> c1 on a throttled A-C link, beside a large application (d1 <-> e1, both
         // on B: no link involved) that the change does not touch.
         let (mut hosts, mut vms) = lab();
