@@ -35,20 +35,45 @@ pub fn path_latency(inst: &Instance, path: &[HostId]) -> Option<f64> {
         .sum()
 }
 
-/// Link loads (Mbit/s routed over each directed link) and host-local loads.
-pub fn loads(inst: &Instance, plan: &Plan) -> (Vec<Vec<f64>>, Vec<f64>) {
+/// Link loads (Mbit/s routed over each directed link that carries a path) and
+/// host-local loads: per host, the links out of it that paths use, by destination.
+/// Sparse, so a plan costs its paths' hops rather than hosts squared.
+pub struct Loads {
+    pub link: Vec<Vec<(usize, f64)>>,
+    pub local: Vec<f64>,
+}
+
+impl Loads {
+    /// The load on link a->b (0 when no path uses it).
+    pub fn link(&self, a: usize, b: usize) -> f64 {
+        self.link[a]
+            .iter()
+            .find(|&&(x, _)| x == b)
+            .map_or(0.0, |&(_, l)| l)
+    }
+}
+
+/// The loads of `plan`'s paths, each link's links in ascending destination order.
+pub fn loads(inst: &Instance, plan: &Plan) -> Loads {
     let n = inst.hosts();
-    let mut link = vec![vec![0.0; n]; n];
+    let mut link: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
     let mut local = vec![0.0; n];
     for (d, path) in inst.demands.iter().zip(&plan.paths) {
         if path.len() == 1 {
             local[path[0].0] += d.mbps;
         }
         for w in path.windows(2) {
-            link[w[0].0][w[1].0] += d.mbps;
+            let row = &mut link[w[0].0];
+            match row.iter_mut().find(|(x, _)| *x == w[1].0) {
+                Some((_, l)) => *l += d.mbps,
+                None => row.push((w[1].0, d.mbps)),
+            }
         }
     }
-    (link, local)
+    for row in &mut link {
+        row.sort_by_key(|&(b, _)| b);
+    }
+    Loads { link, local }
 }
 
 /// Evaluates `plan` on `inst`.
@@ -135,8 +160,9 @@ pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
             }
         }
     }
-    let (link_load, local_load) = loads(inst, plan);
-    let residual = |a: usize, b: usize| inst.bw[a][b].unwrap_or(0.0) - link_load[a][b];
+    let loads = loads(inst, plan);
+    let local_load = &loads.local;
+    let residual = |a: usize, b: usize| inst.bw[a][b].unwrap_or(0.0) - loads.link(a, b);
     for a in 0..n {
         if inst.local_bw[a] - local_load[a] < -EPS {
             violations.push(format!(
@@ -145,16 +171,17 @@ pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
             ));
             amount += local_load[a] - inst.local_bw[a];
         }
-        for b in 0..n {
-            if link_load[a][b] > 0.0 && residual(a, b) < -EPS {
+        for &(b, load) in &loads.link[a] {
+            let left = inst.bw[a][b].unwrap_or(0.0) - load;
+            if load > 0.0 && left < -EPS {
                 violations.push(format!(
                     "link {}->{}: demand {:.3} > {:.3} Mbit/s",
                     inst.host_names[a],
                     inst.host_names[b],
-                    link_load[a][b],
+                    load,
                     inst.bw[a][b].unwrap_or(0.0)
                 ));
-                amount += -residual(a, b);
+                amount += -left;
             }
         }
     }
