@@ -78,8 +78,24 @@ pub fn loads(inst: &Instance, plan: &Plan) -> Loads {
 
 /// Evaluates `plan` on `inst`.
 pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
+    assess(inst, plan, true)
+}
+
+/// `evaluate` without the words: every broken constraint is an empty string (their
+/// number and amount are what a search compares), so a search over a plan that breaks
+/// thousands of constraints does not format thousands of messages per candidate.
+pub fn evaluate_quiet(inst: &Instance, plan: &Plan) -> Evaluation {
+    assess(inst, plan, false)
+}
+
+fn assess(inst: &Instance, plan: &Plan, describe: bool) -> Evaluation {
     let n = inst.hosts();
-    let mut violations = Vec::new();
+    let mut violations: Vec<String> = Vec::new();
+    macro_rules! note {
+        ($($t:tt)*) => {
+            violations.push(if describe { format!($($t)*) } else { String::new() })
+        };
+    }
     let mut amount = 0.0;
     let big = inst.largest_bw;
 
@@ -108,16 +124,18 @@ pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
         }
         count[h.0] += 1;
         if inst.pinned[v] && inst.current[v] != Some(*h) {
-            violations.push(format!("pinned VM {} moved", inst.vm_names[v]));
+            note!("pinned VM {} moved", inst.vm_names[v]);
             amount += big;
         }
     }
     for h in 0..n {
         if count[h] > inst.capacity[h] {
-            violations.push(format!(
+            note!(
                 "host {} holds {} VMs, capacity {}",
-                inst.host_names[h], count[h], inst.capacity[h]
-            ));
+                inst.host_names[h],
+                count[h],
+                inst.capacity[h]
+            );
             amount += big * (count[h] - inst.capacity[h]) as f64;
         }
     }
@@ -133,27 +151,24 @@ pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
         let name = || format!("{}->{}", inst.vm_names[d.src.0], inst.vm_names[d.dst.0]);
         let (hs, hd) = (plan.mapping[d.src.0], plan.mapping[d.dst.0]);
         if path.first() != Some(&hs) || path.last() != Some(&hd) || path.iter().any(|h| h.0 >= n) {
-            violations.push(format!(
+            note!(
                 "demand {} (#{i}): path does not join its VMs' hosts",
                 name()
-            ));
+            );
             amount += big * 4.0;
             broken_path = true;
             continue;
         }
         match path_latency(inst, path) {
             None => {
-                violations.push(format!("demand {}: path uses a missing link", name()));
+                note!("demand {}: path uses a missing link", name());
                 amount += big * 2.0;
                 broken_path = true;
             }
             Some(lat) => {
                 if let Some(max) = d.max_latency_ms {
                     if lat > max + EPS {
-                        violations.push(format!(
-                            "demand {}: latency {lat:.3} ms > bound {max} ms",
-                            name()
-                        ));
+                        note!("demand {}: latency {lat:.3} ms > bound {max} ms", name());
                         amount += (lat - max) * big / 10.0 + big / 100.0;
                     }
                 }
@@ -165,22 +180,24 @@ pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
     let residual = |a: usize, b: usize| inst.bw[a][b].unwrap_or(0.0) - loads.link(a, b);
     for a in 0..n {
         if inst.local_bw[a] - local_load[a] < -EPS {
-            violations.push(format!(
+            note!(
                 "host {}: local demand {:.3} > {:.3} Mbit/s",
-                inst.host_names[a], local_load[a], inst.local_bw[a]
-            ));
+                inst.host_names[a],
+                local_load[a],
+                inst.local_bw[a]
+            );
             amount += local_load[a] - inst.local_bw[a];
         }
         for &(b, load) in &loads.link[a] {
             let left = inst.bw[a][b].unwrap_or(0.0) - load;
             if load > 0.0 && left < -EPS {
-                violations.push(format!(
+                note!(
                     "link {}->{}: demand {:.3} > {:.3} Mbit/s",
                     inst.host_names[a],
                     inst.host_names[b],
                     load,
                     inst.bw[a][b].unwrap_or(0.0)
-                ));
+                );
                 amount += -left;
             }
         }
