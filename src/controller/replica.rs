@@ -95,7 +95,9 @@ pub struct PlanRecord {
     /// The replica that wrote it.
     pub leader: String,
     pub at_unix_s: f64,
-    /// The plan in force: every host's rules to peers. `None` before one is adopted.
+    /// Unused: the plan in force is every host's `desired/` key (a copy here grew
+    /// with the fleet past etcd's request limit). Read for records that carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<Rules>,
     /// What the last VADAPT run was made from (see the controller's triggers).
     pub baseline: Option<BaselineRecord>,
@@ -113,7 +115,8 @@ pub struct BaselineRecord {
     pub pairs: Vec<(String, String)>,
     /// (src, dst, Mbit/s).
     pub demand: Vec<(String, String, f64)>,
-    /// (from, to, Mbit/s).
+    /// (from, to, Mbit/s), the links whose bandwidth was not their nominal one (the
+    /// others read as nominal).
     pub bw: Vec<(String, String, f64)>,
     /// Whether a plan was made from it (the routes in force are a plan to repair).
     #[serde(default)]
