@@ -87,7 +87,8 @@ pub struct ControllerSettings {
     /// Wren answers resting on fewer trains are not taken (their RTT is).
     #[serde(default = "default_min_trains")]
     pub min_trains: usize,
-    /// Matrix entries below this fraction of the largest are not demands.
+    /// Matrix entries below this fraction of the largest of their application (the
+    /// connected component of the traffic graph they belong to) are not demands.
     #[serde(default = "default_demand_threshold")]
     pub demand_threshold: f64,
     /// Matrix entries below this rate (Mbit/s) are not demands, however they compare

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use analysis::vadapt;
-use analysis::vttif::{merge, topology_of, HostView};
+use analysis::vttif::{demands_of, merge, topology_of, HostView};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
@@ -256,14 +256,9 @@ impl Controller {
             .collect();
         let entries = merge(&views);
         let topology = topology_of(&entries, self.cfg.controller.demand_threshold);
-        let largest = entries.iter().map(|e| e.smoothed_mbps).fold(0.0, f64::max);
-        let demands: Vec<Demand> = entries
-            .iter()
-            .filter(|e| {
-                largest > 0.0
-                    && e.smoothed_mbps >= self.cfg.controller.demand_threshold * largest
-                    && e.smoothed_mbps >= self.cfg.controller.min_demand_mbps
-            })
+        let c = &self.cfg.controller;
+        let demands: Vec<Demand> = demands_of(&entries, c.demand_threshold, c.min_demand_mbps)
+            .into_iter()
             .filter(|e| host_of(&e.src).is_some() && host_of(&e.dst).is_some() && e.src != e.dst)
             .map(|e| Demand {
                 src: e.src.clone(),
