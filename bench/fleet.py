@@ -109,6 +109,7 @@ class Size:
         self.sim = cb.spawn(
             [WRENVNET, "fleet-sim", "--etcd", f"{self.dir}/etcd.toml", "--hosts", str(n),
              "--change-after", str(warm), "--change-every", str(CHANGE_EVERY_S),
+             "--changes", str(CHANGES),
              "--events", f"{self.dir}/sim.events", "--summary", f"{self.dir}/sim.json"],
             os.path.join(self.dir, "sim.log"))
         self.ctl = {}
@@ -144,7 +145,9 @@ class Size:
             raise SystemExit(f"{self.n} hosts: no leader after the warm-up "
                              f"({self.log_tail('ctl-a')})")
         cpu0, size0, rev0, tw = proc_cpu_s(self.ctl[lead].pid), *etcd_status(self.etcd), time.time()
-        deadline = t0 + self.warm_s + CHANGES * CHANGE_EVERY_S + 5
+        # The last change at warm + (CHANGES - 1) x every: a whole interval for its
+        # reaction before the failover.
+        deadline = t0 + self.warm_s + CHANGES * CHANGE_EVERY_S
         while time.time() < deadline:
             time.sleep(1)
             sys.stderr.write(".")

@@ -189,15 +189,25 @@ pub struct Verdict {
     pub stopped_by_time: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub repair: Option<vadapt::RepairReport>,
-    /// The plan's paths that differ from the routes in force (the log stays the size
-    /// of the change, not of the fleet).
+    /// The plan's paths that differ from the routes in force; the decision log keeps
+    /// the first `LOGGED_PATHS` of them (a full solve may reroute every demand of the
+    /// fleet: thousands of paths, megabytes, over etcd's request limit).
+    #[serde(serialize_with = "first_paths")]
     pub paths_changed: Vec<vadapt::PathOut>,
+    pub paths_changed_count: usize,
     /// VM -> host, for the VMs the plan moves.
     pub vms_moved: BTreeMap<String, String>,
     #[serde(skip)]
     pub plan: Vec<vadapt::PathOut>,
     #[serde(skip)]
     pub mapping: BTreeMap<String, String>,
+}
+
+/// Paths a decision names (see `Verdict::paths_changed`).
+pub const LOGGED_PATHS: usize = 32;
+
+fn first_paths<S: serde::Serializer>(p: &[vadapt::PathOut], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(p.iter().take(LOGGED_PATHS))
 }
 
 /// Runs VADAPT on `problem` and judges its plan against the routes in force.
@@ -260,6 +270,7 @@ pub fn judge(
         algo: answer.algo,
         stopped_by_time: answer.stopped_by_time,
         repair: answer.repair,
+        paths_changed_count: paths_changed.len(),
         paths_changed,
         vms_moved,
         plan: answer.paths,

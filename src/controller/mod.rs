@@ -57,14 +57,17 @@ fn default_replica_id() -> String {
     format!("{}-{}", host.trim(), std::process::id())
 }
 
+/// The status lists every link of a fleet of at most this many hosts (a screen's
+/// worth: the lab shows them all); of a larger one, the links measured or crossed by a
+/// route in force (every directed pair of 500 hosts is 50 MB of JSON a round).
+const STATUS_ALL_LINKS_HOSTS: usize = 32;
+
 /// What the last plan was made from: VADAPT runs again when this moves, and repairs
 /// the plan in force from it.
 struct Baseline {
     pairs: BTreeSet<(String, String)>,
     demand: BTreeMap<(String, String), f64>,
     bw: BTreeMap<(String, String), f64>,
-    /// Whether a plan was made from it (else the routes in force were adopted).
-    planned: bool,
 }
 
 impl Baseline {
@@ -78,7 +81,6 @@ impl Baseline {
             pairs: self.pairs.iter().cloned().collect(),
             demand: flat(&self.demand),
             bw: flat(&self.bw),
-            planned: self.planned,
         }
     }
 
@@ -89,7 +91,6 @@ impl Baseline {
             pairs: r.pairs.into_iter().collect(),
             demand: map(r.demand),
             bw: map(r.bw),
-            planned: r.planned,
         }
     }
 }
@@ -348,14 +349,13 @@ impl Controller {
                 }
             }
         };
-        let rebase = |c: &Self, planned: bool| Baseline {
+        let rebase = |c: &Self| Baseline {
             pairs: decide::pairs(&demands),
             demand: demand_now.clone(),
             bw: c.view.bandwidths(),
-            planned,
         };
         if self.baseline.is_none() && all_up {
-            self.baseline = Some(rebase(self, false));
+            self.baseline = Some(rebase(self));
         }
         let may_run = match self.last_run {
             None => true,
@@ -363,8 +363,11 @@ impl Controller {
         };
         if let (Some(why), true, true, true) = (why, may_run, all_up, leading) {
             self.last_run = Some(now);
-            let prior = self.baseline.replace(rebase(self, true));
-            let prior = prior.filter(|b| b.planned && self.cfg.controller.repair);
+            let prior = self.baseline.replace(rebase(self));
+            // The routes in force are a plan to repair, adopted ones too: a full solve
+            // of a fleet takes tens of seconds and its plan, which moves every demand,
+            // rarely passes the judge (see `decide::judge`).
+            let prior = prior.filter(|_| self.cfg.controller.repair);
             self.plan(&why, prior.as_ref(), &vms, &demands, &current);
         }
 
@@ -384,10 +387,16 @@ impl Controller {
                 )
             })
             .collect();
-        let links: Vec<Value> = self
-            .view
-            .links
-            .iter()
+        let routed: BTreeSet<(&str, &str)> = (routes.iter())
+            .filter_map(|r| r["hosts"].as_array())
+            .flat_map(|h| h.windows(2))
+            .filter_map(|w| Some((w[0].as_str()?, w[1].as_str()?)))
+            .collect();
+        let all_links = gathered.len() <= STATUS_ALL_LINKS_HOSTS;
+        let links: Vec<Value> = (self.view.links.iter())
+            .filter(|((a, b), l)| {
+                all_links || l.source() != "nominal" || routed.contains(&(a.as_str(), b.as_str()))
+            })
             .map(|((a, b), l)| {
                 json!({"from": a, "to": b, "nominal_bw_mbps": l.nominal_bw_mbps,
                     "bw_mbps": l.bw_mbps(self.view.tolerance),
@@ -416,6 +425,7 @@ impl Controller {
             "topology": topology,
             "routes": routes,
             "links": links,
+            "links_total": self.view.links.len(),
             "adaptations": self.adaptations,
             "round_ms": self.round_ms.0,
             "round_ms_max": self.round_ms.1,
@@ -565,9 +575,18 @@ impl Controller {
             .iter()
             .map(|(vm, from, to)| json!({"vm": vm, "from": from, "to": to}))
             .collect();
-        let used: Vec<Value> = bw
-            .iter()
-            .map(|((a, b), v)| json!({"from": a, "to": b, "bw_mbps": v}))
+        // The links the logged paths cross, as the plan saw them (not every link of the
+        // fleet: the decision stays the size of the change).
+        let crossed: BTreeSet<(&String, &String)> = (verdict.paths_changed.iter())
+            .take(decide::LOGGED_PATHS)
+            .flat_map(|p| p.hosts.windows(2).map(|w| (&w[0], &w[1])))
+            .collect();
+        let used: Vec<Value> = crossed
+            .into_iter()
+            .filter_map(|(a, b)| {
+                let v = bw.get(&(a.clone(), b.clone()))?;
+                Some(json!({"from": a, "to": b, "bw_mbps": v}))
+            })
             .collect();
         self.event_on_commit(
             json!({"event": "applied", "trigger": why, "verdict": verdict, "plan_ms": plan_ms,

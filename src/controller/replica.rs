@@ -138,9 +138,6 @@ pub struct BaselineRecord {
     /// (from, to, Mbit/s), the links whose bandwidth was not their nominal one (the
     /// others read as nominal).
     pub bw: Vec<(String, String, f64)>,
-    /// Whether a plan was made from it (the routes in force are a plan to repair).
-    #[serde(default)]
-    pub planned: bool,
 }
 
 /// What a new leader reads before it plans.
@@ -412,11 +409,13 @@ impl Replica {
         if !changed.is_empty() {
             log::info!(
                 "controller: revision {}: desired state of {} host(s) written, {} write(s) \
-                 in {} transaction(s)",
+                 in {} transaction(s), the largest {} bytes (plan {} bytes)",
                 plan.revision,
                 changed.len(),
                 writes.len(),
-                chunks(writes).len()
+                chunks(writes).len(),
+                writes.iter().map(EtcdWrite::bytes).max().unwrap_or(0),
+                writes.last().map_or(0, EtcdWrite::bytes)
             );
         }
         for (h, d) in changed {

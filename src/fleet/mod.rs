@@ -53,6 +53,9 @@ pub struct FleetArgs {
     /// Seconds before the first change.
     #[arg(long, default_value_t = 30.0)]
     change_after: f64,
+    /// Link changes in all (0: one every `--change-every` until the end).
+    #[arg(long, default_value_t = 0)]
+    changes: usize,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration: Option<f64>,
@@ -236,7 +239,7 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
 }
 
 /// The world's link changes: one every `--change-every` seconds after
-/// `--change-after`, each on a link a demand crosses directly (its two hosts differ and
+/// `--change-after` (at most `--changes`), each on a link a demand crosses directly (its two hosts differ and
 /// the link has not changed before), to 30% of that demand: the route must move.
 struct Changes<'w> {
     world: &'w Scenario,
@@ -244,6 +247,8 @@ struct Changes<'w> {
     next: f64,
     rng: Rng,
     made: usize,
+    /// At most this many (0: no bound).
+    limit: usize,
 }
 
 impl<'w> Changes<'w> {
@@ -254,12 +259,13 @@ impl<'w> Changes<'w> {
             next: args.change_after,
             rng: Rng::new(args.seed ^ 0xc4a9),
             made: 0,
+            limit: args.changes,
         }
     }
 
     #[cold]
     fn poll(&mut self, now: f64, net: &Network, events: &Events) {
-        if self.every <= 0.0 || now < self.next {
+        if self.every <= 0.0 || now < self.next || (self.limit > 0 && self.made >= self.limit) {
             return;
         }
         self.next += self.every;
