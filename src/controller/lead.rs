@@ -2,7 +2,7 @@
 //! has just won the election, the state it resumes from etcd), and its guarded writes
 //! of desired state, decisions and the plan record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -89,16 +89,37 @@ impl Controller {
             return;
         };
         self.desired = p.rules;
-        if let Some(b) = p.baseline {
-            let mut b = Baseline::from_record(b);
-            for (k, l) in &self.view.links {
-                b.bw.entry(k.clone()).or_insert(l.nominal_bw_mbps);
-            }
-            self.baseline = Some(b);
-        }
+        let nominal = (self.view.links.iter())
+            .map(|(k, l)| (k.clone(), l.nominal_bw_mbps))
+            .collect();
+        let baseline = p.baseline.map(|b| Baseline::from_record(b, &nominal));
+        let seen: BTreeSet<(String, String)> = match p.seen {
+            Some(g) => (g.into_iter())
+                .flat_map(|(a, v)| v.into_iter().map(move |b| (a.clone(), b)))
+                .collect(),
+            None if !p.pairs_seen.is_empty() => p.pairs_seen.into_iter().collect(),
+            None => baseline
+                .as_ref()
+                .map(|b| b.pairs.clone())
+                .unwrap_or_default(),
+        };
+        self.baseline = baseline;
         self.last_run = p.last_run_unix_s.map(|u| u - self.started_unix);
-        self.pairs_seen = (p.pairs_seen.into_iter().collect(), p.pairs_rounds);
+        self.pairs_seen = (seen, p.pairs_rounds);
         self.adaptations = p.adaptations;
+    }
+
+    /// The pairs seen, when they are not the baseline's.
+    fn pairs_seen_record(&self) -> Option<replica::Grouped<String>> {
+        let seen = &self.pairs_seen.0;
+        if self.baseline.as_ref().is_some_and(|b| &b.pairs == seen) {
+            return None;
+        }
+        let mut g: replica::Grouped<String> = BTreeMap::new();
+        for (a, b) in seen {
+            g.entry(a.clone()).or_default().push(b.clone());
+        }
+        Some(g)
     }
 
     fn plan_record(&self, revision: u64, next_seq: u64, leader: &str) -> PlanRecord {
@@ -108,17 +129,13 @@ impl Controller {
             leader: leader.to_string(),
             at_unix_s: 0.0,
             rules: None,
-            baseline: self.baseline.as_ref().map(|b| {
-                let mut r = b.record();
-                let nominal = |a: &String, c: &String| {
-                    let l = self.view.links.get(&(a.clone(), c.clone()));
-                    l.map(|l| l.nominal_bw_mbps)
-                };
-                r.bw.retain(|(a, c, v)| nominal(a, c) != Some(*v));
-                r
-            }),
-            last_run_unix_s: self.last_run.map(|t| self.started_unix + t),
-            pairs_seen: self.pairs_seen.0.iter().cloned().collect(),
+            baseline: self
+                .baseline
+                .as_ref()
+                .map(|b| b.record(|k| self.view.links.get(k).map(|l| l.nominal_bw_mbps))),
+            last_run_unix_s: self.last_run.map(|u| self.started_unix + u),
+            seen: self.pairs_seen_record(),
+            pairs_seen: Vec::new(),
             pairs_rounds: self.pairs_seen.1.min(PERSIST_ROUNDS),
             adaptations: self.adaptations,
         }

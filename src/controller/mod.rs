@@ -71,26 +71,32 @@ struct Baseline {
 }
 
 impl Baseline {
-    fn record(&self) -> BaselineRecord {
-        let flat = |m: &BTreeMap<(String, String), f64>| {
-            m.iter()
-                .map(|((a, b), v)| (a.clone(), b.clone(), *v))
-                .collect()
-        };
+    /// The record of the links not at their `nominal` bandwidth.
+    fn record(&self, nominal: impl Fn(&(String, String)) -> Option<f64>) -> BaselineRecord {
+        let demands = (self.demand.iter()).map(|((a, b), v)| (a.as_str(), b.as_str(), *v));
+        let links = (self.bw.iter())
+            .filter(|(k, v)| nominal(k) != Some(**v))
+            .map(|((a, b), v)| (a.as_str(), b.as_str(), *v));
         BaselineRecord {
-            pairs: self.pairs.iter().cloned().collect(),
-            demand: flat(&self.demand),
-            bw: flat(&self.bw),
+            demands: replica::grouped(demands),
+            links: replica::grouped(links),
+            ..BaselineRecord::default()
         }
     }
 
-    fn from_record(r: BaselineRecord) -> Self {
-        let map =
-            |v: Vec<(String, String, f64)>| v.into_iter().map(|(a, b, x)| ((a, b), x)).collect();
+    /// From a record, the links it leaves out at their `nominal` bandwidth.
+    fn from_record(r: BaselineRecord, nominal: &BTreeMap<(String, String), f64>) -> Self {
+        let own = |(a, b, v): (&str, &str, f64)| ((a.to_string(), b.to_string()), v);
+        let old = |(a, b, v): (String, String, f64)| ((a, b), v);
+        let demand: BTreeMap<(String, String), f64> = (replica::flat(&r.demands).map(own))
+            .chain(r.demand.into_iter().map(old))
+            .collect();
+        let mut bw = nominal.clone();
+        bw.extend((replica::flat(&r.links).map(own)).chain(r.bw.into_iter().map(old)));
         Baseline {
-            pairs: r.pairs.into_iter().collect(),
-            demand: map(r.demand),
-            bw: map(r.bw),
+            pairs: demand.keys().cloned().collect(),
+            demand,
+            bw,
         }
     }
 }
@@ -708,4 +714,60 @@ pub fn run(args: ControllerArgs) -> Result<()> {
     // Dropping the replica ends its etcd session: its lease is revoked, a standby leads.
     drop(c);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(a: &str, b: &str) -> (String, String) {
+        (a.to_string(), b.to_string())
+    }
+
+    #[test]
+    fn a_baseline_comes_back_from_its_record_with_the_links_it_leaves_out_at_nominal() {
+        let nominal: BTreeMap<(String, String), f64> = [
+            (k("A", "B"), 100.0),
+            (k("B", "A"), 100.0),
+            (k("A", "C"), 100.0),
+        ]
+        .into();
+        let b = Baseline {
+            pairs: [k("a1", "c1"), k("a1", "b1")].into(),
+            demand: [(k("a1", "c1"), 40.123_456), (k("a1", "b1"), 5.0)].into(),
+            bw: [
+                (k("A", "B"), 100.0),
+                (k("B", "A"), 100.0),
+                (k("A", "C"), 12.5),
+            ]
+            .into(),
+        };
+        let r = b.record(|key| nominal.get(key).copied());
+        // Only the link off its nominal bandwidth is written; demands by their source.
+        assert_eq!(
+            r.links,
+            [("A".to_string(), vec![("C".to_string(), 12.5)])].into()
+        );
+        assert_eq!(r.demands["a1"].len(), 2);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            !json.contains("\"pairs\"") && !json.contains("\"bw\""),
+            "{json}"
+        );
+        let back = Baseline::from_record(serde_json::from_str(&json).unwrap(), &nominal);
+        assert_eq!(back.pairs, b.pairs);
+        assert_eq!(back.bw, b.bw);
+        assert_eq!(back.demand[&k("a1", "c1")], 40.12);
+    }
+
+    #[test]
+    fn an_older_flat_baseline_record_is_read() {
+        let old = r#"{"pairs": [["a1", "c1"]], "demand": [["a1", "c1", 40.0]],
+            "bw": [["A", "C", 12.5]], "planned": true}"#;
+        let nominal: BTreeMap<(String, String), f64> = [(k("A", "C"), 100.0)].into();
+        let b = Baseline::from_record(serde_json::from_str(old).unwrap(), &nominal);
+        assert_eq!(b.pairs, [k("a1", "c1")].into());
+        assert_eq!(b.bw[&k("A", "C")], 12.5);
+        assert_eq!(b.demand[&k("a1", "c1")], 40.0);
+    }
 }
