@@ -4,10 +4,11 @@ loopback, `wrenvnet fleet-sim` with that many simulated hosts (each the daemon's
 etcd session: lease, registration, views, a watch of its desired state, applied
 revisions) and two `wrenvnet controller` replicas planning for them.
 
-Reaction: the simulator drops one link a demand crosses below that demand (as Wren
-would see it on the next publication) every CHANGE_EVERY_S seconds; from that instant
-to the last host of the leader's next desired write having applied that revision
-(the simulator's event log joined with the leader's). Failover: the leader SIGKILLed
+Reaction: the simulator drops one link a demand crosses below that demand every
+CHANGE_EVERY_S seconds; from the first view published with the change (a simulated
+daemon publishes every PUBLISH_MS) to the last host of the leader's next desired write
+having applied that revision (the simulator's event log joined with the leader's);
+`from_change_*` also counts the wait for that publication. Failover: the leader SIGKILLed
 -> the `plan` key written by the standby. Beside them: the controller's CPU and memory,
 its round and VADAPT times, etcd's writes per second and database size.
 Everything started is stopped by PID and its folder removed. Run by bench/fleet.sh.
@@ -177,12 +178,18 @@ class Size:
         changes = [e for e in sim if e["event"] == "link_changed"]
         writes = [e for e in ctl if e.get("event") == "desired_written"]
         applied = {}
+        measured = {}
         for e in sim:
             if e["event"] == "applied":
                 applied.setdefault(e["revision"], []).append(e)
+            if e["event"] == "measured":
+                measured.setdefault((e["from"], e["to"]), e["at_unix_s"])
         rows = []
         for i, c in enumerate(changes):
             t = c["at_unix_s"]
+            # The reaction counts from the first view published with the change (the
+            # simulated daemons publish every PUBLISH_MS, a real one as often).
+            tm = measured.get((c["from"], c["to"]))
             end = changes[i + 1]["at_unix_s"] if i + 1 < len(changes) else float("inf")
             w = next((w for w in writes if t < w["unix_s"] < end), None)
             if not w:
@@ -191,15 +198,21 @@ class Size:
             got = applied.get(w["revision"], [])
             done = len(got) >= w["hosts"]
             last = max((a["at_unix_s"] for a in got), default=None)
+            ok = done and last and tm
             rows.append({"change": c, "revision": w["revision"], "hosts": w["hosts"],
                          "applied_by": len(got), "written_s": round(w["unix_s"] - t, 3),
-                         "reaction_s": round(last - t, 3) if done and last else None})
+                         "measured_s": round(tm - t, 3) if tm else None,
+                         "reaction_s": round(last - tm, 3) if ok else None,
+                         "from_change_s": round(last - t, 3) if ok else None})
         r = [x["reaction_s"] for x in rows if x["reaction_s"] is not None]
         s = cb.summary(r)
+        sc = cb.summary([x["from_change_s"] for x in rows if x["reaction_s"] is not None])
         return {"changes": len(changes), "reacted": len(r),
                 "reaction_p50_s": s["median"] if s else None,
                 "reaction_p99_s": s["p99"] if s else None,
-                "reaction_max_s": s["max"] if s else None, "reaction_rounds": rows}
+                "reaction_max_s": s["max"] if s else None,
+                "from_change_p50_s": sc["median"] if sc else None,
+                "from_change_p99_s": sc["p99"] if sc else None, "reaction_rounds": rows}
 
     def rounds(self, lead):
         """The leader's planning: VADAPT runs with their time."""
@@ -233,6 +246,28 @@ class Size:
                 return json.load(f)
         except (FileNotFoundError, json.JSONDecodeError):
             return None
+
+
+def plot_growth(sizes, path):
+    """Times (reaction p99, failover, round) and memory (controller RSS, etcd db) against
+    the number of hosts, one point a size."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from lab import plot  # noqa: E402  (the lab's SVG panels, x as hosts)
+    pts = lambda k, scale=1.0: [(s["hosts"], s[k] * scale) for s in sizes
+                                if s.get(k) is not None]
+    times = [("#d62728", False, "reaction p99 (s)", pts("reaction_p99_s")),
+             ("#1f77b4", False, "failover (s)", pts("failover_s")),
+             ("#2ca02c", True, "leader round (s)", pts("round_ms_last", 1e-3))]
+    memory = [("#9467bd", False, "controller RSS (MiB)", pts("controller_rss_mib")),
+              ("#8c564b", True, "etcd db (MiB)", pts("etcd_db_mib"))]
+    top = lambda series: max([v for *_, p in series for _, v in p] + [1.0]) * 1.15
+    svg = plot.Svg(max(s["hosts"] for s in sizes) * 1.05)
+    svg.panel(plot.TOP, top(times), times, "wrenvnet control plane against fleet size "
+              "(x: hosts)", "s", [])
+    svg.panel(2 * plot.TOP + plot.PANEL_H + 20, top(memory), memory, "memory", "MiB", [])
+    svg.out.append("</svg>")
+    with open(path, "w") as fh:
+        fh.write("\n".join(svg.out))
 
 
 def main():
@@ -275,24 +310,28 @@ def write(out):
         f"{out['cpus']} CPUs; load average {out['load_avg_at_end']:.1f} at the end. "
         f"{out['changes_per_size']} link changes a size, {out['change_every_s']:.0f} s apart.",
         "",
-        "Reaction: a link drops below a demand it carries -> the last host of the leader's "
-        "next desired write has applied it (includes up to one publish interval before "
-        "the simulated daemon publishes the new measurement). Failover: the leader "
-        "SIGKILLed -> the standby's write of `plan`.", "",
-        "| hosts | VMs | publish | reaction p50 | p99 | reacted | failover | ctl CPU | ctl RSS "
-        "| VADAPT p50 / max | etcd writes/s | etcd db |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        "Reaction: a link drops below a demand it carries, the first view with the "
+        "change is published -> the last host of the leader's next desired write has "
+        "applied it; from the change: the same, plus the wait for that publication (up "
+        "to one publish interval). Round: the leader's last round. Failover: the leader "
+        "SIGKILLed -> the standby's write of `plan`. Growth with the fleet: fleet.svg.", "",
+        "| hosts | VMs | publish | reaction p50 | p99 | from the change p50 / p99 | reacted "
+        "| failover | ctl CPU | round | ctl RSS | VADAPT p50 / max | etcd writes/s | etcd db |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in out["sizes"]:
         lines.append(
             f"| {s['hosts']} | {s['vms']} | {s['publish_interval_ms']} ms | "
             f"{f(s['reaction_p50_s'])} s | {f(s['reaction_p99_s'])} s | "
+            f"{f(s.get('from_change_p50_s'))} / {f(s.get('from_change_p99_s'))} s | "
             f"{s['reacted']}/{s['changes']} | {f(s['failover_s'])} s | "
-            f"{f(s['controller_cpu_share'])} | {f(s['controller_rss_mib'], '{:.0f}')} MiB | "
+            f"{f(s['controller_cpu_share'])} | {f(s.get('round_ms_last'), '{:.0f}')} ms | "
+            f"{f(s['controller_rss_mib'], '{:.0f}')} MiB | "
             f"{f(s['vadapt_ms_p50'], '{:.0f}')} / {f(s['vadapt_ms_max'], '{:.0f}')} ms | "
             f"{f(s['etcd_writes_per_s'], '{:.0f}')} | {f(s['etcd_db_mib'], '{:.0f}')} MiB |")
     lines += ["", "Every change's figures are in fleet.json (`reaction_rounds`).", ""]
     with open(os.path.join(OUT, "fleet.md"), "w") as fh:
         fh.write("\n".join(lines))
+    plot_growth(out["sizes"], os.path.join(OUT, "fleet.svg"))
     sys.stderr.write("\n".join(lines) + "\n")
 
 

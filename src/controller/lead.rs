@@ -71,7 +71,9 @@ impl Controller {
         if resumed && !self.replica.written.is_empty() {
             // The plan in force is what the hosts were last told.
             let rules = self.replica.written.iter();
-            self.desired = Some(rules.map(|(h, d)| (h.clone(), d.rules.clone())).collect());
+            self.set_desired(Some(
+                rules.map(|(h, d)| (h.clone(), d.rules.clone())).collect(),
+            ));
         }
         self.event(json!({"event": "leading", "resumed": resumed, "from": from,
             "revision": revision, "next_decision": next_seq,
@@ -85,14 +87,11 @@ impl Controller {
     #[cold]
     fn resume(&mut self, plan: Option<PlanRecord>) {
         let Some(p) = plan else {
-            self.desired = None;
+            self.set_desired(None);
             return;
         };
-        self.desired = p.rules;
-        let nominal = (self.view.links.iter())
-            .map(|(k, l)| (k.clone(), l.nominal_bw_mbps))
-            .collect();
-        let baseline = p.baseline.map(|b| Baseline::from_record(b, &nominal));
+        self.set_desired(p.rules);
+        let baseline = p.baseline.map(Baseline::from_record);
         let seen: BTreeSet<(String, String)> = match p.seen {
             Some(g) => (g.into_iter())
                 .flat_map(|(a, v)| v.into_iter().map(move |b| (a.clone(), b)))
@@ -129,10 +128,7 @@ impl Controller {
             leader: leader.to_string(),
             at_unix_s: 0.0,
             rules: None,
-            baseline: self
-                .baseline
-                .as_ref()
-                .map(|b| b.record(|k| self.view.links.get(k).map(|l| l.nominal_bw_mbps))),
+            baseline: self.baseline.as_ref().map(Baseline::record),
             last_run_unix_s: self.last_run.map(|u| self.started_unix + u),
             seen: self.pairs_seen_record(),
             pairs_seen: Vec::new(),
@@ -154,8 +150,16 @@ impl Controller {
             .iter()
             .filter_map(|g| Some((g.host.as_str(), g.underlay_ip.as_deref()?)))
             .collect();
+        // Nothing moved since every host's desired state was found written.
+        let known = (self.published.as_ref()).is_some_and(|(g, r, u)| {
+            (*g, *r) == (self.desired_gen, self.replica.revision)
+                && u.len() == underlay.len()
+                && (u.iter())
+                    .zip(&underlay)
+                    .all(|((h, ip), (h2, ip2))| h == h2 && ip == ip2)
+        });
         // Desired state needs every host's underlay address: not while a host is down.
-        let want = match (&self.desired, self.adapt && all_up) {
+        let want = match (&self.desired, self.adapt && all_up && !known) {
             (Some(d), true) => decide::desired_state(d, &underlay),
             _ => BTreeMap::new(),
         };
@@ -169,6 +173,17 @@ impl Controller {
             })
             .collect();
         let revision = self.replica.revision + u64::from(!changed.is_empty());
+        let owned = || {
+            (underlay
+                .iter()
+                .map(|(h, ip)| (h.to_string(), ip.to_string())))
+            .collect()
+        };
+        let whole = self.desired.is_some() && self.adapt && all_up;
+        let published = whole.then(|| (self.desired_gen, revision, owned()));
+        if changed.is_empty() && !known {
+            self.published.clone_from(&published);
+        }
         if !changed.is_empty() {
             let hosts: Vec<&String> = changed.iter().map(|(h, _)| h).take(20).collect();
             self.event_on_commit(json!({"event": "desired_written", "revision": revision,
@@ -190,6 +205,7 @@ impl Controller {
         match r.write_guarded(&key, &writes) {
             Ok(true) => {
                 r.committed(changed, plan, &writes);
+                self.published = published;
                 for mut e in std::mem::take(&mut self.unconfirmed) {
                     // When it was confirmed; etcd's decision log keeps when it was made.
                     e["decided_t"] = e["t"].take();

@@ -67,32 +67,37 @@ const STATUS_ALL_LINKS_HOSTS: usize = 32;
 struct Baseline {
     pairs: BTreeSet<(String, String)>,
     demand: BTreeMap<(String, String), f64>,
+    /// The links that were not at their nominal bandwidth (the others were).
     bw: BTreeMap<(String, String), f64>,
 }
 
 impl Baseline {
-    /// The record of the links not at their `nominal` bandwidth.
-    fn record(&self, nominal: impl Fn(&(String, String)) -> Option<f64>) -> BaselineRecord {
-        let demands = (self.demand.iter()).map(|((a, b), v)| (a.as_str(), b.as_str(), *v));
-        let links = (self.bw.iter())
-            .filter(|(k, v)| nominal(k) != Some(**v))
-            .map(|((a, b), v)| (a.as_str(), b.as_str(), *v));
+    /// A link's bandwidth then.
+    fn bw_of(&self, k: &(String, String), nominal: f64) -> f64 {
+        self.bw.get(k).copied().unwrap_or(nominal)
+    }
+
+    fn record(&self) -> BaselineRecord {
+        let entries = |m: &'_ BTreeMap<(String, String), f64>| {
+            replica::grouped(m.iter().map(|((a, b), v)| (a.as_str(), b.as_str(), *v)))
+        };
         BaselineRecord {
-            demands: replica::grouped(demands),
-            links: replica::grouped(links),
+            demands: entries(&self.demand),
+            links: entries(&self.bw),
             ..BaselineRecord::default()
         }
     }
 
-    /// From a record, the links it leaves out at their `nominal` bandwidth.
-    fn from_record(r: BaselineRecord, nominal: &BTreeMap<(String, String), f64>) -> Self {
+    /// From a record (older records may list links at their nominal bandwidth too).
+    fn from_record(r: BaselineRecord) -> Self {
         let own = |(a, b, v): (&str, &str, f64)| ((a.to_string(), b.to_string()), v);
         let old = |(a, b, v): (String, String, f64)| ((a, b), v);
         let demand: BTreeMap<(String, String), f64> = (replica::flat(&r.demands).map(own))
             .chain(r.demand.into_iter().map(old))
             .collect();
-        let mut bw = nominal.clone();
-        bw.extend((replica::flat(&r.links).map(own)).chain(r.bw.into_iter().map(old)));
+        let bw = (replica::flat(&r.links).map(own))
+            .chain(r.bw.into_iter().map(old))
+            .collect();
         Baseline {
             pairs: demand.keys().cloned().collect(),
             demand,
@@ -124,8 +129,14 @@ struct Controller {
     /// This round's decisions, for the decision log in etcd (the leader writes them).
     decisions: Vec<Value>,
     view: NetworkView,
-    /// The rules the controller keeps every daemon on (peer rules only).
+    /// The rules the controller keeps every daemon on (peer rules only); set through
+    /// `set_desired`, which counts each change in `desired_gen`.
     desired: Option<Rules>,
+    desired_gen: u64,
+    /// (`desired_gen`, revision, underlay addresses) when every host's desired state
+    /// in etcd was last found to be what `desired` makes: until one of them moves,
+    /// a round need not compute every host's desired state again.
+    published: Option<(u64, u64, BTreeMap<String, String>)>,
     baseline: Option<Baseline>,
     /// The demand pairs seen last round and for how many rounds in a row: a new set of
     /// demands is planned for only once it has held `PERSIST_ROUNDS` rounds (as VTTIF
@@ -197,6 +208,11 @@ impl Controller {
         if self.events.len() > 50 {
             self.events.remove(0);
         }
+    }
+
+    fn set_desired(&mut self, d: Option<Rules>) {
+        self.desired = d;
+        self.desired_gen += 1;
     }
 
     #[cold]
@@ -291,7 +307,6 @@ impl Controller {
             }
         }
         self.view.expire(now, self.cfg.controller.measurement_ttl_s);
-        let bw = self.view.bandwidths();
 
         let all_up = down.is_empty();
         if all_up && self.desired.is_none() && leading {
@@ -308,12 +323,12 @@ impl Controller {
                 })
                 .collect();
             let n: usize = adopted.values().map(BTreeMap::len).sum();
-            self.desired = Some(adopted);
+            self.set_desired(Some(adopted));
             self.event(json!({"event": "adopted", "rules": n, "hosts": gathered.len()}));
         }
 
         // Trigger: new or vanished demands, or a demand or link moved beyond the threshold.
-        let th = self.cfg.controller.change_threshold;
+        let (th, tolerance) = (self.cfg.controller.change_threshold, self.view.tolerance);
         let demand_now: BTreeMap<(String, String), f64> = demands
             .iter()
             .map(|d| ((d.src.clone(), d.dst.clone()), d.mbps))
@@ -334,14 +349,13 @@ impl Controller {
                         b.pairs.len(),
                         demands.len()
                     ))
-                } else if let Some(((a, c), v)) = bw
-                    .iter()
-                    .find(|(k, v)| moved(b.bw.get(*k).copied().unwrap_or(**v), **v, th))
+                } else if let Some(((a, c), then, v)) =
+                    (self.view.links.iter()).find_map(|(k, l)| {
+                        let (then, v) = (b.bw_of(k, l.nominal_bw_mbps), l.bw_mbps(tolerance));
+                        moved(then, v, th).then_some((k, then, v))
+                    })
                 {
-                    Some(format!(
-                        "link {a}->{c} moved {:.1} -> {v:.1} Mbit/s",
-                        b.bw.get(&(a.clone(), c.clone())).copied().unwrap_or(*v)
-                    ))
+                    Some(format!("link {a}->{c} moved {then:.1} -> {v:.1} Mbit/s"))
                 } else {
                     demand_now
                         .iter()
@@ -358,7 +372,7 @@ impl Controller {
         let rebase = |c: &Self| Baseline {
             pairs: decide::pairs(&demands),
             demand: demand_now.clone(),
-            bw: c.view.bandwidths(),
+            bw: c.view.off_nominal(),
         };
         if self.baseline.is_none() && all_up {
             self.baseline = Some(rebase(self));
@@ -494,8 +508,11 @@ impl Controller {
             _ => now,
         };
         let previous = prior.map(|b| {
-            let bw_then: BTreeMap<(String, String), f64> = (bw.iter())
-                .map(|(k, &v)| (k.clone(), then(b.bw.get(k), v)))
+            let bw_then: BTreeMap<(String, String), f64> = (self.view.links.iter())
+                .map(|(k, l)| {
+                    let now = l.bw_mbps(self.view.tolerance);
+                    (k.clone(), then(Some(&b.bw_of(k, l.nominal_bw_mbps)), now))
+                })
                 .collect();
             let now: BTreeMap<(&str, &str), f64> = (demands.iter())
                 .map(|d| ((d.src.as_str(), d.dst.as_str()), d.mbps))
@@ -603,12 +620,12 @@ impl Controller {
             migrated &= self.migrate(m, current);
         }
         if migrated {
-            self.desired = Some(desired);
+            self.set_desired(Some(desired));
         } else {
             // Where the VMs are now is not what the plan assumed: give the plan up; the
             // rules in force are adopted as the plan and the next round starts from them.
             self.event(json!({"event": "plan_abandoned", "why": "a migration failed"}));
-            self.desired = None;
+            self.set_desired(None);
         }
         true
     }
@@ -676,6 +693,8 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         decisions: Vec::new(),
         view,
         desired: None,
+        desired_gen: 0,
+        published: None,
         baseline: None,
         last_run: None,
         adaptations: 0,
@@ -725,25 +744,14 @@ mod tests {
     }
 
     #[test]
-    fn a_baseline_comes_back_from_its_record_with_the_links_it_leaves_out_at_nominal() {
-        let nominal: BTreeMap<(String, String), f64> = [
-            (k("A", "B"), 100.0),
-            (k("B", "A"), 100.0),
-            (k("A", "C"), 100.0),
-        ]
-        .into();
+    fn a_baseline_comes_back_from_its_record() {
         let b = Baseline {
             pairs: [k("a1", "c1"), k("a1", "b1")].into(),
             demand: [(k("a1", "c1"), 40.123_456), (k("a1", "b1"), 5.0)].into(),
-            bw: [
-                (k("A", "B"), 100.0),
-                (k("B", "A"), 100.0),
-                (k("A", "C"), 12.5),
-            ]
-            .into(),
+            bw: [(k("A", "C"), 12.5)].into(),
         };
-        let r = b.record(|key| nominal.get(key).copied());
-        // Only the link off its nominal bandwidth is written; demands by their source.
+        let r = b.record();
+        // Demands and links by their first name; no separate pairs, no flat lists.
         assert_eq!(
             r.links,
             [("A".to_string(), vec![("C".to_string(), 12.5)])].into()
@@ -754,20 +762,22 @@ mod tests {
             !json.contains("\"pairs\"") && !json.contains("\"bw\""),
             "{json}"
         );
-        let back = Baseline::from_record(serde_json::from_str(&json).unwrap(), &nominal);
+        let back = Baseline::from_record(serde_json::from_str(&json).unwrap());
         assert_eq!(back.pairs, b.pairs);
         assert_eq!(back.bw, b.bw);
         assert_eq!(back.demand[&k("a1", "c1")], 40.12);
+        // A link it does not list was at its nominal bandwidth.
+        assert_eq!(back.bw_of(&k("A", "B"), 100.0), 100.0);
+        assert_eq!(back.bw_of(&k("A", "C"), 100.0), 12.5);
     }
 
     #[test]
     fn an_older_flat_baseline_record_is_read() {
         let old = r#"{"pairs": [["a1", "c1"]], "demand": [["a1", "c1", 40.0]],
             "bw": [["A", "C", 12.5]], "planned": true}"#;
-        let nominal: BTreeMap<(String, String), f64> = [(k("A", "C"), 100.0)].into();
-        let b = Baseline::from_record(serde_json::from_str(old).unwrap(), &nominal);
+        let b = Baseline::from_record(serde_json::from_str(old).unwrap());
         assert_eq!(b.pairs, [k("a1", "c1")].into());
-        assert_eq!(b.bw[&k("A", "C")], 12.5);
+        assert_eq!(b.bw_of(&k("A", "C"), 100.0), 12.5);
         assert_eq!(b.demand[&k("a1", "c1")], 40.0);
     }
 }

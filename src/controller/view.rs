@@ -236,6 +236,17 @@ impl NetworkView {
     }
 
     /// Effective bandwidth per directed link.
+    /// The links whose planned bandwidth is not their nominal one, with it: the few a
+    /// fleet measures off nominal, not every directed pair.
+    pub fn off_nominal(&self) -> BTreeMap<(String, String), f64> {
+        (self.links.iter())
+            .filter_map(|(k, l)| {
+                let v = l.bw_mbps(self.tolerance);
+                (v != l.nominal_bw_mbps).then(|| (k.clone(), v))
+            })
+            .collect()
+    }
+
     pub fn bandwidths(&self) -> BTreeMap<(String, String), f64> {
         self.links
             .iter()

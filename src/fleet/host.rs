@@ -38,6 +38,8 @@ pub struct SimHost {
     links: BTreeMap<String, String>,
     rng: Rng,
     events: Events,
+    /// Changed links this host's published paths have crossed (each reported once).
+    measured: BTreeSet<(HostIx, HostIx)>,
 }
 
 impl SimHost {
@@ -50,6 +52,7 @@ impl SimHost {
             links: BTreeMap::new(),
             rng: Rng::new(0x5eed ^ me.0 as u64),
             events,
+            measured: BTreeSet::new(),
             net,
             world: Arc::clone(&world),
         };
@@ -192,6 +195,17 @@ impl SimHost {
         serde_json::to_string(&v).expect("JSON values always serialise")
     }
 
+    /// The first publication of a path over a changed link: from then on the control
+    /// plane can see the change (the bench's reaction starts here).
+    fn note_measured(&mut self, a: HostIx, b: HostIx) {
+        if self.net.changed(a, b) && self.measured.insert((a, b)) {
+            let w = &self.world;
+            self.events
+                .write(json!({"event": "measured", "at_unix_s": unix_now(),
+                "from": w.hosts[a.0].name, "to": w.hosts[b.0].name, "by": self.name()}));
+        }
+    }
+
     /// VTTIF rows of the demands from and to this host's VMs, and Wren's answer for
     /// each path its VMs send on.
     fn measurements(&mut self) -> (Vec<Value>, Vec<Value>) {
@@ -215,9 +229,11 @@ impl SimHost {
             };
             let mut avail = self.net.avail(self.me, hop);
             let mut hops = 1.0;
+            self.note_measured(self.me, hop);
             if hop != t.host {
                 avail = avail.min(self.net.avail(hop, t.host));
                 hops = 2.0;
+                self.note_measured(hop, t.host);
             }
             let est = avail * (0.98 + 0.04 * self.rng.unit());
             paths.push(
