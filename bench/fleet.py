@@ -6,9 +6,9 @@ revisions) and two `wrenvnet controller` replicas planning for them.
 
 Reaction: the simulator drops one link a demand crosses below that demand every
 CHANGE_EVERY_S seconds; from the first view published with the change (a simulated
-daemon publishes every PUBLISH_MS) to the last host of the leader's next desired write
-having applied that revision (the simulator's event log joined with the leader's);
-`from_change_*` also counts the wait for that publication. Failover: the leader SIGKILLed
+daemon publishes every PUBLISH_MS) to the demand's source host applying rules that
+route it off that link (the simulator's `rerouted` event); `from_change_*` also counts
+the wait for that publication, `all_applied_s` every host of that revision. Failover: the leader SIGKILLed
 -> the `plan` key written by the standby. Beside them: the controller's CPU and memory,
 its round and VADAPT times, etcd's writes per second and database size.
 Everything started is stopped by PID and its folder removed. Run by bench/fleet.sh.
@@ -172,47 +172,53 @@ class Size:
             return ""
 
     def reactions(self, lead):
-        """Per link change: to the last host of the next desired write applying it."""
+        """Per link change: from the first view published with it to the demand's source
+        host applying rules that route the demand off the changed link (the simulator's
+        `rerouted`), and to every host that applied that revision by the end."""
         sim = events(os.path.join(self.dir, "sim.events"))
         ctl = events(os.path.join(self.dir, f"{lead}.events"))
         changes = [e for e in sim if e["event"] == "link_changed"]
-        writes = [e for e in ctl if e.get("event") == "desired_written"]
-        applied = {}
-        measured = {}
+        writes = {e["revision"]: e for e in ctl if e.get("event") == "desired_written"}
+        applied, measured, rerouted = {}, {}, {}
         for e in sim:
             if e["event"] == "applied":
                 applied.setdefault(e["revision"], []).append(e)
-            if e["event"] == "measured":
+            elif e["event"] == "measured":
                 measured.setdefault((e["from"], e["to"]), e["at_unix_s"])
+            elif e["event"] == "rerouted":
+                rerouted.setdefault((e["src"], e["dst"]), []).append(e)
         rows = []
-        for i, c in enumerate(changes):
+        for c in changes:
             t = c["at_unix_s"]
             # The reaction counts from the first view published with the change (the
             # simulated daemons publish every PUBLISH_MS, a real one as often).
             tm = measured.get((c["from"], c["to"]))
-            end = changes[i + 1]["at_unix_s"] if i + 1 < len(changes) else float("inf")
-            w = next((w for w in writes if t < w["unix_s"] < end), None)
-            if not w:
-                rows.append({"change": c, "reaction_s": None, "why": "no desired write"})
+            d = c["demand"]
+            rr = next((e for e in rerouted.get((d["src"], d["dst"]), []) if e["at_unix_s"] > t),
+                      None)
+            if not (tm and rr):
+                rows.append({"change": c, "reaction_s": None,
+                             "why": "not measured" if not tm else "never rerouted"})
                 continue
-            got = applied.get(w["revision"], [])
-            done = len(got) >= w["hosts"]
-            last = max((a["at_unix_s"] for a in got), default=None)
-            ok = done and last and tm
-            rows.append({"change": c, "revision": w["revision"], "hosts": w["hosts"],
-                         "applied_by": len(got), "written_s": round(w["unix_s"] - t, 3),
-                         "measured_s": round(tm - t, 3) if tm else None,
-                         "reaction_s": round(last - tm, 3) if ok else None,
-                         "from_change_s": round(last - t, 3) if ok else None})
-        r = [x["reaction_s"] for x in rows if x["reaction_s"] is not None]
-        s = cb.summary(r)
-        sc = cb.summary([x["from_change_s"] for x in rows if x["reaction_s"] is not None])
-        return {"changes": len(changes), "reacted": len(r),
+            got = applied.get(rr["revision"], [])
+            w = writes.get(rr["revision"], {})
+            rows.append({"change": c, "revision": rr["revision"], "hosts": w.get("hosts"),
+                         "applied_by": len(got), "via": rr.get("via"),
+                         "measured_s": round(tm - t, 3),
+                         "reaction_s": round(rr["at_unix_s"] - tm, 3),
+                         "from_change_s": round(rr["at_unix_s"] - t, 3),
+                         "all_applied_s": round(max(a["at_unix_s"] for a in got) - tm, 3)})
+        ok = [x for x in rows if x["reaction_s"] is not None]
+        s = cb.summary([x["reaction_s"] for x in ok])
+        sc = cb.summary([x["from_change_s"] for x in ok])
+        sa = cb.summary([x["all_applied_s"] for x in ok])
+        return {"changes": len(changes), "reacted": len(ok),
                 "reaction_p50_s": s["median"] if s else None,
                 "reaction_p99_s": s["p99"] if s else None,
                 "reaction_max_s": s["max"] if s else None,
                 "from_change_p50_s": sc["median"] if sc else None,
-                "from_change_p99_s": sc["p99"] if sc else None, "reaction_rounds": rows}
+                "from_change_p99_s": sc["p99"] if sc else None,
+                "all_applied_p99_s": sa["p99"] if sa else None, "reaction_rounds": rows}
 
     def rounds(self, lead):
         """The leader's planning: VADAPT runs with their time."""
@@ -311,9 +317,10 @@ def write(out):
         f"{out['changes_per_size']} link changes a size, {out['change_every_s']:.0f} s apart.",
         "",
         "Reaction: a link drops below a demand it carries, the first view with the "
-        "change is published -> the last host of the leader's next desired write has "
-        "applied it; from the change: the same, plus the wait for that publication (up "
-        "to one publish interval). Round: the leader's last round. Failover: the leader "
+        "change is published -> the demand's source host has applied rules that route "
+        "it off that link (every host of that revision: fleet.json `all_applied_s`); "
+        "from the change: the same, plus the wait for that publication (up to one "
+        "publish interval). Round: the leader's last round. Failover: the leader "
         "SIGKILLed -> the standby's write of `plan`. Growth with the fleet: fleet.svg.", "",
         "| hosts | VMs | publish | reaction p50 | p99 | from the change p50 / p99 | reacted "
         "| failover | ctl CPU | round | ctl RSS | VADAPT p50 / max | etcd writes/s | etcd db |",

@@ -123,15 +123,11 @@ impl Situation<'_> {
             links: self
                 .bw
                 .iter()
-                .map(|((a, b), bw)| LinkSpec {
-                    from: a.clone(),
-                    to: b.clone(),
+                .map(|(k, bw)| LinkSpec {
+                    from: k.0.clone(),
+                    to: k.1.clone(),
                     bw_mbps: bw.max(0.0),
-                    latency_ms: self
-                        .latency
-                        .get(&(a.clone(), b.clone()))
-                        .copied()
-                        .unwrap_or(0.0),
+                    latency_ms: self.latency.get(k).copied().unwrap_or(0.0),
                 })
                 .collect(),
             vms: self

@@ -476,6 +476,7 @@ impl Controller {
             self.event(json!({"event": "no_demands", "trigger": why}));
             return false;
         }
+        let setup = Instant::now();
         let caps: Vec<(String, usize)> = self
             .cfg
             .hosts
@@ -552,6 +553,7 @@ impl Controller {
             .map(|l| l.nominal_bw_mbps)
             .fold(f64::INFINITY, f64::min);
         let scale = if scale.is_finite() { scale } else { 0.0 };
+        let setup_ms = setup.elapsed().as_secs_f64() * 1e3;
         let t0 = Instant::now();
         let judged = decide::judge(&problem, previous.as_ref(), &opts, c.improvement, scale);
         let plan_ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -564,7 +566,7 @@ impl Controller {
         };
         if !verdict.apply {
             self.event(json!({"event": "kept", "trigger": why, "verdict": verdict,
-                "plan_ms": plan_ms}));
+                "plan_ms": plan_ms, "setup_ms": setup_ms}));
             return false;
         }
         if !self.adapt {
@@ -613,6 +615,7 @@ impl Controller {
             .collect();
         self.event_on_commit(
             json!({"event": "applied", "trigger": why, "verdict": verdict, "plan_ms": plan_ms,
+            "setup_ms": setup_ms,
             "links": used, "followed": followed, "migrations": migrations}),
         );
         let mut migrated = true;

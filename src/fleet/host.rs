@@ -139,10 +139,37 @@ impl SimHost {
             .write(json!({"event": "applied", "host": self.name(),
             "revision": d.revision, "at_unix_s": at, "rules_changed": changed,
             "refused": errors.len()}));
+        self.note_rerouted(&before, d.revision, at);
         Applied {
             revision: d.revision,
             at_unix_s: at,
             errors,
+        }
+    }
+
+    /// Each demand of this host's VMs whose route crossed a changed link under the
+    /// rules `before` and no longer does: the change has been answered here (the
+    /// bench's reaction ends at this event).
+    fn note_rerouted(&self, before: &BTreeMap<String, String>, revision: u64, at: f64) {
+        let w = &self.world;
+        let hop = |fib: &BTreeMap<String, String>, mac: &str| {
+            w.host_by_name(fib.get(mac)?.strip_prefix("peer:")?)
+        };
+        let crosses = |first: Option<HostIx>, dst: HostIx| match first {
+            Some(h) => self.net.changed(self.me, h) || (h != dst && self.net.changed(h, dst)),
+            None => false,
+        };
+        for &d in &w.from_host[self.me.0] {
+            let dm = &w.demands[d];
+            let (src, dst) = (&w.vms[dm.src.0], &w.vms[dm.dst.0]);
+            if crosses(hop(before, &dst.mac), dst.host)
+                && !crosses(hop(&self.fib, &dst.mac), dst.host)
+            {
+                self.events
+                    .write(json!({"event": "rerouted", "host": self.name(),
+                    "src": src.mac, "dst": dst.mac, "revision": revision, "at_unix_s": at,
+                    "via": hop(&self.fib, &dst.mac).map(|h| w.hosts[h.0].name.clone())}));
+            }
         }
     }
 

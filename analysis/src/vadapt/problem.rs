@@ -185,17 +185,23 @@ impl Instance {
         let mut bw = vec![vec![None; n]; n];
         let mut latency = vec![vec![0.0; n]; n];
         for l in &p.links {
-            let what = format!("link {}->{}", l.from, l.to);
-            let a = host(what.clone(), &l.from)?;
-            let b = host(what.clone(), &l.to)?;
+            // Named only on an error: a fleet's problem has a million links.
+            let what = || format!("link {}->{}", l.from, l.to);
+            let end = |name: &str| match host_ix.get(name) {
+                Some(&i) => Ok(i),
+                None => host(what(), name),
+            };
+            let (a, b) = (end(&l.from)?, end(&l.to)?);
             if a == b {
                 return Err(ProblemError::BadValue(format!(
-                    "{what}: a link joins two different hosts"
+                    "{}: a link joins two different hosts",
+                    what()
                 )));
             }
             if !(non_negative(l.bw_mbps) && non_negative(l.latency_ms)) {
                 return Err(ProblemError::BadValue(format!(
-                    "{what}: bw_mbps and latency_ms must be finite numbers >= 0"
+                    "{}: bw_mbps and latency_ms must be finite numbers >= 0",
+                    what()
                 )));
             }
             bw[a][b] = Some(l.bw_mbps);
