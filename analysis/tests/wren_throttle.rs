@@ -4,8 +4,9 @@
 //! time order as the daemon's analysis loop feeds them, its view read every 100 ms (the
 //! daemon publishes one every second). Measured: the time from the throttle until the
 //! view's answer falls below halfway (65 Mbit/s) for good, and until it is within 15%
-//! of the new A, for trains that outrun the new path and for a bulk sender. Physics as in wren_sim: a FIFO bottleneck serving the sender at A,
-//! RTT = base + the queue met + up to 30 us of jitter, an ACK every second segment.
+//! of the new A, for trains that outrun the new path and for a bulk sender. Physics
+//! as in wren_sim: a FIFO bottleneck serving the sender at A, RTT = base + the queue
+//! met + up to 30 us of jitter, an ACK every second segment.
 
 use analysis::engine::Engine;
 use analysis::record::{Record, Timebase, FLAG_TCP};
@@ -281,18 +282,23 @@ fn a_throttle_moves_the_view_of_trains_that_outrun_the_new_path_within_3_s() {
     assert!(near.is_some_and(|s| s <= 6.0), "{near:?}");
 }
 
-/// The target for a bulk sender: within 3 s of the throttle. Not met: the view
-/// holds the old rate for the 10-s window. The window of trains keeps the trains from
-/// before the throttle that did not rise at rates up to the old A, and outweighs the
-/// new ones until they are the larger part; the delivered-rate floor keeps the clean
-/// slots from before the throttle (the old delivered rate) as long, and without losses
-/// its spans reach up to 15 slots further back, so the floor decays for another 15 s.
-/// Run with `--ignored --nocapture` for the figures.
 #[test]
-#[ignore = "the 3-s target is not met: the online view follows a bulk sender's throttle only when the 10-s window has passed"]
 fn a_throttle_moves_the_view_of_a_bulk_sender_within_3_s() {
-    let (lossless, _) = report("bulk", &bulk());
-    let (dropping, _) = report("bulk with drops", &bulk_with_drops());
-    assert!(dropping.is_some_and(|s| s <= 3.0), "{dropping:?}");
-    assert!(lossless.is_some_and(|s| s <= 3.0), "{lossless:?}");
+    // Its first losses after the throttle, at rates the trains before it proved the
+    // path could carry, prove A fell: the older trains and what was delivered before
+    // are not used from then on.
+    let (half, near) = report("bulk with drops", &bulk_with_drops());
+    assert!(half.is_some_and(|s| s <= 3.0), "{half:?}");
+    assert!(near.is_some_and(|s| s <= 3.0), "{near:?}");
+}
+
+/// A sender that follows the new A at once, with neither loss nor a growing queue: no
+/// train proves the older ones wrong (none outran the new A), so the view follows as
+/// the 10-s window passes, and the delivered-rate floor's spans, reaching up to 15
+/// slots further back, hold it longer. Run with `--ignored --nocapture` for the figures.
+#[test]
+#[ignore = "no evidence of the change but the sender's slower trains: the view follows only as the window passes"]
+fn a_throttle_a_sender_follows_at_once_moves_the_view_within_3_s() {
+    let (half, _) = report("bulk", &bulk());
+    assert!(half.is_some_and(|s| s <= 3.0), "{half:?}");
 }

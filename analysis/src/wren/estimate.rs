@@ -16,6 +16,13 @@
 //! 1 at A: where its two standard errors are within 15% and it lies inside the range
 //! the verdicts prove, it is the estimate. PCT/PDT stay the verdict on whether a
 //! train's delays rose; a rising train's output rate bounds A from above.
+//!
+//! The window is cut short when A changes (a throttle, cross traffic coming or going):
+//! two trains that proved A beyond what two newer ones prove, by more than 1.5x, date
+//! the change (`since_change`, kept per path), and from then on only the trains sent
+//! since, and what was delivered since, make the answer; the view follows a change
+//! within the trains that prove it, not the window. How the answer follows from the
+//! trains is `Explanation`, from the same steps.
 
 use serde::Serialize;
 
@@ -101,6 +108,10 @@ pub struct Explanation {
     pub last_ns: u64,
     /// Every train the path holds, in the order judged.
     pub trains: Vec<TrainUse>,
+    /// When the trains since the last change of A they prove began (record time, ns;
+    /// `None`: no change within the window); older evidence, trains and the delivered
+    /// rate alike, is not used.
+    pub change_ns: Option<u64>,
     /// The best split of the decisive trains by rate, if any was decisive.
     pub split: Option<Split>,
     /// How the verdicts give an answer, and that answer.
@@ -170,6 +181,8 @@ pub enum Excluded {
     Grey,
     /// It was judged longer than the window before the path's last record.
     OutsideWindow,
+    /// Newer trains proved that A changed since it was sent (`since_change`).
+    BeforeChange,
 }
 
 /// What the answer took from a train.
@@ -398,7 +411,12 @@ pub(super) fn path_explained(
     let recent = ex
         .trains
         .iter()
-        .filter(|t| t.excluded != Some(Excluded::OutsideWindow))
+        .filter(|t| {
+            !matches!(
+                t.excluded,
+                Some(Excluded::OutsideWindow | Excluded::BeforeChange)
+            )
+        })
         .count();
     let floor = ex.floor_mbps.map(|f| f * 1e6);
     (view_of(k, p, name, ex.answer, floor, recent), ex)
@@ -440,21 +458,102 @@ fn view_of(
     }
 }
 
-/// The trains judged within `window_ns` of the path's last record (with their places
-/// among all the path holds).
-fn recent_trains(p: &Path, window_ns: u64) -> (Vec<TrainResult>, Vec<usize>) {
-    p.trains
+/// A change of A is proven when two trains prove it is beyond, by this factor, what two
+/// older trains proved.
+const CHANGE_FACTOR: f64 = 1.5;
+/// What a rising train let through counts towards a change only if it is this long:
+/// what a short burst lets through heavy packet cross traffic varies too much with the
+/// packets it meets.
+const CHANGE_MIN_SEGMENTS: usize = 32;
+
+/// The trains judged within `window_ns` of the path's last record and sent since the
+/// last change of A they proved (`Path::change`), with their places among all the path
+/// holds, and that change: the delivered-rate floor, too, counts only what was
+/// delivered after it.
+fn recent_trains(p: &Path, window_ns: u64) -> (Vec<TrainResult>, Vec<usize>, Option<u64>) {
+    let cut = p.change;
+    let (recent, places) = p
+        .trains
         .iter()
         .enumerate()
         .filter(|(_, tr)| p.last_t.saturating_sub(tr.t) <= window_ns)
+        .filter(|(_, tr)| cut.is_none_or(|c| tr.t0 >= c))
         .map(|(i, tr)| (*tr, i))
-        .unzip()
+        .unzip();
+    (recent, places, cut)
+}
+
+/// Where the evidence of the current A begins: after the newest train that, with
+/// another as old, is contradicted by two newer ones — non-rising trains that proved A
+/// at least `CHANGE_FACTOR` times what two newer rising trains let through, or were
+/// sent at when they lost a segment (A fell: a throttle, new cross traffic), or rising trains that proved A at most
+/// 1/`CHANGE_FACTOR` of what two newer non-rising trains proved (A rose). Only rising
+/// trains that expanded beyond their error (r_in/r_out > 1 + 2e, as TOPP takes them)
+/// prove A fell, and trains that lost a segment: a flat train read as rising is the
+/// trend test's noise, and it let through all it was sent. In steady state no such pair exists: what a rising
+/// train lets through is at least A, and a non-rising train proves at most A.
+/// Returns 0 when nothing changed.
+pub(super) fn since_change(trains: &[TrainResult]) -> usize {
+    // The two lowest out-rates of newer expanded rising trains, the two highest bounds
+    // of newer non-rising ones.
+    let mut low_out = [f64::INFINITY; 2];
+    let mut high_non = [0.0f64; 2];
+    let (mut fell, mut rose) = (None::<usize>, None::<usize>);
+    let (mut n_fell, mut n_rose) = (0, 0);
+    for (i, t) in trains.iter().enumerate().rev() {
+        match t.trend {
+            Trend::NonIncreasing => {
+                let lb = t.rate_bps / (1.0 + t.err);
+                if lb > CHANGE_FACTOR * low_out[1] {
+                    n_fell += 1;
+                    fell.get_or_insert(i);
+                    if n_fell >= 2 {
+                        return fell.map_or(0, |j| j + 1);
+                    }
+                }
+                if lb > high_non[1] {
+                    high_non[1] = lb;
+                    if high_non[1] > high_non[0] {
+                        high_non.swap(0, 1);
+                    }
+                }
+            }
+            Trend::Increasing => {
+                // Only a train that expanded or lost proves it outran A: a flat train
+                // read as rising is the trend test's noise.
+                let expanded = t
+                    .out_bps
+                    .filter(|_| t.segments >= CHANGE_MIN_SEGMENTS)
+                    .filter(|&(o, e)| t.rate_bps / o > 1.0 + 2.0 * e)
+                    .map(|(o, e)| (t.rate_bps * (1.0 + t.err)).min(o * (1.0 + e)));
+                let lost = t.loss.then_some(t.rate_bps * (1.0 + t.err));
+                let Some(ub) = expanded.or(lost) else {
+                    continue;
+                };
+                if CHANGE_FACTOR * ub < high_non[1] {
+                    n_rose += 1;
+                    rose.get_or_insert(i);
+                    if n_rose >= 2 {
+                        return rose.map_or(0, |j| j + 1);
+                    }
+                }
+                if ub < low_out[1] {
+                    low_out[1] = ub;
+                    if low_out[1] < low_out[0] {
+                        low_out.swap(0, 1);
+                    }
+                }
+            }
+            Trend::Grey => {}
+        }
+    }
+    0
 }
 
 /// A path's answer, its floor and the trains behind it: what the view reports.
 fn assess(p: &Path, window_ns: u64) -> (Answer, Option<f64>, usize) {
-    let (recent, _) = recent_trains(p, window_ns);
-    let floor = p.delivered.floor(p.last_t, window_ns);
+    let (recent, _, cut) = recent_trains(p, window_ns);
+    let floor = p.delivered.floor(p.last_t, window_ns, cut);
     let (ans, _) = floored(steps(&recent).after_topp, floor);
     (ans, floor, recent.len())
 }
@@ -467,8 +566,8 @@ pub(super) fn explain(
     window_ns: u64,
     name: &impl Fn(u32) -> String,
 ) -> Explanation {
-    let (recent, places) = recent_trains(p, window_ns);
-    let floor = p.delivered.floor(p.last_t, window_ns);
+    let (recent, places, cut) = recent_trains(p, window_ns);
+    let floor = p.delivered.floor(p.last_t, window_ns, cut);
     let st = steps(&recent);
     let (ans, floor_rule) = floored(st.after_topp, floor);
     let mbps = |x: f64| x / 1e6;
@@ -502,6 +601,13 @@ pub(super) fn explain(
             in_topp_fit: false,
         })
         .collect();
+    if let Some(c) = cut {
+        for t in trains.iter_mut().filter(|t| t.t0_ns < c) {
+            if p.last_t.saturating_sub(t.t_ns) <= window_ns {
+                t.excluded = Some(Excluded::BeforeChange);
+            }
+        }
+    }
     for &i in &places {
         if trains[i].verdict == TrainVerdict::Grey {
             continue;
@@ -528,6 +634,7 @@ pub(super) fn explain(
         first_ns: p.first_t,
         last_ns: p.last_t,
         trains,
+        change_ns: cut,
         split: st.split,
         rule: st.rule,
         from_verdicts: AnswerMbps::of(st.from_verdicts),

@@ -34,6 +34,9 @@ pub(super) struct Path {
     /// Wire bytes of data sent on the path, every flow's, retransmissions included.
     pub(super) sent_wire: u64,
     pub(super) delivered: Delivered,
+    /// When the trains since the last change of A its trains proved began
+    /// (`estimate::since_change`): older evidence bounds the old A, not this one.
+    pub(super) change: Option<u64>,
 }
 
 /// The minimum over the last one to two windows: a path whose base delay grows (a
@@ -88,6 +91,7 @@ impl Path {
             trains: VecDeque::new(),
             sent_wire: 0,
             delivered: Delivered::default(),
+            change: None,
         }
     }
 
@@ -142,6 +146,15 @@ impl Path {
                 .is_some_and(|f| res.t.saturating_sub(f.t) > window_ns)
         {
             self.trains.pop_front();
+        }
+        // A change of A these trains prove, newer than the last one found: kept, so the
+        // older evidence stays out after the trains that proved it have left the window.
+        let change = self.change.unwrap_or(0);
+        let from = self.trains.partition_point(|t| t.t0 < change);
+        let since = &self.trains.make_contiguous()[from..];
+        let k = super::estimate::since_change(since);
+        if let Some(first) = since.get(k).filter(|_| k > 0) {
+            self.change = Some(first.t0);
         }
     }
 }
