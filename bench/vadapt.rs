@@ -1,13 +1,22 @@
 //! VADAPT benchmark: the distribution of GH, SA and GH+SA against Exact on random
-//! small instances, and GH+SA's time at scale (64 VMs on 32 hosts, 256 VMs on 64).
+//! small instances, GH+SA's time at scale (64 VMs on 32 hosts, 256 VMs on 64), and
+//! repair against a full GH+SA on the same changed instances (time and objective).
 //!
 //!   cargo bench --bench vadapt            # writes bench/results/vadapt.{md,json}
+//!   cargo bench --bench vadapt -- --scale [HOSTS...]
+//!       # full GH+SA and repair after one link change at 4 VMs a host (64 256 1024
+//!       # hosts by default): bench/results/vadapt-scale.md, problem files in
+//!       # target/vadapt-scale/ for `wrenvnet adapt --input`
 
 use std::time::Instant;
 
-use analysis::vadapt::random::{instance, Shape};
+mod scale {
+    include!("vadapt_scale.rs");
+}
+
+use analysis::vadapt::random::{applied, instance, perturb, Shape};
 use analysis::vadapt::rng::Rng;
-use analysis::vadapt::{solve, Algo, Objective, Options};
+use analysis::vadapt::{repair, solve, Algo, Objective, Options, Previous};
 
 fn gap(obj: Objective, got: f64, best: f64) -> f64 {
     let scale = best.abs().max(1e-9);
@@ -18,6 +27,19 @@ fn gap(obj: Objective, got: f64, best: f64) -> f64 {
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(k) = args.iter().position(|a| a == "--scale") {
+        let hosts: Vec<usize> = args[k + 1..]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        scale::run(if hosts.is_empty() {
+            vec![64, 256, 1024]
+        } else {
+            hosts
+        });
+        return;
+    }
     let mut md = String::from("# VADAPT: quality against Exact, and time at scale\n\n");
     let mut json = serde_json::Map::new();
 
@@ -138,6 +160,7 @@ fn main() {
         );
         json.insert(format!("scale_{vms}_{hosts}_max_s"), times[2].into());
     }
+    repair_section(&mut md, &mut json);
     md += "\nReproduce: `cargo bench --bench vadapt` (release build, one core).\n";
     println!("{md}");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results");
@@ -148,4 +171,96 @@ fn main() {
         serde_json::to_string_pretty(&json).unwrap(),
     )
     .unwrap();
+}
+
+/// The repair quality test's shapes: two small instances (as against Exact) for every
+/// larger one.
+fn repair_shape(rng: &mut Rng, case: usize) -> Shape {
+    if case % 3 == 2 {
+        Shape {
+            hosts: 8 + rng.below(9),
+            vms: 16 + rng.below(17),
+            demand_factor: 1.0 + rng.unit(),
+            link_density: 0.3 + rng.unit() * 0.4,
+            latency_objective: rng.unit() < 0.25,
+        }
+    } else {
+        Shape {
+            hosts: 2 + rng.below(5),
+            vms: 3 + rng.below(6),
+            demand_factor: 0.8 + rng.unit(),
+            link_density: 0.3 + rng.unit() * 0.7,
+            latency_objective: rng.unit() < 0.25,
+        }
+    }
+}
+
+/// The median and the 99th percentile (nearest rank) of `x`.
+fn median_p99(x: &mut [f64]) -> (f64, f64) {
+    x.sort_by(f64::total_cmp);
+    let rank = |q: f64| x[((q * x.len() as f64).ceil() as usize).clamp(1, x.len()) - 1];
+    (rank(0.5), rank(0.99))
+}
+
+/// Repair against a full GH+SA on the same changed instances: a random instance solved
+/// by GH+SA, that plan put in force, a small change (`perturb`), then the change
+/// repaired and solved afresh, each timed.
+fn repair_section(md: &mut String, json: &mut serde_json::Map<String, serde_json::Value>) {
+    let mut rng = Rng::new(2323);
+    let opts = Options::default();
+    let (mut t_rep, mut t_full, mut gaps) = (Vec::new(), Vec::new(), Vec::new());
+    let mut case = 0;
+    while gaps.len() < 120 {
+        case += 1;
+        let shape = repair_shape(&mut rng, case);
+        let p = instance(&mut rng, shape);
+        let first = solve(&p, &opts).unwrap();
+        let change = perturb(&mut rng, &p);
+        if !first.feasible {
+            continue;
+        }
+        let before = applied(&p, &first);
+        let problem = applied(&change, &first);
+        let t = Instant::now();
+        let r = repair(&problem, &Previous::new(&before, &first), &opts).unwrap();
+        let rep_ms = t.elapsed().as_secs_f64() * 1e3;
+        let t = Instant::now();
+        let f = solve(&problem, &opts).unwrap();
+        let full_ms = t.elapsed().as_secs_f64() * 1e3;
+        if !f.feasible {
+            continue;
+        }
+        t_rep.push(rep_ms);
+        t_full.push(full_ms);
+        gaps.push(match r.objective.filter(|_| r.feasible) {
+            Some(o) => gap(problem.objective, o, f.objective.unwrap()),
+            None => f64::INFINITY,
+        });
+    }
+    let (rep_med, rep_p99) = median_p99(&mut t_rep);
+    let (full_med, full_p99) = median_p99(&mut t_full);
+    let (gap_med, gap_p99) = median_p99(&mut gaps);
+    let within = gaps.iter().filter(|&&g| g <= 0.02 + 1e-9).count() as f64 / gaps.len() as f64;
+    let better = gaps.iter().filter(|&&g| g < -1e-9).count();
+    *md += &format!(
+        "\n## Repair against a full GH+SA\n\n{} random changed instances with a feasible full \
+         solve (the repair quality test's shapes and seed: 2-6 hosts and 3-8 VMs, or 8-16 hosts \
+         and 16-32 VMs; 1-3 links' bandwidth, a demand's rate or a new demand), the original's \
+         GH+SA plan in force. Gap = how far the repair is below the full solve (above, for \
+         latency), relative; negative: the repair is better.\n\n\
+         | | median time | p99 time |\n|---|---|---|\n\
+         | repair | {rep_med:.1} ms | {rep_p99:.1} ms |\n\
+         | full GH+SA | {full_med:.1} ms | {full_p99:.1} ms |\n\n\
+         Repair within 2% of the full solve: {:.1}% of cases; better in {better}; gap median \
+         {:.2}%, p99 {:.2}%.\n",
+        gaps.len(),
+        100.0 * within,
+        100.0 * gap_med,
+        100.0 * gap_p99,
+    );
+    json.insert("repair_within_2pct".into(), within.into());
+    json.insert("repair_median_ms".into(), rep_med.into());
+    json.insert("repair_p99_ms".into(), rep_p99.into());
+    json.insert("full_median_ms".into(), full_med.into());
+    json.insert("full_p99_ms".into(), full_p99.into());
 }

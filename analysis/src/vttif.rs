@@ -113,7 +113,7 @@ pub struct TopologyChange {
     pub edges: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct MatrixEntry {
     pub src: String,
     pub dst: String,
@@ -423,7 +423,13 @@ pub struct HostView {
 /// An entry whose source no daemon claims is taken once, from the first view that has it.
 pub fn merge(views: &[HostView]) -> Vec<MatrixEntry> {
     let mut out: BTreeMap<(String, String), MatrixEntry> = BTreeMap::new();
-    let owner = |vm: &str| views.iter().position(|v| v.local_vms.contains(vm));
+    let mut owners: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, v) in views.iter().enumerate() {
+        for vm in &v.local_vms {
+            owners.entry(vm.as_str()).or_insert(i);
+        }
+    }
+    let owner = |vm: &str| owners.get(vm).copied();
     for (i, v) in views.iter().enumerate() {
         for e in &v.rows {
             let key = (e.src.clone(), e.dst.clone());
@@ -446,6 +452,49 @@ pub fn merge(views: &[HostView]) -> Vec<MatrixEntry> {
             .then(a.dst.cmp(&b.dst))
     });
     m
+}
+
+/// The entries of a merged matrix that are demands: at least `min_mbps`, and at least
+/// `threshold` of the largest entry of their application (the connected component,
+/// over entries of at least `min_mbps`, that they belong to). Relative to each
+/// application, not to the whole matrix: a fleet's small application is as much an
+/// application as its largest, while within one application the threshold still
+/// prunes what rides along (the ACKs of a bulk flow).
+pub fn demands_of(entries: &[MatrixEntry], threshold: f64, min_mbps: f64) -> Vec<&MatrixEntry> {
+    let live: Vec<&MatrixEntry> = entries
+        .iter()
+        .filter(|e| e.smoothed_mbps >= min_mbps && e.smoothed_mbps > 0.0)
+        .collect();
+    let mut ix: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in &live {
+        for vm in [e.src.as_str(), e.dst.as_str()] {
+            let n = ix.len();
+            ix.entry(vm).or_insert(n);
+        }
+    }
+    let mut parent: Vec<usize> = (0..ix.len()).collect();
+    fn root(p: &mut [usize], mut i: usize) -> usize {
+        while p[i] != i {
+            p[i] = p[p[i]];
+            i = p[i];
+        }
+        i
+    }
+    for e in &live {
+        let (a, b) = (
+            root(&mut parent, ix[e.src.as_str()]),
+            root(&mut parent, ix[e.dst.as_str()]),
+        );
+        parent[a] = b;
+    }
+    let mut largest = vec![0.0_f64; parent.len()];
+    for e in &live {
+        let r = root(&mut parent, ix[e.src.as_str()]);
+        largest[r] = largest[r].max(e.smoothed_mbps);
+    }
+    live.into_iter()
+        .filter(|e| e.smoothed_mbps >= threshold * largest[root(&mut parent, ix[e.src.as_str()])])
+        .collect()
 }
 
 /// The topology of a matrix by its smoothed (current) rates: entries below
@@ -539,6 +588,31 @@ pub fn shape_of<T: Ord + Copy>(edges: &BTreeSet<(T, T)>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn demands_are_judged_within_their_application_not_the_matrix() {
+        let e = |src: &str, dst: &str, mbps: f64| MatrixEntry {
+            src: src.into(),
+            dst: dst.into(),
+            smoothed_mbps: mbps,
+            ..MatrixEntry::default()
+        };
+        // A bulk application (a <-> b, its ACKs at 2 Mbit/s) beside a small one (c <-> d
+        // at 5 Mbit/s, under 10% of the bulk flow) and noise under min_mbps.
+        let m = vec![
+            e("a", "b", 900.0),
+            e("b", "a", 2.0),
+            e("c", "d", 5.0),
+            e("d", "c", 4.0),
+            e("a", "c", 0.1),
+        ];
+        let got: Vec<(&str, &str)> = demands_of(&m, 0.1, 1.0)
+            .iter()
+            .map(|e| (e.src.as_str(), e.dst.as_str()))
+            .collect();
+        assert_eq!(got, vec![("a", "b"), ("c", "d"), ("d", "c")]);
+        assert!(demands_of(&m, 0.1, 1000.0).is_empty());
+    }
+
     use super::*;
 
     fn set(e: &[(u32, u32)]) -> BTreeSet<(u32, u32)> {

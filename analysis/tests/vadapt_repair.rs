@@ -36,7 +36,8 @@ fn shape(rng: &mut Rng, case: usize) -> Shape {
 }
 
 /// Demands (src, dst, n-th of the pair) the change touched: new, rate or bound changed,
-/// or whose path in force crosses a link whose bandwidth or latency changed.
+/// whose path in force crosses a link whose bandwidth or latency changed, or whose
+/// repaired path takes a link that got better (more bandwidth, less latency, new).
 fn touched(t: &Trial) -> HashSet<(String, String, usize)> {
     let link = |p: &Problem| -> HashMap<(String, String), (f64, f64)> {
         p.links
@@ -57,7 +58,16 @@ fn touched(t: &Trial) -> HashSet<(String, String, usize)> {
                 a.get(&(w[0].clone(), w[1].clone())) != b.get(&(w[0].clone(), w[1].clone()))
             })
         });
-        if !same || crosses {
+        let better = |k: &(String, String)| {
+            b.get(k).is_some_and(|&(bw, lat)| {
+                a.get(k).is_none_or(|&(bw0, lat0)| bw > bw0 || lat < lat0)
+            })
+        };
+        let takes_better = t.repaired.paths[i]
+            .hosts
+            .windows(2)
+            .any(|w| better(&(w[0].clone(), w[1].clone())));
+        if !same || crosses || takes_better {
             out.insert((k.0, k.1, n));
         }
     }
@@ -104,10 +114,19 @@ fn keeps_the_untouched(t: &Trial, case: usize) {
     }
 }
 
+/// The cases' seed: `VADAPT_REPAIR_SEED` or 2323, so the estimate can be checked on
+/// cases it was not developed on.
+fn seed() -> u64 {
+    std::env::var("VADAPT_REPAIR_SEED")
+        .ok()
+        .map(|s| s.parse().expect("VADAPT_REPAIR_SEED: a number"))
+        .unwrap_or(2323)
+}
+
 #[test]
-#[ignore = "the repair reaches 89% of cases within 2% of a full GH+SA, short of the 95% target"]
+#[ignore = "about 1 min in release on 2 cores: too slow for CI"]
 fn repair_keeps_up_with_a_full_solve() {
-    let mut rng = Rng::new(2323);
+    let mut rng = Rng::new(seed());
     let opts = Options::default();
     let mut gaps = Vec::new();
     let mut case = 0;
@@ -146,7 +165,8 @@ fn repair_keeps_up_with_a_full_solve() {
     gaps.sort_by(f64::total_cmp);
     let within = gaps.iter().filter(|&&g| g <= 0.02 + 1e-9).count() as f64 / gaps.len() as f64;
     println!(
-        "repair vs full GH+SA: {} cases, within 2% {:.1}%, median gap {:.2}%, worst {:.2}%",
+        "repair vs full GH+SA (seed {}): {} cases, within 2% {:.1}%, median gap {:.2}%, worst {:.2}%",
+        seed(),
         gaps.len(),
         100.0 * within,
         100.0 * gaps[gaps.len() / 2],

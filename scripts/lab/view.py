@@ -143,7 +143,7 @@ class Snapshot:
         if k == "applied":
             v = e["verdict"]
             plan = ", ".join("%s->%s via %s" % (self.vm(p["src"]), self.vm(p["dst"]), "-".join(p["hosts"]))
-                             for p in v["plan"])
+                             for p in v["paths_changed"])
             return "APPLIED (%s): %s; objective %.1f -> %.1f" % (
                 e["trigger"], plan, v["objective_now"], v["objective_plan"])
         if k in ("kept", "would_apply"):

@@ -51,6 +51,12 @@ fn default_seed() -> u64 {
 fn default_link_bw() -> f64 {
     1000.0
 }
+fn default_solve_budget_ms() -> u64 {
+    10_000
+}
+fn default_repair_budget_ms() -> u64 {
+    1000
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,7 +72,8 @@ pub struct ControllerSettings {
     #[serde(default = "default_change_threshold")]
     pub change_threshold: f64,
     /// A new plan is applied only when its objective beats the plan in force by more
-    /// than this fraction of the total demand (hysteresis against noise).
+    /// than this fraction of the demand it moves (the demands it reroutes or whose VMs
+    /// it moves; at least the narrowest link's capacity): hysteresis against noise.
     #[serde(default = "default_improvement")]
     pub improvement: f64,
     /// A link's measurement is forgotten this long after it was last seen (a link
@@ -80,7 +87,8 @@ pub struct ControllerSettings {
     /// Wren answers resting on fewer trains are not taken (their RTT is).
     #[serde(default = "default_min_trains")]
     pub min_trains: usize,
-    /// Matrix entries below this fraction of the largest are not demands.
+    /// Matrix entries below this fraction of the largest of their application (the
+    /// connected component of the traffic graph they belong to) are not demands.
     #[serde(default = "default_demand_threshold")]
     pub demand_threshold: f64,
     /// Matrix entries below this rate (Mbit/s) are not demands, however they compare
@@ -96,6 +104,17 @@ pub struct ControllerSettings {
     pub algo: String,
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// After a first plan, repair the plan in force (move only the VMs and paths the
+    /// change touched, per application) instead of solving the whole problem afresh.
+    #[serde(default = "default_true")]
+    pub repair: bool,
+    /// Wall-clock bound of a full solve (a cold start), ms: cut short, it returns the
+    /// best plan found and says so.
+    #[serde(default = "default_solve_budget_ms")]
+    pub solve_budget_ms: u64,
+    /// Wall-clock bound of a repair, ms.
+    #[serde(default = "default_repair_budget_ms")]
+    pub repair_budget_ms: u64,
     /// Whether VADAPT may move VMs (otherwise every VM is pinned and only paths change).
     #[serde(default)]
     pub allow_migration: bool,
@@ -183,8 +202,14 @@ impl ControllerConfig {
 
     fn validate(&self) -> Result<()> {
         let s = &self.controller;
-        if s.interval_ms == 0 {
-            bail!("controller.interval_ms must be > 0");
+        for (k, v) in [
+            ("interval_ms", s.interval_ms),
+            ("solve_budget_ms", s.solve_budget_ms),
+            ("repair_budget_ms", s.repair_budget_ms),
+        ] {
+            if v == 0 {
+                bail!("controller.{k} must be > 0");
+            }
         }
         for (k, v) in [
             ("min_interval_s", s.min_interval_s),

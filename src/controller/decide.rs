@@ -80,6 +80,7 @@ pub fn default_rules(hosts: &[String], vms: &[VmInfo]) -> Rules {
 }
 
 /// Inputs of one VADAPT run.
+#[derive(Clone, Copy)]
 pub struct Situation<'a> {
     pub hosts: &'a [(String, usize)],
     pub vms: &'a [VmInfo],
@@ -179,27 +180,48 @@ pub struct Verdict {
     pub objective_plan: f64,
     pub feasible_now: bool,
     pub feasible_plan: bool,
-    /// The gain a change must exceed: `improvement` × max(demand touched, scale).
+    /// The gain a change must exceed: `improvement` × max(demand moved, scale).
     pub needed_gain: f64,
+    /// "repair" (from the plan in force) or the full solve's algorithm.
+    pub algo: String,
+    /// The time bound cut the run short.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by_time: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair: Option<vadapt::RepairReport>,
+    /// The plan's paths that differ from the routes in force (the log stays the size
+    /// of the change, not of the fleet).
+    pub paths_changed: Vec<vadapt::PathOut>,
+    /// VM -> host, for the VMs the plan moves.
+    pub vms_moved: BTreeMap<String, String>,
+    #[serde(skip)]
     pub plan: Vec<vadapt::PathOut>,
+    #[serde(skip)]
     pub mapping: BTreeMap<String, String>,
 }
 
 /// Runs VADAPT on `problem` and judges its plan against the routes in force.
-/// A plan must gain more than `improvement` × the larger of the demand it touches and
+/// With `previous` (the problem the plan in force was made for), the plan is a repair
+/// of the one in force; without, a full solve.
+/// A plan must gain more than `improvement` × the larger of the demand it moves and
 /// `scale` (the narrowest nominal link): when the demands are small (an application
 /// starting), a gain of a few Mbit/s is noise, not a reason to move traffic. The
-/// demand a plan touches is that of the applications (connected components of the
-/// demand graph) whose routes or VMs it changes: measured against the whole fleet's
-/// demand, which grows with every application, no local repair would ever pass.
+/// demand a plan moves is that of the demands it reroutes or whose VMs it moves:
+/// measured against the whole fleet's demand (or the whole of the applications it
+/// touches), which grows with every application, a local repair's gain (at most about
+/// a link's capacity per demand it fixes) would not pass.
 pub fn judge(
     problem: &Problem,
+    previous: Option<&Problem>,
     opts: &vadapt::Options,
     improvement: f64,
     scale: f64,
 ) -> Result<Verdict, vadapt::ProblemError> {
     let inst = Instance::from_problem(problem)?;
-    let answer = vadapt::solve(problem, opts)?;
+    let answer = match previous {
+        Some(prev) => repair_in_force(problem, prev, opts)?,
+        None => vadapt::solve(problem, opts)?,
+    };
     let ix = |names: &[String], n: &str| names.iter().position(|x| x == n);
     let current = Plan {
         mapping: inst
@@ -219,7 +241,8 @@ pub fn judge(
             .collect(),
     };
     let now = evaluate(&inst, &current);
-    let touched = touched_demand(problem, &answer.paths, &answer.mapping);
+    let (paths_changed, vms_moved) = changes(problem, &answer);
+    let touched = touched_demand(problem, &paths_changed, &vms_moved);
     let needed_gain = (improvement * touched.max(scale)).max(1.0);
     let objective_plan = answer.objective.unwrap_or(f64::NEG_INFINITY);
     let objective_now = if now.objective.is_nan() {
@@ -234,65 +257,90 @@ pub fn judge(
         feasible_now: now.feasible,
         feasible_plan: answer.feasible,
         needed_gain,
+        algo: answer.algo,
+        stopped_by_time: answer.stopped_by_time,
+        repair: answer.repair,
+        paths_changed,
+        vms_moved,
         plan: answer.paths,
         mapping: answer.mapping,
     })
 }
 
-/// The total demand (Mbit/s) of the applications whose routes or VM hosts `plan` and
-/// `mapping` change from those in force.
-fn touched_demand(
+/// VADAPT's repair of the plan in force (the VMs' hosts and the routes in `problem`),
+/// made for `previous`, to `problem`.
+fn repair_in_force(
     problem: &Problem,
-    plan: &[vadapt::PathOut],
-    mapping: &BTreeMap<String, String>,
-) -> f64 {
-    let ix: BTreeMap<&str, usize> = problem
+    previous: &Problem,
+    opts: &vadapt::Options,
+) -> Result<vadapt::Answer, vadapt::ProblemError> {
+    let mapping: BTreeMap<String, String> = problem
         .vms
         .iter()
-        .enumerate()
-        .map(|(i, v)| (v.name.as_str(), i))
+        .filter_map(|v| Some((v.name.clone(), v.host.clone()?)))
         .collect();
-    let mut parent: Vec<usize> = (0..problem.vms.len()).collect();
-    fn root(p: &mut [usize], mut i: usize) -> usize {
-        while p[i] != i {
-            p[i] = p[p[i]];
-            i = p[i];
-        }
-        i
-    }
-    for d in &problem.demands {
-        if let (Some(&a), Some(&b)) = (ix.get(d.src.as_str()), ix.get(d.dst.as_str())) {
-            let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-            parent[ra] = rb;
-        }
-    }
+    let paths: Vec<vadapt::PathOut> = problem
+        .current_paths
+        .iter()
+        .map(|p| vadapt::PathOut {
+            src: p.src.clone(),
+            dst: p.dst.clone(),
+            hosts: p.hosts.clone(),
+        })
+        .collect();
+    let prev = vadapt::Previous {
+        problem: previous,
+        mapping: &mapping,
+        paths: &paths,
+    };
+    vadapt::repair(problem, &prev, opts)
+}
+
+/// The paths of `answer` that differ from the routes in force, and the VMs it moves.
+fn changes(
+    problem: &Problem,
+    answer: &vadapt::Answer,
+) -> (Vec<vadapt::PathOut>, BTreeMap<String, String>) {
     let now: BTreeMap<(&str, &str), &Vec<String>> = problem
         .current_paths
         .iter()
         .map(|p| ((p.src.as_str(), p.dst.as_str()), &p.hosts))
         .collect();
-    let mut touched = BTreeSet::new();
-    for p in plan {
-        if now.get(&(p.src.as_str(), p.dst.as_str())) != Some(&&p.hosts) {
-            if let Some(&i) = ix.get(p.src.as_str()) {
-                touched.insert(root(&mut parent, i));
-            }
-        }
-    }
-    for v in &problem.vms {
-        if mapping
-            .get(&v.name)
-            .is_some_and(|h| Some(h) != v.host.as_ref())
-        {
-            touched.insert(root(&mut parent, ix[v.name.as_str()]));
-        }
-    }
+    let paths = answer
+        .paths
+        .iter()
+        .filter(|p| now.get(&(p.src.as_str(), p.dst.as_str())) != Some(&&p.hosts))
+        .cloned()
+        .collect();
+    let moved = problem
+        .vms
+        .iter()
+        .filter_map(|v| {
+            let to = answer.mapping.get(&v.name)?;
+            (Some(to) != v.host.as_ref()).then(|| (v.name.clone(), to.clone()))
+        })
+        .collect();
+    (paths, moved)
+}
+
+/// The total demand (Mbit/s) that a plan moves: the demands whose path changes or
+/// whose VMs move.
+fn touched_demand(
+    problem: &Problem,
+    paths_changed: &[vadapt::PathOut],
+    vms_moved: &BTreeMap<String, String>,
+) -> f64 {
+    let rerouted: BTreeSet<(&str, &str)> = paths_changed
+        .iter()
+        .map(|p| (p.src.as_str(), p.dst.as_str()))
+        .collect();
     problem
         .demands
         .iter()
         .filter(|d| {
-            ix.get(d.src.as_str())
-                .is_some_and(|&i| touched.contains(&root(&mut parent, i)))
+            rerouted.contains(&(d.src.as_str(), d.dst.as_str()))
+                || vms_moved.contains_key(&d.src)
+                || vms_moved.contains_key(&d.dst)
         })
         .map(|d| d.mbps)
         .sum()
@@ -516,7 +564,14 @@ mod tests {
             rules,
             allow_migration: false,
         };
-        judge(&sit.problem(), &vadapt::Options::default(), 0.25, 100.0).unwrap()
+        judge(
+            &sit.problem(),
+            None,
+            &vadapt::Options::default(),
+            0.25,
+            100.0,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -535,7 +590,7 @@ mod tests {
     }
 
     #[test]
-    fn a_change_is_judged_against_the_application_it_touches_not_the_fleet() {
+    fn a_change_is_judged_against_the_demand_it_moves_not_the_fleet() {
         // a1 -> c1 on a throttled A-C link, beside a large application (d1 <-> e1, both
         // on B: no link involved) that the change does not touch.
         let (mut hosts, mut vms) = lab();
@@ -569,9 +624,62 @@ mod tests {
             rules: &rules,
             allow_migration: false,
         };
-        let v = judge(&sit.problem(), &vadapt::Options::default(), 0.25, 100.0).unwrap();
+        let v = judge(
+            &sit.problem(),
+            None,
+            &vadapt::Options::default(),
+            0.25,
+            100.0,
+        )
+        .unwrap();
         assert!(v.apply, "{v:?}");
         assert_eq!(v.needed_gain, 25.0, "{v:?}");
+    }
+
+    #[test]
+    fn a_repair_changes_only_the_application_the_change_touched() {
+        // a1 -> c1 and, apart, d1 (B) -> e1 (C); the plan in force was made with every
+        // link at 100 Mbit/s, then A-C drops to 10.
+        let (hosts, mut vms) = lab();
+        for (mac, host) in [("d1", "B"), ("e1", "C")] {
+            vms.push(VmInfo {
+                mac: s(mac),
+                host: s(host),
+                ip: None,
+            });
+        }
+        let rules = default_rules(&hosts, &vms);
+        let caps: Vec<(String, usize)> = hosts.iter().map(|h| (h.clone(), 2)).collect();
+        let demand = |a: &str, b: &str, mbps| Demand {
+            src: s(a),
+            dst: s(b),
+            mbps,
+        };
+        let demands = vec![demand("a1", "c1", 9.5), demand("d1", "e1", 20.0)];
+        let (then, now, lat) = (links(100.0), links(10.0), BTreeMap::new());
+        let sit = |bw| Situation {
+            hosts: &caps,
+            vms: &vms,
+            demands: &demands,
+            bw,
+            latency: &lat,
+            rules: &rules,
+            allow_migration: false,
+        };
+        let previous = sit(&then).problem();
+        let opts = vadapt::Options::default();
+        let v = judge(&sit(&now).problem(), Some(&previous), &opts, 0.25, 100.0).unwrap();
+        assert!(v.apply, "{v:?}");
+        assert_eq!(v.algo, "repair");
+        let report = v.repair.as_ref().expect("a repair reports what it touched");
+        assert_eq!((report.touched_components, report.components), (1, 2));
+        assert_eq!(v.paths_changed.len(), 1, "{v:?}");
+        assert_eq!(v.paths_changed[0].src, "a1");
+        assert_eq!(v.paths_changed[0].hosts, vec![s("A"), s("B"), s("C")]);
+        assert!(v.vms_moved.is_empty());
+        // Nothing changed since the plan in force: nothing to repair.
+        let v = judge(&previous, Some(&previous), &opts, 0.25, 100.0).unwrap();
+        assert!(!v.apply && v.paths_changed.is_empty(), "{v:?}");
     }
 
     #[test]

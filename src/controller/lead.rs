@@ -68,6 +68,11 @@ impl Controller {
         let resumed = loaded.plan.is_some();
         let from = loaded.plan.as_ref().map(|p| p.leader.clone());
         self.resume(loaded.plan);
+        if resumed && !self.replica.written.is_empty() {
+            // The plan in force is what the hosts were last told.
+            let rules = self.replica.written.iter();
+            self.desired = Some(rules.map(|(h, d)| (h.clone(), d.rules.clone())).collect());
+        }
         self.event(json!({"event": "leading", "resumed": resumed, "from": from,
             "revision": revision, "next_decision": next_seq,
             "plan_rules": self.desired.as_ref().map(|d| d.values().map(BTreeMap::len).sum::<usize>()),
@@ -85,7 +90,11 @@ impl Controller {
         };
         self.desired = p.rules;
         if let Some(b) = p.baseline {
-            self.baseline = Some(Baseline::from_record(b));
+            let mut b = Baseline::from_record(b);
+            for (k, l) in &self.view.links {
+                b.bw.entry(k.clone()).or_insert(l.nominal_bw_mbps);
+            }
+            self.baseline = Some(b);
         }
         self.last_run = p.last_run_unix_s.map(|u| u - self.started_unix);
         self.pairs_seen = (p.pairs_seen.into_iter().collect(), p.pairs_rounds);
@@ -98,8 +107,16 @@ impl Controller {
             next_seq,
             leader: leader.to_string(),
             at_unix_s: 0.0,
-            rules: self.desired.clone(),
-            baseline: self.baseline.as_ref().map(Baseline::record),
+            rules: None,
+            baseline: self.baseline.as_ref().map(|b| {
+                let mut r = b.record();
+                let nominal = |a: &String, c: &String| {
+                    let l = self.view.links.get(&(a.clone(), c.clone()));
+                    l.map(|l| l.nominal_bw_mbps)
+                };
+                r.bw.retain(|(a, c, v)| nominal(a, c) != Some(*v));
+                r
+            }),
             last_run_unix_s: self.last_run.map(|t| self.started_unix + t),
             pairs_seen: self.pairs_seen.0.iter().cloned().collect(),
             pairs_rounds: self.pairs_seen.1.min(PERSIST_ROUNDS),

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use analysis::vadapt;
-use analysis::vttif::{merge, topology_of, HostView};
+use analysis::vttif::{demands_of, merge, topology_of, HostView};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
@@ -57,11 +57,14 @@ fn default_replica_id() -> String {
     format!("{}-{}", host.trim(), std::process::id())
 }
 
-/// What the last plan was made from: VADAPT runs again when this moves.
+/// What the last plan was made from: VADAPT runs again when this moves, and repairs
+/// the plan in force from it.
 struct Baseline {
     pairs: BTreeSet<(String, String)>,
     demand: BTreeMap<(String, String), f64>,
     bw: BTreeMap<(String, String), f64>,
+    /// Whether a plan was made from it (else the routes in force were adopted).
+    planned: bool,
 }
 
 impl Baseline {
@@ -75,6 +78,7 @@ impl Baseline {
             pairs: self.pairs.iter().cloned().collect(),
             demand: flat(&self.demand),
             bw: flat(&self.bw),
+            planned: self.planned,
         }
     }
 
@@ -85,6 +89,7 @@ impl Baseline {
             pairs: r.pairs.into_iter().collect(),
             demand: map(r.demand),
             bw: map(r.bw),
+            planned: r.planned,
         }
     }
 }
@@ -251,14 +256,9 @@ impl Controller {
             .collect();
         let entries = merge(&views);
         let topology = topology_of(&entries, self.cfg.controller.demand_threshold);
-        let largest = entries.iter().map(|e| e.smoothed_mbps).fold(0.0, f64::max);
-        let demands: Vec<Demand> = entries
-            .iter()
-            .filter(|e| {
-                largest > 0.0
-                    && e.smoothed_mbps >= self.cfg.controller.demand_threshold * largest
-                    && e.smoothed_mbps >= self.cfg.controller.min_demand_mbps
-            })
+        let c = &self.cfg.controller;
+        let demands: Vec<Demand> = demands_of(&entries, c.demand_threshold, c.min_demand_mbps)
+            .into_iter()
             .filter(|e| host_of(&e.src).is_some() && host_of(&e.dst).is_some() && e.src != e.dst)
             .map(|e| Demand {
                 src: e.src.clone(),
@@ -348,13 +348,14 @@ impl Controller {
                 }
             }
         };
-        let rebase = |c: &Self| Baseline {
+        let rebase = |c: &Self, planned: bool| Baseline {
             pairs: decide::pairs(&demands),
             demand: demand_now.clone(),
             bw: c.view.bandwidths(),
+            planned,
         };
         if self.baseline.is_none() && all_up {
-            self.baseline = Some(rebase(self));
+            self.baseline = Some(rebase(self, false));
         }
         let may_run = match self.last_run {
             None => true,
@@ -362,8 +363,9 @@ impl Controller {
         };
         if let (Some(why), true, true, true) = (why, may_run, all_up, leading) {
             self.last_run = Some(now);
-            self.baseline = Some(rebase(self));
-            self.plan(&why, &vms, &demands, &current);
+            let prior = self.baseline.replace(rebase(self, true));
+            let prior = prior.filter(|b| b.planned && self.cfg.controller.repair);
+            self.plan(&why, prior.as_ref(), &vms, &demands, &current);
         }
 
         // The daemons converge on the desired state themselves.
@@ -431,7 +433,15 @@ impl Controller {
 
     /// Runs VADAPT and, when its plan is worth it, makes it the plan in force (true).
     #[cold]
-    fn plan(&mut self, why: &str, vms: &[VmInfo], demands: &[Demand], current: &Rules) -> bool {
+    /// With `prior` (what the plan in force was made from), the plan is a repair of it.
+    fn plan(
+        &mut self,
+        why: &str,
+        prior: Option<&Baseline>,
+        vms: &[VmInfo],
+        demands: &[Demand],
+        current: &Rules,
+    ) -> bool {
         if demands.is_empty() {
             self.event(json!({"event": "no_demands", "trigger": why}));
             return false;
@@ -459,11 +469,48 @@ impl Controller {
             allow_migration: self.cfg.controller.allow_migration,
         };
         let problem = sit.problem();
+        // What the plan in force was made for, as the trigger sees it: a link or a
+        // demand that moved less than the change threshold has not changed (else every
+        // measurement's jitter would touch every path that crosses it).
+        let th = self.cfg.controller.change_threshold;
+        let then = |old: Option<&f64>, now: f64| match old {
+            Some(&o) if moved(o, now, th) => o,
+            _ => now,
+        };
+        let previous = prior.map(|b| {
+            let bw_then: BTreeMap<(String, String), f64> = (bw.iter())
+                .map(|(k, &v)| (k.clone(), then(b.bw.get(k), v)))
+                .collect();
+            let now: BTreeMap<(&str, &str), f64> = (demands.iter())
+                .map(|d| ((d.src.as_str(), d.dst.as_str()), d.mbps))
+                .collect();
+            let demands_then: Vec<Demand> = (b.demand.iter())
+                .map(|((src, dst), &mbps)| Demand {
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    mbps: match now.get(&(src.as_str(), dst.as_str())) {
+                        Some(&n) => then(Some(&mbps), n),
+                        None => mbps,
+                    },
+                })
+                .collect();
+            Situation {
+                bw: &bw_then,
+                demands: &demands_then,
+                ..sit
+            }
+            .problem()
+        });
+        let c = &self.cfg.controller;
         let opts = vadapt::Options {
             algo: self.cfg.algo(),
-            seed: self.cfg.controller.seed,
+            seed: c.seed,
             iterations: None,
-            budget_ms: Some(2000),
+            budget_ms: Some(if previous.is_some() {
+                c.repair_budget_ms
+            } else {
+                c.solve_budget_ms
+            }),
         };
         let scale = self
             .view
@@ -473,7 +520,7 @@ impl Controller {
             .fold(f64::INFINITY, f64::min);
         let scale = if scale.is_finite() { scale } else { 0.0 };
         let t0 = Instant::now();
-        let judged = decide::judge(&problem, &opts, self.cfg.controller.improvement, scale);
+        let judged = decide::judge(&problem, previous.as_ref(), &opts, c.improvement, scale);
         let plan_ms = t0.elapsed().as_secs_f64() * 1e3;
         let verdict = match judged {
             Ok(v) => v,

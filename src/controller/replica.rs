@@ -41,6 +41,12 @@ pub enum EtcdWrite {
 }
 
 impl EtcdWrite {
+    fn key(&self) -> &str {
+        match self {
+            EtcdWrite::Put(k, _) | EtcdWrite::DeleteRange(k, _) => k,
+        }
+    }
+
     fn bytes(&self) -> usize {
         match self {
             EtcdWrite::Put(k, v) => k.len() + v.len(),
@@ -78,6 +84,20 @@ pub fn chunks(writes: &[EtcdWrite]) -> Vec<&[EtcdWrite]> {
     out
 }
 
+/// The first write that no transaction can carry (over `MAX_TXN_BYTES` alone), as
+/// an error that names its key and size: etcd would refuse it with a gRPC size error
+/// that names neither.
+pub fn check_sizes(writes: &[EtcdWrite]) -> Result<()> {
+    match writes.iter().find(|w| w.bytes() > MAX_TXN_BYTES) {
+        Some(w) => bail!(
+            "{}: {} bytes, over the {MAX_TXN_BYTES}-byte limit of one transaction",
+            w.key(),
+            w.bytes()
+        ),
+        None => Ok(()),
+    }
+}
+
 /// Decisions kept in `decisions/`.
 pub const DECISIONS_KEPT: u64 = 100;
 
@@ -95,7 +115,9 @@ pub struct PlanRecord {
     /// The replica that wrote it.
     pub leader: String,
     pub at_unix_s: f64,
-    /// The plan in force: every host's rules to peers. `None` before one is adopted.
+    /// Unused: the plan in force is every host's `desired/` key (a copy here grew
+    /// with the fleet past etcd's request limit). Read for records that carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules: Option<Rules>,
     /// What the last VADAPT run was made from (see the controller's triggers).
     pub baseline: Option<BaselineRecord>,
@@ -113,8 +135,12 @@ pub struct BaselineRecord {
     pub pairs: Vec<(String, String)>,
     /// (src, dst, Mbit/s).
     pub demand: Vec<(String, String, f64)>,
-    /// (from, to, Mbit/s).
+    /// (from, to, Mbit/s), the links whose bandwidth was not their nominal one (the
+    /// others read as nominal).
     pub bw: Vec<(String, String, f64)>,
+    /// Whether a plan was made from it (the routes in force are a plan to repair).
+    #[serde(default)]
+    pub planned: bool,
 }
 
 /// What a new leader reads before it plans.
@@ -322,6 +348,10 @@ impl Replica {
     /// written (this replica does not lead).
     #[cold]
     pub fn write_guarded(&mut self, key: &LeaderKey, writes: &[EtcdWrite]) -> Result<bool> {
+        if let Err(e) = check_sizes(writes) {
+            log::warn!("controller: etcd: writing desired state: {e:#}");
+            return Err(e);
+        }
         let guard = Compare::create_revision(key.key(), CompareOp::Equal, key.rev());
         let txns: Vec<Vec<TxnOp>> = chunks(writes)
             .into_iter()
@@ -614,5 +644,12 @@ mod tests {
         let huge = [put(0, 10), put(1, 2 * MAX_TXN_BYTES), put(2, 10)];
         assert_eq!(chunks(&huge).len(), 3);
         assert!(chunks(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_write_no_transaction_can_carry_is_refused_by_name() {
+        assert!(check_sizes(&[put(0, 10), put(1, MAX_TXN_BYTES - 5)]).is_ok());
+        let e = check_sizes(&[put(0, 10), put(7, MAX_TXN_BYTES)]).unwrap_err();
+        assert!(e.to_string().starts_with("k0007: 1048581 bytes"), "{e}");
     }
 }

@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use super::greedy::{route_all, route_one};
-use super::plan::{better, evaluate, Evaluation, Plan};
+use super::plan::{better, evaluate_quiet, Evaluation, Plan};
 use super::problem::{HostId, Instance, Objective};
 use super::rng::Rng;
 use super::routing::{lowest_latency_path, widest_path, Residuals};
@@ -314,7 +314,7 @@ pub fn anneal_scoped(
     let began = Instant::now();
     let mut stats = AnnealStats::default();
     let mut st = State::new(inst, start);
-    let mut cur_eval = evaluate(inst, &st.plan);
+    let mut cur_eval = evaluate_quiet(inst, &st.plan);
     let mut cur_score = score(inst, &cur_eval);
     let mut best = st.plan.clone();
     let mut best_eval = cur_eval.clone();
@@ -328,7 +328,7 @@ pub fn anneal_scoped(
     for _ in 0..200 {
         let mut undo = Undo::default();
         if st.random_move(&mut rng, scope, &mut undo) {
-            let s = score(inst, &evaluate(inst, &st.plan));
+            let s = score(inst, &evaluate_quiet(inst, &st.plan));
             if s < cur_score {
                 losses.push(cur_score - s);
             }
@@ -362,7 +362,7 @@ pub fn anneal_scoped(
             st.undo(undo);
             continue;
         }
-        let new_eval = evaluate(inst, &st.plan);
+        let new_eval = evaluate_quiet(inst, &st.plan);
         let new_score = score(inst, &new_eval);
         if new_score >= cur_score || rng.unit() < ((new_score - cur_score) / temp).exp() {
             stats.accepted += 1;
@@ -405,7 +405,7 @@ pub fn polish_scoped(
         return plan;
     }
     let mut st = State::new(inst, plan);
-    let mut cur = evaluate(inst, &st.plan);
+    let mut cur = evaluate_quiet(inst, &st.plan);
     for _pass in 0..50 {
         if deadline.is_some_and(|(t, ms)| t.elapsed().as_millis() as u64 >= ms) {
             break;
@@ -414,7 +414,7 @@ pub fn polish_scoped(
         let mut try_it = |st: &mut State, f: &mut dyn FnMut(&mut State, &mut Undo) -> bool| {
             let mut undo = Undo::default();
             if f(st, &mut undo) {
-                let e = evaluate(inst, &st.plan);
+                let e = evaluate_quiet(inst, &st.plan);
                 if better(inst.objective, &e, &cur) {
                     cur = e;
                     improved = true;

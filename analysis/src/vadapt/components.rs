@@ -131,6 +131,7 @@ pub fn sub_instance(inst: &Instance, vms: &[usize], demands: &[usize], used: &Us
             .collect(),
         local_bw: (0..n).map(|h| inst.local_bw[h] - used.local[h]).collect(),
         bw,
+        out: inst.out.clone(),
         latency: inst.latency.clone(),
         current: vms.iter().map(|&v| inst.current[v]).collect(),
         pinned: vms.iter().map(|&v| inst.pinned[v]).collect(),

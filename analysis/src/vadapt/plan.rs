@@ -35,26 +35,67 @@ pub fn path_latency(inst: &Instance, path: &[HostId]) -> Option<f64> {
         .sum()
 }
 
-/// Link loads (Mbit/s routed over each directed link) and host-local loads.
-pub fn loads(inst: &Instance, plan: &Plan) -> (Vec<Vec<f64>>, Vec<f64>) {
+/// Link loads (Mbit/s routed over each directed link that carries a path) and
+/// host-local loads: per host, the links out of it that paths use, by destination.
+/// Sparse, so a plan costs its paths' hops rather than hosts squared.
+pub struct Loads {
+    pub link: Vec<Vec<(usize, f64)>>,
+    pub local: Vec<f64>,
+}
+
+impl Loads {
+    /// The load on link a->b (0 when no path uses it).
+    pub fn link(&self, a: usize, b: usize) -> f64 {
+        self.link[a]
+            .iter()
+            .find(|&&(x, _)| x == b)
+            .map_or(0.0, |&(_, l)| l)
+    }
+}
+
+/// The loads of `plan`'s paths, each link's links in ascending destination order.
+pub fn loads(inst: &Instance, plan: &Plan) -> Loads {
     let n = inst.hosts();
-    let mut link = vec![vec![0.0; n]; n];
+    let mut link: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n];
     let mut local = vec![0.0; n];
     for (d, path) in inst.demands.iter().zip(&plan.paths) {
         if path.len() == 1 {
             local[path[0].0] += d.mbps;
         }
         for w in path.windows(2) {
-            link[w[0].0][w[1].0] += d.mbps;
+            let row = &mut link[w[0].0];
+            match row.iter_mut().find(|(x, _)| *x == w[1].0) {
+                Some((_, l)) => *l += d.mbps,
+                None => row.push((w[1].0, d.mbps)),
+            }
         }
     }
-    (link, local)
+    for row in &mut link {
+        row.sort_by_key(|&(b, _)| b);
+    }
+    Loads { link, local }
 }
 
 /// Evaluates `plan` on `inst`.
 pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
+    assess(inst, plan, true)
+}
+
+/// `evaluate` without the words: every broken constraint is an empty string (their
+/// number and amount are what a search compares), so a search over a plan that breaks
+/// thousands of constraints does not format thousands of messages per candidate.
+pub fn evaluate_quiet(inst: &Instance, plan: &Plan) -> Evaluation {
+    assess(inst, plan, false)
+}
+
+fn assess(inst: &Instance, plan: &Plan, describe: bool) -> Evaluation {
     let n = inst.hosts();
-    let mut violations = Vec::new();
+    let mut violations: Vec<String> = Vec::new();
+    macro_rules! note {
+        ($($t:tt)*) => {
+            violations.push(if describe { format!($($t)*) } else { String::new() })
+        };
+    }
     let mut amount = 0.0;
     let big = inst.largest_bw;
 
@@ -83,16 +124,18 @@ pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
         }
         count[h.0] += 1;
         if inst.pinned[v] && inst.current[v] != Some(*h) {
-            violations.push(format!("pinned VM {} moved", inst.vm_names[v]));
+            note!("pinned VM {} moved", inst.vm_names[v]);
             amount += big;
         }
     }
     for h in 0..n {
         if count[h] > inst.capacity[h] {
-            violations.push(format!(
+            note!(
                 "host {} holds {} VMs, capacity {}",
-                inst.host_names[h], count[h], inst.capacity[h]
-            ));
+                inst.host_names[h],
+                count[h],
+                inst.capacity[h]
+            );
             amount += big * (count[h] - inst.capacity[h]) as f64;
         }
     }
@@ -108,53 +151,54 @@ pub fn evaluate(inst: &Instance, plan: &Plan) -> Evaluation {
         let name = || format!("{}->{}", inst.vm_names[d.src.0], inst.vm_names[d.dst.0]);
         let (hs, hd) = (plan.mapping[d.src.0], plan.mapping[d.dst.0]);
         if path.first() != Some(&hs) || path.last() != Some(&hd) || path.iter().any(|h| h.0 >= n) {
-            violations.push(format!(
+            note!(
                 "demand {} (#{i}): path does not join its VMs' hosts",
                 name()
-            ));
+            );
             amount += big * 4.0;
             broken_path = true;
             continue;
         }
         match path_latency(inst, path) {
             None => {
-                violations.push(format!("demand {}: path uses a missing link", name()));
+                note!("demand {}: path uses a missing link", name());
                 amount += big * 2.0;
                 broken_path = true;
             }
             Some(lat) => {
                 if let Some(max) = d.max_latency_ms {
                     if lat > max + EPS {
-                        violations.push(format!(
-                            "demand {}: latency {lat:.3} ms > bound {max} ms",
-                            name()
-                        ));
+                        note!("demand {}: latency {lat:.3} ms > bound {max} ms", name());
                         amount += (lat - max) * big / 10.0 + big / 100.0;
                     }
                 }
             }
         }
     }
-    let (link_load, local_load) = loads(inst, plan);
-    let residual = |a: usize, b: usize| inst.bw[a][b].unwrap_or(0.0) - link_load[a][b];
+    let loads = loads(inst, plan);
+    let local_load = &loads.local;
+    let residual = |a: usize, b: usize| inst.bw[a][b].unwrap_or(0.0) - loads.link(a, b);
     for a in 0..n {
         if inst.local_bw[a] - local_load[a] < -EPS {
-            violations.push(format!(
+            note!(
                 "host {}: local demand {:.3} > {:.3} Mbit/s",
-                inst.host_names[a], local_load[a], inst.local_bw[a]
-            ));
+                inst.host_names[a],
+                local_load[a],
+                inst.local_bw[a]
+            );
             amount += local_load[a] - inst.local_bw[a];
         }
-        for b in 0..n {
-            if link_load[a][b] > 0.0 && residual(a, b) < -EPS {
-                violations.push(format!(
+        for &(b, load) in &loads.link[a] {
+            let left = inst.bw[a][b].unwrap_or(0.0) - load;
+            if load > 0.0 && left < -EPS {
+                note!(
                     "link {}->{}: demand {:.3} > {:.3} Mbit/s",
                     inst.host_names[a],
                     inst.host_names[b],
-                    link_load[a][b],
+                    load,
                     inst.bw[a][b].unwrap_or(0.0)
-                ));
-                amount += -residual(a, b);
+                );
+                amount += -left;
             }
         }
     }

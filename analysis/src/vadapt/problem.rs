@@ -138,6 +138,9 @@ pub struct Instance {
     /// `bw[a][b]`: bandwidth of the directed link a→b, `None` when there is none.
     pub bw: Vec<Vec<Option<f64>>>,
     pub latency: Vec<Vec<f64>>,
+    /// `out[a]`: the hosts a has a link to, ascending (the links of `bw`, for searches
+    /// that cost the links there are rather than hosts squared).
+    pub out: Vec<Vec<usize>>,
     pub current: Vec<Option<HostId>>,
     pub pinned: Vec<bool>,
     pub demands: Vec<Demand>,
@@ -272,6 +275,7 @@ impl Instance {
             vm_names: p.vms.iter().map(|v| v.name.clone()).collect(),
             capacity: p.hosts.iter().map(|h| h.capacity).collect(),
             local_bw: p.hosts.iter().map(|h| h.local_bw_mbps).collect(),
+            out: out_links(&bw),
             bw,
             latency,
             current,
@@ -280,4 +284,11 @@ impl Instance {
             objective: p.objective,
         })
     }
+}
+
+/// The hosts each host has a link to, ascending.
+pub fn out_links(bw: &[Vec<Option<f64>>]) -> Vec<Vec<usize>> {
+    bw.iter()
+        .map(|row| (0..row.len()).filter(|&b| row[b].is_some()).collect())
+        .collect()
 }

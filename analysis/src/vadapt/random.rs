@@ -105,6 +105,44 @@ pub fn instance(rng: &mut Rng, shape: Shape) -> Problem {
     }
 }
 
+/// A fleet: an instance of `shape` whose demands stay within applications of
+/// `app_vms` VMs each (consecutive VMs; a ring, then random pairs inside, about
+/// `shape.demand_factor` demands per VM), as a fleet runs many small applications
+/// rather than one that spans every host.
+pub fn fleet(rng: &mut Rng, shape: Shape, app_vms: usize) -> Problem {
+    let mut p = instance(rng, shape);
+    let size = app_vms.max(2);
+    let mut demands = Vec::new();
+    for first in (0..shape.vms).step_by(size) {
+        let k = size.min(shape.vms - first);
+        if k < 2 {
+            continue;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let target = ((k as f64) * shape.demand_factor).round() as usize;
+        let mut tries = 0;
+        while seen.len() < target && tries < 20 * target {
+            let (s, d) = if seen.len() < k {
+                (seen.len(), (seen.len() + 1) % k)
+            } else {
+                (rng.below(k), rng.below(k))
+            };
+            tries += 1;
+            if s == d || !seen.insert((s, d)) {
+                continue;
+            }
+            demands.push(DemandSpec {
+                src: format!("vm{}", first + s),
+                dst: format!("vm{}", first + d),
+                mbps: (10.0 + rng.unit() * 390.0).round(),
+                max_latency_ms: (rng.unit() < 0.2).then(|| (5.0 + rng.unit() * 40.0).round()),
+            });
+        }
+    }
+    p.demands = demands;
+    p
+}
+
 /// The problem once `answer`'s plan is in force: every VM where it put it, its paths
 /// the paths in use.
 pub fn applied(p: &Problem, answer: &super::Answer) -> Problem {

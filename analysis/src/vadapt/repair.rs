@@ -9,20 +9,27 @@
 //! path in force crosses a link whose bandwidth or latency changed (or that is gone),
 //! no longer joins its VMs' hosts, or is local to a host whose capacity or local
 //! bandwidth changed; a VM that is new, whose host is gone or changed, or that is pinned
-//! elsewhere than the plan put it. Everything else keeps its host and its path.
+//! elsewhere than the plan put it. A link that got better (new, wider or faster) is on
+//! no path in force, so it touches the demands whose own route would now take it and
+//! be better for it (moved onto that route first, their VMs staying), and the
+//! applications with a VM on either of its ends (the link may carry their traffic one
+//! hop once a VM moves). Everything else keeps its host and its path, and an
+//! application nothing touched never moves.
 //!
 //! How: (1) carry the plan over by name; (2) re-route the touched demands, heaviest
 //! first, on what the kept paths leave; (3) per touched application (connected
 //! component of the demand graph), heaviest first, a short SA seeded from that plan
 //! that moves only the touched VMs and re-routes only the touched demands (and those of
-//! the VMs it moves), every candidate judged on the whole plan; (4) the same over every
-//! VM and demand of the touched applications, kept only when it makes the plan feasible
-//! or gains more than `WIDEN_GAIN` of the objective (the plan in force may itself be
-//! a few percent short of what a search over the application finds, and a change is
-//! the time to catch up; below that gain nothing untouched moves); (5) if the plan is
-//! still infeasible, each touched application solved afresh (GH+SA) against what the
-//! rest leaves. `Options::budget_ms` bounds the whole: when it runs out, the best plan
-//! found so far is returned and `stopped_by_time` says so.
+//! the VMs it moves), every candidate judged on the whole plan; (4) the whole of each
+//! touched application searched: by the same SA over all its VMs and demands, and by
+//! GH+SA afresh (`FRESH_STARTS` seeds) against what the rest of the plan leaves. The
+//! best of (4) is kept only when it makes the plan feasible or gains more than
+//! `WIDEN_GAIN` of the objective over (3): the plan in force may itself be a few
+//! percent short of what a search over the application finds (SA's run-to-run spread
+//! is that large), and a change is the time to catch up; below that gain nothing
+//! untouched moves. `Options::budget_ms` bounds the whole, shared evenly by the
+//! searches: when it runs out, the best plan found so far is returned and
+//! `stopped_by_time` says so.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
@@ -32,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::anneal::{anneal_scoped, Budget, Scope};
 use super::components::{components, sub_instance, Component, Usage};
 use super::greedy::{self, route_one};
-use super::plan::{better, evaluate, path_latency, Plan};
+use super::plan::{better, evaluate, path_latency, Plan, EPS};
 use super::problem::{HostId, Instance, Objective, Problem, ProblemError};
 use super::routing::Residuals;
 use super::{render, Answer, Options, PathOut};
@@ -81,6 +88,11 @@ struct Carried {
     /// Touched VMs: those the change touched and the ends of touched demands.
     vm: Vec<bool>,
     demand: Vec<bool>,
+    /// VMs on either end of an improved link: the link may carry their traffic one hop,
+    /// if they or their partners moved; their applications are searched whole.
+    near_better: Vec<bool>,
+    /// Kept demands moved onto an improved link's route.
+    took_better: Vec<bool>,
     /// The plan in force as it was (`None`: new, or on a host or path gone).
     host_before: Vec<Option<HostId>>,
     path_before: Vec<Option<Vec<HostId>>>,
@@ -92,6 +104,11 @@ type Key<'a> = (&'a str, &'a str);
 /// gain over the touched parts alone before the repair moves what the change did not
 /// touch (below it, the traffic stays where it is).
 pub const WIDEN_GAIN: f64 = 0.01;
+
+/// Fresh GH+SA runs per touched application, from seeds `Options::seed` onwards: SA
+/// lands in different local optima from run to run, and the best of independent runs
+/// is what makes a repair as good as a full solve, which is itself one such run.
+pub const FRESH_STARTS: u64 = 2;
 
 /// Links (from, to) whose bandwidth or latency differs, or that exist on one side only.
 fn changed_links<'a>(old: &'a Problem, new: &'a Problem) -> HashSet<Key<'a>> {
@@ -108,6 +125,29 @@ fn changed_links<'a>(old: &'a Problem, new: &'a Problem) -> HashSet<Key<'a>> {
         .chain(b.keys())
         .filter(|k| differs(k, &a, &b))
         .copied()
+        .collect()
+}
+
+/// Links (as `inst`'s host indices) that got better: new, more bandwidth or less
+/// latency. They touch no path in force, but may offer a demand a better one.
+fn improved_links(
+    old: &Problem,
+    new: &Problem,
+    host_ix: &HashMap<&str, usize>,
+) -> Vec<(usize, usize)> {
+    let before: HashMap<Key, (f64, f64)> = old
+        .links
+        .iter()
+        .map(|l| ((l.from.as_str(), l.to.as_str()), (l.bw_mbps, l.latency_ms)))
+        .collect();
+    new.links
+        .iter()
+        .filter(|l| {
+            before
+                .get(&(l.from.as_str(), l.to.as_str()))
+                .is_none_or(|&(bw, lat)| l.bw_mbps > bw || l.latency_ms < lat)
+        })
+        .filter_map(|l| Some((*host_ix.get(l.from.as_str())?, *host_ix.get(l.to.as_str())?)))
         .collect()
 }
 
@@ -254,6 +294,10 @@ fn carry(inst: &Instance, problem: &Problem, prev: &Previous) -> Carried {
         }
         path_before[i] = Some(p);
     }
+    let improved = improved_links(prev.problem, problem, &host_ix);
+    let took_better = take_improved(inst, &mut plan, &improved, &demand);
+    let ends: HashSet<usize> = improved.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let near_better = plan.mapping.iter().map(|h| ends.contains(&h.0)).collect();
     for (i, d) in inst.demands.iter().enumerate() {
         if demand[i] {
             vm[d.src.0] = true;
@@ -264,9 +308,72 @@ fn carry(inst: &Instance, problem: &Problem, prev: &Previous) -> Carried {
         plan,
         vm,
         demand,
+        near_better,
+        took_better,
         host_before,
         path_before,
     }
+}
+
+/// Moves each kept demand whose own route, on what the other kept paths leave, now
+/// crosses an improved link and is wider (residual objective) or faster (latency
+/// objective) than its path in force, onto that route; its VMs stay where they are.
+/// A cheap bound first: a path through link a->b is no wider than its residual, and
+/// no faster than its latency.
+fn take_improved(
+    inst: &Instance,
+    plan: &mut Plan,
+    improved: &[(usize, usize)],
+    demand: &[bool],
+) -> Vec<bool> {
+    let mut took = vec![false; inst.demands.len()];
+    if improved.is_empty() {
+        return took;
+    }
+    let mut res = Residuals::new(inst);
+    for (i, d) in inst.demands.iter().enumerate() {
+        if !demand[i] {
+            res.apply(&plan.paths[i], d.mbps, 1.0);
+        }
+    }
+    let widest = improved
+        .iter()
+        .map(|&(a, b)| res.link[a][b])
+        .fold(f64::NEG_INFINITY, f64::max);
+    let fastest = improved
+        .iter()
+        .map(|&(a, b)| inst.latency[a][b])
+        .fold(f64::INFINITY, f64::min);
+    let on_improved = |p: &[HostId]| p.windows(2).any(|w| improved.contains(&(w[0].0, w[1].0)));
+    for i in 0..inst.demands.len() {
+        let (d, old) = (inst.demands[i], plan.paths[i].clone());
+        if demand[i] || old.len() < 2 {
+            continue;
+        }
+        let old_lat = path_latency(inst, &old).unwrap_or(f64::INFINITY);
+        let may_gain = match inst.objective {
+            Objective::ResidualBw => widest - d.mbps > res.bottleneck(&old) + EPS,
+            Objective::Latency => fastest < old_lat - EPS,
+        };
+        if !may_gain {
+            continue;
+        }
+        res.apply(&old, d.mbps, -1.0);
+        let p = route_one(inst, &res, &plan.mapping, i);
+        let gains = on_improved(&p)
+            && match inst.objective {
+                Objective::ResidualBw => res.bottleneck(&p) > res.bottleneck(&old) + EPS,
+                Objective::Latency => path_latency(inst, &p).is_some_and(|l| l < old_lat - EPS),
+            };
+        took[i] = gains;
+        if gains {
+            res.apply(&p, d.mbps, 1.0);
+            plan.paths[i] = p;
+        } else {
+            res.apply(&old, d.mbps, 1.0);
+        }
+    }
+    took
 }
 
 /// Routes the touched demands, heaviest first, on what the kept paths leave.
@@ -366,12 +473,25 @@ fn scope_of(inst: &Instance, c: &Component, carried: &Carried, whole: bool) -> S
 
 /// Whether component `c` holds anything the change touched.
 fn is_touched(c: &Component, carried: &Carried) -> bool {
-    c.vms.iter().any(|&v| carried.vm[v]) || c.demands.iter().any(|&i| carried.demand[i])
+    c.vms
+        .iter()
+        .any(|&v| carried.vm[v] || carried.near_better[v])
+        || c.demands
+            .iter()
+            .any(|&i| carried.demand[i] || carried.took_better[i])
 }
 
 /// Component `c` solved afresh by GH+SA against what the rest of `plan` leaves; kept
 /// only if the whole plan is better for it.
-fn resolve(inst: &Instance, plan: &mut Plan, c: &Component, opts: &Options, clock: &mut Clock) {
+fn resolve(
+    inst: &Instance,
+    plan: &mut Plan,
+    c: &Component,
+    opts: &Options,
+    seed: u64,
+    clock: &mut Clock,
+    parts: usize,
+) {
     if clock.out() {
         return;
     }
@@ -395,10 +515,10 @@ fn resolve(inst: &Instance, plan: &mut Plan, c: &Component, opts: &Options, cloc
         iterations: opts
             .iterations
             .unwrap_or(Budget::for_instance(&sub.inst).iterations),
-        time_ms: clock.left_ms(),
+        time_ms: clock.left_ms().map(|ms| (ms / parts.max(1) as u64).max(1)),
     };
     let start = greedy::greedy(&sub.inst);
-    let (p, stats) = super::anneal::anneal(&sub.inst, start, opts.seed, budget);
+    let (p, stats) = super::anneal::anneal(&sub.inst, start, seed, budget);
     clock.ran_out |= stats.stopped_by_time;
     let mut candidate = plan.clone();
     sub.write_back(&p, &mut candidate);
@@ -489,34 +609,30 @@ pub fn repair(
     let mut plan = carried.plan.clone();
     let comps = components(&inst);
     let touched: Vec<&Component> = comps.iter().filter(|c| is_touched(c, &carried)).collect();
-    // The touched VMs and demands first, then the whole of the touched applications
-    // (each stage with half of the time), the latter kept only when worth it.
-    let stages = 2 * touched.len();
-    for (k, c) in touched.iter().enumerate() {
+    // The touched VMs and demands first; then the whole of each touched application,
+    // by SA from the plan so far and by GH+SA afresh from `FRESH_STARTS` seeds, the
+    // best of those kept only when worth it. Every search has an equal share of the
+    // time left.
+    let mut parts = touched.len() * (2 + FRESH_STARTS as usize);
+    for c in &touched {
         let scope = scope_of(&inst, c, &carried, false);
-        search(&inst, &mut plan, &scope, opts, &mut clock, stages - k);
+        search(&inst, &mut plan, &scope, opts, &mut clock, parts);
+        parts -= 1;
     }
     let narrow = plan.clone();
-    for (k, c) in touched.iter().enumerate() {
+    for c in &touched {
         let scope = scope_of(&inst, c, &carried, true);
-        search(
-            &inst,
-            &mut plan,
-            &scope,
-            opts,
-            &mut clock,
-            touched.len() - k,
-        );
+        search(&inst, &mut plan, &scope, opts, &mut clock, parts);
+        parts -= 1;
+        for k in 0..FRESH_STARTS {
+            let seed = opts.seed.wrapping_add(k);
+            resolve(&inst, &mut plan, c, opts, seed, &mut clock, parts);
+            parts -= 1;
+        }
     }
-    let mut widened = worth_widening(&inst, &narrow, &plan);
+    let widened = worth_widening(&inst, &narrow, &plan);
     if !widened {
         plan = narrow;
-    }
-    for c in &touched {
-        if !evaluate(&inst, &plan).feasible {
-            resolve(&inst, &mut plan, c, opts, &mut clock);
-            widened = true;
-        }
     }
     restore_untouched(&inst, &mut plan, &carried);
     let mut a = render(&inst, problem, &plan, "repair", started);

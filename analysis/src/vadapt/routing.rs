@@ -2,6 +2,9 @@
 //! that meets a latency bound (the residual objective) and the lowest-latency path
 //! with room (the latency objective).
 
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
 use super::plan::EPS;
 use super::problem::{HostId, Instance};
 
@@ -47,21 +50,28 @@ impl Residuals {
     }
 }
 
-/// The unsettled vertex with the largest `key` among those reached (key above -inf),
-/// for the dense O(V²) Dijkstras below; `None` when none is left.
-fn next_vertex(done: &[bool], key: impl Fn(usize) -> f64) -> Option<usize> {
-    let mut best: Option<(usize, f64)> = None;
-    for v in (0..done.len()).filter(|&v| !done[v]) {
-        let k = key(v);
-        if k > f64::NEG_INFINITY && best.is_none_or(|(_, b)| k > b) {
-            best = Some((v, k));
-        }
+/// A heap entry: the vertex with the largest key first, the lowest index among equal
+/// keys (the order a scan of all vertices would settle them in).
+#[derive(PartialEq)]
+struct Entry(f64, usize);
+
+impl Eq for Entry {}
+
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0).then(o.1.cmp(&self.1))
     }
-    best.map(|(v, _)| v)
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
 }
 
 /// Lowest-latency path from `src` to `dst` over links whose residual is at least
-/// `min_residual`; returns the path and its latency.
+/// `min_residual`; returns the path and its latency. Dijkstra over the links there are
+/// (a heap keyed by latency), so it costs links, not hosts squared.
 fn min_latency(
     inst: &Instance,
     res: &Residuals,
@@ -73,18 +83,20 @@ fn min_latency(
     let mut dist = vec![f64::INFINITY; n];
     let mut prev = vec![usize::MAX; n];
     let mut done = vec![false; n];
+    let mut heap = BinaryHeap::new();
     dist[src] = 0.0;
-    for _ in 0..n {
-        // Lowest latency first (negated: `next_vertex` takes the largest key).
-        let Some(u) = next_vertex(&done, |v| -dist[v]) else {
-            break;
-        };
+    // Lowest latency first (negated: the heap takes the largest key).
+    heap.push(Entry(-0.0, src));
+    while let Some(Entry(k, u)) = heap.pop() {
+        if done[u] || -k != dist[u] {
+            continue;
+        }
         if u == dst {
             break;
         }
         done[u] = true;
-        for v in 0..n {
-            if done[v] || res.link[u][v] < min_residual - EPS || inst.bw[u][v].is_none() {
+        for &v in &inst.out[u] {
+            if done[v] || res.link[u][v] < min_residual - EPS {
                 continue;
             }
             let d = dist[u] + inst.latency[u][v];
@@ -92,6 +104,7 @@ fn min_latency(
             if d < dist[v] {
                 dist[v] = d;
                 prev[v] = u;
+                heap.push(Entry(-d, v));
             }
         }
     }
@@ -109,7 +122,8 @@ fn min_latency(
 }
 
 /// Largest bottleneck residual of any path from `src` to `dst` over links with at
-/// least `min_residual` left (a max-min Dijkstra), or `None` when none connects them.
+/// least `min_residual` left (a max-min Dijkstra over the links there are), or `None`
+/// when none connects them.
 fn best_bottleneck(
     inst: &Instance,
     res: &Residuals,
@@ -120,23 +134,26 @@ fn best_bottleneck(
     let n = inst.hosts();
     let mut width = vec![f64::NEG_INFINITY; n];
     let mut done = vec![false; n];
+    let mut heap = BinaryHeap::new();
     width[src] = f64::INFINITY;
-    for _ in 0..n {
-        let Some(u) = next_vertex(&done, |v| width[v]) else {
-            break;
-        };
+    heap.push(Entry(f64::INFINITY, src));
+    while let Some(Entry(k, u)) = heap.pop() {
+        if done[u] || k != width[u] {
+            continue;
+        }
         if u == dst {
             break;
         }
         done[u] = true;
-        for v in 0..n {
+        for &v in &inst.out[u] {
             let r = res.link[u][v];
-            if done[v] || inst.bw[u][v].is_none() || r < min_residual - EPS {
+            if done[v] || r < min_residual - EPS {
                 continue;
             }
             let w = width[u].min(r);
             if w > width[v] {
                 width[v] = w;
+                heap.push(Entry(w, v));
             }
         }
     }
@@ -170,12 +187,11 @@ pub fn widest_path(
     if let Some((path, _)) = ok(widest) {
         return Some(path);
     }
-    let n = inst.hosts();
     let mut thresholds: Vec<f64> = Vec::new();
-    for a in 0..n {
-        for b in 0..n {
+    for (a, out) in inst.out.iter().enumerate() {
+        for &b in out {
             let r = res.link[a][b];
-            if inst.bw[a][b].is_some() && r >= mbps - EPS && r < widest {
+            if r >= mbps - EPS && r < widest {
                 thresholds.push(r);
             }
         }
