@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use hdrhistogram::Histogram;
 
 use super::delivered::Delivered;
+use super::estimate::{contradicts, since_change, Reference};
 use super::train::TrainResult;
 use super::trend::Trend;
 use crate::record::Record;
@@ -37,6 +38,11 @@ pub(super) struct Path {
     /// When the trains since the last change of A its trains proved began
     /// (`estimate::since_change`): older evidence bounds the old A, not this one.
     pub(super) change: Option<u64>,
+    /// The answer of the trains since `change` that newer trains are read against
+    /// (`estimate::Reference`), and the trains added since it was taken: it is taken
+    /// again when a newer train contradicts it, or when they are a sixteenth of the
+    /// trains, so the change detector costs a sort of the window that often, not per train.
+    change_ref: Option<(Reference, usize)>,
 }
 
 /// The minimum over the last one to two windows: a path whose base delay grows (a
@@ -92,6 +98,7 @@ impl Path {
             sent_wire: 0,
             delivered: Delivered::default(),
             change: None,
+            change_ref: None,
         }
     }
 
@@ -152,8 +159,17 @@ impl Path {
         let change = self.change.unwrap_or(0);
         let from = self.trains.partition_point(|t| t.t0 < change);
         let since = &self.trains.make_contiguous()[from..];
-        let k = super::estimate::since_change(since);
+        // The answer newer trains are read against, taken again when this train
+        // contradicts it (the change is judged on a fresh one) or it is stale.
+        let n = since.len();
+        let reference = match (self.change_ref, since.last()) {
+            (Some((r, added)), Some(t)) if added < n / 16 && !contradicts(t, r) => (r, added + 1),
+            _ => (Reference::of(since), 0),
+        };
+        self.change_ref = Some(reference);
+        let k = since_change(since, reference.0);
         if let Some(first) = since.get(k).filter(|_| k > 0) {
+            self.change_ref = None;
             self.change = Some(first.t0);
         }
     }
