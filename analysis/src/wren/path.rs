@@ -163,7 +163,9 @@ impl Path {
         // contradicts it (the change is judged on a fresh one) or it is stale.
         let n = since.len();
         let reference = match (self.change_ref, since.last()) {
-            (Some((r, added)), Some(t)) if added < n / 16 && !contradicts(t, r) => (r, added + 1),
+            (Some((r, added)), Some(t)) if added < n / 16 && !contradicts(t, r, 1.5) => {
+                (r, added + 1)
+            }
             _ => (Reference::of(since), 0),
         };
         self.change_ref = Some(reference);
