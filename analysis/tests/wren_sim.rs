@@ -1058,7 +1058,11 @@ fn parallel_flows_answer_no_lower_than_what_they_delivered_together() {
         };
         let (p, delivered) = app_view(&case, 12.0);
         println!("{}", app_line(&case, &p, delivered));
-        if !app_answer_holds(&p, case.a(), delivered) {
+        // The floor itself stays: the flows' trains, interleaved, prove no change of A.
+        let floor_holds = p
+            .delivered_floor_mbps
+            .is_some_and(|f| f >= 0.9 * delivered / 1e6);
+        if !app_answer_holds(&p, case.a(), delivered) || !floor_holds {
             failed.push(app_line(&case, &p, delivered));
         }
     }
@@ -1071,9 +1075,10 @@ fn application_limited_bursts_give_estimates_where_they_outrun_the_path_and_boun
     // own around and above A, paced below A, or unpaced (line rate), with cross
     // traffic of 0-70% of C, delayed ACKs and ACK compression. Every answer is on the
     // right side of A and no lower than what the sender delivered. Bursts paced across
-    // A's rates fix TOPP's line: an estimate, within 15% in most cases (short bursts
-    // through heavy packet cross traffic are not yet). Bursts below A, or all at line
-    // rate (one point of the line), give bounds.
+    // A's rates fix TOPP's line: an estimate in every case (the noise of cross traffic
+    // at 70% dates no change of A, which would leave too few trains for one), within
+    // 15% in most (short bursts through heavy packet cross traffic are not yet). Bursts
+    // below A, or all at line rate (one point of the line), give bounds.
     let (mut i, mut failed, mut errs) = (0u64, Vec::new(), Vec::new());
     let (mut within, mut outrun) = (0usize, 0usize);
     for pace in [Pace::Paced(0.5, 4.0), Pace::Paced(0.3, 0.9), Pace::Line] {
@@ -1101,7 +1106,8 @@ fn application_limited_bursts_give_estimates_where_they_outrun_the_path_and_boun
                     within += close as usize;
                     outrun += 1;
                 }
-                let ok = app_answer_holds(&p, a, delivered);
+                let estimated = !exceeds || p.avail_bw_kind == AvailKind::Estimate;
+                let ok = app_answer_holds(&p, a, delivered) && estimated;
                 if let Some(v) = p.avail_bw_mbps {
                     errs.push((format!("{pace:?}"), (v - a / 1e6).abs() / (a / 1e6)));
                 }

@@ -297,6 +297,9 @@ fn explanation_text(ex: &Explanation, start: u64) -> String {
             Some(analysis::wren::Excluded::OutsideWindow) => {
                 uses.push("excluded: older than the window".into())
             }
+            Some(analysis::wren::Excluded::BeforeChange) => {
+                uses.push("excluded: sent before newer trains proved A changed".into())
+            }
             None => {}
         }
         if t.misjudged {
@@ -327,6 +330,13 @@ fn explanation_text(ex: &Explanation, start: u64) -> String {
             bound,
             side,
             uses.join("; ")
+        );
+    }
+    if let Some(c) = ex.change_ns {
+        let _ = writeln!(
+            o,
+            "\nchange: trains from {:.3} s on proved A changed; older trains and what was delivered before are not used",
+            secs(c)
         );
     }
     if let Some(s) = &ex.split {

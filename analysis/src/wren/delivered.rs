@@ -126,10 +126,12 @@ impl Delivered {
     }
 
     /// The floor at `now` (bits/s): the highest delivered rate over the complete clean
-    /// slots, and the spans that ended, within `window_ns` before it.
-    pub(super) fn floor(&self, now: u64, window_ns: u64) -> Option<f64> {
+    /// slots, and the spans that ended, within `window_ns` before it and after the slot
+    /// of `change` (when A changed: what was delivered before bounds the old A).
+    pub(super) fn floor(&self, now: u64, window_ns: u64, change: Option<u64>) -> Option<f64> {
         let cur = now / SLOT_NS;
-        let from = now.saturating_sub(window_ns) / SLOT_NS;
+        let from =
+            (now.saturating_sub(window_ns) / SLOT_NS).max(change.map_or(0, |c| c / SLOT_NS + 1));
         let best = self
             .slots
             .iter()

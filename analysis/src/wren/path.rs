@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use hdrhistogram::Histogram;
 
 use super::delivered::Delivered;
+use super::estimate::{contradicts, since_change, Reference};
 use super::train::TrainResult;
 use super::trend::Trend;
 use crate::record::Record;
@@ -34,6 +35,14 @@ pub(super) struct Path {
     /// Wire bytes of data sent on the path, every flow's, retransmissions included.
     pub(super) sent_wire: u64,
     pub(super) delivered: Delivered,
+    /// When the trains since the last change of A its trains proved began
+    /// (`estimate::since_change`): older evidence bounds the old A, not this one.
+    pub(super) change: Option<u64>,
+    /// The answer of the trains since `change` that newer trains are read against
+    /// (`estimate::Reference`), and the trains added since it was taken: it is taken
+    /// again when a newer train contradicts it, or when they are a sixteenth of the
+    /// trains, so the change detector costs a sort of the window that often, not per train.
+    change_ref: Option<(Reference, usize)>,
 }
 
 /// The minimum over the last one to two windows: a path whose base delay grows (a
@@ -88,6 +97,8 @@ impl Path {
             trains: VecDeque::new(),
             sent_wire: 0,
             delivered: Delivered::default(),
+            change: None,
+            change_ref: None,
         }
     }
 
@@ -142,6 +153,26 @@ impl Path {
                 .is_some_and(|f| res.t.saturating_sub(f.t) > window_ns)
         {
             self.trains.pop_front();
+        }
+        // A change of A these trains prove, newer than the last one found: kept, so the
+        // older evidence stays out after the trains that proved it have left the window.
+        let change = self.change.unwrap_or(0);
+        let from = self.trains.partition_point(|t| t.t0 < change);
+        let since = &self.trains.make_contiguous()[from..];
+        // The answer newer trains are read against, taken again when this train
+        // contradicts it (the change is judged on a fresh one) or it is stale.
+        let n = since.len();
+        let reference = match (self.change_ref, since.last()) {
+            (Some((r, added)), Some(t)) if added < n / 16 && !contradicts(t, r, 1.5) => {
+                (r, added + 1)
+            }
+            _ => (Reference::of(since), 0),
+        };
+        self.change_ref = Some(reference);
+        let k = since_change(since, reference.0);
+        if let Some(first) = since.get(k).filter(|_| k > 0) {
+            self.change_ref = None;
+            self.change = Some(first.t0);
         }
     }
 }
