@@ -40,7 +40,7 @@ use super::anneal::{anneal_scoped, Budget, Scope};
 use super::components::{components, sub_instance, Component, Usage};
 use super::greedy::{self, route_one};
 use super::plan::{better, evaluate, path_latency, Plan, EPS};
-use super::problem::{HostId, Instance, Objective, Problem, ProblemError};
+use super::problem::{HostId, Instance, LinkSpec, Objective, Problem, ProblemError};
 use super::routing::Residuals;
 use super::{render, Answer, Options, PathOut};
 
@@ -112,6 +112,12 @@ pub const FRESH_STARTS: u64 = 2;
 
 /// Links (from, to) whose bandwidth or latency differs, or that exist on one side only.
 fn changed_links<'a>(old: &'a Problem, new: &'a Problem) -> HashSet<Key<'a>> {
+    if let Some(pairs) = aligned(old, new) {
+        return pairs
+            .filter(|(a, b)| (a.bw_mbps, a.latency_ms) != (b.bw_mbps, b.latency_ms))
+            .map(|(_, b)| (b.from.as_str(), b.to.as_str()))
+            .collect();
+    }
     let index = |p: &'a Problem| -> HashMap<Key<'a>, (f64, f64)> {
         p.links
             .iter()
@@ -128,6 +134,20 @@ fn changed_links<'a>(old: &'a Problem, new: &'a Problem) -> HashSet<Key<'a>> {
         .collect()
 }
 
+/// The two problems' links side by side, when both list the same links in the same
+/// order (a controller's two problems, built from one view, do): a fleet's million
+/// links are then compared in place, not indexed by name twice.
+fn aligned<'a>(
+    old: &'a Problem,
+    new: &'a Problem,
+) -> Option<impl Iterator<Item = (&'a LinkSpec, &'a LinkSpec)>> {
+    let same = old.links.len() == new.links.len()
+        && (old.links.iter())
+            .zip(&new.links)
+            .all(|(a, b)| a.from == b.from && a.to == b.to);
+    same.then(|| old.links.iter().zip(&new.links))
+}
+
 /// Links (as `inst`'s host indices) that got better: new, more bandwidth or less
 /// latency. They touch no path in force, but may offer a demand a better one.
 fn improved_links(
@@ -135,6 +155,13 @@ fn improved_links(
     new: &Problem,
     host_ix: &HashMap<&str, usize>,
 ) -> Vec<(usize, usize)> {
+    let ends = |l: &LinkSpec| Some((*host_ix.get(l.from.as_str())?, *host_ix.get(l.to.as_str())?));
+    if let Some(pairs) = aligned(old, new) {
+        return pairs
+            .filter(|(a, b)| b.bw_mbps > a.bw_mbps || b.latency_ms < a.latency_ms)
+            .filter_map(|(_, b)| ends(b))
+            .collect();
+    }
     let before: HashMap<Key, (f64, f64)> = old
         .links
         .iter()
