@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use analysis::vadapt;
+use analysis::vadapt::problem::LinkSpec;
+use analysis::vadapt::{self, Problem};
 use analysis::vttif::{demands_of, merge, topology_of, HostView};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -483,23 +484,31 @@ impl Controller {
             .iter()
             .map(|h| (h.name.clone(), h.capacity.unwrap_or(0)))
             .collect();
-        let latency: BTreeMap<(String, String), f64> = self
-            .view
-            .links
-            .iter()
-            .map(|(k, l)| (k.clone(), l.latency_ms()))
-            .collect();
-        let bw = self.view.bandwidths();
+        let none = BTreeMap::new();
         let sit = Situation {
             hosts: &caps,
             vms,
             demands,
-            bw: &bw,
-            latency: &latency,
+            bw: &none,
+            latency: &none,
             rules: current,
             allow_migration: self.cfg.controller.allow_migration,
         };
-        let problem = sit.problem();
+        // The links straight from the view, in its order: the previous problem lists
+        // the same links in the same order, and the repair compares them in place.
+        let tolerance = self.view.tolerance;
+        let links: Vec<LinkSpec> = (self.view.links.iter())
+            .map(|((a, b), l)| LinkSpec {
+                from: a.clone(),
+                to: b.clone(),
+                bw_mbps: l.bw_mbps(tolerance).max(0.0),
+                latency_ms: l.latency_ms(),
+            })
+            .collect();
+        let problem = Problem {
+            links,
+            ..sit.problem()
+        };
         // What the plan in force was made for, as the trigger sees it: a link or a
         // demand that moved less than the change threshold has not changed (else every
         // measurement's jitter would touch every path that crosses it).
@@ -509,10 +518,11 @@ impl Controller {
             _ => now,
         };
         let previous = prior.map(|b| {
-            let bw_then: BTreeMap<(String, String), f64> = (self.view.links.iter())
-                .map(|(k, l)| {
-                    let now = l.bw_mbps(self.view.tolerance);
-                    (k.clone(), then(Some(&b.bw_of(k, l.nominal_bw_mbps)), now))
+            let links_then = (self.view.links.iter())
+                .zip(&problem.links)
+                .map(|((k, l), now)| LinkSpec {
+                    bw_mbps: then(Some(&b.bw_of(k, l.nominal_bw_mbps)), now.bw_mbps).max(0.0),
+                    ..now.clone()
                 })
                 .collect();
             let now: BTreeMap<(&str, &str), f64> = (demands.iter())
@@ -528,12 +538,14 @@ impl Controller {
                     },
                 })
                 .collect();
-            Situation {
-                bw: &bw_then,
+            let sit_then = Situation {
                 demands: &demands_then,
                 ..sit
+            };
+            Problem {
+                links: links_then,
+                ..sit_then.problem()
             }
-            .problem()
         });
         let c = &self.cfg.controller;
         let opts = vadapt::Options {
@@ -609,7 +621,11 @@ impl Controller {
         let used: Vec<Value> = crossed
             .into_iter()
             .filter_map(|(a, b)| {
-                let v = bw.get(&(a.clone(), b.clone()))?;
+                let v = self
+                    .view
+                    .links
+                    .get(&(a.clone(), b.clone()))?
+                    .bw_mbps(tolerance);
                 Some(json!({"from": a, "to": b, "bw_mbps": v}))
             })
             .collect();
