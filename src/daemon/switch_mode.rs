@@ -307,6 +307,7 @@ fn worker_jobs<'j, 'p: 'j, 'e: 'j>(
                 .alternate_ms
                 .saturating_mul(dataplane::tsc::hz())
                 / 1000,
+            alternate_qos: false,
         };
         let (quit, burst) = (shared.quit, d.burst);
         jobs.push((
