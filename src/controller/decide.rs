@@ -464,6 +464,7 @@ pub fn desired_state(
                     revision: 0,
                     rules,
                     links,
+                    reservations: None,
                 },
             )
         })
