@@ -13,7 +13,7 @@
 # uplink's charged), `best_effort` (a reservation of another pair, so every frame is
 # looked up and missed, then a per-VM cap and the uplink). Rates are far above what the
 # port carries, so every frame conforms and both halves forward the same frames.
-# Prints each round, then per class and binary the mean and range of the ratio.
+# Prints each round, then per class and binary the median, mean and range of the ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "qos_ab.sh: run as root (hugepages, DPDK)" >&2; exit 1; }
@@ -78,7 +78,9 @@ for cls in dict.fromkeys(r[0] for r in rows):
         ratio = [float(r[2]) for r in sel]
         on = [float(r[3]) for r in sel]
         off = [float(r[4]) for r in sel]
-        print("%s [%d] %s: shaping/not %.4f (%.4f-%.4f), cycles/packet shaping %.1f, not %.1f"
-              % (cls, i, name, sum(ratio) / len(ratio), min(ratio), max(ratio),
+        med = sorted(ratio)[len(ratio) // 2] if len(ratio) % 2 else \
+            sum(sorted(ratio)[len(ratio) // 2 - 1:len(ratio) // 2 + 1]) / 2
+        print("%s [%d] %s: shaping/not median %.4f, mean %.4f (%.4f-%.4f), cycles/packet shaping %.1f, not %.1f"
+              % (cls, i, name, med, sum(ratio) / len(ratio), min(ratio), max(ratio),
                  sum(on) / len(on), sum(off) / len(off)))
 PY

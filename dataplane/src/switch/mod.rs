@@ -486,9 +486,13 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         };
         let mut d = decide(dst, Ingress::Vm(j), rules, out.plugged, self.peers.len());
         if let (Some((shaper, policy, now)), Decision::Encap { .. }) = (shaping, &d) {
+            // A frame too large once encapsulated is dropped by `encap` (`Oversize`)
+            // without taking the uplink's tokens.
             let wire = m.pkt_len().saturating_add(ENCAP_LEN as u32);
-            if let Err(cause) = shaper.admit(policy, m.data(), j, wire, now) {
-                d = Decision::Drop(cause);
+            if wire as usize <= self.underlay.max_frame {
+                if let Err(cause) = shaper.admit(policy, m.data(), j, wire, now) {
+                    d = Decision::Drop(cause);
+                }
             }
         }
         self.carry_out(out, m, d);

@@ -91,22 +91,35 @@ pub enum QosError {
     NotUnicast,
 }
 
-/// The source/destination pair a reservation matches, one key.
+/// The source/destination pair a reservation matches, one key: the first 12 bytes of
+/// an Ethernet frame (destination, then source) as two words, two loads per frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pair(u64, u64);
 
 impl Pair {
     #[inline(always)]
     pub fn new(src: &[u8; 6], dst: &[u8; 6]) -> Self {
-        let w = |m: &[u8; 6]| u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]);
-        Self(w(src), w(dst))
+        let mut h = [0u8; 12];
+        h[..6].copy_from_slice(dst);
+        h[6..].copy_from_slice(src);
+        Self::of_header(&h)
+    }
+
+    /// The pair of a frame that starts with `header`.
+    #[inline(always)]
+    pub fn of_header(header: &[u8; 12]) -> Self {
+        let [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3] = *header;
+        Self(
+            u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]),
+            u32::from_le_bytes([b0, b1, b2, b3]) as u64,
+        )
     }
 }
 
 impl Hash for Pair {
     #[inline(always)]
     fn hash<H: Hasher>(&self, h: &mut H) {
-        h.write_u64(self.0 ^ self.1.rotate_left(29));
+        h.write_u64(self.0 ^ self.1.rotate_left(23));
     }
 }
 

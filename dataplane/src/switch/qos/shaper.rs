@@ -37,7 +37,6 @@ pub struct Shaper {
     /// to one flow).
     last: Option<(Pair, Option<u32>)>,
     tally: [Tally; QOS_CLASS_COUNT],
-    counted: bool,
 }
 
 /// A worker's share of `r`: its rate divided among the workers (each enforces alone,
@@ -63,7 +62,6 @@ impl Shaper {
             vm_capped: false,
             last: None,
             tally: [Tally::default(); QOS_CLASS_COUNT],
-            counted: false,
         }
     }
 
@@ -98,8 +96,7 @@ impl Shaper {
         if self.reserved.is_empty() {
             return None;
         }
-        let (dst, src) = (frame.first_chunk::<6>()?, frame.get(6..12)?);
-        let pair = Pair::new(src.try_into().ok()?, dst);
+        let pair = Pair::of_header(frame.first_chunk::<12>()?);
         let r = match self.last {
             Some((p, r)) if p == pair => r,
             _ => {
@@ -144,7 +141,6 @@ impl Shaper {
                     &mut self.tally[QosClass::Reserved as usize].conforming,
                     bytes,
                 );
-                self.counted = true;
                 return Ok(());
             }
             count(
@@ -153,7 +149,6 @@ impl Shaper {
             );
             excess = true;
         }
-        self.counted = true;
         let cause = self.best_effort(vm, cost, now);
         let be = &mut self.tally[QosClass::BestEffort as usize];
         match cause {
@@ -199,15 +194,10 @@ impl Shaper {
         None
     }
 
-    /// Adds this loop's tally to `counters` (once per loop, when anything was counted).
-    #[inline(always)]
+    /// Adds this loop's tally to `counters` and starts the next (once per loop that
+    /// shaped: the frames' counts are batched per burst).
+    #[inline]
     pub fn flush(&mut self, counters: &SwitchCounters) {
-        if self.counted {
-            self.flush_counted(counters);
-        }
-    }
-
-    fn flush_counted(&mut self, counters: &SwitchCounters) {
         for (t, c) in self.tally.iter_mut().zip(&counters.qos) {
             let add = |to: [&Counter; 2], v: [u64; 2]| {
                 if v[0] > 0 {
@@ -228,7 +218,6 @@ impl Shaper {
             add([dropped_packets, dropped_bytes], t.dropped);
             *t = Tally::default();
         }
-        self.counted = false;
     }
 
     /// This loop's tally so far (tests).
