@@ -379,6 +379,19 @@ fn print_switch(label: &str, counters: &[SwitchCounters], ports: &[(String, Port
             drops.join(", ")
         }
     );
+    if !s.qos.is_empty() {
+        let class: Vec<String> = s
+            .qos
+            .iter()
+            .map(|(c, q)| {
+                format!(
+                    "{c} conforming {} exceeding {} dropped {}",
+                    q.conforming_packets, q.exceeding_packets, q.dropped_packets
+                )
+            })
+            .collect();
+        println!("qos: {}", class.join(" | "));
+    }
     for (name, id) in ports {
         if let Ok(st) = id.stats() {
             println!(
