@@ -60,7 +60,12 @@ def main():
         if a.kind == "plain":
             seg = tcp(IP_A, IP_B, 40000 + i % 512, 5201, 1 + i * len(payload), payload)
             # A prime stride: distinct destinations, spread over the whole range.
-            k = i % a.dst_count if a.dst_count <= MAX_FRAMES else i * 1000003 % a.dst_count
+            if a.dst_count == 0:
+                k = 0
+            elif a.dst_count <= MAX_FRAMES:
+                k = i % a.dst_count
+            else:
+                k = i * 1000003 % a.dst_count
             dst = VM_B if a.dst_count == 0 else b"\x02\x0c" + struct.pack("!I", k)
             frames.append(dst + VM_A + b"\x08\x00" + ipv4(IP_A, IP_B, 6, seg, i & 0xFFFF))
         else:

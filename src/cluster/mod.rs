@@ -150,6 +150,23 @@ pub struct Desired {
     pub rules: std::collections::BTreeMap<String, String>,
     /// Peer name -> its underlay address (and MAC when not resolved by ARP).
     pub links: std::collections::BTreeMap<String, DesiredLink>,
+    /// The reservations this host enforces on its NIC egress (`dataplane::switch::qos`):
+    /// once present, the complete set (an empty list removes them all); absent, as in
+    /// records written before reservations existed, those in force stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservations: Option<Vec<ReservationSpec>>,
+}
+
+/// A reservation: frames from VM `src_mac` to VM `dst_mac` get `mbps` Mbit/s on the
+/// sending host's uplink, with a token bucket of `burst_bytes` (default: 10 ms at that
+/// rate, at least 64 KiB).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReservationSpec {
+    pub src_mac: String,
+    pub dst_mac: String,
+    pub mbps: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -197,7 +214,20 @@ mod tests {
         .unwrap();
         assert_eq!(d.revision, 3);
         assert_eq!(d.links["h1"].mac, None);
+        assert_eq!(
+            d.reservations, None,
+            "a record without reservations keeps those in force"
+        );
         let back: Desired = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
         assert_eq!(back, d);
+        assert!(!serde_json::to_string(&d).unwrap().contains("reservations"));
+        let r: Desired = serde_json::from_str(
+            r#"{"revision":4,"rules":{},"links":{},"reservations":[{"src_mac":"02:00:00:00:01:01","dst_mac":"02:00:00:00:03:01","mbps":40}]}"#,
+        )
+        .unwrap();
+        let list = r.reservations.as_deref().unwrap();
+        assert_eq!((list[0].mbps, list[0].burst_bytes), (40.0, None));
+        let back: Desired = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
     }
 }

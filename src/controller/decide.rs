@@ -471,6 +471,7 @@ pub fn desired_state(
                     revision: 0,
                     rules,
                     links,
+                    reservations: None,
                 },
             )
         })

@@ -28,6 +28,56 @@ pub struct Config {
     pub switch: Option<SwitchSection>,
     /// Mode "switch": the cluster in etcd (registration, views, desired state).
     pub etcd: Option<crate::cluster::etcd::EtcdSection>,
+    /// Mode "switch": reservations and the uplink's capacity (`crate::daemon::qos`).
+    #[serde(default)]
+    pub qos: QosSection,
+}
+
+/// Reservations on the NIC egress (`dataplane::switch::qos`): frames from local VMs to
+/// the overlay, reserved flows first, best-effort within what the uplink leaves.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QosSection {
+    /// The uplink's capacity, Mbit/s: reserved + best-effort from local VMs stay
+    /// within it. Unset: best-effort is not limited by the uplink.
+    pub uplink_mbps: Option<f64>,
+    /// The uplink bucket's burst (default: 10 ms at `uplink_mbps`, at least 64 KiB).
+    pub uplink_burst_bytes: Option<u64>,
+    /// Each local VM's best-effort cap, Mbit/s (unset: no cap).
+    pub best_effort_vm_mbps: Option<f64>,
+    pub best_effort_vm_burst_bytes: Option<u64>,
+    /// Reservations in force from the start (the desired state in etcd, once it names
+    /// reservations, replaces them).
+    #[serde(rename = "reservation")]
+    pub reservations: Vec<QosReservation>,
+    /// Benchmarks: shape during every other period of this many ms and count the cycles
+    /// of both halves apart (`qos_ab` in the summary); 0 = always.
+    pub alternate_ms: u64,
+}
+
+/// `[[qos.reservation]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QosReservation {
+    pub src_mac: String,
+    pub dst_mac: String,
+    pub mbps: f64,
+    pub burst_bytes: Option<u64>,
+}
+
+impl QosSection {
+    /// The static reservations, as the desired state names them.
+    pub fn reservations(&self) -> Vec<crate::cluster::ReservationSpec> {
+        self.reservations
+            .iter()
+            .map(|r| crate::cluster::ReservationSpec {
+                src_mac: r.src_mac.clone(),
+                dst_mac: r.dst_mac.clone(),
+                mbps: r.mbps,
+                burst_bytes: r.burst_bytes,
+            })
+            .collect()
+    }
 }
 
 /// The overlay switch: this host's underlay identity, its VMs, its peers, the rules.
@@ -410,6 +460,7 @@ impl Config {
         if self.monitor.alternate_ms > 0 && !(self.monitor.enabled && d.mode == Mode::Switch) {
             bail!("monitor.alternate_ms needs mode \"switch\" with monitoring enabled");
         }
+        self.validate_qos()?;
         if self.monitor.ring_records < 64 {
             bail!(
                 "monitor.ring_records must be at least 64, got {}",
@@ -429,6 +480,24 @@ impl Config {
             if self.ports[..i].iter().any(|q| q.name == p.name) {
                 bail!("port name {:?} is used twice", p.name);
             }
+        }
+        Ok(())
+    }
+
+    /// `[qos]`: mode "switch", every rate and burst within bounds, no pair twice, one
+    /// A/B at a time.
+    fn validate_qos(&self) -> Result<()> {
+        let q = &self.qos;
+        if *q == QosSection::default() {
+            return Ok(());
+        }
+        if self.dataplane.mode != Mode::Switch {
+            bail!("[qos] needs mode \"switch\" (it shapes the overlay's NIC egress)");
+        }
+        crate::daemon::qos::policy(q, &q.reservations(), self.dataplane.workers)
+            .context("[qos]")?;
+        if q.alternate_ms > 0 && self.monitor.alternate_ms > 0 {
+            bail!("qos.alternate_ms and monitor.alternate_ms: one A/B at a time");
         }
         Ok(())
     }
@@ -535,6 +604,78 @@ mod tests {
         let slash = format!("{}{etcd}", switch.replace("\"h0\"", "\"h/0\""));
         let err = format!("{:#}", Config::parse(&slash).unwrap_err());
         assert!(err.contains("no '/'"), "{err}");
+    }
+
+    #[test]
+    fn qos_is_for_a_switch_and_a_bad_value_is_refused_with_its_key_and_reason() {
+        let switch = GOOD.replace("\"xconnect\"", "\"switch\"")
+            + "\n[switch]\nunderlay_ip = \"198.18.0.1\"\nvni = 1\nnic = \"a\"\n";
+        let qos = "\n[qos]\nuplink_mbps = 100\nbest_effort_vm_mbps = 50\n\
+                   [[qos.reservation]]\nsrc_mac = \"02:00:00:00:01:01\"\n\
+                   dst_mac = \"02:00:00:00:03:01\"\nmbps = 40\n";
+        let c = Config::parse(&format!("{switch}{qos}")).unwrap();
+        assert_eq!(c.qos.uplink_mbps, Some(100.0));
+        assert_eq!(c.qos.reservations().len(), 1);
+        let p = crate::daemon::qos::policy(&c.qos, &c.qos.reservations(), 1).unwrap();
+        assert!(p.is_active() && !p.oversubscribed());
+        // Nothing under [qos]: no policy to check, any mode.
+        assert_eq!(Config::parse(GOOD).unwrap().qos, QosSection::default());
+        let err = |text: String| format!("{:#}", Config::parse(&text).unwrap_err());
+        let e = err(format!("{GOOD}{qos}"));
+        assert!(e.contains("[qos] needs mode \"switch\""), "{e}");
+        for (bad, want) in [
+            (
+                "uplink_mbps = 100",
+                "uplink_mbps = 0",
+                "qos.uplink_mbps: a rate must be above 0",
+            ),
+            (
+                "uplink_mbps = 100",
+                "uplink_mbps = -3",
+                "qos.uplink_mbps: a rate",
+            ),
+            (
+                "uplink_mbps = 100",
+                "uplink_mbps = 1e9",
+                "at most 400000 Mbit/s",
+            ),
+            (
+                "best_effort_vm_mbps = 50",
+                "best_effort_vm_mbps = 50\nbest_effort_vm_burst_bytes = 10",
+                "a burst must be 9018..=67108864 bytes, got 10",
+            ),
+            (
+                "mbps = 40",
+                "mbps = 0",
+                "reservation 02:00:00:00:01:01->02:00:00:00:03:01",
+            ),
+            ("\"02:00:00:00:03:01\"", "\"ff:ff:ff:ff:ff:ff\"", "unicast"),
+            (
+                "\"02:00:00:00:03:01\"",
+                "\"02:00:00\"",
+                "dst_mac: bad MAC address",
+            ),
+            ("mbps = 40", "mbps = 40\nburst = 5", "unknown field `burst`"),
+        ]
+        .into_iter()
+        .map(|(from, to, want)| (qos.replace(from, to), want))
+        {
+            let e = err(format!("{switch}{bad}"));
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        let twice = format!("{switch}{qos}{}", &qos[qos.find("[[qos").unwrap()..]);
+        assert!(err(twice).contains("two reservations for one source and destination pair"));
+        let ab = qos.replace("[qos]\n", "[qos]\nalternate_ms = 5\n");
+        assert_eq!(
+            Config::parse(&format!("{switch}{ab}"))
+                .unwrap()
+                .qos
+                .alternate_ms,
+            5
+        );
+        let both = format!("{switch}{ab}[monitor]\nenabled = true\nalternate_ms = 5\n");
+        let e = err(both);
+        assert!(e.contains("one A/B at a time"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod api;
 pub(crate) mod cluster;
 pub mod config;
 mod main_loop;
+pub mod qos;
 mod setup;
 mod summary;
 mod switch_mode;

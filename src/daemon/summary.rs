@@ -62,7 +62,8 @@ impl PortSummary {
 #[serde(rename_all = "lowercase")]
 pub enum ModeSummary {
     Xconnect(XconnectSummary),
-    Switch(SwitchSnapshot),
+    /// Boxed: the snapshot is many times the cross-connect's summary.
+    Switch(Box<SwitchSnapshot>),
 }
 
 #[derive(Debug, Serialize)]

@@ -72,7 +72,13 @@ fn run_with<'e>(
     // after the mailboxes its queues outlive.
     let mut nic = config_ports[nic_ix].take().context("NIC port")?;
     let nic_mac = nic.mac().context("cannot read the NIC's MAC")?;
-    let fib = Arc::new(ArcSwap::from_pointee(forwarding_table(sw)?));
+    let mut table = forwarding_table(sw)?;
+    let qos = &config.qos;
+    table.set_qos(Some(
+        crate::daemon::qos::policy(qos, &qos.reservations(), config.dataplane.workers)
+            .context("[qos]")?,
+    ));
+    let fib = Arc::new(ArcSwap::from_pointee(table));
     log_switch(sw, nic_mac, &fib.load());
     let shared = Shared::new(sw, nic_mac, config.dataplane.workers, ends.quit);
     let mailboxes: Vec<Mailbox<'_>> = shared.counters.iter().map(|_| Mailbox::default()).collect();
@@ -115,7 +121,7 @@ fn run_with<'e>(
             .iter()
             .map(|(name, id)| PortSummary::read(name, *id))
             .collect(),
-        mode: ModeSummary::Switch(SwitchCounters::snapshot_all(&shared.counters)),
+        mode: ModeSummary::Switch(Box::new(SwitchCounters::snapshot_all(&shared.counters))),
         elapsed_s,
     };
     // The workers are gone and returned every VM port's queues: close them all.
@@ -233,6 +239,22 @@ fn log_switch(sw: &SwitchSection, nic_mac: MacAddr, fib: &Fib) {
         fib.peers().len(),
         fib.len()
     );
+    if let Some(q) = fib.qos().filter(|q| q.is_active() || q.uplink().is_some()) {
+        log::info!(
+            "qos: uplink {}, best-effort cap per VM {}, {} reservation(s) ({} Mbit/s){}",
+            q.uplink()
+                .map_or_else(|| "unlimited".into(), |r| format!("{} Mbit/s", r.mbps())),
+            q.vm_cap()
+                .map_or_else(|| "none".into(), |r| format!("{} Mbit/s", r.mbps())),
+            q.reservations().len(),
+            q.reserved_bps() as f64 / 1e6,
+            if q.oversubscribed() {
+                ": more than the uplink, best-effort gets nothing"
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 /// Hands each `[[switch.vm]]`'s port (taken out of `ports`, by config index) to the
@@ -305,8 +327,10 @@ fn worker_jobs<'j, 'p: 'j, 'e: 'j>(
             alternate_tsc: config
                 .monitor
                 .alternate_ms
+                .max(config.qos.alternate_ms)
                 .saturating_mul(dataplane::tsc::hz())
                 / 1000,
+            alternate_qos: config.qos.alternate_ms > 0,
         };
         let (quit, burst) = (shared.quit, d.burst);
         jobs.push((
@@ -355,6 +379,19 @@ fn print_switch(label: &str, counters: &[SwitchCounters], ports: &[(String, Port
             drops.join(", ")
         }
     );
+    if !s.qos.is_empty() {
+        let class: Vec<String> = s
+            .qos
+            .iter()
+            .map(|(c, q)| {
+                format!(
+                    "{c} conforming {} exceeding {} dropped {}",
+                    q.conforming_packets, q.exceeding_packets, q.dropped_packets
+                )
+            })
+            .collect();
+        println!("qos: {}", class.join(" | "));
+    }
     for (name, id) in ports {
         if let Ok(st) = id.stats() {
             println!(

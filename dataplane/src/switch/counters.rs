@@ -63,6 +63,11 @@ drop_causes! {
     /// From a VM port with a source MAC the rules do not place behind that port (a
     /// guest spoofing another VM's address, or a multicast source).
     SpoofedSource,
+    /// Best-effort from a local VM (or a reserved flow's excess) beyond what the
+    /// uplink's capacity leaves after the reserved traffic.
+    BestEffortUplink,
+    /// Best-effort from a local VM (or a reserved flow's excess) beyond that VM's cap.
+    BestEffortVmCap,
 }
 
 /// Declares `Stage` from one list: the stages of the switch loop that
@@ -100,9 +105,91 @@ stages! {
     Tx = "tx",
 }
 
-/// The number of drop causes and of stages (counter array sizes).
+/// Declares `QosClass` from one list: the classes of the NIC egress (`switch::qos`),
+/// each counted in `SwitchCounters::qos`, and the names they print as.
+macro_rules! qos_classes {
+    ($($(#[doc = $doc:literal])+ $class:ident = $name:literal,)+) => {
+        /// A class of frames from local VMs to the uplink.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum QosClass {
+            $($(#[doc = $doc])+ $class,)+
+        }
+
+        impl QosClass {
+            /// Every class, in the order of their counters.
+            pub const ALL: &'static [QosClass] = &[$(QosClass::$class,)+];
+
+            /// The name the class is counted under in summaries and `/metrics`.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(QosClass::$class => $name,)+
+                }
+            }
+
+            /// What the class is (its doc comment), for help texts.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(QosClass::$class => concat!($($doc),+),)+
+                }
+                .trim()
+            }
+        }
+    };
+}
+
+qos_classes! {
+    /// Frames of a reservation (inner source/destination MAC pair), within its rate:
+    /// exceeding ones go on as best-effort, dropped ones are those best-effort dropped.
+    Reserved = "reserved",
+    /// Other frames from local VMs to the uplink, and reserved flows' excess.
+    BestEffort = "best_effort",
+}
+
+/// The number of drop causes, of stages and of QoS classes (counter array sizes).
 pub const DROP_CAUSE_COUNT: usize = DropCause::ALL.len();
 pub const STAGE_COUNT: usize = Stage::ALL.len();
+pub const QOS_CLASS_COUNT: usize = QosClass::ALL.len();
+
+/// One QoS class's frames: within its rate (conforming), beyond it (exceeding), and
+/// of those, dropped.
+#[derive(Debug, Default)]
+pub struct ClassCounters {
+    pub conforming_packets: Counter,
+    pub conforming_bytes: Counter,
+    pub exceeding_packets: Counter,
+    pub exceeding_bytes: Counter,
+    pub dropped_packets: Counter,
+    pub dropped_bytes: Counter,
+}
+
+/// A QoS class's counters, summed over the workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ClassSnapshot {
+    pub conforming_packets: u64,
+    pub conforming_bytes: u64,
+    pub exceeding_packets: u64,
+    pub exceeding_bytes: u64,
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+}
+
+impl ClassSnapshot {
+    fn sum(all: &[SwitchCounters], class: QosClass) -> Self {
+        let s = |f: fn(&ClassCounters) -> &Counter| {
+            all.iter()
+                .map(|c| f(&c.qos[class as usize]).get())
+                .sum::<u64>()
+        };
+        Self {
+            conforming_packets: s(|c| &c.conforming_packets),
+            conforming_bytes: s(|c| &c.conforming_bytes),
+            exceeding_packets: s(|c| &c.exceeding_packets),
+            exceeding_bytes: s(|c| &c.exceeding_bytes),
+            dropped_packets: s(|c| &c.dropped_packets),
+            dropped_bytes: s(|c| &c.dropped_bytes),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct SwitchCounters {
@@ -132,6 +219,12 @@ pub struct SwitchCounters {
     /// the worker alternates (`Switch::alternate_tsc`).
     pub ab_busy_cycles: [Counter; 2],
     pub ab_packets: [Counter; 2],
+    /// Frames from local VMs to the uplink by QoS class (`QosClass`), when shaped.
+    pub qos: [ClassCounters; QOS_CLASS_COUNT],
+    /// Busy cycles and packets of loops that did not shape ([0]) and did ([1]), when
+    /// the worker alternates shaping (`Switch::alternate_qos`).
+    pub qos_ab_busy_cycles: [Counter; 2],
+    pub qos_ab_packets: [Counter; 2],
 }
 
 impl SwitchCounters {
@@ -173,6 +266,21 @@ pub struct SwitchSnapshot {
     /// When the workers alternated recording and not: each half's cycles per packet.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monitor_ab: Option<MonitorAb>,
+    /// Frames from local VMs to the uplink by QoS class, once any was shaped.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub qos: std::collections::BTreeMap<String, ClassSnapshot>,
+    /// When the workers alternated shaping and not: each half's cycles per packet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qos_ab: Option<QosAb>,
+}
+
+/// Shaping's cost measured within one run, as `MonitorAb` measures monitoring's.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct QosAb {
+    pub shaping_cycles_per_packet: f64,
+    pub not_shaping_cycles_per_packet: f64,
+    /// shaping / not shaping.
+    pub ratio: f64,
 }
 
 /// Monitoring's cost measured within one run: the cycles per packet of the periods the
@@ -242,21 +350,25 @@ impl SwitchCounters {
                     .map(|(s, &c)| (s.name().to_string(), c as f64 / pk as f64))
                     .collect()
             }),
-            monitor_ab: {
-                let cpp = |i: usize| {
-                    let p: u64 = all.iter().map(|c| c.ab_packets[i].get()).sum();
-                    let b: u64 = all.iter().map(|c| c.ab_busy_cycles[i].get()).sum();
-                    (p > 0).then(|| b as f64 / p as f64)
-                };
-                match (cpp(1), cpp(0)) {
-                    (Some(on), Some(off)) => Some(MonitorAb {
-                        recording_cycles_per_packet: on,
-                        not_recording_cycles_per_packet: off,
-                        ratio: on / off,
-                    }),
-                    _ => None,
+            monitor_ab: on_off(all, |c| (&c.ab_busy_cycles, &c.ab_packets)).map(|(on, off)| {
+                MonitorAb {
+                    recording_cycles_per_packet: on,
+                    not_recording_cycles_per_packet: off,
+                    ratio: on / off,
                 }
-            },
+            }),
+            qos: QosClass::ALL
+                .iter()
+                .map(|&q| (q.name().to_string(), ClassSnapshot::sum(all, q)))
+                .filter(|(_, c)| *c != ClassSnapshot::default())
+                .collect(),
+            qos_ab: on_off(all, |c| (&c.qos_ab_busy_cycles, &c.qos_ab_packets)).map(|(on, off)| {
+                QosAb {
+                    shaping_cycles_per_packet: on,
+                    not_shaping_cycles_per_packet: off,
+                    ratio: on / off,
+                }
+            }),
             workers: all
                 .iter()
                 .map(|c| {
@@ -277,6 +389,21 @@ impl SwitchCounters {
     }
 }
 
+/// The cycles per packet of the on ([1]) and off ([0]) halves of an A/B, when both ran.
+type AbCounters<'a> = (&'a [Counter; 2], &'a [Counter; 2]);
+
+fn on_off(
+    all: &[SwitchCounters],
+    f: impl Fn(&SwitchCounters) -> AbCounters<'_>,
+) -> Option<(f64, f64)> {
+    let cpp = |i: usize| {
+        let p: u64 = all.iter().map(|c| f(c).1[i].get()).sum();
+        let b: u64 = all.iter().map(|c| f(c).0[i].get()).sum();
+        (p > 0).then(|| b as f64 / p as f64)
+    };
+    Some((cpp(1)?, cpp(0)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,8 +418,8 @@ mod tests {
         let s = c.snapshot();
         assert_eq!(s.drops.len(), DROP_CAUSE_COUNT);
         assert_eq!(s.drops["NoRule"], 1);
-        assert_eq!(s.drops["PortGone"], DROP_CAUSE_COUNT as u64 - 1);
-        assert_eq!(s.drops["SpoofedSource"], DROP_CAUSE_COUNT as u64);
+        assert_eq!(s.drops["PortGone"], 11);
+        assert_eq!(s.drops["BestEffortVmCap"], DROP_CAUSE_COUNT as u64);
         assert_eq!(
             s.workers[0].drops,
             (1..=DROP_CAUSE_COUNT as u64).sum::<u64>()
@@ -300,5 +427,11 @@ mod tests {
         assert!(DropCause::HopLimit.description().contains("HOP_LIMIT"));
         let names: Vec<_> = Stage::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(names, ["rx", "record", "forward", "tx"]);
+        assert!(s.qos.is_empty(), "nothing shaped: no QoS counters shown");
+        c.qos[QosClass::BestEffort as usize].dropped_packets.add(3);
+        let s = c.snapshot();
+        assert_eq!(s.qos.len(), 1);
+        assert_eq!(s.qos["best_effort"].dropped_packets, 3);
+        assert!(QosClass::Reserved.description().contains("reservation"));
     }
 }

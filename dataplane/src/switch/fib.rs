@@ -4,6 +4,9 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use super::qos::QosPolicy;
 
 /// At most this many overlay links per daemon, a fleet's host peering with a thousand
 /// others (the worker's peer state is sized for it once, so a change of links never
@@ -78,14 +81,29 @@ impl Hasher for MacHasher {
     }
 }
 
-/// Destination MAC → destination.
+/// Destination MAC → destination, and the shaping policy of the NIC egress.
 #[derive(Debug, Clone, Default)]
 pub struct Fib {
     rules: HashMap<[u8; 6], Dest, BuildHasherDefault<MacHasher>>,
     peers: Vec<PeerSpec>,
+    /// Reservations and capacities (`switch::qos`), published with the rules: a loop
+    /// takes both from one snapshot.
+    qos: Option<Arc<QosPolicy>>,
 }
 
 impl Fib {
+    /// The shaping policy, if any.
+    #[inline(always)]
+    pub fn qos(&self) -> Option<&Arc<QosPolicy>> {
+        self.qos.as_ref()
+    }
+
+    /// The shaping policy in force while the worker loops (it is shared by the clones
+    /// of this table until one sets another).
+    pub fn set_qos(&mut self, qos: Option<QosPolicy>) {
+        self.qos = qos.map(Arc::new);
+    }
+
     /// The overlay links; `Dest::Peer(i)` is `peers()[i]`.
     pub fn peers(&self) -> &[PeerSpec] {
         &self.peers

@@ -19,10 +19,12 @@ pub(super) struct Instruments {
     period: u64,
     next_flip: u64,
     recording: bool,
+    /// What alternates is shaping, not recording: charge `counters.qos_ab_*`.
+    qos: bool,
 }
 
 impl Instruments {
-    pub fn new(stage_clocks: bool, alternate_tsc: u64, now: u64) -> Self {
+    pub fn new(stage_clocks: bool, alternate_tsc: u64, alternate_qos: bool, now: u64) -> Self {
         Self {
             stage_clocks,
             last: now,
@@ -33,10 +35,12 @@ impl Instruments {
                 period => now.saturating_add(period),
             },
             recording: true,
+            qos: alternate_qos,
         }
     }
 
-    /// Starts an iteration at `now`: whether it records (always, unless alternating).
+    /// Starts an iteration at `now`: whether it is in the half that records (or
+    /// shapes): always, unless alternating.
     #[inline(always)]
     pub fn begin(&mut self, now: u64) -> bool {
         if now >= self.next_flip {
@@ -75,14 +79,18 @@ impl Instruments {
         }
     }
 
-    /// Charges an iteration's busy cycles and packets to the half it was in, when
-    /// alternating.
+    /// Charges an iteration's busy cycles and packets to the half it was in (`on`:
+    /// recorded, or shaped), when alternating.
     #[inline(always)]
-    pub fn charge(&self, counters: &SwitchCounters, busy: u64, packets: u64, recorded: bool) {
+    pub fn charge(&self, counters: &SwitchCounters, busy: u64, packets: u64, on: bool) {
         if self.period > 0 {
-            let half = recorded as usize;
-            counters.ab_busy_cycles[half].add(busy);
-            counters.ab_packets[half].add(packets);
+            let half = on as usize;
+            let (cycles, pk) = match self.qos {
+                false => (&counters.ab_busy_cycles, &counters.ab_packets),
+                true => (&counters.qos_ab_busy_cycles, &counters.qos_ab_packets),
+            };
+            cycles[half].add(busy);
+            pk[half].add(packets);
         }
     }
 }

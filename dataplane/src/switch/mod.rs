@@ -11,7 +11,9 @@
 //! mailbox's port changes, receive a burst from the NIC and from each VM port, decide
 //! each frame's fate (`forward::decide`) and queue it to a per-destination burst,
 //! run the timers, transmit those bursts; every mbuf is sent or freed and counted. The
-//! TSC is read once per loop (more only with the benchmark `instruments` on).
+//! TSC is read once per loop (more only with the benchmark `instruments` on). Frames
+//! from local VMs to the overlay are policed by class when the snapshot's shaping
+//! policy is active (`qos`).
 
 pub mod counters;
 pub mod fib;
@@ -22,6 +24,7 @@ pub mod neighbors;
 mod output;
 pub mod overlay;
 mod peers;
+pub mod qos;
 
 pub use peers::Peer;
 
@@ -45,6 +48,7 @@ use instruments::Instruments;
 use mailbox::{Mailbox, VmCommand, MAX_VMS};
 use neighbors::Neighbors;
 use overlay::{classify, classify_whole_vxlan, FromNic, Underlay, ENCAP_LEN};
+use qos::{QosPolicy, Shaper};
 
 /// A local VM's port.
 pub struct VmPort<'p> {
@@ -85,6 +89,9 @@ pub struct Switch<'p, 'c, 'e> {
     /// Benchmarks: record only every other period of this many TSC cycles, and count
     /// the cycles of both halves apart (`counters.ab_*`); 0 = record always.
     pub alternate_tsc: u64,
+    /// Benchmarks, with `alternate_tsc`: alternate shaping (`qos`) instead of recording,
+    /// the halves' cycles counted in `counters.qos_ab_*`.
+    pub alternate_qos: bool,
 }
 
 /// The loop's own state, reused every iteration.
@@ -97,6 +104,8 @@ struct Local<'e> {
     /// When the peers' MACs are next resolved (`resolve_peers`), and the TSC's rate.
     next_arp: u64,
     tsc_hz: u64,
+    /// The buckets of the shaping policy in force.
+    shaper: Shaper,
 }
 
 /// Per-destination bursts, and the plugged slots the forwarding decisions see.
@@ -108,22 +117,24 @@ struct Outputs<'e> {
 }
 
 /// What the polls of one loop iteration share: the TSC read at its start (every
-/// record's stamp), the lookups in its rule snapshot (destinations, and VM sources
-/// apart so that the two never evict each other), and the monitor when it records.
+/// record's stamp, the buckets' clock), the lookups in its rule snapshot (destinations,
+/// and VM sources apart so that the two never evict each other), the monitor when it
+/// records, and the snapshot's shaping policy when active.
 struct Tick<'f, 'm> {
     now: u64,
     rules: LookupCache<'f>,
     sources: LookupCache<'f>,
     recorder: Option<&'m mut Monitor>,
+    qos: Option<&'f QosPolicy>,
 }
 
 /// One loop iteration as the accounting sees it: when it started, how many packets it
-/// received, and whether it recorded them.
+/// received, and whether what the benchmark alternates (recording, or shaping) was on.
 #[derive(Clone, Copy)]
 struct Iteration {
     start: u64,
     moved: usize,
-    recorded: bool,
+    on: bool,
 }
 
 impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
@@ -147,10 +158,11 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         let mut local = self.prepare(burst_size, start);
         let mut synced = self.fib.load_full();
         self.sync_peers(&synced);
+        local.shaper.sync(synced.qos().map(|p| &**p));
         let mut last = Iteration {
             start,
             moved: 0,
-            recorded: false,
+            on: false,
         };
         let mut empty_run = 0u32;
         idle.prepare_thread();
@@ -160,8 +172,12 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             if let Some(mon) = monitor.as_deref_mut() {
                 mon.publish();
             }
-            let recording = local.instruments.begin(now);
-            let fib = self.take_snapshot(&mut synced);
+            let on = local.instruments.begin(now);
+            let (recording, shaping) = match self.alternate_qos {
+                false => (on, true),
+                true => (true, on),
+            };
+            let fib = self.take_snapshot(&mut synced, &mut local.shaper);
             if !self.mailbox.is_empty() {
                 self.apply_commands(&mut local.out);
             }
@@ -170,13 +186,18 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 rules: LookupCache::new(&fib),
                 sources: LookupCache::new(&fib),
                 recorder: monitor.as_deref_mut().filter(|_| recording),
+                qos: fib.qos().map(|p| &**p).filter(|p| shaping && p.is_active()),
             };
             let moved = self.poll_nic(&mut local, &mut tick) + self.poll_vms(&mut local, &mut tick);
             self.timers(&mut local, now);
             local.instruments.lap(Stage::Forward);
             self.flush(&mut local.out);
             local.instruments.lap(Stage::Tx);
-            last = self.end_iteration(&mut local, now, moved, tick.recorder.is_some());
+            let on = match self.alternate_qos {
+                false => tick.recorder.is_some(),
+                true => tick.qos.is_some(),
+            };
+            last = self.end_iteration(&mut local, now, moved, on);
             idle.after_poll(moved, &mut empty_run);
         }
         if let Some(mon) = monitor {
@@ -206,9 +227,15 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 vms: (0..MAX_VMS).map(|_| Burst::new()).collect(),
                 plugged,
             },
-            instruments: Instruments::new(self.stage_clocks, self.alternate_tsc, now),
+            instruments: Instruments::new(
+                self.stage_clocks,
+                self.alternate_tsc,
+                self.alternate_qos,
+                now,
+            ),
             next_arp: now,
             tsc_hz: tsc::hz().max(1),
+            shaper: Shaper::new(tsc::hz().max(1)),
         }
     }
 
@@ -222,25 +249,37 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         let busy = now.wrapping_sub(it.start);
         self.counters.busy_cycles.add(busy);
         self.counters.packets.add(it.moved as u64);
-        instruments.charge(self.counters, busy, it.moved as u64, it.recorded);
+        instruments.charge(self.counters, busy, it.moved as u64, it.on);
     }
 
     /// The rule snapshot for this iteration (RCU: held by a guard, without touching the
     /// shared reference count, so the iteration never mixes two tables); follows the
-    /// links when they changed.
+    /// links and the shaping policy when they changed.
     #[inline(always)]
-    fn take_snapshot(&mut self, synced: &mut Arc<Fib>) -> arc_swap::Guard<Arc<Fib>> {
+    fn take_snapshot(
+        &mut self,
+        synced: &mut Arc<Fib>,
+        shaper: &mut Shaper,
+    ) -> arc_swap::Guard<Arc<Fib>> {
         let fib = self.fib.load();
         if !Arc::ptr_eq(&fib, synced) {
-            self.snapshot_changed(&fib, synced);
+            self.snapshot_changed(&fib, synced, shaper);
         }
         fib
     }
 
     #[cold]
-    fn snapshot_changed(&mut self, fib: &Arc<Fib>, synced: &mut Arc<Fib>) {
+    fn snapshot_changed(&mut self, fib: &Arc<Fib>, synced: &mut Arc<Fib>, shaper: &mut Shaper) {
         if fib.peers() != synced.peers() {
             self.sync_peers(fib);
+        }
+        let same_qos = match (fib.qos(), synced.qos()) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.same_as(b),
+            _ => false,
+        };
+        if !same_qos {
+            shaper.sync(fib.qos().map(|p| &**p));
         }
         *synced = Arc::clone(fib);
     }
@@ -298,10 +337,23 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             }
             local.instruments.lap(Stage::Record);
             moved += n;
-            for m in local.rx.drain() {
-                self.handle_vm_frame(&mut local.out, &mut tick.rules, j, m);
+            match tick.qos {
+                None => {
+                    for m in local.rx.drain() {
+                        self.handle_vm_frame(&mut local.out, &mut tick.rules, j, m, None);
+                    }
+                }
+                Some(policy) => {
+                    for m in local.rx.drain() {
+                        let shaping = Some((&mut local.shaper, policy, tick.now));
+                        self.handle_vm_frame(&mut local.out, &mut tick.rules, j, m, shaping);
+                    }
+                }
             }
             local.instruments.lap(Stage::Forward);
+        }
+        if tick.qos.is_some() {
+            local.shaper.flush(self.counters);
         }
         moved
     }
@@ -318,13 +370,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     /// The iteration that started at `now` is done: its stage clocks, or an empty
     /// poll; what `account` charges once the next one starts.
     #[inline(always)]
-    fn end_iteration(
-        &self,
-        local: &mut Local<'e>,
-        now: u64,
-        moved: usize,
-        recorded: bool,
-    ) -> Iteration {
+    fn end_iteration(&self, local: &mut Local<'e>, now: u64, moved: usize, on: bool) -> Iteration {
         local.instruments.end(self.counters, moved > 0);
         if moved == 0 {
             self.counters.empty_polls.add(1);
@@ -332,7 +378,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         Iteration {
             start: now,
             moved,
-            recorded,
+            on,
         }
     }
 
@@ -421,18 +467,34 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         self.carry_out(out, m, d);
     }
 
+    /// A frame from VM slot `j`: forwarded, and when `shaping` (the loop's buckets,
+    /// the policy, the loop's TSC) policed if it leaves over the overlay. Inlined into
+    /// the unshaped and shaped loops of `poll_vms`, so the unshaped one has no QoS
+    /// code at all.
+    #[inline(always)]
     fn handle_vm_frame(
         &mut self,
         out: &mut Outputs<'e>,
         rules: &mut LookupCache<'_>,
         j: VmSlot,
         m: Mbuf<'e>,
+        shaping: Option<(&mut Shaper, &QosPolicy, u64)>,
     ) {
         let Some(dst) = dst_mac(m.data()) else {
             self.counters.drop(DropCause::Malformed, 1);
             return;
         };
-        let d = decide(dst, Ingress::Vm(j), rules, out.plugged, self.peers.len());
+        let mut d = decide(dst, Ingress::Vm(j), rules, out.plugged, self.peers.len());
+        if let (Some((shaper, policy, now)), Decision::Encap { .. }) = (shaping, &d) {
+            // A frame too large once encapsulated is dropped by `encap` (`Oversize`)
+            // without taking the uplink's tokens.
+            let wire = m.pkt_len().saturating_add(ENCAP_LEN as u32);
+            if wire as usize <= self.underlay.max_frame {
+                if let Err(cause) = shaper.admit(policy, m.data(), j, wire, now) {
+                    d = Decision::Drop(cause);
+                }
+            }
+        }
         self.carry_out(out, m, d);
     }
 

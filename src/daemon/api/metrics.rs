@@ -104,6 +104,33 @@ fn switch_metrics(reg: &mut Registry, counters: &[SwitchCounters]) {
             .inc_by(*n);
     }
     reg.register("drops", "Frames dropped, by cause", drops);
+    let (packets, bytes) = (
+        Family::<Labels, Counter>::default(),
+        Family::<Labels, Counter>::default(),
+    );
+    for (class, c) in &s.qos {
+        for (verdict, p, b) in [
+            ("conforming", c.conforming_packets, c.conforming_bytes),
+            ("exceeding", c.exceeding_packets, c.exceeding_bytes),
+            ("dropped", c.dropped_packets, c.dropped_bytes),
+        ] {
+            let l = vec![("class", class.clone()), ("verdict", verdict.to_string())];
+            packets.get_or_create(&l).inc_by(p);
+            bytes.get_or_create(&l).inc_by(b);
+        }
+    }
+    if !s.qos.is_empty() {
+        reg.register(
+            "qos_packets",
+            "Frames from local VMs to the uplink by QoS class (reserved, best_effort) and verdict: conforming (within the class's rate), exceeding (beyond it; a reserved flow's excess goes on as best-effort), dropped",
+            packets,
+        );
+        reg.register(
+            "qos_bytes",
+            "Bytes on the wire (encapsulated) of frames from local VMs to the uplink, by QoS class and verdict",
+            bytes,
+        );
+    }
     if let Some(c) = s.cycles_per_packet {
         let g = FloatGauge::default();
         g.set(c);
@@ -174,4 +201,44 @@ fn traffic_metrics(reg: &mut Registry, vttif: &Value) {
             .set(r["smoothed_mbps"].as_f64().unwrap_or(0.0) * 1e6);
     }
     reg.register("vm_traffic_bps", "Smoothed VM-to-VM traffic rate", rate);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dataplane::switch::counters::QosClass;
+
+    fn encode(counters: &[SwitchCounters]) -> String {
+        let mut reg = Registry::with_prefix("wrenvnet");
+        switch_metrics(&mut reg, counters);
+        let mut out = String::new();
+        prometheus_text::encode(&mut out, &reg).unwrap();
+        out
+    }
+
+    #[test]
+    fn qos_counters_appear_by_class_and_verdict_once_anything_was_shaped() {
+        let c = [SwitchCounters::default(), SwitchCounters::default()];
+        assert!(
+            !encode(&c).contains("qos"),
+            "nothing shaped, no QoS families"
+        );
+        c[0].qos[QosClass::Reserved as usize]
+            .conforming_packets
+            .add(7);
+        c[1].qos[QosClass::Reserved as usize]
+            .conforming_packets
+            .add(3);
+        c[1].qos[QosClass::BestEffort as usize]
+            .dropped_bytes
+            .add(1564);
+        let text = encode(&c);
+        for line in [
+            "wrenvnet_qos_packets_total{class=\"reserved\",verdict=\"conforming\"} 10",
+            "wrenvnet_qos_bytes_total{class=\"best_effort\",verdict=\"dropped\"} 1564",
+            "wrenvnet_drops_total{cause=\"BestEffortUplink\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+    }
 }

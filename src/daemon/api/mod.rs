@@ -18,6 +18,7 @@
 //! | `PUT /links/{name}` body `{"ip":IP,"mac":M?}` | add a link or change its address |
 //! | `DELETE /links/{name}` | remove a link (refused while rules use it) |
 //! | `GET /vms` | VM ports: name, VM MAC, slot, devargs |
+//! | `GET /reservations` | the uplink's capacity, the per-VM best-effort cap, the reservations in force |
 //! | `PUT /vms/{port}` body `{"devargs":D,"mac":M}` | plug a VM port live (its rule follows) |
 //! | `DELETE /vms/{port}` | unplug a VM port (its rules withdrawn first) |
 //! | `GET /metrics` | Prometheus text format |
@@ -313,6 +314,7 @@ fn route(
         (Method::Get, ["rules"]) => Ok(ops.rules()),
         (Method::Get, ["links"]) => Ok(ops.links()),
         (Method::Get, ["vms"]) => Ok(ops.vms()),
+        (Method::Get, ["reservations"]) => Ok(ops.reservations()),
         (Method::Put, ["rules", mac]) => json_body().and_then(|b| ops.set_rule(mac, &b)),
         (Method::Delete, ["rules", mac]) => ops.del_rule(mac),
         (Method::Put, ["links", name]) => json_body().and_then(|b| ops.set_link(name, &b)),
@@ -321,7 +323,11 @@ fn route(
             return later(json_body().and_then(|b| ops.plug_vm(port, &b)));
         }
         (Method::Delete, ["vms", port]) => return later(ops.unplug_vm(port)),
-        (_, ["health" | "metrics" | "stats" | "paths" | "matrix" | "rules" | "links" | "vms"])
+        (
+            _,
+            ["health" | "metrics" | "stats" | "paths" | "matrix" | "rules" | "links" | "vms"
+            | "reservations"],
+        )
         | (_, ["rules" | "links" | "vms", _]) => {
             return Answer::Now(error(405, format!("{method} is not allowed on {url}")));
         }

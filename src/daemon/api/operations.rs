@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use crate::cluster::{Applied, Desired, DesiredLink};
 use crate::daemon::cluster::{unix_now, EtcdStatus};
 use crate::daemon::config::parse_mac;
+use crate::daemon::qos;
 use crate::daemon::vm_ports::{Change, Ticket, VmPortControl};
+use dataplane::switch::qos::{QosPolicy, Reservation};
 
 /// Who this daemon is: its host name and underlay address. Its links (peers) live in
 /// the forwarding table and its VM ports in `VmPortControl`, which both change.
@@ -190,6 +192,17 @@ impl<'v> Operations<'v> {
         v
     }
 
+    /// `GET /reservations`: the uplink's capacity, the per-VM best-effort cap and the
+    /// reservations in force (their counters are in `/stats` and `/metrics`).
+    #[cold]
+    pub fn reservations(&self) -> Value {
+        let fib = self.fib.load();
+        let mut v = qos::to_json(fib.qos().map(|p| &**p));
+        v["ok"] = json!(true);
+        v["host"] = json!(self.me.host);
+        v
+    }
+
     /// `GET /links`: the overlay links (peers) and how many rules use each.
     #[cold]
     pub fn links(&self) -> Value {
@@ -352,8 +365,17 @@ impl<'v> Operations<'v> {
         for (m, p) in &wanted {
             next.insert(*m, Dest::Peer(*p));
         }
+        let reserved = d
+            .reservations
+            .as_deref()
+            .and_then(|list| desired_reservations(&mut next, list, &mut errors));
+        let same_qos = match (next.qos(), current.qos()) {
+            (Some(a), Some(b)) => a.same_as(b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
         let changed = next.peers() != current.peers()
             || next.len() != current.len()
+            || !same_qos
             || next
                 .iter()
                 .any(|(m, dest)| current.lookup(m) != Some(*dest));
@@ -361,10 +383,11 @@ impl<'v> Operations<'v> {
             self.fib.store(Arc::new(next));
         }
         log::info!(
-            "etcd: desired revision {}: {} rule(s) to peers, {} removed, {} refused{}",
+            "etcd: desired revision {}: {} rule(s) to peers, {} removed, {}{} refused{}",
             d.revision,
             wanted.len(),
             stale.len(),
+            reserved.map_or_else(String::new, |n| format!("{n} reservation(s), ")),
             errors.len(),
             if changed { "" } else { " (already in force)" }
         );
@@ -407,6 +430,49 @@ impl<'v> Operations<'v> {
             keep.insert(m);
         }
         (wanted, keep)
+    }
+}
+
+/// Sets the desired reservations in `fib`'s policy (its capacities kept): each one
+/// refused (bad MAC, rate or burst, a pair twice) is listed and left out. Returns how
+/// many are in force, or `None` when the whole set was refused (the set in force stays).
+fn desired_reservations(
+    fib: &mut Fib,
+    list: &[crate::cluster::ReservationSpec],
+    errors: &mut Vec<String>,
+) -> Option<usize> {
+    let mut ok: Vec<Reservation> = Vec::with_capacity(list.len());
+    for spec in list {
+        let name = qos::name(spec);
+        match qos::reservation(spec) {
+            Ok(r) if ok.iter().any(|o| o.src == r.src && o.dst == r.dst) => {
+                errors.push(format!("reservation {name}: the pair is reserved twice"));
+            }
+            Ok(r) => ok.push(r),
+            Err(e) => errors.push(format!("reservation {name}: {e:#}")),
+        }
+    }
+    let base = fib
+        .qos()
+        .map_or_else(QosPolicy::default, |p| QosPolicy::clone(p));
+    match base.with_reservations(ok) {
+        Ok(p) => {
+            let n = p.reservations().len();
+            if p.oversubscribed() {
+                errors.push(format!(
+                    "reservations: {} Mbit/s reserved, more than the uplink's {} Mbit/s \
+                     (enforced; best-effort gets nothing)",
+                    p.reserved_bps() as f64 / 1e6,
+                    p.uplink().map_or(0.0, |u| u.mbps())
+                ));
+            }
+            fib.set_qos(Some(p));
+            Some(n)
+        }
+        Err(e) => {
+            errors.push(format!("reservations: {e}"));
+            None
+        }
     }
 }
 
@@ -542,5 +608,75 @@ mod tests {
             ("02:00:00:00:bb:01".into(), "peer:b".into()),
         ];
         assert_eq!(rules(&ops), want);
+    }
+
+    #[test]
+    fn desired_reservations_replace_those_in_force_keep_the_capacities_and_list_refusals() {
+        let (vms, fib) = (RefCell::new(OneVm), table());
+        let mut t = Fib::clone(&fib.load());
+        let uplink = dataplane::switch::qos::Rate::new(100_000_000);
+        t.set_qos(Some(QosPolicy::new(Some(uplink), None, vec![], 2).unwrap()));
+        fib.store(Arc::new(t));
+        let ops = host_a(&vms, &fib);
+        assert_eq!(ops.reservations()["active"], false);
+        let d = desired(
+            r#"{"revision":6,"rules":{"02:00:00:00:bb:01":"peer:b"},"links":{},
+                "reservations":[
+                  {"src_mac":"02:00:00:00:aa:01","dst_mac":"02:00:00:00:bb:01","mbps":40},
+                  {"src_mac":"02:00:00:00:aa:01","dst_mac":"02:00:00:00:bb:01","mbps":10},
+                  {"src_mac":"02:00:00:00:aa:01","dst_mac":"zz","mbps":10},
+                  {"src_mac":"02:00:00:00:aa:01","dst_mac":"02:00:00:00:cc:01","mbps":0},
+                  {"src_mac":"02:00:00:00:aa:01","dst_mac":"02:00:00:00:dd:01","mbps":5,
+                   "burst_bytes":20000}]}"#,
+        );
+        let a = ops.apply_desired(&d);
+        let errors = a.errors.join("\n");
+        for reason in [
+            "reservation 02:00:00:00:aa:01->02:00:00:00:bb:01: the pair is reserved twice",
+            "reservation 02:00:00:00:aa:01->zz: dst_mac: bad MAC",
+            "reservation 02:00:00:00:aa:01->02:00:00:00:cc:01: mbps 0",
+        ] {
+            assert!(errors.contains(reason), "{reason} not in {errors}");
+        }
+        assert_eq!(a.errors.len(), 3, "{errors}");
+        let r = ops.reservations();
+        assert_eq!(r["active"], true);
+        assert_eq!(r["uplink"]["mbps"], 100.0);
+        assert_eq!(r["workers"], 2);
+        assert_eq!(r["reserved_mbps"], 45.0);
+        let list = r["reservations"].as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["dst_mac"], "02:00:00:00:bb:01");
+        assert_eq!(list[0]["burst_bytes"], 65536);
+        assert_eq!(list[1]["burst_bytes"], 20000);
+        // The same state again publishes nothing; a record without reservations keeps
+        // them; an empty list removes them (the capacities stay).
+        let before = fib.load_full();
+        assert!(ops.apply_desired(&d).errors.len() == 3);
+        assert!(Arc::ptr_eq(&before, &fib.load_full()));
+        let old = desired(r#"{"revision":7,"rules":{"02:00:00:00:bb:01":"peer:b"},"links":{}}"#);
+        assert!(ops.apply_desired(&old).errors.is_empty());
+        assert!(Arc::ptr_eq(&before, &fib.load_full()));
+        let none = desired(
+            r#"{"revision":8,"rules":{"02:00:00:00:bb:01":"peer:b"},"links":{},"reservations":[]}"#,
+        );
+        assert!(ops.apply_desired(&none).errors.is_empty());
+        let r = ops.reservations();
+        assert_eq!(
+            (r["active"].clone(), r["uplink"]["mbps"].clone()),
+            (json!(false), json!(100.0))
+        );
+        // More than the uplink: enforced, and said so.
+        let over = desired(
+            r#"{"revision":9,"rules":{"02:00:00:00:bb:01":"peer:b"},"links":{},
+                "reservations":[{"src_mac":"02:00:00:00:aa:01","dst_mac":"02:00:00:00:bb:01","mbps":150}]}"#,
+        );
+        let a = ops.apply_desired(&over);
+        assert!(
+            a.errors[0].contains("more than the uplink's 100 Mbit/s"),
+            "{:?}",
+            a.errors
+        );
+        assert_eq!(ops.reservations()["oversubscribed"], true);
     }
 }
