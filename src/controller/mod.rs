@@ -462,6 +462,42 @@ impl Controller {
         }
     }
 
+    /// What the plan in force was made for (from `b`), as the trigger sees it: a link
+    /// or a demand that moved less than the change threshold has not changed (else
+    /// every measurement's jitter would touch every path that crosses it). Its links
+    /// are `problem`'s, in the same order.
+    fn previous_problem(&self, b: &Baseline, problem: &Problem, sit: Situation) -> Problem {
+        let th = self.cfg.controller.change_threshold;
+        let then = |old: f64, now: f64| if moved(old, now, th) { old } else { now };
+        let links = (self.view.links.iter())
+            .zip(&problem.links)
+            .map(|((k, l), now)| LinkSpec {
+                bw_mbps: then(b.bw_of(k, l.nominal_bw_mbps), now.bw_mbps).max(0.0),
+                ..now.clone()
+            })
+            .collect();
+        let now: BTreeMap<(&str, &str), f64> = (sit.demands.iter())
+            .map(|d| ((d.src.as_str(), d.dst.as_str()), d.mbps))
+            .collect();
+        let demands: Vec<Demand> = (b.demand.iter())
+            .map(|((src, dst), &mbps)| Demand {
+                src: src.clone(),
+                dst: dst.clone(),
+                mbps: now
+                    .get(&(src.as_str(), dst.as_str()))
+                    .map_or(mbps, |&n| then(mbps, n)),
+            })
+            .collect();
+        let sit = Situation {
+            demands: &demands,
+            ..sit
+        };
+        Problem {
+            links,
+            ..sit.problem()
+        }
+    }
+
     /// Runs VADAPT and, when its plan is worth it, makes it the plan in force (true).
     #[cold]
     /// With `prior` (what the plan in force was made from), the plan is a repair of it.
@@ -509,44 +545,7 @@ impl Controller {
             links,
             ..sit.problem()
         };
-        // What the plan in force was made for, as the trigger sees it: a link or a
-        // demand that moved less than the change threshold has not changed (else every
-        // measurement's jitter would touch every path that crosses it).
-        let th = self.cfg.controller.change_threshold;
-        let then = |old: Option<&f64>, now: f64| match old {
-            Some(&o) if moved(o, now, th) => o,
-            _ => now,
-        };
-        let previous = prior.map(|b| {
-            let links_then = (self.view.links.iter())
-                .zip(&problem.links)
-                .map(|((k, l), now)| LinkSpec {
-                    bw_mbps: then(Some(&b.bw_of(k, l.nominal_bw_mbps)), now.bw_mbps).max(0.0),
-                    ..now.clone()
-                })
-                .collect();
-            let now: BTreeMap<(&str, &str), f64> = (demands.iter())
-                .map(|d| ((d.src.as_str(), d.dst.as_str()), d.mbps))
-                .collect();
-            let demands_then: Vec<Demand> = (b.demand.iter())
-                .map(|((src, dst), &mbps)| Demand {
-                    src: src.clone(),
-                    dst: dst.clone(),
-                    mbps: match now.get(&(src.as_str(), dst.as_str())) {
-                        Some(&n) => then(Some(&mbps), n),
-                        None => mbps,
-                    },
-                })
-                .collect();
-            let sit_then = Situation {
-                demands: &demands_then,
-                ..sit
-            };
-            Problem {
-                links: links_then,
-                ..sit_then.problem()
-            }
-        });
+        let previous = prior.map(|b| self.previous_problem(b, &problem, sit));
         let c = &self.cfg.controller;
         let opts = vadapt::Options {
             algo: self.cfg.algo(),
