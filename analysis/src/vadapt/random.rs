@@ -23,22 +23,18 @@ pub struct Shape {
 /// larger one. The bench's figures and the test's "within 2% in 95% of cases" are
 /// those of the instances it draws from a given seed: keep it as it is.
 pub fn repair_shape(rng: &mut Rng, case: usize) -> Shape {
-    if case % 3 == 2 {
-        Shape {
-            hosts: 8 + rng.below(9),
-            vms: 16 + rng.below(17),
-            demand_factor: 1.0 + rng.unit(),
-            link_density: 0.3 + rng.unit() * 0.4,
-            latency_objective: rng.unit() < 0.25,
-        }
+    // Hosts, VMs, demand factor and link density: each its least and its spread.
+    let (h, v, d, l) = if case % 3 == 2 {
+        ((8, 9), (16, 17), (1.0, 1.0), (0.3, 0.4))
     } else {
-        Shape {
-            hosts: 2 + rng.below(5),
-            vms: 3 + rng.below(6),
-            demand_factor: 0.8 + rng.unit(),
-            link_density: 0.3 + rng.unit() * 0.7,
-            latency_objective: rng.unit() < 0.25,
-        }
+        ((2, 5), (3, 6), (0.8, 1.0), (0.3, 0.7))
+    };
+    Shape {
+        hosts: h.0 + rng.below(h.1),
+        vms: v.0 + rng.below(v.1),
+        demand_factor: d.0 + rng.unit() * d.1,
+        link_density: l.0 + rng.unit() * l.1,
+        latency_objective: rng.unit() < 0.25,
     }
 }
 
