@@ -24,15 +24,9 @@ SIZE="${SIZE:-64}"
 SECS="${SECS:-3}"
 case "$SCENARIO" in encap|decap) ;; *) echo "ab.sh: SCENARIO is encap or decap" >&2; exit 1 ;; esac
 . bench/lib.sh
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
-empty_pcap "$tmp/empty.pcap"
-SINK="tx_pcap=/dev/null"
+ab_setup
 if [ "$SCENARIO" = encap ]; then
-  python3 bench/gen_frames.py plain "$tmp/frames.pcap" --size "$SIZE"
-  NIC="net_pcap0,rx_pcap=$tmp/empty.pcap,$SINK"
-  VM="net_pcap1,rx_pcap=$tmp/frames.pcap,infinite_rx=1,$SINK"
+  ab_encap_ports
 else
   # The decap frames must be addressed to the NIC's MAC: read it off a first run.
   switch_cfg "net_pcap0,rx_pcap=$tmp/empty.pcap,$SINK" "net_pcap1,rx_pcap=$tmp/empty.pcap,$SINK" false > "$tmp/probe.toml"
@@ -49,8 +43,7 @@ for r in $(seq "$ROUNDS"); do
   line="round $r:"
   for i in $(seq $#); do
     b=${!i}
-    "$b" run --config "$tmp/ab.toml" --duration "$SECS" --summary-json "$tmp/s.json" -- "${EAL[@]}" \
-      > "$tmp/run.log" 2>&1 || { tail -5 "$tmp/run.log"; echo "ab.sh: $b failed" >&2; exit 1; }
+    ab_run "$b" "$tmp/ab.toml"
     read -r ratio cycles < <(python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))["switch"]

@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+import benchmain  # (bench/: the main wrapper shared with bench/fleet.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WRENVNET = os.environ.get("WRENVNET", os.path.join(ROOT, "target/release/wrenvnet"))
 ROUNDS = int(os.environ.get("ROUNDS", "10"))
@@ -311,8 +313,6 @@ def summary(xs):
 
 
 def main():
-    if not os.access(WRENVNET, os.X_OK):
-        raise SystemExit(f"{WRENVNET} missing: cargo build --release")
     etcd = Etcd()
     out = {"rounds": ROUNDS, "interval_ms": INTERVAL_MS, "etcd_members": 3,
            "etcd_flags": "--heartbeat-interval 100 --election-timeout 1000, TLS + client certs",
@@ -401,8 +401,4 @@ def write(out):
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        main()
-    finally:
-        cleanup()
+    benchmain.run(main, cleanup, WRENVNET)

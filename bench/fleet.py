@@ -22,6 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchmain  # noqa: E402  (the main wrapper shared with bench/cluster.py)
 import cluster as cb  # noqa: E402  (etcd members, process handling)
 
 ROOT = cb.ROOT
@@ -277,8 +278,6 @@ def plot_growth(sizes, path):
 
 
 def main():
-    if not os.access(WRENVNET, os.X_OK):
-        raise SystemExit(f"{WRENVNET} missing: cargo build --release")
     sizes = []
     for n in HOSTS:
         size = Size(n)
@@ -343,8 +342,4 @@ def write(out):
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        main()
-    finally:
-        cb.cleanup()
+    benchmain.run(main, cb.cleanup, WRENVNET)

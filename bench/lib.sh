@@ -1,6 +1,7 @@
-# Shared by the benchmarks (bench/switch.sh, bench/ovs.sh, bench/xconnect.sh): sourced,
-# not run. The ports under test, the one-VM, one-peer switch configuration they
-# measure, and testpmd io on the same ports with its cycles per packet.
+# Shared by the benchmarks (bench/switch.sh, bench/ovs.sh, bench/xconnect.sh, bench/ab.sh,
+# bench/qos_ab.sh): sourced, not run. The ports under test, the one-VM, one-peer switch
+# configuration they measure, the within-run A/B scripts' replay ports and runs, and
+# testpmd io on the same ports with its cycles per packet.
 
 # The ports under test on a bare-metal host: DUT_PORTS="P0 P1", two DPDK devargs, e.g.
 # the PCI addresses of two NIC ports ("0000:3b:00.0 0000:3b:00.1", with driver options
@@ -40,6 +41,32 @@ switch_nic_mac() {
   mac=$(sed -n 's/.*port "nic": id [0-9]* mac \([0-9a-f:]*\).*/\1/p' "$tmp/probe.log" | head -1)
   [ -n "$mac" ] || { cat "$tmp/probe.log" >&2; echo "no NIC MAC in the log" >&2; return 1; }
   echo "$mac"
+}
+
+# The within-run A/B scripts (bench/ab.sh, bench/qos_ab.sh) set up and run the switch
+# alike; these are that part, so the two measure on the same ports and EAL.
+# ab_setup: a temporary directory $tmp (removed on exit), the EAL arguments EAL (cores
+# 0-1, in memory, --no-pci), $tmp/empty.pcap and the ports' sink SINK.
+ab_setup() {
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
+  empty_pcap "$tmp/empty.pcap"
+  SINK="tx_pcap=/dev/null"
+}
+# ab_encap_ports (SIZE from the caller) -> NIC and VM for encapsulation: the VM port
+# replays SIZE-byte frames 02:00:00:00:aa:01 -> 02:00:00:00:bb:01 from memory, the NIC
+# receives nothing.
+ab_encap_ports() {
+  python3 bench/gen_frames.py plain "$tmp/frames.pcap" --size "$SIZE"
+  NIC="net_pcap0,rx_pcap=$tmp/empty.pcap,$SINK"
+  VM="net_pcap1,rx_pcap=$tmp/frames.pcap,infinite_rx=1,$SINK"
+}
+# ab_run BIN CONFIG (SECS, EAL and tmp from the caller): one run of SECS seconds, its
+# summary in $tmp/s.json; on failure, the end of its log and the calling script exits.
+ab_run() {
+  "$1" run --config "$2" --duration "$SECS" --summary-json "$tmp/s.json" -- "${EAL[@]}" \
+    > "$tmp/run.log" 2>&1 || { tail -5 "$tmp/run.log"; echo "${0##*/}: $1 failed" >&2; exit 1; }
 }
 
 # testbed_config ARGS... -> a daemon config (TOML) from the typed builder that the Rust

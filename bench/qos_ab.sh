@@ -24,14 +24,8 @@ SIZE="${SIZE:-64}"
 SECS="${SECS:-3}"
 CLASSES="${CLASSES:-reserved best_effort}"
 . bench/lib.sh
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-EAL=(-l 0-1 --in-memory --no-pci --log-level '*:error')
-empty_pcap "$tmp/empty.pcap"
-SINK="tx_pcap=/dev/null"
-python3 bench/gen_frames.py plain "$tmp/frames.pcap" --size "$SIZE"
-NIC="net_pcap0,rx_pcap=$tmp/empty.pcap,$SINK"
-VM="net_pcap1,rx_pcap=$tmp/frames.pcap,infinite_rx=1,$SINK"
+ab_setup
+ab_encap_ports
 switch_cfg "$NIC" "$VM" false false > "$tmp/base.toml"
 for class in $CLASSES; do
   case "$class" in
@@ -51,8 +45,7 @@ for r in $(seq "$ROUNDS"); do
     line="round $r $class:"
     for i in $(seq $#); do
       b=${!i}
-      "$b" run --config "$tmp/$class.toml" --duration "$SECS" --summary-json "$tmp/s.json" -- "${EAL[@]}" \
-        > "$tmp/run.log" 2>&1 || { tail -5 "$tmp/run.log"; echo "qos_ab.sh: $b failed" >&2; exit 1; }
+      ab_run "$b" "$tmp/$class.toml"
       read -r ratio on off < <(python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))["switch"]

@@ -14,7 +14,7 @@ mod scale {
     include!("vadapt_scale.rs");
 }
 
-use analysis::vadapt::random::{applied, instance, perturb, Shape};
+use analysis::vadapt::random::{applied, instance, perturb, repair_shape, Shape};
 use analysis::vadapt::rng::Rng;
 use analysis::vadapt::{repair, solve, Algo, Objective, Options, Previous};
 
@@ -171,28 +171,6 @@ fn main() {
         serde_json::to_string_pretty(&json).unwrap(),
     )
     .unwrap();
-}
-
-/// The repair quality test's shapes: two small instances (as against Exact) for every
-/// larger one.
-fn repair_shape(rng: &mut Rng, case: usize) -> Shape {
-    if case % 3 == 2 {
-        Shape {
-            hosts: 8 + rng.below(9),
-            vms: 16 + rng.below(17),
-            demand_factor: 1.0 + rng.unit(),
-            link_density: 0.3 + rng.unit() * 0.4,
-            latency_objective: rng.unit() < 0.25,
-        }
-    } else {
-        Shape {
-            hosts: 2 + rng.below(5),
-            vms: 3 + rng.below(6),
-            demand_factor: 0.8 + rng.unit(),
-            link_density: 0.3 + rng.unit() * 0.7,
-            latency_objective: rng.unit() < 0.25,
-        }
-    }
 }
 
 /// The median and the 99th percentile (nearest rank) of `x`.

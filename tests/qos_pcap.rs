@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use std::process::Command;
+use std::ffi::OsStr;
 
 use testbed::presets::bench_switch;
 
@@ -73,20 +73,18 @@ fn the_reserved_flow_gets_its_rate_and_best_effort_the_rest_of_the_uplink() {
     let summary = dir.0.join("summary.json");
     let mut eal = eal_mem_args("qos");
     eal.extend(["-l".into(), "0-1".into(), "--no-pci".into()]);
-    let out = Command::new(wrenvnet_bin())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .args(["--duration", "4", "--summary-json"])
-        .arg(&summary)
-        .arg("--")
-        .args(&eal)
-        .output()
-        .expect("spawn wrenvnet");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut args: Vec<&OsStr> = vec![
+        "run".as_ref(),
+        "--config".as_ref(),
+        cfg.as_os_str(),
+        "--duration".as_ref(),
+        "4".as_ref(),
+        "--summary-json".as_ref(),
+        summary.as_os_str(),
+        "--".as_ref(),
+    ];
+    args.extend(eal.iter().map(OsStr::new));
+    wrenvnet_ok(args);
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     let sw = &s["switch"];
     let q = &sw["qos"];

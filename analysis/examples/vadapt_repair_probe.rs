@@ -1,5 +1,5 @@
 //! Per-case repair against full GH+SA on the test's shapes: `cargo run --release -p analysis --example vadapt_repair_probe`.
-use analysis::vadapt::random::{gap, trial, Shape};
+use analysis::vadapt::random::{gap, repair_shape, trial};
 use analysis::vadapt::rng::Rng;
 use analysis::vadapt::Options;
 fn main() {
@@ -9,23 +9,7 @@ fn main() {
     let mut n = 0;
     while n < 120 {
         case += 1;
-        let s = if case % 3 == 2 {
-            Shape {
-                hosts: 8 + rng.below(9),
-                vms: 16 + rng.below(17),
-                demand_factor: 1.0 + rng.unit(),
-                link_density: 0.3 + rng.unit() * 0.4,
-                latency_objective: rng.unit() < 0.25,
-            }
-        } else {
-            Shape {
-                hosts: 2 + rng.below(5),
-                vms: 3 + rng.below(6),
-                demand_factor: 0.8 + rng.unit(),
-                link_density: 0.3 + rng.unit() * 0.7,
-                latency_objective: rng.unit() < 0.25,
-            }
-        };
+        let s = repair_shape(&mut rng, case);
         let Some(t) = trial(&mut rng, s, &opts) else {
             continue;
         };

@@ -1,7 +1,7 @@
 //! GH+SA against itself (seeds 2 and 3) and the repair against GH+SA on the repair
 //! test's cases: `SEED=2323 cargo run --release -p analysis --example vadapt_spread_probe`
 //! (`CASE=n` prints case n in full).
-use analysis::vadapt::random::{gap, trial, Shape};
+use analysis::vadapt::random::{gap, repair_shape, trial};
 use analysis::vadapt::rng::Rng;
 use analysis::vadapt::{solve, Options};
 fn main() {
@@ -16,23 +16,7 @@ fn main() {
     let (mut rep_ok, mut s2_ok, mut best2_ok, mut untouched_miss) = (0, 0, 0, 0);
     while n < 120 {
         case += 1;
-        let s = if case % 3 == 2 {
-            Shape {
-                hosts: 8 + rng.below(9),
-                vms: 16 + rng.below(17),
-                demand_factor: 1.0 + rng.unit(),
-                link_density: 0.3 + rng.unit() * 0.4,
-                latency_objective: rng.unit() < 0.25,
-            }
-        } else {
-            Shape {
-                hosts: 2 + rng.below(5),
-                vms: 3 + rng.below(6),
-                demand_factor: 0.8 + rng.unit(),
-                link_density: 0.3 + rng.unit() * 0.7,
-                latency_objective: rng.unit() < 0.25,
-            }
-        };
+        let s = repair_shape(&mut rng, case);
         let Some(t) = trial(&mut rng, s, &opts) else {
             continue;
         };

@@ -9,31 +9,9 @@ use std::collections::{HashMap, HashSet};
 mod common;
 use common::recompute;
 
-use analysis::vadapt::random::{gap, trial, Shape, Trial};
+use analysis::vadapt::random::{gap, repair_shape, trial, Trial};
 use analysis::vadapt::rng::Rng;
 use analysis::vadapt::{Options, Problem};
-
-/// The shapes `cargo bench --bench vadapt` draws: small ones (as against Exact) and
-/// larger ones.
-fn shape(rng: &mut Rng, case: usize) -> Shape {
-    if case % 3 == 2 {
-        Shape {
-            hosts: 8 + rng.below(9),
-            vms: 16 + rng.below(17),
-            demand_factor: 1.0 + rng.unit(),
-            link_density: 0.3 + rng.unit() * 0.4,
-            latency_objective: rng.unit() < 0.25,
-        }
-    } else {
-        Shape {
-            hosts: 2 + rng.below(5),
-            vms: 3 + rng.below(6),
-            demand_factor: 0.8 + rng.unit(),
-            link_density: 0.3 + rng.unit() * 0.7,
-            latency_objective: rng.unit() < 0.25,
-        }
-    }
-}
 
 /// Demands (src, dst, n-th of the pair) the change touched: new, rate or bound changed,
 /// whose path in force crosses a link whose bandwidth or latency changed, or whose
@@ -133,7 +111,7 @@ fn repair_keeps_up_with_a_full_solve() {
     while gaps.len() < 120 {
         case += 1;
         assert!(case < 400, "too few feasible instances");
-        let s = shape(&mut rng, case);
+        let s = repair_shape(&mut rng, case);
         let Some(t) = trial(&mut rng, s, &opts) else {
             continue;
         };

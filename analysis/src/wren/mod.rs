@@ -27,9 +27,11 @@
 //! verdicts of real losses), `path` (per-path RTT statistics and judged trains),
 //! `delivered` (the delivered-rate floor),
 //! `estimate` (available bandwidth from the trains, a path's view, and how its answer
-//! follows from its trains: `Explanation`, `wrenvnet analyze --explain`); this module
+//! follows from its trains: `Explanation`, `wrenvnet analyze --explain`), `change`
+//! (when A changed, so the estimate uses only the trains since); this module
 //! holds the engine and the per-record glue.
 
+mod change;
 mod delivered;
 mod estimate;
 mod flow;

@@ -5,8 +5,8 @@ use std::collections::VecDeque;
 
 use hdrhistogram::Histogram;
 
+use super::change::{contradicts, since_change, Reference};
 use super::delivered::Delivered;
-use super::estimate::{contradicts, since_change, Reference};
 use super::train::TrainResult;
 use super::trend::Trend;
 use crate::record::Record;
@@ -36,10 +36,10 @@ pub(super) struct Path {
     pub(super) sent_wire: u64,
     pub(super) delivered: Delivered,
     /// When the trains since the last change of A its trains proved began
-    /// (`estimate::since_change`): older evidence bounds the old A, not this one.
+    /// (`change::since_change`): older evidence bounds the old A, not this one.
     pub(super) change: Option<u64>,
     /// The answer of the trains since `change` that newer trains are read against
-    /// (`estimate::Reference`), and the trains added since it was taken: it is taken
+    /// (`change::Reference`), and the trains added since it was taken: it is taken
     /// again when a newer train contradicts it, or when they are a sixteenth of the
     /// trains, so the change detector costs a sort of the window that often, not per train.
     change_ref: Option<(Reference, usize)>,

@@ -123,6 +123,24 @@ pub(super) struct TrainResult {
     pub(super) burst: bool,
 }
 
+/// A whole train of 64 segments sent at `rate_mbps` whose delays read `trend`, with no
+/// loss, no error and no output rate: what the estimate's and the change detector's
+/// tests build theirs from.
+#[cfg(test)]
+pub(super) fn verdict(rate_mbps: f64, trend: Trend) -> TrainResult {
+    TrainResult {
+        t0: 0,
+        t: 0,
+        rate_bps: rate_mbps * 1e6,
+        trend,
+        segments: 64,
+        loss: false,
+        err: 0.0,
+        out_bps: None,
+        burst: false,
+    }
+}
+
 impl Flow {
     /// Ends the current train if new data sent at `t` does not belong to it: a gap of
     /// half the smoothed RTT `srtt` (queueing included, as it sets the time scale: a
