@@ -2,7 +2,7 @@
 migrate_command; scripts/migrate-qemu.sh runs it).
 
   migrate-qemu.sh [--run-dir DIR] [--api TEMPLATE] [--downtime-ms N] [--timeout S]
-                  [--max-mbps M] VM PORT FROM TO
+                  [--max-mbps M] [--announce-ms N] VM PORT FROM TO
 
 VM is the guest's MAC, PORT its VM port on daemon FROM. Each guest's QEMU keeps, in
 the run directory, `HOST-PORT.qmp` (its QMP socket) and `HOST-PORT.pid` (its pidfile);
@@ -10,17 +10,21 @@ the hook finds the source there and gives the destination the same names for its
 port, so the next migration finds it the same way. TEMPLATE names each daemon's API
 unix socket ({host} replaced; default DIR/api-{host}.sock).
 
-1. The destination daemon plugs a vhost-user port for the VM (PUT /vms/NEWPORT), its
-   socket DIR/TO-NEWPORT.sock.
+1. The destination daemon plugs a vhost-user port for the VM (PUT /vms/NEWPORT with
+   "incoming": its rule for the VM stays with the source until the guest announces
+   itself on the port), its socket DIR/TO-NEWPORT.sock.
 2. The destination QEMU starts with the source's own command line (read from
    /proc/PID/cmdline), the new socket, QMP and pidfile, and `-incoming`.
 3. Over the source's QMP: auto-converge, the downtime limit (and with --max-mbps the
    transfer's bandwidth limit), `migrate`, then
    `query-migrate` until completed or failed; QEMU's measured downtime is printed.
-4. The source daemon's rule for the VM points at TO (the overlay link named after
-   the destination host): frames still sent to the source host follow the guest
-   until the controller's rules reach every daemon. The source QEMU quits; the source
-   daemon unplugs PORT (DELETE /vms/PORT).
+4. The daemons converge by themselves: the guest's announcement after the switchover
+   (a RARP from DPDK's vhost library, or the guest's gratuitous ARP) moves the
+   destination's rule to the new port and, flooded over the overlay, every other
+   daemon's rule to TO; the source's becomes a forwarding pointer (frames still sent
+   there go on to TO). The hook only checks that the destination's rule moved (within
+   --announce-ms, else it moves it itself and says so) and reports when. The source
+   QEMU quits; the source daemon unplugs PORT (DELETE /vms/PORT).
 
 A failure before the guest runs at the destination removes the destination QEMU and
 port: the VM keeps running at the source with its port. The exit status is then 1
@@ -36,7 +40,7 @@ import sys
 import time
 
 USAGE = ("usage: migrate-qemu.sh [--run-dir DIR] [--api TEMPLATE] [--downtime-ms N] "
-         "[--timeout S] [--max-mbps M] VM PORT FROM TO")
+         "[--timeout S] [--max-mbps M] [--announce-ms N] VM PORT FROM TO")
 
 
 class Failed(Exception):
@@ -165,8 +169,9 @@ def migrate(src, o, dst_mig):
     src.cmd("migrate-set-capabilities",
             capabilities=[{"capability": "auto-converge", "state": True}])
     # Both set every time: a source QEMU keeps the parameters of its last attempt.
+    # Without --max-mbps, QEMU's own default (128 MiB/s).
     params = {"downtime-limit": o["downtime_ms"],
-              "max-bandwidth": (o["max_mbps"] or 100_000) * 125_000}
+              "max-bandwidth": o["max_mbps"] * 125_000 if o["max_mbps"] else 128 << 20}
     src.cmd("migrate-set-parameters", **params)
     src.cmd("migrate", uri="unix:" + dst_mig)
     timeout = o["timeout"]
@@ -196,6 +201,23 @@ def rule_to(sock, vm):
         if r["dst_mac"] == vm.lower():
             return r["to"]
     return None
+
+
+def announced(dst_api, vm, new_port, limit_ms):
+    """How long after the migration completed (ms) the destination daemon's rule for
+    the VM pointed at its new port (moved by the guest's announcement); "none" when it
+    did not within limit_ms, after which the hook moves it itself."""
+    t0 = time.monotonic()
+    while True:
+        if rule_to(dst_api, vm) == "vm:" + new_port:
+            return "%.0f" % ((time.monotonic() - t0) * 1000)
+        if (time.monotonic() - t0) * 1000 > limit_ms:
+            break
+        time.sleep(0.005)
+    print("migrate-qemu: no announcement from %s within %d ms: rule set by the hook"
+          % (vm, limit_ms), file=sys.stderr)
+    api(dst_api, "PUT", "/rules/" + vm, {"to": "vm:" + new_port})
+    return "none"
 
 
 def undo(dst_pid, dst_api, new_port, new, src, vm, dst_rule):
@@ -247,7 +269,7 @@ def run(o, vm, port, frm, to):
     dst_rule = rule_to(dst_api, vm)
     api(dst_api, "PUT", "/vms/" + new_port,
         {"devargs": "net_vhost%d,iface=%s,client=0" % (time.time_ns() % 100000, new["sock"]),
-         "mac": vm})
+         "mac": vm, "incoming": True})
     dst_pid = None
     try:
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -260,14 +282,9 @@ def run(o, vm, port, frm, to):
     except (Failed, OSError, subprocess.SubprocessError) as e:
         undo(dst_pid, dst_api, new_port, new, src, vm, dst_rule)
         raise Failed(str(e)) from e
-    # The guest runs at the destination. The source daemon's rule for it points at
-    # the destination at once (a forwarding pointer: frames still sent to the source
-    # host go on over the overlay until every daemon has the new rule); then the
-    # source QEMU goes, then its port.
-    try:
-        api(src_api, "PUT", "/rules/" + vm, {"to": "peer:" + to})
-    except Failed as e:
-        print("migrate-qemu: no forwarding pointer at %s: %s" % (frm, e), file=sys.stderr)
+    # The guest runs at the destination: its announcement moves the rules (see the
+    # module's doc); then the source QEMU goes, then its port.
+    announced_ms = announced(dst_api, vm, new_port, o["announce_ms"])
     try:
         src.cmd("quit")
     except Failed:
@@ -281,22 +298,24 @@ def run(o, vm, port, frm, to):
                 os.unlink(path)
             except OSError:
                 pass
-    print("migrated VM %s to %s as port %s: qemu_downtime_ms %s total_ms %s hook_ms %.0f" % (
-        vm, to, new_port, downtime, total, (time.monotonic() - t0) * 1000), flush=True)
+    print("migrated VM %s to %s as port %s: qemu_downtime_ms %s total_ms %s hook_ms %.0f "
+          "announced_ms %s" % (vm, to, new_port, downtime, total,
+                               (time.monotonic() - t0) * 1000, announced_ms), flush=True)
 
 
 def options(argv):
     o = {"run_dir": os.environ.get("WRENVNET_QEMU_DIR", "/run/wrenvnet"), "api": None,
-         "downtime_ms": 50, "timeout": 120, "max_mbps": 0}
+         "downtime_ms": 50, "timeout": 120, "max_mbps": 0, "announce_ms": 2000}
     args = list(argv)
     names = {"--run-dir": "run_dir", "--api": "api", "--downtime-ms": "downtime_ms",
-             "--timeout": "timeout", "--max-mbps": "max_mbps"}
+             "--timeout": "timeout", "--max-mbps": "max_mbps",
+             "--announce-ms": "announce_ms"}
     while args and args[0] in names:
         if len(args) < 2:
             raise SystemExit(USAGE)
         key = names[args.pop(0)]
         value = args.pop(0)
-        whole = key in ("downtime_ms", "timeout", "max_mbps")
+        whole = key in ("downtime_ms", "timeout", "max_mbps", "announce_ms")
         o[key] = int(value) if whole and value.isdigit() else value
         if whole and not isinstance(o[key], int):
             raise SystemExit("migrate-qemu: %s must be a whole number" % key)

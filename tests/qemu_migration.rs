@@ -2,9 +2,11 @@
 //! on the three-host fabric (tests/fabric): the guest serves iperf3 on a vhost-user
 //! port of host 0 and moves to host 2 while host 1's VM sends to it; a migration whose
 //! destination QEMU dies during the transfer leaves the guest where it was; back and
-//! forth moves leave no port behind and every mbuf back in its pool. The test plays
-//! the controller's part: after each move it points the other daemons' rules at the
-//! guest's new host, as the controller's plan does.
+//! forth moves leave no port behind and every mbuf back in its pool. The daemons
+//! converge by themselves: after each move every daemon's rule for the guest points at
+//! its new host without the test (or a controller) touching them, moved by the
+//! guest's announcement (`dataplane::switch::announce`). The test plays the
+//! controller's part only once, when the guest first boots.
 
 mod common;
 mod fabric;
@@ -71,6 +73,49 @@ fn follow(f: &Fabric, at: usize) {
         );
         assert!(ok, "{v}");
     }
+}
+
+/// Waits (3 s at most) until every host's rule for the guest points at host `at` (its
+/// port `port` there) without anyone setting them; then prints how long the last host
+/// took after the destination learned the arrival (the hosts' `GET /locations`).
+fn converged(f: &Fabric, at: usize, port: &str) {
+    let want = |h: usize| match h == at {
+        true => format!("vm:{port}"),
+        false => format!("peer:h{at}"),
+    };
+    let t0 = Instant::now();
+    for h in 0..f.hosts.len() {
+        while rule(f, h) != Some(want(h)) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "host {h}'s rule for the guest is {:?}, not {:?}",
+                rule(f, h),
+                want(h)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let learned = |h: usize| -> f64 {
+        let v = f.api(h, "GET", "/locations", "").1;
+        let l = v["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["mac"] == MAC);
+        l.expect("a learned location")["learned_unix_s"]
+            .as_f64()
+            .unwrap()
+    };
+    let here = learned(at);
+    let last = (0..f.hosts.len()).map(learned).fold(here, f64::max);
+    println!(
+        "converged on h{at}: last peer {:.1} ms after the arrival; pointer_forwarded so far          (source hosts) {}",
+        (last - here) * 1e3,
+        (0..f.hosts.len())
+            .map(|h| f.api(h, "GET", "/stats", "").1["switch"]["pointer_forwarded"].to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    );
 }
 
 /// QEMU's downtime as the hook reports it.
@@ -192,9 +237,14 @@ fn a_qemu_guest_migrates_live_and_keeps_its_connection() {
     std::thread::sleep(Duration::from_secs(3));
     let out = migrate(&f, "g", 0, 2, &[]);
     assert!(out.status.success(), "the migration failed");
-    follow(&f, 2);
     let port = guest_port(&f, 2).expect("the guest's port on host 2");
+    converged(&f, 2, &port);
     assert_eq!(guest_port(&f, 0), None, "the old port stays on host 0");
+    let source = f.api(0, "GET", "/locations", "").1;
+    assert!(
+        source["locations"][0]["pointer"] == true,
+        "host 0's rule is no forwarding pointer: {source}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     sh(&format!("kill -INT {}", ping.id()));
     let pings = String::from_utf8(ping.wait_with_output().unwrap().stdout).unwrap();
@@ -250,9 +300,9 @@ fn a_qemu_guest_migrates_live_and_keeps_its_connection() {
     for to in [0, 2, 0, 2] {
         let out = migrate(&f, &port, at, to, &[]);
         assert!(out.status.success(), "migration h{at} -> h{to} failed");
-        follow(&f, to);
         at = to;
         port = guest_port(&f, at).expect("the guest's new port");
+        converged(&f, at, &port);
         assert_ping(&client_ns);
     }
     for h in 0..3 {
