@@ -72,6 +72,20 @@ impl Announcements {
     }
 }
 
+/// A RARP announcing `mac` (as DPDK's vhost library and QEMU build it), padded to the
+/// Ethernet minimum: what the daemon floods on behalf of a VM that just arrived.
+pub fn rarp(mac: [u8; 6]) -> [u8; 60] {
+    let mut f = [0u8; 60];
+    f[..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&ETHERTYPE_RARP);
+    // Ethernet, IPv4, 6-byte and 4-byte addresses, "reverse request".
+    f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 3]);
+    f[22..28].copy_from_slice(&mac);
+    f[32..38].copy_from_slice(&mac);
+    f
+}
+
 /// The MAC a frame announces, if it is an announcement: broadcast, and a RARP, or a
 /// gratuitous ARP (request or reply whose sender and target IPv4 are the same). The
 /// announced MAC is the frame's source.
@@ -118,9 +132,10 @@ mod tests {
         assert_eq!(announced_mac(&arp([2, 0, 0, 0, 0, 1], ip, ip)), None);
         assert_eq!(announced_mac(&arp(bc, ip, ip)[..41]), None);
         // RARP (as DPDK's vhost library builds it: ARP's layout, ethertype 0x8035).
-        let mut rarp = arp(bc, [0; 4], [1; 4]);
-        rarp[12..14].copy_from_slice(&ETHERTYPE_RARP);
-        assert_eq!(announced_mac(&rarp), Some(MAC));
+        let mut built = arp(bc, [0; 4], [1; 4]);
+        built[12..14].copy_from_slice(&ETHERTYPE_RARP);
+        assert_eq!(announced_mac(&built), Some(MAC));
+        assert_eq!(announced_mac(&rarp(MAC)), Some(MAC));
         // IPv4 unicast.
         let mut ipv4 = arp(bc, ip, ip);
         ipv4[12..14].copy_from_slice(&[0x08, 0x00]);

@@ -486,6 +486,18 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         self.carry_out(out, m, d);
     }
 
+    /// Floods a RARP for `mac` over every overlay link (the control path's `Announce`).
+    #[cold]
+    fn announce(&mut self, out: &mut Outputs<'e>, mac: [u8; 6]) {
+        match Mbuf::from_bytes(&self.pool, &announce::rarp(mac)) {
+            Some(m) => {
+                let to = forward::FloodSet::new(VmSet::default(), self.peers.len());
+                self.flood(out, m, to);
+            }
+            None => self.counters.drop(DropCause::NoMbuf, 1),
+        }
+    }
+
     /// A broadcast frame from peer `p` (at `peer_ip`): if it announces a VM that the
     /// rules place elsewhere, the VM is now behind `p` (`announce`).
     #[cold]
@@ -574,6 +586,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 VmCommand::Attach { port, slot } => {
                     let _ = self.mailbox.give_back(slot, port);
                 }
+                VmCommand::Announce { mac } => self.announce(out, mac),
                 VmCommand::Detach { slot } => {
                     self.flush_vm(out, VmSlot(slot));
                     out.plugged.remove(VmSlot(slot));

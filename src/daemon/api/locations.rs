@@ -2,9 +2,12 @@
 //! (`dataplane::switch::announce`), without waiting for the controller: the main lcore
 //! drains the workers' arrivals every pass and moves the rules at once.
 //!
-//! - A VM announced on a local port (with the port's own MAC): its rule points at the
-//!   port. This is how a port plugged `"incoming": true` for a migration takes over:
-//!   the rule stays with the source host until the guest runs here and says so.
+//! - A VM announced on a local port (with the port's own MAC), or a port plugged
+//!   `"incoming": true` for a migration whose link comes up (the destination QEMU
+//!   starts the vhost-user device when the guest resumes, before the guest's own
+//!   announcement): its rule points at the port; until then it stays with the source
+//!   host. For a link that came up, the daemon floods a RARP for the VM over the
+//!   overlay itself, so that the peers move at once too.
 //! - A VM announced over the overlay by peer P: its rule points at P. If the rule led
 //!   to a local port, or to nothing (the port just unplugged), the VM has just left
 //!   this host: the rule is a forwarding pointer for `pointer_lifetime_ms`, and the
@@ -69,6 +72,13 @@ impl Operations<'_> {
     /// Main lcore, every pass: the arrivals the workers announced, then the pointers
     /// whose lifetime is over. Never blocks.
     pub fn follow_arrivals(&self, ring: &Announcements) {
+        let up = self.vms.borrow_mut().arrived();
+        for (slot, mac) in up {
+            self.arrival(Arrival::Local {
+                slot: dataplane::switch::fib::VmSlot(slot),
+                mac,
+            });
+        }
         while let Some(a) = ring.take() {
             self.arrival(a);
         }

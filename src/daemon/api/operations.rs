@@ -535,6 +535,9 @@ pub(super) mod tests {
         fn unplug(&mut self, _: &str) -> Result<Ticket> {
             bail!("no devices in unit tests")
         }
+        fn arrived(&mut self) -> Vec<(usize, [u8; 6])> {
+            Vec::new()
+        }
     }
 
     pub const VM: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];

@@ -30,6 +30,8 @@ pub struct VmSlot<'e> {
     pub mac: [u8; 6],
     pub devargs: String,
     state: State<'e>,
+    /// Plugged for a VM migrating here, not seen running yet (`arrived`).
+    waiting: bool,
 }
 
 enum State<'e> {
@@ -87,6 +89,10 @@ pub trait VmPortControl {
     fn unplug(&mut self, name: &str) -> Result<Ticket>;
     /// The plugs and unplugs finished since the last call (never waits).
     fn finished(&mut self) -> Vec<(Ticket, Result<Change>)>;
+    /// (slot, MAC) of the ports plugged `incoming` whose link came up since the last
+    /// call: the VM runs here now (vhost-user: the destination QEMU starts the device
+    /// when the migrated guest resumes). A RARP for each is flooded to the peers.
+    fn arrived(&mut self) -> Vec<(usize, [u8; 6])>;
 }
 
 /// The VM ports of a switch whose workers read `mailboxes` (one each).
@@ -202,6 +208,7 @@ impl<'e: 'p, 'p, 'm> VmPorts<'e, 'p, 'm> {
             mac,
             devargs: devargs.to_string(),
             state: State::Up(port),
+            waiting: false,
         });
         self.wait_for_workers()
     }
@@ -322,6 +329,9 @@ impl<'e: 'p, 'p, 'm> VmPorts<'e, 'p, 'm> {
         self.attach(slot, &s.name, (&s.devargs, s.mac, secured), port)?;
         // Every worker serves the port: now the VM's MAC may lead to it (replacing a
         // rule to a peer), unless the VM is still running elsewhere (incoming).
+        if let Some(s) = self.slots[slot].as_mut() {
+            s.waiting = incoming;
+        }
         if !incoming {
             let mut next = Fib::clone(&self.fib.load());
             next.insert(s.mac, Dest::Vm(fib::VmSlot(slot)));
@@ -434,6 +444,7 @@ impl<'e: 'p, 'p, 'm> VmPortControl for VmPorts<'e, 'p, 'm> {
                 secured,
                 incoming,
             },
+            waiting: false,
         });
         Ok(ticket)
     }
@@ -501,5 +512,29 @@ impl<'e: 'p, 'p, 'm> VmPortControl for VmPorts<'e, 'p, 'm> {
             out.extend(self.on_done(done));
         }
         out
+    }
+
+    fn arrived(&mut self) -> Vec<(usize, [u8; 6])> {
+        let mut up = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let Some(s) = s.as_mut().filter(|s| s.waiting) else {
+                continue;
+            };
+            if let State::Up(port) = &s.state {
+                if port.link().is_ok_and(|l| l.up) {
+                    s.waiting = false;
+                    up.push((i, s.mac));
+                }
+            }
+        }
+        for (_, mac) in &up {
+            // Worker 0 floods it (one copy per link is enough).
+            if let Some(m) = self.mailboxes.first() {
+                if m.post(VmCommand::Announce { mac: *mac }).is_ok() {
+                    self.posted[0] += 1;
+                }
+            }
+        }
+        up
     }
 }
