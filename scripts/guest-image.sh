@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the lab's real VM image: Debian's cloud kernel and an initramfs with busybox,
 # iperf3 (with the libraries ldd names) and the virtio-net modules. The guest's /init
-# reads its role from the kernel command line (wv.role=server|client, wv.ip, wv.peer,
-# wv.secs), runs it, prints the results on the serial console and powers off, so a
-# test can run a guest without interaction.
+# reads its role from the kernel command line (wv.role=server|serve|client|ping, wv.ip,
+# wv.peer, wv.secs), runs it, prints the results on the serial console and powers off
+# (`serve`: an iperf3 server that stays up, for a guest that migrates), so a test can
+# run a guest without interaction.
 #
 #   scripts/guest-image.sh [OUTDIR]     # default build/guest; writes vmlinuz and initrd.gz
 set -euo pipefail
@@ -11,7 +12,8 @@ cd "$(dirname "$0")/.."
 OUT="${1:-build/guest}"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-if [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.gz" ]; then
+VERSION=2   # the init's roles; an image of another version is built again
+if [ -s "$OUT/vmlinuz" ] && [ -s "$OUT/initrd.gz" ] && [ "$(cat "$OUT/version" 2>/dev/null)" = "$VERSION" ]; then
   echo "[guest-image] $OUT already built"; exit 0
 fi
 for t in busybox iperf3; do command -v "$t" >/dev/null || { echo "[guest-image] error: $t missing (scripts/setup.sh installs it)" >&2; exit 1; }; done
@@ -57,6 +59,7 @@ ip link set lo up; ip link set eth0 mtu 1450; ip link set eth0 up; ip addr add "
 echo "WV-UP $role $ip"; ip -o link; ip -o addr
 case "$role" in
   server) iperf3 -s -1 ;;
+  serve) iperf3 -s ;;
   client)
     i=0; until ping -c 1 -W 1 "$peer" >/dev/null 2>&1 || [ $i -ge 60 ]; do i=$((i+1)); done
     ping -c 3 "$peer"
@@ -68,4 +71,5 @@ poweroff -f
 INIT
 chmod +x "$root/init"
 (cd "$root" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1 > "$OUT/initrd.gz")
+echo "$VERSION" > "$OUT/version"
 echo "[guest-image] built $OUT/vmlinuz ($(du -h "$OUT/vmlinuz" | cut -f1)) and $OUT/initrd.gz ($(du -h "$OUT/initrd.gz" | cut -f1))"

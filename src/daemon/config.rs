@@ -103,6 +103,22 @@ pub struct SwitchSection {
     /// Remote VMs: destination MAC → peer host.
     #[serde(default, rename = "rule")]
     pub rules: Vec<SwitchRule>,
+    /// After a VM announced itself on another host, how long this host's rule to it
+    /// counts as a forwarding pointer (frames peers still send here go on to it).
+    #[serde(default = "default_pointer_lifetime_ms")]
+    pub pointer_lifetime_ms: u64,
+    /// How long a VM location learned from its announcement wins over a desired state
+    /// that says otherwise (the controller's plan may predate the move).
+    #[serde(default = "default_location_hold_ms")]
+    pub location_hold_ms: u64,
+}
+
+fn default_pointer_lifetime_ms() -> u64 {
+    5000
+}
+
+fn default_location_hold_ms() -> u64 {
+    10_000
 }
 
 fn default_mtu() -> u16 {

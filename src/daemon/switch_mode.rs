@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use arc_swap::ArcSwap;
 use dataplane::lcore::LcoreJob;
 use dataplane::monitor::Monitor;
+use dataplane::switch::announce::Announcements;
 use dataplane::switch::counters::SwitchCounters;
 use dataplane::switch::fib::{Dest, Fib, PeerIx, PeerSpec, VmSlot};
 use dataplane::switch::mailbox::Mailbox;
@@ -104,6 +105,7 @@ fn run_with<'e>(
         let mut etcd = start_etcd(config, sw)?;
         let api = bind_api(config, sw, &fib, &vm_ports, etcd.as_ref())?;
         let serve = |a: &_| {
+            api.ops().follow_arrivals(&shared.announcements);
             api.poll(&shared.counters, a);
             if let Some(e) = etcd.as_mut() {
                 e.poll(api.ops(), &shared.counters, a);
@@ -135,6 +137,8 @@ struct Shared<'q> {
     counters: Vec<SwitchCounters>,
     /// Peer MACs learned by any worker.
     neighbors: Neighbors,
+    /// VM arrivals the workers saw announced, for the main lcore.
+    announcements: Announcements,
     quit: &'q AtomicBool,
 }
 
@@ -149,6 +153,7 @@ impl<'q> Shared<'q> {
             },
             counters: (0..workers).map(|_| SwitchCounters::default()).collect(),
             neighbors: Neighbors::default(),
+            announcements: Announcements::default(),
             quit,
         }
     }
@@ -174,7 +179,12 @@ fn bind_api<'v>(
         host: host_name(sw),
         underlay_ip: sw.underlay_ip.to_string(),
     };
-    let mut ops = crate::daemon::api::Operations::new(identity, Arc::clone(fib), vm_ports);
+    let lifetimes = crate::daemon::api::locations::Lifetimes {
+        pointer: std::time::Duration::from_millis(sw.pointer_lifetime_ms),
+        hold: std::time::Duration::from_millis(sw.location_hold_ms),
+    };
+    let mut ops = crate::daemon::api::Operations::new(identity, Arc::clone(fib), vm_ports)
+        .with_lifetimes(lifetimes);
     if let Some(e) = etcd {
         ops = ops.with_etcd(e.status());
     }
@@ -323,6 +333,7 @@ fn worker_jobs<'j, 'p: 'j, 'e: 'j>(
             pool,
             counters: &shared.counters[w],
             neighbors: &shared.neighbors,
+            announcements: &shared.announcements,
             stage_clocks: d.stage_clocks,
             alternate_tsc: config
                 .monitor

@@ -31,6 +31,20 @@ impl Guest {
     /// reconnecting every second when the daemon goes away), init arguments `args`,
     /// its console in `dir/NAME.serial`.
     pub fn boot(image: &Path, dir: &Path, name: &str, sock: &Path, mac: &str, args: &str) -> Self {
+        Self::boot_with(image, dir, name, sock, mac, args, &[])
+    }
+
+    /// As `boot`, with `extra` QEMU arguments (e.g. `-qmp` and `-pidfile` for a guest
+    /// that scripts/migrate-qemu.sh moves).
+    pub fn boot_with(
+        image: &Path,
+        dir: &Path,
+        name: &str,
+        sock: &Path,
+        mac: &str,
+        args: &str,
+        extra: &[String],
+    ) -> Self {
         let serial = dir.join(format!("{name}.serial"));
         let child = Command::new("qemu-system-x86_64")
             .args(["-accel", "tcg", "-cpu", "max", "-m", "256"])
@@ -52,6 +66,7 @@ impl Guest {
                 &format!("virtio-net-pci,netdev=n0,mac={mac},romfile=,vectors=0"),
             ])
             .args(["-serial", &format!("file:{}", serial.display())])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -207,6 +207,13 @@ pub struct SwitchCounters {
     drops: [Counter; DROP_CAUSE_COUNT],
     /// Frames that arrived over the overlay and left over it again (this host is a transit hop).
     pub transit: Counter,
+    /// VM arrivals announced (RARP or gratuitous ARP from a MAC the rules place
+    /// elsewhere) and handed to the control path (`switch::announce`).
+    pub announcements: Counter,
+    /// Announcements not handed over: the ring to the control path was full.
+    pub announcements_lost: Counter,
+    /// Transit frames sent on by a forwarding pointer (a departed VM's MAC).
+    pub pointer_forwarded: Counter,
     /// Busy TSC cycles and packets received: each loop iteration that moved packets
     /// is charged from its start to the next one's (see `Switch::run`).
     pub busy_cycles: Counter,
@@ -255,6 +262,9 @@ pub struct SwitchSnapshot {
     pub arp_replies: u64,
     pub arp_requests: u64,
     pub transit: u64,
+    pub announcements: u64,
+    pub announcements_lost: u64,
+    pub pointer_forwarded: u64,
     pub drops: std::collections::BTreeMap<String, u64>,
     pub cycles_per_packet: Option<f64>,
     pub empty_polls: u64,
@@ -334,6 +344,9 @@ impl SwitchCounters {
             arp_replies: sum(|c| &c.arp_replies),
             arp_requests: sum(|c| &c.arp_requests),
             transit: sum(|c| &c.transit),
+            announcements: sum(|c| &c.announcements),
+            announcements_lost: sum(|c| &c.announcements_lost),
+            pointer_forwarded: sum(|c| &c.pointer_forwarded),
             drops: DropCause::ALL
                 .iter()
                 .map(|&d| {

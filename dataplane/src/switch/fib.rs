@@ -86,6 +86,10 @@ impl Hasher for MacHasher {
 pub struct Fib {
     rules: HashMap<[u8; 6], Dest, BuildHasherDefault<MacHasher>>,
     peers: Vec<PeerSpec>,
+    /// Forwarding pointers: MACs of VMs that just left this host, whose rules to their
+    /// new host are counted when they carry a transit frame (consulted only on the
+    /// transit path, and empty but for a few seconds after a migration).
+    pointers: HashMap<[u8; 6], (), BuildHasherDefault<MacHasher>>,
     /// Reservations and capacities (`switch::qos`), published with the rules: a loop
     /// takes both from one snapshot.
     qos: Option<Arc<QosPolicy>>,
@@ -158,6 +162,26 @@ impl Fib {
         Ok(self.peers.remove(k.0))
     }
 
+    /// Marks (or unmarks) `mac`'s rule as a forwarding pointer.
+    pub fn set_pointer(&mut self, mac: [u8; 6], on: bool) {
+        if on {
+            self.pointers.insert(mac, ());
+        } else {
+            self.pointers.remove(&mac);
+        }
+    }
+
+    /// Whether `mac`'s rule is a forwarding pointer.
+    #[inline]
+    pub fn is_pointer(&self, mac: &[u8; 6]) -> bool {
+        !self.pointers.is_empty() && self.pointers.contains_key(mac)
+    }
+
+    /// The MACs marked as forwarding pointers.
+    pub fn pointers(&self) -> impl Iterator<Item = &[u8; 6]> {
+        self.pointers.keys()
+    }
+
     pub fn insert(&mut self, mac: [u8; 6], dest: Dest) -> Option<Dest> {
         self.rules.insert(mac, dest)
     }
@@ -196,6 +220,12 @@ pub struct LookupCache<'f> {
 impl<'f> LookupCache<'f> {
     pub fn new(fib: &'f Fib) -> Self {
         Self { fib, last: None }
+    }
+
+    /// The snapshot it answers from.
+    #[inline]
+    pub fn fib(&self) -> &'f Fib {
+        self.fib
     }
 
     /// `Fib::lookup`, answered from the last lookup when the MAC is the same.

@@ -75,7 +75,7 @@ pub struct FloodSet {
 }
 
 impl FloodSet {
-    fn new(vms: VmSet, peers: usize) -> Self {
+    pub(super) fn new(vms: VmSet, peers: usize) -> Self {
         Self {
             vms,
             peers: 0..peers,

@@ -23,6 +23,9 @@ pub enum VmCommand<'p> {
     Attach { slot: usize, port: VmPort<'p> },
     /// Stop serving slot `slot` and return its queue pair.
     Detach { slot: usize },
+    /// Flood a RARP for `mac` over every overlay link: a VM that just arrived on a
+    /// port here, announced to the peers at once (`announce`).
+    Announce { mac: [u8; 6] },
 }
 
 /// One worker's mailbox.

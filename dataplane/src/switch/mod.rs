@@ -13,8 +13,12 @@
 //! run the timers, transmit those bursts; every mbuf is sent or freed and counted. The
 //! TSC is read once per loop (more only with the benchmark `instruments` on). Frames
 //! from local VMs to the overlay are policed by class when the snapshot's shaping
-//! policy is active (`qos`).
+//! policy is active (`qos`). A VM's announcement (RARP or gratuitous ARP after a live
+//! migration) that contradicts the rules is handed to the control path through a
+//! bounded ring (`announce`), from the paths that already set such frames apart (port
+//! security's refusals, broadcasts from the overlay), so that the rule follows the VM.
 
+pub mod announce;
 pub mod counters;
 pub mod fib;
 pub mod forward;
@@ -41,6 +45,7 @@ use crate::monitor::{Monitor, WholeVxlan};
 use crate::port::{MacAddr, RxQueue, TxQueue};
 use crate::tsc;
 use crate::xconnect::IdleBackoff;
+use announce::{announced_mac, Announcements, Arrival};
 use counters::{DropCause, Stage, SwitchCounters};
 use fib::{Fib, LookupCache, PeerIx, VmSlot, MAX_PEERS};
 use forward::{decide, dst_mac, source_allowed, Decision, Ingress, VmSet};
@@ -58,6 +63,9 @@ pub struct VmPort<'p> {
     /// are dropped (`SpoofedSource`). Off only for ports whose traffic is known to
     /// carry other sources (a generator's all-zero frames, a nested switch).
     pub secured: bool,
+    /// The MAC the port was plugged with: the one address a guest may announce on it
+    /// (`announce`), moving that MAC's rule to the port.
+    pub mac: Option<MacAddr>,
 }
 
 /// Everything one worker owns.
@@ -84,6 +92,8 @@ pub struct Switch<'p, 'c, 'e> {
     pub counters: &'c SwitchCounters,
     /// Peer MACs learned by any worker of this daemon.
     pub neighbors: &'c Neighbors,
+    /// VM arrivals announced, for the control path (`announce`).
+    pub announcements: &'c Announcements,
     /// Clock each stage of the loop into `counters.stages` (benchmarks).
     pub stage_clocks: bool,
     /// Benchmarks: record only every other period of this many TSC cycles, and count
@@ -318,7 +328,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 continue;
             };
             let n = vm.rx.rx_up_to(&mut local.rx, local.burst_size);
-            let secured = vm.secured;
+            let (secured, own) = (vm.secured, vm.mac);
             let port = vm.rx.port().0 as u8;
             local.instruments.lap(Stage::Rx);
             if n == 0 {
@@ -327,7 +337,10 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             self.counters.vm_rx.add(n as u64);
             if secured {
                 let sources = &mut tick.sources;
-                let spoofed = local.rx.retain(|f| source_allowed(f, j, sources));
+                let (counters, ring) = (self.counters, self.announcements);
+                let spoofed = local.rx.retain(|f| {
+                    source_allowed(f, j, sources) || arrived_here(f, j, own, counters, ring)
+                });
                 if spoofed > 0 {
                     self.counters.drop(DropCause::SpoofedSource, spoofed as u64);
                 }
@@ -460,11 +473,51 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             peer: PeerIx(p),
             ttl,
         };
+        if dst.0[0] & 1 != 0 {
+            self.arrived_there(m.data(), peer_ip, PeerIx(p), rules);
+        }
         let d = decide(dst, from, rules, out.plugged, self.peers.len());
         if matches!(d, Decision::Encap { .. }) {
             self.counters.transit.add(1);
+            if rules.fib().is_pointer(&dst.0) {
+                self.counters.pointer_forwarded.add(1);
+            }
         }
         self.carry_out(out, m, d);
+    }
+
+    /// Floods a RARP for `mac` over every overlay link (the control path's `Announce`).
+    #[cold]
+    fn announce(&mut self, out: &mut Outputs<'e>, mac: [u8; 6]) {
+        match Mbuf::from_bytes(&self.pool, &announce::rarp(mac)) {
+            Some(m) => {
+                let to = forward::FloodSet::new(VmSet::default(), self.peers.len());
+                self.flood(out, m, to);
+            }
+            None => self.counters.drop(DropCause::NoMbuf, 1),
+        }
+    }
+
+    /// A broadcast frame from peer `p` (at `peer_ip`): if it announces a VM that the
+    /// rules place elsewhere, the VM is now behind `p` (`announce`).
+    #[cold]
+    fn arrived_there(
+        &self,
+        frame: &[u8],
+        peer_ip: [u8; 4],
+        p: PeerIx,
+        rules: &mut LookupCache<'_>,
+    ) {
+        let Some(mac) = announced_mac(frame) else {
+            return;
+        };
+        if rules.fib().lookup(&mac) != Some(fib::Dest::Peer(p)) {
+            hand_over(
+                self.counters,
+                self.announcements,
+                Arrival::Remote { peer_ip, mac },
+            );
+        }
     }
 
     /// A frame from VM slot `j`: forwarded, and when `shaping` (the loop's buckets,
@@ -533,6 +586,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 VmCommand::Attach { port, slot } => {
                     let _ = self.mailbox.give_back(slot, port);
                 }
+                VmCommand::Announce { mac } => self.announce(out, mac),
                 VmCommand::Detach { slot } => {
                     self.flush_vm(out, VmSlot(slot));
                     out.plugged.remove(VmSlot(slot));
@@ -543,5 +597,35 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
             }
             self.mailbox.mark_done();
         }
+    }
+}
+
+/// A frame from VM slot `j` that port security refused: if it announces the port's own
+/// MAC `own` (the VM just arrived on this port), it is handed to the control path and
+/// let through (flooded, so that every peer sees the announcement too).
+#[cold]
+fn arrived_here(
+    frame: &[u8],
+    j: VmSlot,
+    own: Option<MacAddr>,
+    counters: &SwitchCounters,
+    ring: &Announcements,
+) -> bool {
+    match (announced_mac(frame), own) {
+        (Some(mac), Some(own)) if mac == own.0 => {
+            hand_over(counters, ring, Arrival::Local { slot: j, mac });
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Posts an arrival to the control path, counted.
+#[cold]
+fn hand_over(counters: &SwitchCounters, ring: &Announcements, a: Arrival) {
+    if ring.post(a) {
+        counters.announcements.add(1);
+    } else {
+        counters.announcements_lost.add(1);
     }
 }

@@ -93,6 +93,24 @@ fn switch_metrics(reg: &mut Registry, counters: &[SwitchCounters]) {
     );
     counter(
         reg,
+        "announcements",
+        "VM arrivals announced (RARP or gratuitous ARP) and handed to the control path",
+        s.announcements,
+    );
+    counter(
+        reg,
+        "announcements_lost",
+        "VM announcements not handed over (ring full)",
+        s.announcements_lost,
+    );
+    counter(
+        reg,
+        "pointer_forwarded",
+        "Frames for a departed VM sent on to its new host by a forwarding pointer",
+        s.pointer_forwarded,
+    );
+    counter(
+        reg,
         "empty_polls",
         "Worker loops that found no packet",
         s.empty_polls,

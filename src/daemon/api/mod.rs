@@ -19,13 +19,15 @@
 //! | `DELETE /links/{name}` | remove a link (refused while rules use it) |
 //! | `GET /vms` | VM ports: name, VM MAC, slot, devargs |
 //! | `GET /reservations` | the uplink's capacity, the per-VM best-effort cap, the reservations in force |
-//! | `PUT /vms/{port}` body `{"devargs":D,"mac":M}` | plug a VM port live (its rule follows) |
+//! | `PUT /vms/{port}` body `{"devargs":D,"mac":M,"incoming":B?}` | plug a VM port live (its rule follows; incoming: once the VM announces itself there) |
+//! | `GET /locations` | VM locations learned from their announcements, forwarding pointers |
 //! | `DELETE /vms/{port}` | unplug a VM port (its rules withdrawn first) |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Errors are JSON `{"ok":false,"error":...}` with 400 (bad request, nothing changed),
 //! 401 (token), 404 (no such route), 405 (method), 413 (body too large).
 
+pub mod locations;
 mod metrics;
 mod operations;
 
@@ -315,6 +317,7 @@ fn route(
         (Method::Get, ["links"]) => Ok(ops.links()),
         (Method::Get, ["vms"]) => Ok(ops.vms()),
         (Method::Get, ["reservations"]) => Ok(ops.reservations()),
+        (Method::Get, ["locations"]) => Ok(ops.locations()),
         (Method::Put, ["rules", mac]) => json_body().and_then(|b| ops.set_rule(mac, &b)),
         (Method::Delete, ["rules", mac]) => ops.del_rule(mac),
         (Method::Put, ["links", name]) => json_body().and_then(|b| ops.set_link(name, &b)),
@@ -326,7 +329,7 @@ fn route(
         (
             _,
             ["health" | "metrics" | "stats" | "paths" | "matrix" | "rules" | "links" | "vms"
-            | "reservations"],
+            | "reservations" | "locations"],
         )
         | (_, ["rules" | "links" | "vms", _]) => {
             return Answer::Now(error(405, format!("{method} is not allowed on {url}")));

@@ -33,9 +33,11 @@ pub struct Identity {
 
 /// The daemon's state as the API sees it.
 pub struct Operations<'v> {
-    fib: Arc<ArcSwap<Fib>>,
+    pub(super) fib: Arc<ArcSwap<Fib>>,
     me: Identity,
-    vms: &'v RefCell<dyn VmPortControl + 'v>,
+    pub(super) vms: &'v RefCell<dyn VmPortControl + 'v>,
+    /// VM locations learned from announcements (`locations`).
+    pub(super) locations: RefCell<super::locations::Locations>,
     /// The etcd session's state, with `[etcd]`.
     etcd: Option<Arc<EtcdStatus>>,
 }
@@ -64,8 +66,15 @@ impl<'v> Operations<'v> {
             fib,
             me,
             vms,
+            locations: RefCell::default(),
             etcd: None,
         }
+    }
+
+    /// How long learned locations hold and forwarding pointers count.
+    pub fn with_lifetimes(self, l: super::locations::Lifetimes) -> Self {
+        self.locations.borrow_mut().lifetimes = l;
+        self
     }
 
     /// Reports the etcd session's state in `/stats` and `/metrics`.
@@ -93,7 +102,7 @@ impl<'v> Operations<'v> {
             .collect()
     }
 
-    fn dest_str(&self, fib: &Fib, d: &Dest) -> String {
+    pub(super) fn dest_str(&self, fib: &Fib, d: &Dest) -> String {
         match d {
             Dest::Vm(i) => format!(
                 "vm:{}",
@@ -273,7 +282,9 @@ impl<'v> Operations<'v> {
     }
 
     /// `PUT /vms/{port}` with `{"devargs":D,"mac":M}`: starts opening a VM port live;
-    /// once open it is served on every worker, then the VM's rule points at it. The
+    /// once open it is served on every worker, then the VM's rule points at it. With
+    /// `"incoming": true` (a VM migrating here) the rule stays where it is until the VM
+    /// announces itself on the port (`locations`). The
     /// answer comes from `vm_changes` with the ticket.
     #[cold]
     pub fn plug_vm(&self, port: &str, body: &Value) -> Result<Ticket> {
@@ -287,7 +298,13 @@ impl<'v> Operations<'v> {
                 .as_bool()
                 .context("\"port_security\" must be true or false")?,
         };
-        self.vms.borrow_mut().plug(port, devargs, mac, secured)
+        let incoming = match body.get("incoming") {
+            None => false,
+            Some(v) => v.as_bool().context("\"incoming\" must be true or false")?,
+        };
+        self.vms
+            .borrow_mut()
+            .plug(port, devargs, mac, secured, incoming)
     }
 
     /// `DELETE /vms/{port}`: withdraws its rules, takes its queues back from every
@@ -415,8 +432,13 @@ impl<'v> Operations<'v> {
                     continue;
                 }
             };
+            let held = self.held_location(&m).filter(|at| at != to);
             let refused = match (fib.lookup(&m), to.strip_prefix("peer:")) {
                 (Some(Dest::Vm(_)), _) => "a VM of this host: its rule is the daemon's".into(),
+                (_, _) if held.is_some() => format!(
+                    "the VM announced itself at {} since: that rule stays",
+                    held.unwrap_or_default()
+                ),
                 (_, None) => format!("{to:?} is not \"peer:NAME\""),
                 (_, Some(name)) => match fib.peer_index(name) {
                     Some(p) => {
@@ -494,17 +516,17 @@ fn desired_link(fib: &mut Fib, name: &str, link: &DesiredLink) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// One VM port "vm" in slot 0 (no device: nothing is plugged in these tests).
-    struct OneVm;
+    pub struct OneVm;
 
     impl VmPortControl for OneVm {
         fn list(&self) -> Vec<(usize, String, [u8; 6], String)> {
             vec![(0, "vm".into(), VM, String::new())]
         }
-        fn plug(&mut self, _: &str, _: &str, _: [u8; 6], _: bool) -> Result<Ticket> {
+        fn plug(&mut self, _: &str, _: &str, _: [u8; 6], _: bool, _: bool) -> Result<Ticket> {
             bail!("no devices in unit tests")
         }
         fn finished(&mut self) -> Vec<(Ticket, Result<Change>)> {
@@ -513,12 +535,15 @@ mod tests {
         fn unplug(&mut self, _: &str) -> Result<Ticket> {
             bail!("no devices in unit tests")
         }
+        fn arrived(&mut self) -> Vec<(usize, [u8; 6])> {
+            Vec::new()
+        }
     }
 
-    const VM: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];
+    pub const VM: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];
 
     /// The VM's rule, links "b" and "c", a rule to b.
-    fn table() -> Arc<ArcSwap<Fib>> {
+    pub fn table() -> Arc<ArcSwap<Fib>> {
         let mut fib = Fib::default();
         fib.insert(VM, Dest::Vm(VmSlot(0)));
         for (name, ip) in [("b", [198, 18, 0, 2]), ("c", [198, 18, 0, 3])] {
@@ -534,7 +559,7 @@ mod tests {
     }
 
     /// Host "a" with the VM port of `vms` and the table `fib`.
-    fn host_a<'v>(vms: &'v RefCell<OneVm>, fib: &Arc<ArcSwap<Fib>>) -> Operations<'v> {
+    pub fn host_a<'v>(vms: &'v RefCell<OneVm>, fib: &Arc<ArcSwap<Fib>>) -> Operations<'v> {
         let me = Identity {
             host: "a".into(),
             underlay_ip: "198.18.0.1".into(),
@@ -542,11 +567,11 @@ mod tests {
         Operations::new(me, Arc::clone(fib), vms)
     }
 
-    fn desired(json: &str) -> Desired {
+    pub fn desired(json: &str) -> Desired {
         serde_json::from_str(json).unwrap()
     }
 
-    fn rules(ops: &Operations<'_>) -> Vec<(String, String)> {
+    pub fn rules(ops: &Operations<'_>) -> Vec<(String, String)> {
         ops.rules()["rules"]
             .as_array()
             .unwrap()

@@ -30,6 +30,8 @@ pub struct VmSlot<'e> {
     pub mac: [u8; 6],
     pub devargs: String,
     state: State<'e>,
+    /// Plugged for a VM migrating here, not seen running yet (`arrived`).
+    waiting: bool,
 }
 
 enum State<'e> {
@@ -37,6 +39,8 @@ enum State<'e> {
     Opening {
         ticket: Ticket,
         secured: bool,
+        /// A VM migrating here: its rule moves when it announces itself on the port.
+        incoming: bool,
     },
     Up(Port<'e>),
     /// No worker serves it any more; its device is being removed.
@@ -70,12 +74,25 @@ pub trait VmPortControl {
     /// Starts opening `devargs` as VM port `name` for the VM at `mac`; once open it is
     /// served on every worker and `mac`'s rule points at it (`Change::Plugged`).
     /// `secured`: port security (frames only from the MACs behind the port).
-    fn plug(&mut self, name: &str, devargs: &str, mac: [u8; 6], secured: bool) -> Result<Ticket>;
+    /// `incoming`: a VM migrating here; `mac`'s rule stays where it points until the VM
+    /// announces itself on the port (`dataplane::switch::announce`).
+    fn plug(
+        &mut self,
+        name: &str,
+        devargs: &str,
+        mac: [u8; 6],
+        secured: bool,
+        incoming: bool,
+    ) -> Result<Ticket>;
     /// Withdraws every rule to port `name` and takes its queues back from every worker
     /// at once, then starts removing the device (`Change::Unplugged`).
     fn unplug(&mut self, name: &str) -> Result<Ticket>;
     /// The plugs and unplugs finished since the last call (never waits).
     fn finished(&mut self) -> Vec<(Ticket, Result<Change>)>;
+    /// (slot, MAC) of the ports plugged `incoming` whose link came up since the last
+    /// call: the VM runs here now (vhost-user: the destination QEMU starts the device
+    /// when the migrated guest resumes). A RARP for each is flooded to the peers.
+    fn arrived(&mut self) -> Vec<(usize, [u8; 6])>;
 }
 
 /// The VM ports of a switch whose workers read `mailboxes` (one each).
@@ -171,7 +188,12 @@ impl<'e: 'p, 'p, 'm> VmPorts<'e, 'p, 'm> {
         for (w, (rx, tx)) in rx.into_iter().zip(tx).enumerate() {
             let command = VmCommand::Attach {
                 slot,
-                port: VmPort { rx, tx, secured },
+                port: VmPort {
+                    rx,
+                    tx,
+                    secured,
+                    mac: Some(dataplane::MacAddr(mac)),
+                },
             };
             if self.mailboxes[w].post(command).is_err() {
                 bail!("worker {w}'s mailbox is full");
@@ -186,6 +208,7 @@ impl<'e: 'p, 'p, 'm> VmPorts<'e, 'p, 'm> {
             mac,
             devargs: devargs.to_string(),
             state: State::Up(port),
+            waiting: false,
         });
         self.wait_for_workers()
     }
@@ -290,7 +313,10 @@ impl<'e: 'p, 'p, 'm> VmPorts<'e, 'p, 'm> {
     #[cold]
     fn opened(&mut self, slot: usize, port: Result<Port<'e>, String>, ms: f64) -> Result<Change> {
         let s = self.slots[slot].take().context("slot emptied meanwhile")?;
-        let State::Opening { secured, .. } = s.state else {
+        let State::Opening {
+            secured, incoming, ..
+        } = s.state
+        else {
             bail!("slot {slot} is not being plugged");
         };
         let port = port
@@ -302,16 +328,26 @@ impl<'e: 'p, 'p, 'm> VmPorts<'e, 'p, 'm> {
         }
         self.attach(slot, &s.name, (&s.devargs, s.mac, secured), port)?;
         // Every worker serves the port: now the VM's MAC may lead to it (replacing a
-        // rule to a peer, as when the VM just migrated here).
-        let mut next = Fib::clone(&self.fib.load());
-        next.insert(s.mac, Dest::Vm(fib::VmSlot(slot)));
-        self.fib.store(Arc::new(next));
+        // rule to a peer), unless the VM is still running elsewhere (incoming).
+        if let Some(s) = self.slots[slot].as_mut() {
+            s.waiting = incoming;
+        }
+        if !incoming {
+            let mut next = Fib::clone(&self.fib.load());
+            next.insert(s.mac, Dest::Vm(fib::VmSlot(slot)));
+            self.fib.store(Arc::new(next));
+        }
         log::info!(
-            "VM port {:?} plugged as slot {slot} in {ms:.0} ms: {}, VM {}{}",
+            "VM port {:?} plugged as slot {slot} in {ms:.0} ms: {}, VM {}{}{}",
             s.name,
             s.devargs,
             mac_str(&s.mac),
-            if secured { "" } else { ", port security off" }
+            if secured { "" } else { ", port security off" },
+            if incoming {
+                ", incoming (its rule moves when the VM announces itself)"
+            } else {
+                ""
+            }
         );
         Ok(Change::Plugged {
             port: s.name,
@@ -366,7 +402,14 @@ impl<'e: 'p, 'p, 'm> VmPortControl for VmPorts<'e, 'p, 'm> {
     }
 
     #[cold]
-    fn plug(&mut self, name: &str, devargs: &str, mac: [u8; 6], secured: bool) -> Result<Ticket> {
+    fn plug(
+        &mut self,
+        name: &str,
+        devargs: &str,
+        mac: [u8; 6],
+        secured: bool,
+        incoming: bool,
+    ) -> Result<Ticket> {
         if name.is_empty() {
             bail!("a VM port needs a name");
         }
@@ -396,7 +439,12 @@ impl<'e: 'p, 'p, 'm> VmPortControl for VmPorts<'e, 'p, 'm> {
             name: name.to_string(),
             mac,
             devargs: devargs.to_string(),
-            state: State::Opening { ticket, secured },
+            state: State::Opening {
+                ticket,
+                secured,
+                incoming,
+            },
+            waiting: false,
         });
         Ok(ticket)
     }
@@ -464,5 +512,29 @@ impl<'e: 'p, 'p, 'm> VmPortControl for VmPorts<'e, 'p, 'm> {
             out.extend(self.on_done(done));
         }
         out
+    }
+
+    fn arrived(&mut self) -> Vec<(usize, [u8; 6])> {
+        let mut up = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let Some(s) = s.as_mut().filter(|s| s.waiting) else {
+                continue;
+            };
+            if let State::Up(port) = &s.state {
+                if port.link().is_ok_and(|l| l.up) {
+                    s.waiting = false;
+                    up.push((i, s.mac));
+                }
+            }
+        }
+        for (_, mac) in &up {
+            // Worker 0 floods it (one copy per link is enough).
+            if let Some(m) = self.mailboxes.first() {
+                if m.post(VmCommand::Announce { mac: *mac }).is_ok() {
+                    self.posted[0] += 1;
+                }
+            }
+        }
+        up
     }
 }

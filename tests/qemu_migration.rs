@@ -1,0 +1,400 @@
+//! Live migration of a real QEMU guest (TCG) between daemons with scripts/migrate-qemu.sh,
+//! on the three-host fabric (tests/fabric): the guest serves iperf3 on a vhost-user
+//! port of host 0 and moves to host 2 while host 1's VM sends to it; a migration whose
+//! destination QEMU dies during the transfer leaves the guest where it was; back and
+//! forth moves leave no port behind and every mbuf back in its pool. The daemons
+//! converge by themselves: after each move every daemon's rule for the guest points at
+//! its new host without the test (or a controller) touching them, moved by the
+//! guest's announcement (`dataplane::switch::announce`). The test plays the
+//! controller's part only once, when the guest first boots.
+
+mod common;
+mod fabric;
+
+use common::qemu::{self, Guest};
+use common::*;
+use fabric::Fabric;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MAC: &str = "02:00:00:00:01:77";
+const IP: &str = "198.19.0.77";
+
+/// The hook on the fabric's daemons: (its output, success).
+fn migrate(f: &Fabric, port: &str, from: usize, to: usize, extra: &[&str]) -> Output {
+    let dir = f.dir.0.display().to_string();
+    let hook = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/migrate-qemu.sh");
+    let out = Command::new(hook)
+        .args(["--run-dir", &dir, "--api", &format!("{dir}/{{host}}.sock")])
+        .args(extra)
+        .args([MAC, port, &format!("h{from}"), &format!("h{to}")])
+        .output()
+        .expect("run migrate-qemu.sh");
+    println!(
+        "migrate h{from} -> h{to}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The guest's port on host h (the one VM port with its MAC), if any.
+fn guest_port(f: &Fabric, h: usize) -> Option<String> {
+    let vms = f.api(h, "GET", "/vms", "").1;
+    vms["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["mac"] == MAC)
+        .map(|v| v["port"].as_str().unwrap().to_string())
+}
+
+/// Where host h's rule for the guest points ("vm:PORT" or "peer:NAME").
+fn rule(f: &Fabric, h: usize) -> Option<String> {
+    let rules = f.api(h, "GET", "/rules", "").1;
+    rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dst_mac"] == MAC)
+        .map(|r| r["to"].as_str().unwrap().to_string())
+}
+
+/// Points every other host's rule for the guest at host `at` (the controller's part).
+fn follow(f: &Fabric, at: usize) {
+    for h in (0..f.hosts.len()).filter(|&h| h != at) {
+        let (ok, v) = f.api(
+            h,
+            "PUT",
+            &format!("/rules/{MAC}"),
+            &format!(r#"{{"to":"peer:h{at}"}}"#),
+        );
+        assert!(ok, "{v}");
+    }
+}
+
+/// Waits (3 s at most) until every host's rule for the guest points at host `at` (its
+/// port `port` there) without anyone setting them; then prints how long the last host
+/// took after the destination learned the arrival (the hosts' `GET /locations`).
+fn converged(f: &Fabric, at: usize, port: &str) {
+    let want = |h: usize| match h == at {
+        true => format!("vm:{port}"),
+        false => format!("peer:h{at}"),
+    };
+    let t0 = Instant::now();
+    for h in 0..f.hosts.len() {
+        while rule(f, h) != Some(want(h)) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "host {h}'s rule for the guest is {:?}, not {:?}",
+                rule(f, h),
+                want(h)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let learned = |h: usize| -> f64 {
+        let v = f.api(h, "GET", "/locations", "").1;
+        let l = v["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["mac"] == MAC);
+        l.expect("a learned location")["learned_unix_s"]
+            .as_f64()
+            .unwrap()
+    };
+    let here = learned(at);
+    let last = (0..f.hosts.len()).map(learned).fold(here, f64::max);
+    println!(
+        "converged on h{at}: last peer {:.1} ms after the arrival; pointer_forwarded so far          (source hosts) {}",
+        (last - here) * 1e3,
+        (0..f.hosts.len())
+            .map(|h| f.api(h, "GET", "/stats", "").1["switch"]["pointer_forwarded"].to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    );
+}
+
+/// QEMU's downtime as the hook reports it.
+fn downtime_ms(out: &Output) -> f64 {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let w: Vec<&str> = text.split_whitespace().collect();
+    let i = w
+        .iter()
+        .position(|x| *x == "qemu_downtime_ms")
+        .expect("downtime");
+    w[i + 1].parse().unwrap()
+}
+
+/// A 10 ms ping from `ns` to the guest, timestamped (-D), until killed.
+fn pinger(ns: &str) -> Child {
+    Command::new("ip")
+        .args([
+            "netns", "exec", ns, "ping", "-D", "-i", "0.01", "-W", "1", IP,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// (lost pings × 10 ms, longest gap between replies in ms) of a pinger's output.
+fn traffic_gap(out: &str) -> (f64, f64) {
+    let replies: Vec<(u64, f64)> = out
+        .lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| {
+            let t = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+            let seq = l
+                .split("icmp_seq=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((seq, t))
+        })
+        .collect();
+    let last = replies.iter().map(|r| r.0).max().unwrap_or(0);
+    let lost = last + 1 - replies.len() as u64;
+    let gap = replies
+        .windows(2)
+        .map(|w| (w[1].1 - w[0].1) * 1e3)
+        .fold(0.0, f64::max);
+    (lost as f64 * 10.0, gap)
+}
+
+/// The destination QEMU that a migration left running (daemonized, known by pidfile).
+fn qemu_pids(dir: &Path) -> Vec<u32> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "pid"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+        .collect()
+}
+
+struct KillPids(PathBuf);
+
+impl Drop for KillPids {
+    fn drop(&mut self) {
+        for pid in qemu_pids(&self.0) {
+            let _ = sh_out(&format!("kill -9 {pid} 2>/dev/null"));
+        }
+    }
+}
+
+#[test]
+fn a_qemu_guest_migrates_live_and_keeps_its_connection() {
+    if !require_root() {
+        return;
+    }
+    let image = qemu::image();
+    let mut f = Fabric::new("q", 3, 1);
+    f.warm_up();
+    let dir = f.dir.0.clone();
+    let _kill = KillPids(dir.clone());
+    let sock = dir.join("h0-g.sock");
+    let plug = format!(
+        r#"{{"devargs":"net_vhost5,iface={},client=0","mac":"{MAC}"}}"#,
+        sock.display()
+    );
+    let (ok, v) = f.api(0, "PUT", "/vms/g", &plug);
+    assert!(ok, "{v}");
+    follow(&f, 0);
+    let extra: Vec<String> = [
+        "-qmp",
+        &format!("unix:{}/h0-g.qmp,server=on,wait=off", dir.display()),
+        "-pidfile",
+        &format!("{}/h0-g.pid", dir.display()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let guest = Guest::boot_with(
+        &image,
+        &dir,
+        "h0-g",
+        &sock,
+        MAC,
+        &format!("wv.role=serve wv.ip={IP}"),
+        &extra,
+    );
+    guest.wait_for("Server listening", Duration::from_secs(120));
+    let client_ns = f.vms[1].ns.clone();
+    wait_reachable(&client_ns);
+
+    // 1. Host 0 -> host 2 while host 1's VM sends to the guest over TCP.
+    let client = Command::new("ip")
+        .args(["netns", "exec", &client_ns, "iperf3", "-c", IP, "-t", "14"])
+        .args(["-J", "--connect-timeout", "5000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ping = pinger(&client_ns);
+    std::thread::sleep(Duration::from_secs(3));
+    let out = migrate(&f, "g", 0, 2, &[]);
+    assert!(out.status.success(), "the migration failed");
+    let port = guest_port(&f, 2).expect("the guest's port on host 2");
+    converged(&f, 2, &port);
+    assert_eq!(guest_port(&f, 0), None, "the old port stays on host 0");
+    let source = f.api(0, "GET", "/locations", "").1;
+    assert!(
+        source["locations"][0]["pointer"] == true,
+        "host 0's rule is no forwarding pointer: {source}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    sh(&format!("kill -INT {}", ping.id()));
+    let pings = String::from_utf8(ping.wait_with_output().unwrap().stdout).unwrap();
+    let done = client.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&done.stdout).unwrap_or(Value::Null);
+    assert!(
+        done.status.success(),
+        "the TCP connection did not survive: {report}"
+    );
+    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap();
+    std::fs::write(dir.join("pings.txt"), &pings).unwrap();
+    let (lost_ms, gap_ms) = traffic_gap(&pings);
+    println!(
+        "migration h0 -> h2: qemu_downtime_ms {} traffic_gap_ms lost {lost_ms} longest {gap_ms:.1}; \
+         iperf3 received {received} bytes",
+        downtime_ms(&out)
+    );
+    assert!(received > 0);
+    for h in 0..3 {
+        let want = if h == 2 {
+            format!("vm:{port}")
+        } else {
+            "peer:h2".into()
+        };
+        assert_eq!(rule(&f, h), Some(want), "host {h}'s rule");
+    }
+
+    // 2. A migration whose destination QEMU dies during the transfer (slowed to
+    // 40 Mbit/s so that it lasts): the guest stays on host 2 with its port and rules.
+    let rules_before: Vec<Option<String>> = (0..3).map(|h| rule(&f, h)).collect();
+    let killer = {
+        let dir = dir.clone();
+        let source = qemu_pids(&dir);
+        std::thread::spawn(move || kill_incoming(&dir, &source))
+    };
+    let out = migrate(&f, &port, 2, 0, &["--max-mbps", "40"]);
+    assert!(killer.join().unwrap(), "no incoming migration seen to kill");
+    assert!(!out.status.success(), "the migration did not fail");
+    let why = String::from_utf8_lossy(&out.stderr);
+    assert!(why.contains("migration failed"), "{why}");
+    assert_eq!(guest_port(&f, 2), Some(port.clone()));
+    assert_eq!(guest_port(&f, 0), None, "the destination port stays");
+    assert_eq!(
+        (0..3).map(|h| rule(&f, h)).collect::<Vec<_>>(),
+        rules_before
+    );
+    assert_eq!(qemu_pids(&dir).len(), 1, "the destination QEMU stays");
+    assert_ping(&client_ns);
+
+    // 3. Back and forth: host 2 -> 0 -> 2 -> 0 -> 2.
+    let mut at = 2;
+    let mut port = port;
+    for to in [0, 2, 0, 2] {
+        let out = migrate(&f, &port, at, to, &[]);
+        assert!(out.status.success(), "migration h{at} -> h{to} failed");
+        at = to;
+        port = guest_port(&f, at).expect("the guest's new port");
+        converged(&f, at, &port);
+        assert_ping(&client_ns);
+    }
+    for h in 0..3 {
+        let guest_ports = usize::from(h == at);
+        let vms = f.api(h, "GET", "/vms", "").1["vms"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(vms, 1 + guest_ports, "host {h}'s VM ports");
+    }
+    let socks = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("-g-m"))
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sock"))
+        .count();
+    assert_eq!(socks, 1, "vhost-user sockets left behind");
+    drop(guest);
+    drop(_kill);
+    for h in 0..3 {
+        f.stop(h); // checks that every mbuf is back in its pool
+    }
+}
+
+/// The status of an incoming migration, asked over QMP socket `qmp` (None when QEMU
+/// does not answer).
+fn incoming_status(qmp: &Path) -> Option<String> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(qmp).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut r = BufReader::new(s.try_clone().ok()?);
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?; // the greeting
+    s.write_all(b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-migrate\"}\n")
+        .ok()?;
+    for _ in 0..10 {
+        line.clear();
+        r.read_line(&mut line).ok()?;
+        let v: Value = serde_json::from_str(&line).ok()?;
+        if let Some(st) = v["return"]["status"].as_str() {
+            return Some(st.to_string());
+        }
+    }
+    None
+}
+
+/// Waits for a destination QEMU (a pidfile in `dir` not among `source`) to be
+/// receiving a migration, then kills it; whether it did.
+fn kill_incoming(dir: &Path, source: &[u32]) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(60) {
+        let pidfiles = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path());
+        for p in pidfiles.filter(|p| p.extension().is_some_and(|x| x == "pid")) {
+            let Some(pid) = std::fs::read_to_string(&p)
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+            else {
+                continue;
+            };
+            if source.contains(&pid) {
+                continue;
+            }
+            if incoming_status(&p.with_extension("qmp")).as_deref() == Some("active") {
+                sh(&format!("kill -9 {pid}"));
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Waits (60 s at most) until `ns` reaches the guest.
+fn wait_reachable(ns: &str) {
+    let t0 = Instant::now();
+    while !sh_out(&format!("ip netns exec {ns} ping -c 1 -W 1 {IP}"))
+        .status
+        .success()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the guest is unreachable"
+        );
+    }
+}
+
+/// Five pings from `ns` reach the guest (one lost at most: TCG guests are slow).
+fn assert_ping(ns: &str) {
+    let out = sh_out(&format!("ip netns exec {ns} ping -c 5 -i 0.2 -W 2 {IP}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(" 5 received") || text.contains(" 4 received"),
+        "{text}"
+    );
+}
