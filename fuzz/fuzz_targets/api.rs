@@ -28,13 +28,16 @@ impl VmPortControl for OneVm {
     fn list(&self) -> Vec<(usize, String, [u8; 6], String)> {
         vec![(0, "vm".into(), VM, String::new())]
     }
-    fn plug(&mut self, _: &str, _: &str, _: [u8; 6], _: bool) -> Result<Ticket> {
+    fn plug(&mut self, _: &str, _: &str, _: [u8; 6], _: bool, _: bool) -> Result<Ticket> {
         bail!("no devices here")
     }
     fn unplug(&mut self, _: &str) -> Result<Ticket> {
         bail!("no devices here")
     }
     fn finished(&mut self) -> Vec<(Ticket, Result<Change>)> {
+        Vec::new()
+    }
+    fn arrived(&mut self) -> Vec<(usize, [u8; 6])> {
         Vec::new()
     }
 }
