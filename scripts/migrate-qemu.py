@@ -81,12 +81,14 @@ def api(sock, method, path, body=None):
 class Qmp:
     """A QMP session: one command at a time, events skipped."""
 
-    def __init__(self, path, timeout=10.0):
+    def __init__(self, path, timeout=10.0, reply_timeout=60.0):
+        """Connects within `timeout` s; each reply may take `reply_timeout` s (a TCG
+        QEMU on a busy host answers slowly while it migrates)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.settimeout(timeout)
+                self.sock.settimeout(reply_timeout)
                 self.sock.connect(path)
                 break
             except OSError as e:
@@ -130,12 +132,15 @@ def next_port(port):
 
 def destination_argv(src_pid, new):
     """The source QEMU's command line with the destination's socket, QMP, pidfile and
-    serial file, and `-incoming` on a unix socket of its own."""
+    serial file, and `-incoming` on a unix socket of its own (a source that was itself
+    a migration's destination loses its own `-incoming` and `-daemonize`)."""
     with open("/proc/%d/cmdline" % src_pid, "rb") as f:
         argv = [a.decode() for a in f.read().split(b"\0")[:-1]]
     out = []
     for i, a in enumerate(argv):
         prev = argv[i - 1] if i else ""
+        if a in ("-incoming", "-daemonize") or prev == "-incoming":
+            continue
         if prev == "-chardev" and a.startswith("socket,") and "path=" in a and "server" not in a:
             a = re.sub(r"path=[^,]*", "path=" + new["sock"], a)
         elif prev == "-qmp":
@@ -273,7 +278,7 @@ def run(o, vm, port, frm, to):
     dst_pid = None
     try:
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=30)
+                              text=True, timeout=90)
         if proc.returncode != 0:
             raise Failed("the destination QEMU did not start: %s" % proc.stdout.strip()[-300:])
         dst_pid = wait_pid(new["pid"], 10)

@@ -157,8 +157,9 @@ fn traffic_gap(out: &str) -> (f64, f64) {
             Some((seq, t))
         })
         .collect();
+    // ping counts from icmp_seq 1.
     let last = replies.iter().map(|r| r.0).max().unwrap_or(0);
-    let lost = last + 1 - replies.len() as u64;
+    let lost = last.saturating_sub(replies.len() as u64);
     let gap = replies
         .windows(2)
         .map(|w| (w[1].1 - w[0].1) * 1e3)
@@ -226,17 +227,21 @@ fn a_qemu_guest_migrates_live_and_keeps_its_connection() {
     let client_ns = f.vms[1].ns.clone();
     wait_reachable(&client_ns);
 
-    // 1. Host 0 -> host 2 while host 1's VM sends to the guest over TCP.
-    let client = Command::new("ip")
-        .args(["netns", "exec", &client_ns, "iperf3", "-c", IP, "-t", "14"])
-        .args(["-J", "--connect-timeout", "5000"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // 1. Host 0 -> host 2 while host 1's VM sends to the guest over TCP: the move
+    // starts once the connection carries data, and the guest must acknowledge new
+    // data on the same connection after it.
+    let client = Client::start(&client_ns, 40);
+    let flowing = acked_beyond(&client_ns, 0, 1 << 20, Duration::from_secs(30));
+    assert!(
+        flowing.is_some(),
+        "no TCP data reached the guest in 30 s, before any migration\n{}",
+        diagnosis(&f, &guest)
+    );
     let ping = pinger(&client_ns);
-    std::thread::sleep(Duration::from_secs(3));
+    std::thread::sleep(Duration::from_secs(1));
     let out = migrate(&f, "g", 0, 2, &[]);
     assert!(out.status.success(), "the migration failed");
+    let at_move = acked(&client_ns);
     let port = guest_port(&f, 2).expect("the guest's port on host 2");
     converged(&f, 2, &port);
     assert_eq!(guest_port(&f, 0), None, "the old port stays on host 0");
@@ -245,24 +250,28 @@ fn a_qemu_guest_migrates_live_and_keeps_its_connection() {
         source["locations"][0]["pointer"] == true,
         "host 0's rule is no forwarding pointer: {source}"
     );
-    std::thread::sleep(Duration::from_secs(2));
+    // Within TCP's own patience: a guest starved during the move (TCG on a busy host,
+    // auto-converge's CPU throttle) may leave the sender backed off for tens of
+    // seconds while the network already carries pings (their gap is printed).
+    let resumed = acked_beyond(&client_ns, at_move, 1 << 20, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_secs(1));
     sh(&format!("kill -INT {}", ping.id()));
     let pings = String::from_utf8(ping.wait_with_output().unwrap().stdout).unwrap();
-    let done = client.wait_with_output().unwrap();
-    let report: Value = serde_json::from_slice(&done.stdout).unwrap_or(Value::Null);
-    assert!(
-        done.status.success(),
-        "the TCP connection did not survive: {report}"
-    );
-    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap();
     std::fs::write(dir.join("pings.txt"), &pings).unwrap();
     let (lost_ms, gap_ms) = traffic_gap(&pings);
     println!(
         "migration h0 -> h2: qemu_downtime_ms {} traffic_gap_ms lost {lost_ms} longest {gap_ms:.1}; \
-         iperf3 received {received} bytes",
-        downtime_ms(&out)
+         the TCP connection carried 1 MiB more {resumed:?} after QEMU completed",
+        downtime_ms(&out),
     );
-    assert!(received > 0);
+    assert!(
+        resumed.is_some(),
+        "the TCP connection did not survive: the guest acknowledged {} bytes in 90 s \
+         after the move\n{}",
+        acked(&client_ns) - at_move,
+        diagnosis(&f, &guest)
+    );
+    drop(client);
     for h in 0..3 {
         let want = if h == 2 {
             format!("vm:{port}")
@@ -332,7 +341,7 @@ fn a_qemu_guest_migrates_live_and_keeps_its_connection() {
 fn incoming_status(qmp: &Path) -> Option<String> {
     use std::io::{BufRead, BufReader, Write};
     let mut s = std::os::unix::net::UnixStream::connect(qmp).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut r = BufReader::new(s.try_clone().ok()?);
     let mut line = String::new();
     r.read_line(&mut line).ok()?; // the greeting
@@ -353,7 +362,7 @@ fn incoming_status(qmp: &Path) -> Option<String> {
 /// receiving a migration, then kills it; whether it did.
 fn kill_incoming(dir: &Path, source: &[u32]) -> bool {
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(60) {
+    while t0.elapsed() < Duration::from_secs(120) {
         let pidfiles = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path());
         for p in pidfiles.filter(|p| p.extension().is_some_and(|x| x == "pid")) {
             let Some(pid) = std::fs::read_to_string(&p)
@@ -375,6 +384,72 @@ fn kill_incoming(dir: &Path, source: &[u32]) -> bool {
     false
 }
 
+/// An iperf3 client in a VM's namespace sending to the guest at `mbps` (a TCG guest
+/// receiving at full rate dirties its memory faster than a migration copies it, and
+/// the move would last tens of seconds); killed when dropped.
+struct Client(Child);
+
+impl Client {
+    fn start(ns: &str, mbps: u32) -> Self {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "iperf3", "-c", IP, "-t", "600"])
+            .args(["-b", &format!("{mbps}M"), "--connect-timeout", "5000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Client(child)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The bytes the guest has acknowledged on the busiest TCP connection from `ns` to
+/// its iperf3 server (`ss`'s bytes_acked): what crossed the network and reached the
+/// guest's TCP, whatever the client's own report says.
+fn acked(ns: &str) -> u64 {
+    let out = sh_out(&format!(
+        "ip netns exec {ns} ss -tinH dst {IP} dport = :5201"
+    ));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("bytes_acked:")?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Waits until the guest has acknowledged `bytes` more than `from` on the client's
+/// connection; the time it took, or None after `limit`.
+fn acked_beyond(ns: &str, from: u64, bytes: u64, limit: Duration) -> Option<Duration> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if acked(ns) >= from + bytes {
+            return Some(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// What the guest (its first QEMU's console) and the daemons show, for a failure's
+/// message.
+fn diagnosis(f: &Fabric, guest: &Guest) -> String {
+    let console = guest.console();
+    let tail = &console[console.len().saturating_sub(2000)..];
+    let stats: Vec<String> = (0..f.hosts.len())
+        .map(|h| f.api(h, "GET", "/stats", "").1.to_string())
+        .collect();
+    format!(
+        "guest console (tail):\n{tail}\ndaemons' stats:\n{}",
+        stats.join("\n")
+    )
+}
+
 /// Waits (60 s at most) until `ns` reaches the guest.
 fn wait_reachable(ns: &str) {
     let t0 = Instant::now();
@@ -389,12 +464,16 @@ fn wait_reachable(ns: &str) {
     }
 }
 
-/// Five pings from `ns` reach the guest (one lost at most: TCG guests are slow).
+/// Pings from `ns` reach the guest: five replies within 30 s (a TCG guest on a busy
+/// host answers late, and a guest just back from a failed migration's CPU throttle
+/// catches up for a while first).
 fn assert_ping(ns: &str) {
-    let out = sh_out(&format!("ip netns exec {ns} ping -c 5 -i 0.2 -W 2 {IP}"));
+    let out = sh_out(&format!(
+        "ip netns exec {ns} ping -c 5 -i 0.2 -W 2 -w 30 {IP}"
+    ));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains(" 5 received") || text.contains(" 4 received"),
-        "{text}"
-    );
+    let received: u32 = (text.split(", ").find_map(|w| w.strip_suffix(" received")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(received >= 5, "{text}");
 }
