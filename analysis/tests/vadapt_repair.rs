@@ -9,9 +9,10 @@ use std::collections::{HashMap, HashSet};
 mod common;
 use common::recompute;
 
+use analysis::vadapt::problem::{DefaultLink, LinkSpec};
 use analysis::vadapt::random::{gap, repair_shape, trial, Trial};
 use analysis::vadapt::rng::Rng;
-use analysis::vadapt::{Options, Problem};
+use analysis::vadapt::{repair, solve, Answer, Options, Previous, Problem};
 
 /// Demands (src, dst, n-th of the pair) the change touched: new, rate or bound changed,
 /// whose path in force crosses a link whose bandwidth or latency changed, or whose
@@ -155,4 +156,74 @@ fn repair_keeps_up_with_a_full_solve() {
         "repair within 2% on only {:.1}%",
         100.0 * within
     );
+}
+
+/// `p` with every pair its links do not list joined by a link of `bw` Mbit/s, listed
+/// (`dense`) or as the problem's default link.
+fn meshed(p: &Problem, bw: f64, dense: bool) -> Problem {
+    let mut q = p.clone();
+    if !dense {
+        q.default_link = Some(DefaultLink {
+            bw_mbps: bw,
+            latency_ms: 0.0,
+        });
+        return q;
+    }
+    let listed: HashSet<(String, String)> = (p.links.iter())
+        .map(|l| (l.from.clone(), l.to.clone()))
+        .collect();
+    for a in &p.hosts {
+        for b in p.hosts.iter().filter(|b| b.name != a.name) {
+            if !listed.contains(&(a.name.clone(), b.name.clone())) {
+                q.links.push(LinkSpec {
+                    from: a.name.clone(),
+                    to: b.name.clone(),
+                    bw_mbps: bw,
+                    latency_ms: 0.0,
+                });
+            }
+        }
+    }
+    q
+}
+
+#[test]
+fn a_default_link_plans_as_every_pair_listed() {
+    let mut rng = Rng::new(seed() ^ 0xdefa);
+    let opts = Options::default();
+    let mut compared = 0;
+    for case in 1..13 {
+        let shape = repair_shape(&mut rng, case);
+        let Some(t) = trial(&mut rng, shape, &opts) else {
+            continue;
+        };
+        let bw = 100.0 + (case * 37 % 900) as f64;
+        let key = |a: &Answer| {
+            (
+                a.objective.map(f64::to_bits),
+                a.mapping.clone(),
+                a.paths.clone(),
+            )
+        };
+        let (before_d, before_s) = (meshed(&t.before, bw, true), meshed(&t.before, bw, false));
+        let (now_d, now_s) = (meshed(&t.problem, bw, true), meshed(&t.problem, bw, false));
+        let full = |p: &Problem| key(&solve(p, &opts).unwrap());
+        assert_eq!(full(&before_d), full(&before_s), "case {case}: full solve");
+        let repaired = |before: &Problem, now: &Problem| {
+            let prev = Previous::new(before, &t.in_force);
+            key(&repair(now, &prev, &opts).unwrap())
+        };
+        let dense = repaired(&before_d, &now_d);
+        assert_eq!(dense, repaired(&before_s, &now_s), "case {case}: repair");
+        // Not aligned with the previous problem's links: compared by name.
+        let mut reordered = now_s.clone();
+        reordered.links.reverse();
+        assert_eq!(
+            dense,
+            repaired(&before_s, &reordered),
+            "case {case}: reordered"
+        );
+        compared += 1;
+    }
+    assert!(compared >= 5, "{compared} cases");
 }

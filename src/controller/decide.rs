@@ -9,7 +9,7 @@
 //! keeps every rule set loop-free; `followed` reports where a demand's route differs
 //! from its plan.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use analysis::vadapt::problem::{DemandSpec, HostId, HostSpec, LinkSpec, PathSpec, VmSpec};
 use analysis::vadapt::{self, evaluate, Instance, Objective, Plan, Problem};
@@ -130,6 +130,7 @@ impl Situation<'_> {
                     latency_ms: self.latency.get(k).copied().unwrap_or(0.0),
                 })
                 .collect(),
+            default_link: None,
             vms: self
                 .vms
                 .iter()
@@ -361,12 +362,15 @@ pub fn realise(
     plan: &[vadapt::PathOut],
     demands: &[Demand],
 ) -> (Rules, Vec<(String, String, Vec<String>)>) {
-    let mbps = |p: &vadapt::PathOut| {
-        demands
-            .iter()
-            .find(|d| d.src == p.src && d.dst == p.dst)
-            .map_or(0.0, |d| d.mbps)
-    };
+    // Each pair's rate (its first demand's), looked up rather than searched for: a
+    // fleet has tens of thousands of demands.
+    let mut rate: HashMap<(&str, &str), f64> = HashMap::with_capacity(demands.len());
+    for d in demands {
+        rate.entry((d.src.as_str(), d.dst.as_str()))
+            .or_insert(d.mbps);
+    }
+    let mbps =
+        |p: &vadapt::PathOut| (rate.get(&(p.src.as_str(), p.dst.as_str()))).map_or(0.0, |&r| r);
     let mut order: Vec<&vadapt::PathOut> = plan.iter().filter(|p| p.hosts.len() > 1).collect();
     order.sort_by(|a, b| mbps(b).total_cmp(&mbps(a)));
     // dst MAC → hosts whose next hop towards it is already decided (the tree).

@@ -3,6 +3,7 @@
 //! of desired state, decisions and the plan record.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -142,10 +143,11 @@ impl Controller {
     /// guarded by the election key; the plan last. Observing (adaptation off), or
     /// while a host's views are missing, no desired state is written.
     #[cold]
-    pub(super) fn publish(&mut self, gathered: &[Gathered], all_up: bool) {
+    pub(super) fn publish(&mut self, gathered: &[Arc<Gathered>], all_up: bool) {
         let Some(key) = self.replica.leading.clone() else {
             return;
         };
+        let t0 = Instant::now();
         let underlay: BTreeMap<&str, &str> = gathered
             .iter()
             .filter_map(|g| Some((g.host.as_str(), g.underlay_ip.as_deref()?)))
@@ -187,7 +189,9 @@ impl Controller {
         if !changed.is_empty() {
             let hosts: Vec<&String> = changed.iter().map(|(h, _)| h).take(20).collect();
             self.event_on_commit(json!({"event": "desired_written", "revision": revision,
-                "hosts": changed.len(), "first_hosts": hosts}));
+                "hosts": changed.len(), "first_hosts": hosts,
+                "prepare_ms": t0.elapsed().as_secs_f64() * 1e3,
+                "round_at_ms": self.round_started.elapsed().as_secs_f64() * 1e3}));
         }
         let decisions = std::mem::take(&mut self.decisions);
         let id = self.replica.id.clone();

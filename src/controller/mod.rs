@@ -19,6 +19,7 @@ pub(crate) mod source;
 pub(crate) mod view;
 mod views;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use analysis::vadapt::problem::LinkSpec;
+use analysis::vadapt::problem::{DefaultLink, LinkSpec};
 use analysis::vadapt::{self, Problem};
 use analysis::vttif::{demands_of, merge, topology_of, HostView};
 use anyhow::{Context, Result};
@@ -35,7 +36,7 @@ use serde_json::{json, Value};
 pub use config::ControllerConfig;
 use decide::{Demand, Rules, Situation, VmInfo};
 use replica::{BaselineRecord, Replica};
-use view::NetworkView;
+use view::{LinkState, NetworkView};
 
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
@@ -153,6 +154,10 @@ struct Controller {
     last_status: Value,
     /// The last round's duration and the longest so far (ms), for the status.
     round_ms: (f64, f64),
+    /// Each daemon's views as last read.
+    readings: source::Readings,
+    /// When this round began.
+    round_started: Instant,
 }
 
 impl Controller {
@@ -218,12 +223,13 @@ impl Controller {
 
     #[cold]
     fn round(&mut self) {
+        self.round_started = Instant::now();
         let now = self.now();
         let source::Round {
             gathered,
             down,
             logged,
-        } = source::gather(&self.cfg, self.replica.views());
+        } = source::gather(&self.cfg, self.replica.views(), &mut self.readings);
         for d in down.iter().filter(|_| !logged) {
             log::warn!("controller: {}: {}", d["host"], d["error"]);
         }
@@ -329,7 +335,7 @@ impl Controller {
         }
 
         // Trigger: new or vanished demands, or a demand or link moved beyond the threshold.
-        let (th, tolerance) = (self.cfg.controller.change_threshold, self.view.tolerance);
+        let th = self.cfg.controller.change_threshold;
         let demand_now: BTreeMap<(String, String), f64> = demands
             .iter()
             .map(|d| ((d.src.clone(), d.dst.clone()), d.mbps))
@@ -350,12 +356,7 @@ impl Controller {
                         b.pairs.len(),
                         demands.len()
                     ))
-                } else if let Some(((a, c), then, v)) =
-                    (self.view.links.iter()).find_map(|(k, l)| {
-                        let (then, v) = (b.bw_of(k, l.nominal_bw_mbps), l.bw_mbps(tolerance));
-                        moved(then, v, th).then_some((k, then, v))
-                    })
-                {
+                } else if let Some(((a, c), then, v)) = self.moved_link(b, th) {
                     Some(format!("link {a}->{c} moved {then:.1} -> {v:.1} Mbit/s"))
                 } else {
                     demand_now
@@ -413,11 +414,18 @@ impl Controller {
             .flat_map(|h| h.windows(2))
             .filter_map(|w| Some((w[0].as_str()?, w[1].as_str()?)))
             .collect();
-        let all_links = gathered.len() <= STATUS_ALL_LINKS_HOSTS;
-        let links: Vec<Value> = (self.view.links.iter())
-            .filter(|((a, b), l)| {
-                all_links || l.source() != "nominal" || routed.contains(&(a.as_str(), b.as_str()))
-            })
+        let shown: Vec<((String, String), Cow<LinkState>)> =
+            if gathered.len() <= STATUS_ALL_LINKS_HOSTS {
+                self.view.all_links()
+            } else {
+                let listed = self.view.links.keys().cloned();
+                let routed = routed.iter().map(|(a, b)| (a.to_string(), b.to_string()));
+                let keys: BTreeSet<(String, String)> = listed.chain(routed).collect();
+                (keys.into_iter())
+                    .filter_map(|k| Some((k.clone(), self.view.link(&k)?)))
+                    .collect()
+            };
+        let links: Vec<Value> = (shown.iter())
             .map(|((a, b), l)| {
                 json!({"from": a, "to": b, "nominal_bw_mbps": l.nominal_bw_mbps,
                     "bw_mbps": l.bw_mbps(self.view.tolerance),
@@ -446,7 +454,7 @@ impl Controller {
             "topology": topology,
             "routes": routes,
             "links": links,
-            "links_total": self.view.links.len(),
+            "links_total": self.view.pairs(),
             "adaptations": self.adaptations,
             "round_ms": self.round_ms.0,
             "round_ms_max": self.round_ms.1,
@@ -462,6 +470,16 @@ impl Controller {
         }
     }
 
+    /// A link whose planned bandwidth moved beyond `th` since `b` was taken: (link,
+    /// then, now). The links measured now or then: every other one is at its nominal
+    /// bandwidth both times.
+    fn moved_link(&self, b: &Baseline, th: f64) -> Option<((String, String), f64, f64)> {
+        (self.view.links.keys().chain(b.bw.keys())).find_map(|k| {
+            let (then, v) = (b.bw_of(k, self.view.nominal(k).0), self.view.bw_mbps(k));
+            moved(then, v, th).then(|| (k.clone(), then, v))
+        })
+    }
+
     /// What the plan in force was made for (from `b`), as the trigger sees it: a link
     /// or a demand that moved less than the change threshold has not changed (else
     /// every measurement's jitter would touch every path that crosses it). Its links
@@ -469,11 +487,13 @@ impl Controller {
     fn previous_problem(&self, b: &Baseline, problem: &Problem, sit: Situation) -> Problem {
         let th = self.cfg.controller.change_threshold;
         let then = |old: f64, now: f64| if moved(old, now, th) { old } else { now };
-        let links = (self.view.links.iter())
-            .zip(&problem.links)
-            .map(|((k, l), now)| LinkSpec {
-                bw_mbps: then(b.bw_of(k, l.nominal_bw_mbps), now.bw_mbps).max(0.0),
-                ..now.clone()
+        let links = (problem.links.iter())
+            .map(|now| {
+                let k = (now.from.clone(), now.to.clone());
+                LinkSpec {
+                    bw_mbps: then(b.bw_of(&k, self.view.nominal(&k).0), now.bw_mbps).max(0.0),
+                    ..now.clone()
+                }
             })
             .collect();
         let now: BTreeMap<(&str, &str), f64> = (sit.demands.iter())
@@ -494,6 +514,7 @@ impl Controller {
         };
         Problem {
             links,
+            default_link: problem.default_link,
             ..sit.problem()
         }
     }
@@ -530,19 +551,32 @@ impl Controller {
             rules: current,
             allow_migration: self.cfg.controller.allow_migration,
         };
-        // The links straight from the view, in its order: the previous problem lists
-        // the same links in the same order, and the repair compares them in place.
+        // The links measured, configured or measured when the plan in force was made,
+        // the others at the default link; the previous problem lists the same links in
+        // the same order, and the repair compares them in place.
         let tolerance = self.view.tolerance;
-        let links: Vec<LinkSpec> = (self.view.links.iter())
-            .map(|((a, b), l)| LinkSpec {
-                from: a.clone(),
-                to: b.clone(),
-                bw_mbps: l.bw_mbps(tolerance).max(0.0),
-                latency_ms: l.latency_ms(),
+        let keys: BTreeSet<&(String, String)> = (self.view.links.keys())
+            .chain(self.view.configured())
+            .chain(prior.iter().flat_map(|b| b.bw.keys()))
+            .collect();
+        let links: Vec<LinkSpec> = (keys.into_iter())
+            .filter_map(|k| {
+                let l = self.view.link(k)?;
+                Some(LinkSpec {
+                    from: k.0.clone(),
+                    to: k.1.clone(),
+                    bw_mbps: l.bw_mbps(tolerance).max(0.0),
+                    latency_ms: l.latency_ms(),
+                })
             })
             .collect();
+        let (bw_mbps, latency_ms) = self.view.default_link();
         let problem = Problem {
             links,
+            default_link: Some(DefaultLink {
+                bw_mbps,
+                latency_ms,
+            }),
             ..sit.problem()
         };
         let previous = prior.map(|b| self.previous_problem(b, &problem, sit));
@@ -557,13 +591,13 @@ impl Controller {
                 c.solve_budget_ms
             }),
         };
-        let scale = self
-            .view
-            .links
-            .values()
-            .map(|l| l.nominal_bw_mbps)
-            .fold(f64::INFINITY, f64::min);
-        let scale = if scale.is_finite() { scale } else { 0.0 };
+        // The smallest nominal bandwidth of any link.
+        let scale = match self.view.pairs() {
+            0 => 0.0,
+            _ => (self.view.configured())
+                .map(|k| self.view.nominal(k).0)
+                .fold(self.view.default_link().0, f64::min),
+        };
         let setup_ms = setup.elapsed().as_secs_f64() * 1e3;
         let t0 = Instant::now();
         let judged = decide::judge(&problem, previous.as_ref(), &opts, c.improvement, scale);
@@ -588,11 +622,13 @@ impl Controller {
             return false;
         }
         // The VMs the plan moves: (MAC, from, to).
+        let host_of: BTreeMap<&str, &String> =
+            vms.iter().map(|v| (v.mac.as_str(), &v.host)).collect();
         let moved: Vec<(String, String, String)> = verdict
             .mapping
             .iter()
             .filter_map(|(vm, to)| {
-                let from = &vms.iter().find(|v| &v.mac == vm)?.host;
+                let from = *host_of.get(vm.as_str())?;
                 (from != to).then(|| (vm.clone(), from.clone(), to.clone()))
             })
             .collect();
@@ -600,6 +636,7 @@ impl Controller {
             .iter()
             .map(|(vm, _, to)| (vm.clone(), to.clone()))
             .collect();
+        let realise = Instant::now();
         let base = decide::relocate(current, &moves);
         let (mut desired, followed) = decide::realise(&base, &verdict.plan, demands);
         // Only peer rules are the controller's.
@@ -620,17 +657,14 @@ impl Controller {
         let used: Vec<Value> = crossed
             .into_iter()
             .filter_map(|(a, b)| {
-                let v = self
-                    .view
-                    .links
-                    .get(&(a.clone(), b.clone()))?
-                    .bw_mbps(tolerance);
+                let v = self.view.link(&(a.clone(), b.clone()))?.bw_mbps(tolerance);
                 Some(json!({"from": a, "to": b, "bw_mbps": v}))
             })
             .collect();
         self.event_on_commit(
             json!({"event": "applied", "trigger": why, "verdict": verdict, "plan_ms": plan_ms,
-            "setup_ms": setup_ms,
+            "setup_ms": setup_ms, "realise_ms": realise.elapsed().as_secs_f64() * 1e3,
+            "round_at_ms": self.round_started.elapsed().as_secs_f64() * 1e3,
             "links": used, "followed": followed, "migrations": migrations}),
         );
         let mut migrated = true;
@@ -689,9 +723,13 @@ pub fn run(args: ControllerArgs) -> Result<()> {
     let cfg = ControllerConfig::load(&args.config)?;
     let adapt = cfg.controller.adapt && !args.observe;
     let hosts: Vec<String> = cfg.hosts.iter().map(|h| h.name.clone()).collect();
-    let view = NetworkView::new(&hosts, cfg.controller.measurement_tolerance, |a, b| {
-        cfg.nominal(a, b)
-    });
+    let default_link = (cfg.controller.default_link_bw_mbps, 0.0);
+    let view = NetworkView::new(
+        &hosts,
+        cfg.controller.measurement_tolerance,
+        default_link,
+        |a, b| cfg.nominal(a, b),
+    );
     let interval = Duration::from_millis(cfg.controller.interval_ms);
     let section = cfg.etcd().clone();
     let id = args.replica_id.clone().unwrap_or_else(default_replica_id);
@@ -721,6 +759,8 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         unconfirmed: Vec::new(),
         last_status: Value::Null,
         round_ms: (0.0, 0.0),
+        readings: source::Readings::default(),
+        round_started: Instant::now(),
     };
     let quit = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -2,7 +2,8 @@
 //! watch, views.rs), which hold the documents of the daemon's API replies to `/rules`,
 //! `/links`, `/matrix` and `/paths`, read here into one host's `Gathered`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use analysis::vttif::MatrixEntry;
 use anyhow::{bail, Context, Result};
@@ -92,18 +93,28 @@ impl Gathered {
     }
 }
 
+/// Each host's last reading, kept while its views are the same publication (the
+/// watch's map hands out the same `Arc` until the daemon publishes again): a fleet's
+/// daemons publish every few seconds, its rounds come every second.
+#[derive(Default)]
+pub struct Readings(HashMap<String, (Arc<HostViews>, Arc<Gathered>)>);
+
 /// One round's views: the daemons that answered, and the others with why.
 pub struct Round {
-    pub gathered: Vec<Gathered>,
+    pub gathered: Vec<Arc<Gathered>>,
     pub down: Vec<Value>,
     /// The reason is logged already (etcd unreachable: one line, not one per host).
     pub logged: bool,
 }
 
 /// Every configured host's views from `views` (the watch's map, or why there is
-/// none), or why a host has none.
+/// none), or why a host has none; read again only where they changed since `last`.
 #[cold]
-pub fn gather(cfg: &ControllerConfig, views: Result<BTreeMap<String, HostEntry>>) -> Round {
+pub fn gather(
+    cfg: &ControllerConfig,
+    views: Result<BTreeMap<String, HostEntry>>,
+    last: &mut Readings,
+) -> Round {
     let mut views = match views {
         Ok(v) => v,
         Err(e) => {
@@ -122,17 +133,25 @@ pub fn gather(cfg: &ControllerConfig, views: Result<BTreeMap<String, HostEntry>>
     };
     let mut gathered = Vec::new();
     let mut down = Vec::new();
+    let mut readings = HashMap::with_capacity(cfg.hosts.len());
     for h in &cfg.hosts {
         let got = match views.remove(&h.name) {
-            Some(Ok(v)) => Gathered::from_views(&h.name, &v),
+            Some(Ok(v)) => match last.0.remove(&h.name) {
+                Some((seen, g)) if Arc::ptr_eq(&seen, &v) => Ok((v, g)),
+                _ => Gathered::from_views(&h.name, &v).map(|g| (v, Arc::new(g))),
+            },
             Some(Err(e)) => Err(anyhow::anyhow!(e)),
             None => Err(anyhow::anyhow!("no views in etcd (daemon down?)")),
         };
         match got {
-            Ok(g) => gathered.push(g),
+            Ok((v, g)) => {
+                gathered.push(Arc::clone(&g));
+                readings.insert(h.name.clone(), (v, g));
+            }
             Err(e) => down.push(json!({"host": h.name, "error": format!("{e:#}")})),
         }
     }
+    last.0 = readings;
     Round {
         gathered,
         down,

@@ -8,8 +8,13 @@
 //! at least that much (a lower bound); its upper bounds say nothing about any one link.
 //! A link that carries no traffic cannot be measured passively: what was measured is
 //! kept for `measurement_ttl_s`, then the link is back to its nominal value.
+//!
+//! The view holds the links something was measured on: every other directed pair of
+//! hosts is at its nominal values, known without an entry (a fleet of 1,000 hosts has
+//! a million pairs, of which its traffic measures a few thousand).
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -133,29 +138,109 @@ impl LinkState {
     }
 }
 
-/// Every directed link between the hosts.
-#[derive(Debug, Clone, Default, Serialize)]
+/// Every directed link between the hosts: the measured ones listed, the others at
+/// their nominal values.
+#[derive(Debug, Clone, Default)]
 pub struct NetworkView {
+    /// The links with a measurement.
     pub links: BTreeMap<(String, String), LinkState>,
+    hosts: BTreeSet<String>,
+    /// The pairs whose nominal values are not `default`'s.
+    configured: BTreeMap<(String, String), (f64, f64)>,
+    /// Nominal (bandwidth, latency) of every other pair.
+    default: (f64, f64),
     /// Relative error of a measurement (see `LinkState::bw_mbps`).
     pub tolerance: f64,
 }
 
+type Key = (String, String);
+
 impl NetworkView {
-    /// A view with every directed pair of `hosts` at its nominal values.
+    /// A view with every directed pair of `hosts` at its nominal values: `nominal`'s
+    /// (bandwidth, latency), which is `default` for all but a few pairs.
     pub fn new(
         hosts: &[String],
         tolerance: f64,
+        default: (f64, f64),
         nominal: impl Fn(&str, &str) -> (f64, f64),
     ) -> Self {
-        let mut links = BTreeMap::new();
+        let mut configured = BTreeMap::new();
         for a in hosts {
             for b in hosts.iter().filter(|b| *b != a) {
-                let (bw, lat) = nominal(a, b);
-                links.insert((a.clone(), b.clone()), LinkState::new(bw, lat));
+                let v = nominal(a, b);
+                if v != default {
+                    configured.insert((a.clone(), b.clone()), v);
+                }
             }
         }
-        Self { links, tolerance }
+        Self {
+            links: BTreeMap::new(),
+            hosts: hosts.iter().cloned().collect(),
+            configured,
+            default,
+            tolerance,
+        }
+    }
+
+    /// The nominal (bandwidth, latency) of every pair not configured otherwise.
+    pub fn default_link(&self) -> (f64, f64) {
+        self.default
+    }
+
+    /// A pair's nominal (bandwidth, latency).
+    pub fn nominal(&self, k: &Key) -> (f64, f64) {
+        self.configured.get(k).copied().unwrap_or(self.default)
+    }
+
+    /// The link a->b (None unless both are known hosts and differ).
+    pub fn link(&self, k: &Key) -> Option<Cow<'_, LinkState>> {
+        if let Some(l) = self.links.get(k) {
+            return Some(Cow::Borrowed(l));
+        }
+        let known = k.0 != k.1 && self.hosts.contains(&k.0) && self.hosts.contains(&k.1);
+        let (bw, lat) = self.nominal(k);
+        known.then(|| Cow::Owned(LinkState::new(bw, lat)))
+    }
+
+    /// The bandwidth to plan with on a->b (its nominal one when nothing is measured).
+    pub fn bw_mbps(&self, k: &Key) -> f64 {
+        self.link(k).map_or(0.0, |l| l.bw_mbps(self.tolerance))
+    }
+
+    /// The directed pairs of hosts, listed or not.
+    pub fn pairs(&self) -> usize {
+        self.hosts.len() * self.hosts.len().saturating_sub(1)
+    }
+
+    /// Every directed pair's link (a small fleet's status lists them all).
+    pub fn all_links(&self) -> Vec<(Key, Cow<'_, LinkState>)> {
+        let hosts = self.hosts.iter();
+        let pairs = hosts.flat_map(|a| self.hosts.iter().map(move |b| (a.clone(), b.clone())));
+        pairs
+            .filter_map(|k| {
+                let l = self.link(&k)?;
+                Some((k, l))
+            })
+            .collect()
+    }
+
+    /// The pairs whose nominal values are not the default's.
+    pub fn configured(&self) -> impl Iterator<Item = &Key> {
+        self.configured.keys()
+    }
+
+    /// The listed link a->b, listed at its nominal values if it was not.
+    fn entry(&mut self, a: &str, b: &str) -> Option<&mut LinkState> {
+        if a == b || !self.hosts.contains(a) || !self.hosts.contains(b) {
+            return None;
+        }
+        let k = (a.to_string(), b.to_string());
+        let (bw, lat) = self.nominal(&k);
+        Some(
+            self.links
+                .entry(k)
+                .or_insert_with(|| LinkState::new(bw, lat)),
+        )
     }
 
     /// Takes in one path measurement whose traffic followed `route` (host names). A
@@ -175,7 +260,7 @@ impl NetworkView {
         let enough = obs.trains >= min_trains;
         let seen = |value: f64| Some(Seen { value, at: now });
         if route.len() == 2 {
-            let Some(l) = self.links.get_mut(&(route[0].clone(), route[1].clone())) else {
+            let Some(l) = self.entry(&route[0], &route[1]) else {
                 return;
             };
             let kind = if enough { obs.kind.as_str() } else { "none" };
@@ -212,7 +297,7 @@ impl NetworkView {
         };
         if let Some(floor) = floor {
             for w in route.windows(2) {
-                if let Some(l) = self.links.get_mut(&(w[0].clone(), w[1].clone())) {
+                if let Some(l) = self.entry(&w[0], &w[1]) {
                     let replace = match l.low {
                         None => true,
                         Some(lo) => lo.value <= floor || now - lo.at > 1.0,
@@ -228,11 +313,13 @@ impl NetworkView {
         }
     }
 
-    /// Forgets measurements older than `ttl` seconds.
+    /// Forgets measurements older than `ttl` seconds: a link left with none is back
+    /// at its nominal values, unlisted.
     pub fn expire(&mut self, now: f64, ttl: f64) {
-        for l in self.links.values_mut() {
+        self.links.retain(|_, l| {
             l.forget_stale(now, ttl);
-        }
+            l.estimate.is_some() || l.low.is_some() || l.high.is_some() || l.latency.is_some()
+        });
     }
 
     /// The links whose planned bandwidth is not their nominal one, with it: the few a
@@ -267,15 +354,23 @@ mod tests {
 
     fn view() -> NetworkView {
         let hosts: Vec<String> = ["A", "B", "C"].iter().map(|s| s.to_string()).collect();
-        NetworkView::new(&hosts, 0.2, |_, _| (100.0, 1.0))
+        NetworkView::new(&hosts, 0.2, (100.0, 1.0), |_, _| (100.0, 1.0))
     }
 
     fn r(hosts: &[&str]) -> Vec<String> {
         hosts.iter().map(|s| s.to_string()).collect()
     }
 
+    fn link(v: &NetworkView, a: &str, b: &str) -> LinkState {
+        v.link(&(a.to_string(), b.to_string()))
+            .unwrap()
+            .into_owned()
+    }
+
     fn bw(v: &NetworkView, a: &str, b: &str) -> f64 {
-        v.links[&(a.to_string(), b.to_string())].measured_mbps()
+        v.link(&(a.to_string(), b.to_string()))
+            .unwrap()
+            .measured_mbps()
     }
 
     #[test]
@@ -290,7 +385,7 @@ mod tests {
         assert_eq!(bw(&v, "A", "C"), 10.0);
         assert_eq!(bw(&v, "C", "A"), 100.0);
         assert_eq!(bw(&v, "A", "B"), 100.0);
-        let l = &v.links[&("A".to_string(), "C".to_string())];
+        let l = link(&v, "A", "C");
         assert_eq!(l.latency_ms(), 10.0);
         assert_eq!(l.source(), "measured");
     }
@@ -347,10 +442,7 @@ mod tests {
         );
         assert_eq!(bw(&v, "A", "B"), 100.0);
         // A floor above an earlier estimate lifts it.
-        v.links
-            .get_mut(&("A".to_string(), "B".to_string()))
-            .unwrap()
-            .estimate = Some(Seen {
+        v.entry("A", "B").unwrap().estimate = Some(Seen {
             value: 20.0,
             at: 2.0,
         });
@@ -369,11 +461,11 @@ mod tests {
         let mut o = obs("estimate", Some(10.0), None, None);
         o.trains = 2;
         v.observe(&r(&["A", "C"]), &o, 0.0, 3);
-        let l = &v.links[&("A".to_string(), "C".to_string())];
+        let l = link(&v, "A", "C");
         assert_eq!(l.measured_mbps(), 100.0);
         assert_eq!(l.latency_ms(), 10.0);
         v.observe(&r(&["A", "B", "C"]), &o, 0.0, 3);
-        assert!(v.links[&("A".to_string(), "B".to_string())].low.is_none());
+        assert!(link(&v, "A", "B").low.is_none());
     }
 
     #[test]
@@ -439,12 +531,12 @@ mod tests {
         );
         v.expire(100.0, 300.0);
         assert_eq!(bw(&v, "A", "C"), 10.0);
+        assert_eq!(v.links.len(), 1, "only the measured link is listed");
         v.expire(301.0, 300.0);
         assert_eq!(bw(&v, "A", "C"), 100.0);
-        assert_eq!(
-            v.links[&("A".to_string(), "C".to_string())].latency_ms(),
-            1.0
-        );
+        assert!(v.links.is_empty(), "back at its nominal values: unlisted");
+        assert_eq!((v.pairs(), v.all_links().len()), (6, 6));
+        assert_eq!(link(&v, "A", "C").latency_ms(), 1.0);
     }
 
     #[test]

@@ -80,6 +80,16 @@ pub struct PathSpec {
     pub hosts: Vec<String>,
 }
 
+/// The link of every ordered pair of distinct hosts that `Problem::links` does not
+/// list: a fleet's full mesh at its nominal values, without a million entries.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultLink {
+    pub bw_mbps: f64,
+    #[serde(default)]
+    pub latency_ms: f64,
+}
+
 /// The problem, as `wrenvnet adapt --input` reads it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +97,9 @@ pub struct Problem {
     pub hosts: Vec<HostSpec>,
     #[serde(default)]
     pub links: Vec<LinkSpec>,
+    /// Every pair `links` does not list has this link; without it, no link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_link: Option<DefaultLink>,
     pub vms: Vec<VmSpec>,
     #[serde(default)]
     pub demands: Vec<DemandSpec>,
@@ -182,8 +195,22 @@ impl Instance {
             })
         };
         let n = p.hosts.len();
-        let mut bw = vec![vec![None; n]; n];
-        let mut latency = vec![vec![0.0; n]; n];
+        let (mut bw, mut latency) = match p.default_link {
+            None => (vec![vec![None; n]; n], vec![vec![0.0; n]; n]),
+            Some(d) => {
+                if !(non_negative(d.bw_mbps) && non_negative(d.latency_ms)) {
+                    return Err(ProblemError::BadValue(
+                        "default_link: bw_mbps and latency_ms must be finite numbers >= 0".into(),
+                    ));
+                }
+                let mut bw = vec![vec![Some(d.bw_mbps); n]; n];
+                let mut latency = vec![vec![d.latency_ms; n]; n];
+                for a in 0..n {
+                    (bw[a][a], latency[a][a]) = (None, 0.0);
+                }
+                (bw, latency)
+            }
+        };
         for l in &p.links {
             // Named only on an error: a fleet's problem has a million links.
             let what = || format!("link {}->{}", l.from, l.to);

@@ -114,6 +114,7 @@ pub fn instance(rng: &mut Rng, shape: Shape) -> Problem {
     Problem {
         hosts,
         links,
+        default_link: None,
         vms,
         demands,
         objective: if shape.latency_objective {

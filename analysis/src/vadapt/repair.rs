@@ -110,6 +110,55 @@ pub const WIDEN_GAIN: f64 = 0.01;
 /// is what makes a repair as good as a full solve, which is itself one such run.
 pub const FRESH_STARTS: u64 = 2;
 
+/// A problem's links by their ends: (bandwidth, latency).
+fn link_index(p: &Problem) -> HashMap<Key<'_>, (f64, f64)> {
+    (p.links.iter())
+        .map(|l| ((l.from.as_str(), l.to.as_str()), (l.bw_mbps, l.latency_ms)))
+        .collect()
+}
+
+/// The link a→b of a problem: listed, else its default link, else none.
+fn link_of(p: &Problem, listed: &HashMap<Key, (f64, f64)>, k: &Key) -> Option<(f64, f64)> {
+    (listed.get(k).copied()).or_else(|| {
+        let d = p.default_link?;
+        (k.0 != k.1).then_some((d.bw_mbps, d.latency_ms))
+    })
+}
+
+/// The ordered pairs of `p`'s hosts that neither problem lists: the ones that differ
+/// when the default links do (each problem's default).
+fn unlisted<'a>(
+    p: &'a Problem,
+    a: &HashMap<Key<'a>, (f64, f64)>,
+    b: &HashMap<Key<'a>, (f64, f64)>,
+) -> Vec<Key<'a>> {
+    let names: Vec<&str> = p.hosts.iter().map(|h| h.name.as_str()).collect();
+    let pairs = names
+        .iter()
+        .flat_map(|&x| names.iter().map(move |&y| (x, y)));
+    pairs
+        .filter(|k| k.0 != k.1 && !a.contains_key(k) && !b.contains_key(k))
+        .collect()
+}
+
+/// Links (from, to) as (old, new) wherever the two problems' links may differ: every
+/// listed link, and every pair when the default links differ.
+fn link_pairs<'a>(old: &'a Problem, new: &'a Problem) -> Vec<(Key<'a>, LinkPair)> {
+    let (a, b) = (link_index(old), link_index(new));
+    let mut keys: Vec<Key<'a>> = a.keys().chain(b.keys()).copied().collect();
+    if old.default_link != new.default_link {
+        keys.extend(unlisted(new, &a, &b));
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .map(|k| (k, (link_of(old, &a, &k), link_of(new, &b, &k))))
+        .collect()
+}
+
+/// A link's (bandwidth, latency) in the previous problem and in the new one.
+type LinkPair = (Option<(f64, f64)>, Option<(f64, f64)>);
+
 /// Links (from, to) whose bandwidth or latency differs, or that exist on one side only.
 fn changed_links<'a>(old: &'a Problem, new: &'a Problem) -> HashSet<Key<'a>> {
     if let Some(pairs) = aligned(old, new) {
@@ -118,30 +167,21 @@ fn changed_links<'a>(old: &'a Problem, new: &'a Problem) -> HashSet<Key<'a>> {
             .map(|(_, b)| (b.from.as_str(), b.to.as_str()))
             .collect();
     }
-    let index = |p: &'a Problem| -> HashMap<Key<'a>, (f64, f64)> {
-        p.links
-            .iter()
-            .map(|l| ((l.from.as_str(), l.to.as_str()), (l.bw_mbps, l.latency_ms)))
-            .collect()
-    };
-    let (a, b) = (index(old), index(new));
-    let differs =
-        |k: &Key, m: &HashMap<Key, (f64, f64)>, o: &HashMap<Key, (f64, f64)>| m.get(k) != o.get(k);
-    a.keys()
-        .chain(b.keys())
-        .filter(|k| differs(k, &a, &b))
-        .copied()
+    (link_pairs(old, new).into_iter())
+        .filter(|(_, (a, b))| a != b)
+        .map(|(k, _)| k)
         .collect()
 }
 
 /// The two problems' links side by side, when both list the same links in the same
-/// order (a controller's two problems, built from one view, do): a fleet's million
-/// links are then compared in place, not indexed by name twice.
+/// order with the same default (a controller's two problems, built from one view, do):
+/// a fleet's links are then compared in place, not indexed by name twice.
 fn aligned<'a>(
     old: &'a Problem,
     new: &'a Problem,
 ) -> Option<impl Iterator<Item = (&'a LinkSpec, &'a LinkSpec)>> {
     let same = old.links.len() == new.links.len()
+        && old.default_link == new.default_link
         && (old.links.iter())
             .zip(&new.links)
             .all(|(a, b)| a.from == b.from && a.to == b.to);
@@ -155,26 +195,20 @@ fn improved_links(
     new: &Problem,
     host_ix: &HashMap<&str, usize>,
 ) -> Vec<(usize, usize)> {
-    let ends = |l: &LinkSpec| Some((*host_ix.get(l.from.as_str())?, *host_ix.get(l.to.as_str())?));
+    let ends = |(from, to): Key| Some((*host_ix.get(from)?, *host_ix.get(to)?));
     if let Some(pairs) = aligned(old, new) {
         return pairs
             .filter(|(a, b)| b.bw_mbps > a.bw_mbps || b.latency_ms < a.latency_ms)
-            .filter_map(|(_, b)| ends(b))
+            .filter_map(|(_, b)| ends((b.from.as_str(), b.to.as_str())))
             .collect();
     }
-    let before: HashMap<Key, (f64, f64)> = old
-        .links
-        .iter()
-        .map(|l| ((l.from.as_str(), l.to.as_str()), (l.bw_mbps, l.latency_ms)))
-        .collect();
-    new.links
-        .iter()
-        .filter(|l| {
-            before
-                .get(&(l.from.as_str(), l.to.as_str()))
-                .is_none_or(|&(bw, lat)| l.bw_mbps > bw || l.latency_ms < lat)
+    (link_pairs(old, new).into_iter())
+        .filter(|(_, (a, b))| match (a, b) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some((bw, lat)), Some((nbw, nlat))) => nbw > bw || nlat < lat,
         })
-        .filter_map(|l| Some((*host_ix.get(l.from.as_str())?, *host_ix.get(l.to.as_str())?)))
+        .filter_map(|(k, _)| ends(k))
         .collect()
 }
 
