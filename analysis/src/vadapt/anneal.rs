@@ -324,8 +324,15 @@ pub fn anneal_scoped(
 
     // Starting temperature from the moves themselves: the mean loss of a worsening
     // move is accepted with probability 1/2 at first; cooling is geometric to 1e-4.
+    // With a time budget, the sampling takes at most a quarter of it (at fleet size a
+    // move costs milliseconds: 200 of them would outlast a repair's whole budget).
     let mut losses = Vec::new();
+    let sampling_ms = budget.time_ms.map(|ms| ms / 4);
     for _ in 0..200 {
+        let late = |ms: u64| began.elapsed().as_millis() as u64 >= ms;
+        if sampling_ms.is_some_and(late) {
+            break;
+        }
         let mut undo = Undo::default();
         if st.random_move(&mut rng, scope, &mut undo) {
             let s = score(inst, &evaluate_quiet(inst, &st.plan));
@@ -347,7 +354,9 @@ pub fn anneal_scoped(
     let mut temp = t0;
 
     for it in 0..budget.iterations {
-        if it % 256 == 0 {
+        // Often enough that a fleet-sized instance (a move routes over a thousand
+        // hosts: milliseconds) keeps to its time budget; rarely enough to cost nothing.
+        if it % 8 == 0 {
             if let Some(ms) = budget.time_ms {
                 if began.elapsed().as_millis() as u64 >= ms {
                     stats.stopped_by_time = true;

@@ -556,6 +556,14 @@ fn resolve(
     if clock.out() {
         return;
     }
+    // A fresh GH starts from every pair's widest path (hosts cubed steps, about a
+    // nanosecond each): not when that alone would outlast this search's share of the
+    // time (a fleet of 1,000 hosts: a second).
+    let greedy_ms = (inst.hosts() as f64).powi(3) / 1e6;
+    let share = |ms: u64| (ms / parts.max(1) as u64) as f64;
+    if clock.left_ms().is_some_and(|ms| greedy_ms > share(ms)) {
+        return;
+    }
     let mut used = Usage::new(inst.hosts());
     let mut inside = vec![false; inst.vms()];
     for &v in &c.vms {
