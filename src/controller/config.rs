@@ -55,7 +55,7 @@ fn default_solve_budget_ms() -> u64 {
     10_000
 }
 fn default_repair_budget_ms() -> u64 {
-    1000
+    800
 }
 
 #[derive(Debug, Clone, Deserialize)]
