@@ -14,6 +14,7 @@ its round and VADAPT times, etcd's writes per second and database size.
 Everything started is stopped by PID and its folder removed. Run by bench/fleet.sh.
 """
 import json
+import re
 import os
 import shutil
 import signal
@@ -32,7 +33,8 @@ CHANGES = int(os.environ.get("CHANGES", "10"))
 CHANGE_EVERY_S = float(os.environ.get("CHANGE_EVERY_S", "15"))
 PUBLISH_MS = os.environ.get("PUBLISH_MS")  # default: by size, below
 INTERVAL_MS = int(os.environ.get("INTERVAL_MS", "1000"))
-TTL = int(os.environ.get("TTL", "5"))
+TTL = int(os.environ.get("TTL", "5"))  # the simulated hosts' leases
+CTL_TTL = os.environ.get("CTL_TTL")  # the replicas' election lease; default: the controller's
 OUT = os.environ.get("OUT", os.path.join(ROOT, "bench/results"))
 ETCD_FLAGS = ["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1m",
               "--quota-backend-bytes", str(8 << 30), "--snapshot-count", "10000"]
@@ -45,10 +47,11 @@ def publish_ms(n):
     return max(1000, n * 10)
 
 
-def etcd_section(etcd, prefix, pub_ms):
+def etcd_section(etcd, prefix, pub_ms, ttl):
     p = etcd.pki
     eps = ", ".join(f'"{e}"' for e in etcd.endpoints)
-    return (f'[etcd]\nendpoints = [{eps}]\nprefix = "{prefix}"\nlease_ttl_s = {TTL}\n'
+    ttl = f"lease_ttl_s = {ttl}\n" if ttl else ""
+    return (f'[etcd]\nendpoints = [{eps}]\nprefix = "{prefix}"\n{ttl}'
             f"timeout_ms = 2000\npublish_interval_ms = {pub_ms}\n"
             f'ca_file = "{p}/ca.crt"\ncert_file = "{p}/client.crt"\n'
             f'key_file = "{p}/client.key"\n')
@@ -103,7 +106,8 @@ class Size:
         os.makedirs(self.dir)
         self.etcd = cb.Etcd(extra=ETCD_FLAGS, tag=f"n{n}-")
         self.pub_ms = publish_ms(n)
-        section = etcd_section(self.etcd, f"/wrenvnet/fleet{n}", self.pub_ms)
+        prefix = f"/wrenvnet/fleet{n}"
+        section = etcd_section(self.etcd, prefix, self.pub_ms, TTL)
         with open(os.path.join(self.dir, "etcd.toml"), "w") as f:
             f.write(section)
         warm = 20 + n * 0.05 + 2 * self.pub_ms / 1e3
@@ -118,7 +122,8 @@ class Size:
         for rid in ("ctl-a", "ctl-b"):
             cfg = os.path.join(self.dir, f"{rid}.toml")
             with open(cfg, "w") as f:
-                f.write(controller_config(n, self.dir, rid, section))
+                f.write(controller_config(n, self.dir, rid, etcd_section(
+                    self.etcd, prefix, self.pub_ms, CTL_TTL)))
             self.ctl[rid] = cb.spawn([WRENVNET, "controller", "--replica-id", rid, "--config",
                                       cfg], os.path.join(self.dir, f"{rid}.log"))
             time.sleep(0.5)  # ctl-a campaigns first: it leads unless it fails
@@ -162,13 +167,20 @@ class Size:
                "etcd_db_mib": round(size1 / 2**20, 1) if size1 else None}
         out.update(self.reactions(lead))
         out.update(self.rounds(lead))
+        out["election_ttl_s"] = self.election_ttl(lead)
         out["failover_s"] = self.failover(lead)
         return out
 
-    def log_tail(self, name):
+    def election_ttl(self, rid):
+        """The lease the replica campaigns with, as its first log line names it."""
+        m = re.search(r"controller: replica .*, lease (\d+) s\)", self.log_tail(rid, head=True))
+        return int(m.group(1)) if m else None
+
+    def log_tail(self, name, head=False):
         try:
             with open(os.path.join(self.dir, f"{name}.log")) as f:
-                return f.read()[-1500:]
+                text = f.read()
+                return text[:4000] if head else text[-1500:]
         except FileNotFoundError:
             return ""
 
@@ -295,7 +307,8 @@ def main():
               f"{row['failover_s']} s, controller {row['controller_cpu_share']} CPU",
               file=sys.stderr, flush=True)
     out = {"sizes": sizes, "changes_per_size": CHANGES, "change_every_s": CHANGE_EVERY_S,
-           "interval_ms": INTERVAL_MS, "lease_ttl_s": TTL, "etcd_flags": " ".join(ETCD_FLAGS)}
+           "interval_ms": INTERVAL_MS, "lease_ttl_s": TTL,
+           "election_ttl_s": sizes[0].get("election_ttl_s") if sizes else None, "etcd_flags": " ".join(ETCD_FLAGS)}
     out.update(cb.meta())
     out["command"] = os.environ.get("CMD", "bench/fleet.sh")
     write(out)
@@ -311,7 +324,8 @@ def write(out):
         f"{out['date']}, commit {out['commit']}, `{out['command']}`, {out['etcd']}, 3 TLS "
         f"members on loopback ({out['etcd_flags']}), `wrenvnet fleet-sim` (simulated "
         f"hosts, each the daemon's etcd session), 2 `wrenvnet controller` replicas "
-        f"(interval_ms {out['interval_ms']}, lease_ttl_s {out['lease_ttl_s']}), all on "
+        f"(interval_ms {out['interval_ms']}, election lease_ttl_s "
+        f"{out.get('election_ttl_s', out['lease_ttl_s'])}; the hosts' {out['lease_ttl_s']}), all on "
         f"{out['cpus']} CPUs; load average {out['load_avg_at_end']:.1f} at the end. "
         f"{out['changes_per_size']} link changes a size, {out['change_every_s']:.0f} s apart.",
         "",

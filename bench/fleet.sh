@@ -6,6 +6,8 @@
 #   bench/fleet.sh                          # HOSTS=100
 #   HOSTS="100 500 1000" bench/fleet.sh     # several sizes, one table
 #   CHANGES=5 CHANGE_EVERY_S=20 PUBLISH_MS=2000 OUT=/tmp/r bench/fleet.sh
+#   TTL=5 CTL_TTL=3 bench/fleet.sh          # hosts' leases; the replicas' election lease
+#                                           # (default: the controller's own, 3 s)
 #
 # Per size: reaction (a link drops below a demand it carries -> every host of the
 # leader's next desired write has applied it; median, p99), failover (leader SIGKILLed
@@ -18,7 +20,7 @@ command -v etcd >/dev/null && command -v etcdctl >/dev/null ||
   { echo "fleet.sh: etcd and etcdctl needed (scripts/setup.sh installs etcd-server, etcd-client)" >&2; exit 1; }
 cargo build --release --bin wrenvnet >&2
 cmd="bench/fleet.sh"
-for v in HOSTS CHANGES CHANGE_EVERY_S PUBLISH_MS INTERVAL_MS TTL; do
+for v in HOSTS CHANGES CHANGE_EVERY_S PUBLISH_MS INTERVAL_MS TTL CTL_TTL; do
   [ -n "${!v:-}" ] && cmd="$v=\"${!v}\" $cmd"
 done
 CMD="$cmd" exec python3 bench/fleet.py
