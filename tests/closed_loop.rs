@@ -307,6 +307,19 @@ fn a_vm_is_moved_to_its_peer_and_keeps_its_connection() {
         ["02:00:00:00:01:01", "02:00:00:00:03:01"].contains(&vm),
         "moved a VM the application does not use: {vm}"
     );
+    // The daemons followed the VM by themselves (the new port's link up, the RARP it
+    // floods), and a replica saw every other host converge in the views in etcd.
+    let arrived = events
+        .iter()
+        .find(|e| e["event"] == "vm_arrived" && e["vm"] == vm)
+        .unwrap_or_else(|| panic!("no vm_arrived for {vm}: {events:?}"));
+    assert_eq!(arrived["host"], to, "{arrived}");
+    assert_eq!(arrived["hosts_converged"], 2, "{arrived}");
+    assert!(arrived.get("not_converged").is_none(), "{arrived}");
+    println!(
+        "VM {vm}: last host converged {} ms after its arrival",
+        arrived["last_host_ms"]
+    );
     // The two VMs now share a host: the application's route is that host alone.
     assert_eq!(main_route(&r), [to]);
     // The old host was pointed at the new one (its port rule was withdrawn by the hook).

@@ -4,9 +4,11 @@ VM's device, keeping its MAC, its address and its TCP connections.
 
   scripts/lab.sh migrate WORK ID VM_MAC PORT FROM TO
 
-1. The destination daemon plugs a new VM port, a tap it creates (net_tap: not
-   af_packet, which disturbs the daemon's other af_packet ports when opened live; see
-   README, VM ports).
+1. The destination daemon plugs a new VM port for an incoming VM, a tap it creates
+   (net_tap: not af_packet, which disturbs the daemon's other af_packet ports when
+   opened live; see README, VM ports): once the tap's link is up the daemon points the
+   VM's rule at it and announces the VM to its peers (a RARP over the overlay), as it
+   does for a QEMU guest that arrives by live migration.
 2. The tap is handed to the VM's namespace and takes over the VM's MAC and address
    from its old interface, which goes down.
 3. The source daemon unplugs the VM's old port (its rule is withdrawn first).
@@ -58,7 +60,7 @@ def move(work, mac, n, port, frm, to, vm_ns, to_ns):
     print("migrating VM %s (%s) from %s (port %s) to %s as port %s (%s)" % (
         mac, ip, frm, port, to, new_port, tap), flush=True)
     run(wrenvnet, "vms", "--api", os.path.join(work, "api-%s.sock" % to), "--plug", new_port,
-        "--devargs", "net_tap%d,iface=%s" % (k, tap), "--mac", mac)
+        "--devargs", "net_tap%d,iface=%s" % (k, tap), "--mac", mac, "--incoming")
     run("ip", "-n", to_ns, "link", "set", tap, "netns", vm_ns)
     addrs = output("ip", "-n", vm_ns, "-o", "-4", "addr", "show").splitlines()
     old = [f[1] for f in (row.split() for row in addrs) if len(f) > 3 and f[3] == ip + "/24"]

@@ -138,7 +138,16 @@ pub struct HostViews {
     pub paths: Value,
     pub matrix: Value,
     pub stats: Value,
+    /// The VM locations the daemon learned from announcements in the last
+    /// `LOCATIONS_RECENT_S` (`GET /locations`' list); absent from daemons without it.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub locations: Value,
 }
+
+/// How long a learned location stays in a daemon's views: long enough for every
+/// replica to see the arrival and every peer's convergence, short enough that a
+/// fleet's views do not carry every migration ever made.
+pub const LOCATIONS_RECENT_S: f64 = 60.0;
 
 /// `desired/<host>`: the overlay rules and links the leader wants on a host. Rules to
 /// the host's own VMs (`vm:PORT`) are the daemon's (its VM ports), never in here.

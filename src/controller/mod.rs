@@ -11,6 +11,7 @@
 //! on a cold start it adopts the rules the daemons publish and changes nothing until
 //! it has new evidence.
 
+mod arrivals;
 pub mod config;
 mod decide;
 mod lead;
@@ -157,6 +158,8 @@ struct Controller {
     readings: source::Readings,
     /// When this round began.
     round_started: Instant,
+    /// VM arrivals the daemons are converging on by themselves.
+    arrivals: arrivals::Arrivals,
 }
 
 impl Controller {
@@ -231,6 +234,13 @@ impl Controller {
         } = source::gather(&self.cfg, self.replica.views(), &mut self.readings);
         for d in down.iter().filter(|_| !logged) {
             log::warn!("controller: {}: {}", d["host"], d["error"]);
+        }
+        for mut e in self
+            .arrivals
+            .observe(&gathered, self.started_unix, unix_now())
+        {
+            self.stamp(&mut e);
+            self.report(e);
         }
         // Only the leader plans and writes.
         let leading = self.lead();
@@ -513,6 +523,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         round_ms: (0.0, 0.0),
         readings: source::Readings::default(),
         round_started: Instant::now(),
+        arrivals: arrivals::Arrivals::default(),
     };
     let quit = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

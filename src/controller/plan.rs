@@ -249,14 +249,34 @@ impl Controller {
             .arg("-c")
             .arg(&line)
             .output();
-        let (ok, detail) = match out {
+        let (ok, detail, report) = match out {
             Ok(o) => (
                 o.status.success(),
                 format!("{} {}", o.status, String::from_utf8_lossy(&o.stderr).trim()),
+                last_line(&o.stdout),
             ),
-            Err(e) => (false, e.to_string()),
+            Err(e) => (false, e.to_string(), String::new()),
         };
-        self.event(json!({"event": "migration", "command": line, "ok": ok, "detail": detail}));
+        self.event(
+            json!({"event": "migration", "command": line, "ok": ok, "detail": detail,
+                          "report": report}),
+        );
         ok
     }
+}
+
+/// A hook's last line of output (its report, e.g. migrate-qemu.sh's QEMU downtime),
+/// at most 500 bytes of it.
+fn last_line(out: &[u8]) -> String {
+    let text = String::from_utf8_lossy(out);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let mut end = line.len().min(500);
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].trim().to_string()
 }

@@ -23,6 +23,30 @@ pub struct Gathered {
     pub rules: BTreeMap<String, String>,
     pub rows: Vec<MatrixEntry>,
     pub paths: Vec<PathObservation>,
+    /// The VM locations the daemon learned from announcements lately (its views'
+    /// `locations`; empty from its API or an older daemon).
+    pub locations: Vec<Learned>,
+    /// When the daemon published these views (Unix time, s).
+    pub published_unix_s: f64,
+}
+
+/// A VM location a daemon learned from the VM's announcement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Learned {
+    pub mac: String,
+    /// "vm:PORT" (the VM arrived on this host) or "peer:NAME".
+    pub to: String,
+    pub unix_s: f64,
+}
+
+impl Learned {
+    fn from_json(v: &Value) -> Option<Self> {
+        Some(Learned {
+            mac: v["mac"].as_str()?.to_string(),
+            to: v["to"].as_str()?.to_string(),
+            unix_s: v["learned_unix_s"].as_f64()?,
+        })
+    }
 }
 
 impl Gathered {
@@ -79,6 +103,8 @@ impl Gathered {
             rules,
             rows,
             paths,
+            locations: Vec::new(),
+            published_unix_s: 0.0,
         })
     }
 
@@ -89,7 +115,12 @@ impl Gathered {
         fn some(x: &Value) -> Option<&Value> {
             (!x.is_null()).then_some(x)
         }
-        Self::parse(expect, &v.rules, &v.links, some(&v.matrix), some(&v.paths))
+        let mut g = Self::parse(expect, &v.rules, &v.links, some(&v.matrix), some(&v.paths))?;
+        g.locations = (v.locations.as_array().into_iter().flatten())
+            .filter_map(Learned::from_json)
+            .collect();
+        g.published_unix_s = v.at_unix_s;
+        Ok(g)
     }
 }
 
@@ -178,6 +209,7 @@ mod tests {
                 "vttif": {"rows": [{"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:03",
                     "smoothed_mbps": 20.0, "src_also": "10.0.0.1"}]}}),
             stats: json!({}),
+            locations: Value::Null,
         }
     }
 

@@ -218,6 +218,7 @@ impl SimHost {
                 "local_vms": me.vms.iter().map(|v| &w.vms[v.0].mac).collect::<Vec<_>>(),
                 "vttif": {"rows": rows}}),
             stats: json!({"ok": true, "host": me.name, "sim": true}),
+            locations: Value::Null,
         };
         serde_json::to_string(&v).expect("JSON values always serialise")
     }

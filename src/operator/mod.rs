@@ -393,6 +393,11 @@ pub struct VmsArgs {
     /// The MAC of the VM behind the port: its rule points at the port once plugged.
     #[arg(long, value_name = "MAC")]
     mac: Option<String>,
+    /// With --plug: the VM arrives by live migration. Its rule stays where it points
+    /// until the guest runs on the port (the vhost-user link comes up, or the guest
+    /// announces itself), and the daemon then tells its peers.
+    #[arg(long, requires = "plug")]
+    incoming: bool,
     /// Unplug the VM port PORT on the one daemon named (its rules are withdrawn first).
     #[arg(long, value_name = "PORT")]
     unplug: Option<String>,
@@ -405,7 +410,7 @@ pub fn vms(args: VmsArgs) -> Result<()> {
             &args.view,
             "PUT",
             &format!("/vms/{port}"),
-            Some(&json!({ "devargs": devargs, "mac": mac })),
+            Some(&json!({ "devargs": devargs, "mac": mac, "incoming": args.incoming })),
         );
     }
     if let Some(port) = &args.unplug {

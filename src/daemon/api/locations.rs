@@ -180,6 +180,26 @@ impl Operations<'_> {
             .map(|l| l.to.clone())
     }
 
+    /// How many arrivals have moved a rule so far: the etcd session publishes the views
+    /// early when it grows.
+    pub fn arrivals_applied(&self) -> u64 {
+        self.locations.borrow().applied
+    }
+
+    /// The locations learned less than `within` ago, as `GET /locations` lists them
+    /// (the views published in etcd carry these).
+    #[cold]
+    pub fn recent_locations(&self, within: Duration) -> Value {
+        let locs = self.locations.borrow();
+        Value::Array(
+            locs.by_mac
+                .iter()
+                .filter(|(_, l)| l.learned.elapsed() < within)
+                .map(|(m, l)| location_json(m, l))
+                .collect(),
+        )
+    }
+
     /// `GET /locations`: the VM locations learned from announcements, when (Unix time,
     /// s), and whether the rule is a forwarding pointer still.
     #[cold]
@@ -188,16 +208,18 @@ impl Operations<'_> {
         let list: Vec<Value> = locs
             .by_mac
             .iter()
-            .map(|(m, l)| {
-                json!({"mac": mac_str(m), "to": l.to, "learned_unix_s": l.unix_s,
-                       "pointer": l.pointer_until.is_some()})
-            })
+            .map(|(m, l)| location_json(m, l))
             .collect();
         json!({"ok": true, "host": self.host(), "locations": list,
                "applied": locs.applied, "refused": locs.refused,
                "pointer_lifetime_ms": locs.lifetimes.pointer.as_millis() as u64,
                "location_hold_ms": locs.lifetimes.hold.as_millis() as u64})
     }
+}
+
+fn location_json(mac: &[u8; 6], l: &Location) -> Value {
+    json!({"mac": mac_str(mac), "to": l.to, "learned_unix_s": l.unix_s,
+           "pointer": l.pointer_until.is_some()})
 }
 
 #[cfg(test)]

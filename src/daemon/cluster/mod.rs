@@ -24,12 +24,18 @@ use tokio::sync::{mpsc, watch};
 pub use status::{unix_now, EtcdStatus};
 
 use crate::cluster::etcd::EtcdSection;
-use crate::cluster::{Applied, Desired, HostRecord, HostViews, MAX_VALUE_BYTES};
+use crate::cluster::{
+    Applied, Desired, HostRecord, HostViews, LOCATIONS_RECENT_S, MAX_VALUE_BYTES,
+};
 use crate::daemon::api::Operations;
 
 /// Desired states in flight to the main loop, and applied ones back: the main loop
 /// drains both every pass, so a handful is plenty.
 const CHANNEL: usize = 4;
+
+/// The shortest time between two publications of the views, an arrival's early one
+/// included.
+const EARLY_VIEWS: Duration = Duration::from_millis(100);
 
 /// The main loop's end of the session.
 pub struct Link {
@@ -43,6 +49,11 @@ pub struct Link {
     host: String,
     every: Duration,
     next_views: Instant,
+    /// Arrivals applied as of the last views handed over: a new one is published
+    /// without waiting for the interval (at most one early publication per
+    /// `EARLY_VIEWS`), so that the controller sees a migrated VM where it is now.
+    arrivals: u64,
+    last_views: Instant,
     /// How long the control thread gets to revoke its lease at exit.
     exit_wait: Duration,
 }
@@ -88,6 +99,8 @@ impl Link {
             host,
             every: Duration::from_millis(section.publish_interval_ms),
             next_views: Instant::now(),
+            arrivals: 0,
+            last_views: Instant::now(),
             exit_wait: Duration::from_millis(section.timeout_ms * 2),
         })
     }
@@ -103,8 +116,11 @@ impl Link {
             self.apply(ops, &desired);
         }
         let now = Instant::now();
-        if now >= self.next_views {
+        let arrived = ops.arrivals_applied() != self.arrivals;
+        if now >= self.next_views || (arrived && now >= self.last_views + EARLY_VIEWS) {
             self.next_views = now + self.every;
+            self.last_views = now;
+            self.arrivals = ops.arrivals_applied();
             self.hand_over_views(ops, counters, a);
         }
     }
@@ -131,6 +147,7 @@ impl Link {
             paths: doc(ops.view(a, "wren")),
             matrix: doc(ops.view(a, "vttif")),
             stats: ops.stats(counters),
+            locations: ops.recent_locations(Duration::from_secs_f64(LOCATIONS_RECENT_S)),
         };
         let text = match views::bounded(v, MAX_VALUE_BYTES) {
             views::Bounded::Whole(t) => t,

@@ -57,6 +57,7 @@ mod tests {
             paths: json!("p".repeat(paths)),
             matrix: json!("m".repeat(matrix)),
             stats: json!({}),
+            locations: Value::Null,
         }
     }
 
