@@ -105,11 +105,15 @@ def controller_config(lab, replica):
 
 
 def migrate_command(lab):
-    """The shell line the controller runs to move a VM ({vm} etc. filled in by it)."""
-    entry = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab.sh")
+    """The shell line the controller runs to move a VM ({vm} etc. filled in by it):
+    QEMU's live migration for guests, the lab's own hook for namespace VMs."""
+    scripts = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     q = shlex.quote
+    if lab.opts.vms == "qemu":
+        return "sh %s --run-dir %s {vm} {port} {from} {to}" % (
+            q(os.path.join(scripts, "migrate-qemu.sh")), q(lab.work))
     return "WRENVNET_BIN=%s sh %s migrate %s %s {vm} {port} {from} {to}" % (
-        q(lab.bin), q(entry), q(lab.work), lab.id)
+        q(lab.bin), q(os.path.join(scripts, "lab.sh")), q(lab.work), lab.id)
 
 
 def start_controller(lab, replica):
@@ -124,7 +128,11 @@ def start_controller(lab, replica):
 
 
 def start_guest(lab, h, kernel_args):
-    """A QEMU guest (TCG) on host h's daemon's vhost-user port; its Popen."""
+    """A QEMU guest (TCG) on host h's daemon's vhost-user port; its Popen. Its QMP
+    socket and pidfile are those scripts/migrate-qemu.sh looks for (WORK/H-PORT.qmp,
+    .pid), and its console goes to guest-H.serial through a chardev appended to, which a
+    migration's destination QEMU opens again: the console stays in one file wherever
+    the guest runs."""
     sock = lab.path("vm-%s.sock" % h)
     wait_for(lambda: os.path.exists(sock), 100, 0.1)
     argv = [
@@ -136,6 +144,9 @@ def start_guest(lab, h, kernel_args):
         "-chardev", "socket,id=c0,path=%s,reconnect=1" % sock,
         "-netdev", "vhost-user,id=n0,chardev=c0",
         "-device", "virtio-net-pci,netdev=n0,mac=%s,romfile=,vectors=0" % vm_mac(hnum(h)),
-        "-serial", "file:" + lab.path("guest-%s.serial" % h),
+        "-chardev", "file,id=s0,append=on,path=" + lab.path("guest-%s.serial" % h),
+        "-serial", "chardev:s0",
+        "-qmp", "unix:%s,server=on,wait=off" % lab.path("%s-vm.qmp" % h),
+        "-pidfile", lab.path("%s-vm.pid" % h),
     ]
     return lab.res.spawn(argv)

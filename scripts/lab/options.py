@@ -62,9 +62,11 @@ usage: scripts/lab.sh [options]
                             KVM here) on vhost-user ports, booted from the image
                             scripts/guest-image.sh builds (default), or namespaces on
                             veths with af_packet ports (quicker to start)
-  --migrate                 the controller may move VMs (each host takes 2): its hook,
-                            `scripts/lab.sh migrate`, plugs a tap for the VM on the
-                            new host's daemon, hands it to the VM, unplugs the old port
+  --migrate                 the controller may move VMs (each host takes 2): QEMU
+                            guests by live migration (scripts/migrate-qemu.sh), namespace
+                            VMs by `scripts/lab.sh migrate` (a tap plugged on the new
+                            host's daemon, handed to the VM, the old port unplugged);
+                            B's VM pings A's and C's every 10 ms for the traffic gap
   --no-link X-Y             hosts X and Y start without an overlay link between them
                             (e.g. A-B: the controller must add it to reroute via B)
   --controllers N           controller replicas (default {o.controllers}); one leads through
@@ -74,7 +76,9 @@ usage: scripts/lab.sh [options]
   --stop-etcd-at S          stop every etcd member at S ...
   --start-etcd-at S         ... and start them again at S
   --summary-json FILE       the run in one JSON document: the result, the lab's events,
-                            leaders over time, failover and outage figures
+                            leaders over time, failover and outage figures; with
+                            --migrate the moves (migrations, qemu_downtime_ms,
+                            traffic_gap_ms, connection_survived)
   --out DIR                 keep the results there (result.json, logs, controller events)
   --plain                   one line per second instead of a redrawn screen
   --plot FILE               draw the run (SVG; default /tmp/wrenvnet-lab-adapt-on|off.svg,
@@ -153,8 +157,6 @@ def check(o):
         fail("--event throttle|cross")
     if o.vms not in ("netns", "qemu"):
         fail("--vms netns|qemu")
-    if o.vms == "qemu" and o.migrate:
-        fail("--migrate moves namespace VMs only (add --vms netns)")
     pairs = [a + "-" + b for a in HOSTS for b in HOSTS if a != b]
     if o.no_link and o.no_link not in pairs:
         fail("--no-link X-Y with X, Y in A B C")

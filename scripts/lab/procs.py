@@ -60,6 +60,7 @@ class Resources:
         self.procs = []        # subprocess.Popen, in start order
         self.namespaces = []   # names, in creation order
         self.file_prefixes = []
+        self.pidfiles = []     # globs: processes not our children (daemonized QEMUs)
 
     def spawn(self, argv, log=None, append=False):
         """Starts argv in the background, output to log (or nowhere); its Popen."""
@@ -87,12 +88,30 @@ class Resources:
             signal_proc(p, signal.SIGTERM)
         for p in order:
             stop(p, timeout=10, sig=None)
+        for pid in pids_of(self.pidfiles, "qemu"):
+            signal_pid(pid, signal.SIGKILL)
         for ns in reversed(self.namespaces):
             for pid in output("ip", "netns", "pids", ns).split():
                 signal_pid(int(pid), signal.SIGKILL)
             run("ip", "netns", "del", ns, check=False, quiet=True)
         for prefix in self.file_prefixes:
             remove_dpdk_files(prefix)
+
+
+def pids_of(globs, command):
+    """The live processes named in the pidfiles matching `globs` whose command line
+    contains `command` (a pidfile left by an ended process names someone else)."""
+    pids = []
+    for path in (f for g in globs for f in glob.glob(g)):
+        try:
+            with open(path) as f:
+                pid = int(f.read().strip())
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if command.encode() in f.read():
+                    pids.append(pid)
+        except (OSError, ValueError):
+            pass
+    return pids
 
 
 def signal_pid(pid, sig):

@@ -17,9 +17,9 @@ import tempfile
 import threading
 import time
 
-from . import migrate, options
+from . import migrate, moves, options
 from .control import ControlPlane, wait_leader
-from .fabric import Fabric, hnum
+from .fabric import Fabric, hnum, vm_mac
 from .hosts import (api_socket_up, daemon_config, start_controller,
                     start_daemon, start_guest)
 from .options import HOSTS
@@ -27,6 +27,10 @@ from .plot import plot
 from .procs import (Interrupted, Resources, catch_signals, ignore_signals, in_ns, output,
                     run, stop, wait_for)
 from .view import Snapshot, line, result, screen, summary, timeline_row
+
+# How long past --duration the application may run before the lab stops it (a TCG
+# guest is slow to report; an iperf3 whose peer died waits forever).
+OVERRUN_S = 90
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLEAR = "\033[H\033[2J\033[3J"
@@ -133,6 +137,8 @@ class Lab:
              "(198.19.0.3), %d s" % o.duration)
         self.app = self.start_application()
         self.t0 = time.time()
+        if o.migrate:
+            moves.start_pingers(self)
         self.follow()
         app_rc = self.application_status()
         step("routes and counters at the end")
@@ -193,8 +199,10 @@ class Lab:
                                         "-t", str(o.duration), "-i", "1", "--forceflush"),
                                   log=self.path("iperf3.log"))
         start_guest(self, "C", "wv.role=server wv.ip=198.19.0.3")
-        app = start_guest(self, "A", "wv.role=client wv.ip=198.19.0.1 wv.peer=198.19.0.3 "
-                                     "wv.secs=%d" % o.duration)
+        self.res.pidfiles.append(self.path("*.pid"))
+        app = moves.Guest(self, start_guest(self, "A", "wv.role=client wv.ip=198.19.0.1 "
+                                            "wv.peer=198.19.0.3 wv.secs=%d" % o.duration),
+                          vm_mac(1))
         serial = self.path("guest-A.serial")
         os.symlink(serial, self.path("iperf3.log"))
         print("   booting the guests (TCG: no KVM here)", end="", flush=True)
@@ -240,6 +248,13 @@ class Lab:
                ("start etcd", o.start_etcd_at, self.start_etcd)]
         while self.app.poll() is None:
             e = self.elapsed()
+            if e > o.duration + OVERRUN_S:
+                self.lab_event(e, "the application overran its duration by %d s: stopped"
+                               % OVERRUN_S)
+                print("lab.sh: the application did not end %d s after its duration: "
+                      "stopped" % OVERRUN_S, file=sys.stderr)
+                self.app.kill()
+                break
             for name, at, action in due:
                 if at is not None and name not in done and e >= at:
                     action(e)
@@ -449,6 +464,8 @@ class Lab:
             "lab_events": s.lab_events,
             "cluster": load_json(self.path("cluster.json")),
         }
+        if o.migrate:
+            doc.update(moves.summary_fields(self, s.ctl_events, doc["application_ok"]))
         with open(o.summary_json, "w") as f:
             json.dump(doc, f, indent=1)
         print("  summary: %s" % o.summary_json)
