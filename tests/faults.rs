@@ -85,6 +85,15 @@ fn ping_until_answered(f: &Fabric, a: usize, b: usize, limit: Duration) -> Optio
     None
 }
 
+/// Per-second rates' (median, minimum, seconds below a tenth of the median).
+fn stalls(rates: &[f64]) -> (f64, f64, usize) {
+    let mut sorted = rates.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let stalled = rates.iter().filter(|&&r| r < median / 10.0).count();
+    (median, sorted[0], stalled)
+}
+
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len().max(1) as f64
 }
@@ -645,6 +654,16 @@ impl VhostLab {
         spawn_daemon(&self.hb, &self.dir.0, "hostb", &cfg.to_toml()).0
     }
 
+    /// iperf3 -s in B's VM, for one client.
+    fn iperf_server(&self) -> std::process::Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.vb, "iperf3", "-s", "-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     /// Ends host `name`'s daemon with SIGTERM: it must exit cleanly with every mbuf
     /// back in its pool (its log says so).
     fn stop(&self, d: &mut std::process::Child, name: &str) {
@@ -665,12 +684,7 @@ fn a_daemon_killed_and_restarted_under_running_qemu_guests_carries_their_traffic
     let lab = VhostLab::new("vr");
     let mut b = lab.start_b();
     let mut a = lab.start_a("hosta");
-    let srv = Command::new("ip")
-        .args(["netns", "exec", &lab.vb, "iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let srv = lab.iperf_server();
     let mut guest = Guest::boot(
         &image,
         &lab.dir.0,
@@ -694,10 +708,7 @@ fn a_daemon_killed_and_restarted_under_running_qemu_guests_carries_their_traffic
         "the transfer did not survive:\n{console}"
     );
     let rates = iperf_intervals(&console);
-    let mut sorted = rates.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let stalled = rates.iter().filter(|&&r| r < median / 10.0).count();
+    let (median, _, stalled) = stalls(&rates);
     println!(
         "daemon restarted {restarted_s:.2} s after SIGKILL; the guest's iperf3 over {} s: median {median:.0} Mbit/s, {stalled} s below a tenth of it: {rates:?}",
         rates.len()
@@ -794,12 +805,7 @@ fn a_qemu_guest_killed_and_booted_again_on_its_socket_is_served_and_others_go_on
     let va = lab.va.clone().unwrap();
     let mut b = lab.start_b();
     let mut a = lab.start_a("hosta");
-    let srv = Command::new("ip")
-        .args(["netns", "exec", &lab.vb, "iperf3", "-s", "-1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let srv = lab.iperf_server();
     let boot = |name: &str| {
         let g = Guest::boot(
             &image,
@@ -882,15 +888,12 @@ fn a_qemu_guest_killed_and_booted_again_on_its_socket_is_served_and_others_go_on
         "the other VM's transfer failed"
     );
     let rates = iperf_intervals(&std::fs::read_to_string(&other_log).unwrap());
-    let mut sorted = rates.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let stalled = rates.iter().filter(|&&r| r < median / 10.0).count();
+    let (median, min, stalled) = stalls(&rates);
     println!(
         "the second guest answered {resumed:?} s after its network came up; the other VM \
          over {} s: median {median:.0} Mbit/s, min {:.0}, {stalled} s below a tenth: {rates:?}",
         rates.len(),
-        sorted[0]
+        min
     );
     assert!(
         resumed.is_some_and(|s| s < 2.0),

@@ -17,11 +17,12 @@ mod decide;
 mod lead;
 mod plan;
 mod replica;
+mod round;
 pub(crate) mod source;
+mod status;
 pub(crate) mod view;
 mod views;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
@@ -29,14 +30,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use analysis::vttif::{demands_of, merge, topology_of, HostView};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 
 pub use config::ControllerConfig;
-use decide::{Demand, Rules, VmInfo};
+use decide::Rules;
 use replica::{BaselineRecord, Replica};
-use view::{LinkState, NetworkView};
+use view::NetworkView;
 
 #[derive(Debug, clap::Args)]
 pub struct ControllerArgs {
@@ -223,6 +223,8 @@ impl Controller {
         self.desired_gen += 1;
     }
 
+    /// One round: the daemons' views read, the network view and the demands updated;
+    /// the leader adopts, plans and writes; every replica writes its status.
     #[cold]
     fn round(&mut self) {
         self.round_started = Instant::now();
@@ -244,239 +246,45 @@ impl Controller {
         }
         // Only the leader plans and writes.
         let leading = self.lead();
-        // VMs by MAC, with the IPs VTTIF saw them use.
-        let mut vms: Vec<VmInfo> = Vec::new();
-        for g in &gathered {
-            for mac in &g.local_vms {
-                vms.push(VmInfo {
-                    mac: mac.clone(),
-                    host: g.host.clone(),
-                    ip: None,
-                });
-            }
-        }
-        let mut ip_of: BTreeMap<String, String> = BTreeMap::new();
-        for g in &gathered {
-            for r in &g.rows {
-                if let Some(ip) = &r.src_also {
-                    ip_of.insert(r.src.clone(), ip.clone());
-                }
-                if let Some(ip) = &r.dst_also {
-                    ip_of.insert(r.dst.clone(), ip.clone());
-                }
-            }
-        }
-        for v in &mut vms {
-            v.ip = ip_of.get(&v.mac).cloned();
-        }
-        let host_by_mac: BTreeMap<&str, &str> = vms
-            .iter()
-            .map(|v| (v.mac.as_str(), v.host.as_str()))
-            .collect();
-        let mac_by_ip: BTreeMap<&str, &str> = vms
-            .iter()
-            .filter_map(|v| Some((v.ip.as_deref()?, v.mac.as_str())))
-            .collect();
-        let host_of = |mac: &str| host_by_mac.get(mac).map(|h| h.to_string());
-        let mac_of_ip = |ip: &str| mac_by_ip.get(ip).map(|m| m.to_string());
+        let inv = round::Inventory::of(&gathered);
         let current: Rules = gathered
             .iter()
             .map(|g| (g.host.clone(), g.rules.clone()))
             .collect();
-
-        // The global matrix: each entry from the daemon hosting its source.
-        let views: Vec<HostView> = gathered
-            .iter()
-            .map(|g| HostView {
-                host: g.host.clone(),
-                local_vms: g.local_vms.iter().cloned().collect(),
-                rows: g.rows.clone(),
-            })
-            .collect();
-        let entries = merge(&views);
-        let topology = topology_of(&entries, self.cfg.controller.demand_threshold);
-        let c = &self.cfg.controller;
-        let demands: Vec<Demand> = demands_of(&entries, c.demand_threshold, c.min_demand_mbps)
-            .into_iter()
-            .filter(|e| host_of(&e.src).is_some() && host_of(&e.dst).is_some() && e.src != e.dst)
-            .map(|e| Demand {
-                src: e.src.clone(),
-                dst: e.dst.clone(),
-                mbps: e.smoothed_mbps,
-            })
-            .collect();
-
-        // Measurements onto links, along the routes in force.
-        for g in &gathered {
-            for p in &g.paths {
-                let (Some(s), Some(d)) = (mac_of_ip(&p.src_ip), mac_of_ip(&p.dst_ip)) else {
-                    continue;
-                };
-                // The daemon hosting the sender times its segments.
-                if host_of(&s).as_deref() != Some(g.host.as_str()) {
-                    continue;
-                }
-                let Some(dh) = host_of(&d) else { continue };
-                let r = decide::route(&current, &dh, &g.host, &d);
-                self.view
-                    .observe(&r, p, now, self.cfg.controller.min_trains);
-            }
-        }
-        self.view.expire(now, self.cfg.controller.measurement_ttl_s);
-
+        let (topology, demands) = self.demands(&gathered, &inv);
+        self.measure(&gathered, &inv, &current, now);
         let all_up = down.is_empty();
         if all_up && self.desired.is_none() && leading {
-            // Start (or restart): the rules in force are the plan.
-            let adopted: Rules = current
-                .iter()
-                .map(|(h, r)| {
-                    let peer_rules = r
-                        .iter()
-                        .filter(|(_, to)| to.starts_with("peer:"))
-                        .map(|(m, to)| (m.clone(), to.clone()))
-                        .collect();
-                    (h.clone(), peer_rules)
-                })
-                .collect();
-            let n: usize = adopted.values().map(BTreeMap::len).sum();
-            self.set_desired(Some(adopted));
-            self.event(json!({"event": "adopted", "rules": n, "hosts": gathered.len()}));
+            self.adopt(&current, gathered.len());
         }
-
-        // Trigger: new or vanished demands, or a demand or link moved beyond the threshold.
-        let th = self.cfg.controller.change_threshold;
-        let demand_now: BTreeMap<(String, String), f64> = demands
-            .iter()
-            .map(|d| ((d.src.clone(), d.dst.clone()), d.mbps))
-            .collect();
-        let pairs_now = decide::pairs(&demands);
-        if pairs_now == self.pairs_seen.0 {
-            self.pairs_seen.1 = self.pairs_seen.1.saturating_add(1);
-        } else {
-            self.pairs_seen = (pairs_now.clone(), 1);
-        }
-        let settled = self.pairs_seen.1 >= PERSIST_ROUNDS;
-        let why: Option<String> = match &self.baseline {
-            None => None,
-            Some(b) => {
-                if b.pairs != pairs_now && settled {
-                    Some(format!(
-                        "demands changed ({} -> {} pairs)",
-                        b.pairs.len(),
-                        demands.len()
-                    ))
-                } else if let Some(((a, c), then, v)) = self.moved_link(b, th) {
-                    Some(format!("link {a}->{c} moved {then:.1} -> {v:.1} Mbit/s"))
-                } else {
-                    demand_now
-                        .iter()
-                        .find(|(k, v)| moved(b.demand.get(*k).copied().unwrap_or(**v), **v, th))
-                        .map(|((s, d), v)| {
-                            format!(
-                                "demand {s}->{d} moved {:.1} -> {v:.1} Mbit/s",
-                                b.demand.get(&(s.clone(), d.clone())).copied().unwrap_or(*v)
-                            )
-                        })
-                }
+        if let Some(why) = self.trigger(&demands, now, all_up) {
+            if leading {
+                self.last_run = Some(now);
+                let prior = self.baseline.replace(self.rebase(&demands));
+                // The routes in force are a plan to repair, adopted ones too: a full
+                // solve of a fleet takes tens of seconds and its plan, which moves
+                // every demand, rarely passes the judge (see `decide::judge`).
+                let prior = prior.filter(|_| self.cfg.controller.repair);
+                self.plan(&why, prior.as_ref(), &inv.vms, &demands, &current);
             }
-        };
-        let rebase = |c: &Self| Baseline {
-            pairs: decide::pairs(&demands),
-            demand: demand_now.clone(),
-            bw: c.view.off_nominal(),
-        };
-        if self.baseline.is_none() && all_up {
-            self.baseline = Some(rebase(self));
         }
-        let may_run = match self.last_run {
-            None => true,
-            Some(t) => now - t >= self.cfg.controller.min_interval_s,
-        };
-        if let (Some(why), true, true, true) = (why, may_run, all_up, leading) {
-            self.last_run = Some(now);
-            let prior = self.baseline.replace(rebase(self));
-            // The routes in force are a plan to repair, adopted ones too: a full solve
-            // of a fleet takes tens of seconds and its plan, which moves every demand,
-            // rarely passes the judge (see `decide::judge`).
-            let prior = prior.filter(|_| self.cfg.controller.repair);
-            self.plan(&why, prior.as_ref(), &vms, &demands, &current);
-        }
-
         // The daemons converge on the desired state themselves.
         if leading {
             self.publish(&gathered, all_up);
-        }
-
-        let routes: Vec<Value> = demands
-            .iter()
-            .filter_map(|d| {
-                let (hs, hd) = (host_of(&d.src)?, host_of(&d.dst)?);
-                Some(
-                    json!({"src": d.src, "dst": d.dst, "src_ip": ip_of.get(&d.src),
-                    "dst_ip": ip_of.get(&d.dst), "mbps": d.mbps,
-                    "hosts": decide::route(&current, &hd, &hs, &d.dst)}),
-                )
-            })
-            .collect();
-        let routed: BTreeSet<(&str, &str)> = (routes.iter())
-            .filter_map(|r| r["hosts"].as_array())
-            .flat_map(|h| h.windows(2))
-            .filter_map(|w| Some((w[0].as_str()?, w[1].as_str()?)))
-            .collect();
-        let shown: Vec<((String, String), Cow<LinkState>)> =
-            if gathered.len() <= STATUS_ALL_LINKS_HOSTS {
-                self.view.all_links()
-            } else {
-                let listed = self.view.links.keys().cloned();
-                let routed = routed.iter().map(|(a, b)| (a.to_string(), b.to_string()));
-                let keys: BTreeSet<(String, String)> = listed.chain(routed).collect();
-                (keys.into_iter())
-                    .filter_map(|k| Some((k.clone(), self.view.link(&k)?)))
-                    .collect()
-            };
-        let links: Vec<Value> = (shown.iter())
-            .map(|((a, b), l)| {
-                json!({"from": a, "to": b, "nominal_bw_mbps": l.nominal_bw_mbps,
-                    "bw_mbps": l.bw_mbps(self.view.tolerance),
-                    "measured_mbps": l.measured_mbps(), "source": l.source(), "latency_ms": l.latency_ms(),
-                    "estimate": l.estimate, "low": l.low, "high": l.high,
-                    "latency": l.latency})
-            })
-            .collect();
-        if !leading {
+        } else {
             self.decisions.clear();
             self.unconfirmed.clear();
         }
-        self.last_status = json!({
-            "t": now,
-            "unix_s": std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-            "adapt": self.adapt,
-            "role": self.role(),
-            "views": {"revision": self.replica.views_progress().0,
-                "watch_events": self.replica.views_progress().1},
-            "hosts_up": gathered.iter().map(|g| &g.host).collect::<Vec<_>>(),
-            "hosts_down": down,
-            "vms": vms,
-            "demands": demands,
-            "topology": topology,
-            "routes": routes,
-            "links": links,
-            "links_total": self.view.pairs(),
-            "adaptations": self.adaptations,
-            "round_ms": self.round_ms.0,
-            "round_ms_max": self.round_ms.1,
-            "events": self.events.iter().rev().take(10).collect::<Vec<_>>(),
-        });
-        if let Some(path) = &self.cfg.controller.status_file {
-            let tmp = path.with_extension("tmp");
-            let r = std::fs::write(&tmp, self.last_status.to_string())
-                .and_then(|()| std::fs::rename(&tmp, path));
-            if let Err(e) = r {
-                log::warn!("controller: cannot write {}: {e}", path.display());
-            }
-        }
+        let round = status::RoundView {
+            now,
+            gathered: &gathered,
+            down,
+            inv: &inv,
+            demands,
+            topology,
+            current: &current,
+        };
+        self.write_status(round);
     }
 }
 
