@@ -31,12 +31,15 @@ def stats(values):
 def main(rows_path, out_dir):
     with open(rows_path) as f:
         rows = [json.loads(l) for l in f if l.strip()]
+    control = next((r for r in rows if "control" in r), None)
+    rows = [r for r in rows if "control" not in r]
     if not rows:
         raise SystemExit("migrate_report: no migrations measured")
     for r in rows:
         r["network_share_ms"] = round(r["traffic_gap_ms"] - r["qemu_downtime_ms"], 1)
     out = meta()
     out["migrations"] = rows
+    out["control"] = control
     out["load_mbps"] = rows[0]["load_mbps"]
     for k in ("qemu_downtime_ms", "traffic_gap_ms", "lost_ms", "network_share_ms",
               "last_peer_ms", "tcp_resumed_s", "first_sent_after_arrival_ms", "its_rtt_ms",
@@ -82,6 +85,7 @@ def markdown(out):
         f"| first ping after the arrival: round trip | {s('its_rtt_ms')} ms |",
         f"| ping round trip before the migration (each run's median) | {s('rtt_before_ms')} ms |",
         "", f"Connection survived every migration: {out['connection_survived']}.", "",
+        *control_lines(out["control"]),
         "| # | move | downtime ms | gap ms | lost ms | network ms | last peer ms | "
         "first ping sent / rtt ms | TCP s | pointer frames (h0/h1/h2) |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -95,6 +99,16 @@ def markdown(out):
             f"{r['its_rtt_ms']:.1f} | {tcp} | "
             f"{'/'.join(str(p) for p in r['pointer_forwarded'])} |")
     return "\n".join(lines) + "\n"
+
+
+def control_lines(c):
+    """The control run: the guest paused in place (no migration) for QEMU's downtime."""
+    if not c:
+        return []
+    return [f"Control, no migration: the guest paused in place for 5 ms (QMP stop, cont): "
+            f"the first ping sent after the resume {c['first_sent_after_resume_ms']:.1f} ms "
+            f"after it, answered in {c['its_rtt_ms']:.1f} ms (median before "
+            f"{c['rtt_before_ms']:.1f} ms).", ""]
 
 
 if __name__ == "__main__":

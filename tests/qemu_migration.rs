@@ -386,6 +386,33 @@ fn a_qemu_guest_migrates_live_and_keeps_its_connection() {
     }
 }
 
+/// Pauses the guest behind QMP socket `qmp` (`stop`) for `pause`, then resumes it
+/// (`cont`); when it resumed (Unix s).
+fn pause_resume(qmp: &Path, pause: Duration) -> f64 {
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(qmp).expect("QMP");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    r.read_line(&mut String::new()).unwrap(); // the greeting
+    let mut line = String::new();
+    let mut answer = |s: &mut std::os::unix::net::UnixStream, cmd: &str| {
+        s.write_all(format!("{{\"execute\":\"{cmd}\"}}\n").as_bytes())
+            .unwrap();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line.contains("\"return\"") || line.contains("\"error\"") {
+                return;
+            }
+        }
+    };
+    answer(&mut s, "qmp_capabilities");
+    answer(&mut s, "stop");
+    std::thread::sleep(pause);
+    answer(&mut s, "cont");
+    unix_s()
+}
+
 /// The status of an incoming migration, asked over QMP socket `qmp` (None when QEMU
 /// does not answer).
 fn incoming_status(qmp: &Path) -> Option<String> {
@@ -555,7 +582,21 @@ fn migrations_measured() {
         let flowing = acked_beyond(&client_ns, 0, 1 << 20, Duration::from_secs(30));
         assert!(flowing.is_some(), "no TCP data\n{}", diagnosis(&f, &guest));
     }
-    let (mut at, mut port, mut lines) = (0, "g".to_string(), String::new());
+    // The control: the guest paused and resumed in place for QEMU's typical downtime,
+    // no migration: how late it answers a ping after a resume by itself.
+    let ping = pinger(&client_ns);
+    std::thread::sleep(Duration::from_secs(1));
+    let qmp = f.dir.0.join("h0-g.qmp");
+    let resumed_at = pause_resume(&qmp, Duration::from_millis(5));
+    std::thread::sleep(Duration::from_secs(1));
+    sh(&format!("kill -INT {}", ping.id()));
+    let pings = String::from_utf8(ping.wait_with_output().unwrap().stdout).unwrap();
+    let (sent, rtt) = first_after(&pings, resumed_at).unwrap_or((-1.0, -1.0));
+    let control = serde_json::json!({"control": "pause 5 ms in place",
+        "first_sent_after_resume_ms": sent, "its_rtt_ms": rtt,
+        "rtt_before_ms": rtt_before(&pings, resumed_at)});
+    println!("{control}");
+    let (mut at, mut port, mut lines) = (0, "g".to_string(), format!("{control}\n"));
     for i in 0..n {
         let to = 2 - at;
         let ping = pinger(&client_ns);
