@@ -11,6 +11,8 @@
 #
 #   bench/migrate.sh                      # 10 migrations under 40 Mbit/s of TCP
 #   MIGRATIONS=20 MBPS=0 OUT=/tmp/r bench/migrate.sh   # idle guest (pings only)
+#   OTHER_HOST=1 bench/migrate.sh         # moves between h0 and h1, the sender's host
+#                                         # (the guest then receives from its own daemon)
 #
 # Results: $OUT/migrate.{md,json} (default bench/results).
 set -euo pipefail
@@ -23,6 +25,7 @@ OUT="${OUT:-bench/results}"
 rows="$(mktemp /tmp/wrenvnet-migrate.XXXXXX)"
 trap 'rm -f "$rows"' EXIT
 cmd="bench/migrate.sh"
+[ -n "${OTHER_HOST:-}" ] && export OTHER_HOST && cmd="OTHER_HOST=$OTHER_HOST $cmd"
 for v in MIGRATIONS MBPS; do cmd="$v=${!v} $cmd"; done
 MIGRATE_OUT="$rows" cargo test --release --test qemu_migration -- --ignored --exact \
   migrations_measured --nocapture --test-threads=1 >&2

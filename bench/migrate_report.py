@@ -62,7 +62,8 @@ def markdown(out):
         "# Live migration of a QEMU guest", "",
         f"{out['date']}, commit {out['commit']}, `{out['command']}`, {out['qemu']} (TCG, "
         f"256 MiB guest), {out['cpus']} CPUs, load average {out['load_avg_at_end']:.1f} at "
-        f"the end. {len(out['migrations'])} migrations between hosts h0 and h2 of the "
+        f"the end. {len(out['migrations'])} migrations between hosts h0 and "
+        f"{out['migrations'][0]['to']} of the "
         "three-host fabric (DPDK daemons, vhost-user) by scripts/migrate-qemu.sh "
         f"(downtime limit 50 ms, auto-converge), h1's VM sending to the guest over TCP at "
         f"{out['load_mbps']} Mbit/s and pinging it every 10 ms.", "",

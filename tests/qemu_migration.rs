@@ -573,6 +573,10 @@ fn migrations_measured() {
             .unwrap_or(d)
     };
     let (n, mbps) = (env("MIGRATIONS", 10), env("MBPS", 40));
+    // The other end of the moves: host 2, or host 1, where the sender is (the guest
+    // then receives from a VM of its own daemon there).
+    let other = env("OTHER_HOST", 2) as usize;
+    assert!(other == 1 || other == 2, "OTHER_HOST is 1 or 2");
     let out_path = std::env::var("MIGRATE_OUT").expect("MIGRATE_OUT: the results file");
     let mut f = Fabric::new("qb", 3, 1);
     let (guest, kill) = boot_guest(&f);
@@ -598,7 +602,7 @@ fn migrations_measured() {
     println!("{control}");
     let (mut at, mut port, mut lines) = (0, "g".to_string(), format!("{control}\n"));
     for i in 0..n {
-        let to = 2 - at;
+        let to = if at == 0 { other } else { 0 };
         let ping = pinger(&client_ns);
         std::thread::sleep(Duration::from_secs(1));
         let started = unix_s();
