@@ -187,6 +187,52 @@ fn first_after(out: &str, t: f64) -> Option<(f64, f64)> {
         .map(|(sent, rtt)| ((sent - t) * 1e3, rtt))
 }
 
+/// A daemon's VM-port frame counters (`vm_rx`, `vm_tx` of `/stats`) sampled every
+/// 2 ms while a migration comes to it: on the destination, whose own VM is idle,
+/// they are the guest's frames.
+struct VmFrames {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(f64, u64, u64)>>,
+}
+
+struct Samples(Vec<(f64, u64, u64)>);
+
+impl VmFrames {
+    fn watch(sock: PathBuf) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let done = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                let (_, v) = api(&sock, "GET", "/stats", "");
+                let n = |k: &str| v["switch"][k].as_u64().unwrap_or(0);
+                out.push((unix_s(), n("vm_rx"), n("vm_tx")));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            out
+        });
+        VmFrames { stop, thread }
+    }
+
+    fn stop(self) -> Samples {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        Samples(self.thread.join().unwrap())
+    }
+}
+
+impl Samples {
+    /// How long after `t` (Unix s, ms) the counter `pick` (rx from, tx to the VM
+    /// ports) had grown by 4 frames beyond its value at `t` (one frame may be the
+    /// RARP the vhost library injects); -1 when it did not.
+    fn first_after(&self, t: f64, pick: impl Fn(&(f64, u64, u64)) -> u64) -> f64 {
+        let base = self.0.iter().rfind(|s| s.0 <= t).map_or(0, &pick);
+        (self.0.iter())
+            .find(|s| s.0 > t && pick(s) >= base + 4)
+            .map_or(-1.0, |s| ((s.0 - t) * 1e4).round() / 10.0)
+    }
+}
+
 /// The median round trip of the pings answered before `t` (Unix s).
 fn rtt_before(out: &str, t: f64) -> f64 {
     let mut rtts: Vec<f64> = out
@@ -606,6 +652,7 @@ fn migrations_measured() {
         let ping = pinger(&client_ns);
         std::thread::sleep(Duration::from_secs(1));
         let started = unix_s();
+        let watch = VmFrames::watch(f.socket(to));
         let out = migrate(&f, &port, at, to, &[]);
         assert!(out.status.success(), "migration {i} h{at} -> h{to} failed");
         let at_move = acked(&client_ns);
@@ -617,6 +664,7 @@ fn migrations_measured() {
         std::thread::sleep(Duration::from_secs(1));
         sh(&format!("kill -INT {}", ping.id()));
         let pings = String::from_utf8(ping.wait_with_output().unwrap().stdout).unwrap();
+        let frames = watch.stop();
         let (lost_ms, gap_ms) = traffic_gap(&pings);
         let (first_ms, first_rtt_ms) = first_after(&pings, arrived).unwrap_or((-1.0, -1.0));
         let pointer: Vec<Value> = (0..3)
@@ -631,6 +679,8 @@ fn migrations_measured() {
             "pointer_forwarded": pointer, "load_mbps": mbps,
             "first_sent_after_arrival_ms": first_ms, "its_rtt_ms": first_rtt_ms,
             "rtt_before_ms": rtt_before(&pings, started),
+            "to_guest_ms": frames.first_after(arrived, |s| s.2),
+            "from_guest_ms": frames.first_after(arrived, |s| s.1),
         });
         println!("{row}");
         lines += &format!("{row}\n");
