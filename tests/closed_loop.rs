@@ -320,6 +320,15 @@ fn a_vm_is_moved_to_its_peer_and_keeps_its_connection() {
         "VM {vm}: last host converged {} ms after its arrival",
         arrived["last_host_ms"]
     );
+    let listed = ["c1", "c2"].iter().any(|r| {
+        let status = std::fs::read_to_string(out.join(format!("controller-{r}.json")));
+        let status: Value = status
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        (status["arrivals"].as_array()).is_some_and(|a| a.iter().any(|e| e["vm"] == vm))
+    });
+    assert!(listed, "no replica's status lists the arrival of {vm}");
     // The two VMs now share a host: the application's route is that host alone.
     assert_eq!(main_route(&r), [to]);
     // The old host was pointed at the new one (its port rule was withdrawn by the hook).

@@ -12,7 +12,7 @@
 //! an operator), the publication that first showed it: an upper bound. Clocks are the
 //! hosts' own (Unix time): their skew is in the figure.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -28,7 +28,12 @@ pub struct Arrivals {
     open: HashMap<String, Open>,
     /// The last arrival reported per VM (host, learned time): not reported twice.
     reported: HashMap<String, (String, f64)>,
+    /// The last `RECENT` reports, newest last (the status lists them).
+    pub recent: VecDeque<Value>,
 }
+
+/// Reports the status keeps.
+const RECENT: usize = 10;
 
 struct Open {
     host: String,
@@ -80,6 +85,10 @@ impl Arrivals {
             .map(|(mac, e)| {
                 let o = self.open.remove(&mac).expect("open");
                 self.reported.insert(mac, (o.host, o.learned));
+                if self.recent.len() == RECENT {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(e.clone());
                 e
             })
             .collect()
@@ -153,6 +162,7 @@ mod tests {
         assert_eq!(e[0]["hosts_converged"], 2);
         assert_eq!(e[0]["last_host_ms"], 1500.0);
         assert!(a.observe(&round2, 50.0, 102.0).is_empty(), "reported twice");
+        assert_eq!(a.recent.len(), 1);
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl Controller {
             "round_ms": self.round_ms.0,
             "round_ms_max": self.round_ms.1,
             "events": self.events.iter().rev().take(10).collect::<Vec<_>>(),
+            "arrivals": self.arrivals.recent.iter().rev().collect::<Vec<_>>(),
         });
         if let Some(path) = &self.cfg.controller.status_file {
             let tmp = path.with_extension("tmp");
