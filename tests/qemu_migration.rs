@@ -169,19 +169,26 @@ fn traffic_gap(out: &str) -> (f64, f64) {
     (lost as f64 * 10.0, gap)
 }
 
+/// (received at, Unix s; round trip, ms) of each reply in a `ping -D` output.
+fn timed_replies(out: &str) -> Vec<(f64, f64)> {
+    out.lines()
+        .filter(|l| l.contains("bytes from"))
+        .filter_map(|l| {
+            let recv: f64 = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
+            let rtt: f64 = l.split("time=").nth(1)?.split(' ').next()?.parse().ok()?;
+            Some((recv, rtt))
+        })
+        .collect()
+}
+
 /// Of the pings sent after `t` (Unix s: the destination daemon learned the arrival,
 /// the guest runs there), the first that was answered: (how long after `t` it was
 /// sent, its round trip) in ms. A request sent a few ms after `t` and answered shows
 /// the network carrying traffic to the guest's new place; its round trip, how long
 /// the guest took to answer.
 fn first_after(out: &str, t: f64) -> Option<(f64, f64)> {
-    out.lines()
-        .filter(|l| l.contains("bytes from"))
-        .filter_map(|l| {
-            let recv: f64 = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
-            let rtt: f64 = l.split("time=").nth(1)?.split(' ').next()?.parse().ok()?;
-            Some((recv - rtt / 1e3, rtt))
-        })
+    (timed_replies(out).into_iter())
+        .map(|(recv, rtt)| (recv - rtt / 1e3, rtt))
         .filter(|(sent, _)| *sent >= t)
         .min_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(sent, rtt)| ((sent - t) * 1e3, rtt))
@@ -235,23 +242,11 @@ impl Samples {
 
 /// The median round trip of the pings answered before `t` (Unix s).
 fn rtt_before(out: &str, t: f64) -> f64 {
-    let mut rtts: Vec<f64> = out
-        .lines()
-        .filter_map(|l| {
-            let recv: f64 = l.strip_prefix('[')?.split(']').next()?.parse().ok()?;
-            let rtt: f64 = l.split("time=").nth(1)?.split(' ').next()?.parse().ok()?;
-            (recv < t).then_some(rtt)
-        })
+    let mut rtts: Vec<f64> = (timed_replies(out).into_iter())
+        .filter_map(|(recv, rtt)| (recv < t).then_some(rtt))
         .collect();
     rtts.sort_by(f64::total_cmp);
     rtts.get(rtts.len() / 2).copied().unwrap_or(-1.0)
-}
-
-fn unix_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// The destination QEMU that a migration left running (daemonized, known by pidfile).

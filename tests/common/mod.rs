@@ -330,3 +330,11 @@ pub fn api(sock: &Path, method: &str, path: &str, body: &str) -> (u16, serde_jso
         serde_json::from_str(&b).unwrap_or(serde_json::Value::String(b)),
     )
 }
+
+/// Now, in Unix seconds (to compare with the timestamps of `ping -D` and the daemons).
+pub fn unix_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
