@@ -14,6 +14,7 @@
 //! | `leader/<lease>` | the election (etcd's v3election API on `leader`) | the replica's | its replica id |
 //! | `plan` | the leader (guarded) | none | the controller's state in force (see the controller) |
 //! | `decisions/<seq>` | the leader (guarded), the last N kept | none | one decision (JSON) |
+//! | `reservations/<id>` | an operator (`wrenvnet reserve`, a daemon's `POST /reservations`) | none | [`ReservationRequest`] |
 //!
 //! Semantics of `desired/<host>`: once present it is the complete set of the host's
 //! rules to peers (`peer:NAME`): the daemon sets those and removes any other rule to a
@@ -105,6 +106,15 @@ impl Keys {
         format!("{}decisions/", self.prefix)
     }
 
+    /// A reservation asked for (`id` as `ReservationRequest::id_of` makes it).
+    pub fn reservation(&self, id: &str) -> String {
+        format!("{}reservations/{id}", self.prefix)
+    }
+
+    pub fn reservations(&self) -> String {
+        format!("{}reservations/", self.prefix)
+    }
+
     /// The host named by a key under `dir` (`hosts/`, `views/`, ...), if it is one.
     pub fn host_of<'k>(&self, dir: &str, key: &'k str) -> Option<&'k str> {
         key.strip_prefix(self.prefix.as_str())?
@@ -178,6 +188,74 @@ pub struct ReservationSpec {
     pub burst_bytes: Option<u64>,
 }
 
+/// `reservations/<id>`: a reservation an operator asked for. The leader admits it (or
+/// refuses it, with the reason) and routes it; its verdict is in the plan record's
+/// `reservations` ([`Admission`]); an admitted one is enforced by the source VM's host
+/// (`Desired::reservations`). Deleting the key ends it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationRequest {
+    pub id: String,
+    pub src_mac: String,
+    pub dst_mac: String,
+    pub mbps: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst_bytes: Option<u64>,
+    /// When it was asked for: reservations are admitted in this order (first come).
+    pub created_unix_s: f64,
+}
+
+impl ReservationRequest {
+    /// The id of the reservation of a pair (one per ordered pair of VMs): both MACs'
+    /// hex digits, lower case, `src-dst`.
+    pub fn id_of(src_mac: &str, dst_mac: &str) -> String {
+        let hex = |m: &str| -> String {
+            m.chars()
+                .filter(char::is_ascii_hexdigit)
+                .map(|c| c.to_ascii_lowercase())
+                .collect()
+        };
+        format!("{}-{}", hex(src_mac), hex(dst_mac))
+    }
+
+    /// What the source host enforces.
+    pub fn spec(&self) -> ReservationSpec {
+        ReservationSpec {
+            src_mac: self.src_mac.to_ascii_lowercase(),
+            dst_mac: self.dst_mac.to_ascii_lowercase(),
+            mbps: self.mbps,
+            burst_bytes: self.burst_bytes,
+        }
+    }
+}
+
+/// The leader's verdict on a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmissionState {
+    /// Fits on its path; enforced by its source host.
+    Admitted,
+    /// Does not fit on any path (or is malformed); not enforced.
+    Refused,
+    /// A VM it names is not on any host yet; decided once both are seen.
+    Pending,
+    /// Was admitted, and no path has its rate any more (a link's measured bandwidth
+    /// fell): still enforced (it goes first on its source's uplink), not guaranteed.
+    Degraded,
+}
+
+/// A reservation's verdict, in the plan record (`plan`'s `reservations`, by id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Admission {
+    pub state: AdmissionState,
+    /// Why, in words an operator acts on.
+    pub reason: String,
+    /// The hosts its traffic crosses (admitted, degraded), source first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub path: Vec<String>,
+    pub mbps: f64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DesiredLink {
     pub ip: String,
@@ -213,6 +291,13 @@ mod tests {
         assert_eq!(k.host_of("views", "/wrenvnet/lab/views/"), None);
         assert_eq!(k.host_of("views", "/wrenvnet/other/views/h2"), None);
         assert!(k.decision(10) > k.decision(9));
+        assert_eq!(
+            k.reservation(&ReservationRequest::id_of(
+                "02:00:00:00:01:0A",
+                "02:00:00:00:03:01"
+            )),
+            "/wrenvnet/lab/reservations/02000000010a-020000000301"
+        );
     }
 
     #[test]

@@ -107,6 +107,7 @@ impl Controller {
         self.last_run = p.last_run_unix_s.map(|u| u - self.started_unix);
         self.pairs_seen = (seen, p.pairs_rounds);
         self.adaptations = p.adaptations;
+        self.admissions = p.reservations;
     }
 
     /// The pairs seen, when they are not the baseline's.
@@ -135,6 +136,7 @@ impl Controller {
             pairs_seen: Vec::new(),
             pairs_rounds: self.pairs_seen.1.min(PERSIST_ROUNDS),
             adaptations: self.adaptations,
+            reservations: self.admissions.clone(),
         }
     }
 

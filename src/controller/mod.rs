@@ -160,6 +160,8 @@ struct Controller {
     round_started: Instant,
     /// VM arrivals the daemons are converging on by themselves.
     arrivals: arrivals::Arrivals,
+    /// Every reservation's verdict, by id (the leader's; see `reserve`).
+    admissions: BTreeMap<String, crate::cluster::Admission>,
 }
 
 impl Controller {
@@ -332,6 +334,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         readings: source::Readings::default(),
         round_started: Instant::now(),
         arrivals: arrivals::Arrivals::default(),
+        admissions: BTreeMap::new(),
     };
     let quit = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

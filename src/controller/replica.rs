@@ -133,6 +133,10 @@ pub struct PlanRecord {
     pub pairs_seen: Vec<(String, String)>,
     pub pairs_rounds: u32,
     pub adaptations: u64,
+    /// Every reservation's verdict, by id (`reservations/<id>`; see the controller's
+    /// admission).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reservations: BTreeMap<String, crate::cluster::Admission>,
 }
 
 /// Entries keyed by their first name: a source VM's demands, or a host's links. A
