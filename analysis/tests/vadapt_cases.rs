@@ -179,3 +179,96 @@ fn nonsense_is_refused_with_the_reason() {
     assert!(solve(&negative, &Options::default()).is_err());
     assert!(serde_json::from_str::<Problem>(r#"{"hosts":[],"vms":[],"surprise":1}"#).is_err());
 }
+
+/// A reserved demand and a heavier best-effort one from A to C, where the direct link
+/// holds either but not both and the way round through B is narrower than both.
+fn contested(reserved: bool) -> Problem {
+    let r = if reserved {
+        r#","reserved_mbps":60"#
+    } else {
+        ""
+    };
+    problem(&format!(
+        r#"{{"hosts":[{{"name":"A","capacity":2}},{{"name":"B","capacity":2}},{{"name":"C","capacity":2}}],
+            "links":[{{"from":"A","to":"C","bw_mbps":100}},
+                     {{"from":"A","to":"B","bw_mbps":50}},{{"from":"B","to":"C","bw_mbps":50}}],
+            "vms":[{{"name":"r1","host":"A","pinned":true}},{{"name":"r2","host":"C","pinned":true}},
+                   {{"name":"e1","host":"A","pinned":true}},{{"name":"e2","host":"C","pinned":true}}],
+            "demands":[{{"src":"e1","dst":"e2","mbps":90}},{{"src":"r1","dst":"r2","mbps":60{r}}}]}}"#
+    ))
+}
+
+#[test]
+fn a_reservation_holds_its_link_before_heavier_best_effort_traffic() {
+    // Neither plan fits. Without a reservation the smaller shortfall wins: the heavier
+    // demand direct (10 Mbit/s short through B), the other round.
+    for algo in all_algos() {
+        let a = run(&contested(false), algo);
+        assert!(!a.feasible, "{algo:?}");
+        assert_eq!(a.paths[0].hosts, ["A", "C"], "{algo:?}: best-effort direct");
+        assert_eq!(a.paths[1].hosts, ["A", "B", "C"], "{algo:?}");
+        assert_eq!(a.reservations_broken, 0, "{algo:?}");
+    }
+    // Reserved, r1->r2 keeps the direct link: best-effort takes the 40 Mbit/s shortfall.
+    for algo in all_algos() {
+        let a = run(&contested(true), algo);
+        assert_eq!(
+            a.paths[1].hosts,
+            ["A", "C"],
+            "{algo:?}: the reservation direct"
+        );
+        assert_eq!(a.paths[0].hosts, ["A", "B", "C"], "{algo:?}");
+        assert_eq!(a.reservations_broken, 0, "{algo:?}");
+        assert!(!a.feasible && a.violations.iter().all(|v| !v.contains("reservations")));
+    }
+}
+
+#[test]
+fn a_reservation_no_path_holds_is_reported_broken_and_floors_its_demand() {
+    let mut p = contested(true);
+    p.demands[1].reserved_mbps = 120.0;
+    p.demands[1].mbps = 1.0;
+    for algo in all_algos() {
+        let a = run(&p, algo);
+        assert_eq!(a.reservations_broken, 1, "{algo:?}");
+        assert!(
+            a.violations
+                .iter()
+                .any(|v| v.contains("reservations 120.000 >")),
+            "{algo:?}: {:?}",
+            a.violations
+        );
+    }
+    let back: Problem = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+    assert_eq!(back.demands[1].reserved_mbps, 120.0);
+    assert!(!serde_json::to_string(&contested(false))
+        .unwrap()
+        .contains("reserved_mbps"));
+    p.demands[1].reserved_mbps = f64::NAN;
+    assert!(matches!(
+        solve(&p, &Options::default()),
+        Err(ProblemError::BadValue(m)) if m.contains("reserved_mbps")
+    ));
+}
+
+#[test]
+fn a_repair_moves_a_reservation_its_path_does_not_hold() {
+    use analysis::vadapt::{repair, Previous};
+    // In force without the reservation: the heavier demand direct, r1->r2 through B.
+    let best_effort = contested(false);
+    let in_force = run(&best_effort, Algo::GreedyAnneal);
+    assert_eq!(in_force.paths[1].hosts, ["A", "B", "C"]);
+    let opts = Options {
+        algo: Algo::GreedyAnneal,
+        ..Default::default()
+    };
+    // The reservation made since, and (as a controller that carries its reservations
+    // into the previous problem sees it) a reservation the path in force never held.
+    let reserved = contested(true);
+    for before in [&best_effort, &reserved] {
+        let a = repair(&reserved, &Previous::new(before, &in_force), &opts).unwrap();
+        assert_eq!(a.paths[1].hosts, ["A", "C"], "{:?}", a.violations);
+        assert_eq!(a.paths[0].hosts, ["A", "B", "C"]);
+        assert_eq!(a.reservations_broken, 0, "{:?}", a.violations);
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! The switch forwards by destination MAC, so a daemon has one next hop per
 //! destination VM, whatever the source: the rules towards one VM form a tree rooted at
-//! its host. Demands are laid into that tree heaviest first; a lighter demand whose
+//! its host. Demands are laid into that tree reserved first, then heaviest first; a lighter demand whose
 //! planned path meets a host already in the tree follows the tree from there. That
 //! keeps every rule set loop-free; `followed` reports where a demand's route differs
 //! from its plan.
@@ -26,12 +26,20 @@ pub struct VmInfo {
     pub ip: Option<String>,
 }
 
-/// Traffic from one VM to another, Mbit/s (VTTIF's smoothed rate).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Traffic from one VM to another, Mbit/s (VTTIF's smoothed rate, at least the
+/// pair's reservation).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Demand {
     pub src: String,
     pub dst: String,
     pub mbps: f64,
+    /// The pair's admitted reservation (0: none): a hard constraint of the plan.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reserved_mbps: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// The hosts traffic from `src_host` to the VM `dst_mac` crosses under `rules`. A
@@ -161,6 +169,7 @@ impl Situation<'_> {
                     dst: d.dst.clone(),
                     mbps: d.mbps.max(0.0),
                     max_latency_ms: None,
+                    reserved_mbps: d.reserved_mbps.max(0.0),
                 })
                 .collect(),
             objective: Objective::ResidualBw,
@@ -179,6 +188,10 @@ pub struct Verdict {
     pub feasible_plan: bool,
     /// The gain a change must exceed: `improvement` × max(demand moved, scale).
     pub needed_gain: f64,
+    /// Reserved demands the routes in force and the plan do not hold: a plan that holds
+    /// more is applied whatever its gain, one that holds fewer never is.
+    #[serde(skip_serializing_if = "no_reservations")]
+    pub reservations_broken: (usize, usize),
     /// "repair" (from the plan in force) or the full solve's algorithm.
     pub algo: String,
     /// The time bound cut the run short.
@@ -202,6 +215,10 @@ pub struct Verdict {
 
 /// Paths a decision names (see `Verdict::paths_changed`).
 pub const LOGGED_PATHS: usize = 32;
+
+fn no_reservations(b: &(usize, usize)) -> bool {
+    *b == (0, 0)
+}
 
 fn first_paths<S: serde::Serializer>(p: &[vadapt::PathOut], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(p.iter().take(LOGGED_PATHS))
@@ -257,8 +274,11 @@ pub fn judge(
     } else {
         now.objective
     };
+    let broken = (now.reservations_broken, answer.reservations_broken);
+    let gain = objective_plan - objective_now > needed_gain;
     Ok(Verdict {
-        apply: objective_plan - objective_now > needed_gain,
+        apply: broken.1 < broken.0 || (broken.1 == broken.0 && gain),
+        reservations_broken: broken,
         objective_now,
         objective_plan,
         feasible_now: now.feasible,
@@ -364,15 +384,20 @@ pub fn realise(
 ) -> (Rules, Vec<(String, String, Vec<String>)>) {
     // Each pair's rate (its first demand's), looked up rather than searched for: a
     // fleet has tens of thousands of demands.
-    let mut rate: HashMap<(&str, &str), f64> = HashMap::with_capacity(demands.len());
+    // Reserved pairs first (the larger reservation first), then the heaviest.
+    let mut rate: HashMap<(&str, &str), (f64, f64)> = HashMap::with_capacity(demands.len());
     for d in demands {
         rate.entry((d.src.as_str(), d.dst.as_str()))
-            .or_insert(d.mbps);
+            .or_insert((d.reserved_mbps, d.mbps));
     }
-    let mbps =
-        |p: &vadapt::PathOut| (rate.get(&(p.src.as_str(), p.dst.as_str()))).map_or(0.0, |&r| r);
+    let key = |p: &vadapt::PathOut| {
+        (rate.get(&(p.src.as_str(), p.dst.as_str()))).map_or((0.0, 0.0), |&r| r)
+    };
     let mut order: Vec<&vadapt::PathOut> = plan.iter().filter(|p| p.hosts.len() > 1).collect();
-    order.sort_by(|a, b| mbps(b).total_cmp(&mbps(a)));
+    order.sort_by(|a, b| {
+        let (x, y) = (key(a), key(b));
+        (y.0.total_cmp(&x.0)).then(y.1.total_cmp(&x.1))
+    });
     // dst MAC → hosts whose next hop towards it is already decided (the tree).
     let mut tree: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
     let mut followed = Vec::new();
@@ -558,6 +583,10 @@ mod tests {
     }
 
     fn situation_verdict(ac: f64, demand: f64, rules: &Rules) -> Verdict {
+        reserved_verdict(ac, demand, 0.0, rules)
+    }
+
+    fn reserved_verdict(ac: f64, demand: f64, reserved: f64, rules: &Rules) -> Verdict {
         let (hosts, vms) = lab();
         let caps: Vec<(String, usize)> = hosts.iter().map(|h| (h.clone(), 1)).collect();
         let bw = links(ac);
@@ -565,7 +594,8 @@ mod tests {
         let demands = vec![Demand {
             src: s("a1"),
             dst: s("c1"),
-            mbps: demand,
+            mbps: demand.max(reserved),
+            reserved_mbps: reserved,
         }];
         let sit = Situation {
             hosts: &caps,
@@ -602,6 +632,22 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_that_holds_a_reservation_the_routes_in_force_break_is_applied_whatever_its_gain() {
+        let (hosts, vms) = lab();
+        let rules = default_rules(&hosts, &vms);
+        // 85 Mbit/s on an 80 Mbit/s direct link; through B 15 are left: a gain of 20,
+        // under the 25 a change must make.
+        let v = situation_verdict(80.0, 85.0, &rules);
+        assert!(!v.apply, "{v:?}");
+        let v = reserved_verdict(80.0, 10.0, 85.0, &rules);
+        assert!(v.apply, "{v:?}");
+        assert_eq!(v.reservations_broken, (1, 0));
+        assert_eq!(v.plan[0].hosts, vec![s("A"), s("B"), s("C")]);
+        let logged = serde_json::to_value(&v).unwrap();
+        assert_eq!(logged["reservations_broken"], serde_json::json!([1, 0]));
+    }
+
+    #[test]
     fn a_change_is_judged_against_the_demand_it_moves_not_the_fleet() {
         // a1 -> c1 on a throttled A-C link, beside a large application (d1 <-> e1, both
         // on B: no link involved) that the change does not touch.
@@ -621,6 +667,7 @@ mod tests {
             src: s(a),
             dst: s(b),
             mbps,
+            ..Default::default()
         };
         let demands = vec![
             demand("a1", "c1", 9.5),
@@ -666,6 +713,7 @@ mod tests {
             src: s(a),
             dst: s(b),
             mbps,
+            ..Default::default()
         };
         let demands = vec![demand("a1", "c1", 9.5), demand("d1", "e1", 20.0)];
         let (then, now, lat) = (links(100.0), links(10.0), BTreeMap::new());
@@ -707,6 +755,7 @@ mod tests {
             src: s(src),
             dst: s(dst),
             mbps,
+            ..Default::default()
         };
         // Heavy a1->c1 via B; lighter b1->c1 planned via A: it must follow B's rule.
         let plan = vec![

@@ -140,6 +140,20 @@ impl Controller {
         }
     }
 
+    /// Each host's reservations in its desired state: once any is asked for (or a host
+    /// was given some), every host gets its complete set, empty ones too, so that an
+    /// ended reservation is removed; before, none (a daemon keeps its `[qos]` ones).
+    fn with_enforced(&self, want: &mut BTreeMap<String, Desired>) {
+        let given = (self.replica.written.values())
+            .any(|w| w.reservations.as_ref().is_some_and(|r| !r.is_empty()));
+        if self.asked.is_empty() && self.enforce.is_empty() && !given {
+            return;
+        }
+        for (h, d) in want.iter_mut() {
+            d.reservations = Some(self.enforce.get(h).cloned().unwrap_or_default());
+        }
+    }
+
     /// Leading: writes the desired state of every host whose state changed
     /// (a new revision), this round's decisions and the plan record, as transactions
     /// guarded by the election key; the plan last. Observing (adaptation off), or
@@ -163,17 +177,19 @@ impl Controller {
                     .all(|((h, ip), (h2, ip2))| h == h2 && ip == ip2)
         });
         // Desired state needs every host's underlay address: not while a host is down.
-        let want = match (&self.desired, self.adapt && all_up && !known) {
+        let mut want = match (&self.desired, self.adapt && all_up && !known) {
             (Some(d), true) => decide::desired_state(d, &underlay),
             _ => BTreeMap::new(),
         };
+        self.with_enforced(&mut want);
         let changed: Vec<(String, Desired)> = want
             .into_iter()
             .filter(|(h, d)| {
-                self.replica
-                    .written
-                    .get(h)
-                    .is_none_or(|w| w.rules != d.rules || w.links != d.links)
+                self.replica.written.get(h).is_none_or(|w| {
+                    w.rules != d.rules
+                        || w.links != d.links
+                        || (d.reservations.is_some() && w.reservations != d.reservations)
+                })
             })
             .collect();
         let revision = self.replica.revision + u64::from(!changed.is_empty());

@@ -17,6 +17,7 @@ mod decide;
 mod lead;
 mod plan;
 mod replica;
+mod reserve;
 mod round;
 pub(crate) mod source;
 mod status;
@@ -162,6 +163,10 @@ struct Controller {
     arrivals: arrivals::Arrivals,
     /// Every reservation's verdict, by id (the leader's; see `reserve`).
     admissions: BTreeMap<String, crate::cluster::Admission>,
+    /// The reservations asked for, as last read.
+    asked: Vec<crate::cluster::ReservationRequest>,
+    /// Each host's enforced reservations (its desired state's).
+    enforce: BTreeMap<String, Vec<crate::cluster::ReservationSpec>>,
 }
 
 impl Controller {
@@ -255,11 +260,15 @@ impl Controller {
             .collect();
         let (topology, demands) = self.demands(&gathered, &inv);
         self.measure(&gathered, &inv, &current, now);
+        let (demands, urgent) = match leading {
+            true => self.reserve(&inv, &current, demands),
+            false => (demands, None),
+        };
         let all_up = down.is_empty();
         if all_up && self.desired.is_none() && leading {
             self.adopt(&current, gathered.len());
         }
-        if let Some(why) = self.trigger(&demands, now, all_up) {
+        if let Some(why) = self.trigger(&demands, now, all_up, urgent) {
             if leading {
                 self.last_run = Some(now);
                 let prior = self.baseline.replace(self.rebase(&demands));
@@ -335,6 +344,8 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         round_started: Instant::now(),
         arrivals: arrivals::Arrivals::default(),
         admissions: BTreeMap::new(),
+        asked: Vec::new(),
+        enforce: BTreeMap::new(),
     };
     let quit = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

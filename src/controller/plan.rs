@@ -39,16 +39,20 @@ impl Controller {
                 }
             })
             .collect();
-        let now: BTreeMap<(&str, &str), f64> = (sit.demands.iter())
-            .map(|d| ((d.src.as_str(), d.dst.as_str()), d.mbps))
+        // The reservations are today's: one the plan in force does not hold is touched
+        // by the repair for that (`vadapt::repair`), not for being new.
+        let now: BTreeMap<(&str, &str), (f64, f64)> = (sit.demands.iter())
+            .map(|d| ((d.src.as_str(), d.dst.as_str()), (d.mbps, d.reserved_mbps)))
             .collect();
         let demands: Vec<Demand> = (b.demand.iter())
-            .map(|((src, dst), &mbps)| Demand {
-                src: src.clone(),
-                dst: dst.clone(),
-                mbps: now
-                    .get(&(src.as_str(), dst.as_str()))
-                    .map_or(mbps, |&n| then(mbps, n)),
+            .map(|((src, dst), &mbps)| {
+                let n = now.get(&(src.as_str(), dst.as_str()));
+                Demand {
+                    src: src.clone(),
+                    dst: dst.clone(),
+                    mbps: n.map_or(mbps, |&(n, _)| then(mbps, n)),
+                    reserved_mbps: n.map_or(0.0, |&(_, r)| r),
+                }
             })
             .collect();
         let sit = Situation {

@@ -23,7 +23,15 @@ use serde::{Deserialize, Serialize};
 use super::decide::Rules;
 use super::views::{HostEntry, ViewsWatch};
 use crate::cluster::etcd::EtcdSection;
-use crate::cluster::{Desired, Keys};
+use crate::cluster::{Desired, Keys, ReservationRequest};
+
+/// The reservations asked for, as read from etcd.
+#[derive(Debug, Default)]
+pub struct Requests {
+    pub asked: Vec<ReservationRequest>,
+    /// Keys under `reservations/` whose value is not a request: (id, why).
+    pub unreadable: Vec<(String, String)>,
+}
 
 /// Operations in one transaction: under etcd's default `--max-txn-ops` (128).
 pub const MAX_TXN_OPS: usize = 120;
@@ -334,6 +342,35 @@ impl Replica {
     /// (revision the views reflect, watch events applied so far).
     pub fn views_progress(&self) -> (i64, u64) {
         self.watch.progress()
+    }
+
+    /// Every reservation asked for (`reservations/`), and the keys whose value is not
+    /// one, as (id, why).
+    #[cold]
+    pub fn reservations(&mut self) -> Result<Requests> {
+        let keys = self.keys.clone();
+        self.call("reading reservations", async |mut c| {
+            let all = c
+                .get(keys.reservations(), Some(GetOptions::new().with_prefix()))
+                .await?;
+            let mut out = Requests::default();
+            for kv in all.kvs() {
+                let key = kv.key_str().unwrap_or("");
+                let id = key
+                    .strip_prefix(keys.reservations().as_str())
+                    .unwrap_or(key);
+                match serde_json::from_slice::<ReservationRequest>(kv.value()) {
+                    Ok(r) if r.id == id => out.asked.push(r),
+                    Ok(r) => out
+                        .unreadable
+                        .push((id.into(), format!("its id says {:?}", r.id))),
+                    Err(e) => out
+                        .unreadable
+                        .push((id.into(), format!("not a reservation: {e}"))),
+                }
+            }
+            Ok(out)
+        })
     }
 
     /// What a new leader resumes from: `plan`, `desired/`, the newest decision.

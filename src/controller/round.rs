@@ -91,6 +91,7 @@ impl Controller {
                 src: e.src.clone(),
                 dst: e.dst.clone(),
                 mbps: e.smoothed_mbps,
+                reserved_mbps: 0.0,
             })
             .collect();
         (topology, demands)
@@ -146,7 +147,14 @@ impl Controller {
     /// for `PERSIST_ROUNDS`), or a link or a demand moved beyond the threshold since
     /// the baseline; never while a host is down or within `min_interval_s` of the last
     /// run. Keeps the demand pairs' count and a first baseline.
-    pub(super) fn trigger(&mut self, demands: &[Demand], now: f64, all_up: bool) -> Option<String> {
+    /// `urgent`: a reason to plan now whatever moved (a reservation needs a route).
+    pub(super) fn trigger(
+        &mut self,
+        demands: &[Demand],
+        now: f64,
+        all_up: bool,
+        urgent: Option<String>,
+    ) -> Option<String> {
         let pairs_now = decide::pairs(demands);
         if pairs_now == self.pairs_seen.0 {
             self.pairs_seen.1 = self.pairs_seen.1.saturating_add(1);
@@ -176,6 +184,7 @@ impl Controller {
                     .then(|| format!("demand {s}->{d} moved {then:.1} -> {v:.1} Mbit/s"))
             })
         });
+        let why = urgent.or(why);
         if self.baseline.is_none() && all_up {
             self.baseline = Some(self.rebase(demands));
         }

@@ -54,6 +54,7 @@ impl Controller {
             "demands": r.demands,
             "topology": r.topology,
             "routes": routes,
+            "reservations": self.reservations_status(),
             "links": links,
             "links_total": self.view.pairs(),
             "adaptations": self.adaptations,

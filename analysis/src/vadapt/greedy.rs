@@ -6,7 +6,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::plan::Plan;
-use super::problem::{HostId, Instance, Objective, VmId};
+use super::problem::{Demand, HostId, Instance, Objective, VmId};
 use super::routing::{fallback_path, lowest_latency_path, widest_path, Residuals};
 
 /// All-pairs widest-path bandwidth over raw link capacities (a max-min Dijkstra from
@@ -78,12 +78,7 @@ impl Ord for Ordered {
 pub fn route_all(inst: &Instance, mapping: &[HostId]) -> (Vec<Vec<HostId>>, Residuals) {
     let mut res = Residuals::new(inst);
     let mut order: Vec<usize> = (0..inst.demands.len()).collect();
-    order.sort_by(|&a, &b| {
-        inst.demands[b]
-            .mbps
-            .total_cmp(&inst.demands[a].mbps)
-            .then(a.cmp(&b))
-    });
+    order.sort_by(|&a, &b| Demand::first(&inst.demands, a, b));
     let mut paths = vec![Vec::new(); inst.demands.len()];
     for i in order {
         let p = route_one(inst, &res, mapping, i);
@@ -138,12 +133,7 @@ fn greedy_mapping(inst: &Instance) -> Vec<HostId> {
         traffic[d.dst.0] += d.mbps;
     }
     let mut order: Vec<usize> = (0..inst.demands.len()).collect();
-    order.sort_by(|&a, &b| {
-        inst.demands[b]
-            .mbps
-            .total_cmp(&inst.demands[a].mbps)
-            .then(a.cmp(&b))
-    });
+    order.sort_by(|&a, &b| Demand::first(&inst.demands, a, b));
 
     // Score of putting `vm` on `h` given its partner on `partner` (for a demand of
     // `mbps` in direction `forward`: vm is the source). Higher is better.

@@ -109,6 +109,9 @@ pub struct Answer {
     pub elapsed_ms: f64,
     /// Broken constraints of a best-effort (infeasible) plan.
     pub violations: Vec<String>,
+    /// Reserved demands the plan does not hold (see `plan::Evaluation`).
+    #[serde(default)]
+    pub reservations_broken: usize,
     /// Exact only: whether the search finished (the answer is optimal).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proven_optimal: Option<bool>,
@@ -202,6 +205,7 @@ pub(crate) fn render(
         migrations: e.migrations,
         elapsed_ms: started.elapsed().as_secs_f64() * 1e3,
         violations: e.violations,
+        reservations_broken: e.reservations_broken,
         proven_optimal: None,
         stopped_by_time: None,
         actions,

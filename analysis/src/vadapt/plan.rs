@@ -2,6 +2,8 @@
 //! principles: this is the independent recomputation every algorithm's answer is
 //! checked against, so it shares no bookkeeping with the algorithms.
 
+use std::collections::HashMap;
+
 use super::problem::{HostId, Instance, Objective};
 
 /// Slack for floating-point sums: a residual above -EPS counts as non-negative.
@@ -26,6 +28,9 @@ pub struct Evaluation {
     /// How badly constraints are broken, in Mbit/s-like units (0 when feasible); the
     /// annealer's penalty.
     pub violation_amount: f64,
+    /// Reserved demands whose path does not hold them: it crosses a link whose
+    /// reservations exceed its bandwidth, or joins nothing.
+    pub reservations_broken: usize,
 }
 
 /// The path's latency, or `None` when a hop has no link.
@@ -106,6 +111,11 @@ fn assess(inst: &Instance, plan: &Plan, describe: bool) -> Evaluation {
             migrations: 0,
             violations: vec!["plan does not cover every VM and demand".into()],
             violation_amount: f64::INFINITY,
+            reservations_broken: inst
+                .demands
+                .iter()
+                .filter(|d| d.reserved_mbps > 0.0)
+                .count(),
         };
     }
     let mut count = vec![0usize; n];
@@ -120,6 +130,11 @@ fn assess(inst: &Instance, plan: &Plan, describe: bool) -> Evaluation {
                     inst.vm_names[v]
                 )],
                 violation_amount: f64::INFINITY,
+                reservations_broken: inst
+                    .demands
+                    .iter()
+                    .filter(|d| d.reserved_mbps > 0.0)
+                    .count(),
             };
         }
         count[h.0] += 1;
@@ -202,6 +217,7 @@ fn assess(inst: &Instance, plan: &Plan, describe: bool) -> Evaluation {
             }
         }
     }
+    let reservations_broken = reservations(inst, plan, &mut violations, &mut amount, describe);
     let objective = if broken_path {
         f64::NAN
     } else {
@@ -232,7 +248,62 @@ fn assess(inst: &Instance, plan: &Plan, describe: bool) -> Evaluation {
         migrations,
         violations,
         violation_amount: amount,
+        reservations_broken,
     }
+}
+
+/// The reservations' hard constraint: on every link, the reserved demands whose path
+/// crosses it fit its bandwidth. A broken one weighs more than any capacity shortfall
+/// (`largest_bw` × 2 plus the excess), so a search gives up best-effort bandwidth
+/// before a reservation. Returns how many reserved demands are not held (a path that
+/// joins nothing holds none).
+fn reservations(
+    inst: &Instance,
+    plan: &Plan,
+    violations: &mut Vec<String>,
+    amount: &mut f64,
+    describe: bool,
+) -> usize {
+    if !inst.demands.iter().any(|d| d.reserved_mbps > 0.0) {
+        return 0;
+    }
+    let reserved = || (inst.demands.iter().zip(&plan.paths)).filter(|(d, _)| d.reserved_mbps > 0.0);
+    let mut load: HashMap<(usize, usize), f64> = HashMap::new();
+    for (d, path) in reserved() {
+        for w in path.windows(2) {
+            *load.entry((w[0].0, w[1].0)).or_default() += d.reserved_mbps;
+        }
+    }
+    let n = inst.hosts();
+    let bw = |(a, b): (usize, usize)| match (a < n && b < n).then(|| inst.bw[a][b]) {
+        Some(Some(bw)) => bw,
+        _ => 0.0,
+    };
+    let over = |k: (usize, usize)| load.get(&k).is_some_and(|&l| l > bw(k) + EPS);
+    let mut keys: Vec<&(usize, usize)> = load.keys().filter(|&&k| over(k)).collect();
+    keys.sort_unstable();
+    for &k in keys {
+        let excess = load[&k] - bw(k);
+        *amount += inst.largest_bw * 2.0 + excess;
+        violations.push(if describe {
+            format!(
+                "link {}->{}: reservations {:.3} > {:.3} Mbit/s",
+                inst.host_names[k.0],
+                inst.host_names[k.1],
+                load[&k],
+                bw(k)
+            )
+        } else {
+            String::new()
+        });
+    }
+    reserved()
+        .filter(|(d, path)| {
+            let ends = (path.first(), path.last());
+            ends != (Some(&plan.mapping[d.src.0]), Some(&plan.mapping[d.dst.0]))
+                || path.windows(2).any(|w| over((w[0].0, w[1].0)))
+        })
+        .count()
 }
 
 /// Whether `a` is a better answer than `b`: feasible beats infeasible; then the

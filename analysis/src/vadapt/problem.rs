@@ -69,6 +69,14 @@ pub struct DemandSpec {
     pub mbps: f64,
     #[serde(default)]
     pub max_latency_ms: Option<f64>,
+    /// A reservation's rate on this pair, Mbit/s: a hard constraint (every link of the
+    /// path must hold the reservations that cross it) and a floor of `mbps`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reserved_mbps: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// A path a demand takes now, for computing the minimal rule changes.
@@ -139,6 +147,19 @@ pub struct Demand {
     pub dst: VmId,
     pub mbps: f64,
     pub max_latency_ms: Option<f64>,
+    /// Reserved rate (0: best-effort); `mbps` is at least this.
+    pub reserved_mbps: f64,
+}
+
+impl Demand {
+    /// The order demands are placed and routed in: reserved ones first (the larger
+    /// reservation first), then the heaviest, then by index (a total order).
+    pub fn first(demands: &[Demand], a: usize, b: usize) -> std::cmp::Ordering {
+        let (x, y) = (&demands[a], &demands[b]);
+        (y.reserved_mbps.total_cmp(&x.reserved_mbps))
+            .then(y.mbps.total_cmp(&x.mbps))
+            .then(a.cmp(&b))
+    }
 }
 
 /// The problem with names resolved: dense matrices for links, indices everywhere.
@@ -282,11 +303,17 @@ impl Instance {
                     )));
                 }
             }
+            if !non_negative(d.reserved_mbps) {
+                return Err(ProblemError::BadValue(format!(
+                    "{what}: reserved_mbps must be a finite number >= 0"
+                )));
+            }
             demands.push(Demand {
                 src,
                 dst,
-                mbps: d.mbps,
+                mbps: d.mbps.max(d.reserved_mbps),
                 max_latency_ms: d.max_latency_ms,
+                reserved_mbps: d.reserved_mbps,
             });
         }
         for c in &p.current_paths {

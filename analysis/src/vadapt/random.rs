@@ -109,6 +109,7 @@ pub fn instance(rng: &mut Rng, shape: Shape) -> Problem {
             dst: format!("vm{d}"),
             mbps: (10.0 + rng.unit() * 390.0).round(),
             max_latency_ms: (rng.unit() < 0.2).then(|| (5.0 + rng.unit() * 40.0).round()),
+            reserved_mbps: 0.0,
         });
     }
     Problem {
@@ -157,6 +158,7 @@ pub fn fleet(rng: &mut Rng, shape: Shape, app_vms: usize) -> Problem {
                 dst: format!("vm{}", first + d),
                 mbps: (10.0 + rng.unit() * 390.0).round(),
                 max_latency_ms: (rng.unit() < 0.2).then(|| (5.0 + rng.unit() * 40.0).round()),
+                reserved_mbps: 0.0,
             });
         }
     }
@@ -209,6 +211,7 @@ pub fn perturb(rng: &mut Rng, p: &Problem) -> Problem {
                 dst: q.vms[d].name.clone(),
                 mbps: (10.0 + rng.unit() * 390.0).round(),
                 max_latency_ms: None,
+                reserved_mbps: 0.0,
             });
         }
     }

@@ -40,7 +40,7 @@ use super::anneal::{anneal_scoped, Budget, Scope};
 use super::components::{components, sub_instance, Component, Usage};
 use super::greedy::{self, route_one};
 use super::plan::{better, evaluate, path_latency, Plan, EPS};
-use super::problem::{HostId, Instance, LinkSpec, Objective, Problem, ProblemError};
+use super::problem::{Demand, HostId, Instance, LinkSpec, Objective, Problem, ProblemError};
 use super::routing::Residuals;
 use super::{render, Answer, Options, PathOut};
 
@@ -297,6 +297,31 @@ fn untouched(
     !crosses && !local_changed && joins && path_latency(inst, p).is_some()
 }
 
+/// A demand's rate, bound and reservation, as the plan in force saw them.
+#[derive(Debug, PartialEq)]
+struct Rate {
+    mbps: f64,
+    max_latency_ms: Option<f64>,
+    reserved_mbps: f64,
+}
+
+/// The reserved demands whose kept path crosses a link their reservations do not fit
+/// (a new reservation, or a link whose bandwidth fell): touched, routed again first.
+fn unheld_reservations(inst: &Instance, plan: &Plan) -> Vec<usize> {
+    let reserved = |i: &usize| inst.demands[*i].reserved_mbps > 0.0 && !plan.paths[*i].is_empty();
+    let mut load: HashMap<(usize, usize), f64> = HashMap::new();
+    for i in (0..inst.demands.len()).filter(reserved) {
+        for w in plan.paths[i].windows(2) {
+            *load.entry((w[0].0, w[1].0)).or_default() += inst.demands[i].reserved_mbps;
+        }
+    }
+    let over = |a: HostId, b: HostId| load[&(a.0, b.0)] > inst.bw[a.0][b.0].unwrap_or(0.0) + EPS;
+    (0..inst.demands.len())
+        .filter(reserved)
+        .filter(|&i| plan.paths[i].windows(2).any(|w| over(w[0], w[1])))
+        .collect()
+}
+
 /// A path by host names in `inst`'s indices (`None` when a host is gone).
 fn resolve_path(names: &[String], host_ix: &HashMap<&str, usize>) -> Option<Vec<HostId>> {
     names
@@ -318,13 +343,14 @@ fn carry(inst: &Instance, problem: &Problem, prev: &Previous) -> Carried {
     let (host_before, mut vm) = carry_mapping(inst, prev, &host_ix, &hosts);
     let mapping = place_touched(inst, host_before.clone());
     // Previous demands and paths by (src, dst), in order (a pair may repeat).
-    let mut before: HashMap<Key, VecDeque<(f64, Option<f64>)>> = HashMap::new();
+    let mut before: HashMap<Key, VecDeque<Rate>> = HashMap::new();
     for d in &prev.problem.demands {
         let k = (d.src.as_str(), d.dst.as_str());
-        before
-            .entry(k)
-            .or_default()
-            .push_back((d.mbps, d.max_latency_ms));
+        before.entry(k).or_default().push_back(Rate {
+            mbps: d.mbps.max(d.reserved_mbps),
+            max_latency_ms: d.max_latency_ms,
+            reserved_mbps: d.reserved_mbps,
+        });
     }
     let mut paths: HashMap<Key, VecDeque<&PathOut>> = HashMap::new();
     for p in prev.paths {
@@ -339,8 +365,12 @@ fn carry(inst: &Instance, problem: &Problem, prev: &Previous) -> Carried {
     let mut path_before = vec![None; inst.demands.len()];
     for (i, (d, spec)) in inst.demands.iter().zip(&problem.demands).enumerate() {
         let k = (spec.src.as_str(), spec.dst.as_str());
-        let same =
-            before.get_mut(&k).and_then(|q| q.pop_front()) == Some((d.mbps, d.max_latency_ms));
+        let same = before.get_mut(&k).and_then(|q| q.pop_front())
+            == Some(Rate {
+                mbps: d.mbps,
+                max_latency_ms: d.max_latency_ms,
+                reserved_mbps: d.reserved_mbps,
+            });
         let Some(names) = paths.get_mut(&k).and_then(|q| q.pop_front()) else {
             continue;
         };
@@ -354,6 +384,10 @@ fn carry(inst: &Instance, problem: &Problem, prev: &Previous) -> Carried {
             demand[i] = false;
         }
         path_before[i] = Some(p);
+    }
+    for i in unheld_reservations(inst, &plan) {
+        plan.paths[i].clear();
+        demand[i] = true;
     }
     let improved = improved_links(prev.problem, problem, &host_ix);
     let took_better = take_improved(inst, &mut plan, &improved, &demand);
@@ -437,24 +471,52 @@ fn take_improved(
     took
 }
 
-/// Routes the touched demands, heaviest first, on what the kept paths leave.
-fn route_touched(inst: &Instance, plan: &mut Plan, touched: &[bool]) {
-    let mut res = Residuals::new(inst);
+/// Routes the touched demands on what the kept paths leave: the reserved ones first,
+/// on what the kept reservations leave (best-effort traffic yields to a reservation,
+/// in the plan as on the uplink); a kept best-effort demand that shares an overfull
+/// link with a reservation routed here is touched (and its VMs) and routed after them,
+/// heaviest first, on what everything else leaves.
+fn route_touched(inst: &Instance, carried: &mut Carried) {
+    let Carried {
+        plan, demand, vm, ..
+    } = carried;
+    let reserved = |i: usize| inst.demands[i].reserved_mbps > 0.0;
+    let (mut all, mut held) = (Residuals::new(inst), Residuals::new(inst));
     for (i, d) in inst.demands.iter().enumerate() {
-        if !touched[i] {
-            res.apply(&plan.paths[i], d.mbps, 1.0);
+        if !demand[i] {
+            all.apply(&plan.paths[i], d.mbps, 1.0);
+            if reserved(i) {
+                held.apply(&plan.paths[i], d.mbps, 1.0);
+            }
         }
     }
-    let mut order: Vec<usize> = (0..inst.demands.len()).filter(|&i| touched[i]).collect();
-    order.sort_by(|&a, &b| {
-        inst.demands[b]
-            .mbps
-            .total_cmp(&inst.demands[a].mbps)
-            .then(a.cmp(&b))
-    });
+    let n = inst.demands.len();
+    let mut order: Vec<usize> = (0..n).filter(|&i| demand[i] && reserved(i)).collect();
+    order.sort_by(|&a, &b| Demand::first(&inst.demands, a, b));
+    let mut crossed: HashSet<(usize, usize)> = HashSet::new();
+    for &i in &order {
+        let p = route_one(inst, &held, &plan.mapping, i);
+        held.apply(&p, inst.demands[i].mbps, 1.0);
+        all.apply(&p, inst.demands[i].mbps, 1.0);
+        crossed.extend(p.windows(2).map(|w| (w[0].0, w[1].0)));
+        plan.paths[i] = p;
+    }
+    let kept: Vec<usize> = (0..n).filter(|&i| !demand[i] && !reserved(i)).collect();
+    for i in kept {
+        let over =
+            |w: &[HostId]| crossed.contains(&(w[0].0, w[1].0)) && all.link[w[0].0][w[1].0] < -EPS;
+        if plan.paths[i].windows(2).any(over) {
+            all.apply(&plan.paths[i], inst.demands[i].mbps, -1.0);
+            demand[i] = true;
+            let d = inst.demands[i];
+            (vm[d.src.0], vm[d.dst.0]) = (true, true);
+        }
+    }
+    let mut order: Vec<usize> = (0..n).filter(|&i| demand[i] && !reserved(i)).collect();
+    order.sort_by(|&a, &b| Demand::first(&inst.demands, a, b));
     for i in order {
-        let p = route_one(inst, &res, &plan.mapping, i);
-        res.apply(&p, inst.demands[i].mbps, 1.0);
+        let p = route_one(inst, &all, &plan.mapping, i);
+        all.apply(&p, inst.demands[i].mbps, 1.0);
         plan.paths[i] = p;
     }
 }
@@ -674,7 +736,7 @@ pub fn repair(
         ran_out: false,
     };
     let mut carried = carry(&inst, problem, previous);
-    route_touched(&inst, &mut carried.plan, &carried.demand);
+    route_touched(&inst, &mut carried);
     let mut plan = carried.plan.clone();
     let comps = components(&inst);
     let touched: Vec<&Component> = comps.iter().filter(|c| is_touched(c, &carried)).collect();

@@ -1,0 +1,529 @@
+//! Reservations from the controller's side: admission, the demands they put before
+//! VADAPT, and what each host enforces.
+//!
+//! Admission is first come, first served, and never takes back what it gave: the
+//! reservations already admitted are booked first (in the order they were asked for),
+//! then the new ones. A link's capacity for reservations is the bandwidth the planner
+//! uses (nominal, or Wren's measurement where it disagrees: `LinkState::bw_mbps`). A
+//! reservation is admitted when the route in force towards its destination has its
+//! rate left on every link, or when another path (direct, or through one other host)
+//! has; in the second case VADAPT is asked to route it (`needs_route`): an admitted
+//! reservation is a hard constraint of its problem. One that fits nowhere is refused
+//! with the link that lacks; refused stays refused (the operator asks again). An
+//! admitted reservation that stops fitting (a link's measurement fell) is moved by the
+//! next plan when a path has room, and is `degraded` while none has: its source host
+//! keeps serving it first, without a guarantee.
+//!
+//! Enforcement is the source VM's host's (`Desired::reservations`): the reserved class
+//! on its NIC egress (`dataplane::switch::qos`), whatever path the frames then take.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use super::decide::{route, Demand, Rules};
+use crate::cluster::{Admission, AdmissionState, ReservationRequest, ReservationSpec};
+
+type Link = (String, String);
+
+/// What admission decided this round.
+#[derive(Debug, Default)]
+pub struct Decided {
+    /// Every request's verdict, by id.
+    pub verdicts: BTreeMap<String, Admission>,
+    /// Admitted reservations whose route in force does not hold them.
+    pub needs_route: Vec<String>,
+}
+
+/// The links a reservation needs its rate on, and what they have.
+pub struct Network<'a> {
+    pub hosts: &'a [String],
+    /// The route in force (the controller's desired rules, else the daemons').
+    pub rules: &'a Rules,
+    pub host_of: &'a dyn Fn(&str) -> Option<String>,
+    /// A link's bandwidth for planning, Mbit/s (None: no such link).
+    pub bw: &'a dyn Fn(&Link) -> Option<f64>,
+}
+
+/// Admits, keeps or refuses every request; `before` is the last round's verdicts.
+#[cold]
+pub fn admit(
+    asked: &[ReservationRequest],
+    before: &BTreeMap<String, Admission>,
+    net: &Network,
+) -> Decided {
+    let was =
+        |r: &ReservationRequest, s: AdmissionState| before.get(&r.id).map(|a| a.state) == Some(s);
+    let held = |r: &&ReservationRequest| {
+        was(r, AdmissionState::Admitted) || was(r, AdmissionState::Degraded)
+    };
+    let mut order: Vec<&ReservationRequest> = asked.iter().collect();
+    order.sort_by(|a, b| (a.created_unix_s.total_cmp(&b.created_unix_s)).then(a.id.cmp(&b.id)));
+    let (old, new): (Vec<_>, Vec<_>) = order.into_iter().partition(held);
+    let mut booked: BTreeMap<Link, f64> = BTreeMap::new();
+    let mut pairs: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut out = Decided::default();
+    for r in old.into_iter().chain(new) {
+        let a = if was(r, AdmissionState::Refused) {
+            before[&r.id].clone()
+        } else if !pairs.insert((
+            r.src_mac.to_ascii_lowercase(),
+            r.dst_mac.to_ascii_lowercase(),
+        )) {
+            refused(r, "its VM pair is reserved by another request".into())
+        } else {
+            one(r, held(&r), net, &mut booked, &mut out.needs_route)
+        };
+        out.verdicts.insert(r.id.clone(), a);
+    }
+    out
+}
+
+fn refused(r: &ReservationRequest, reason: String) -> Admission {
+    Admission {
+        state: AdmissionState::Refused,
+        reason,
+        path: Vec::new(),
+        mbps: r.mbps,
+    }
+}
+
+/// One request's verdict, booking its rate on the path it gets.
+fn one(
+    r: &ReservationRequest,
+    held: bool,
+    net: &Network,
+    booked: &mut BTreeMap<Link, f64>,
+    needs_route: &mut Vec<String>,
+) -> Admission {
+    if let Err(e) = crate::daemon::qos::reservation(&r.spec()) {
+        return refused(r, format!("{e:#}"));
+    }
+    let (Some(hs), Some(hd)) = ((net.host_of)(&r.src_mac), (net.host_of)(&r.dst_mac)) else {
+        let missing = [&r.src_mac, &r.dst_mac]
+            .into_iter()
+            .filter(|m| (net.host_of)(m).is_none())
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(" and ");
+        return Admission {
+            state: AdmissionState::Pending,
+            reason: format!("VM {missing} is on no host yet"),
+            path: Vec::new(),
+            mbps: r.mbps,
+        };
+    };
+    let admitted = |reason: String, path: Vec<String>| Admission {
+        state: AdmissionState::Admitted,
+        reason,
+        path,
+        mbps: r.mbps,
+    };
+    if hs == hd {
+        return admitted(format!("both VMs on {hs}: no link crossed"), vec![hs]);
+    }
+    let in_force = route(net.rules, &hd, &hs, &r.dst_mac.to_ascii_lowercase());
+    let left = |p: &[String]| bottleneck(p, net, booked);
+    let (now_left, now_link) = left(&in_force);
+    let book = |p: &[String], booked: &mut BTreeMap<Link, f64>| {
+        for w in p.windows(2) {
+            *booked.entry((w[0].clone(), w[1].clone())).or_default() += r.mbps;
+        }
+    };
+    if now_left >= r.mbps - 1e-9 {
+        book(&in_force, booked);
+        return admitted(format!("{now_left:.1} Mbit/s left on its route"), in_force);
+    }
+    let best = alternatives(&hs, &hd, net.hosts)
+        .map(|p| (left(&p), p))
+        .max_by(|a, b| a.0 .0.total_cmp(&b.0 .0));
+    let short = format!(
+        "the route in force {} has {now_left:.1} Mbit/s left (link {})",
+        in_force.join("->"),
+        now_link.map_or("?".into(), |(a, b)| format!("{a}->{b}"))
+    );
+    match best {
+        Some(((l, _), p)) if l >= r.mbps - 1e-9 => {
+            book(&p, booked);
+            needs_route.push(r.id.clone());
+            let reason = format!("{short}; {} has {l:.1}: planned there", p.join("->"));
+            admitted(reason, p)
+        }
+        best => {
+            let best = best.map_or(String::new(), |((l, link), p)| {
+                let link = link.map_or("?".into(), |(a, b)| format!("{a}->{b}"));
+                format!(
+                    "; the best other path, {}, has {l:.1} (link {link})",
+                    p.join("->")
+                )
+            });
+            let reason = format!("{} Mbit/s asked: {short}{best}", r.mbps);
+            if held {
+                book(&in_force, booked);
+                Admission {
+                    state: AdmissionState::Degraded,
+                    reason: format!("{reason}; still served first on {hs}'s uplink"),
+                    path: in_force,
+                    mbps: r.mbps,
+                }
+            } else {
+                refused(r, reason)
+            }
+        }
+    }
+}
+
+/// What `path` has left for reservations (its narrowest link, which it names).
+fn bottleneck(path: &[String], net: &Network, booked: &BTreeMap<Link, f64>) -> (f64, Option<Link>) {
+    let mut out = (f64::INFINITY, None);
+    for w in path.windows(2) {
+        let k = (w[0].clone(), w[1].clone());
+        let left = (net.bw)(&k).unwrap_or(0.0) - booked.get(&k).copied().unwrap_or(0.0);
+        if left < out.0 {
+            out = (left, Some(k));
+        }
+    }
+    out
+}
+
+/// The direct path and every path through one other host.
+fn alternatives<'a>(
+    hs: &'a str,
+    hd: &'a str,
+    hosts: &'a [String],
+) -> impl Iterator<Item = Vec<String>> + 'a {
+    std::iter::once(vec![hs.to_string(), hd.to_string()]).chain(
+        (hosts.iter())
+            .filter(move |h| *h != hs && *h != hd)
+            .map(move |h| vec![hs.to_string(), h.clone(), hd.to_string()]),
+    )
+}
+
+/// Whether a verdict puts its reservation on the source's uplink.
+fn enforced(a: &Admission) -> bool {
+    matches!(a.state, AdmissionState::Admitted | AdmissionState::Degraded)
+}
+
+/// The demands with the enforced reservations on them: each reserved pair's demand
+/// carries its rate (a floor of what VADAPT plans for it), a pair without traffic yet
+/// gets a demand of its rate.
+pub fn with_reservations(
+    demands: Vec<Demand>,
+    asked: &[ReservationRequest],
+    verdicts: &BTreeMap<String, Admission>,
+) -> Vec<Demand> {
+    let mut rate: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for r in asked
+        .iter()
+        .filter(|r| verdicts.get(&r.id).is_some_and(enforced))
+    {
+        let k = (
+            r.src_mac.to_ascii_lowercase(),
+            r.dst_mac.to_ascii_lowercase(),
+        );
+        rate.insert(k, r.mbps);
+    }
+    let mut out = demands;
+    for d in out.iter_mut() {
+        if let Some(m) = rate.remove(&(d.src.clone(), d.dst.clone())) {
+            d.reserved_mbps = m;
+            d.mbps = d.mbps.max(m);
+        }
+    }
+    out.extend(rate.into_iter().map(|((src, dst), m)| Demand {
+        src,
+        dst,
+        mbps: m,
+        reserved_mbps: m,
+    }));
+    out
+}
+
+/// Each host's enforced reservations (by its source VM's host): the complete set a
+/// host gets in its desired state.
+pub fn by_host(
+    asked: &[ReservationRequest],
+    verdicts: &BTreeMap<String, Admission>,
+    host_of: &dyn Fn(&str) -> Option<String>,
+) -> BTreeMap<String, Vec<ReservationSpec>> {
+    let mut out: BTreeMap<String, Vec<ReservationSpec>> = BTreeMap::new();
+    for r in asked
+        .iter()
+        .filter(|r| verdicts.get(&r.id).is_some_and(enforced))
+    {
+        if let Some(h) = host_of(&r.src_mac) {
+            out.entry(h).or_default().push(r.spec());
+        }
+    }
+    out
+}
+
+/// The decision-log events of what changed between `before` and `now`.
+pub fn changes(
+    before: &BTreeMap<String, Admission>,
+    now: &BTreeMap<String, Admission>,
+) -> Vec<Value> {
+    let mut out: Vec<Value> = now
+        .iter()
+        .filter(|(id, a)| {
+            before
+                .get(*id)
+                .is_none_or(|b| b.state != a.state || b.path != a.path)
+        })
+        .map(|(id, a)| {
+            let event = match a.state {
+                AdmissionState::Admitted if before.get(id).is_some_and(enforced) => {
+                    "reservation_rerouted"
+                }
+                AdmissionState::Admitted => "reservation_admitted",
+                AdmissionState::Refused => "reservation_refused",
+                AdmissionState::Pending => "reservation_pending",
+                AdmissionState::Degraded => "reservation_degraded",
+            };
+            json!({"event": event, "id": id, "mbps": a.mbps, "path": a.path, "reason": a.reason,
+                "was": before.get(id).map(|b| json!({"state": b.state, "path": b.path}))})
+        })
+        .collect();
+    out.extend(
+        (before.iter())
+            .filter(|(id, _)| !now.contains_key(*id))
+            .map(|(id, a)| json!({"event": "reservation_ended", "id": id, "mbps": a.mbps})),
+    );
+    out
+}
+
+impl super::Controller {
+    /// The leader's admission, once a round: reads the requests, decides, logs what
+    /// changed, keeps what each host enforces (a change is a new desired state), and
+    /// returns the demands with the reservations on them and, when an admitted one
+    /// needs a route, why a plan is wanted now.
+    #[cold]
+    pub(super) fn reserve(
+        &mut self,
+        inv: &super::round::Inventory,
+        current: &Rules,
+        demands: Vec<Demand>,
+    ) -> (Vec<Demand>, Option<String>) {
+        let requests = match self.replica.reservations() {
+            Ok(r) => r,
+            // Logged by the read; last round's verdicts stand.
+            Err(_) => {
+                return (
+                    with_reservations(demands, &self.asked, &self.admissions),
+                    None,
+                )
+            }
+        };
+        let hosts: Vec<String> = self.cfg.hosts.iter().map(|h| h.name.clone()).collect();
+        let tolerance = self.view.tolerance;
+        let view = &self.view;
+        let bw = |k: &Link| view.link(k).map(|l| l.bw_mbps(tolerance));
+        let host_of = |m: &str| inv.host_of(&m.to_ascii_lowercase());
+        let net = Network {
+            hosts: &hosts,
+            rules: self.desired.as_ref().unwrap_or(current),
+            host_of: &host_of,
+            bw: &bw,
+        };
+        let mut decided = admit(&requests.asked, &self.admissions, &net);
+        for (id, why) in requests.unreadable {
+            let a = Admission {
+                state: AdmissionState::Refused,
+                reason: why,
+                path: Vec::new(),
+                mbps: 0.0,
+            };
+            decided.verdicts.insert(id, a);
+        }
+        let enforce = by_host(&requests.asked, &decided.verdicts, &host_of);
+        for e in changes(&self.admissions, &decided.verdicts) {
+            self.event(e);
+        }
+        if enforce != self.enforce {
+            self.enforce = enforce;
+            self.desired_gen += 1;
+        }
+        self.asked = requests.asked;
+        self.admissions = decided.verdicts;
+        let why = (decided.needs_route.first()).map(|id| {
+            let n = decided.needs_route.len();
+            format!("reservation {id} needs a route ({n} in all)")
+        });
+        (
+            with_reservations(demands, &self.asked, &self.admissions),
+            why,
+        )
+    }
+
+    /// The status's list: every request with its verdict.
+    pub(super) fn reservations_status(&self) -> Vec<Value> {
+        (self.asked.iter())
+            .map(|r| {
+                let a = self.admissions.get(&r.id);
+                json!({"id": r.id, "src_mac": r.src_mac, "dst_mac": r.dst_mac, "mbps": r.mbps,
+                    "state": a.map(|a| a.state), "reason": a.map(|a| &a.reason),
+                    "path": a.map(|a| &a.path)})
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A1: &str = "02:00:00:00:01:01";
+    const A2: &str = "02:00:00:00:01:02";
+    const C1: &str = "02:00:00:00:03:01";
+    const C2: &str = "02:00:00:00:03:02";
+
+    fn ask(src: &str, dst: &str, mbps: f64, at: f64) -> ReservationRequest {
+        ReservationRequest {
+            id: ReservationRequest::id_of(src, dst),
+            src_mac: src.into(),
+            dst_mac: dst.into(),
+            mbps,
+            burst_bytes: None,
+            created_unix_s: at,
+        }
+    }
+
+    /// Hosts a, b, c; VMs 01:xx on a, 03:xx on c; every link 100 Mbit/s but a->c (`ac`).
+    fn decide(
+        asked: &[ReservationRequest],
+        before: &BTreeMap<String, Admission>,
+        ac: f64,
+    ) -> Decided {
+        let hosts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let rules = Rules::new();
+        let host_of = |m: &str| match &m[..14] {
+            "02:00:00:00:01" => Some("a".to_string()),
+            "02:00:00:00:03" => Some("c".to_string()),
+            _ => None,
+        };
+        let bw = |k: &Link| {
+            Some(if k == &("a".into(), "c".into()) {
+                ac
+            } else {
+                100.0
+            })
+        };
+        let net = Network {
+            hosts: &hosts,
+            rules: &rules,
+            host_of: &host_of,
+            bw: &bw,
+        };
+        admit(asked, before, &net)
+    }
+
+    fn state(d: &Decided, r: &ReservationRequest) -> (AdmissionState, Vec<String>) {
+        let a = &d.verdicts[&r.id];
+        (a.state, a.path.clone())
+    }
+
+    fn path(p: &str) -> Vec<String> {
+        p.split("->").map(String::from).collect()
+    }
+
+    #[test]
+    fn reservations_are_admitted_in_order_on_their_route_then_around_it_then_refused() {
+        let first = ask(A1, C1, 60.0, 1.0);
+        let second = ask(A2, C2, 60.0, 2.0);
+        let third = ask(A1, C2, 60.0, 3.0);
+        let d = decide(
+            &[third.clone(), second.clone(), first.clone()],
+            &BTreeMap::new(),
+            100.0,
+        );
+        use AdmissionState::*;
+        assert_eq!(state(&d, &first), (Admitted, path("a->c")));
+        assert_eq!(state(&d, &second), (Admitted, path("a->b->c")));
+        assert_eq!(d.needs_route, std::slice::from_ref(&second.id));
+        assert_eq!(state(&d, &third).0, Refused);
+        let why = &d.verdicts[&third.id].reason;
+        assert!(
+            why.contains("60 Mbit/s asked")
+                && why.contains("a->c has 40.0")
+                && why.contains("has 40.0 (link a->b)"),
+            "{why}"
+        );
+        // Refused stays refused, though the first is gone and its link free.
+        let d = decide(&[second.clone(), third.clone()], &d.verdicts, 100.0);
+        assert_eq!(state(&d, &third).0, Refused);
+        assert_eq!(state(&d, &second).0, Admitted);
+    }
+
+    #[test]
+    fn a_reservation_its_link_no_longer_holds_moves_or_is_degraded_never_dropped() {
+        let r = ask(A1, C1, 60.0, 1.0);
+        let d = decide(std::slice::from_ref(&r), &BTreeMap::new(), 100.0);
+        let d2 = decide(std::slice::from_ref(&r), &d.verdicts, 30.0);
+        use AdmissionState::*;
+        assert_eq!(state(&d2, &r), (Admitted, path("a->b->c")), "moved round");
+        assert_eq!(d2.needs_route, std::slice::from_ref(&r.id));
+        let ev = changes(&d.verdicts, &d2.verdicts);
+        assert_eq!(ev[0]["event"], "reservation_rerouted");
+        assert_eq!(ev[0]["was"]["path"], json!(["a", "c"]));
+        // Two on a->c; it falls to 50: the first (held first) goes round through b,
+        // the second has room nowhere: degraded, still enforced, on its route.
+        let big = ask(A2, C2, 100.0, 2.0);
+        let d3 = decide(&[r.clone(), big.clone()], &BTreeMap::new(), 200.0);
+        assert_eq!(state(&d3, &big), (Admitted, path("a->c")));
+        let d4 = decide(&[r.clone(), big.clone()], &d3.verdicts, 50.0);
+        assert_eq!(state(&d4, &r), (Admitted, path("a->b->c")));
+        assert_eq!(state(&d4, &big), (Degraded, path("a->c")));
+        assert!(d4.verdicts[&big.id]
+            .reason
+            .contains("served first on a's uplink"));
+        let host_of = |_: &str| Some("a".to_string());
+        assert_eq!(by_host(&[r, big], &d4.verdicts, &host_of)["a"].len(), 2);
+    }
+
+    #[test]
+    fn unknown_vms_wait_twice_reserved_pairs_and_bad_rates_are_refused() {
+        use AdmissionState::*;
+        let lost = ask(A1, "02:00:00:00:09:01", 10.0, 1.0);
+        let mut twice = ask(A1, C1, 10.0, 3.0);
+        twice.id = "other".into();
+        let once = ask(A1, C1, 10.0, 2.0);
+        let bad = ask(A2, C2, 0.0, 4.0);
+        let d = decide(
+            &[lost.clone(), twice.clone(), once.clone(), bad.clone()],
+            &BTreeMap::new(),
+            100.0,
+        );
+        assert_eq!(state(&d, &lost).0, Pending);
+        assert!(d.verdicts[&lost.id]
+            .reason
+            .contains("02:00:00:00:09:01 is on no host"));
+        assert_eq!(state(&d, &once).0, Admitted);
+        assert_eq!(state(&d, &twice).0, Refused);
+        assert_eq!(state(&d, &bad).0, Refused);
+        assert!(
+            d.verdicts[&bad.id].reason.contains("mbps 0"),
+            "{}",
+            d.verdicts[&bad.id].reason
+        );
+    }
+
+    #[test]
+    fn enforced_reservations_floor_their_demands_and_go_to_their_source_host() {
+        let r = ask(A1, C1, 40.0, 1.0);
+        let quiet = ask(A2, C2, 25.0, 2.0);
+        let d = decide(&[r.clone(), quiet.clone()], &BTreeMap::new(), 100.0);
+        let demands = vec![Demand {
+            src: A1.into(),
+            dst: C1.into(),
+            mbps: 10.0,
+            ..Default::default()
+        }];
+        let out = with_reservations(demands, &[r.clone(), quiet.clone()], &d.verdicts);
+        let rates: Vec<(f64, f64)> = out.iter().map(|d| (d.mbps, d.reserved_mbps)).collect();
+        assert_eq!(rates, [(40.0, 40.0), (25.0, 25.0)]);
+        let host_of = |m: &str| (m < "02:00:00:00:02").then(|| "a".to_string());
+        let hosts = by_host(&[r, quiet], &d.verdicts, &host_of);
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts["a"].len(), 2);
+    }
+}
