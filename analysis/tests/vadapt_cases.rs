@@ -272,3 +272,29 @@ fn a_repair_moves_a_reservation_its_path_does_not_hold() {
         assert_eq!(a.reservations_broken, 0, "{:?}", a.violations);
     }
 }
+
+#[test]
+fn a_reservation_counts_best_effort_that_yields_to_it_as_room() {
+    // A->C measured at 37 Mbit/s (a neighbour's best-effort flows seen as cross
+    // traffic), 95 of which reservations may take: 60 reserved direct are held.
+    let mut p = contested(true);
+    p.demands.remove(0);
+    p.links[0].bw_mbps = 37.0;
+    let held = run(&p, Algo::Greedy);
+    assert_eq!(
+        held.reservations_broken, 1,
+        "measured alone: {:?}",
+        held.violations
+    );
+    p.links[0].reservable_mbps = Some(95.0);
+    for algo in all_algos() {
+        let a = run(&p, algo);
+        assert!(
+            a.violations.iter().all(|v| !v.contains("reservations")),
+            "{algo:?}"
+        );
+        assert_eq!(a.reservations_broken, 0, "{algo:?}");
+    }
+    p.links[0].reservable_mbps = Some(-1.0);
+    assert!(solve(&p, &Options::default()).is_err());
+}

@@ -180,6 +180,7 @@ fn meshed(p: &Problem, bw: f64, dense: bool) -> Problem {
                     to: b.name.clone(),
                     bw_mbps: bw,
                     latency_ms: 0.0,
+                    reservable_mbps: None,
                 });
             }
         }

@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 
+from . import reserve
 from .fabric import hnum, vm_mac
 from .options import HOSTS
 from .procs import in_ns, wait_for
@@ -43,6 +44,7 @@ def daemon_config(h, opts, work, control):
             lines += ["[[switch.peer]]", 'name = "%s"' % x, 'ip = "198.18.100.%d"' % hnum(x),
                       "[[switch.rule]]", 'dst_mac = "%s"' % vm_mac(hnum(x)), 'peer = "%s"' % x]
     lines += control.section(h)
+    lines += reserve.config_lines(h, opts)
     return "\n".join(lines) + "\n"
 
 

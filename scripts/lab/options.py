@@ -37,6 +37,8 @@ class Options:
     stop_etcd_at: Optional[int] = None
     start_etcd_at: Optional[int] = None
     summary_json: str = ""
+    reserve: str = ""
+    noisy: bool = False
 
     def linked(self, a, b):
         """Whether hosts a and b start with an overlay link between them."""
@@ -47,9 +49,10 @@ USAGE = """\
 usage: scripts/lab.sh [options]
   --adapt on|off            the controller adapts (default) or only observes and plans
   --duration S              length of the application's run (default {o.duration})
-  --event throttle|cross    what happens to the A-C link midway: its capacity drops
-                            (tc), or UDP cross traffic from A's site to C's takes
-                            all but --throttle-mbit of it (default {o.event})
+  --event throttle|cross|none
+                            what happens to the A-C link midway: its capacity drops
+                            (tc), UDP cross traffic from A's site to C's takes all
+                            but --throttle-mbit of it, or nothing (default {o.event})
   --throttle-at S           when (default {o.throttle_at})
   --throttle-mbit M         A-C's available bandwidth then (default {o.throttle_mbit})
   --link-mbit M             every link's capacity before (default {o.link_mbit})
@@ -75,10 +78,17 @@ usage: scripts/lab.sh [options]
   --kill-etcd-member-at S   SIGKILL the etcd member leading raft at S
   --stop-etcd-at S          stop every etcd member at S ...
   --start-etcd-at S         ... and start them again at S
+  --reserve X-Y:M            reserve M Mbit/s for the application's VM on X to the VM
+                            on Y (`wrenvnet reserve add`, once a controller leads);
+                            every daemon's uplink is then shaped to 95% of --link-mbit
+  --noisy                   a second VM on A (198.19.0.11) floods C's VM with 4 TCP
+                            flows from 5 s on (--vms netns)
   --summary-json FILE       the run in one JSON document: the result, the lab's events,
                             leaders over time, failover and outage figures; with
                             --migrate the moves (migrations, qemu_downtime_ms,
-                            traffic_gap_ms, connection_survived)
+                            traffic_gap_ms, connection_survived); with --reserve or
+                            --noisy reserved_mbps, reserved_flow_mbps (the application
+                            from 10 s after the noise starts to the end), noisy_mbps
   --out DIR                 keep the results there (result.json, logs, controller events)
   --plain                   one line per second instead of a redrawn screen
   --plot FILE               draw the run (SVG; default /tmp/wrenvnet-lab-adapt-on|off.svg,
@@ -98,10 +108,10 @@ VALUED = {
     "--out": "out", "--plot": "plot", "--controllers": "controllers",
     "--kill-leader-at": "kill_leader_at", "--kill-etcd-member-at": "kill_etcd_member_at",
     "--stop-etcd-at": "stop_etcd_at", "--start-etcd-at": "start_etcd_at",
-    "--summary-json": "summary_json",
+    "--summary-json": "summary_json", "--reserve": "reserve",
 }
 # Flags, by the Options field and the value they set.
-FLAGS = {"--migrate": ("migrate", True), "--plain": ("plain", True), "--no-setup": ("setup", False)}
+FLAGS = {"--migrate": ("migrate", True), "--noisy": ("noisy", True), "--plain": ("plain", True), "--no-setup": ("setup", False)}
 
 
 def fail(message, code=2):
@@ -153,8 +163,12 @@ def check(o):
     """Exits with a message for the first option out of its range."""
     if o.adapt not in ("on", "off"):
         fail("--adapt on|off")
-    if o.event not in ("throttle", "cross"):
-        fail("--event throttle|cross")
+    if o.event not in ("throttle", "cross", "none"):
+        fail("--event throttle|cross|none")
+    if o.reserve and not re.fullmatch(r"([ABC])-(?!\1)[ABC]:[0-9]+(\.[0-9]+)?", o.reserve):
+        fail("--reserve X-Y:M with X, Y two of A B C and M Mbit/s (e.g. A-C:40)")
+    if o.noisy and o.vms != "netns":
+        fail("--noisy needs --vms netns (the noisy VM is a namespace)")
     if o.vms not in ("netns", "qemu"):
         fail("--vms netns|qemu")
     pairs = [a + "-" + b for a in HOSTS for b in HOSTS if a != b]

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 
-from . import migrate, moves, options
+from . import migrate, moves, options, reserve
 from .control import ControlPlane, wait_leader
 from .fabric import Fabric, hnum, vm_mac
 from .hosts import (api_socket_up, daemon_config, start_controller,
@@ -117,6 +117,8 @@ class Lab:
         step("three hosts, a fabric with %d Mbit/s links and %s ms per access link, one VM per host"
              % (o.link_mbit, o.delay_ms))
         self.fabric.build()
+        if o.noisy:
+            reserve.build_noisy(self.fabric)
         step("the cluster's state: 3 etcd members (TLS, client certificates) on a "
              "management network, 198.18.200.0/24")
         self.control = ControlPlane(self)
@@ -133,6 +135,9 @@ class Lab:
             raise Failed("no controller replica leads after 30 s:",
                          read(self.path("controller-c1.log"))[-3000:])
         print("   leader: %s" % leader)
+        if o.reserve:
+            step("reservation %s Mbit/s (wrenvnet reserve add)" % o.reserve)
+            reserve.ask(self)
         step("the application: iperf3 TCP from the VM on A (198.19.0.1) to the VM on C "
              "(198.19.0.3), %d s" % o.duration)
         self.app = self.start_application()
@@ -245,7 +250,8 @@ class Lab:
                ("kill leader", o.kill_leader_at, self.kill_leader),
                ("kill member", o.kill_etcd_member_at, self.kill_etcd_member),
                ("stop etcd", o.stop_etcd_at, self.stop_etcd),
-               ("start etcd", o.start_etcd_at, self.start_etcd)]
+               ("start etcd", o.start_etcd_at, self.start_etcd),
+               ("noise", reserve.NOISE_AT_S if o.noisy else None, self.start_noise)]
         while self.app.poll() is None:
             e = self.elapsed()
             if e > o.duration + OVERRUN_S:
@@ -268,15 +274,23 @@ class Lab:
         s = Snapshot(self.work, self.t0)
         with open(self.path("timeline.jsonl"), "a") as f:
             f.write(json.dumps(timeline_row(s)) + "\n")
+        extra = reserve.line_text(self, s.tput) if reserve.shaped(self.opts) else ""
         if self.opts.plain:
-            print(line(s))
+            print(line(s) + ("  | " + extra if extra else ""))
         else:
-            sys.stdout.write(CLEAR + screen(s, self.opts.adapt) + "\n")
+            sys.stdout.write(CLEAR + screen(s, self.opts.adapt) + "\n  " + extra + "\n")
             sys.stdout.flush()
+
+    def start_noise(self, e):
+        """--noisy: the second VM on A floods C."""
+        reserve.start_noise(self)
+        self.lab_event(e, "noisy VM on A: %d TCP flows to C" % reserve.NOISY_FLOWS)
 
     def link_event(self, e):
         """Midway: A-C throttled both ways, or filled with UDP cross traffic A -> C."""
         o = self.opts
+        if o.event == "none":
+            return
         if o.event == "throttle":
             self.fabric.set_link("A", "C", o.throttle_mbit)
             self.fabric.set_link("C", "A", o.throttle_mbit)
@@ -430,6 +444,8 @@ class Lab:
         s = Snapshot(self.work, self.t0)
         r = result(s, self.opts.throttle_at, self.opts.adapt)
         print(summary(s, r))
+        if reserve.shaped(self.opts):
+            print(reserve.closing_text(reserve.figures(self, s.tput)))
         with open(self.path("result.json"), "w") as f:
             json.dump(r, f, indent=1)
         if plot(s, self.opts.adapt, self.opts.plot):
@@ -466,6 +482,8 @@ class Lab:
         }
         if o.migrate:
             doc.update(moves.summary_fields(self, s.ctl_events, doc["application_ok"]))
+        if reserve.shaped(o):
+            doc.update(reserve.figures(self, s.tput))
         with open(o.summary_json, "w") as f:
             json.dump(doc, f, indent=1)
         print("  summary: %s" % o.summary_json)

@@ -136,6 +136,7 @@ impl Situation<'_> {
                     to: k.1.clone(),
                     bw_mbps: bw.max(0.0),
                     latency_ms: self.latency.get(k).copied().unwrap_or(0.0),
+                    reservable_mbps: None,
                 })
                 .collect(),
             default_link: None,

@@ -140,13 +140,18 @@ impl Controller {
         }
     }
 
+    /// Whether reservations are in use: asked for, enforced, or given to a host.
+    fn reserving(&self) -> bool {
+        let given = (self.replica.written.values())
+            .any(|w| w.reservations.as_ref().is_some_and(|r| !r.is_empty()));
+        !self.asked.is_empty() || !self.enforce.is_empty() || given
+    }
+
     /// Each host's reservations in its desired state: once any is asked for (or a host
     /// was given some), every host gets its complete set, empty ones too, so that an
     /// ended reservation is removed; before, none (a daemon keeps its `[qos]` ones).
     fn with_enforced(&self, want: &mut BTreeMap<String, Desired>) {
-        let given = (self.replica.written.values())
-            .any(|w| w.reservations.as_ref().is_some_and(|r| !r.is_empty()));
-        if self.asked.is_empty() && self.enforce.is_empty() && !given {
+        if !self.reserving() {
             return;
         }
         for (h, d) in want.iter_mut() {
@@ -177,7 +182,9 @@ impl Controller {
                     .all(|((h, ip), (h2, ip2))| h == h2 && ip == ip2)
         });
         // Desired state needs every host's underlay address: not while a host is down.
-        let mut want = match (&self.desired, self.adapt && all_up && !known) {
+        // Observing, the routes stay as adopted; reservations are still enforced.
+        let writes = self.adapt || self.reserving();
+        let mut want = match (&self.desired, writes && all_up && !known) {
             (Some(d), true) => decide::desired_state(d, &underlay),
             _ => BTreeMap::new(),
         };
@@ -199,7 +206,7 @@ impl Controller {
                 .map(|(h, ip)| (h.to_string(), ip.to_string())))
             .collect()
         };
-        let whole = self.desired.is_some() && self.adapt && all_up;
+        let whole = self.desired.is_some() && writes && all_up;
         let published = whole.then(|| (self.desired_gen, revision, owned()));
         if changed.is_empty() && !known {
             self.published.clone_from(&published);

@@ -44,7 +44,8 @@ pub struct ControllerArgs {
     /// Controller config (TOML; see config/controller.example.toml).
     #[arg(short, long)]
     config: PathBuf,
-    /// Adaptation off: observe and plan, log what would change, change nothing.
+    /// Adaptation off: observe and plan, log what would change, change no route
+    /// (reservations are still admitted and enforced).
     #[arg(long)]
     observe: bool,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
@@ -167,6 +168,9 @@ struct Controller {
     asked: Vec<crate::cluster::ReservationRequest>,
     /// Each host's enforced reservations (its desired state's).
     enforce: BTreeMap<String, Vec<crate::cluster::ReservationSpec>>,
+    /// The fleet's own best-effort traffic on each link (Mbit/s), which yields to
+    /// reservations: what they may take of a link counts it as free (`reserve`).
+    yielding: BTreeMap<(String, String), f64>,
 }
 
 impl Controller {
@@ -346,6 +350,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         admissions: BTreeMap::new(),
         asked: Vec::new(),
         enforce: BTreeMap::new(),
+        yielding: BTreeMap::new(),
     };
     let quit = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

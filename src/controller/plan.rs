@@ -109,11 +109,14 @@ impl Controller {
         let links: Vec<LinkSpec> = (keys.into_iter())
             .filter_map(|k| {
                 let l = self.view.link(k)?;
+                let bw_mbps = l.bw_mbps(tolerance).max(0.0);
                 Some(LinkSpec {
                     from: k.0.clone(),
                     to: k.1.clone(),
-                    bw_mbps: l.bw_mbps(tolerance).max(0.0),
+                    bw_mbps,
                     latency_ms: l.latency_ms(),
+                    reservable_mbps: (self.yielding.get(k))
+                        .map(|y| (bw_mbps + y).min(self.view.nominal(k).0)),
                 })
             })
             .collect();

@@ -3,8 +3,13 @@
 //!
 //! Admission is first come, first served, and never takes back what it gave: the
 //! reservations already admitted are booked first (in the order they were asked for),
-//! then the new ones. A link's capacity for reservations is the bandwidth the planner
-//! uses (nominal, or Wren's measurement where it disagrees: `LinkState::bw_mbps`). A
+//! then the new ones. A link's capacity for reservations is what traffic that does not
+//! yield to them leaves: the bandwidth the planner uses (nominal, or Wren's
+//! measurement where it disagrees: `LinkState::bw_mbps`) plus the best-effort traffic
+//! of the fleet's own VMs routed on it (VTTIF's demands), at most the nominal
+//! capacity. Wren, measuring from an application's own TCP, sees a neighbour VM's
+//! best-effort flows as cross traffic; but those are shaped on their host's uplink
+//! behind any reservation, so they take nothing from it. A
 //! reservation is admitted when the route in force towards its destination has its
 //! rate left on every link, or when another path (direct, or through one other host)
 //! has; in the second case VADAPT is asked to route it (`needs_route`): an admitted
@@ -199,6 +204,37 @@ fn alternatives<'a>(
     )
 }
 
+/// Mbit/s of the fleet's own best-effort traffic on each link: every demand but the
+/// reserved pairs', along its route in force.
+fn best_effort_load(
+    demands: &[Demand],
+    asked: &[ReservationRequest],
+    rules: &Rules,
+    host_of: &dyn Fn(&str) -> Option<String>,
+) -> BTreeMap<Link, f64> {
+    let reserved: BTreeSet<(String, String)> = (asked.iter())
+        .map(|r| {
+            (
+                r.src_mac.to_ascii_lowercase(),
+                r.dst_mac.to_ascii_lowercase(),
+            )
+        })
+        .collect();
+    let mut out: BTreeMap<Link, f64> = BTreeMap::new();
+    for d in demands
+        .iter()
+        .filter(|d| !reserved.contains(&(d.src.clone(), d.dst.clone())))
+    {
+        let (Some(hs), Some(hd)) = (host_of(&d.src), host_of(&d.dst)) else {
+            continue;
+        };
+        for w in route(rules, &hd, &hs, &d.dst).windows(2) {
+            *out.entry((w[0].clone(), w[1].clone())).or_default() += d.mbps;
+        }
+    }
+    out
+}
+
 /// Whether a verdict puts its reservation on the source's uplink.
 fn enforced(a: &Admission) -> bool {
     matches!(a.state, AdmissionState::Admitted | AdmissionState::Degraded)
@@ -317,11 +353,22 @@ impl super::Controller {
         let hosts: Vec<String> = self.cfg.hosts.iter().map(|h| h.name.clone()).collect();
         let tolerance = self.view.tolerance;
         let view = &self.view;
-        let bw = |k: &Link| view.link(k).map(|l| l.bw_mbps(tolerance));
         let host_of = |m: &str| inv.host_of(&m.to_ascii_lowercase());
+        let rules = self.desired.as_ref().unwrap_or(current);
+        // Walked only while reservations are asked for: a fleet has thousands of demands.
+        let yielding = match requests.asked.is_empty() {
+            true => BTreeMap::new(),
+            false => best_effort_load(&demands, &requests.asked, rules, &host_of),
+        };
+        let bw = |k: &Link| {
+            let l = view.link(k)?;
+            let ours = yielding.get(k).copied().unwrap_or(0.0);
+            Some((l.bw_mbps(tolerance) + ours).min(view.nominal(k).0))
+        };
+        self.yielding.clone_from(&yielding);
         let net = Network {
             hosts: &hosts,
-            rules: self.desired.as_ref().unwrap_or(current),
+            rules,
             host_of: &host_of,
             bw: &bw,
         };
@@ -525,5 +572,23 @@ mod tests {
         let hosts = by_host(&[r, quiet], &d.verdicts, &host_of);
         assert_eq!(hosts.len(), 1);
         assert_eq!(hosts["a"].len(), 2);
+    }
+
+    #[test]
+    fn best_effort_traffic_of_the_fleets_vms_is_room_for_reservations_reserved_pairs_are_not() {
+        let r = ask(A1, C1, 40.0, 1.0);
+        let d = |src: &str, dst: &str, mbps| Demand {
+            src: src.into(),
+            dst: dst.into(),
+            mbps,
+            ..Default::default()
+        };
+        let demands = [d(A1, C1, 55.0), d(A2, C2, 30.0), d(C2, A2, 2.0)];
+        let host_of = |m: &str| Some(if m < "02:00:00:00:02" { "a" } else { "c" }.to_string());
+        let load = best_effort_load(&demands, std::slice::from_ref(&r), &Rules::new(), &host_of);
+        let k = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(load[&k("a", "c")], 30.0);
+        assert_eq!(load[&k("c", "a")], 2.0);
+        assert_eq!(load.len(), 2);
     }
 }

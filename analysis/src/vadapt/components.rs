@@ -148,6 +148,10 @@ pub fn sub_instance(inst: &Instance, vms: &[usize], demands: &[usize], used: &Us
             .collect(),
         objective: inst.objective,
         largest_bw: inst.largest_bw,
+        // Less everything outside uses (its best-effort too): conservative.
+        reservable: (inst.reservable.iter())
+            .map(|(&(a, b), &r)| ((a, b), r - used.link[a][b]))
+            .collect(),
     };
     Sub {
         inst: sub,

@@ -74,15 +74,21 @@ impl Ord for Ordered {
     }
 }
 
-/// Routes every demand of `mapping`, heaviest first, on current residuals.
+/// Routes every demand of `mapping` on current residuals: the reserved ones first, on
+/// what reservations may take (`Residuals::reservable`), then the heaviest first.
 pub fn route_all(inst: &Instance, mapping: &[HostId]) -> (Vec<Vec<HostId>>, Residuals) {
     let mut res = Residuals::new(inst);
+    let mut held = Residuals::reservable(inst);
     let mut order: Vec<usize> = (0..inst.demands.len()).collect();
     order.sort_by(|&a, &b| Demand::first(&inst.demands, a, b));
     let mut paths = vec![Vec::new(); inst.demands.len()];
     for i in order {
-        let p = route_one(inst, &res, mapping, i);
+        let reserved = inst.demands[i].reserved_mbps > 0.0;
+        let p = route_one(inst, if reserved { &held } else { &res }, mapping, i);
         res.apply(&p, inst.demands[i].mbps, 1.0);
+        if reserved {
+            held.apply(&p, inst.demands[i].reserved_mbps, 1.0);
+        }
         paths[i] = p;
     }
     (paths, res)

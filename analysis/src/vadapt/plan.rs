@@ -274,11 +274,7 @@ fn reservations(
             *load.entry((w[0].0, w[1].0)).or_default() += d.reserved_mbps;
         }
     }
-    let n = inst.hosts();
-    let bw = |(a, b): (usize, usize)| match (a < n && b < n).then(|| inst.bw[a][b]) {
-        Some(Some(bw)) => bw,
-        _ => 0.0,
-    };
+    let bw = |(a, b): (usize, usize)| inst.reservable(a, b);
     let over = |k: (usize, usize)| load.get(&k).is_some_and(|&l| l > bw(k) + EPS);
     let mut keys: Vec<&(usize, usize)> = load.keys().filter(|&&k| over(k)).collect();
     keys.sort_unstable();

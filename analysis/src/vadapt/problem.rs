@@ -47,6 +47,11 @@ pub struct LinkSpec {
     pub bw_mbps: f64,
     #[serde(default)]
     pub latency_ms: f64,
+    /// What reservations may take of the link (default `bw_mbps`): its capacity less
+    /// the traffic that does not yield to them. Best-effort traffic of the planned
+    /// VMs, shaped behind reservations on its host's uplink, does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservable_mbps: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,9 +186,20 @@ pub struct Instance {
     pub objective: Objective,
     /// The largest bandwidth anywhere (at least 1): the unit of constraint penalties.
     pub largest_bw: f64,
+    /// The links whose capacity for reservations is not their bandwidth
+    /// (`LinkSpec::reservable_mbps`), by (from, to).
+    pub reservable: HashMap<(usize, usize), f64>,
 }
 
 impl Instance {
+    /// What reservations may take of the link a→b (0 when there is none).
+    pub fn reservable(&self, a: usize, b: usize) -> f64 {
+        match self.reservable.get(&(a, b)) {
+            Some(&r) => r,
+            None => self.bw.get(a).and_then(|r| *r.get(b)?).unwrap_or(0.0),
+        }
+    }
+
     pub fn hosts(&self) -> usize {
         self.host_names.len()
     }
@@ -232,6 +248,7 @@ impl Instance {
                 (bw, latency)
             }
         };
+        let mut reservable = HashMap::new();
         for l in &p.links {
             // Named only on an error: a fleet's problem has a million links.
             let what = || format!("link {}->{}", l.from, l.to);
@@ -254,6 +271,18 @@ impl Instance {
             }
             bw[a][b] = Some(l.bw_mbps);
             latency[a][b] = l.latency_ms;
+            match l.reservable_mbps {
+                Some(r) if !non_negative(r) => {
+                    return Err(ProblemError::BadValue(format!(
+                        "{}: reservable_mbps must be a finite number >= 0",
+                        what()
+                    )))
+                }
+                Some(r) => {
+                    reservable.insert((a, b), r);
+                }
+                None => {}
+            }
         }
         let mut vm_ix = HashMap::new();
         let mut current = Vec::new();
@@ -330,6 +359,7 @@ impl Instance {
             .chain(p.hosts.iter().map(|h| &h.local_bw_mbps))
             .fold(1.0f64, |a, &b| a.max(b));
         Ok(Instance {
+            reservable,
             largest_bw,
             host_names: p.hosts.iter().map(|h| h.name.clone()).collect(),
             vm_names: p.vms.iter().map(|v| v.name.clone()).collect(),

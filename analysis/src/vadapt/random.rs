@@ -68,6 +68,7 @@ pub fn instance(rng: &mut Rng, shape: Shape) -> Problem {
                     to: format!("h{b}"),
                     bw_mbps: (50.0 + rng.unit() * 950.0).round(),
                     latency_ms: (0.5 + rng.unit() * 19.5 * 10.0).round() / 10.0,
+                    reservable_mbps: None,
                 });
             }
         }

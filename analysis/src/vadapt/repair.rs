@@ -315,7 +315,7 @@ fn unheld_reservations(inst: &Instance, plan: &Plan) -> Vec<usize> {
             *load.entry((w[0].0, w[1].0)).or_default() += inst.demands[i].reserved_mbps;
         }
     }
-    let over = |a: HostId, b: HostId| load[&(a.0, b.0)] > inst.bw[a.0][b.0].unwrap_or(0.0) + EPS;
+    let over = |a: HostId, b: HostId| load[&(a.0, b.0)] > inst.reservable(a.0, b.0) + EPS;
     (0..inst.demands.len())
         .filter(reserved)
         .filter(|&i| plan.paths[i].windows(2).any(|w| over(w[0], w[1])))
@@ -481,12 +481,12 @@ fn route_touched(inst: &Instance, carried: &mut Carried) {
         plan, demand, vm, ..
     } = carried;
     let reserved = |i: usize| inst.demands[i].reserved_mbps > 0.0;
-    let (mut all, mut held) = (Residuals::new(inst), Residuals::new(inst));
+    let (mut all, mut held) = (Residuals::new(inst), Residuals::reservable(inst));
     for (i, d) in inst.demands.iter().enumerate() {
         if !demand[i] {
             all.apply(&plan.paths[i], d.mbps, 1.0);
             if reserved(i) {
-                held.apply(&plan.paths[i], d.mbps, 1.0);
+                held.apply(&plan.paths[i], d.reserved_mbps, 1.0);
             }
         }
     }
@@ -496,7 +496,7 @@ fn route_touched(inst: &Instance, carried: &mut Carried) {
     let mut crossed: HashSet<(usize, usize)> = HashSet::new();
     for &i in &order {
         let p = route_one(inst, &held, &plan.mapping, i);
-        held.apply(&p, inst.demands[i].mbps, 1.0);
+        held.apply(&p, inst.demands[i].reserved_mbps, 1.0);
         all.apply(&p, inst.demands[i].mbps, 1.0);
         crossed.extend(p.windows(2).map(|w| (w[0].0, w[1].0)));
         plan.paths[i] = p;

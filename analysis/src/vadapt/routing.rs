@@ -29,6 +29,18 @@ impl Residuals {
         }
     }
 
+    /// Everything free to reservations (`Instance::reservable`): where reserved
+    /// demands are routed, best-effort traffic yielding to them.
+    pub fn reservable(inst: &Instance) -> Self {
+        let mut r = Self::new(inst);
+        for (&(a, b), &bw) in &inst.reservable {
+            if inst.bw[a][b].is_some() {
+                r.link[a][b] = bw;
+            }
+        }
+        r
+    }
+
     /// Takes `mbps` along `path` (`sign` = 1.0) or gives it back (`sign` = -1.0).
     pub fn apply(&mut self, path: &[HostId], mbps: f64, sign: f64) {
         if path.len() == 1 {
