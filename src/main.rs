@@ -53,6 +53,9 @@ enum Command {
     Cluster(operator::cluster::EtcdArgs),
     /// The controllers' decision log in etcd, oldest first.
     Decisions(operator::cluster::DecisionsArgs),
+    /// Reservations in etcd: ask for one and wait for the controller's verdict (add),
+    /// list them with their verdicts (list), end one (del).
+    Reserve(operator::reserve::ReserveArgs),
     /// Read a capture (pcap/pcapng, underlay VXLAN or plain) and run the analysis engines on it.
     Analyze(operator::analyze::AnalyzeArgs),
     /// Close the loop, as one of N replicas over etcd: read every daemon's views, run
@@ -72,8 +75,8 @@ fn main() -> ExitCode {
     // A tool whose output goes to a pipe ends quietly when the reader does (`| head`).
     // Processes that hold network sessions keep SIGPIPE ignored: a peer that closes
     // mid-write (an API or control-socket client, an etcd member refusing a TLS
-    // handshake) is an error to handle, never a reason to die; `cluster` and
-    // `decisions` restore the default once their etcd session is over.
+    // handshake) is an error to handle, never a reason to die; `cluster`,
+    // `decisions` and `reserve` restore the default once their etcd session is over.
     if !matches!(
         cli.command,
         Command::Run(_)
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
             | Command::FleetSim(_)
             | Command::Cluster(_)
             | Command::Decisions(_)
+            | Command::Reserve(_)
     ) {
         dataplane::process::restore_default_sigpipe();
     }
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Vms(args) => operator::vms(args).map(|()| ExitCode::SUCCESS),
         Command::Cluster(args) => operator::cluster::cluster(args).map(|()| ExitCode::SUCCESS),
         Command::Decisions(args) => operator::cluster::decisions(args).map(|()| ExitCode::SUCCESS),
+        Command::Reserve(args) => operator::reserve::run(args).map(|()| ExitCode::SUCCESS),
         Command::Analyze(args) => operator::analyze::run(args).map(|()| ExitCode::SUCCESS),
         Command::Controller(args) => controller::run(args).map(|()| ExitCode::SUCCESS),
         Command::FleetSim(args) => fleet::run(args).map(|()| ExitCode::SUCCESS),

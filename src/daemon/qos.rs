@@ -19,8 +19,12 @@ pub fn reservation(spec: &ReservationSpec) -> Result<Reservation> {
         anyhow::bail!("a reservation's source and destination must be unicast MACs");
     }
     let rate = Rate::from_mbps(spec.mbps, spec.burst_bytes)
-        .with_context(|| format!("mbps {} burst_bytes {:?}", spec.mbps, spec.burst_bytes))?;
-    Ok(Reservation { src, dst, rate })
+        .with_context(|| format!("mbps {}", spec.mbps))?;
+    let r = Reservation { src, dst, rate };
+    // The burst is checked with the policy (`Rate::from_mbps` checks the rate only).
+    QosPolicy::new(None, None, vec![r], 1)
+        .with_context(|| format!("burst_bytes {}", rate.burst_bytes))?;
+    Ok(r)
 }
 
 /// How a reservation is named in errors and logs.

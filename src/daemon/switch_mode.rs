@@ -186,7 +186,7 @@ fn bind_api<'v>(
     let mut ops = crate::daemon::api::Operations::new(identity, Arc::clone(fib), vm_ports)
         .with_lifetimes(lifetimes);
     if let Some(e) = etcd {
-        ops = ops.with_etcd(e.status());
+        ops = ops.with_etcd(e.status()).with_etcd_writes(e.writes());
     }
     crate::daemon::api::Api::bind(&config.api, ops)
 }

@@ -40,7 +40,7 @@ pub struct EtcdArgs {
     key_file: Option<PathBuf>,
     /// Print one JSON document instead of a table.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,7 +54,7 @@ pub struct DecisionsArgs {
 
 impl EtcdArgs {
     #[cold]
-    fn section(&self) -> Result<EtcdSection> {
+    pub(crate) fn section(&self) -> Result<EtcdSection> {
         let section = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -89,7 +89,7 @@ impl EtcdArgs {
 
 /// Runs `f` against etcd on a runtime of this thread.
 #[cold]
-fn with_etcd<T>(
+pub(crate) fn with_etcd<T>(
     args: &EtcdArgs,
     f: impl AsyncFnOnce(Client, &EtcdSection) -> Result<T>,
 ) -> Result<T> {

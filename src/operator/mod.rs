@@ -4,12 +4,14 @@
 //! daemon's Wren path views; `wrenvnet status` their counters; `wrenvnet rules`, `links`
 //! and `vms` list them or change one daemon's. Offline, without a daemon: `analyze`
 //! (captures through the analysis engines, `plot` its charts) and `adapt` (VADAPT on a
-//! problem file).
+//! problem file). Over etcd, without a daemon: `cluster` and `decisions` (the cluster
+//! as etcd holds it) and `reserve` (reservations asked for, and their verdicts).
 
 pub mod adapt;
 pub mod analyze;
 pub mod cluster;
 pub mod plot;
+pub mod reserve;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -3,7 +3,8 @@
 //! on TCP when one is configured, and always when the listener is not on loopback;
 //! with `tls_cert`/`tls_key` the TCP listener speaks HTTPS only, rustls).
 //! tiny_http's own threads accept and parse; the requests are answered from the main
-//! lcore's loop (`poll`, which never blocks), never from a worker.
+//! lcore's loop (`poll`, which never blocks), never from a worker. A request that waits
+//! on something (a VM port's device, an etcd write) is answered by a later `poll`.
 //!
 //! | route | what |
 //! |---|---|
@@ -19,17 +20,21 @@
 //! | `DELETE /links/{name}` | remove a link (refused while rules use it) |
 //! | `GET /vms` | VM ports: name, VM MAC, slot, devargs |
 //! | `GET /reservations` | the uplink's capacity, the per-VM best-effort cap, the reservations in force |
+//! | `POST /reservations` body `{"src_mac":M,"dst_mac":M,"mbps":R,"burst_bytes":B?}` | ask for a reservation in etcd, as `wrenvnet reserve add` (201 `{"id","key"}`; 409 the pair has one, or no `[etcd]`; 503 etcd unreachable) |
+//! | `DELETE /reservations/{id}` | end a reservation in etcd (404 when there is none) |
 //! | `PUT /vms/{port}` body `{"devargs":D,"mac":M,"incoming":B?}` | plug a VM port live (its rule follows; incoming: once the VM announces itself there) |
 //! | `GET /locations` | VM locations learned from their announcements, forwarding pointers |
 //! | `DELETE /vms/{port}` | unplug a VM port (its rules withdrawn first) |
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Errors are JSON `{"ok":false,"error":...}` with 400 (bad request, nothing changed),
-//! 401 (token), 404 (no such route), 405 (method), 413 (body too large).
+//! 401 (token), 404 (no such route), 405 (method), 409 (conflict), 413 (body too
+//! large), 503 (etcd did not answer in time: the write may or may not have landed).
 
 pub mod locations;
 mod metrics;
 mod operations;
+mod reserve;
 
 use std::cell::RefCell;
 use std::io::Read;
@@ -44,6 +49,7 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 pub use operations::{Identity, Operations};
 
+use crate::daemon::cluster::writes::Waiting;
 use crate::daemon::vm_ports::Ticket;
 
 /// `[api]` in the config file.
@@ -112,6 +118,8 @@ pub struct Api<'v> {
     ops: Operations<'v>,
     /// Requests answered once their VM port change finishes (`PUT`/`DELETE /vms`).
     pending: RefCell<Vec<(Ticket, Request)>>,
+    /// Requests answered once their etcd write ends (`POST`/`DELETE /reservations`).
+    waiting: RefCell<Vec<(Waiting, Request)>>,
 }
 
 impl<'v> Api<'v> {
@@ -164,6 +172,7 @@ impl<'v> Api<'v> {
             token: cfg.token.clone(),
             ops,
             pending: RefCell::new(Vec::new()),
+            waiting: RefCell::new(Vec::new()),
         })
     }
 
@@ -173,7 +182,7 @@ impl<'v> Api<'v> {
     }
 
     /// Answers every request waiting on any listener, and those whose VM port change
-    /// finished; returns at once when none is.
+    /// finished or etcd write ended; returns at once when none is.
     #[cold]
     pub fn poll(&self, counters: &[SwitchCounters], analysis: &AnalysisLoop) {
         for (ticket, result) in self.ops.vm_changes() {
@@ -183,12 +192,30 @@ impl<'v> Api<'v> {
                 let _ = req.respond(reply(result));
             }
         }
+        self.answer_etcd_writes();
         for l in &self.listeners {
             while let Ok(Some(req)) = l.server.try_recv() {
                 let authorized = !l.needs_token || self.authorized(&req);
-                if let Some(later) = answer(req, authorized, &self.ops, counters, analysis) {
-                    self.pending.borrow_mut().push(later);
+                match answer(req, authorized, &self.ops, counters, analysis) {
+                    Some((Deferred::Vm(t), req)) => self.pending.borrow_mut().push((t, req)),
+                    Some((Deferred::Etcd(w), req)) => self.waiting.borrow_mut().push((w, req)),
+                    None => {}
                 }
+            }
+        }
+    }
+
+    /// Answers the requests whose etcd write ended (or timed out).
+    fn answer_etcd_writes(&self) {
+        let mut waiting = self.waiting.borrow_mut();
+        let mut i = 0;
+        while i < waiting.len() {
+            match waiting[i].0.poll() {
+                Some(r) => {
+                    let (_, req) = waiting.swap_remove(i);
+                    let _ = req.respond(json_response(r.status, &r.body));
+                }
+                None => i += 1,
             }
         }
     }
@@ -235,10 +262,18 @@ fn error(status: u16, msg: impl Into<String>) -> Reply {
     json_response(status, &json!({"ok": false, "error": msg.into()}))
 }
 
-/// A request's answer: now, or once the VM port change with this ticket finishes.
+/// A request's answer: now, or later.
 enum Answer {
     Now(Reply),
-    Later(Ticket),
+    Later(Deferred),
+}
+
+/// What a request answered later waits on.
+enum Deferred {
+    /// The VM port change with this ticket.
+    Vm(Ticket),
+    /// An etcd write.
+    Etcd(Waiting),
 }
 
 fn reply(result: Result<Value>) -> Reply {
@@ -249,7 +284,7 @@ fn reply(result: Result<Value>) -> Reply {
 }
 
 /// Reads the request's body (at most `MAX_BODY` bytes) and answers it, or hands it
-/// back with its ticket to be answered later.
+/// back with what it waits on, to be answered later.
 #[cold]
 fn answer(
     mut req: Request,
@@ -257,7 +292,7 @@ fn answer(
     ops: &Operations<'_>,
     counters: &[SwitchCounters],
     analysis: &AnalysisLoop,
-) -> Option<(Ticket, Request)> {
+) -> Option<(Deferred, Request)> {
     if !authorized {
         let _ = req.respond(error(401, "missing or wrong bearer token"));
         return None;
@@ -281,7 +316,7 @@ fn answer(
             let _ = req.respond(r);
             None
         }
-        Answer::Later(ticket) => Some((ticket, req)),
+        Answer::Later(what) => Some((what, req)),
     }
 }
 
@@ -326,12 +361,14 @@ fn route(
             return later(json_body().and_then(|b| ops.plug_vm(port, &b)));
         }
         (Method::Delete, ["vms", port]) => return later(ops.unplug_vm(port)),
+        (Method::Post, ["reservations"]) => return reserve::post(ops, body),
+        (Method::Delete, ["reservations", id]) => return reserve::delete(ops, id),
         (
             _,
             ["health" | "metrics" | "stats" | "paths" | "matrix" | "rules" | "links" | "vms"
             | "reservations" | "locations"],
         )
-        | (_, ["rules" | "links" | "vms", _]) => {
+        | (_, ["rules" | "links" | "vms" | "reservations", _]) => {
             return Answer::Now(error(405, format!("{method} is not allowed on {url}")));
         }
         _ => return Answer::Now(error(404, format!("no route {url}"))),
@@ -342,7 +379,7 @@ fn route(
 /// A VM port change under way is answered when it finishes; a refused one at once.
 fn later(ticket: Result<Ticket>) -> Answer {
     match ticket {
-        Ok(t) => Answer::Later(t),
+        Ok(t) => Answer::Later(Deferred::Vm(t)),
         Err(e) => Answer::Now(reply(Err(e))),
     }
 }

@@ -17,6 +17,7 @@ use dataplane::switch::fib::{Dest, Fib, PeerIx, PeerSpec, VmSlot};
 use serde_json::{json, Value};
 
 use crate::cluster::{Applied, Desired, DesiredLink};
+use crate::daemon::cluster::writes::Writes;
 use crate::daemon::cluster::{unix_now, EtcdStatus};
 use crate::daemon::config::parse_mac;
 use crate::daemon::qos;
@@ -40,6 +41,8 @@ pub struct Operations<'v> {
     pub(super) locations: RefCell<super::locations::Locations>,
     /// The etcd session's state, with `[etcd]`.
     etcd: Option<Arc<EtcdStatus>>,
+    /// The way to etcd for the operator's writes (`POST /reservations`), with `[etcd]`.
+    etcd_writes: Option<Writes>,
 }
 
 pub(crate) fn mac_str(m: &[u8; 6]) -> String {
@@ -68,6 +71,7 @@ impl<'v> Operations<'v> {
             vms,
             locations: RefCell::default(),
             etcd: None,
+            etcd_writes: None,
         }
     }
 
@@ -85,6 +89,16 @@ impl<'v> Operations<'v> {
 
     pub fn etcd(&self) -> Option<&EtcdStatus> {
         self.etcd.as_deref()
+    }
+
+    /// Writes reservations in etcd (`POST`/`DELETE /reservations`).
+    pub(crate) fn with_etcd_writes(mut self, writes: Writes) -> Self {
+        self.etcd_writes = Some(writes);
+        self
+    }
+
+    pub(crate) fn etcd_writes(&self) -> Option<&Writes> {
+        self.etcd_writes.as_ref()
     }
 
     /// This daemon's host name.

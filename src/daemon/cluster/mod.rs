@@ -6,10 +6,12 @@
 //! and it applies each desired state it receives with the API's lossless RCU updates.
 //! The workers never see any of it: with etcd gone they forward with the rules in force.
 //! The thread is spawned from the main lcore and inherits its CPU set, never a worker's.
+//! Its runtime also runs the writes the HTTP API makes for an operator (`writes.rs`).
 
 pub(crate) mod session;
 mod status;
 mod views;
+pub(crate) mod writes;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -56,6 +58,8 @@ pub struct Link {
     last_views: Instant,
     /// How long the control thread gets to revoke its lease at exit.
     exit_wait: Duration,
+    /// The API's writes, on the control thread's runtime.
+    writes: writes::Writes,
 }
 
 impl Link {
@@ -69,6 +73,11 @@ impl Link {
         let (views_tx, views_rx) = watch::channel(None);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let host = record.host.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start a tokio runtime for the etcd control thread")?;
+        let writes = writes::Writes::new(rt.handle().clone(), section.clone());
         let control = session::Control::new(
             section.clone(),
             record,
@@ -82,7 +91,7 @@ impl Link {
         );
         let thread = std::thread::Builder::new()
             .name("etcd".into())
-            .spawn(move || session::run(control))
+            .spawn(move || session::run(rt, control))
             .context("cannot start the etcd control thread")?;
         log::info!(
             "etcd: host {host} at {} (prefix {})",
@@ -102,11 +111,17 @@ impl Link {
             arrivals: 0,
             last_views: Instant::now(),
             exit_wait: Duration::from_millis(section.timeout_ms * 2),
+            writes,
         })
     }
 
     pub fn status(&self) -> Arc<EtcdStatus> {
         Arc::clone(&self.status)
+    }
+
+    /// The HTTP API's way to etcd (`POST`/`DELETE /reservations`).
+    pub fn writes(&self) -> writes::Writes {
+        self.writes.clone()
     }
 
     /// One pass of the main loop: applies the desired states received, hands over the

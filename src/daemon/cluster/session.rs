@@ -56,19 +56,11 @@ fn jittered(d: Duration) -> Duration {
     d + d / 10 * (nanos % 1000) / 1000
 }
 
-/// The thread's body: a runtime of its own, sessions until shutdown.
+/// The thread's body: sessions until shutdown, on the thread's runtime (which also
+/// runs the API's writes, `super::writes`, until then).
 #[cold]
-pub fn run(control: Control) {
-    match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt.block_on(control.sessions()),
-        Err(e) => {
-            log::error!("etcd: cannot start a tokio runtime: {e}");
-            control.status.error(&format!("no tokio runtime: {e}"));
-        }
-    }
+pub fn run(rt: tokio::runtime::Runtime, control: Control) {
+    rt.block_on(control.sessions());
 }
 
 impl Control {
