@@ -140,6 +140,7 @@ fn one(
         return admitted(format!("{now_left:.1} Mbit/s left on its route"), in_force);
     }
     let best = alternatives(&hs, &hd, net.hosts)
+        .filter(|p| *p != in_force)
         .map(|p| (left(&p), p))
         .max_by(|a, b| a.0 .0.total_cmp(&b.0 .0));
     let short = format!(

@@ -4,6 +4,7 @@
 
 pub mod etcd;
 pub mod qemu;
+pub mod sim;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
