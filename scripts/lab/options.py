@@ -39,6 +39,7 @@ class Options:
     summary_json: str = ""
     reserve: str = ""
     noisy: bool = False
+    noisy_flows: int = 4
 
     def linked(self, a, b):
         """Whether hosts a and b start with an overlay link between them."""
@@ -78,11 +79,12 @@ usage: scripts/lab.sh [options]
   --kill-etcd-member-at S   SIGKILL the etcd member leading raft at S
   --stop-etcd-at S          stop every etcd member at S ...
   --start-etcd-at S         ... and start them again at S
-  --reserve X-Y:M            reserve M Mbit/s for the application's VM on X to the VM
+  --reserve X-Y:M           reserve M Mbit/s for the application's VM on X to the VM
                             on Y (`wrenvnet reserve add`, once a controller leads);
                             every daemon's uplink is then shaped to 95% of --link-mbit
-  --noisy                   a second VM on A (198.19.0.11) floods C's VM with 4 TCP
+  --noisy                   a second VM on A (198.19.0.11) floods C's VM with TCP
                             flows from 5 s on (--vms netns)
+  --noisy-flows N           how many (default {o.noisy_flows})
   --summary-json FILE       the run in one JSON document: the result, the lab's events,
                             leaders over time, failover and outage figures; with
                             --migrate the moves (migrations, qemu_downtime_ms,
@@ -108,7 +110,7 @@ VALUED = {
     "--out": "out", "--plot": "plot", "--controllers": "controllers",
     "--kill-leader-at": "kill_leader_at", "--kill-etcd-member-at": "kill_etcd_member_at",
     "--stop-etcd-at": "stop_etcd_at", "--start-etcd-at": "start_etcd_at",
-    "--summary-json": "summary_json", "--reserve": "reserve",
+    "--summary-json": "summary_json", "--reserve": "reserve", "--noisy-flows": "noisy_flows",
 }
 # Flags, by the Options field and the value they set.
 FLAGS = {"--migrate": ("migrate", True), "--noisy": ("noisy", True), "--plain": ("plain", True), "--no-setup": ("setup", False)}
@@ -149,7 +151,7 @@ def parse(argv):
 # Options whose value is a whole number of seconds or Mbit/s.
 WHOLE = ("duration", "throttle_at", "throttle_mbit", "link_mbit",
          "restart_controller_at", "restart_daemon_at", "controllers", "kill_leader_at",
-         "kill_etcd_member_at", "stop_etcd_at", "start_etcd_at")
+         "kill_etcd_member_at", "stop_etcd_at", "start_etcd_at", "noisy_flows")
 
 
 def number(name, text):
@@ -167,6 +169,8 @@ def check(o):
         fail("--event throttle|cross|none")
     if o.reserve and not re.fullmatch(r"([ABC])-(?!\1)[ABC]:[0-9]+(\.[0-9]+)?", o.reserve):
         fail("--reserve X-Y:M with X, Y two of A B C and M Mbit/s (e.g. A-C:40)")
+    if not 1 <= o.noisy_flows <= 64:
+        fail("--noisy-flows 1..64")
     if o.noisy and o.vms != "netns":
         fail("--noisy needs --vms netns (the noisy VM is a namespace)")
     if o.vms not in ("netns", "qemu"):

@@ -19,7 +19,6 @@ from .procs import in_ns, output, run
 NOISY_MAC = "02:00:00:00:01:02"
 NOISY_IP = "198.19.0.11"
 NOISY_PORT = 5202
-NOISY_FLOWS = 4
 NOISE_AT_S = 5
 SETTLE_S = 10
 UPLINK_SHARE = 0.95
@@ -88,7 +87,7 @@ def start_noise(lab):
     lab.wait_listening(vc, NOISY_PORT)
     secs = max(1, lab.opts.duration - NOISE_AT_S)
     lab.res.spawn(in_ns(lab.fabric.ns("n", "A"), "iperf3", "-c", "198.19.0.%d" % hnum("C"),
-                        "-p", str(NOISY_PORT), "-P", str(NOISY_FLOWS), "-t", str(secs),
+                        "-p", str(NOISY_PORT), "-P", str(lab.opts.noisy_flows), "-t", str(secs),
                         "-i", "1", "--forceflush"),
                   log=lab.path("noisy.log"))
 

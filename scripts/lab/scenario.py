@@ -284,7 +284,7 @@ class Lab:
     def start_noise(self, e):
         """--noisy: the second VM on A floods C."""
         reserve.start_noise(self)
-        self.lab_event(e, "noisy VM on A: %d TCP flows to C" % reserve.NOISY_FLOWS)
+        self.lab_event(e, "noisy VM on A: %d TCP flows to C" % self.opts.noisy_flows)
 
     def link_event(self, e):
         """Midway: A-C throttled both ways, or filled with UDP cross traffic A -> C."""

@@ -171,6 +171,8 @@ struct Controller {
     /// The fleet's own best-effort traffic on each link (Mbit/s), which yields to
     /// reservations: what they may take of a link counts it as free (`reserve`).
     yielding: BTreeMap<(String, String), f64>,
+    /// Rounds in a row each admitted reservation's route has been short.
+    short_rounds: BTreeMap<String, u32>,
 }
 
 impl Controller {
@@ -351,6 +353,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         asked: Vec::new(),
         enforce: BTreeMap::new(),
         yielding: BTreeMap::new(),
+        short_rounds: BTreeMap::new(),
     };
     let quit = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

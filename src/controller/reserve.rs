@@ -48,14 +48,23 @@ pub struct Network<'a> {
     pub host_of: &'a dyn Fn(&str) -> Option<String>,
     /// A link's bandwidth for planning, Mbit/s (None: no such link).
     pub bw: &'a dyn Fn(&Link) -> Option<f64>,
+    /// Whether routes may move (adaptation on): else only the route in force counts.
+    pub reroute: bool,
 }
+
+/// Rounds in a row an admitted reservation's route must be short before it is moved
+/// (or degraded): a measurement's first second after a change (a neighbour's flows
+/// starting, seen by Wren before VTTIF has their rate) is not a reason to move.
+pub const SHORT_ROUNDS: u32 = 3;
 
 /// Admits, keeps or refuses every request; `before` is the last round's verdicts.
 #[cold]
+/// `short` counts, by id, the rounds in a row each admitted one has been short.
 pub fn admit(
     asked: &[ReservationRequest],
     before: &BTreeMap<String, Admission>,
     net: &Network,
+    short: &mut BTreeMap<String, u32>,
 ) -> Decided {
     let was =
         |r: &ReservationRequest, s: AdmissionState| before.get(&r.id).map(|a| a.state) == Some(s);
@@ -77,10 +86,12 @@ pub fn admit(
         )) {
             refused(r, "its VM pair is reserved by another request".into())
         } else {
-            one(r, held(&r), net, &mut booked, &mut out.needs_route)
+            let held = held(&r).then_some(&mut *short);
+            one(r, held, net, &mut booked, &mut out.needs_route)
         };
         out.verdicts.insert(r.id.clone(), a);
     }
+    short.retain(|id, _| out.verdicts.contains_key(id));
     out
 }
 
@@ -96,7 +107,7 @@ fn refused(r: &ReservationRequest, reason: String) -> Admission {
 /// One request's verdict, booking its rate on the path it gets.
 fn one(
     r: &ReservationRequest,
-    held: bool,
+    held: Option<&mut BTreeMap<String, u32>>,
     net: &Network,
     booked: &mut BTreeMap<Link, f64>,
     needs_route: &mut Vec<String>,
@@ -135,19 +146,28 @@ fn one(
             *booked.entry((w[0].clone(), w[1].clone())).or_default() += r.mbps;
         }
     };
-    if now_left >= r.mbps - 1e-9 {
-        book(&in_force, booked);
-        return admitted(format!("{now_left:.1} Mbit/s left on its route"), in_force);
-    }
-    let best = alternatives(&hs, &hd, net.hosts)
-        .filter(|p| *p != in_force)
-        .map(|p| (left(&p), p))
-        .max_by(|a, b| a.0 .0.total_cmp(&b.0 .0));
     let short = format!(
         "the route in force {} has {now_left:.1} Mbit/s left (link {})",
         in_force.join("->"),
         now_link.map_or("?".into(), |(a, b)| format!("{a}->{b}"))
     );
+    let rounds = held.map(|s| match now_left >= r.mbps - 1e-9 {
+        true => s.remove(&r.id).map_or(0, |_| 0),
+        false => *s.entry(r.id.clone()).and_modify(|n| *n += 1).or_insert(1),
+    });
+    if now_left >= r.mbps - 1e-9 {
+        book(&in_force, booked);
+        return admitted(format!("{now_left:.1} Mbit/s left on its route"), in_force);
+    }
+    if let Some(n) = rounds.filter(|&n| n < SHORT_ROUNDS) {
+        book(&in_force, booked);
+        let reason = format!("{short}, {n} round(s) in a row; moved if it lasts {SHORT_ROUNDS}");
+        return admitted(reason, in_force);
+    }
+    let best = alternatives(&hs, &hd, net.hosts)
+        .filter(|p| net.reroute && *p != in_force)
+        .map(|p| (left(&p), p))
+        .max_by(|a, b| a.0 .0.total_cmp(&b.0 .0));
     match best {
         Some(((l, _), p)) if l >= r.mbps - 1e-9 => {
             book(&p, booked);
@@ -163,8 +183,13 @@ fn one(
                     p.join("->")
                 )
             });
-            let reason = format!("{} Mbit/s asked: {short}{best}", r.mbps);
-            if held {
+            let fixed = if net.reroute {
+                ""
+            } else {
+                " (adaptation off: routes stay)"
+            };
+            let reason = format!("{} Mbit/s asked: {short}{best}{fixed}", r.mbps);
+            if rounds.is_some() {
                 book(&in_force, booked);
                 Admission {
                     state: AdmissionState::Degraded,
@@ -372,8 +397,14 @@ impl super::Controller {
             rules,
             host_of: &host_of,
             bw: &bw,
+            reroute: self.adapt,
         };
-        let mut decided = admit(&requests.asked, &self.admissions, &net);
+        let mut decided = admit(
+            &requests.asked,
+            &self.admissions,
+            &net,
+            &mut self.short_rounds,
+        );
         for (id, why) in requests.unreadable {
             let a = Admission {
                 state: AdmissionState::Refused,
@@ -442,6 +473,16 @@ mod tests {
         before: &BTreeMap<String, Admission>,
         ac: f64,
     ) -> Decided {
+        rounds(asked, before, ac, &mut BTreeMap::new())
+    }
+
+    /// `decide` keeping the short rounds in `short`.
+    fn rounds(
+        asked: &[ReservationRequest],
+        before: &BTreeMap<String, Admission>,
+        ac: f64,
+        short: &mut BTreeMap<String, u32>,
+    ) -> Decided {
         let hosts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let rules = Rules::new();
         let host_of = |m: &str| match &m[..14] {
@@ -461,8 +502,9 @@ mod tests {
             rules: &rules,
             host_of: &host_of,
             bw: &bw,
+            reroute: true,
         };
-        admit(asked, before, &net)
+        admit(asked, before, &net, short)
     }
 
     fn state(d: &Decided, r: &ReservationRequest) -> (AdmissionState, Vec<String>) {
@@ -504,28 +546,57 @@ mod tests {
 
     #[test]
     fn a_reservation_its_link_no_longer_holds_moves_or_is_degraded_never_dropped() {
-        let r = ask(A1, C1, 60.0, 1.0);
-        let d = decide(std::slice::from_ref(&r), &BTreeMap::new(), 100.0);
-        let d2 = decide(std::slice::from_ref(&r), &d.verdicts, 30.0);
         use AdmissionState::*;
+        let r = ask(A1, C1, 60.0, 1.0);
+        let one = std::slice::from_ref(&r);
+        let mut short = BTreeMap::new();
+        let d = rounds(one, &BTreeMap::new(), 100.0, &mut short);
+        // Short for fewer than SHORT_ROUNDS rounds: it stays; then it goes round b.
+        let mut before = d.verdicts.clone();
+        for n in 1..SHORT_ROUNDS {
+            let dn = rounds(one, &before, 30.0, &mut short);
+            assert_eq!(state(&dn, &r), (Admitted, path("a->c")), "round {n}");
+            assert!(dn.verdicts[&r.id]
+                .reason
+                .contains(&format!("{n} round(s) in a row")));
+            before = dn.verdicts;
+        }
+        let d2 = rounds(one, &before, 30.0, &mut short);
         assert_eq!(state(&d2, &r), (Admitted, path("a->b->c")), "moved round");
-        assert_eq!(d2.needs_route, std::slice::from_ref(&r.id));
+        assert_eq!(
+            d2.needs_route,
+            one.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
+        );
         let ev = changes(&d.verdicts, &d2.verdicts);
         assert_eq!(ev[0]["event"], "reservation_rerouted");
         assert_eq!(ev[0]["was"]["path"], json!(["a", "c"]));
+        // A short round between good ones starts the count again.
+        let mut short = BTreeMap::new();
+        let v1 = rounds(one, &d.verdicts, 30.0, &mut short).verdicts;
+        let v2 = rounds(one, &v1, 100.0, &mut short).verdicts;
+        let v3 = rounds(one, &v2, 30.0, &mut short);
+        assert!(v3.verdicts[&r.id].reason.contains("1 round(s) in a row"));
         // Two on a->c; it falls to 50: the first (held first) goes round through b,
         // the second has room nowhere: degraded, still enforced, on its route.
         let big = ask(A2, C2, 100.0, 2.0);
-        let d3 = decide(&[r.clone(), big.clone()], &BTreeMap::new(), 200.0);
-        assert_eq!(state(&d3, &big), (Admitted, path("a->c")));
-        let d4 = decide(&[r.clone(), big.clone()], &d3.verdicts, 50.0);
-        assert_eq!(state(&d4, &r), (Admitted, path("a->b->c")));
-        assert_eq!(state(&d4, &big), (Degraded, path("a->c")));
-        assert!(d4.verdicts[&big.id]
-            .reason
-            .contains("served first on a's uplink"));
+        let both = [r.clone(), big.clone()];
+        let mut short = BTreeMap::new();
+        let mut v = rounds(&both, &BTreeMap::new(), 200.0, &mut short).verdicts;
+        assert_eq!(v[&big.id].path, path("a->c"));
+        for _ in 0..SHORT_ROUNDS {
+            v = rounds(&both, &v, 50.0, &mut short).verdicts;
+        }
+        assert_eq!(
+            (v[&r.id].state, v[&r.id].path.clone()),
+            (Admitted, path("a->b->c"))
+        );
+        assert_eq!(
+            (v[&big.id].state, v[&big.id].path.clone()),
+            (Degraded, path("a->c"))
+        );
+        assert!(v[&big.id].reason.contains("served first on a's uplink"));
         let host_of = |_: &str| Some("a".to_string());
-        assert_eq!(by_host(&[r, big], &d4.verdicts, &host_of)["a"].len(), 2);
+        assert_eq!(by_host(&both, &v, &host_of)["a"].len(), 2);
     }
 
     #[test]
