@@ -13,7 +13,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -31,20 +30,19 @@ fn lab(out: &Path, adapt: &str, extra: &[&str]) -> Value {
 }
 
 fn lab_for(out: &Path, adapt: &str, duration: u32, extra: &[&str]) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh");
-    let delayline = wrenvnet_bin().with_file_name("wrenvnet-delayline");
-    let output = Command::new("bash")
-        .arg(&script)
-        .args(["--no-setup", "--plain", "--adapt", adapt])
-        // Namespace VMs unless the caller asks for guests (`extra` may say --vms qemu).
-        .args(if extra.contains(&"--vms") {
-            vec![]
-        } else {
-            vec!["--vms", "netns"]
-        })
-        .args(["--duration", &duration.to_string()])
-        .args(["--throttle-at", &THROTTLE_AT.to_string()])
-        .args([
+    // Namespace VMs unless the caller asks for guests (`extra` may say --vms qemu).
+    let vms: &[&str] = if extra.contains(&"--vms") {
+        &[]
+    } else {
+        &["--vms", "netns"]
+    };
+    let (duration, throttle_at) = (duration.to_string(), THROTTLE_AT.to_string());
+    let out_dir = out.display().to_string();
+    let args: Vec<String> = ["--adapt", adapt]
+        .iter()
+        .chain(vms)
+        .chain(&["--duration", &duration, "--throttle-at", &throttle_at])
+        .chain(&[
             "--throttle-mbit",
             "10",
             "--link-mbit",
@@ -53,22 +51,12 @@ fn lab_for(out: &Path, adapt: &str, duration: u32, extra: &[&str]) -> Value {
             "5",
         ])
         // A and B start unlinked: the detour needs the controller to add that link.
-        .args(["--no-link", "A-B"])
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .env("WRENVNET_BIN", wrenvnet_bin())
-        .env("WRENVNET_DELAYLINE", &delayline)
-        .output()
-        .expect("run scripts/lab.sh");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("--- lab (adaptation {adapt}) ---\n{text}");
-    // lab.sh fails when iperf3 does: the application's one connection broke.
-    assert!(output.status.success(), "lab.sh failed:\n{text}");
+        .chain(&["--no-link", "A-B", "--out", &out_dir])
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect();
+    // The lab fails when iperf3 does: the application's one connection broke.
+    run_lab(&args, &format!("adaptation {adapt}"));
     assert_eq!(
         std::fs::read_to_string(out.join("iperf3.rc"))
             .unwrap()

@@ -8,11 +8,13 @@
 //! application, its BBR flow started 5 s before the noise, kept 30.9 and 35.1 Mbit/s
 //! against 8 flows in two runs (43.0 against 4): more than a fair share, less than 90%
 //! of the reservation (47.0 with it), so the bound fails without the reserved class.
+//! A third run, adaptation on, throttles A-C to 10 Mbit/s under the reservation: the
+//! controller moves it through B (`reservation_rerouted`, its verdict's path), A keeps
+//! enforcing it, and the application recovers to at least its reserved rate.
 
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -20,52 +22,29 @@ use serde_json::Value;
 const RESERVED_MBPS: f64 = 40.0;
 const UPLINK_MBPS: f64 = 95.0;
 
-/// One lab run with `extra` options; its --summary-json document.
-fn lab(out: &Path, extra: &[&str]) -> Value {
+/// One lab run, 100 Mbit/s links, namespace VMs, with `args`; its --summary-json.
+fn lab(out: &Path, args: &[&str]) -> Value {
     let summary = out.with_extension("json");
-    let output = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh"))
-        .args([
-            "--no-setup",
-            "--plain",
-            "--vms",
-            "netns",
-            "--adapt",
-            "off",
-            "--event",
-            "none",
-        ])
-        .args([
-            "--duration",
-            "35",
-            "--link-mbit",
-            "100",
-            "--delay-ms",
-            "5",
-            "--noisy",
-            "--noisy-flows",
-            "8",
-        ])
-        .arg("--out")
-        .arg(out)
-        .arg("--summary-json")
-        .arg(&summary)
-        .args(extra)
-        .env("WRENVNET_BIN", wrenvnet_bin())
-        .env(
-            "WRENVNET_DELAYLINE",
-            wrenvnet_bin().with_file_name("wrenvnet-delayline"),
-        )
-        .output()
-        .expect("run scripts/lab.sh");
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    println!("--- lab {extra:?} ---\n{text}");
-    assert!(output.status.success(), "lab.sh failed:\n{text}");
+    let paths = [out.display().to_string(), summary.display().to_string()];
+    let all: Vec<String> = ["--vms", "netns", "--link-mbit", "100", "--delay-ms", "5"]
+        .iter()
+        .chain(&["--out", &paths[0], "--summary-json", &paths[1]])
+        .chain(args)
+        .map(|s| s.to_string())
+        .collect();
+    run_lab(&all, &format!("{args:?}"));
     serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap()
+}
+
+/// The noisy scenario, with `extra` options.
+fn noisy(out: &Path, extra: &[&str]) -> Value {
+    let base = ["--adapt", "off", "--event", "none", "--duration", "35"];
+    let args: Vec<&str> = (base.iter())
+        .chain(&["--noisy", "--noisy-flows", "8"])
+        .chain(extra)
+        .copied()
+        .collect();
+    lab(out, &args)
 }
 
 fn mbps(v: &Value, key: &str) -> f64 {
@@ -80,8 +59,8 @@ fn a_reserved_flow_holds_its_rate_beside_a_noisy_vm_and_the_noise_takes_the_rest
         return;
     }
     let dir = TempDir::new("reservation-lab");
-    let with = lab(&dir.0.join("reserved"), &["--reserve", "A-C:40"]);
-    let without = lab(&dir.0.join("best-effort"), &[]);
+    let with = noisy(&dir.0.join("reserved"), &["--reserve", "A-C:40"]);
+    let without = noisy(&dir.0.join("best-effort"), &[]);
     let (app, noise) = (mbps(&with, "reserved_flow_mbps"), mbps(&with, "noisy_mbps"));
     let (app0, noise0) = (
         mbps(&without, "reserved_flow_mbps"),
@@ -106,4 +85,59 @@ fn a_reserved_flow_holds_its_rate_beside_a_noisy_vm_and_the_noise_takes_the_rest
         "the link left idle: {app:.1} + {noise:.1} Mbit/s"
     );
     assert!(noise > 0.0 && noise0 > 0.0, "no noise at all");
+}
+
+#[test]
+fn a_reservation_a_throttle_breaks_is_moved_through_b_and_still_enforced() {
+    if !require_root() {
+        return;
+    }
+    let dir = TempDir::new("reservation-throttle");
+    let out = dir.0.join("throttled");
+    let r = lab(
+        &out,
+        &[
+            "--adapt",
+            "on",
+            "--event",
+            "throttle",
+            "--throttle-at",
+            "12",
+            "--throttle-mbit",
+            "10",
+            "--duration",
+            "45",
+            "--reserve",
+            "A-C:40",
+        ],
+    );
+    assert!(r["application_ok"].as_bool().unwrap(), "{r:#}");
+    let events = r["result"]["controller_events"].as_array().unwrap();
+    let moved = (events.iter())
+        .find(|e| e["event"] == "reservation_rerouted")
+        .unwrap_or_else(|| panic!("no reservation_rerouted: {events:#?}"));
+    println!("rerouted: {moved}");
+    assert_eq!(
+        moved["was"]["path"],
+        serde_json::json!(["A", "C"]),
+        "{moved}"
+    );
+    let end = &r["reservations_at_end"][0];
+    assert_eq!(end["state"], "admitted", "{end}");
+    assert_eq!(end["path"], serde_json::json!(["A", "B", "C"]), "{end}");
+    let after = r["result"]["after_throttle_mbps"].as_f64().unwrap();
+    println!("after the throttle (from 20 s after it): the application {after:.1} Mbit/s");
+    assert!(
+        after >= 0.9 * RESERVED_MBPS,
+        "the application {after:.1} Mbit/s"
+    );
+    // A enforced it all along: frames in the reserved class, conforming.
+    let a: Value =
+        serde_json::from_slice(&std::fs::read(out.join("A-summary.json")).unwrap()).unwrap();
+    let conforming = a["switch"]["qos"]["reserved"]["conforming_bytes"].as_u64();
+    assert!(
+        conforming.is_some_and(|b| b > 0),
+        "{:#}",
+        a["switch"]["qos"]
+    );
 }

@@ -15,6 +15,7 @@ import subprocess
 
 from .fabric import hnum, quiet, vm_mac
 from .procs import in_ns, output, run
+from .view import throughput
 
 NOISY_MAC = "02:00:00:00:01:02"
 NOISY_IP = "198.19.0.11"
@@ -23,7 +24,6 @@ NOISE_AT_S = 5
 SETTLE_S = 10
 UPLINK_SHARE = 0.95
 SUM = re.compile(r"\[SUM\]\s+([\d.]+)-([\d.]+)\s+sec\s+[\d.]+\s+\w?Bytes\s+([\d.]+)\s+(\w?)bits/sec")
-UNITS = {"": 1e-6, "K": 1e-3, "M": 1.0, "G": 1e3}
 
 
 def parse(text):
@@ -94,26 +94,15 @@ def start_noise(lab):
 
 def noisy_tput(path):
     """The noisy VM's per-second Mbit/s (iperf3's [SUM] lines)."""
-    try:
-        with open(path, errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        m = SUM.search(line)
-        if m and "sender" not in line and "receiver" not in line \
-                and float(m.group(2)) - float(m.group(1)) <= 1.5:
-            out.append(float(m.group(3)) * UNITS.get(m.group(4), 1.0))
-    return out
+    return throughput(path, SUM)
 
 
 def mean(xs):
     return sum(xs) / len(xs) if xs else None
 
 
-def figures(lab, tput):
-    """--summary-json's reservation figures."""
+def figures(lab, tput, status):
+    """--summary-json's reservation figures (`status`: the leading replica's last)."""
     o = lab.opts
     start = NOISE_AT_S + SETTLE_S if o.noisy else SETTLE_S
     noisy = noisy_tput(lab.path("noisy.log"))
@@ -125,6 +114,7 @@ def figures(lab, tput):
     return {
         "reserved_mbps": parse(o.reserve)[2] if o.reserve else None,
         "reservations": listed,
+        "reservations_at_end": status.get("reservations", []),
         "uplink_mbps": o.link_mbit * UPLINK_SHARE,
         "reserved_flow_mbps": mean(tput[start:]),
         "noisy_mbps": mean(noisy[SETTLE_S:]) if o.noisy else None,

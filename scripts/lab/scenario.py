@@ -445,7 +445,7 @@ class Lab:
         r = result(s, self.opts.throttle_at, self.opts.adapt)
         print(summary(s, r))
         if reserve.shaped(self.opts):
-            print(reserve.closing_text(reserve.figures(self, s.tput)))
+            print(reserve.closing_text(reserve.figures(self, s.tput, s.st)))
         with open(self.path("result.json"), "w") as f:
             json.dump(r, f, indent=1)
         if plot(s, self.opts.adapt, self.opts.plot):
@@ -483,7 +483,7 @@ class Lab:
         if o.migrate:
             doc.update(moves.summary_fields(self, s.ctl_events, doc["application_ok"]))
         if reserve.shaped(o):
-            doc.update(reserve.figures(self, s.tput))
+            doc.update(reserve.figures(self, s.tput, s.st))
         with open(o.summary_json, "w") as f:
             json.dump(doc, f, indent=1)
         print("  summary: %s" % o.summary_json)

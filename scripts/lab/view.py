@@ -63,8 +63,9 @@ def controller_events(work):
     return sorted(events, key=lambda e: e.get("unix_s", 0))
 
 
-def throughput(path):
-    """The application's per-second Mbit/s, from iperf3's own interval reports."""
+def throughput(path, pattern=INTERVAL):
+    """The application's per-second Mbit/s, from iperf3's own interval reports (with
+    `pattern` another iperf3's, e.g. its [SUM] lines)."""
     try:
         with open(path, errors="replace") as f:
             text = f.read().splitlines()
@@ -74,7 +75,7 @@ def throughput(path):
     for line in text:
         if "sender" in line or "receiver" in line:
             continue
-        m = INTERVAL.search(line)
+        m = pattern.search(line)
         if m and float(m.group(2)) - float(m.group(1)) <= 1.5:
             per_s.append(float(m.group(3)) * UNITS.get(m.group(4), 1.0))
     return per_s

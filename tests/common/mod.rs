@@ -339,3 +339,28 @@ pub fn unix_s() -> f64 {
         .unwrap()
         .as_secs_f64()
 }
+
+/// `scripts/lab.sh --no-setup --plain ARGS` with this build's binaries, to its end: its
+/// output (stdout, then stderr), printed under `what`; panics with it when the lab
+/// fails (it does when the application's iperf3 does).
+pub fn run_lab(args: &[String], what: &str) -> String {
+    let output = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh"))
+        .args(["--no-setup", "--plain"])
+        .args(args)
+        .env("WRENVNET_BIN", wrenvnet_bin())
+        .env(
+            "WRENVNET_DELAYLINE",
+            wrenvnet_bin().with_file_name("wrenvnet-delayline"),
+        )
+        .output()
+        .expect("run scripts/lab.sh");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    println!("--- lab ({what}) ---\n{text}");
+    assert!(output.status.success(), "lab.sh failed:\n{text}");
+    text
+}
