@@ -10,7 +10,11 @@
 //! of the reservation (47.0 with it), so the bound fails without the reserved class.
 //! A third run, adaptation on, throttles A-C to 10 Mbit/s under the reservation: the
 //! controller moves it through B (`reservation_rerouted`, its verdict's path), A keeps
-//! enforcing it, and the application recovers to at least its reserved rate.
+//! enforcing it, and the application recovers to at least its reserved rate. In that
+//! run the daemons are not told their uplink's capacity (`--learn-uplink`): A learns
+//! it from Wren's delivered-rate floors of the application's path before the throttle,
+//! a lower bound of the 100 Mbit/s link, so within (80, 100] Mbit/s plus the fabric's
+//! bucket; B and C, which send no data, learn nothing.
 
 mod common;
 
@@ -109,8 +113,20 @@ fn a_reservation_a_throttle_breaks_is_moved_through_b_and_still_enforced() {
             "45",
             "--reserve",
             "A-C:40",
+            "--learn-uplink",
         ],
     );
+    let uplinks = &r["uplinks"];
+    println!("uplinks: {uplinks}");
+    let learnt = uplinks["A"]["learnt_mbps"].as_f64();
+    assert_eq!(uplinks["A"]["source"], "wren", "{uplinks}");
+    assert!(
+        learnt.is_some_and(|c| c > 80.0 && c <= 101.0),
+        "A's uplink learnt: {learnt:?}"
+    );
+    for h in ["B", "C"] {
+        assert!(uplinks[h]["learnt_mbps"].is_null(), "{uplinks}");
+    }
     assert!(r["application_ok"].as_bool().unwrap(), "{r:#}");
     let events = r["result"]["controller_events"].as_array().unwrap();
     let moved = (events.iter())

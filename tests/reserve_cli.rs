@@ -287,7 +287,10 @@ fn the_daemons_post_and_delete_write_etcd_as_the_cli_does() {
     // Registered: its etcd session is up (a debug build on 2 busy cores takes a while).
     let t0 = Instant::now();
     while etcd.get(&format!("{PREFIX}/hosts/h0")).is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(30), "the daemon never registered");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the daemon never registered"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let ab = id(A, B);

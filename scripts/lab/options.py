@@ -40,6 +40,7 @@ class Options:
     reserve: str = ""
     noisy: bool = False
     noisy_flows: int = 4
+    learn_uplink: bool = False
 
     def linked(self, a, b):
         """Whether hosts a and b start with an overlay link between them."""
@@ -85,6 +86,9 @@ usage: scripts/lab.sh [options]
   --noisy                   a second VM on A (198.19.0.11) floods C's VM with TCP
                             flows from 5 s on (--vms netns)
   --noisy-flows N           how many (default {o.noisy_flows})
+  --learn-uplink            with --reserve or --noisy, the daemons are not told their
+                            uplink's capacity: each learns it from Wren and shapes at
+                            95% of it
   --summary-json FILE       the run in one JSON document: the result, the lab's events,
                             leaders over time, failover and outage figures; with
                             --migrate the moves (migrations, qemu_downtime_ms,
@@ -113,7 +117,8 @@ VALUED = {
     "--summary-json": "summary_json", "--reserve": "reserve", "--noisy-flows": "noisy_flows",
 }
 # Flags, by the Options field and the value they set.
-FLAGS = {"--migrate": ("migrate", True), "--noisy": ("noisy", True), "--plain": ("plain", True), "--no-setup": ("setup", False)}
+FLAGS = {"--migrate": ("migrate", True), "--noisy": ("noisy", True), "--plain": ("plain", True),
+         "--no-setup": ("setup", False), "--learn-uplink": ("learn_uplink", True)}
 
 
 def fail(message, code=2):

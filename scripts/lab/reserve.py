@@ -3,7 +3,9 @@ A that floods C with parallel TCP flows while the application runs.
 
 With either, every daemon shapes its uplink ([qos] uplink_mbps) a little below the
 links' capacity (UPLINK_SHARE), so that the queue builds at the daemon, where reserved
-traffic goes first, and not in the fabric's htb, which knows no classes. The
+traffic goes first, and not in the fabric's htb, which knows no classes; with
+--learn-uplink the daemons are not told the capacity and learn it from Wren
+(src/daemon/uplink.rs), shaping at the same share of it. The
 reservation is asked of the controller through etcd (`wrenvnet reserve add`, on the
 management network) once a replica leads; its verdict is printed and kept. The noise
 starts NOISE_AT_S after the application; the figures for --summary-json are taken from
@@ -11,6 +13,7 @@ SETTLE_S after the noise starts to the end.
 """
 import json
 import re
+import socket
 import subprocess
 
 from .fabric import hnum, quiet, vm_mac
@@ -43,7 +46,9 @@ def config_lines(h, opts):
     port (an af_packet port on its veth)."""
     if not shaped(opts):
         return []
-    lines = ["[qos]", "uplink_mbps = %.1f" % (opts.link_mbit * UPLINK_SHARE)]
+    lines = ["[qos]", "learn_uplink = true\nuplink_share = %g" % UPLINK_SHARE
+             if opts.learn_uplink else
+             "uplink_mbps = %.1f" % (opts.link_mbit * UPLINK_SHARE)]
     if opts.noisy and h == "A":
         lines += ["[[port]]", 'name = "noisy"',
                   'devargs = "net_af_packet2,iface=noisy,qdisc_bypass=0"',
@@ -92,6 +97,37 @@ def start_noise(lab):
                   log=lab.path("noisy.log"))
 
 
+def api_get(sock, path):
+    """A daemon's JSON answer to GET `path` on its API socket (None when it fails)."""
+    try:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(sock)
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+                      % path.encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        return json.loads(data.split(b"\r\n\r\n", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def save_uplinks(lab, hosts):
+    """Each daemon's uplink at the end (GET /reservations), into uplinks.json."""
+    out = {}
+    for h in hosts:
+        r = api_get(lab.path("api-%s.sock" % h), "/reservations") or {}
+        out[h] = {"source": r.get("uplink_source"),
+                  "learnt_mbps": r.get("uplink_learnt_mbps"),
+                  "shaped_mbps": (r.get("uplink") or {}).get("mbps")}
+    with open(lab.path("uplinks.json"), "w") as f:
+        json.dump(out, f)
+
+
 def noisy_tput(path):
     """The noisy VM's per-second Mbit/s (iperf3's [SUM] lines)."""
     return throughput(path, SUM)
@@ -111,11 +147,17 @@ def figures(lab, tput, status):
             listed = json.load(f)
     except (OSError, ValueError):
         listed = []
+    try:
+        with open(lab.path("uplinks.json")) as f:
+            uplinks = json.load(f)
+    except (OSError, ValueError):
+        uplinks = {}
     return {
         "reserved_mbps": parse(o.reserve)[2] if o.reserve else None,
         "reservations": listed,
         "reservations_at_end": status.get("reservations", []),
-        "uplink_mbps": o.link_mbit * UPLINK_SHARE,
+        "uplink_mbps": None if o.learn_uplink else o.link_mbit * UPLINK_SHARE,
+        "uplinks": uplinks,
         "reserved_flow_mbps": mean(tput[start:]),
         "noisy_mbps": mean(noisy[SETTLE_S:]) if o.noisy else None,
         "window_s": [start, len(tput)],
@@ -142,6 +184,15 @@ def closing_text(f):
     states = ", ".join("%s %s" % (r.get("id"), r.get("state") or "no verdict")
                        for r in f["reservations"]) or "none"
     return ("  reservation: %s reserved, the application %s from %d s to the end, the noisy "
-            "VM %s; uplinks shaped to %.1f Mbit/s; verdicts: %s" % (
+            "VM %s; uplinks shaped to %s; verdicts: %s" % (
                 mbps(f["reserved_mbps"]), mbps(f["reserved_flow_mbps"]), f["window_s"][0],
-                mbps(f["noisy_mbps"]), f["uplink_mbps"], states))
+                mbps(f["noisy_mbps"]), shaping(f), states))
+
+
+def shaping(f):
+    """How the uplinks were shaped at the end, and where their capacity came from."""
+    def one(h, u):
+        return "%s %s (%s)" % (h, "-" if u.get("shaped_mbps") is None
+                               else "%.1f" % u["shaped_mbps"], u.get("source") or "none")
+    return ", ".join(one(h, u) for h, u in sorted(f["uplinks"].items())) or \
+        "%.1f Mbit/s" % f["uplink_mbps"]

@@ -417,6 +417,8 @@ class Lab:
         with open(self.path("rules.json"), "w") as f:
             run(self.bin, "rules", *apis, "--json", check=False, stdout=f)
         run(self.bin, "rules", *apis, check=False)
+        if reserve.shaped(self.opts):
+            reserve.save_uplinks(self, HOSTS)
         self.cluster_report()
         for p in self.ctls.values():
             stop(p)

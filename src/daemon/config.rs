@@ -43,6 +43,12 @@ pub struct QosSection {
     pub uplink_mbps: Option<f64>,
     /// The uplink bucket's burst (default: 10 ms at `uplink_mbps`, at least 64 KiB).
     pub uplink_burst_bytes: Option<u64>,
+    /// Without `uplink_mbps`: learn the uplink's capacity from Wren's measurements of
+    /// the paths local VMs send on (`crate::daemon::uplink`).
+    pub learn_uplink: bool,
+    /// The share of the capacity learnt that the uplink is shaped at (default 0.95):
+    /// a little below it, so that the queue is the shaper's, reserved first.
+    pub uplink_share: Option<f64>,
     /// Each local VM's best-effort cap, Mbit/s (unset: no cap).
     pub best_effort_vm_mbps: Option<f64>,
     pub best_effort_vm_burst_bytes: Option<u64>,
@@ -515,6 +521,12 @@ impl Config {
         if q.alternate_ms > 0 && self.monitor.alternate_ms > 0 {
             bail!("qos.alternate_ms and monitor.alternate_ms: one A/B at a time");
         }
+        if q.learn_uplink && q.uplink_mbps.is_some() {
+            bail!("qos.learn_uplink and qos.uplink_mbps: the capacity is learnt or given");
+        }
+        if !q.uplink_share.is_none_or(|s| s > 0.0 && s <= 1.0) {
+            bail!("qos.uplink_share: a share of the capacity, above 0 and at most 1");
+        }
         Ok(())
     }
 
@@ -672,6 +684,16 @@ mod tests {
                 "dst_mac: bad MAC address",
             ),
             ("mbps = 40", "mbps = 40\nburst = 5", "unknown field `burst`"),
+            (
+                "uplink_mbps = 100",
+                "uplink_share = 1.2",
+                "qos.uplink_share: a share of the capacity",
+            ),
+            (
+                "uplink_mbps = 100",
+                "uplink_mbps = 100\nlearn_uplink = true",
+                "the capacity is learnt or given",
+            ),
         ]
         .into_iter()
         .map(|(from, to, want)| (qos.replace(from, to), want))

@@ -5,7 +5,8 @@
 //!
 //! Beside the modes: `config` (the TOML file), `api` (the HTTP API served from the main
 //! lcore), `cluster` (the etcd session of a switch with `[etcd]`, on a control thread)
-//! and `vm_ports` (VM ports plugged and unplugged while the workers run).
+//! `vm_ports` (VM ports plugged and unplugged while the workers run), `qos` (the
+//! reservations' policy) and `uplink` (the uplink's capacity learnt from Wren).
 
 pub mod api;
 pub(crate) mod cluster;
@@ -15,6 +16,7 @@ pub mod qos;
 mod setup;
 mod summary;
 mod switch_mode;
+pub mod uplink;
 pub mod vm_ports;
 mod xconnect_mode;
 

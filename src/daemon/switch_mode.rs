@@ -104,9 +104,13 @@ fn run_with<'e>(
         )?;
         let mut etcd = start_etcd(config, sw)?;
         let api = bind_api(config, sw, &fib, &vm_ports, etcd.as_ref())?;
+        let mut uplink = crate::daemon::uplink::Learner::new(&config.qos);
         let serve = |a: &_| {
             api.ops().follow_arrivals(&shared.announcements);
             api.poll(&shared.counters, a);
+            if let Some(u) = uplink.as_mut() {
+                u.poll(api.ops(), a);
+            }
             if let Some(e) = etcd.as_mut() {
                 e.poll(api.ops(), &shared.counters, a);
             }

@@ -43,6 +43,8 @@ pub struct Operations<'v> {
     etcd: Option<Arc<EtcdStatus>>,
     /// The way to etcd for the operator's writes (`POST /reservations`), with `[etcd]`.
     etcd_writes: Option<Writes>,
+    /// The uplink's capacity learnt from Wren (`crate::daemon::uplink`), Mbit/s.
+    learnt_uplink: std::cell::Cell<Option<f64>>,
 }
 
 pub(crate) fn mac_str(m: &[u8; 6]) -> String {
@@ -72,6 +74,7 @@ impl<'v> Operations<'v> {
             locations: RefCell::default(),
             etcd: None,
             etcd_writes: None,
+            learnt_uplink: std::cell::Cell::new(None),
         }
     }
 
@@ -221,9 +224,31 @@ impl<'v> Operations<'v> {
     pub fn reservations(&self) -> Value {
         let fib = self.fib.load();
         let mut v = qos::to_json(fib.qos().map(|p| &**p));
+        let learnt = self.learnt_uplink.get();
+        v["uplink_source"] = match (fib.qos().and_then(|p| p.uplink()), learnt) {
+            (None, _) => Value::Null,
+            (Some(_), Some(_)) => json!("wren"),
+            (Some(_), None) => json!("configured"),
+        };
+        v["uplink_learnt_mbps"] = json!(learnt);
         v["ok"] = json!(true);
         v["host"] = json!(self.me.host);
         v
+    }
+
+    /// Shapes the uplink at `shaped_mbps`, its capacity learnt from Wren being
+    /// `capacity_mbps` (`crate::daemon::uplink`): the policy in force keeps its
+    /// reservations and per-VM cap (the desired state's next ones keep this uplink).
+    #[cold]
+    pub fn learn_uplink(&self, capacity_mbps: f64, shaped_mbps: f64) -> Result<()> {
+        let current = self.fib.load();
+        let base = (current.qos()).map_or_else(QosPolicy::default, |p| QosPolicy::clone(p));
+        let rate = dataplane::switch::qos::Rate::from_mbps(shaped_mbps, None)?;
+        let mut next = Fib::clone(&current);
+        next.set_qos(Some(base.with_uplink(Some(rate))?));
+        self.fib.store(Arc::new(next));
+        self.learnt_uplink.set(Some(capacity_mbps));
+        Ok(())
     }
 
     /// `GET /links`: the overlay links (peers) and how many rules use each.

@@ -197,6 +197,11 @@ impl QosPolicy {
         Self::new(self.uplink, self.vm_cap, reservations, self.workers)
     }
 
+    /// The same reservations and per-VM cap with another uplink capacity.
+    pub fn with_uplink(&self, uplink: Option<Rate>) -> Result<Self, QosError> {
+        Self::new(uplink, self.vm_cap, self.reservations.clone(), self.workers)
+    }
+
     /// Whether the workers shape at all: with no reservation and no per-VM cap, nothing
     /// is shaped and the loop takes its unshaped path (one branch per burst).
     #[inline(always)]

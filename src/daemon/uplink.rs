@@ -1,0 +1,248 @@
+//! The uplink's capacity learnt from Wren, with `[qos] learn_uplink` and no
+//! `uplink_mbps`: reserved + best-effort from local VMs must stay within what the
+//! uplink carries, so that the queue forms in the workers' shaper (reserved first) and
+//! not past it.
+//!
+//! The model. Every path leaving this host crosses the uplink, so its capacity C is at
+//! least what any one of them is found to carry: its delivered-rate floor (bytes ACKed
+//! over clean 1-s intervals, `analysis::wren::delivered`: a lower bound on the path's
+//! available bandwidth A, and A = C - cross traffic <= C). The capacity learnt is the
+//! largest such reading. Lower bounds only ever say "at least", so it only rises.
+//! Wren's estimates of A are not readings: an estimate errs both ways, and the largest
+//! of many is their largest error (in the lab, 114 Mbit/s on a 100 Mbit/s link).
+//!
+//! The first capacity is taken only from a path whose flows were network-limited when
+//! read (Wren's answer an estimate: some of its trains rose, the path's queue was
+//! reached). An application-limited flow delivers what it sends, far below C, and a
+//! shaper set from it would hold every later flow below it: no flow could then show
+//! more, and the capacity would never be learnt. Until then the uplink is not shaped
+//! (as without `uplink_mbps`). Once learnt, any larger lower bound raises it.
+//!
+//! It does not fall. A lower capacity cannot be read from lower bounds, and a path's
+//! estimate below the capacity is that path's (its own bottleneck, its own cross
+//! traffic), not the uplink's: lowering the shaper for it would starve the other
+//! paths. A path that becomes too narrow for its reservations is the controller's to
+//! move them off (`controller::reserve`); an uplink that truly shrinks needs
+//! `uplink_mbps` (or a restart). Nor are Wren's lower-bound answers readings: one from
+//! a short train may be a burst that crossed a token bucket unqueued, above C; a 1-s
+//! slot's bytes exceed C by at most the bucket's depth.
+//!
+//! The shaper runs at `uplink_share` of the capacity learnt, a little below it, so
+//! that the bottleneck's queue is the shaper's (as home-router shapers run below the
+//! line). Readings are Wren's paths whose sender is one of this host's VMs (the daemon
+//! that times a flow's segments is its sender's); a receiver's paths, whose only
+//! traffic out is ACKs, are another uplink's.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use analysis::engine::AnalysisLoop;
+use serde_json::Value;
+
+use crate::daemon::api::Operations;
+use crate::daemon::config::QosSection;
+
+/// How often the main lcore reads the views for a new reading.
+const EVERY: Duration = Duration::from_secs(2);
+const DEFAULT_SHARE: f64 = 0.95;
+
+/// The main lcore's side: a reading every `EVERY`, the policy's uplink set when the
+/// capacity learnt rises.
+pub struct Learner {
+    estimate: UplinkEstimate,
+    share: f64,
+    next: Instant,
+}
+
+impl Learner {
+    /// `None` unless `learn_uplink` is on and `uplink_mbps` unset.
+    pub fn new(q: &QosSection) -> Option<Self> {
+        if q.uplink_mbps.is_some() || !q.learn_uplink {
+            return None;
+        }
+        Some(Self {
+            estimate: UplinkEstimate::default(),
+            share: q.uplink_share.unwrap_or(DEFAULT_SHARE),
+            next: Instant::now() + EVERY,
+        })
+    }
+
+    /// Takes a reading when one is due.
+    pub fn poll(&mut self, ops: &Operations<'_>, a: &AnalysisLoop) {
+        let now = Instant::now();
+        if now >= self.next {
+            self.next = now + EVERY;
+            self.read(ops, a);
+        }
+    }
+
+    #[cold]
+    fn read(&mut self, ops: &Operations<'_>, a: &AnalysisLoop) {
+        let (Ok(wren), Ok(vttif)) = (ops.view(a, "wren"), ops.view(a, "vttif")) else {
+            return; // monitoring off: nothing to learn from
+        };
+        let Some(r) = reading(&wren, &vttif) else {
+            return;
+        };
+        let Some(capacity) = self.estimate.observe(r) else {
+            return;
+        };
+        let shaped = capacity * self.share;
+        match ops.learn_uplink(capacity, shaped) {
+            Ok(()) => log::info!(
+                "qos: the uplink's capacity learnt from Wren: {capacity:.1} Mbit/s, \
+                 shaped at {shaped:.1}"
+            ),
+            Err(e) => log::warn!("qos: the uplink learnt ({capacity:.1} Mbit/s): {e:#}"),
+        }
+    }
+}
+
+/// A rise of the capacity learnt smaller than this share is not applied (a new policy
+/// refills the workers' buckets).
+const STEP: f64 = 0.05;
+
+/// One reading of the views: the largest lower bound on C, and whether it comes from a
+/// network-limited path (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reading {
+    pub mbps: f64,
+    pub network_limited: bool,
+}
+
+/// The capacity learnt (see the module doc).
+#[derive(Debug, Clone, Default)]
+pub struct UplinkEstimate {
+    capacity_mbps: Option<f64>,
+}
+
+impl UplinkEstimate {
+    /// The capacity learnt so far (Mbit/s).
+    pub fn capacity_mbps(&self) -> Option<f64> {
+        self.capacity_mbps
+    }
+
+    /// Takes one reading; returns the new capacity when it rose by more than `STEP`.
+    pub fn observe(&mut self, r: Reading) -> Option<f64> {
+        if !r.mbps.is_finite() || r.mbps <= 0.0 {
+            return None;
+        }
+        let next = match self.capacity_mbps {
+            None if r.network_limited => r.mbps,
+            Some(c) if r.mbps > c * (1.0 + STEP) => r.mbps,
+            _ => return None,
+        };
+        self.capacity_mbps = Some(next);
+        Some(next)
+    }
+}
+
+/// One reading of the daemon's views (`GET /paths`' and `GET /matrix`' documents):
+/// over Wren's paths sent by a local VM, the largest delivered-rate floor, and whether
+/// any of them was network-limited (its answer an estimate). `None` when no such path
+/// has a floor.
+pub fn reading(wren: &Value, vttif: &Value) -> Option<Reading> {
+    let local = local_ips(vttif);
+    let mut r: Option<Reading> = None;
+    for p in wren["wren"]["paths"].as_array().into_iter().flatten() {
+        if !p["src"].as_str().is_some_and(|ip| local.contains(ip)) {
+            continue;
+        }
+        let Some(v) = (p["delivered_floor_mbps"].as_f64()).filter(|v| v.is_finite() && *v > 0.0)
+        else {
+            continue;
+        };
+        let limited = p["avail_bw_kind"].as_str() == Some("estimate");
+        r = Some(match r {
+            None => Reading {
+                mbps: v,
+                network_limited: limited,
+            },
+            Some(prev) => Reading {
+                mbps: prev.mbps.max(v),
+                network_limited: prev.network_limited || limited,
+            },
+        });
+    }
+    r
+}
+
+/// The IPs VTTIF saw this host's VMs use as sources.
+fn local_ips(vttif: &Value) -> BTreeSet<String> {
+    let local: BTreeSet<&str> = (vttif["local_vms"].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    (vttif["vttif"]["rows"].as_array().into_iter().flatten())
+        .filter(|r| r["src"].as_str().is_some_and(|m| local.contains(m)))
+        .filter_map(|r| r["src_also"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(mbps: f64, network_limited: bool) -> Reading {
+        Reading {
+            mbps,
+            network_limited,
+        }
+    }
+
+    #[test]
+    fn the_first_capacity_needs_a_network_limited_path_then_it_only_rises() {
+        let mut u = UplinkEstimate::default();
+        // An application-limited flow's 3 Mbit/s says nothing of the uplink.
+        assert_eq!(u.observe(at(3.0, false)), None);
+        assert_eq!(u.capacity_mbps(), None);
+        assert_eq!(u.observe(at(90.0, true)), Some(90.0));
+        assert_eq!(u.observe(at(93.0, false)), None, "within STEP");
+        assert_eq!(
+            u.observe(at(120.0, false)),
+            Some(120.0),
+            "a larger lower bound"
+        );
+        // Lower readings (the shaper holds the flows below it, a narrower path): kept.
+        assert_eq!(u.observe(at(40.0, true)), None);
+        assert_eq!(u.observe(at(f64::NAN, true)), None);
+        assert_eq!(u.capacity_mbps(), Some(120.0));
+    }
+
+    fn views(paths: Value) -> (Value, Value) {
+        let wren = json!({"ok": true, "wren": {"paths": paths}});
+        let vttif = json!({"ok": true, "local_vms": ["02:00:00:00:00:01"], "vttif": {"rows": [
+            {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:03", "src_also": "10.0.0.1"},
+            {"src": "02:00:00:00:00:03", "dst": "02:00:00:00:00:01", "src_also": "10.0.0.3"},
+        ]}});
+        (wren, vttif)
+    }
+
+    #[test]
+    fn a_reading_is_the_largest_lower_bound_of_a_path_a_local_vm_sends() {
+        let (w, v) = views(json!([
+            {"src": "10.0.0.1", "dst": "10.0.0.3", "avail_bw_kind": "estimate",
+             "avail_bw_mbps": 60.0, "delivered_floor_mbps": 50.0},
+            // Answers are not readings (an estimate errs both ways, a lower bound from
+            // a short train may be a burst); every local path's floor is one.
+            {"src": "10.0.0.1", "dst": "10.0.0.9", "avail_bw_kind": "upper_bound",
+             "avail_bw_mbps": 900.0, "delivered_floor_mbps": 30.0},
+            {"src": "10.0.0.1", "dst": "10.0.0.8", "avail_bw_kind": "lower_bound",
+             "avail_bw_mbps": 700.0, "delivered_floor_mbps": 55.0},
+            // Sent by a remote VM: the other host's uplink, not this one's.
+            {"src": "10.0.0.3", "dst": "10.0.0.1", "avail_bw_kind": "estimate",
+             "avail_bw_mbps": 500.0, "delivered_floor_mbps": 400.0},
+        ]));
+        assert_eq!(reading(&w, &v), Some(at(55.0, true)));
+        let (w, v) = views(json!([
+            {"src": "10.0.0.1", "dst": "10.0.0.3", "avail_bw_kind": "lower_bound",
+             "avail_bw_mbps": 70.0, "delivered_floor_mbps": 12.0},
+        ]));
+        assert_eq!(reading(&w, &v), Some(at(12.0, false)));
+        let (w, v) = views(json!([{"src": "10.0.0.3", "dst": "10.0.0.1",
+            "avail_bw_kind": "estimate", "avail_bw_mbps": 60.0,
+            "delivered_floor_mbps": 50.0}]));
+        assert_eq!(reading(&w, &v), None, "no local sender");
+        assert_eq!(reading(&Value::Null, &Value::Null), None, "monitoring off");
+    }
+}
