@@ -330,6 +330,7 @@ fn two_hundred_hosts_are_written_within_the_transaction_limits() {
                 links,
                 rows: Vec::new(),
                 paths: Vec::new(),
+                uplink_mbps: None,
             }
         })
         .collect();

@@ -2,10 +2,12 @@
 //! real controller replica, the daemons simulated by their `views/` keys, and the
 //! operator's `wrenvnet reserve`. A reservation that fits is admitted and given to its
 //! source host's desired state (every other host gets an empty set); one that fits on
-//! no path is refused with the link that lacks; a throttle measured on an admitted
+//! no path is refused with the link that lacks, and one beyond what its source host
+//! shapes its uplink at (the daemon's `stats.uplink_mbps`) with that; a throttle
+//! measured on an admitted
 //! reservation's link moves it round through another host and says so; deleting one
 //! takes it off its host. (The dataplane's enforcement under real TCP is the lab's:
-//! tests/closed_loop.rs.)
+//! tests/reservation_lab.rs.)
 
 mod common;
 
@@ -53,6 +55,8 @@ fn reservations_are_admitted_enforced_at_their_source_refused_with_a_reason_and_
     for h in hosts.iter_mut().take(2) {
         h.rules.insert(C2.0.into(), "peer:C".into());
     }
+    // B's daemon says it shapes its uplink at 60 Mbit/s.
+    hosts[1].uplink_mbps = Some(60.0);
     for h in &hosts {
         h.publish(&etcd);
     }
@@ -114,6 +118,15 @@ fn reservations_are_admitted_enforced_at_their_source_refused_with_a_reason_and_
         reservations_of(&etcd, "A").as_array().map(Vec::len),
         Some(1),
         "refused: not enforced"
+    );
+
+    // 50 of B's 60 Mbit/s uplink are reserved (B1 -> C1): 20 more from B fit B->A,
+    // not B's uplink.
+    let (ok, out, err) = add(B1.0, A1.0, 20);
+    assert!(!ok, "20 Mbit/s beyond B's uplink was not refused: {out}");
+    assert!(
+        err.contains("B's uplink is shaped at 60.0 Mbit/s and 50.0 of it is reserved"),
+        "{err}"
     );
 
     // Wren measures A->C at 10 Mbit/s: the first reservation goes round through B,

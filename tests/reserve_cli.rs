@@ -236,7 +236,8 @@ fn wait_for_verdicts(etcd: &EtcdCluster) {
     ok(etcd, &["del", &id(A, D)]);
 }
 
-/// A switch on empty pcap ports, its API on `dir/api.sock`, with `[etcd]`.
+/// A switch on empty pcap ports, its API on `dir/api.sock`, with `[etcd]`, its uplink
+/// shaped at 80 Mbit/s.
 fn daemon(dir: &Path, etcd: &EtcdCluster) -> (std::process::Child, KillOnDrop) {
     let empty = dir.join("empty.pcap");
     let mut hdr = Vec::new();
@@ -257,7 +258,8 @@ fn daemon(dir: &Path, etcd: &EtcdCluster) -> (std::process::Child, KillOnDrop) {
         .host_name("h0")
         .api_unix(dir.join("api.sock"))
         .etcd(section);
-    let cfg = write_file(dir, "d.toml", &c.to_toml());
+    let toml = format!("{}\n[qos]\nuplink_mbps = 80\n", c.to_toml());
+    let cfg = write_file(dir, "d.toml", &toml);
     let mut eal = eal_mem_args("rsv");
     eal.extend(["-l".into(), "0-1".into()]);
     let log = dir.join("d.log");
@@ -293,6 +295,20 @@ fn the_daemons_post_and_delete_write_etcd_as_the_cli_does() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Its views say what it shapes its uplink at (the controller's admission reads it).
+    let views = || {
+        let v = etcd.get(&format!("{PREFIX}/views/h0"))?;
+        serde_json::from_str::<Value>(&v).ok()
+    };
+    while views().is_none_or(|v| v["stats"]["uplink_mbps"].is_null()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no views: {:?}",
+            views()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(views().unwrap()["stats"]["uplink_mbps"], 80.0);
     let ab = id(A, B);
     let body = format!(r#"{{"src_mac":"{A}","dst_mac":"{B}","mbps":25,"burst_bytes":20000}}"#);
     let (st, v) = api(&sock, "POST", "/reservations", &body);

@@ -136,6 +136,7 @@ mod tests {
             paths: Vec::new(),
             locations,
             published_unix_s: published,
+            uplink_mbps: None,
         })
     }
 

@@ -50,6 +50,9 @@ pub struct Network<'a> {
     pub bw: &'a dyn Fn(&Link) -> Option<f64>,
     /// Whether routes may move (adaptation on): else only the route in force counts.
     pub reroute: bool,
+    /// What a host's daemon shapes its uplink at, Mbit/s (None: not published, or
+    /// the uplink not shaped): reservations from its VMs to other hosts must fit it.
+    pub uplink: &'a dyn Fn(&str) -> Option<f64>,
 }
 
 /// Rounds in a row an admitted reservation's route must be short before it is moved
@@ -76,6 +79,8 @@ pub fn admit(
     let (old, new): (Vec<_>, Vec<_>) = order.into_iter().partition(held);
     let mut booked: BTreeMap<Link, f64> = BTreeMap::new();
     let mut pairs: BTreeSet<(String, String)> = BTreeSet::new();
+    // Reserved from each source host's uplink so far.
+    let mut uplinks: BTreeMap<String, f64> = BTreeMap::new();
     let mut out = Decided::default();
     for r in old.into_iter().chain(new) {
         let a = if was(r, AdmissionState::Refused) {
@@ -85,14 +90,40 @@ pub fn admit(
             r.dst_mac.to_ascii_lowercase(),
         )) {
             refused(r, "its VM pair is reserved by another request".into())
+        } else if let Some(why) = uplink_short(r, net, &uplinks).filter(|_| !held(&r)) {
+            refused(r, why)
         } else {
             let held = held(&r).then_some(&mut *short);
             one(r, held, net, &mut booked, &mut out.needs_route)
         };
+        let holds = matches!(a.state, AdmissionState::Admitted | AdmissionState::Degraded);
+        if let Some(src) = a.path.first().filter(|_| holds && a.path.len() > 1) {
+            *uplinks.entry(src.clone()).or_default() += r.mbps;
+        }
         out.verdicts.insert(r.id.clone(), a);
     }
     short.retain(|id, _| out.verdicts.contains_key(id));
     out
+}
+
+/// Why a new request does not fit its source host's uplink, given what is reserved
+/// from it already (`None`: it fits, or the uplink is not known). A held one is kept:
+/// it was booked first, and only a smaller uplink configured since can make it short.
+fn uplink_short(
+    r: &ReservationRequest,
+    net: &Network,
+    reserved: &BTreeMap<String, f64>,
+) -> Option<String> {
+    let (hs, hd) = ((net.host_of)(&r.src_mac)?, (net.host_of)(&r.dst_mac)?);
+    let cap = (net.uplink)(&hs).filter(|_| hs != hd)?;
+    let used = reserved.get(&hs).copied().unwrap_or(0.0);
+    (used + r.mbps > cap + 1e-9).then(|| {
+        format!(
+            "{} Mbit/s asked: {hs}'s uplink is shaped at {cap:.1} Mbit/s and {used:.1} of it \
+             is reserved already",
+            r.mbps
+        )
+    })
 }
 
 fn refused(r: &ReservationRequest, reason: String) -> Admission {
@@ -152,7 +183,10 @@ fn one(
         now_link.map_or("?".into(), |(a, b)| format!("{a}->{b}"))
     );
     let rounds = held.map(|s| match now_left >= r.mbps - 1e-9 {
-        true => s.remove(&r.id).map_or(0, |_| 0),
+        true => {
+            s.remove(&r.id);
+            0
+        }
         false => *s.entry(r.id.clone()).and_modify(|n| *n += 1).or_insert(1),
     });
     if now_left >= r.mbps - 1e-9 {
@@ -398,6 +432,7 @@ impl super::Controller {
             host_of: &host_of,
             bw: &bw,
             reroute: self.adapt,
+            uplink: &|h: &str| inv.uplink_of.get(h).copied(),
         };
         let mut decided = admit(
             &requests.asked,
@@ -483,6 +518,17 @@ mod tests {
         ac: f64,
         short: &mut BTreeMap<String, u32>,
     ) -> Decided {
+        shaped(asked, before, ac, None, short)
+    }
+
+    /// `rounds` with a's uplink shaped at `uplink_a` Mbit/s.
+    fn shaped(
+        asked: &[ReservationRequest],
+        before: &BTreeMap<String, Admission>,
+        ac: f64,
+        uplink_a: Option<f64>,
+        short: &mut BTreeMap<String, u32>,
+    ) -> Decided {
         let hosts: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let rules = Rules::new();
         let host_of = |m: &str| match &m[..14] {
@@ -503,8 +549,41 @@ mod tests {
             host_of: &host_of,
             bw: &bw,
             reroute: true,
+            uplink: &|h: &str| uplink_a.filter(|_| h == "a"),
         };
         admit(asked, before, &net, short)
+    }
+
+    #[test]
+    fn a_source_hosts_uplink_bounds_what_is_reserved_from_it_whatever_the_paths() {
+        // a->c and a->b->c each have room for 40; a's uplink is shaped at 70.
+        let first = ask(A1, C1, 40.0, 1.0);
+        let second = ask(A2, C2, 40.0, 2.0);
+        let local = ask(A1, A2, 40.0, 3.0);
+        let asked = [first.clone(), second.clone(), local.clone()];
+        let mut short = BTreeMap::new();
+        let d = shaped(&asked, &BTreeMap::new(), 50.0, Some(70.0), &mut short);
+        assert_eq!(state(&d, &first), (AdmissionState::Admitted, path("a->c")));
+        let why = &d.verdicts[&second.id];
+        assert_eq!(why.state, AdmissionState::Refused, "{why:?}");
+        assert!(
+            why.reason
+                .contains("a's uplink is shaped at 70.0 Mbit/s and 40.0 of it"),
+            "{}",
+            why.reason
+        );
+        // Between two VMs of one host: no uplink crossed.
+        assert_eq!(state(&d, &local).0, AdmissionState::Admitted);
+        // Unknown uplink (a daemon that does not say): the links alone decide.
+        let d = shaped(&asked, &BTreeMap::new(), 50.0, None, &mut short);
+        assert_eq!(
+            state(&d, &second),
+            (AdmissionState::Admitted, path("a->b->c"))
+        );
+        // Held ones stay when the uplink shrinks below them (booked first).
+        let d = shaped(&asked, &d.verdicts, 50.0, Some(30.0), &mut short);
+        assert_eq!(state(&d, &first).0, AdmissionState::Admitted);
+        assert_eq!(state(&d, &second).0, AdmissionState::Admitted);
     }
 
     fn state(d: &Decided, r: &ReservationRequest) -> (AdmissionState, Vec<String>) {

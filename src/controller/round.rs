@@ -19,6 +19,8 @@ pub(super) struct Inventory {
     pub ip_of: BTreeMap<String, String>,
     host_by_mac: BTreeMap<String, String>,
     mac_by_ip: BTreeMap<String, String>,
+    /// What each daemon that says so shapes its uplink at, Mbit/s.
+    pub uplink_of: BTreeMap<String, f64>,
 }
 
 impl Inventory {
@@ -46,11 +48,15 @@ impl Inventory {
         let mac_by_ip = (vms.iter())
             .filter_map(|v| Some((v.ip.clone()?, v.mac.clone())))
             .collect();
+        let uplink_of = (gathered.iter())
+            .filter_map(|g| Some((g.host.clone(), g.uplink_mbps?)))
+            .collect();
         Inventory {
             vms,
             ip_of,
             host_by_mac,
             mac_by_ip,
+            uplink_of,
         }
     }
 

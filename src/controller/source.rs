@@ -28,6 +28,8 @@ pub struct Gathered {
     pub locations: Vec<Learned>,
     /// When the daemon published these views (Unix time, s).
     pub published_unix_s: f64,
+    /// What the daemon shapes its uplink at (its views' `stats.uplink_mbps`), Mbit/s.
+    pub uplink_mbps: Option<f64>,
 }
 
 /// A VM location a daemon learned from the VM's announcement.
@@ -105,6 +107,7 @@ impl Gathered {
             paths,
             locations: Vec::new(),
             published_unix_s: 0.0,
+            uplink_mbps: None,
         })
     }
 
@@ -120,6 +123,7 @@ impl Gathered {
             .filter_map(Learned::from_json)
             .collect();
         g.published_unix_s = v.at_unix_s;
+        g.uplink_mbps = v.stats["uplink_mbps"].as_f64();
         Ok(g)
     }
 }

@@ -31,6 +31,8 @@ pub struct SimHost {
     pub links: Vec<String>,
     pub rows: Vec<Value>,
     pub paths: Vec<Value>,
+    /// What its daemon says it shapes its uplink at (`stats.uplink_mbps`).
+    pub uplink_mbps: Option<f64>,
 }
 
 impl SimHost {
@@ -60,7 +62,7 @@ impl SimHost {
             "matrix": if monitored {
                 json!({"ok": true, "host": h, "local_vms": local, "vttif": {"rows": self.rows}})
             } else { Value::Null },
-            "stats": {},
+            "stats": {"uplink_mbps": self.uplink_mbps},
         })
         .to_string()
     }
@@ -108,6 +110,7 @@ pub fn fleet(names: &[&str], vms: &[&[(&str, &str)]]) -> Vec<SimHost> {
                 .collect(),
             rows: Vec::new(),
             paths: Vec::new(),
+            uplink_mbps: None,
         })
         .collect()
 }

@@ -210,8 +210,9 @@ impl<'v> Operations<'v> {
     /// the session's state.
     #[cold]
     pub fn stats(&self, counters: &[SwitchCounters]) -> Value {
+        let uplink = (self.fib.load().qos()).and_then(|p| p.uplink().map(|u| u.mbps()));
         let mut v = json!({"ok": true, "host": self.me.host,
-            "switch": SwitchCounters::snapshot_all(counters)});
+            "switch": SwitchCounters::snapshot_all(counters), "uplink_mbps": uplink});
         if let Some(e) = &self.etcd {
             v["etcd"] = e.to_json();
         }
