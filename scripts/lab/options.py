@@ -40,6 +40,7 @@ class Options:
     reserve: str = ""
     noisy: bool = False
     noisy_flows: int = 4
+    noisy_at: int = 5
     learn_uplink: bool = False
 
     def linked(self, a, b):
@@ -84,8 +85,9 @@ usage: scripts/lab.sh [options]
                             on Y (`wrenvnet reserve add`, once a controller leads);
                             every daemon's uplink is then shaped to 95% of --link-mbit
   --noisy                   a second VM on A (198.19.0.11) floods C's VM with TCP
-                            flows from 5 s on (--vms netns)
+                            flows from --noisy-at on (--vms netns)
   --noisy-flows N           how many (default {o.noisy_flows})
+  --noisy-at S              when they start, s after the application (default {o.noisy_at})
   --learn-uplink            with --reserve or --noisy, the daemons are not told their
                             uplink's capacity: each learns it from Wren and shapes at
                             95% of it
@@ -115,6 +117,7 @@ VALUED = {
     "--kill-leader-at": "kill_leader_at", "--kill-etcd-member-at": "kill_etcd_member_at",
     "--stop-etcd-at": "stop_etcd_at", "--start-etcd-at": "start_etcd_at",
     "--summary-json": "summary_json", "--reserve": "reserve", "--noisy-flows": "noisy_flows",
+    "--noisy-at": "noisy_at",
 }
 # Flags, by the Options field and the value they set.
 FLAGS = {"--migrate": ("migrate", True), "--noisy": ("noisy", True), "--plain": ("plain", True),
@@ -156,7 +159,7 @@ def parse(argv):
 # Options whose value is a whole number of seconds or Mbit/s.
 WHOLE = ("duration", "throttle_at", "throttle_mbit", "link_mbit",
          "restart_controller_at", "restart_daemon_at", "controllers", "kill_leader_at",
-         "kill_etcd_member_at", "stop_etcd_at", "start_etcd_at", "noisy_flows")
+         "kill_etcd_member_at", "stop_etcd_at", "start_etcd_at", "noisy_flows", "noisy_at")
 
 
 def number(name, text):
@@ -176,6 +179,8 @@ def check(o):
         fail("--reserve X-Y:M with X, Y two of A B C and M Mbit/s (e.g. A-C:40)")
     if not 1 <= o.noisy_flows <= 64:
         fail("--noisy-flows 1..64")
+    if not 0 <= o.noisy_at < o.duration:
+        fail("--noisy-at: from 0 to before --duration")
     if o.noisy and o.vms != "netns":
         fail("--noisy needs --vms netns (the noisy VM is a namespace)")
     if o.vms not in ("netns", "qemu"):

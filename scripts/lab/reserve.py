@@ -8,8 +8,8 @@ traffic goes first, and not in the fabric's htb, which knows no classes; with
 (src/daemon/uplink.rs), shaping at the same share of it. The
 reservation is asked of the controller through etcd (`wrenvnet reserve add`, on the
 management network) once a replica leads; its verdict is printed and kept. The noise
-starts NOISE_AT_S after the application; the figures for --summary-json are taken from
-SETTLE_S after the noise starts to the end.
+starts --noisy-at S after the application (default 5); the figures for --summary-json are
+taken from SETTLE_S after the noise starts to the end.
 """
 import json
 import re
@@ -23,7 +23,6 @@ from .view import throughput
 NOISY_MAC = "02:00:00:00:01:02"
 NOISY_IP = "198.19.0.11"
 NOISY_PORT = 5202
-NOISE_AT_S = 5
 SETTLE_S = 10
 UPLINK_SHARE = 0.95
 SUM = re.compile(r"\[SUM\]\s+([\d.]+)-([\d.]+)\s+sec\s+[\d.]+\s+\w?Bytes\s+([\d.]+)\s+(\w?)bits/sec")
@@ -90,7 +89,7 @@ def start_noise(lab):
     lab.res.spawn(in_ns(vc, "iperf3", "-s", "-1", "-p", str(NOISY_PORT)),
                   log=lab.path("noisy-server.log"))
     lab.wait_listening(vc, NOISY_PORT)
-    secs = max(1, lab.opts.duration - NOISE_AT_S)
+    secs = max(1, lab.opts.duration - lab.opts.noisy_at)
     lab.res.spawn(in_ns(lab.fabric.ns("n", "A"), "iperf3", "-c", "198.19.0.%d" % hnum("C"),
                         "-p", str(NOISY_PORT), "-P", str(lab.opts.noisy_flows), "-t", str(secs),
                         "-i", "1", "--forceflush"),
@@ -140,7 +139,7 @@ def mean(xs):
 def figures(lab, tput, status):
     """--summary-json's reservation figures (`status`: the leading replica's last)."""
     o = lab.opts
-    start = NOISE_AT_S + SETTLE_S if o.noisy else SETTLE_S
+    start = o.noisy_at + SETTLE_S if o.noisy else SETTLE_S
     noisy = noisy_tput(lab.path("noisy.log"))
     try:
         with open(lab.path("reservations.json")) as f:

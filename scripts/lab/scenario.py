@@ -251,7 +251,7 @@ class Lab:
                ("kill member", o.kill_etcd_member_at, self.kill_etcd_member),
                ("stop etcd", o.stop_etcd_at, self.stop_etcd),
                ("start etcd", o.start_etcd_at, self.start_etcd),
-               ("noise", reserve.NOISE_AT_S if o.noisy else None, self.start_noise)]
+               ("noise", o.noisy_at if o.noisy else None, self.start_noise)]
         while self.app.poll() is None:
             e = self.elapsed()
             if e > o.duration + OVERRUN_S:
