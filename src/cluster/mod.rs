@@ -30,6 +30,7 @@
 //! before it announces itself ready.
 
 pub mod etcd;
+pub mod requests;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

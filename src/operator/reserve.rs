@@ -4,9 +4,7 @@
 //! with its verdict from the plan record; `del` ends one. Only etcd is involved: the
 //! controller admits, routes, and hands each admitted reservation to its source host
 //! (see `crate::cluster`). The etcd side, shared with the daemon's `POST` and `DELETE
-//! /reservations`, is `store`.
-
-pub mod store;
+//! /reservations`, is `crate::cluster::requests`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,9 +14,9 @@ use etcd_client::{Client, GetOptions, SortOrder, SortTarget};
 use serde_json::{json, Value};
 
 use super::cluster::{with_etcd, EtcdArgs};
+use crate::cluster::requests::{self as store, Ask, Stored};
 use crate::cluster::{Admission, AdmissionState, Keys, ReservationRequest};
 use crate::daemon::cluster::unix_now;
-use store::{Ask, Stored};
 
 /// How often `add` reads the plan while it waits for a verdict.
 const POLL: Duration = Duration::from_millis(200);

@@ -1,13 +1,13 @@
 //! `POST /reservations` and `DELETE /reservations/{id}`: a reservation asked for or
 //! ended in etcd, exactly as `wrenvnet reserve add|del` do it (the same checks, key,
-//! create-only transaction and words: `operator::reserve::store`). Checked here, on
+//! create-only transaction and words: `cluster::requests`). Checked here, on
 //! the main lcore; written by a task on the etcd control thread's runtime, and
 //! answered when it ends (`Deferred::Etcd`). The controller admits or refuses it; what
 //! this host enforces stays `GET /reservations`.
 
+use crate::cluster::requests::{self as store, Ask};
 use crate::daemon::cluster::unix_now;
 use crate::daemon::cluster::writes::{Reply, Waiting};
-use crate::operator::reserve::store::{self, Ask};
 
 use super::{error, json_response, Answer, Deferred, Operations};
 

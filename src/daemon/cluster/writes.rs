@@ -17,8 +17,8 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot::{self, error::TryRecvError};
 
 use crate::cluster::etcd::EtcdSection;
+use crate::cluster::requests::{self as store, Stored};
 use crate::cluster::{Keys, ReservationRequest};
-use crate::operator::reserve::store::{self, Stored};
 
 /// Writes under way at most; more are refused until one ends.
 const MAX_IN_FLIGHT: usize = 8;
@@ -222,7 +222,7 @@ mod tests {
     }
 
     fn request() -> ReservationRequest {
-        crate::operator::reserve::store::Ask {
+        crate::cluster::requests::Ask {
             src_mac: "02:00:00:00:01:01".into(),
             dst_mac: "02:00:00:00:03:01".into(),
             mbps: 10.0,

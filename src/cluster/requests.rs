@@ -3,8 +3,7 @@
 //! it; stored create-only (one per ordered pair of VMs: a second ask for a pair is
 //! refused, never merged); ended by deleting its key. `wrenvnet reserve` and the
 //! daemon's `POST`/`DELETE /reservations` both go through here, so that they refuse
-//! the same things in the same words. (Its place is `crate::cluster`, beside the key
-//! space; it waits here while that module is being changed.)
+//! the same things in the same words.
 
 use anyhow::{ensure, Context, Result};
 use dataplane::MacAddr;
