@@ -14,8 +14,12 @@
 # daemon sees the inner headers, so its paths are VM pairs: vA -> vB),
 # polled every second: time to the first estimate) and its underlay is captured and
 # analysed offline. Applications: bulk (iperf3), limited (iperf3 -b at half the
-# available bandwidth: an honest answer is a lower bound, never a bogus estimate),
-# short (bench/short_flows.py: 100 KB connections back to back). cc: bbr or cubic.
+# available bandwidth, its default 128 KB writes), bLxD (application-limited: writes of
+# L KB at A/D, each write a burst that leaves the sender at the host's rate), parN (N
+# parallel bulk flows on the one path), short (bench/short_flows.py: 100 KB
+# connections back to back), throttle (bulk; half way through, C drops to 0.3 C:
+# the truth is the new A, and the online view's reaction time is reported).
+# cc: bbr or cubic.
 # Truth: ping's min RTT on the same (underlay) path; tcptrace's RTTs on the same plain capture.
 #
 #   sudo bench/wren_lab.sh                       # writes bench/results/wren-lab.{md,json}
@@ -25,7 +29,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CASES="${CASES:-20:0:bbr:4:bulk 50:30:cubic:4:bulk 100:70:bbr:4:bulk 50:0:bbr:4:limited 20:30:cubic:4:short \
 20:30:bbr:20:bulk 50:0:cubic:20:bulk 100:30:bbr:20:bulk 50:70:cubic:20:bulk 100:0:bbr:20:limited 50:0:bbr:20:short \
-20:70:bbr:80:bulk 50:30:bbr:80:bulk 100:0:cubic:80:bulk 20:0:cubic:80:bulk 50:30:cubic:80:limited 20:0:bbr:80:short}"
+20:70:bbr:80:bulk 50:30:bbr:80:bulk 100:0:cubic:80:bulk 20:0:cubic:80:bulk 50:30:cubic:80:limited 20:0:bbr:80:short \
+100:30:cubic:4:b64x4 100:0:bbr:20:b256x6 50:30:cubic:20:b128x3 100:50:bbr:20:b64x8 50:0:cubic:80:b256x4 \
+100:30:bbr:4:par2 50:0:cubic:20:par4 100:50:cubic:20:par2 50:30:bbr:80:par4 100:0:bbr:20:throttle}"
 MODES="${MODES:-direct overlay}"
 SECS="${SECS:-10}"
 OUT="${OUT:-bench/results}"
@@ -89,6 +95,16 @@ set_delay() { # rtt_ms: restart the delay line with rtt/2 each way, re-bridge it
   for _ in $(seq 50); do ip -n "$R" link show dtb >/dev/null 2>&1 && break; sleep 0.1; done
   ip -n "$R" link set dta master bra; ip -n "$R" link set dtb master brb
 }
+# The online view of vA -> vB (o.json) is: "estimate", its first estimate; "moved", an
+# answer (estimate or upper bound) within 1.3x of A (after the throttle, the new A).
+online_is() { python3 -c '
+import json,sys
+d=json.load(open(sys.argv[1])); what=sys.argv[2]; a=float(sys.argv[3])
+ps=[p for h in d["hosts"] for p in h["paths"] if p["src"]=="198.19.0.1"]
+if what=="estimate": sys.exit(0 if any(p["avail_bw_kind"]=="estimate" for p in ps) else 1)
+top=[p["avail_bw_high_mbps"] if p["avail_bw_kind"]=="upper_bound" else p["avail_bw_mbps"] for p in ps
+     if p["avail_bw_kind"] in ("estimate","upper_bound")]
+sys.exit(0 if top and min(top) <= 1.3*a else 1)' "$work/o.json" "$1" "$AVAIL"; }
 min_ping() { ip netns exec "$1" ping -c 20 -i 0.1 -q "$2" | sed -n 's/.*= \([0-9.]*\)\/.*/\1/p'; }
 wait_ping() { for _ in $(seq 40); do ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1 && return; done; say "no ping $1 -> $2"; exit 1; }
 
@@ -101,8 +117,9 @@ for case in $CASES; do
   if [ "$RTT" != "$cur_rtt" ]; then set_delay "$RTT"; cur_rtt=$RTT; fi
   # Capacity: every frame from side A to side B leaves R through the delay line's TAP.
   ip netns exec "$R" tc qdisc replace dev dta root tbf rate "${C}mbit" burst 3000 latency 100ms
-  X=$(python3 -c "print(round($C*$XP/100, 3))"); AVAIL=$(python3 -c "print($C - $X)")
+  X=$(python3 -c "print(round($C*$XP/100, 3))")
   for MODE in $MODES; do
+    AVAIL=$(python3 -c "print($C - $X)")
     if [ "$MODE" = direct ]; then SRC=$A; DST=$B; DIP=198.18.20.2; CAP_NS=$A; CAP_IF=eth0; CAP_F='tcp'
     else SRC=$VA; DST=$VB; DIP=198.19.0.2; CAP_NS=$HA; CAP_IF=u; CAP_F='udp port 4789'; fi
     wait_ping "$SRC" "$DIP"; wait_ping "$XA" 198.18.20.22; wait_ping "$A" 198.18.20.2
@@ -123,29 +140,38 @@ for case in $CASES; do
       sleep 1
     fi
     t0=$(date +%s.%N)
+    iperf=(ip netns exec "$SRC" iperf3 -c "$DIP" -p 5201 -t "$SECS" -C "$CC" -J)
     case $APP in
-      bulk) ip netns exec "$SRC" iperf3 -c "$DIP" -p 5201 -t "$SECS" -C "$CC" -J > "$work/app.json" & ap=$! ;;
-      limited) ip netns exec "$SRC" iperf3 -c "$DIP" -p 5201 -t "$SECS" -C "$CC" -b "$(python3 -c "print($AVAIL/2)")M" -J > "$work/app.json" & ap=$! ;;
+      bulk|throttle) "${iperf[@]}" > "$work/app.json" & ap=$! ;;
+      limited) "${iperf[@]}" -b "$(python3 -c "print($AVAIL/2)")M" > "$work/app.json" & ap=$! ;;
+      b[0-9]*x[0-9]*) L=${APP#b}; L=${L%x*}; D=${APP#*x}
+        "${iperf[@]}" -l "${L}K" -b "$(python3 -c "print($AVAIL/$D)")M" > "$work/app.json" & ap=$! ;;
+      par[0-9]*) "${iperf[@]}" -P "${APP#par}" > "$work/app.json" & ap=$! ;;
       short) ip netns exec "$SRC" python3 "$SHORT" client "$DIP" 5203 100000 "$SECS" "$CC" > "$work/app.txt" & ap=$! ;;
+      *) say "unknown application $APP"; exit 2 ;;
     esac
-    first_est=""
-    : > "$work/online.jsonl"
+    first_est=""; t_throttle=""; reaction=""; poll=1
+    if [ "$APP" = throttle ]; then
+      # Half way, C drops to 0.3 C; the online view is read every 0.2 s from then on.
+      sleep "$(python3 -c "print($SECS/2)")"
+      ip netns exec "$R" tc qdisc change dev dta root tbf rate "$(python3 -c "print(0.3*$C)")mbit" burst 3000 latency 100ms
+      t_throttle=$(date +%s.%N); poll=0.2
+      AVAIL=$(python3 -c "print(0.3*$C - $X)")
+    fi
     while kill -0 "$ap" 2>/dev/null; do
-      sleep 1
+      sleep "$poll"
       if [ "$MODE" = overlay ]; then
         "$BIN" paths --api "$work/a.sock" --json > "$work/o.json" 2>/dev/null || continue
         now=$(date +%s.%N)
         cp "$work/o.json" "$work/online-last.json"
-        if [ -z "$first_est" ] && python3 -c '
-import json,sys
-d=json.load(open(sys.argv[1]))
-ps=[p for h in d["hosts"] for p in h["paths"] if p["src"]=="198.19.0.1"]
-sys.exit(0 if any(p["avail_bw_kind"]=="estimate" for p in ps) else 1)' "$work/o.json"; then
-          first_est=$(python3 -c "print(round($now-$t0,1))")
+        if [ -z "$first_est" ] && [ -z "$t_throttle" ] && online_is estimate; then first_est=$(python3 -c "print(round($now-$t0,1))"); fi
+        if [ -n "$t_throttle" ] && [ -z "$reaction" ] && online_is moved; then
+          reaction=$(python3 -c "print(round($now-$t_throttle,2))")
         fi
       fi
     done
     wait "$ap" || true
+    [ "$APP" = throttle ] && ip netns exec "$R" tc qdisc replace dev dta root tbf rate "${C}mbit" burst 3000 latency 100ms
     if [ "$APP" = short ]; then goodput=$(awk '{print $2*8/$3/1e6}' "$work/app.txt")
     else goodput=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e6)' "$work/app.json"); fi
     [ -n "$xp" ] && { wait "$xp" || true; }
@@ -161,11 +187,11 @@ sys.exit(0 if any(p["avail_bw_kind"]=="estimate" for p in ps) else 1)' "$work/o.
     [ -n "${KEEP_PCAP:-}" ] && cp "$work/u.pcap" "$KEEP_PCAP-$MODE-$C-$XP-$CC-$RTT-$APP.pcap"
     [ "$MODE" = overlay ] || echo '{"hosts":[]}' > "$work/online-last.json"
     [ $first = 1 ] || echo ',' >> "$work/rows.json"; first=0
-    python3 - "$MODE" "$C" "$X" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "${first_est:-}" "$work" >> "$work/rows.json" <<'PY'
+    python3 - "$MODE" "$C" "$X" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "${first_est:-}" "$work" "$AVAIL" "${reaction:-}" >> "$work/rows.json" <<'PY'
 import json, re, sys
-mode, c, x, cc, rtt, app, ping_min, ping_vm, goodput, first_est, work = sys.argv[1:]
+mode, c, x, cc, rtt, app, ping_min, ping_vm, goodput, first_est, work, avail, reaction = sys.argv[1:]
 c, x = float(c), float(x)
-truth = c - x
+truth = float(avail)
 src = "198.18.20.11" if mode == "overlay" else "198.18.20.1"
 def path(doc, src):
     ps = [p for p in doc["paths"] if p["src"] == src]
@@ -197,6 +223,7 @@ for block in txt.split("TCP connection ")[1:]:
 row = {"mode": mode, "capacity_mbps": c, "cross_mbps": x, "truth_avail_mbps": truth, "cc": cc, "rtt_ms": float(rtt), "app": app,
        "offline": est(off), "online": est(onl) if mode == "overlay" else None,
        "online_first_estimate_s": float(first_est) if first_est else None,
+       "online_reaction_s": float(reaction) if reaction else None,
        "app_goodput_mbps": float(goodput),
        "ping_min_us": float(ping_min) * 1000,
        "ping_vm_min_us": float(ping_vm) * 1000 if ping_vm else None,

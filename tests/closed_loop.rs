@@ -172,6 +172,13 @@ fn a_throttled_link_is_routed_around_and_the_application_recovers() {
         s["leaders"],
         s["failover_s"],
     );
+    println!(
+        "A-C after the throttle: Wren's measure within 1.3x of the truth after {} s (off) / {} s (on), the controller planning with it after {} / {} s",
+        off["measured_followed_s"],
+        on["measured_followed_s"],
+        off["planned_followed_s"],
+        on["planned_followed_s"],
+    );
     // The application ran all along, on its one connection, in both runs.
     for r in [&off, &on] {
         assert!(

@@ -444,7 +444,7 @@ class Lab:
     def summarize(self):
         """The closing summary, result.json, the plot, and --summary-json."""
         s = Snapshot(self.work, self.t0)
-        r = result(s, self.opts.throttle_at, self.opts.adapt)
+        r = result(s, self.opts.throttle_at, self.opts.adapt, self.opts.event == "throttle")
         print(summary(s, r))
         if reserve.shaped(self.opts):
             print(reserve.closing_text(reserve.figures(self, s.tput, s.st)))

@@ -178,6 +178,7 @@ def timeline_row(s):
     return {"t": len(s.tput), "app_mbps": s.tput[-1] if s.tput else None,
             "truth_ac_mbps": s.avail("A->C"),
             "ac_mbps": ac and ac["bw_mbps"], "ac_source": ac and ac["source"],
+            "ac_measured_mbps": ac and ac.get("measured_mbps"),
             "ac_rtt_ms": ac and (2 * ac["latency_ms"] if measured else None),
             "route": s.route_text()}
 
@@ -225,9 +226,20 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else 0.0
 
 
-def result(s, throttle_at, adapt):
+def followed_s(timeline, throttle_at, key):
+    """Seconds from the throttle to the first second whose A->C figure `key` is within
+    1.3x of the throttled link's truth (the lab samples once a second), or None."""
+    for row in timeline:
+        v, truth = row.get(key), row.get("truth_ac_mbps")
+        if row["t"] > throttle_at and v is not None and truth and v <= 1.3 * truth:
+            return row["t"] - throttle_at
+    return None
+
+
+def result(s, throttle_at, adapt, throttled=True):
     """result.json: the figures tests/closed_loop.rs and a reader judge the run by."""
     th, tput = float(throttle_at), s.tput
+    timeline = json_lines(os.path.join(s.work, "timeline.jsonl"))
     applied = [e for e in s.ctl_events if e.get("event") == "applied"]
     restart = [e["t"] for e in s.lab_events
                if e["event"].startswith("controller") and "killed" in e["event"]]
@@ -240,6 +252,10 @@ def result(s, throttle_at, adapt):
         "after_window_s": [th + SETTLE_S, len(tput)],
         "adaptations": len(applied),
         "first_adaptation_s": s.rel(applied[0]) if applied else None,
+        # How soon the controller's view of A->C followed the throttle: Wren's measure
+        # (as the controller reads it), and the bandwidth it plans with.
+        "measured_followed_s": followed_s(timeline, th, "ac_measured_mbps") if throttled else None,
+        "planned_followed_s": followed_s(timeline, th, "ac_mbps") if throttled else None,
         "routes_at_end": s.st.get("routes", []),
         "links_at_end": s.st.get("links", []),
         "controller_events": s.ctl_events,
@@ -265,6 +281,10 @@ def summary(s, r):
     if ac:
         out.append("  A->C available bandwidth: truth %.1f Mbit/s, wrenvnet %.1f Mbit/s (%s)" % (
             s.avail("A->C"), ac["bw_mbps"], ac["source"]))
+    if r["measured_followed_s"] is not None or r["planned_followed_s"] is not None:
+        out.append("  A->C after the throttle: Wren's measure within 1.3x of the truth after %s s, "
+                   "the controller planning with it after %s s" % (
+                       r["measured_followed_s"], r["planned_followed_s"]))
     out.append("  route A->C at the end: %s; adaptations: %d (adaptation %s)" % (
         s.route_text(), r["adaptations"], r["adapt"]))
     return "\n".join(out)
