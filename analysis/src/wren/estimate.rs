@@ -361,10 +361,19 @@ impl Verdict {
     /// rose, at least r/(1 + e) if not.
     /// A rising train's output rate bounds A too (r_out ≥ A whenever r_in > A), and
     /// more tightly: a burst at line rate proves A below the line rate, and below
-    /// what the bottleneck let through of it.
+    /// what the bottleneck let through of it. r_out is bytes over an ACK span that may
+    /// be too long by e of itself, so it is at most r_out/(1 − e): nothing once e
+    /// reaches 1 (a span that may be all error), not r_out·(1 + e), which a burst
+    /// whose ACKs strayed far would make a bound below A.
     fn bound(&self) -> f64 {
         if self.increasing {
-            let by_out = self.out.map_or(f64::INFINITY, |(o, e)| o * (1.0 + e));
+            let by_out = self.out.map_or(f64::INFINITY, |(o, e)| {
+                if e < 1.0 {
+                    o / (1.0 - e)
+                } else {
+                    f64::INFINITY
+                }
+            });
             (self.rate_bps * (1.0 + self.err)).min(by_out)
         } else {
             self.rate_bps / (1.0 + self.err)
@@ -652,8 +661,8 @@ fn steps(trains: &[TrainResult]) -> Steps {
 
 /// TOPP's line through the rising trains: their dispersion ratio ρ = r_in/r_out
 /// against their rate r is (r + X)/C above A (and 1 below), so the least-squares line
-/// through the trains that expanded beyond their error (ρ > 1 + 2e) crosses ρ = 1 at
-/// A. Returns A and its standard error (the residuals' spread carried to the
+/// through the trains that expanded beyond their error (ρ > 1 + 2e, e that of r_in and
+/// r_out together) crosses ρ = 1 at A. Returns A and its standard error (the residuals' spread carried to the
 /// crossing), from at least 3 rising trains whose rates differ by a fifth or more:
 /// trains all at one rate (bursts at line rate) fix one point of the line, not its
 /// slope, and leave A anywhere from the delivered rate to r_out. With the places of
@@ -662,7 +671,10 @@ fn topp_fit(judged: &[Verdict]) -> (Result<(f64, f64), ToppOutcome>, Vec<usize>)
     let used: Vec<(usize, f64, f64)> = judged
         .iter()
         .filter(|t| t.increasing)
-        .filter_map(|t| t.out.map(|(o, e)| (t.idx, t.rate_bps, t.rate_bps / o, e)))
+        .filter_map(|t| {
+            t.out
+                .map(|(o, e)| (t.idx, t.rate_bps, t.rate_bps / o, e + t.err))
+        })
         .filter(|&(_, _, rho, e)| rho > 1.0 + 2.0 * e)
         .map(|(i, r, rho, _)| (i, r, rho))
         .collect();

@@ -293,7 +293,7 @@ fn judge_stream(segs: &[TrainSeg], burst: bool) -> Option<TrainResult> {
     let (rate_bps, span) = sending_rate(segs)?;
     let noise = delay_noise(segs);
     let err = rate_error(span, noise);
-    let out_bps = dispersion(segs, noise).map(|(ratio, e)| (rate_bps / ratio, e + err));
+    let out_bps = dispersion(segs, noise);
     Some(TrainResult {
         t0: segs.first()?.t,
         t: segs.last()?.t,
@@ -307,15 +307,23 @@ fn judge_stream(segs: &[TrainSeg], burst: bool) -> Option<TrainResult> {
     })
 }
 
-/// The train's dispersion ratio r_in/r_out, own rates in and out, and its relative
-/// error: the bottleneck's model (TOPP's fluid FIFO) is in the module doc. r_out is
-/// taken from the ACKs over the whole train, the bytes ACKed after its first ACK over
-/// the time from that ACK to its last, not from ACK gaps, which ACK compression bunches
-/// and delayed ACKs (one per two segments, or a TSO record's end) make uneven; r_in
-/// over the same segments from their sending times. A last ACK that covers fewer
-/// segments than the one before it is left out: a lone segment, which the receiver
-/// ACKs only when its delayed-ACK timer fires. The error: each end of the ACK span is
-/// off by up to the delays' noise and a clock tick.
+/// What the bottleneck let through of the path while it carried the train, r_out
+/// (bits/s), and its relative error: the bottleneck's model (TOPP's fluid FIFO) is in
+/// the module doc. Taken from the ACKs over the whole train, the bytes ACKed after its
+/// first ACK over the time from that ACK to its last, not from ACK gaps, which ACK
+/// compression bunches and delayed ACKs (one per two segments, or a TSO record's end)
+/// make uneven; scaled by the path's bytes per own byte sent over the same segments
+/// (other flows' bytes queue with them; a count, exactly 1 for a flow alone). A last
+/// ACK that covers fewer segments than the one before it is left out: a lone segment,
+/// which the receiver ACKs only when its delayed-ACK timer fires. The error: each end
+/// of the ACK span is off by up to the delays' noise and a clock tick, and by as much
+/// as the gap next to it differs from the train's median gap between ACKs (a reverse
+/// path or a receiver that holds ACKs and releases them together, as a batching hop
+/// does, shows as a first gap near zero or a last one far longer than the rest; cross
+/// traffic queued between the train's packets moves an end gap by a packet or two of
+/// its own, a small part of a train's span). It is r_out's own: the sending times do not enter it, so a burst sent in
+/// microseconds at line rate (its r_in barely known) still says what the bottleneck
+/// let through over the milliseconds it took.
 fn dispersion(segs: &[TrainSeg], noise: f64) -> Option<(f64, f64)> {
     let at = |i: usize| segs[i].acked_at();
     let n = segs.len();
@@ -333,14 +341,52 @@ fn dispersion(segs: &[TrainSeg], noise: f64) -> Option<(f64, f64)> {
         return None;
     }
     let span_out = at(end)?.checked_sub(at(first_end)?)?;
-    let span_in = segs[end].t.checked_sub(segs[0].t)?;
-    if span_out == 0 || span_in == 0 {
+    if span_out == 0 {
         return None;
     }
     let bytes_out = segs[end].end.wrapping_sub(segs[first_end].end) as f64;
-    let bytes_in = segs[end].end.wrapping_sub(segs[0].end) as f64;
-    let ratio = (bytes_in / span_in as f64) / (bytes_out / span_out as f64);
-    Some((ratio, rate_error(span_out, noise)))
+    Some((
+        path_share(segs, end) * bytes_out * 8e9 / span_out as f64,
+        rate_error(span_out, noise) + end_holds(segs, first_end, end) / span_out as f64,
+    ))
+}
+
+/// How far the first and the last gap between the distinct ACK times of segments
+/// `first..=last` differ from their median gap, together (ns): how long the ACKs at
+/// the span's ends may have been held.
+fn end_holds(segs: &[TrainSeg], first: usize, last: usize) -> f64 {
+    let mut times: Vec<u64> = segs[first..=last]
+        .iter()
+        .filter_map(TrainSeg::acked_at)
+        .collect();
+    times.dedup();
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]) as f64)
+        .collect();
+    let (Some(&g0), Some(&gn)) = (gaps.first(), gaps.last()) else {
+        return 0.0;
+    };
+    let mut sorted = gaps.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    (g0 - median).abs() + (gn - median).abs()
+}
+
+/// The path's bytes sent per byte of the train's own over its segments 1..end (the
+/// path's count before segment `end` less that before segment 1 covers the same
+/// segments, with the other flows' between them); 1 with fewer than three segments.
+fn path_share(segs: &[TrainSeg], end: usize) -> f64 {
+    if end < 2 {
+        return 1.0;
+    }
+    let own = segs[end - 1].end.wrapping_sub(segs[0].end) as f64;
+    let path = segs[end].path_sent.wrapping_sub(segs[1].path_sent) as f64;
+    if own > 0.0 && path >= own {
+        path / own
+    } else {
+        1.0
+    }
 }
 
 /// The relative error of a verdict at a rate measured over `span` ns, with delays of
@@ -432,4 +478,46 @@ pub(super) fn sending_rate(segs: &[TrainSeg]) -> Option<(f64, u64)> {
         return None;
     }
     Some((bytes as f64 * 8.0 * 1e9 / span as f64, span))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A burst of `n` full segments sent 1 µs apart, ACKed every second segment as a
+    /// 100-Mbit/s bottleneck releases them, the last ACK `held` ns late.
+    fn burst(n: usize, held: u64) -> Vec<TrainSeg> {
+        let per_ack_ns = 2.0 * 1448.0 * 8.0 / 100e6 * 1e9;
+        (0..n)
+            .map(|i| {
+                let t = i as u64 * 1_000;
+                let k = i / 2;
+                let mut acked = 20_000_000 + (k as f64 * per_ack_ns) as u64;
+                if k == (n - 1) / 2 {
+                    acked += held;
+                }
+                TrainSeg {
+                    end: (i as u32 + 1) * 1448,
+                    t,
+                    path_sent: i as u32 * 1448,
+                    rtt: NonZeroU64::new(acked - t),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_burst_at_line_rate_gives_what_the_bottleneck_let_through() {
+        let (out, e) = dispersion(&burst(24, 0), 0.0).unwrap();
+        assert!((out - 100e6).abs() < 1e6, "{out}");
+        // The sending span (23 µs) does not enter the error: the ACK span does.
+        assert!(e < 0.01, "{e}");
+    }
+
+    #[test]
+    fn a_last_ack_held_by_a_batching_hop_widens_the_error_so_the_bound_holds() {
+        let (out, e) = dispersion(&burst(24, 1_500_000), 0.0).unwrap();
+        assert!(out < 70e6, "the held ACK stretches the span: {out}");
+        assert!(e < 1.0 && out / (1.0 - e) >= 100e6, "{out} ± {e}");
+    }
 }
