@@ -7,7 +7,7 @@
 use analysis::engine::Engine;
 use analysis::record::{Record, Timebase, FLAG_TCP, FLAG_TCP_TS};
 use analysis::vadapt::rng::Rng;
-use analysis::wire::tcp::{FLAG_ACK, FLAG_PSH};
+use analysis::wire::tcp::{FLAG_ACK, FLAG_FIN, FLAG_PSH};
 use analysis::wren::{AvailKind, Config, PathView, Wren};
 
 const SRC: u32 = 0xc612_0001; // 198.18.0.1
@@ -1135,4 +1135,41 @@ fn application_limited_bursts_give_estimates_where_they_outrun_the_path_and_boun
     println!("bursts that outrun A: {within} of {outrun} estimates within 15%");
     assert!(failed.is_empty(), "{failed:#?}");
     assert!(2 * within > outrun, "{within} of {outrun} within 15%");
+}
+
+#[test]
+fn short_connections_are_judged_to_their_fin() {
+    // Connections of 40 segments back to back, each its own flow, each sent at 1.5 A
+    // and ending with its FIN: no later data ends a connection's train, its FIN does.
+    // Every train rose, so A is at most about what they proved.
+    let (c, base) = (50e6, 20_000_000u64);
+    let tx = FRAME as f64 * 8.0 / c * 1e9;
+    let mut recs = Vec::new();
+    for k in 0..40u16 {
+        let start = k as u64 * 100_000_000;
+        let mut free = 0.0f64;
+        for i in 0..40u32 {
+            let sent = start as f64 + i as f64 * tx / 1.5;
+            free = free.max(sent) + tx;
+            let mut d = data(sent as u64, 1 + i * MSS);
+            d.src_port = 40000 + k;
+            if i == 39 {
+                d.tcp_flags |= FLAG_FIN;
+            }
+            recs.push(d);
+            if i % 2 == 1 {
+                let mut a = ack(free as u64 + base, 1 + (i + 1) * MSS);
+                a.dst_port = 40000 + k;
+                recs.push(a);
+            }
+        }
+    }
+    recs.sort_by_key(|r| r.time);
+    let mut w = Wren::new(Config::default());
+    w.on_batch(&recs, Timebase::NANOS);
+    let p = sender_view(&w);
+    assert!(p.trains >= 20, "{p:?}");
+    assert_eq!(p.avail_bw_kind, AvailKind::UpperBound, "{p:?}");
+    let hi = p.avail_bw_high_mbps.unwrap();
+    assert!((50.0..=1.6 * 50.0).contains(&hi), "{hi}");
 }

@@ -51,7 +51,7 @@ use serde::Serialize;
 use crate::engine::Engine;
 use crate::fasthash::FastMap;
 use crate::record::{Record, Timebase, FLAG_BROKEN, FLAG_FRAGMENT, FLAG_VXLAN, NO_HOST};
-use crate::wire::tcp::FLAG_ACK;
+use crate::wire::tcp::{FLAG_ACK, FLAG_FIN};
 use flow::{Flow, FlowKey, Sent};
 use path::Path;
 use train::TrainResult;
@@ -231,7 +231,8 @@ impl Wren {
     /// The record as a segment of flow `key` on `path`: counted on the path, its SYN
     /// and TSval noted for timing, and its data (`Flow::on_data`) tracked for its ACK
     /// and added to a train, or handled as a retransmission or a reordered original. A
-    /// train it ends is held for its ACKs or discarded (`Flow::hold_train`). False
+    /// train it ends, or its FIN ends, is held for its ACKs or discarded
+    /// (`Flow::hold_train`). False
     /// when the flow is new and the table full.
     fn on_sent(&mut self, r: &Record, key: FlowKey, path: PathKey, t: u64) -> bool {
         let bytes = self.wire_bytes(r);
@@ -255,6 +256,11 @@ impl Wren {
             let s = Sent::of(r, bytes, t, p.sent_wire);
             p.sent_wire += bytes as u64;
             if let Some(tr) = flow.on_data(r, s, p.srtt(), cfg, tally) {
+                flow.hold_train(tr, cfg, tally);
+            }
+        }
+        if r.tcp_flags & FLAG_FIN != 0 {
+            if let Some(tr) = flow.close_train_at_fin() {
                 flow.hold_train(tr, cfg, tally);
             }
         }

@@ -161,6 +161,12 @@ impl Flow {
         close.then(|| std::mem::take(&mut self.train))
     }
 
+    /// Ends the current train at the flow's FIN: no data will follow to end it (a
+    /// short connection's whole transfer is often one train).
+    pub(super) fn close_train_at_fin(&mut self) -> Option<Train> {
+        (!self.train.segs.is_empty()).then(|| std::mem::take(&mut self.train))
+    }
+
     /// Adds new data to the current train, within the total cap on segments held in
     /// trains; beyond it the train, now missing a segment, is tainted.
     pub(super) fn extend_train(&mut self, s: Sent, cfg: &Config, tally: &mut Tally) {
