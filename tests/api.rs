@@ -12,14 +12,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use testbed::{presets, Api};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `scripts/certs.sh DIR ARGS`.
 fn certs(dir: &std::path::Path, args: &[&str]) {
     let out = Command::new("bash")

@@ -14,8 +14,10 @@
 //! enforcing it, and the application recovers to at least its reserved rate. In that
 //! run the daemons are not told their uplink's capacity (`--learn-uplink`): A learns
 //! it from Wren's delivered-rate floors of the application's path before the throttle,
-//! a lower bound of the 100 Mbit/s link, so within (80, 100] Mbit/s plus the fabric's
-//! bucket; B and C, which send no data, learn nothing.
+//! a lower bound of the 100 Mbit/s link, so at least 0.8x what the application
+//! delivered then and at most the link plus the fabric's bucket (nothing, where the
+//! machine's cores held the flow well below the link); B and C, which send no data,
+//! learn nothing.
 
 mod common;
 
@@ -26,6 +28,8 @@ use serde_json::Value;
 
 const RESERVED_MBPS: f64 = 40.0;
 const UPLINK_MBPS: f64 = 95.0;
+/// The lab's links.
+const LINK_MBPS: f64 = 100.0;
 
 /// One lab run, 100 Mbit/s links, namespace VMs, with `args`; its --summary-json.
 fn lab(out: &Path, args: &[&str]) -> Value {
@@ -121,11 +125,20 @@ fn a_reservation_a_throttle_breaks_is_moved_through_b_and_still_enforced() {
     let uplinks = &r["uplinks"];
     println!("uplinks: {uplinks}");
     let learnt = uplinks["A"]["learnt_mbps"].as_f64();
-    assert_eq!(uplinks["A"]["source"], "wren", "{uplinks}");
-    assert!(
-        learnt.is_some_and(|c| c > 80.0 && c <= 101.0),
-        "A's uplink learnt: {learnt:?}"
-    );
+    // The capacity learnt is a lower bound on A's uplink, and at least about what the
+    // bulk flow delivered on it before the throttle (iperf3's own figure), not the
+    // throttled path's 10 Mbit/s. It is learnt only from flows that reached a queue
+    // on the network: where the lab's 2 cores held the flow well below the link (its
+    // forwarding, not the link, the bottleneck), none did, and nothing may be learnt.
+    let before = r["result"]["before_throttle_mbps"].as_f64().unwrap();
+    println!("before the throttle: the application {before:.1} Mbit/s");
+    if learnt.is_some() || before >= 0.85 * LINK_MBPS {
+        assert_eq!(uplinks["A"]["source"], "wren", "{uplinks}");
+        assert!(
+            learnt.is_some_and(|c| c >= 0.8 * before && c <= 1.01 * LINK_MBPS),
+            "A's uplink learnt: {learnt:?}, the application delivered {before:.1} Mbit/s"
+        );
+    }
     for h in ["B", "C"] {
         assert!(uplinks[h]["learnt_mbps"].is_null(), "{uplinks}");
     }

@@ -11,12 +11,23 @@
 //! Wren's estimates of A are not readings: an estimate errs both ways, and the largest
 //! of many is their largest error (in the lab, 114 Mbit/s on a 100 Mbit/s link).
 //!
-//! The first capacity is taken only from a path whose flows were network-limited when
-//! read (Wren's answer an estimate: some of its trains rose, the path's queue was
-//! reached). An application-limited flow delivers what it sends, far below C, and a
-//! shaper set from it would hold every later flow below it: no flow could then show
-//! more, and the capacity would never be learnt. Until then the uplink is not shaped
-//! (as without `uplink_mbps`). Once learnt, any larger lower bound raises it.
+//! The first capacity is taken only once the host's paths were network-limited in
+//! `GATE` readings in a row (`EVERY` apart): some path's answer an estimate or an
+//! upper bound, both of which need trains that rose (the path's queue was reached); a
+//! lower bound says none did. A bulk flow at the path's rate may show only rising
+//! trains (an upper bound, far above its floor), so both count; two readings, so that
+//! a flow's first second (slow start, its floor still climbing) does not set it. An
+//! application-limited flow whose trains never rise delivers what it sends, far below
+//! C, and a shaper set from it would hold every later flow below it: no flow could
+//! then show more, and the capacity would never be learnt. (One whose bursts outrun
+//! the path does make trains rise: where VMs only ever send short bursts,
+//! `uplink_mbps` is the setting.) Until then the uplink is not shaped (as without
+//! `uplink_mbps`). The first capacity is the largest reading seen so far, not the one
+//! that opened the gate: every floor is a lower bound on C whatever limited its
+//! flows, and the path that first shows a queue may be one whose own bottleneck is
+//! narrow (a throttled link: 10 Mbit/s there, where a bulk flow on the same uplink had
+//! delivered 70 a few seconds before, would shape the uplink at 9.5 and hold every
+//! later flow under it). Once learnt, any larger lower bound raises it.
 //!
 //! It does not fall. A lower capacity cannot be read from lower bounds, and a path's
 //! estimate below the capacity is that path's (its own bottleneck, its own cross
@@ -101,6 +112,8 @@ impl Learner {
 /// A rise of the capacity learnt smaller than this share is not applied (a new policy
 /// refills the workers' buckets).
 const STEP: f64 = 0.05;
+/// Network-limited readings in a row before the first capacity (see the module doc).
+const GATE: u32 = 2;
 
 /// One reading of the views: the largest lower bound on C, and whether it comes from a
 /// network-limited path (see the module doc).
@@ -114,6 +127,10 @@ pub struct Reading {
 #[derive(Debug, Clone, Default)]
 pub struct UplinkEstimate {
     capacity_mbps: Option<f64>,
+    /// The largest reading so far, network-limited or not.
+    seen_mbps: f64,
+    /// Network-limited readings in a row.
+    streak: u32,
 }
 
 impl UplinkEstimate {
@@ -127,8 +144,14 @@ impl UplinkEstimate {
         if !r.mbps.is_finite() || r.mbps <= 0.0 {
             return None;
         }
+        self.seen_mbps = self.seen_mbps.max(r.mbps);
+        self.streak = if r.network_limited {
+            self.streak + 1
+        } else {
+            0
+        };
         let next = match self.capacity_mbps {
-            None if r.network_limited => r.mbps,
+            None if self.streak >= GATE => self.seen_mbps,
             Some(c) if r.mbps > c * (1.0 + STEP) => r.mbps,
             _ => return None,
         };
@@ -139,8 +162,8 @@ impl UplinkEstimate {
 
 /// One reading of the daemon's views (`GET /paths`' and `GET /matrix`' documents):
 /// over Wren's paths sent by a local VM, the largest delivered-rate floor, and whether
-/// any of them was network-limited (its answer an estimate). `None` when no such path
-/// has a floor.
+/// any of them was network-limited (its answer an estimate or an upper bound). `None`
+/// when no such path has a floor.
 pub fn reading(wren: &Value, vttif: &Value) -> Option<Reading> {
     let local = local_ips(vttif);
     let mut r: Option<Reading> = None;
@@ -152,7 +175,10 @@ pub fn reading(wren: &Value, vttif: &Value) -> Option<Reading> {
         else {
             continue;
         };
-        let limited = p["avail_bw_kind"].as_str() == Some("estimate");
+        let limited = matches!(
+            p["avail_bw_kind"].as_str(),
+            Some("estimate" | "upper_bound")
+        );
         r = Some(match r {
             None => Reading {
                 mbps: v,
@@ -196,7 +222,8 @@ mod tests {
         // An application-limited flow's 3 Mbit/s says nothing of the uplink.
         assert_eq!(u.observe(at(3.0, false)), None);
         assert_eq!(u.capacity_mbps(), None);
-        assert_eq!(u.observe(at(90.0, true)), Some(90.0));
+        assert_eq!(u.observe(at(90.0, true)), None, "one reading");
+        assert_eq!(u.observe(at(91.0, true)), Some(91.0), "two in a row");
         assert_eq!(u.observe(at(93.0, false)), None, "within STEP");
         assert_eq!(
             u.observe(at(120.0, false)),
@@ -207,6 +234,19 @@ mod tests {
         assert_eq!(u.observe(at(40.0, true)), None);
         assert_eq!(u.observe(at(f64::NAN, true)), None);
         assert_eq!(u.capacity_mbps(), Some(120.0));
+    }
+
+    #[test]
+    fn the_first_capacity_is_the_largest_floor_seen_not_the_narrow_path_that_opened_the_gate() {
+        let mut u = UplinkEstimate::default();
+        // A bulk flow delivered 70 without a train rising; then a throttled path queues.
+        assert_eq!(u.observe(at(70.0, false)), None);
+        assert_eq!(u.observe(at(9.8, true)), None);
+        assert_eq!(u.observe(at(9.9, false)), None, "the streak broken");
+        assert_eq!(u.observe(at(9.8, true)), None);
+        assert_eq!(u.observe(at(9.8, true)), Some(70.0));
+        assert_eq!(u.observe(at(20.0, true)), None);
+        assert_eq!(u.capacity_mbps(), Some(70.0));
     }
 
     fn views(paths: Value) -> (Value, Value) {
@@ -225,7 +265,7 @@ mod tests {
              "avail_bw_mbps": 60.0, "delivered_floor_mbps": 50.0},
             // Answers are not readings (an estimate errs both ways, a lower bound from
             // a short train may be a burst); every local path's floor is one.
-            {"src": "10.0.0.1", "dst": "10.0.0.9", "avail_bw_kind": "upper_bound",
+            {"src": "10.0.0.1", "dst": "10.0.0.9", "avail_bw_kind": "lower_bound",
              "avail_bw_mbps": 900.0, "delivered_floor_mbps": 30.0},
             {"src": "10.0.0.1", "dst": "10.0.0.8", "avail_bw_kind": "lower_bound",
              "avail_bw_mbps": 700.0, "delivered_floor_mbps": 55.0},
@@ -238,7 +278,12 @@ mod tests {
             {"src": "10.0.0.1", "dst": "10.0.0.3", "avail_bw_kind": "lower_bound",
              "avail_bw_mbps": 70.0, "delivered_floor_mbps": 12.0},
         ]));
-        assert_eq!(reading(&w, &v), Some(at(12.0, false)));
+        assert_eq!(reading(&w, &v), Some(at(12.0, false)), "no train rose");
+        let (w, v) = views(json!([
+            {"src": "10.0.0.1", "dst": "10.0.0.3", "avail_bw_kind": "upper_bound",
+             "avail_bw_mbps": 140.0, "delivered_floor_mbps": 80.0},
+        ]));
+        assert_eq!(reading(&w, &v), Some(at(80.0, true)), "trains rose");
         let (w, v) = views(json!([{"src": "10.0.0.3", "dst": "10.0.0.1",
             "avail_bw_kind": "estimate", "avail_bw_mbps": 60.0,
             "delivered_floor_mbps": 50.0}]));

@@ -10,6 +10,29 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A loopback TCP port for a server the test starts, free when picked. Picked below
+/// the kernel's ephemeral range (`ip_local_port_range`, 32768 up by default): a port
+/// the kernel handed out for `bind(0)` and that was released may be taken as the source
+/// port of any outgoing connection (etcd's clients, the daemons' gRPC) before the
+/// server binds it ("address already in use"); ports below that range are never
+/// handed out so. Each test process walks its own stretch (by PID), so tests running
+/// at once rarely meet, and a port still bound elsewhere is skipped.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = (std::process::id() * 97) % SPAN;
+    for _ in 0..SPAN {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (base + k) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
+}
+
 pub fn wrenvnet_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wrenvnet"))
 }
