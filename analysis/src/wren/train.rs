@@ -300,6 +300,10 @@ fn judge_stream(segs: &[TrainSeg], burst: bool) -> Option<TrainResult> {
     let noise = delay_noise(segs);
     let err = rate_error(span, noise);
     let out_bps = dispersion(segs, noise);
+    let trend = match (trend, out_bps) {
+        (Trend::NonIncreasing, Some(out)) if spread_out(rate_bps, err, out) => Trend::Grey,
+        _ => trend,
+    };
     Some(TrainResult {
         t0: segs.first()?.t,
         t: segs.last()?.t,
@@ -312,6 +316,24 @@ fn judge_stream(segs: &[TrainSeg], burst: bool) -> Option<TrainResult> {
         burst,
     })
 }
+
+/// Whether a train whose delays read as not rising came back over more than
+/// `SPREAD_OUT` times its sending span, beyond both rates' errors: r_in/r_out >
+/// `SPREAD_OUT`·(1 + 2(e_in + e_out)). Below A a bottleneck serves a train as fast as
+/// it comes, its span stretched only by the cross traffic queued ahead of a few of its
+/// packets (a few percent with packet cross traffic at 70% of C); a train that took
+/// twice as long to come out met a queue, and its verdict is grey rather than a lower
+/// bound at its rate. The trend test misses such a queue where the delays are noisier
+/// than the rise it makes: a burst at 1 Gbit/s into a 100-Mbit/s link rises 0.11 ms a
+/// segment, and a sender's or a hop's scheduling jitter is milliseconds (online, on a
+/// loaded host: lower bounds of 1.1 Gbit/s on a 100-Mbit/s path); the ACK span,
+/// milliseconds long, does not miss it.
+fn spread_out(rate_bps: f64, err: f64, (out, out_err): (f64, f64)) -> bool {
+    out > 0.0 && rate_bps / out > SPREAD_OUT * (1.0 + 2.0 * (err + out_err))
+}
+
+/// See `spread_out`.
+const SPREAD_OUT: f64 = 2.0;
 
 /// What the bottleneck let through of the path while it carried the train, r_out
 /// (bits/s), and its relative error: the bottleneck's model (TOPP's fluid FIFO) is in
@@ -518,6 +540,19 @@ mod tests {
         assert!((out - 100e6).abs() < 1e6, "{out}");
         // The sending span (23 µs) does not enter the error: the ACK span does.
         assert!(e < 0.01, "{e}");
+    }
+
+    #[test]
+    fn a_train_that_came_out_over_twice_its_sending_span_proves_no_lower_bound() {
+        // A burst at 1.1 Gbit/s whose ACKs came back at 100 Mbit/s met a queue,
+        // whatever its noisy delays read as.
+        let (out, e) = dispersion(&burst(24, 0), 0.0).unwrap();
+        assert!(spread_out(1.1e9, 0.05, (out, e)));
+        // Packet cross traffic at 70% of C stretches a train below A by a few percent.
+        assert!(!spread_out(18.5e6, 0.005, (17.9e6, 0.012)));
+        // Twice the span, but within what the ACK span's error allows.
+        assert!(!spread_out(250e6, 0.02, (100e6, 0.2)));
+        assert!(!spread_out(1e9, 0.0, (0.0, 0.0)), "no output rate");
     }
 
     #[test]
