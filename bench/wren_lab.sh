@@ -17,14 +17,16 @@
 # available bandwidth, its default 128 KB writes), bLxD (application-limited: writes of
 # L KB at A/D, each write a burst that leaves the sender at the host's rate), parN (N
 # parallel bulk flows on the one path), short (bench/short_flows.py: 100 KB
-# connections back to back), throttle (bulk; half way through, C drops to 0.3 C:
-# the truth is the new A, and the online view's reaction time is reported).
+# connections back to back), throttle (bulk; half way through, C drops to THROTTLE x C,
+# 0.3 unless set: the truth is the new A, and the online view's reaction time is
+# reported).
 # cc: bbr or cubic.
 # Truth: ping's min RTT on the same (underlay) path; tcptrace's RTTs on the same plain capture.
 #
 #   sudo bench/wren_lab.sh                       # writes bench/results/wren-lab.{md,json}
 #   MODES=direct CASES="50:30:bbr:20:bulk" SECS=8 sudo bench/wren_lab.sh
 #   PLOT_DIR=/tmp/plots sudo bench/wren_lab.sh   # also an SVG per case (analyze --plot)
+#   THROTTLE=0.1 MODES=overlay CASES="100:0:cubic:20:throttle" sudo bench/wren_lab.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CASES="${CASES:-20:0:bbr:4:bulk 50:30:cubic:4:bulk 100:70:bbr:4:bulk 50:0:bbr:4:limited 20:30:cubic:4:short \
@@ -34,6 +36,7 @@ CASES="${CASES:-20:0:bbr:4:bulk 50:30:cubic:4:bulk 100:70:bbr:4:bulk 50:0:bbr:4:
 100:30:bbr:4:par2 50:0:cubic:20:par4 100:50:cubic:20:par2 50:30:bbr:80:par4 100:0:bbr:20:throttle}"
 MODES="${MODES:-direct overlay}"
 SECS="${SECS:-10}"
+THROTTLE="${THROTTLE:-0.3}"
 OUT="${OUT:-bench/results}"
 mkdir -p "$OUT"
 cargo build --release -q
@@ -152,11 +155,11 @@ for case in $CASES; do
     esac
     first_est=""; t_throttle=""; reaction=""; poll=1
     if [ "$APP" = throttle ]; then
-      # Half way, C drops to 0.3 C; the online view is read every 0.2 s from then on.
+      # Half way, C drops to THROTTLE x C; the online view is read every 0.2 s from then on.
       sleep "$(python3 -c "print($SECS/2)")"
-      ip netns exec "$R" tc qdisc change dev dta root tbf rate "$(python3 -c "print(0.3*$C)")mbit" burst 3000 latency 100ms
+      ip netns exec "$R" tc qdisc change dev dta root tbf rate "$(python3 -c "print($THROTTLE*$C)")mbit" burst 3000 latency 100ms
       t_throttle=$(date +%s.%N); poll=0.2
-      AVAIL=$(python3 -c "print(0.3*$C - $X)")
+      AVAIL=$(python3 -c "print($THROTTLE*$C - $X)")
     fi
     while kill -0 "$ap" 2>/dev/null; do
       sleep "$poll"
