@@ -112,7 +112,7 @@ impl Flow {
             trend: Trend::Increasing,
             segments: segs.len(),
             loss: true,
-            err: rate_error(span, 0.0),
+            err: rate_error(span, 0.0) + standing_queue_error(segs.len()),
             out_bps: None,
             burst: false,
         };
@@ -180,5 +180,34 @@ impl Flow {
                 tally.counters.spurious_retransmissions += 1;
             }
         }
+    }
+}
+
+/// How far below A a train that lost its last segment may have been sent (relative):
+/// where the queue was full before the train (a standing queue: a loss-based sender
+/// such as cubic, ACK-clocked at A into a drop-tail queue it keeps full, or a queue a
+/// faster sender filled before a throttle) and full again at the loss, the queue took
+/// in at least what it let out over the train's span, less one packet of room:
+/// r_in ≥ A − (one segment over the span), so A ≤ r_in·(1 + 1/(n − 1)) for n segments
+/// of the train. (A train that filled an emptier queue was faster still.) The Wren
+/// lab's cubic flow after a throttle to 10 Mbit/s lost segments in trains sent at
+/// 8.6-13 Mbit/s, ACK-clocked around A.
+fn standing_queue_error(segments: usize) -> f64 {
+    1.0 / segments.saturating_sub(1).max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_train_allows_one_segment_of_room_in_a_queue_full_before_it() {
+        // 16 segments: 15 intervals; one segment over the span is r_in/15.
+        assert!((standing_queue_error(16) - 1.0 / 15.0).abs() < 1e-12);
+        assert!(
+            standing_queue_error(64) < standing_queue_error(16),
+            "longer: surer"
+        );
+        assert_eq!(standing_queue_error(1), 1.0, "no interval: no bound of use");
     }
 }
