@@ -18,9 +18,14 @@
 //!   (at most 1/`SPAN_PER_QUEUE` of the span), rising trains within or not: an
 //!   application's bursts that outran the path and drained between them count.
 //!
+//! Each counts from the first ACK of a timed segment in its slot, and its length is
+//! ACK time plus that segment's queueing delay (`Start`): ACKs held back on the reverse
+//! path at the start (a delayed ACK, the lab's delay line under load) would otherwise
+//! pack more than C·T into a slot; on a loaded lab host, 1-s slots of a BBR flow at a
+//! 100-Mbit/s link counted up to 106 Mbit/s.
 //! Both fail where cross traffic is dropped (the argument counts every byte of it), so
 //! a loss voids the slots it overlaps and the spans across them; and where the reverse
-//! path's delay changes within a span (ACK times then shift the bytes between spans).
+//! path's delay falls within a span by more than the start's queueing delay.
 //! The floor is the highest such rate over the estimate's window.
 
 /// The slot length: long against queueing delays, short against the window.
@@ -40,10 +45,31 @@ struct Slot {
     rose: bool,
     /// A loss overlapped it.
     lost: bool,
-    /// Its first ACK: when, and the path's ACKed bytes up to and with it.
-    first: Option<(u64, u64)>,
+    /// Its first ACK of a timed segment (the bytes counted are those ACKed after it).
+    first: Option<Start>,
     /// The highest rate of a span that ended in it (bits/s).
     span_bps: f64,
+}
+
+/// Where a slot's count starts: an ACK, the path's bytes ACKed up to and with it, and
+/// the queueing delay of its segment. The bytes ACKed after it left the bottleneck
+/// after that segment did, which was at most `queue_ns` before the ACK less the
+/// path's least delay back: an ACK held back on its way (a delayed ACK, ACKs bunched
+/// by the reverse path) reads as queueing delay, and a slot whose first ACK came late
+/// holds bytes that left over up to that much more than the slot. So a slot's or
+/// span's bytes are divided by its length plus `queue_ns`, and never exceed C.
+#[derive(Debug, Clone, Copy)]
+struct Start {
+    t: u64,
+    acked: u64,
+    queue_ns: u64,
+}
+
+impl Start {
+    /// The rate of `bytes` ACKed after this start, up to `end` (bits/s).
+    fn rate(&self, bytes: u64, end: u64) -> f64 {
+        bytes as f64 * 8e9 / (end.saturating_sub(self.t) + self.queue_ns).max(1) as f64
+    }
 }
 
 #[derive(Debug, Default)]
@@ -75,8 +101,17 @@ impl Delivered {
         let Some(s) = self.slot(t / SLOT_NS) else {
             return;
         };
-        s.bytes += bytes;
-        s.first.get_or_insert((t, total));
+        match (s.first, queue_ns) {
+            (Some(_), _) => s.bytes += bytes,
+            (None, Some(q)) => {
+                s.first = Some(Start {
+                    t,
+                    acked: total,
+                    queue_ns: q,
+                })
+            }
+            (None, None) => {}
+        }
         if let Some(q) = queue_ns {
             if t >= self.last_check + SPAN_CHECK_NS {
                 self.last_check = t;
@@ -101,8 +136,8 @@ impl Delivered {
             if s.lost {
                 break;
             }
-            if let Some((t0, b0)) = s.first.filter(|&(t0, _)| t - t0 >= min_span) {
-                best = best.max((self.total - b0) as f64 * 8e9 / (t - t0) as f64);
+            if let Some(st) = s.first.filter(|st| t - st.t >= min_span) {
+                best = best.max(st.rate(self.total - st.acked, t));
             }
         }
         if let Some(s) = self.slot(cur).filter(|s| !s.lost) {
@@ -138,14 +173,60 @@ impl Delivered {
             .filter(|s| s.idx >= from && s.idx <= cur && s.first.is_some())
             .map(|s| {
                 let clean = !s.rose && s.idx < cur;
-                let slot_bps = if clean {
-                    s.bytes as f64 * 8e9 / SLOT_NS as f64
-                } else {
-                    0.0
+                let slot_bps = match s.first {
+                    Some(st) if clean => st.rate(s.bytes, (s.idx + 1) * SLOT_NS),
+                    _ => 0.0,
                 };
                 slot_bps.max(s.span_bps)
             })
             .fold(0.0f64, f64::max);
         (best > 0.0).then_some(best)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+    /// 1500-byte segments at 100 Mbit/s: one every 120 µs.
+    const SEG: u64 = 1500;
+    const GAP_NS: u64 = 120_000;
+
+    /// Segments leaving a 100-Mbit/s bottleneck from 0 to `until`, each ACKed `back`
+    /// after it left (the reverse path's delay then), with queueing delay `q`.
+    fn link(d: &mut Delivered, from: u64, until: u64, back: impl Fn(u64) -> u64) {
+        let mut left = from;
+        while left < until {
+            let extra = back(left);
+            d.acked(SEG, left + 5 * MS + extra, Some(extra));
+            left += GAP_NS;
+        }
+    }
+
+    #[test]
+    fn a_steady_flow_at_the_bottleneck_reads_as_its_rate() {
+        let mut d = Delivered::default();
+        link(&mut d, 0, 4_000 * MS, |_| 0);
+        let f = d.floor(4_000 * MS, 10_000 * MS, None).unwrap();
+        assert!(f <= 100e6 && f > 99e6, "{f}");
+    }
+
+    #[test]
+    fn acks_held_back_at_a_slots_start_do_not_count_above_the_bottleneck() {
+        let mut d = Delivered::default();
+        // 60 ms of ACKs held back on the reverse path around the start of slot 2 (the
+        // lab's delay line under load), then released together at its start.
+        link(&mut d, 0, 4_000 * MS, |left| {
+            let held = 1_935 * MS..1_995 * MS;
+            if held.contains(&left) {
+                1_995 * MS - left
+            } else {
+                0
+            }
+        });
+        let f = d.floor(4_000 * MS, 10_000 * MS, None).unwrap();
+        assert!(f <= 100e6, "{f}: more than the bottleneck carried");
+        assert!(f > 99e6, "{f}");
     }
 }
