@@ -122,6 +122,7 @@ def save_uplinks(lab, hosts):
         r = api_get(lab.path("api-%s.sock" % h), "/reservations") or {}
         out[h] = {"source": r.get("uplink_source"),
                   "learnt_mbps": r.get("uplink_learnt_mbps"),
+                  "learning": r.get("uplink_learning"),
                   "shaped_mbps": (r.get("uplink") or {}).get("mbps")}
     with open(lab.path("uplinks.json"), "w") as f:
         json.dump(out, f)

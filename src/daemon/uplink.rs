@@ -12,10 +12,11 @@
 //! of many is their largest error (in the lab, 114 Mbit/s on a 100 Mbit/s link).
 //!
 //! The first capacity is taken only once the host's paths were network-limited in
-//! `GATE` readings in a row (`EVERY` apart): some path's answer an estimate or an
-//! upper bound, both of which need trains that rose (the path's queue was reached); a
-//! lower bound says none did. A bulk flow at the path's rate may show only rising
-//! trains (an upper bound, far above its floor), so both count; two readings, so that
+//! `GATE` readings in a row (`EVERY` apart): some path's answer has a high side
+//! (an estimate, an upper bound, or a lower bound with its range's high end), which
+//! only trains that rose or lost give (the path's queue was reached); a lower bound
+//! without one says none did. A bulk flow at the path's rate may show only rising
+//! trains (an upper bound, far above its floor), so all count; two readings, so that
 //! a flow's first second (slow start, its floor still climbing) does not set it. An
 //! application-limited flow whose trains never rise delivers what it sends, far below
 //! C, and a shaper set from it would hold every later flow below it: no flow could
@@ -95,7 +96,9 @@ impl Learner {
         let Some(r) = reading(&wren, &vttif) else {
             return;
         };
-        let Some(capacity) = self.estimate.observe(r) else {
+        let learnt = self.estimate.observe(r);
+        ops.note_uplink_evidence(self.estimate.evidence());
+        let Some(capacity) = learnt else {
             return;
         };
         let shaped = capacity * self.share;
@@ -131,6 +134,21 @@ pub struct UplinkEstimate {
     seen_mbps: f64,
     /// Network-limited readings in a row.
     streak: u32,
+    readings: u32,
+    longest_streak: u32,
+}
+
+/// What the learner has seen (`GET /reservations`' `uplink_learning`): why a capacity
+/// was learnt, or why not yet.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Evidence {
+    /// Readings taken (a local VM's path with a delivered-rate floor).
+    pub readings: u32,
+    /// The longest run of network-limited readings; the first capacity needs `gate`.
+    pub network_limited_in_a_row: u32,
+    pub gate: u32,
+    /// The largest floor read (Mbit/s): the first capacity, once the gate opens.
+    pub largest_floor_mbps: f64,
 }
 
 impl UplinkEstimate {
@@ -139,17 +157,29 @@ impl UplinkEstimate {
         self.capacity_mbps
     }
 
+    /// What it has seen.
+    pub fn evidence(&self) -> Evidence {
+        Evidence {
+            readings: self.readings,
+            network_limited_in_a_row: self.longest_streak,
+            gate: GATE,
+            largest_floor_mbps: self.seen_mbps,
+        }
+    }
+
     /// Takes one reading; returns the new capacity when it rose by more than `STEP`.
     pub fn observe(&mut self, r: Reading) -> Option<f64> {
         if !r.mbps.is_finite() || r.mbps <= 0.0 {
             return None;
         }
+        self.readings += 1;
         self.seen_mbps = self.seen_mbps.max(r.mbps);
         self.streak = if r.network_limited {
             self.streak + 1
         } else {
             0
         };
+        self.longest_streak = self.longest_streak.max(self.streak);
         let next = match self.capacity_mbps {
             None if self.streak >= GATE => self.seen_mbps,
             Some(c) if r.mbps > c * (1.0 + STEP) => r.mbps,
@@ -162,7 +192,7 @@ impl UplinkEstimate {
 
 /// One reading of the daemon's views (`GET /paths`' and `GET /matrix`' documents):
 /// over Wren's paths sent by a local VM, the largest delivered-rate floor, and whether
-/// any of them was network-limited (its answer an estimate or an upper bound). `None`
+/// any of them was network-limited (its answer has a high side). `None`
 /// when no such path has a floor.
 pub fn reading(wren: &Value, vttif: &Value) -> Option<Reading> {
     let local = local_ips(vttif);
@@ -175,10 +205,7 @@ pub fn reading(wren: &Value, vttif: &Value) -> Option<Reading> {
         else {
             continue;
         };
-        let limited = matches!(
-            p["avail_bw_kind"].as_str(),
-            Some("estimate" | "upper_bound")
-        );
+        let limited = p["avail_bw_high_mbps"].as_f64().is_some();
         r = Some(match r {
             None => Reading {
                 mbps: v,
@@ -247,6 +274,9 @@ mod tests {
         assert_eq!(u.observe(at(9.8, true)), Some(70.0));
         assert_eq!(u.observe(at(20.0, true)), None);
         assert_eq!(u.capacity_mbps(), Some(70.0));
+        let e = u.evidence();
+        assert_eq!((e.readings, e.network_limited_in_a_row), (6, 3));
+        assert_eq!(e.largest_floor_mbps, 70.0);
     }
 
     fn views(paths: Value) -> (Value, Value) {
@@ -262,7 +292,8 @@ mod tests {
     fn a_reading_is_the_largest_lower_bound_of_a_path_a_local_vm_sends() {
         let (w, v) = views(json!([
             {"src": "10.0.0.1", "dst": "10.0.0.3", "avail_bw_kind": "estimate",
-             "avail_bw_mbps": 60.0, "delivered_floor_mbps": 50.0},
+             "avail_bw_mbps": 60.0, "avail_bw_high_mbps": 70.0,
+             "delivered_floor_mbps": 50.0},
             // Answers are not readings (an estimate errs both ways, a lower bound from
             // a short train may be a burst); every local path's floor is one.
             {"src": "10.0.0.1", "dst": "10.0.0.9", "avail_bw_kind": "lower_bound",
@@ -271,22 +302,32 @@ mod tests {
              "avail_bw_mbps": 700.0, "delivered_floor_mbps": 55.0},
             // Sent by a remote VM: the other host's uplink, not this one's.
             {"src": "10.0.0.3", "dst": "10.0.0.1", "avail_bw_kind": "estimate",
-             "avail_bw_mbps": 500.0, "delivered_floor_mbps": 400.0},
+             "avail_bw_mbps": 500.0, "avail_bw_high_mbps": 520.0,
+             "delivered_floor_mbps": 400.0},
         ]));
         assert_eq!(reading(&w, &v), Some(at(55.0, true)));
         let (w, v) = views(json!([
             {"src": "10.0.0.1", "dst": "10.0.0.3", "avail_bw_kind": "lower_bound",
-             "avail_bw_mbps": 70.0, "delivered_floor_mbps": 12.0},
+             "avail_bw_mbps": 70.0, "avail_bw_high_mbps": null,
+             "delivered_floor_mbps": 12.0},
         ]));
         assert_eq!(reading(&w, &v), Some(at(12.0, false)), "no train rose");
         let (w, v) = views(json!([
             {"src": "10.0.0.1", "dst": "10.0.0.3", "avail_bw_kind": "upper_bound",
-             "avail_bw_mbps": 140.0, "delivered_floor_mbps": 80.0},
+             "avail_bw_mbps": 140.0, "avail_bw_high_mbps": 140.0,
+             "delivered_floor_mbps": 80.0},
         ]));
         assert_eq!(reading(&w, &v), Some(at(80.0, true)), "trains rose");
+        // Slow trains did not rise, bursts did, too far apart for an estimate.
+        let (w, v) = views(json!([
+            {"src": "10.0.0.1", "dst": "10.0.0.3", "avail_bw_kind": "lower_bound",
+             "avail_bw_mbps": 40.0, "avail_bw_low_mbps": 38.0,
+             "avail_bw_high_mbps": 300.0, "delivered_floor_mbps": 35.0},
+        ]));
+        assert_eq!(reading(&w, &v), Some(at(35.0, true)), "bursts rose");
         let (w, v) = views(json!([{"src": "10.0.0.3", "dst": "10.0.0.1",
             "avail_bw_kind": "estimate", "avail_bw_mbps": 60.0,
-            "delivered_floor_mbps": 50.0}]));
+            "avail_bw_high_mbps": 70.0, "delivered_floor_mbps": 50.0}]));
         assert_eq!(reading(&w, &v), None, "no local sender");
         assert_eq!(reading(&Value::Null, &Value::Null), None, "monitoring off");
     }

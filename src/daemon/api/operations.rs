@@ -45,6 +45,8 @@ pub struct Operations<'v> {
     etcd_writes: Option<Writes>,
     /// The uplink's capacity learnt from Wren (`crate::daemon::uplink`), Mbit/s.
     learnt_uplink: std::cell::Cell<Option<f64>>,
+    /// What the uplink's learner has seen, once it took a reading.
+    uplink_evidence: std::cell::Cell<Option<crate::daemon::uplink::Evidence>>,
 }
 
 pub(crate) fn mac_str(m: &[u8; 6]) -> String {
@@ -75,6 +77,7 @@ impl<'v> Operations<'v> {
             etcd: None,
             etcd_writes: None,
             learnt_uplink: std::cell::Cell::new(None),
+            uplink_evidence: std::cell::Cell::new(None),
         }
     }
 
@@ -232,6 +235,7 @@ impl<'v> Operations<'v> {
             (Some(_), None) => json!("configured"),
         };
         v["uplink_learnt_mbps"] = json!(learnt);
+        v["uplink_learning"] = json!(self.uplink_evidence.get());
         v["ok"] = json!(true);
         v["host"] = json!(self.me.host);
         v
@@ -250,6 +254,11 @@ impl<'v> Operations<'v> {
         self.fib.store(Arc::new(next));
         self.learnt_uplink.set(Some(capacity_mbps));
         Ok(())
+    }
+
+    /// What the uplink's learner has seen (`GET /reservations`).
+    pub fn note_uplink_evidence(&self, e: crate::daemon::uplink::Evidence) {
+        self.uplink_evidence.set(Some(e));
     }
 
     /// `GET /links`: the overlay links (peers) and how many rules use each.
