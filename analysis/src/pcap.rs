@@ -61,6 +61,10 @@ pub struct Capture {
     pub hosts: HostTable,
     /// Frames whose headers were truncated or malformed (still recorded, flagged).
     pub broken: u64,
+    /// Why reading stopped before the file's end, if it did: a capture cut short in
+    /// the middle of a record (tcpdump killed, a full disk) or damaged past its header
+    /// is read up to there, as tcpdump and tshark read it.
+    pub cut_short: Option<String>,
 }
 
 /// Turns one frame into a record.
@@ -109,7 +113,14 @@ pub fn read_capture_from(input: impl Read, name: &str) -> Result<Capture, Captur
         // Ticks per second for each interface (if_tsresol; default microseconds).
         let mut resolution: Vec<u64> = Vec::new();
         while let Some(block) = r.next_block() {
-            match block.map_err(fmt)? {
+            let block = match block {
+                Ok(b) => b,
+                Err(e) => {
+                    cap.cut_short = Some(e.to_string());
+                    break;
+                }
+            };
+            match block {
                 Block::InterfaceDescription(idb) => {
                     if idb.linktype != DataLink::ETHERNET {
                         return Err(CaptureError::LinkType {
@@ -158,7 +169,13 @@ pub fn read_capture_from(input: impl Read, name: &str) -> Result<Capture, Captur
         };
         // Raw packets: the typed reader refuses snapped captures (orig_len > snaplen).
         while let Some(pkt) = r.next_raw_packet() {
-            let pkt = pkt.map_err(fmt)?;
+            let pkt = match pkt {
+                Ok(p) => p,
+                Err(e) => {
+                    cap.cut_short = Some(e.to_string());
+                    break;
+                }
+            };
             let ns = pkt.ts_sec as u64 * 1_000_000_000 + pkt.ts_frac as u64 * frac_ns;
             push(&mut cap, &pkt.data, pkt.orig_len as usize, ns);
         }
@@ -172,4 +189,64 @@ fn push(cap: &mut Capture, frame: &[u8], orig_len: usize, ns: u64) {
         cap.broken += 1;
     }
     cap.records.push(r);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A microsecond pcap of `n` 60-byte Ethernet frames, one a millisecond.
+    fn pcap(n: u32) -> Vec<u8> {
+        let mut b = Vec::new();
+        for w in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 65535, 1] {
+            match w {
+                0x0004_0002 => {
+                    b.extend(2u16.to_le_bytes());
+                    b.extend(4u16.to_le_bytes());
+                }
+                _ => b.extend(w.to_le_bytes()),
+            }
+        }
+        for i in 0..n {
+            for w in [1_000u32, i * 1000, 60, 60] {
+                b.extend(w.to_le_bytes());
+            }
+            let mut frame = [0u8; 60];
+            frame[12..14].copy_from_slice(&[0x08, 0x00]);
+            b.extend(frame);
+        }
+        b
+    }
+
+    #[test]
+    fn a_whole_capture_reads_every_frame() {
+        let cap = read_capture_from(&pcap(3)[..], "t").unwrap();
+        assert_eq!(cap.records.len(), 3);
+        assert_eq!(cap.cut_short, None);
+        assert_eq!(cap.records[2].time, 1_000_000_000_000 + 2_000_000);
+    }
+
+    #[test]
+    fn a_capture_cut_short_in_a_frame_is_read_up_to_the_cut_and_says_so() {
+        let whole = pcap(3);
+        let cut = &whole[..whole.len() - 30];
+        let cap = read_capture_from(cut, "t").unwrap();
+        assert_eq!(cap.records.len(), 2);
+        assert!(cap.cut_short.is_some());
+        // Cut in a record's header too.
+        let cut = &whole[..whole.len() - 70];
+        let cap = read_capture_from(cut, "t").unwrap();
+        assert_eq!(cap.records.len(), 2);
+        assert!(cap.cut_short.is_some());
+    }
+
+    #[test]
+    fn a_file_that_is_no_capture_is_an_error() {
+        assert!(read_capture_from(&b"hello, world: no capture at all"[..], "t").is_err());
+        assert!(read_capture_from(&b"he"[..], "t").is_err());
+        assert!(
+            read_capture_from(&pcap(1)[..10], "t").is_err(),
+            "cut in the header"
+        );
+    }
 }

@@ -424,6 +424,8 @@ struct Report {
     topology_changes: Vec<TopologyChange>,
     records: u64,
     broken: u64,
+    /// Why the capture was read only up to a point (cut short in a record, damaged).
+    cut_short: Option<String>,
     underlay_hosts: Vec<String>,
     flows: Vec<FlowLine>,
     /// `--explain`: how the path's answer (as `paths` reports it) follows from its trains.
@@ -441,6 +443,13 @@ fn ip(v: u32, flags: u8) -> String {
 
 pub fn run(args: AnalyzeArgs) -> Result<()> {
     let cap = read_capture(&args.pcap).context("cannot read the capture")?;
+    if let Some(why) = &cap.cut_short {
+        log::warn!(
+            "{}: read up to record {} only: {why}",
+            args.pcap.display(),
+            cap.records.len()
+        );
+    }
     let host = |i: u8| {
         cap.hosts
             .addrs
@@ -546,6 +555,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         topology_changes: vttif.changes().to_vec(),
         records: flows.records,
         broken: flows.broken,
+        cut_short: cap.cut_short.clone(),
         underlay_hosts: cap
             .hosts
             .addrs
