@@ -37,7 +37,7 @@ enum Command {
     /// The global VM traffic matrix merged from every daemon's VTTIF rows, and its topology.
     Matrix(operator::MatrixArgs),
     /// Every daemon's Wren path views: RTT, throughput, available bandwidth.
-    Paths(operator::ViewArgs),
+    Paths(operator::PathsArgs),
     /// Every daemon's switch counters: packets each way, encap/decap, drops, cycles/packet.
     Status(operator::ViewArgs),
     /// List every daemon's forwarding rules, or change one daemon's (--set MAC=TO, --del MAC).

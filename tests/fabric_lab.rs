@@ -656,6 +656,43 @@ fn two_workers_share_the_traffic() {
         "8 data connections + the control one: {path}"
     );
     assert!(path["rtt_samples"].as_u64().unwrap() > 1000, "{path}");
+    // The same path explained online: the view and the answer its trains give agree
+    // with GET /paths (the transfer is over: nothing moved in between).
+    let route = format!("/paths/{}/{}", f.vms[0].ip, f.vms[1].ip);
+    let (code, ex) = api(&f.socket(0), "GET", &route, "");
+    assert_eq!(code, 200, "{ex}");
+    assert_eq!(ex["path"]["avail_bw_kind"], path["avail_bw_kind"], "{ex}");
+    assert_eq!(ex["path"]["avail_bw_mbps"], path["avail_bw_mbps"], "{ex}");
+    assert_eq!(
+        ex["explain"]["answer"]["kind"], path["avail_bw_kind"],
+        "{ex}"
+    );
+    let trains = ex["explain"]["trains"].as_array().unwrap();
+    assert!(!trains.is_empty(), "{ex}");
+    println!(
+        "explained: {} trains, rule {}, answer {}",
+        trains.len(),
+        ex["explain"]["rule"],
+        ex["explain"]["answer"]
+    );
+    let none = format!("/paths/{}/10.9.9.9", f.vms[0].ip);
+    let (code, none) = api(&f.socket(0), "GET", &none, "");
+    assert_eq!(code, 404, "{none}");
+    let (code, bad) = api(&f.socket(0), "GET", "/paths/not-an-ip/10.9.9.9", "");
+    assert_eq!(code, 404, "{bad}");
+    // The operator's command asks every daemon until one explains it (the sender's).
+    let mut args = vec!["paths".to_string()];
+    args.extend(f.api_args());
+    args.extend(["--explain".into(), f.vms[0].ip.clone(), f.vms[1].ip.clone()]);
+    let out = Command::new(wrenvnet_bin()).args(&args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("host h0"), "{text}");
+    assert!(text.contains("answer"), "{text}");
     for (h, before) in drops_before.iter().enumerate() {
         let s = f.stop(h);
         assert_eq!(s["mbufs_in_use_at_exit"], 0, "{s}");

@@ -25,6 +25,12 @@ pub trait Engine: Send {
     fn view(&self) -> Option<serde_json::Value> {
         None
     }
+    /// How the engine's view of one path (`src` to `dst`, as its view names them)
+    /// follows from what it saw, if it explains paths and knows that one. Computed on
+    /// request, off the record path (the control interface's `GET /paths/{src}/{dst}`).
+    fn explain(&self, _src: &str, _dst: &str) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Drains rings into engines.
@@ -183,6 +189,13 @@ impl AnalysisLoop {
             .iter()
             .find(|e| e.name() == name)
             .and_then(|e| e.view())
+    }
+
+    /// The engine called `name`'s explanation of path `src` to `dst`, if any.
+    pub fn explain(&self, name: &str, src: &str, dst: &str) -> Option<serde_json::Value> {
+        (self.engines.iter())
+            .find(|e| e.name() == name)
+            .and_then(|e| e.explain(src, dst))
     }
 
     /// Every engine's report, one block each.

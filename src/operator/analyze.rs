@@ -226,7 +226,7 @@ fn kind_name(k: analysis::wren::AvailKind) -> &'static str {
 
 /// `--explain`'s text: the path's trains, the split, and the answer step by step;
 /// times in seconds from `start` (ns, the capture's first record).
-fn explanation_text(ex: &Explanation, start: u64) -> String {
+pub(crate) fn explanation_text(ex: &Explanation, start: u64) -> String {
     use std::fmt::Write;
     let f = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.1}"));
     let ans = |a: &analysis::wren::AnswerMbps| {

@@ -33,6 +33,18 @@ pub struct ViewArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct PathsArgs {
+    #[command(flatten)]
+    view: ViewArgs,
+    /// Explain one path's answer on the daemon that times it (its data sender's): the
+    /// trains behind it, their rates in and out, their verdicts, and how the answer
+    /// follows from them, as `analyze --explain` gives it for a capture. The path as
+    /// the table names it, the data sender first; with --json, the daemon's reply.
+    #[arg(long, num_args = 2, value_names = ["SRC", "DST"])]
+    explain: Option<Vec<String>>,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct RulesArgs {
     #[command(flatten)]
     view: ViewArgs,
@@ -227,7 +239,11 @@ pub fn matrix(args: MatrixArgs) -> Result<()> {
 
 /// `wrenvnet paths`.
 #[cold]
-pub fn paths(args: ViewArgs) -> Result<()> {
+pub fn paths(args: PathsArgs) -> Result<()> {
+    if let Some([src, dst]) = args.explain.as_deref() {
+        return explain_path(&args.view, src, dst);
+    }
+    let args = args.view;
     let replies = gather(&args, "paths")?;
     if args.json {
         let hosts: Vec<Value> = replies
@@ -263,6 +279,31 @@ pub fn paths(args: ViewArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `wrenvnet paths --explain SRC DST`: the first daemon that knows the path explains
+/// it (`GET /paths/{src}/{dst}`).
+#[cold]
+fn explain_path(args: &ViewArgs, src: &str, dst: &str) -> Result<()> {
+    let route = format!("/paths/{src}/{dst}");
+    let mut missing = Vec::new();
+    for a in &args.apis {
+        match ApiClient::unix(a).call("GET", &route, None) {
+            Ok(v) if args.json => {
+                println!("{v}");
+                return Ok(());
+            }
+            Ok(v) => {
+                let ex: analysis::wren::Explanation = serde_json::from_value(v["explain"].clone())
+                    .context("the daemon's explanation")?;
+                println!("host {}", v["host"].as_str().unwrap_or("?"));
+                println!("{}", analyze::explanation_text(&ex, ex.first_ns));
+                return Ok(());
+            }
+            Err(e) => missing.push(format!("{}: {e:#}", a.display())),
+        }
+    }
+    anyhow::bail!("no daemon explains {src} -> {dst}: {}", missing.join("; "))
 }
 
 /// `wrenvnet status`: every daemon's counters, a line each (and its etcd session's,

@@ -23,7 +23,7 @@
 //! within the trains that prove it, not the window. How the answer follows from the
 //! trains is `Explanation`, from the same steps.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::path::{Path, PathKey};
 use super::train::TrainResult;
@@ -33,7 +33,7 @@ use super::trend::Trend;
 const ESTIMATE_MAX_SPREAD: f64 = 1.6;
 
 /// What kind of available-bandwidth answer a path has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AvailKind {
     Estimate,
@@ -72,7 +72,7 @@ pub(super) type Answer = (AvailKind, Option<f64>, Option<f64>, Option<f64>);
 const NO_ANSWER: Answer = (AvailKind::None, None, None, None);
 
 /// An answer in Mbit/s, as a view and an explanation report it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AnswerMbps {
     pub kind: AvailKind,
     pub mbps: Option<f64>,
@@ -96,7 +96,7 @@ impl AnswerMbps {
 /// train the path holds and what became of it, the split of the decisive ones by
 /// rate, the rule the answer follows, TOPP's fit and the delivered-rate floor, with
 /// the answer after each step. The path's view reports `answer`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Explanation {
     pub src: String,
     pub dst: String,
@@ -127,7 +127,7 @@ pub struct Explanation {
 }
 
 /// One train (or one burst of a train) and what the estimate made of it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainUse {
     /// When its first and last segment were sent (record time, ns).
     pub t0_ns: u64,
@@ -159,7 +159,7 @@ pub struct TrainUse {
 }
 
 /// A train's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TrainVerdict {
     /// Its delays rose: sent faster than A.
@@ -173,7 +173,7 @@ pub enum TrainVerdict {
 }
 
 /// Why a train is not weighed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Excluded {
     /// Its verdict is grey.
@@ -185,7 +185,7 @@ pub enum Excluded {
 }
 
 /// What the answer took from a train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// The second non-rising train below the split: A is at least its bound.
@@ -201,7 +201,7 @@ pub enum Role {
 }
 
 /// The best split of the decisive trains sorted by rate.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Split {
     /// Decisive trains below and above it.
     pub below: usize,
@@ -219,7 +219,7 @@ pub struct Split {
 }
 
 /// How the verdicts give an answer (`answer`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// No decisive train.
@@ -260,7 +260,7 @@ impl Rule {
 }
 
 /// TOPP's fit (`topp_fit`, `with_fit`).
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct Topp {
     /// Rising trains whose dispersion exceeded their error: the line's points.
     pub points: usize,
@@ -270,7 +270,7 @@ pub struct Topp {
     pub outcome: ToppOutcome,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToppOutcome {
     /// Fewer than 3 points.
@@ -309,7 +309,7 @@ impl ToppOutcome {
 }
 
 /// What the delivered-rate floor did to the answer (`floored`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FloorRule {
     /// No floor: nothing delivered in a clean slot or a span.

@@ -396,6 +396,14 @@ impl Engine for Wren {
         }))
     }
 
+    fn explain(&self, src: &str, dst: &str) -> Option<serde_json::Value> {
+        let ip = |s: &str| s.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
+        let (view, ex) = Wren::explain(self, ip(src)?, ip(dst)?, |ip| {
+            std::net::Ipv4Addr::from(ip).to_string()
+        })?;
+        Some(serde_json::json!({"path": view, "explain": ex}))
+    }
+
     fn report(&self) -> Option<String> {
         let views = self.views(|ip| std::net::Ipv4Addr::from(ip).to_string());
         if views.is_empty() {

@@ -11,6 +11,7 @@
 //! | `GET /health` | `{"ok":true,"host":...}` |
 //! | `GET /stats` | switch counters; with `[etcd]`, the session (`etcd`) |
 //! | `GET /paths` | Wren's path views |
+//! | `GET /paths/{src}/{dst}` | one path's view and how its answer follows from its trains (404 when Wren has no such path) |
 //! | `GET /matrix` | VTTIF's rows, this host's VMs, its damped topology |
 //! | `GET /rules` | forwarding rules |
 //! | `PUT /rules/{mac}` body `{"to":"vm:PORT"\|"peer:NAME"}` | add or replace a rule |
@@ -347,6 +348,15 @@ fn route(
         }
         (Method::Get, ["stats"]) => Ok(ops.stats(counters)),
         (Method::Get, ["paths"]) => ops.view(analysis, "wren"),
+        (Method::Get, ["paths", src, dst]) => {
+            return Answer::Now(match ops.explain_path(analysis, src, dst) {
+                Some(v) => json_response(200, &v),
+                None => error(
+                    404,
+                    format!("no path {src} -> {dst} (GET /paths lists them)"),
+                ),
+            });
+        }
         (Method::Get, ["matrix"]) => ops.view(analysis, "vttif"),
         (Method::Get, ["rules"]) => Ok(ops.rules()),
         (Method::Get, ["links"]) => Ok(ops.links()),
@@ -368,7 +378,8 @@ fn route(
             ["health" | "metrics" | "stats" | "paths" | "matrix" | "rules" | "links" | "vms"
             | "reservations" | "locations"],
         )
-        | (_, ["rules" | "links" | "vms" | "reservations", _]) => {
+        | (_, ["rules" | "links" | "vms" | "reservations", _])
+        | (_, ["paths", _, _]) => {
             return Answer::Now(error(405, format!("{method} is not allowed on {url}")));
         }
         _ => return Answer::Now(error(404, format!("no route {url}"))),

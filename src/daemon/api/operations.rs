@@ -402,6 +402,16 @@ impl<'v> Operations<'v> {
         }))
     }
 
+    /// `GET /paths/{src}/{dst}`: Wren's view of one path and how its answer follows
+    /// from the trains behind it (as `wrenvnet analyze --explain` gives it offline).
+    #[cold]
+    pub fn explain_path(&self, analysis: &AnalysisLoop, src: &str, dst: &str) -> Option<Value> {
+        let mut v = analysis.explain("wren", src, dst)?;
+        v["ok"] = json!(true);
+        v["host"] = json!(self.me.host);
+        Some(v)
+    }
+
     /// A host's desired state from etcd (`crate::cluster::Desired`), in one RCU
     /// publication: its links added or updated (never removed), its rules to peers set,
     /// every other rule to a peer removed, rules to this host's VMs untouched. Each
