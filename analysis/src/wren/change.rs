@@ -9,7 +9,7 @@
 //! trains' own rate of contradictions).
 
 use super::estimate::estimate;
-use super::train::TrainResult;
+use super::train::{expanded, TrainResult};
 use super::trend::Trend;
 
 /// How far beyond the answer's range a train must prove A for it to contradict it
@@ -49,7 +49,7 @@ fn evidence(t: &TrainResult, r: Reference, factor: f64) -> [(bool, bool, bool); 
         Trend::Increasing => {
             let expanded = t
                 .out_bps
-                .filter(|&(o, e)| t.rate_bps / o > 1.0 + 2.0 * e)
+                .filter(|&o| expanded(t.rate_bps, t.err, o, 1.0))
                 .map(|(o, e)| (t.rate_bps * (1.0 + t.err)).min(o * (1.0 + e)));
             let lost = t.loss.then_some(t.rate_bps * (1.0 + t.err));
             if let (Some(ub), Some(l)) = (expanded.or(lost), low) {

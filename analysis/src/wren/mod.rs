@@ -7,8 +7,9 @@
 //!   numbers could not track. Min, smoothed, percentiles.
 //! - Trains: runs of a flow's data segments sent close together (gaps below half the
 //!   smoothed RTT, at most `max_train` segments); once every segment of a train is
-//!   ACKed, its RTTs go through the trend test (`trend`) and its sending rate is kept. A train of long
-//!   bursts with idle gaps between them is no stream at one rate: its bursts are judged.
+//!   ACKed, its RTTs go through the trend test (`trend`) and its sending rate is kept.
+//!   A train of long bursts with idle gaps between them is no stream at one rate: its
+//!   bursts are judged.
 //!   A train's rate is the path's, every flow's bytes over its span: the bottleneck
 //!   queues them all.
 //! - Available bandwidth: between the fastest train without a rising delay trend and
@@ -34,15 +35,16 @@
 mod change;
 mod delivered;
 mod estimate;
+mod explanation;
 mod flow;
 mod loss;
 mod path;
 mod train;
 pub mod trend;
 
-pub use estimate::{
-    AnswerMbps, AvailKind, Excluded, Explanation, FloorRule, PathView, Role, Rule, Split, Topp,
-    ToppOutcome, TrainUse, TrainVerdict,
+pub use estimate::{AnswerMbps, AvailKind, PathView};
+pub use explanation::{
+    Excluded, Explanation, FloorRule, Role, Rule, Split, Topp, ToppOutcome, TrainUse, TrainVerdict,
 };
 pub use path::PathKey;
 

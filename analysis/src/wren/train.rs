@@ -328,8 +328,16 @@ fn judge_stream(segs: &[TrainSeg], burst: bool) -> Option<TrainResult> {
 /// segment, and a sender's or a hop's scheduling jitter is milliseconds (online, on a
 /// loaded host: lower bounds of 1.1 Gbit/s on a 100-Mbit/s path); the ACK span,
 /// milliseconds long, does not miss it.
-fn spread_out(rate_bps: f64, err: f64, (out, out_err): (f64, f64)) -> bool {
-    out > 0.0 && rate_bps / out > SPREAD_OUT * (1.0 + 2.0 * (err + out_err))
+fn spread_out(rate_bps: f64, err: f64, out: (f64, f64)) -> bool {
+    expanded(rate_bps, err, out, SPREAD_OUT)
+}
+
+/// Whether a train at `rate_bps` (relative error `err`) came out at `out` = (r_out,
+/// its error) slower by more than `factor` beyond both errors: r_in/r_out >
+/// `factor`·(1 + 2(e_in + e_out)). With `factor` 1, the expansion that TOPP and the
+/// change detector take as the bottleneck's (a ratio within the errors may be none).
+pub(super) fn expanded(rate_bps: f64, err: f64, (out, out_err): (f64, f64), factor: f64) -> bool {
+    out > 0.0 && rate_bps / out > factor * (1.0 + 2.0 * (err + out_err))
 }
 
 /// See `spread_out`.
@@ -349,8 +357,9 @@ const SPREAD_OUT: f64 = 2.0;
 /// path or a receiver that holds ACKs and releases them together, as a batching hop
 /// does, shows as a first gap near zero or a last one far longer than the rest; cross
 /// traffic queued between the train's packets moves an end gap by a packet or two of
-/// its own, a small part of a train's span). It is r_out's own: the sending times do not enter it, so a burst sent in
-/// microseconds at line rate (its r_in barely known) still says what the bottleneck
+/// its own, a small part of a train's span). It is r_out's own: the sending times do
+/// not enter it, so a burst sent in microseconds at line rate (its r_in barely known)
+/// still says what the bottleneck
 /// let through over the milliseconds it took.
 fn dispersion(segs: &[TrainSeg], noise: f64) -> Option<(f64, f64)> {
     let at = |i: usize| segs[i].acked_at();
