@@ -173,7 +173,9 @@ fn a_throttled_link_is_routed_around_and_the_application_recovers() {
         s["failover_s"],
     );
     println!(
-        "A-C after the throttle: Wren's measure within 1.3x of the truth after {} s (off) / {} s (on), the controller planning with it after {} / {} s",
+        "A-C after the throttle: daemon A's Wren answer within 1.3x of the truth after {} s (off) / {} s (on), the controller's measure after {} / {} s, planning with it after {} / {} s",
+        off["wren_followed_s"],
+        on["wren_followed_s"],
         off["measured_followed_s"],
         on["measured_followed_s"],
         off["planned_followed_s"],

@@ -26,7 +26,7 @@ from .options import HOSTS
 from .plot import plot
 from .procs import (Interrupted, Resources, catch_signals, ignore_signals, in_ns, output,
                     run, stop, wait_for)
-from .view import Snapshot, line, result, screen, summary, timeline_row
+from .view import Snapshot, line, result, screen, summary, timeline_row, wren_at_a
 
 # How long past --duration the application may run before the lab stops it (a TCG
 # guest is slow to report; an iperf3 whose peer died waits forever).
@@ -272,8 +272,10 @@ class Lab:
     def show(self):
         """This second: a row of timeline.jsonl, and the line or the screen."""
         s = Snapshot(self.work, self.t0)
+        row = timeline_row(s)
+        row.update(wren_at_a(self.path("api-A.sock")))
         with open(self.path("timeline.jsonl"), "a") as f:
-            f.write(json.dumps(timeline_row(s)) + "\n")
+            f.write(json.dumps(row) + "\n")
         extra = reserve.line_text(self, s.tput) if reserve.shaped(self.opts) else ""
         if self.opts.plain:
             print(line(s) + ("  | " + extra if extra else ""))

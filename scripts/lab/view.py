@@ -183,6 +183,17 @@ def timeline_row(s):
             "route": s.route_text()}
 
 
+def wren_at_a(sock):
+    """Daemon A's own Wren answer for the application's path (A's VM to C's), as its
+    GET /paths gives it this second: the sender's view, before any controller."""
+    from .reserve import api_get
+    v = api_get(sock, "/paths") or {}
+    for p in (v.get("wren") or {}).get("paths", []):
+        if p.get("src") == "198.19.0.1" and p.get("dst") == "198.19.0.3":
+            return {"wren_a_mbps": p.get("avail_bw_mbps"), "wren_a_kind": p.get("avail_bw_kind")}
+    return {"wren_a_mbps": None, "wren_a_kind": None}
+
+
 def line(s):
     """One line: the application, A->C's truth and measure, the route, the last event."""
     ac = s.link("A", "C")
@@ -236,6 +247,19 @@ def followed_s(timeline, throttle_at, key):
     return None
 
 
+def wren_followed_s(timeline, throttle_at):
+    """Seconds from the throttle to the first second whose daemon A answer for the
+    application's path is within 1.3x of the throttled link's truth while the path is
+    still A->C (after a reroute it measures another route), or None."""
+    for row in timeline:
+        if row["t"] <= throttle_at or row.get("route") != "A->C":
+            continue
+        v, truth = row.get("wren_a_mbps"), row.get("truth_ac_mbps")
+        if v is not None and truth and v <= 1.3 * truth:
+            return row["t"] - throttle_at
+    return None
+
+
 def result(s, throttle_at, adapt, throttled=True):
     """result.json: the figures tests/closed_loop.rs and a reader judge the run by."""
     th, tput = float(throttle_at), s.tput
@@ -246,6 +270,7 @@ def result(s, throttle_at, adapt, throttled=True):
     return {
         "adapt": adapt,
         "throttle_at_s": th,
+        "throttled": throttled,
         "per_second_mbps": tput,
         "before_throttle_mbps": mean([x for i, x in enumerate(tput) if 3 <= i < th]),
         "after_throttle_mbps": mean([x for i, x in enumerate(tput) if i >= th + SETTLE_S]),
@@ -256,6 +281,8 @@ def result(s, throttle_at, adapt, throttled=True):
         # (as the controller reads it), and the bandwidth it plans with.
         "measured_followed_s": followed_s(timeline, th, "ac_measured_mbps") if throttled else None,
         "planned_followed_s": followed_s(timeline, th, "ac_mbps") if throttled else None,
+        # Daemon A's own answer for the path, read from its API each second.
+        "wren_followed_s": wren_followed_s(timeline, th) if throttled else None,
         "routes_at_end": s.st.get("routes", []),
         "links_at_end": s.st.get("links", []),
         "controller_events": s.ctl_events,
@@ -281,10 +308,12 @@ def summary(s, r):
     if ac:
         out.append("  A->C available bandwidth: truth %.1f Mbit/s, wrenvnet %.1f Mbit/s (%s)" % (
             s.avail("A->C"), ac["bw_mbps"], ac["source"]))
-    if r["measured_followed_s"] is not None or r["planned_followed_s"] is not None:
-        out.append("  A->C after the throttle: Wren's measure within 1.3x of the truth after %s s, "
-                   "the controller planning with it after %s s" % (
-                       r["measured_followed_s"], r["planned_followed_s"]))
+    if r["throttled"]:
+        out.append("  A->C after the throttle: daemon A's Wren answer within 1.3x of the truth "
+                   "after %s s; the controller's measure after %s s, planning with it after "
+                   "%s s, first adaptation at %s s" % (
+                       r["wren_followed_s"], r["measured_followed_s"], r["planned_followed_s"],
+                       r["first_adaptation_s"] and "%.1f" % r["first_adaptation_s"]))
     out.append("  route A->C at the end: %s; adaptations: %d (adaptation %s)" % (
         s.route_text(), r["adaptations"], r["adapt"]))
     return "\n".join(out)
