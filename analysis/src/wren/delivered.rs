@@ -21,8 +21,8 @@
 //! Each counts from the first ACK of a timed segment in its slot, and its length is
 //! ACK time plus that segment's queueing delay (`Start`): ACKs held back on the reverse
 //! path at the start (a delayed ACK, the lab's delay line under load) would otherwise
-//! pack more than C·T into a slot; on a loaded lab host, 1-s slots of a BBR flow at a
-//! 100-Mbit/s link counted up to 106 Mbit/s.
+//! pack more than C·T into a slot (60 ms held at a 1-s slot's start put 6% more).
+//!
 //! Both fail where cross traffic is dropped (the argument counts every byte of it), so
 //! a loss voids the slots it overlaps and the spans across them; and where the reverse
 //! path's delay falls within a span by more than the start's queueing delay.
