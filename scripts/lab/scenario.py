@@ -26,7 +26,7 @@ from .options import HOSTS
 from .plot import plot
 from .procs import (Interrupted, Resources, catch_signals, ignore_signals, in_ns, output,
                     run, stop, wait_for)
-from .view import Snapshot, line, result, screen, summary, timeline_row, wren_at_a
+from .view import Snapshot, line, mean, result, screen, summary, timeline_row, wren_at_a
 
 # How long past --duration the application may run before the lab stops it (a TCG
 # guest is slow to report; an iperf3 whose peer died waits forever).
@@ -466,10 +466,16 @@ class Lab:
         o = self.opts
         outage = None
         if o.stop_etcd_at is not None:
-            during = s.tput[o.stop_etcd_at:o.start_etcd_at]
-            outage = {"from_s": o.stop_etcd_at, "to_s": o.start_etcd_at,
+            frm, to = o.stop_etcd_at, o.start_etcd_at
+            # The same statistics over as many seconds before the outage (the first
+            # second, TCP's start, left out): what the outage's figures compare with.
+            during, before = s.tput[frm:to], s.tput[max(1, 2 * frm - to):frm]
+            outage = {"from_s": frm, "to_s": to,
                       "app_min_mbps": min(during) if during else None,
-                      "app_mean_mbps": sum(during) / len(during) if during else None,
+                      "app_mean_mbps": mean(during) if during else None,
+                      "app_zero_s": sum(1 for x in during if x <= 0.0),
+                      "before_min_mbps": min(before) if before else None,
+                      "before_mean_mbps": mean(before) if before else None,
                       "daemons_registered_again_s":
                           self.figures.get("daemons_registered_again_s")}
         doc = {
