@@ -326,6 +326,25 @@ fn a_vm_is_moved_to_its_peer_and_keeps_its_connection() {
         (status["arrivals"].as_array()).is_some_and(|a| a.iter().any(|e| e["vm"] == vm))
     });
     assert!(listed, "no replica's status lists the arrival of {vm}");
+    // ... and a scrape of its metrics (`--metrics-listen`) carries the convergence.
+    let scraped: Vec<(String, f64, f64)> = ["c1", "c2"]
+        .iter()
+        .filter_map(|r| {
+            let text = std::fs::read_to_string(out.join(format!("controller-{r}.metrics")));
+            let text = text.ok()?;
+            let h = "wrenvnet_controller_vm_arrival_convergence_seconds";
+            let count = prometheus_sample(&text, &format!("{h}_count"))?;
+            let sum = prometheus_sample(&text, &format!("{h}_sum"))?;
+            Some((r.to_string(), count, sum))
+        })
+        .collect();
+    let last_s = arrived["last_host_ms"].as_f64().unwrap() / 1e3;
+    assert!(
+        scraped
+            .iter()
+            .any(|(_, n, sum)| *n >= 1.0 && *sum >= last_s - 1e-6),
+        "no replica's metrics count the arrival ({last_s} s): {scraped:?}"
+    );
     // The two VMs now share a host: the application's route is that host alone.
     assert_eq!(main_route(&r), [to]);
     // The old host was pointed at the new one (its port rule was withdrawn by the hook).
@@ -456,4 +475,12 @@ fn with_every_etcd_member_stopped_the_daemons_forward_and_come_back() {
     for h in s["cluster"]["hosts"].as_array().unwrap() {
         assert_eq!(h["up"], true, "{h}");
     }
+}
+
+/// The value of the first sample of `name` (with or without labels) in a Prometheus
+/// text exposition.
+fn prometheus_sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }

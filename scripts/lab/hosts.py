@@ -10,6 +10,8 @@ in QEMU guests (TCG) or in the VM namespaces.
 import json
 import os
 import shlex
+import subprocess
+import sys
 
 from . import reserve
 from .fabric import hnum, vm_mac
@@ -125,8 +127,27 @@ def start_controller(lab, replica):
     with open(config, "w") as f:
         f.write(controller_config(lab, replica))
     argv = in_ns(lab.control.ns, lab.bin, "controller", "--config", config,
-                 "--replica-id", replica)
+                 "--replica-id", replica, "--metrics-listen", metrics_address(replica))
     return lab.res.spawn(argv, log=lab.path("controller-%s.log" % replica), append=True)
+
+
+def metrics_address(replica):
+    """Where replica cN serves its Prometheus metrics: the management namespace's own
+    loopback, port 9100 + N."""
+    return "127.0.0.1:%d" % (9100 + int(replica.lstrip("c") or 0))
+
+
+def save_metrics(lab, replica):
+    """Replica `replica`'s /metrics as a scrape reads it, into controller-REPLICA.metrics
+    (nothing when it does not answer)."""
+    url = "http://%s/metrics" % metrics_address(replica)
+    get = ("import sys, urllib.request; "
+           "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())")
+    r = subprocess.run(in_ns(lab.control.ns, sys.executable, "-c", get, url),
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if r.returncode == 0:
+        with open(lab.path("controller-%s.metrics" % replica), "w") as f:
+            f.write(r.stdout)
 
 
 def start_guest(lab, h, kernel_args):

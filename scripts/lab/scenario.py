@@ -20,7 +20,7 @@ import time
 from . import migrate, moves, options, reserve
 from .control import ControlPlane, wait_leader
 from .fabric import Fabric, hnum, vm_mac
-from .hosts import (api_socket_up, daemon_config, start_controller,
+from .hosts import (api_socket_up, daemon_config, save_metrics, start_controller,
                     start_daemon, start_guest)
 from .options import HOSTS
 from .plot import plot
@@ -422,7 +422,8 @@ class Lab:
         if reserve.shaped(self.opts):
             reserve.save_uplinks(self, HOSTS)
         self.cluster_report()
-        for p in self.ctls.values():
+        for name, p in self.ctls.items():
+            save_metrics(self, name)
             stop(p)
         for h in HOSTS:
             stop(self.daemons[h])

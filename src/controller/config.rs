@@ -64,7 +64,8 @@ pub struct ControllerSettings {
     /// How often a planning round runs (it reads the views a watch keeps).
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
-    /// At least this long between two adaptations (damping).
+    /// At least this long after an adaptation before VADAPT runs again, and after a
+    /// run that kept the routes unless a link's measurement moved (damping).
     #[serde(default = "default_min_interval_s")]
     pub min_interval_s: f64,
     /// VADAPT runs when a link's bandwidth or a demand moves by more than this

@@ -105,6 +105,9 @@ impl Controller {
         };
         self.baseline = baseline;
         self.last_run = p.last_run_unix_s.map(|u| u - self.started_unix);
+        // A record without it: its last run may have adapted (damped as if it had).
+        self.last_adapted =
+            (p.last_adapted_unix_s.or(p.last_run_unix_s)).map(|u| u - self.started_unix);
         self.pairs_seen = (seen, p.pairs_rounds);
         self.adaptations = p.adaptations;
         self.admissions = p.reservations;
@@ -132,6 +135,7 @@ impl Controller {
             rules: None,
             baseline: self.baseline.as_ref().map(Baseline::record),
             last_run_unix_s: self.last_run.map(|u| self.started_unix + u),
+            last_adapted_unix_s: self.last_adapted.map(|u| self.started_unix + u),
             seen: self.pairs_seen_record(),
             pairs_seen: Vec::new(),
             pairs_rounds: self.pairs_seen.1.min(PERSIST_ROUNDS),

@@ -2,9 +2,9 @@
 //! interval each replica reads every daemon's rules, Wren path views and VTTIF matrix
 //! from `views/` (a watch keeps them, views.rs) and keeps the global traffic matrix and
 //! the network view. The replica that holds etcd's election also plans: it runs VADAPT
-//! when the demands or a link's measurement move beyond a threshold (at most once per
-//! `min_interval_s`), takes a plan only when it beats the routes in force by a margin,
-//! and writes each host's desired state, guarded by its election key; each daemon
+//! when the demands or a link's measurement move beyond a threshold (damped by
+//! `min_interval_s`, see `round::damped`), takes a plan only when it beats the routes
+//! in force by a margin, and writes each host's desired state, guarded by its election key; each daemon
 //! converges on its own (a restarted daemon loads it before it registers). No replica
 //! calls a daemon or touches the fast path: daemons forward with their last rules
 //! whether any replica runs or not. A new leader resumes the plan in force from etcd;
@@ -15,6 +15,7 @@ mod arrivals;
 pub mod config;
 mod decide;
 mod lead;
+mod metrics;
 mod plan;
 mod replica;
 mod reserve;
@@ -54,6 +55,10 @@ pub struct ControllerArgs {
     /// This replica's id in the election (default: HOSTNAME-PID).
     #[arg(long)]
     replica_id: Option<String>,
+    /// Serve this replica's metrics for Prometheus on `GET /metrics` at this address
+    /// (e.g. 127.0.0.1:9102; TCP).
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 fn default_replica_id() -> String {
@@ -146,7 +151,10 @@ struct Controller {
     /// demands is planned for only once it has held `PERSIST_ROUNDS` rounds (as VTTIF
     /// damps its topology), not in an application's first second.
     pairs_seen: (BTreeSet<(String, String)>, u32),
+    /// When VADAPT last ran, and when a run last changed the plan (seconds since the
+    /// start): the damping of `round::damped`.
     last_run: Option<f64>,
+    last_adapted: Option<f64>,
     adaptations: u64,
     events: Vec<Value>,
     /// Events that claim a write (`applied`, `desired_written`), stamped
@@ -158,6 +166,7 @@ struct Controller {
     round_ms: (f64, f64),
     /// Each daemon's views as last read.
     readings: source::Readings,
+    metrics: metrics::Metrics,
     /// When this round began.
     round_started: Instant,
     /// VM arrivals the daemons are converging on by themselves.
@@ -214,6 +223,7 @@ impl Controller {
     #[cold]
     fn report(&mut self, e: Value) {
         log::info!("controller: {e}");
+        self.metrics.observe(&e);
         if let Some(path) = &self.cfg.controller.events_file {
             let line = format!("{e}\n");
             let r = std::fs::OpenOptions::new()
@@ -282,7 +292,9 @@ impl Controller {
                 // solve of a fleet takes tens of seconds and its plan, which moves
                 // every demand, rarely passes the judge (see `decide::judge`).
                 let prior = prior.filter(|_| self.cfg.controller.repair);
-                self.plan(&why, prior.as_ref(), &inv.vms, &demands, &current);
+                if self.plan(&why, prior.as_ref(), &inv.vms, &demands, &current) {
+                    self.last_adapted = Some(now);
+                }
             }
         }
         // The daemons converge on the desired state themselves.
@@ -326,6 +338,10 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         section.keys().prefix(),
         section.lease_ttl_s
     );
+    let metrics = metrics::Metrics::new(&id);
+    if let Some(addr) = &args.metrics_listen {
+        metrics.serve(addr)?;
+    }
     let replica = Replica::start(section, id)?;
     let mut c = Controller {
         cfg,
@@ -340,6 +356,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         published: None,
         baseline: None,
         last_run: None,
+        last_adapted: None,
         adaptations: 0,
         pairs_seen: (BTreeSet::new(), 0),
         events: Vec::new(),
@@ -347,6 +364,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         last_status: Value::Null,
         round_ms: (0.0, 0.0),
         readings: source::Readings::default(),
+        metrics,
         round_started: Instant::now(),
         arrivals: arrivals::Arrivals::default(),
         admissions: BTreeMap::new(),
@@ -374,6 +392,7 @@ pub fn run(args: ControllerArgs) -> Result<()> {
         c.round();
         let took = t0.elapsed().as_secs_f64() * 1e3;
         c.round_ms = (took, c.round_ms.1.max(took));
+        c.metrics.round(took / 1e3, c.replica.leading.is_some());
         let rest = interval.saturating_sub(t0.elapsed());
         let until = Instant::now() + rest;
         while Instant::now() < until && !quit.load(Ordering::Relaxed) {

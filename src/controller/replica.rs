@@ -129,8 +129,11 @@ pub struct PlanRecord {
     pub rules: Option<Rules>,
     /// What the last VADAPT run was made from (see the controller's triggers).
     pub baseline: Option<BaselineRecord>,
-    /// When VADAPT last ran (damping: `min_interval_s`).
+    /// When VADAPT last ran, and when a run last changed the plan (damping:
+    /// `min_interval_s`).
     pub last_run_unix_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_adapted_unix_s: Option<f64>,
     /// The demand pairs seen last, by source VM, when they are not the baseline's
     /// (in a steady state they are), and for how many rounds in a row (at most the
     /// rounds a new set must hold).

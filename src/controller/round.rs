@@ -151,8 +151,8 @@ impl Controller {
 
     /// Why VADAPT should run now, if it should: new or vanished demands (once settled
     /// for `PERSIST_ROUNDS`), or a link or a demand moved beyond the threshold since
-    /// the baseline; never while a host is down or within `min_interval_s` of the last
-    /// run. Keeps the demand pairs' count and a first baseline.
+    /// the baseline; never while a host is down, and as `damped` allows. Keeps the
+    /// demand pairs' count and a first baseline.
     /// `urgent`: a reason to plan now whatever moved (a reservation needs a route).
     pub(super) fn trigger(
         &mut self,
@@ -169,6 +169,7 @@ impl Controller {
         }
         let settled = self.pairs_seen.1 >= PERSIST_ROUNDS;
         let th = self.cfg.controller.change_threshold;
+        let mut link_news = false;
         let why = self.baseline.as_ref().and_then(|b| {
             if b.pairs != pairs_now && settled {
                 return Some(format!(
@@ -178,6 +179,7 @@ impl Controller {
                 ));
             }
             if let Some(((a, c), then, v)) = self.moved_link(b, th) {
+                link_news = true;
                 return Some(format!("link {a}->{c} moved {then:.1} -> {v:.1} Mbit/s"));
             }
             let now: BTreeMap<(&str, &str), f64> = (demands.iter())
@@ -194,10 +196,14 @@ impl Controller {
         if self.baseline.is_none() && all_up {
             self.baseline = Some(self.rebase(demands));
         }
-        let may_run = self
-            .last_run
-            .is_none_or(|t| now - t >= self.cfg.controller.min_interval_s);
-        why.filter(|_| may_run && all_up)
+        let damped = damped(
+            self.last_run,
+            self.last_adapted,
+            now,
+            self.cfg.controller.min_interval_s,
+            link_news,
+        );
+        why.filter(|_| !damped && all_up)
     }
 
     /// The baseline these demands and the links' bandwidths now make.
@@ -210,5 +216,41 @@ impl Controller {
                 .collect(),
             bw: self.view.off_nominal(),
         }
+    }
+}
+
+/// Whether a run must wait: within `min_interval_s` of the last adaptation (the
+/// network settles under a new plan before it is judged again), or of the last run
+/// unless a link moved since (a run that kept the routes changed nothing to settle,
+/// and a link's new measurement is what the throttled or filled path needs planned
+/// now; a demand's move, which follows the link's, waits).
+fn damped(
+    last_run: Option<f64>,
+    last_adapted: Option<f64>,
+    now: f64,
+    min_interval_s: f64,
+    link_news: bool,
+) -> bool {
+    let within = |t: Option<f64>| t.is_some_and(|t| now - t < min_interval_s);
+    within(last_adapted) || (within(last_run) && !link_news)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::damped;
+
+    #[test]
+    fn a_link_move_after_a_kept_run_is_planned_at_once_not_after_an_adaptation() {
+        // A run at 15 s kept the routes; at 17 s a link moved: planned now.
+        assert!(!damped(Some(15.0), None, 17.0, 5.0, true));
+        assert!(!damped(Some(15.0), Some(3.0), 17.0, 5.0, true));
+        // A demand's move waits out the interval after any run.
+        assert!(damped(Some(15.0), None, 17.0, 5.0, false));
+        assert!(!damped(Some(15.0), None, 20.0, 5.0, false));
+        // After an adaptation nothing runs within the interval, a link's move neither.
+        assert!(damped(Some(15.0), Some(15.0), 17.0, 5.0, true));
+        assert!(!damped(Some(15.0), Some(15.0), 20.5, 5.0, true));
+        // The first run is never damped.
+        assert!(!damped(None, None, 0.0, 5.0, false));
     }
 }
