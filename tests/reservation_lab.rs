@@ -184,9 +184,21 @@ fn a_reservation_a_throttle_breaks_is_moved_through_b_and_still_enforced() {
     assert_eq!(end["path"], serde_json::json!(["A", "B", "C"]), "{end}");
     let after = r["result"]["after_throttle_mbps"].as_f64().unwrap();
     println!("after the throttle (from 20 s after it): the application {after:.1} Mbit/s");
+    let switch = |h: &str| -> Value {
+        let text = std::fs::read(out.join(format!("{h}-summary.json"))).unwrap_or_default();
+        let d = serde_json::from_slice::<Value>(&text).unwrap_or_default();
+        serde_json::json!({"switch": d["switch"], "ports": d["ports"]})
+    };
+    // Short of it, where the frames went: each daemon's port and switch counters (its
+    // QoS classes among them).
     assert!(
         after >= 0.9 * RESERVED_MBPS,
-        "the application {after:.1} Mbit/s"
+        "the application {after:.1} Mbit/s; per second {}; routes {}; A {:#}; B {:#}; C {:#}",
+        r["result"]["per_second_mbps"],
+        r["result"]["routes_at_end"],
+        switch("A"),
+        switch("B"),
+        switch("C")
     );
     // A enforced it all along: frames in the reserved class, conforming.
     let a: Value =
