@@ -332,10 +332,14 @@ fn a_vm_is_moved_to_its_peer_and_keeps_its_connection() {
         .filter_map(|r| {
             let text = std::fs::read_to_string(out.join(format!("controller-{r}.metrics")));
             let text = text.ok()?;
+            let samples = prometheus::parse_prometheus(&text);
             let h = "wrenvnet_controller_vm_arrival_convergence_seconds";
-            let count = prometheus_sample(&text, &format!("{h}_count"))?;
-            let sum = prometheus_sample(&text, &format!("{h}_sum"))?;
-            Some((r.to_string(), count, sum))
+            let value = |name: String| samples.iter().find(|s| s.name == name).map(|s| s.value);
+            Some((
+                r.to_string(),
+                value(format!("{h}_count"))?,
+                value(format!("{h}_sum"))?,
+            ))
         })
         .collect();
     let last_s = arrived["last_host_ms"].as_f64().unwrap() / 1e3;
@@ -475,12 +479,4 @@ fn with_every_etcd_member_stopped_the_daemons_forward_and_come_back() {
     for h in s["cluster"]["hosts"].as_array().unwrap() {
         assert_eq!(h["up"], true, "{h}");
     }
-}
-
-/// The value of the first sample of `name` (with or without labels) in a Prometheus
-/// text exposition.
-fn prometheus_sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod prometheus;
 pub mod qemu;
 pub mod sim;
 
