@@ -259,7 +259,9 @@ impl Flow {
 /// each burst and fall back in each gap as the queue drains, which says nothing about
 /// the average rate (an application-limited sender, iperf3 -b or any paced sender that
 /// idles, would give verdicts scattered around its average and a bogus estimate). Its
-/// bursts long enough to be trains are judged on their own, each at its own rate.
+/// bursts long enough to be trains are judged on their own, each at its own rate; a
+/// train made mostly of bursts too short for that (a pacer's quanta) is judged cycle by
+/// cycle (`judge_cycles`).
 fn judge(tr: &Train, min_train: usize) -> Vec<TrainResult> {
     let segs = &tr.segs;
     let bursts = bursts(segs);
@@ -271,12 +273,24 @@ fn judge(tr: &Train, min_train: usize) -> Vec<TrainResult> {
         segs.len(),
         bursts.iter().map(|b| b.len()).collect::<Vec<_>>()
     );
+    let in_short: usize = bursts
+        .iter()
+        .filter(|b| b.len() < min_train)
+        .map(|b| b.len())
+        .sum();
+    if 2 * in_short > segs.len() && bursts.len() >= MIN_CYCLES {
+        return judge_cycles(segs, &bursts).into_iter().collect();
+    }
     bursts
         .into_iter()
         .filter(|b| b.len() >= min_train)
         .filter_map(|b| judge_stream(&segs[b], true))
         .collect()
 }
+
+/// The fewest burst cycles a train is judged over (`judge_cycles`): PCT over 5
+/// medians has 4 steps, so a verdict needs 3 rises of 4 or at most 1.
+const MIN_CYCLES: usize = 5;
 
 /// Whether segments in `bursts` (as `bursts` gives them) are one stream for the trend
 /// test: evenly paced (one burst), or in bursts no longer than one of its median groups
@@ -291,11 +305,43 @@ pub(super) fn is_one_stream(bursts: &[Range<usize>]) -> bool {
 /// One stream's verdict: the trend of its delays at its sending rate; `burst` if it is
 /// one burst of a train.
 fn judge_stream(segs: &[TrainSeg], burst: bool) -> Option<TrainResult> {
-    let delays: Vec<f64> = segs
+    let trend = trend::trend(&delays(segs))?;
+    verdict_at_rate(segs, trend, burst)
+}
+
+/// The verdict of a train sent in bursts too short to judge alone, at the rate over its
+/// whole cycles (`sending_rate`). Each cycle (a burst and the idle gap after it) puts
+/// (r − A)·P more in the bottleneck's queue than it drains when the average rate r
+/// exceeds A, and less (the queue empties) when it does not, however fast each burst
+/// leaves: so the delays of successive cycles rise above A and do not below it, while
+/// inside each cycle they rise and fall with the burst whatever A is. The trend test
+/// runs on one median per cycle, as pathload's median filter runs on one per group,
+/// and no group straddles part of a cycle (whose phase would drift from group to
+/// group and read as a trend).
+fn judge_cycles(segs: &[TrainSeg], bursts: &[Range<usize>]) -> Option<TrainResult> {
+    let medians: Vec<f64> = bursts
         .iter()
-        .filter_map(|s| s.rtt.map(|x| x.get() as f64))
+        .map(|b| delays(&segs[b.clone()]))
+        .filter(|d| !d.is_empty())
+        .map(|d| trend::median(&d))
         .collect();
-    let trend = trend::trend(&delays)?;
+    if medians.len() < MIN_CYCLES {
+        return None;
+    }
+    let trend = trend::trend_of_medians(&medians)?;
+    verdict_at_rate(segs, trend, false)
+}
+
+/// The delays (ns) the segments' ACKs measured.
+fn delays(segs: &[TrainSeg]) -> Vec<f64> {
+    segs.iter()
+        .filter_map(|s| s.rtt.map(|x| x.get() as f64))
+        .collect()
+}
+
+/// A train's verdict `trend` at its sending rate, with the rate's error and what the
+/// bottleneck let through; a train that did not rise but came out spread is grey.
+fn verdict_at_rate(segs: &[TrainSeg], trend: Trend, burst: bool) -> Option<TrainResult> {
     let (rate_bps, span) = sending_rate(segs)?;
     let noise = delay_noise(segs);
     let err = rate_error(span, noise);

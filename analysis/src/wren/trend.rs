@@ -26,12 +26,24 @@ pub fn pct_pdt(delays: &[f64]) -> Option<(f64, f64)> {
     }
     let per = n / g;
     let medians: Vec<f64> = (0..g)
-        .map(|k| {
-            let mut v: Vec<f64> = delays[k * per..(k + 1) * per].to_vec();
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        })
+        .map(|k| median(&delays[k * per..(k + 1) * per]))
         .collect();
+    pct_pdt_of_medians(&medians)
+}
+
+/// The median of `v` (the upper one of an even count).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// PCT and PDT of a sequence of group medians; `None` with fewer than 3.
+pub fn pct_pdt_of_medians(medians: &[f64]) -> Option<(f64, f64)> {
+    let g = medians.len();
+    if g < 3 {
+        return None;
+    }
     let increases = medians.windows(2).filter(|w| w[1] > w[0]).count();
     let pct = increases as f64 / (g - 1) as f64;
     let total: f64 = medians.windows(2).map(|w| (w[1] - w[0]).abs()).sum();
@@ -56,15 +68,22 @@ fn classify(x: f64, threshold: f64) -> Trend {
 /// Combines PCT and PDT as pathload does: a decisive metric wins over a grey one;
 /// two decisive metrics that disagree make the train grey.
 pub fn trend(delays: &[f64]) -> Option<Trend> {
-    let (pct, pdt) = pct_pdt(delays)?;
-    Some(
-        match (classify(pct, PCT_THRESHOLD), classify(pdt, PDT_THRESHOLD)) {
-            (a, b) if a == b => a,
-            (Trend::Grey, b) => b,
-            (a, Trend::Grey) => a,
-            _ => Trend::Grey,
-        },
-    )
+    pct_pdt(delays).map(verdict)
+}
+
+/// The trend of a sequence whose groups are given, one median each (a train's burst
+/// cycles, `train::judge_cycles`); `None` with fewer than 3.
+pub fn trend_of_medians(medians: &[f64]) -> Option<Trend> {
+    pct_pdt_of_medians(medians).map(verdict)
+}
+
+fn verdict((pct, pdt): (f64, f64)) -> Trend {
+    match (classify(pct, PCT_THRESHOLD), classify(pdt, PDT_THRESHOLD)) {
+        (a, b) if a == b => a,
+        (Trend::Grey, b) => b,
+        (a, Trend::Grey) => a,
+        _ => Trend::Grey,
+    }
 }
 
 #[cfg(test)]
