@@ -6,7 +6,8 @@
 # RTT/2 each way (wrenvnet-delayline: two TAPs bridged into the segments; this kernel
 # has no netem). On side A: a plain endpoint A, a wrenvnet host hA with VM vA, a
 # cross-traffic source XA; on side B the same (B, hB/vB, XB). iperf3 UDP from XA to XB
-# is the cross traffic X, so the available bandwidth is C - X.
+# is the cross traffic X, so the available bandwidth is C - X (X in frames on the link: the
+# payload rate iperf3 paces times 1442/1400, as tbf and Wren count frames).
 #
 # Per case (C:X%:cc:rtt_ms:app), in mode "direct" the application runs A -> B over the
 # kernel and a capture at A is analysed; in mode "overlay" it runs vA -> vB through the
@@ -121,8 +122,11 @@ for case in $CASES; do
   # Capacity: every frame from side A to side B leaves R through the delay line's TAP.
   ip netns exec "$R" tc qdisc replace dev dta root tbf rate "${C}mbit" burst 3000 latency 100ms
   X=$(python3 -c "print(round($C*$XP/100, 3))")
+  # iperf3 -b paces the UDP payload; the link carries each 1400-byte datagram in a
+  # 1442-byte frame (UDP 8, IPv4 20, Ethernet 14), and tbf counts frames, as Wren does.
+  XW=$(python3 -c "print(round($X*1442/1400, 3))")
   for MODE in $MODES; do
-    AVAIL=$(python3 -c "print($C - $X)")
+    AVAIL=$(python3 -c "print($C - $XW)")
     if [ "$MODE" = direct ]; then SRC=$A; DST=$B; DIP=198.18.20.2; CAP_NS=$A; CAP_IF=eth0; CAP_F='tcp'
     else SRC=$VA; DST=$VB; DIP=198.19.0.2; CAP_NS=$HA; CAP_IF=u; CAP_F='udp port 4789'; fi
     wait_ping "$SRC" "$DIP"; wait_ping "$XA" 198.18.20.22; wait_ping "$A" 198.18.20.2
@@ -159,7 +163,7 @@ for case in $CASES; do
       sleep "$(python3 -c "print($SECS/2)")"
       ip netns exec "$R" tc qdisc change dev dta root tbf rate "$(python3 -c "print($THROTTLE*$C)")mbit" burst 3000 latency 100ms
       t_throttle=$(date +%s.%N); poll=0.2
-      AVAIL=$(python3 -c "print($THROTTLE*$C - $X)")
+      AVAIL=$(python3 -c "print($THROTTLE*$C - $XW)")
     fi
     while kill -0 "$ap" 2>/dev/null; do
       sleep "$poll"
@@ -190,7 +194,7 @@ for case in $CASES; do
     [ -n "${KEEP_PCAP:-}" ] && cp "$work/u.pcap" "$KEEP_PCAP-$MODE-$C-$XP-$CC-$RTT-$APP.pcap"
     [ "$MODE" = overlay ] || echo '{"hosts":[]}' > "$work/online-last.json"
     [ $first = 1 ] || echo ',' >> "$work/rows.json"; first=0
-    python3 - "$MODE" "$C" "$X" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "${first_est:-}" "$work" "$AVAIL" "${reaction:-}" >> "$work/rows.json" <<'PY'
+    python3 - "$MODE" "$C" "$XW" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "${first_est:-}" "$work" "$AVAIL" "${reaction:-}" >> "$work/rows.json" <<'PY'
 import json, re, sys
 mode, c, x, cc, rtt, app, ping_min, ping_vm, goodput, first_est, work, avail, reaction = sys.argv[1:]
 c, x = float(c), float(x)

@@ -300,6 +300,9 @@ pub(crate) fn explanation_text(ex: &Explanation, start: u64) -> String {
             Some(analysis::wren::Excluded::BeforeChange) => {
                 uses.push("excluded: sent before newer trains proved A changed".into())
             }
+            Some(analysis::wren::Excluded::GreyRegion) => {
+                uses.push("excluded: trains at its rate disagree (A's grey region)".into())
+            }
             None => {}
         }
         if t.misjudged {

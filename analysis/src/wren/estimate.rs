@@ -140,6 +140,8 @@ impl Verdict {
 struct Steps {
     /// Decisive verdicts, sorted by rate.
     judged: Vec<Verdict>,
+    /// Places of the verdicts left out as in A's grey region (`grey_region`).
+    grey_fleet: Vec<usize>,
     split: Option<Split>,
     rule: Rule,
     from_verdicts: Answer,
@@ -301,6 +303,9 @@ pub(super) fn explain(
         }
         trains[i].excluded = None;
     }
+    for &i in &st.grey_fleet {
+        trains[places[i]].excluded = Some(Excluded::GreyRegion);
+    }
     let below = st.split.map_or(0, |s| s.below);
     for (rank, v) in st.judged.iter().enumerate() {
         let t = &mut trains[places[v.idx]];
@@ -357,6 +362,9 @@ fn steps(trains: &[TrainResult]) -> Steps {
             out: t.out_bps,
         })
         .collect();
+    // TOPP's points are judged by their dispersion, not by their fleet's verdicts.
+    let before_fleets = judged.clone();
+    let grey_fleet = grey_region(&mut judged, trains);
     let topp_none = Topp {
         points: 0,
         a_mbps: None,
@@ -366,6 +374,7 @@ fn steps(trains: &[TrainResult]) -> Steps {
     if judged.is_empty() {
         return Steps {
             judged,
+            grey_fleet,
             split: None,
             rule: Rule::NoDecisiveTrain,
             from_verdicts: NO_ANSWER,
@@ -382,7 +391,7 @@ fn steps(trains: &[TrainResult]) -> Steps {
     let (lower, upper) = edges(&judged, split, min_side);
     let plausible = plausible_splits(&judged, &errs, split);
     let (ans, rule, roles) = answer(&judged, (lower, upper), plausible, min_side);
-    let (fit, fit_points) = topp_fit(&judged);
+    let (fit, fit_points) = topp_fit(&before_fleets);
     let (after_topp, outcome) = with_fit(ans, fit);
     let mb = |v: &Verdict| v.rate_bps / 1e6;
     Steps {
@@ -410,7 +419,49 @@ fn steps(trains: &[TrainResult]) -> Steps {
         fit_points,
         after_topp,
         judged,
+        grey_fleet,
     }
+}
+
+/// Leaves out the verdicts in A's grey region, returning their places. The trend test
+/// has little power near A: a train a little above it rises by less than its delays'
+/// noise (bursty cross traffic queued ahead of a few of its packets), so trains sent
+/// at one rate near A read now as rising, now not, now grey (pathload's grey region,
+/// where A itself varies at the trains' time scale). Such a train proves nothing on
+/// its own: a verdict counts only where two thirds of the trains at its rate, within
+/// its rate's error, agree with it by weight, grey ones counted as not agreeing (its
+/// fleet, in pathload's terms; it counts itself). The rest say A is near their rate,
+/// which the range around the split shows.
+fn grey_region(judged: &mut Vec<Verdict>, all: &[TrainResult]) -> Vec<usize> {
+    let agrees: Vec<bool> = judged
+        .iter()
+        .map(|v| {
+            let band = v.rate_bps * v.err;
+            let (same, fleet) = all
+                .iter()
+                .filter(|o| (o.rate_bps - v.rate_bps).abs() <= band)
+                .fold((0, 0), |(s, f), o| {
+                    let agree = o.trend
+                        == if v.increasing {
+                            Trend::Increasing
+                        } else {
+                            Trend::NonIncreasing
+                        };
+                    (s + if agree { o.segments } else { 0 }, f + o.segments)
+                });
+            3 * same >= 2 * fleet
+        })
+        .collect();
+    let mut grey = Vec::new();
+    let mut keep = agrees.iter();
+    judged.retain(|v| {
+        let k = *keep.next().expect("one flag per verdict");
+        if !k {
+            grey.push(v.idx);
+        }
+        k
+    });
+    grey
 }
 
 /// TOPP's line through the rising trains: their dispersion ratio ρ = r_in/r_out
@@ -593,7 +644,12 @@ fn answer(
             let below = judged[p_lo.max(1) - 1];
             let above = judged[p_hi.min(judged.len() - 1)];
             let below_low = below.rate_bps / (1.0 + below.err);
-            let above_high = above.rate_bps * (1.0 + above.err).min(above.bound());
+            // A rising train's bound is the tighter of its rate and its output rate.
+            let above_high = if above.increasing {
+                above.bound()
+            } else {
+                above.rate_bps * (1.0 + above.err)
+            };
             let mut roles = vec![(lo_t.idx, Role::LowerEdge), (hi_t.idx, Role::UpperEdge)];
             if below_low < lo {
                 roles.push((below.idx, Role::RangeLow));
@@ -601,7 +657,9 @@ fn answer(
             if above_high > hi {
                 roles.push((above.idx, Role::RangeHigh));
             }
-            let (low, high) = (lo.min(below_low), hi.max(above_high));
+            // Edges that cross (a train's error allowed for on each side) still hold
+            // A between them.
+            let (low, high) = (lo.min(hi).min(below_low), hi.max(lo).max(above_high));
             if hi <= ESTIMATE_MAX_SPREAD * lo {
                 let mid = (lo + hi) / 2.0;
                 let ans = (AvailKind::Estimate, Some(mid), Some(low), Some(high));
@@ -706,6 +764,49 @@ mod tests {
             low.unwrap() <= 95e6 && high.unwrap() >= 101e6,
             "{low:?} {high:?}"
         );
+    }
+
+    #[test]
+    fn a_line_rate_burst_bounds_the_range_by_what_the_bottleneck_let_through() {
+        // Trains below A at 30-49 that did not rise, bursts at 10 Gbit/s that rose and
+        // came out at 100: the edges are too far apart for an estimate, and the range's
+        // high side is the bursts' output rate, not their line rate.
+        let mut trains: Vec<TrainResult> = (0..10)
+            .map(|i| verdict(30.0 + 2.0 * i as f64, Trend::NonIncreasing))
+            .collect();
+        trains.extend((0..10).map(|_| TrainResult {
+            out_bps: Some((100e6, 0.02)),
+            ..verdict(10_000.0, Trend::Increasing)
+        }));
+        let (kind, _, _, high) = estimate(&trains);
+        assert_eq!(kind, AvailKind::LowerBound);
+        let high = high.unwrap();
+        assert!((100e6..=103e6).contains(&high), "{high}");
+    }
+
+    #[test]
+    fn trains_at_one_rate_whose_verdicts_disagree_prove_no_bound_there() {
+        // Clear trains up to 48 that did not rise; 40 trains at 54.5-55.5 (5% error
+        // each) of which 18 did not rise, 10 rose and 12 are grey: A's grey region,
+        // where A itself varies. Without the fleets, 18 to 10 would put A above 52.
+        let mut trains: Vec<TrainResult> = (0..10)
+            .map(|i| verdict(30.0 + 2.0 * i as f64, Trend::NonIncreasing))
+            .collect();
+        for i in 0..40 {
+            let trend = match i % 4 {
+                0 | 2 if i < 36 => Trend::NonIncreasing,
+                1 => Trend::Increasing,
+                _ => Trend::Grey,
+            };
+            trains.push(TrainResult {
+                err: 0.05,
+                ..verdict(54.5 + (i % 10) as f64 / 10.0, trend)
+            });
+        }
+        let (kind, v, _, _) = estimate(&trains);
+        assert_eq!(kind, AvailKind::LowerBound);
+        let v = v.unwrap();
+        assert!((44e6..=48e6).contains(&v), "{v}");
     }
 
     #[test]

@@ -98,6 +98,8 @@ pub enum Excluded {
     OutsideWindow,
     /// Newer trains proved that A changed since it was sent (`since_change`).
     BeforeChange,
+    /// Trains at its rate disagree with its verdict: A's grey region (`grey_region`).
+    GreyRegion,
 }
 
 /// What the answer took from a train.
