@@ -329,17 +329,52 @@ pub fn http<S: Read + Write>(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
         body.len()
     );
-    let mut text = String::new();
-    if let Err(e) = sent.and_then(|()| stream.read_to_string(&mut text).map(|_| ())) {
+    let mut raw = Vec::new();
+    if let Err(e) = sent.and_then(|()| stream.read_to_end(&mut raw).map(|_| ())) {
         return (0, format!("connection broken: {e}"));
     }
-    let status = text
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n");
+    let (head, body) = match split {
+        Some(i) => (&raw[..i], &raw[i + 4..]),
+        None => (&raw[..], &raw[raw.len()..]),
+    };
+    let head = String::from_utf8_lossy(head);
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A chunked HTTP/1.1 body decoded (a large reply comes in chunks: hex size, CRLF,
+/// data, CRLF, up to a chunk of size 0); what a broken chunk leaves is kept as is.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&rest[..eol]);
+        let hex = size_text.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(hex, 16) else {
+            break;
+        };
+        let data = &rest[eol + 2..];
+        if size == 0 || data.len() < size {
+            out.extend_from_slice(&data[..size.min(data.len())]);
+            return out;
+        }
+        out.extend_from_slice(&data[..size]);
+        rest = data[size..].strip_prefix(b"\r\n").unwrap_or(&data[size..]);
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// One request to a daemon's HTTP API on its unix socket (`api.unix`): the status and
