@@ -27,6 +27,9 @@
 #   sudo bench/wren_lab.sh                       # writes bench/results/wren-lab.{md,json}
 #   MODES=direct CASES="50:30:bbr:20:bulk" SECS=8 sudo bench/wren_lab.sh
 #   PLOT_DIR=/tmp/plots sudo bench/wren_lab.sh   # also an SVG per case (analyze --plot)
+#   KEEP_PCAP=/tmp/k/c sudo bench/wren_lab.sh     # keeps each case's underlay capture
+#     (/tmp/k/c-MODE-C-XP-CC-RTT-APP.pcap, for `wrenvnet analyze --pcap .. --explain`),
+#     the online polls' errors beside it, and the daemons' and delay line's logs
 #   THROTTLE=0.1 MODES=overlay CASES="100:0:cubic:20:throttle" sudo bench/wren_lab.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +59,9 @@ cleanup() {
   # The daemons stop their ports and free their memory on TERM: give them time.
   for p in "${pids[@]}"; do for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; done
   for n in $ALL; do ip netns pids "$n" 2>/dev/null | xargs -r kill -9; ip netns del "$n" 2>/dev/null || true; done
+  if [ -n "${KEEP_PCAP:-}" ]; then
+    for l in a b delay; do [ -f "$work/$l.log" ] && cp "$work/$l.log" "$KEEP_PCAP-$l.log"; done
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -94,7 +100,7 @@ start_daemons() {
 delay_pid=""
 set_delay() { # rtt_ms: restart the delay line with rtt/2 each way, re-bridge its taps
   [ -n "$delay_pid" ] && { kill "$delay_pid"; wait "$delay_pid" 2>/dev/null || true; }
-  ip netns exec "$R" "$DELAY" --tap dta --tap dtb --delay-ms "$(python3 -c "print($1/2)")" > "$work/delay.log" 2>&1 &
+  ip netns exec "$R" "$DELAY" --tap dta --tap dtb --delay-ms "$(python3 -c "print($1/2)")" >> "$work/delay.log" 2>&1 &
   delay_pid=$!; pids+=($delay_pid)
   for _ in $(seq 50); do ip -n "$R" link show dtb >/dev/null 2>&1 && break; sleep 0.1; done
   ip -n "$R" link set dta master bra; ip -n "$R" link set dtb master brb
@@ -109,6 +115,13 @@ if what=="estimate": sys.exit(0 if any(p["avail_bw_kind"]=="estimate" for p in p
 top=[p["avail_bw_high_mbps"] if p["avail_bw_kind"]=="upper_bound" else p["avail_bw_mbps"] for p in ps
      if p["avail_bw_kind"] in ("estimate","upper_bound")]
 sys.exit(0 if top and min(top) <= 1.3*a else 1)' "$work/o.json" "$1" "$AVAIL"; }
+# One line of the online series (polls.txt): the poll's time and vA -> vB's answer.
+online_note() { python3 -c '
+import json,sys
+d=json.load(open(sys.argv[1]))
+ps=[p for h in d["hosts"] for p in h["paths"] if p["src"]=="198.19.0.1"]
+p=max(ps, key=lambda p: p["bytes"]) if ps else None
+print(sys.argv[2], p["avail_bw_kind"] if p else "none", (p or {}).get("avail_bw_mbps"), (p or {}).get("avail_bw_high_mbps"))' "$work/o.json" "$1"; }
 min_ping() { ip netns exec "$1" ping -c 20 -i 0.1 -q "$2" | sed -n 's/.*= \([0-9.]*\)\/.*/\1/p'; }
 wait_ping() { for _ in $(seq 40); do ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1 && return; done; say "no ping $1 -> $2"; exit 1; }
 
@@ -157,7 +170,7 @@ for case in $CASES; do
       short) ip netns exec "$SRC" python3 "$SHORT" client "$DIP" 5203 100000 "$SECS" "$CC" > "$work/app.txt" & ap=$! ;;
       *) say "unknown application $APP"; exit 2 ;;
     esac
-    first_est=""; t_throttle=""; reaction=""; poll=1
+    first_est=""; t_throttle=""; reaction=""; poll=1; : > "$work/polls.txt"; : > "$work/polls.err"
     if [ "$APP" = throttle ]; then
       # Half way, C drops to THROTTLE x C; the online view is read every 0.2 s from then on.
       sleep "$(python3 -c "print($SECS/2)")"
@@ -168,8 +181,11 @@ for case in $CASES; do
     while kill -0 "$ap" 2>/dev/null; do
       sleep "$poll"
       if [ "$MODE" = overlay ]; then
-        "$BIN" paths --api "$work/a.sock" --json > "$work/o.json" 2>/dev/null || continue
+        if ! "$BIN" paths --api "$work/a.sock" --json > "$work/o.json" 2>>"$work/polls.err"; then
+          echo "$(date +%s.%N) fail" >> "$work/polls.txt"; continue
+        fi
         now=$(date +%s.%N)
+        online_note "$now" >> "$work/polls.txt"
         cp "$work/o.json" "$work/online-last.json"
         if [ -z "$first_est" ] && [ -z "$t_throttle" ] && online_is estimate; then first_est=$(python3 -c "print(round($now-$t0,1))"); fi
         if [ -n "$t_throttle" ] && [ -z "$reaction" ] && online_is moved; then
@@ -191,12 +207,21 @@ for case in $CASES; do
     "$BIN" analyze --pcap "$work/u.pcap" --json ${plot[@]+"${plot[@]}"} > "$work/off.json"
     "$BIN" analyze --pcap "$work/p.pcap" --json > "$work/plain.json"
     tcptrace -r -n -l "$work/p.pcap" > "$work/tcptrace.txt" 2>/dev/null || true
-    [ -n "${KEEP_PCAP:-}" ] && cp "$work/u.pcap" "$KEEP_PCAP-$MODE-$C-$XP-$CC-$RTT-$APP.pcap"
+    if [ -n "${KEEP_PCAP:-}" ]; then
+      cp "$work/u.pcap" "$KEEP_PCAP-$MODE-$C-$XP-$CC-$RTT-$APP.pcap"
+      cat "$work/polls.err" >> "$KEEP_PCAP-$MODE-$C-$XP-$CC-$RTT-$APP.polls.err"
+    fi
     [ "$MODE" = overlay ] || echo '{"hosts":[]}' > "$work/online-last.json"
     [ $first = 1 ] || echo ',' >> "$work/rows.json"; first=0
-    python3 - "$MODE" "$C" "$XW" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "${first_est:-}" "$work" "$AVAIL" "${reaction:-}" >> "$work/rows.json" <<'PY'
+    python3 - "$MODE" "$C" "$XW" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "${first_est:-}" "$work" "$AVAIL" "${reaction:-}" "$t0" "${t_throttle:-}" >> "$work/rows.json" <<'PY'
 import json, re, sys
-mode, c, x, cc, rtt, app, ping_min, ping_vm, goodput, first_est, work, avail, reaction = sys.argv[1:]
+mode, c, x, cc, rtt, app, ping_min, ping_vm, goodput, first_est, work, avail, reaction, t0, t_thr = sys.argv[1:]
+# The online series: each poll's time from the start, and its answer (kind, value,
+# high side), or a failed poll.
+num = lambda v: None if v == "None" else float(v)
+polls = [l.split() for l in open(work + "/polls.txt") if l.strip()]
+series = [[round(float(p[0]) - float(t0), 2)] + ([p[1], num(p[2]), num(p[3])] if p[1] != "fail" else ["fail", None, None])
+          for p in polls]
 c, x = float(c), float(x)
 truth = float(avail)
 src = "198.18.20.11" if mode == "overlay" else "198.18.20.1"
@@ -231,6 +256,8 @@ row = {"mode": mode, "capacity_mbps": c, "cross_mbps": x, "truth_avail_mbps": tr
        "offline": est(off), "online": est(onl) if mode == "overlay" else None,
        "online_first_estimate_s": float(first_est) if first_est else None,
        "online_reaction_s": float(reaction) if reaction else None,
+       "online_throttle_s": round(float(t_thr) - float(t0), 2) if t_thr else None,
+       "online_polls": series if mode == "overlay" else None,
        "app_goodput_mbps": float(goodput),
        "ping_min_us": float(ping_min) * 1000,
        "ping_vm_min_us": float(ping_vm) * 1000 if ping_vm else None,

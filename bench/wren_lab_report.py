@@ -85,6 +85,18 @@ def range_holds(e, truth):
     return e["low"] * (1 - TRUTH_MARGIN) <= truth <= e["high"] * (1 + TRUTH_MARGIN)
 
 
+def after_throttle(r):
+    """The online answers polled in the 3 s after a throttle (time from it: value), as
+    the series shows them; empty where the lab kept no series."""
+    t, polls = r.get("online_throttle_s"), r.get("online_polls")
+    if t is None or not polls:
+        return ""
+    seen = ["%.1f s: %s" % (p[0] - t, "failed" if p[1] == "fail" else
+                            "%s %s" % (p[1], f(p[3] if p[1] == "upper_bound" else p[2])))
+            for p in polls if 0 <= p[0] - t <= 3]
+    return " (polled: %s)" % "; ".join(seen) if seen else " (no poll in the 3 s after it)"
+
+
 def rng(e):
     return "-" if e["low"] is None and e["high"] is None else "%s..%s" % (f(e["low"]), f(e["high"]))
 
@@ -180,9 +192,15 @@ for mode in [m for m in ("direct", "overlay") if any(r["mode"] == m for r in row
         md += "- online: first estimate within 10 s of the start in %d/%d cases (max %s s).\n" % (
             sum(t <= 10 for t in firsts), len(rs), f(max(firsts) if firsts else None))
         for r in (r for r in rs if r["app"] == "throttle"):
-            md += "- online, throttle %g -> %g Mbit/s: the answer within 1.3x of the new A %s s after it.\n" % (
+            md += "- online, throttle %g -> %g Mbit/s: the answer within 1.3x of the new A %s s after it%s.\n" % (
                 r["capacity_mbps"], r["truth_avail_mbps"] + r["cross_mbps"],
-                f(r.get("online_reaction_s"), "%.2f") if r.get("online_reaction_s") is not None else "never")
+                f(r.get("online_reaction_s"), "%.2f") if r.get("online_reaction_s") is not None else "never",
+                after_throttle(r))
+        failed = [(r, sum(p[1] == "fail" for p in r.get("online_polls") or [])) for r in rs]
+        failed = [(r, n) for r, n in failed if n]
+        md += "- online polls that failed (`wrenvnet paths`): %s.\n" % (
+            ", ".join("%s@%g/%g: %d of %d" % (r["app"], r["capacity_mbps"], r["cross_mbps"], n,
+                                                len(r["online_polls"])) for r, n in failed) or "none")
     ping_ok = [within(r["rtt_min_us"], r["ping_min_us"], 0.05, 200) for r in rs]
     tt_min = [within(r["plain_rtt_min_us"], r["tcptrace_rtt_min_us"], 0.05) for r in rs]
     tt_avg = [within(r["plain_rtt_mean_us"], r["tcptrace_rtt_avg_us"], 0.05) for r in rs]
