@@ -29,8 +29,11 @@
 #   PLOT_DIR=/tmp/plots sudo bench/wren_lab.sh   # also an SVG per case (analyze --plot)
 #   KEEP_PCAP=/tmp/k/c sudo bench/wren_lab.sh     # keeps each case's underlay capture
 #     (/tmp/k/c-MODE-C-XP-CC-RTT-APP.pcap, for `wrenvnet analyze --pcap .. --explain`),
-#     the online polls' errors beside it, and the daemons' and delay line's logs
+#     the online polls' errors beside it, and the daemons' and delay line's logs (the delay
+#     line's counters every second: its worst lateness tells where the host held frames)
 #   THROTTLE=0.1 MODES=overlay CASES="100:0:cubic:20:throttle" sudo bench/wren_lab.sh
+#   RUNS=3 sudo bench/wren_lab.sh                # every case three times: the report
+#     counts, per case, the runs whose answer was on the wrong side or above 50%
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CASES="${CASES:-20:0:bbr:4:bulk 50:30:cubic:4:bulk 100:70:bbr:4:bulk 50:0:bbr:4:limited 20:30:cubic:4:short \
@@ -40,6 +43,7 @@ CASES="${CASES:-20:0:bbr:4:bulk 50:30:cubic:4:bulk 100:70:bbr:4:bulk 50:0:bbr:4:
 100:30:bbr:4:par2 50:0:cubic:20:par4 100:50:cubic:20:par2 50:30:bbr:80:par4 100:0:bbr:20:throttle}"
 MODES="${MODES:-direct overlay}"
 SECS="${SECS:-10}"
+RUNS="${RUNS:-1}"
 THROTTLE="${THROTTLE:-0.3}"
 OUT="${OUT:-bench/results}"
 mkdir -p "$OUT"
@@ -100,7 +104,7 @@ start_daemons() {
 delay_pid=""
 set_delay() { # rtt_ms: restart the delay line with rtt/2 each way, re-bridge its taps
   [ -n "$delay_pid" ] && { kill "$delay_pid"; wait "$delay_pid" 2>/dev/null || true; }
-  ip netns exec "$R" "$DELAY" --tap dta --tap dtb --delay-ms "$(python3 -c "print($1/2)")" >> "$work/delay.log" 2>&1 &
+  ip netns exec "$R" "$DELAY" --tap dta --tap dtb --delay-ms "$(python3 -c "print($1/2)")" --stats-s 1 >> "$work/delay.log" 2>&1 &
   delay_pid=$!; pids+=($delay_pid)
   for _ in $(seq 50); do ip -n "$R" link show dtb >/dev/null 2>&1 && break; sleep 0.1; done
   ip -n "$R" link set dta master bra; ip -n "$R" link set dtb master brb
@@ -128,17 +132,20 @@ wait_ping() { for _ in $(seq 40); do ip netns exec "$1" ping -c 1 -W 1 "$2" >/de
 start_daemons
 ip -n "$R" link show >/dev/null
 echo '[' > "$work/rows.json"; first=1
-cur_rtt=""
+for run in $(seq "$RUNS"); do
 for case in $CASES; do
   IFS=: read -r C XP CC RTT APP <<<"$case"
-  if [ "$RTT" != "$cur_rtt" ]; then set_delay "$RTT"; cur_rtt=$RTT; fi
-  # Capacity: every frame from side A to side B leaves R through the delay line's TAP.
-  ip netns exec "$R" tc qdisc replace dev dta root tbf rate "${C}mbit" burst 3000 latency 100ms
   X=$(python3 -c "print(round($C*$XP/100, 3))")
   # iperf3 -b paces the UDP payload; the link carries each 1400-byte datagram in a
   # 1442-byte frame (UDP 8, IPv4 20, Ethernet 14), and tbf counts frames, as Wren does.
   XW=$(python3 -c "print(round($X*1442/1400, 3))")
   for MODE in $MODES; do
+    tag="$MODE-$C-$XP-$CC-$RTT-$APP"; [ "$RUNS" = 1 ] || tag="$tag-r$run"
+    # A delay line of its own for each case, so its counters (the worst lateness: how
+    # long the host held frames past their time) are the case's.
+    set_delay "$RTT"
+    # Capacity: every frame from side A to side B leaves R through the delay line's TAP.
+    ip netns exec "$R" tc qdisc replace dev dta root tbf rate "${C}mbit" burst 3000 latency 100ms
     AVAIL=$(python3 -c "print($C - $XW)")
     if [ "$MODE" = direct ]; then SRC=$A; DST=$B; DIP=198.18.20.2; CAP_NS=$A; CAP_IF=eth0; CAP_F='tcp'
     else SRC=$VA; DST=$VB; DIP=198.19.0.2; CAP_NS=$HA; CAP_IF=u; CAP_F='udp port 4789'; fi
@@ -198,24 +205,25 @@ for case in $CASES; do
     if [ "$APP" = short ]; then goodput=$(awk '{print $2*8/$3/1e6}' "$work/app.txt")
     else goodput=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/1e6)' "$work/app.json"); fi
     [ -n "$xp" ] && { wait "$xp" || true; }
+    late=$(grep '^delayline:' "$work/delay.log" | tail -1 | sed -n 's/.*worst_late_us \([0-9]*\).*/\1/p') || true
     sleep 0.5; kill -INT "$td" "$tp"; wait "$td" "$tp" 2>/dev/null || true
     [ "$APP" = short ] && { ip netns pids "$DST" | xargs -r kill 2>/dev/null || true; }
     # PLOT_DIR=dir: each case's underlay capture drawn (estimate, range, truth, RTT
     # over time; the trains and bursts behind the last answer, rate out vs rate in).
     plot=()
-    [ -n "${PLOT_DIR:-}" ] && plot=(--plot "$PLOT_DIR/wren-lab-$MODE-$C-$XP-$CC-$RTT-$APP.svg" --truth-mbps "$AVAIL")
+    [ -n "${PLOT_DIR:-}" ] && plot=(--plot "$PLOT_DIR/wren-lab-$tag.svg" --truth-mbps "$AVAIL")
     "$BIN" analyze --pcap "$work/u.pcap" --json ${plot[@]+"${plot[@]}"} > "$work/off.json"
     "$BIN" analyze --pcap "$work/p.pcap" --json > "$work/plain.json"
     tcptrace -r -n -l "$work/p.pcap" > "$work/tcptrace.txt" 2>/dev/null || true
     if [ -n "${KEEP_PCAP:-}" ]; then
-      cp "$work/u.pcap" "$KEEP_PCAP-$MODE-$C-$XP-$CC-$RTT-$APP.pcap"
-      cat "$work/polls.err" >> "$KEEP_PCAP-$MODE-$C-$XP-$CC-$RTT-$APP.polls.err"
+      cp "$work/u.pcap" "$KEEP_PCAP-$tag.pcap"
+      cat "$work/polls.err" >> "$KEEP_PCAP-$tag.polls.err"
     fi
     [ "$MODE" = overlay ] || echo '{"hosts":[]}' > "$work/online-last.json"
     [ $first = 1 ] || echo ',' >> "$work/rows.json"; first=0
-    python3 - "$MODE" "$C" "$XW" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "${first_est:-}" "$work" "$AVAIL" "${reaction:-}" "$t0" "${t_throttle:-}" >> "$work/rows.json" <<'PY'
+    python3 - "$MODE" "$C" "$XW" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "${first_est:-}" "$work" "$AVAIL" "${reaction:-}" "$t0" "${t_throttle:-}" "$run" "${late:-}" >> "$work/rows.json" <<'PY'
 import json, re, sys
-mode, c, x, cc, rtt, app, ping_min, ping_vm, goodput, first_est, work, avail, reaction, t0, t_thr = sys.argv[1:]
+mode, c, x, cc, rtt, app, ping_min, ping_vm, goodput, first_est, work, avail, reaction, t0, t_thr, run, late = sys.argv[1:]
 # The online series: each poll's time from the start, and its answer (kind, value,
 # high side), or a failed poll.
 num = lambda v: None if v == "None" else float(v)
@@ -252,13 +260,14 @@ for block in txt.split("TCP connection ")[1:]:
     if s <= 0: continue
     n += s; tsum += s * float(m["avg"].group(1))
     v = float(m["min"].group(1)); tmin = v if tmin is None else min(tmin, v)
-row = {"mode": mode, "capacity_mbps": c, "cross_mbps": x, "truth_avail_mbps": truth, "cc": cc, "rtt_ms": float(rtt), "app": app,
+row = {"run": int(run), "mode": mode, "capacity_mbps": c, "cross_mbps": x, "truth_avail_mbps": truth, "cc": cc, "rtt_ms": float(rtt), "app": app,
        "offline": est(off), "online": est(onl) if mode == "overlay" else None,
        "online_first_estimate_s": float(first_est) if first_est else None,
        "online_reaction_s": float(reaction) if reaction else None,
        "online_throttle_s": round(float(t_thr) - float(t0), 2) if t_thr else None,
        "online_polls": series if mode == "overlay" else None,
        "app_goodput_mbps": float(goodput),
+       "delay_line_worst_late_us": float(late) if late else None,
        "ping_min_us": float(ping_min) * 1000,
        "ping_vm_min_us": float(ping_vm) * 1000 if ping_vm else None,
        "rtt_min_us": off["rtt_min_us"] if off else None,
@@ -272,5 +281,6 @@ PY
     say "$(tail -1 "$work/rows.json" | cut -c1-400)"
   done
 done
+done
 echo ']' >> "$work/rows.json"
-python3 bench/wren_lab_report.py "$work/rows.json" "$OUT" "$SECS" "$CASES" "$MODES"
+RUNS=$RUNS python3 bench/wren_lab_report.py "$work/rows.json" "$OUT" "$SECS" "$CASES" "$MODES"

@@ -12,6 +12,7 @@ import sys
 
 rows_path, out, secs, cases, modes = sys.argv[1:]
 rows = json.load(open(rows_path))
+runs = len({r.get("run", 1) for r in rows})
 
 
 def f(v, fmt="%.1f"):
@@ -97,6 +98,30 @@ def after_throttle(r):
     return " (polled: %s)" % "; ".join(seen) if seen else " (no poll in the 3 s after it)"
 
 
+def across_runs(cased, side):
+    """With every case run several times (RUNS=N): each run's median distance from A and
+    counts of wrong-side and above-50% answers, and for each case the runs in which it
+    was on the wrong side or above 50% (a case's own figures, not the runs' noise)."""
+    per = sorted({r.get("run", 1) for r in cased})
+    key = lambda r: "%s@%g/%g %s RTT %g" % (r["app"], r["capacity_mbps"], r["cross_mbps"], r["cc"], r["rtt_ms"])
+    def cases_where(test):
+        seen = {}
+        for r in cased:
+            k = key(r)
+            hit, n = seen.get(k, (0, 0))
+            seen[k] = (hit + bool(test(r)), n + 1)
+        return [(k, h, n) for k, (h, n) in seen.items() if h]
+    run_rows = [[r for r in cased if r.get("run", 1) == i] for i in per]
+    errs = [[error(r[side], r["truth_avail_mbps"]) for r in rr] for rr in run_rows]
+    return {
+        "median_error_per_run": [statistics.median(e) if e else None for e in errs],
+        "wrong_side_per_run": [sum(bool(wrong_side(r[side], r["truth_avail_mbps"])) for r in rr) for rr in run_rows],
+        "above_50pct_per_run": [sum(v > 0.5 for v in e) for e in errs],
+        "wrong_side_cases": cases_where(lambda r: wrong_side(r[side], r["truth_avail_mbps"])),
+        "above_50pct_cases": cases_where(lambda r: error(r[side], r["truth_avail_mbps"]) > 0.5),
+    }
+
+
 def rng(e):
     return "-" if e["low"] is None and e["high"] is None else "%s..%s" % (f(e["low"]), f(e["high"]))
 
@@ -131,7 +156,8 @@ for mode in [m for m in ("direct", "overlay") if any(r["mode"] == m for r in row
                + (" < floor" if e["kind"] != "-" and under_floor(e, r["app_goodput_mbps"], r["app"]) else "")
                for k, e in (("off", o), ("on", n))}
         md += "| %g | %g | %g | %s | %g | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s/%s | %s/%s | %s/%s |\n" % (
-            r["capacity_mbps"], r["cross_mbps"], a, r["cc"], r["rtt_ms"], r["app"],
+            r["capacity_mbps"], r["cross_mbps"], a, r["cc"], r["rtt_ms"],
+            r["app"] + (" #%d" % r["run"] if runs > 1 else ""),
             f(answer(o)), o["kind"], rng(o), err["off"], f(answer(n)), n["kind"], rng(n), err["on"],
             f(r["online_first_estimate_s"]), f(r.get("online_reaction_s"), "%.2f"), r["app_goodput_mbps"],
             f(r["ping_min_us"], "%.0f") + ("" if r.get("ping_vm_min_us") is None else " (%.0f)" % r["ping_vm_min_us"]),
@@ -174,6 +200,8 @@ for mode in [m for m in ("direct", "overlay") if any(r["mode"] == m for r in row
                 sum(bool(range_holds(r[side], r["truth_avail_mbps"])) for r in cased),
                 sum(range_holds(r[side], r["truth_avail_mbps"]) is not None for r in cased)),
         }
+        if runs > 1:
+            s["across_runs"] = across_runs(cased, side)
         summary["%s/%s" % (mode, side)] = s
         m = s["measure"]
         md += ("- %s, the answer's distance from the truth (a bound's too; none counts 100%%): median %s "
@@ -187,6 +215,15 @@ for mode in [m for m in ("direct", "overlay") if any(r["mode"] == m for r in row
                "on the right side): %d/%d.\n") % (
             side, len(es), len(errs), pct(s["median_abs_error"]), pct(s["worst_abs_error"]),
             pct(s["bulk_median_abs_error"]), pct(s["bulk_worst_abs_error"]), s["kinds"], ok, len(es))
+        if runs > 1:
+            x = s["across_runs"]
+            md += ("- %s over %d runs: per run, median distance %s, wrong side %s, above 50%% %s; cases on "
+                   "the wrong side in some run: %s; above 50%% in some run: %s.\n") % (
+                side, runs, " / ".join(pct(v) for v in x["median_error_per_run"]),
+                " / ".join(str(v) for v in x["wrong_side_per_run"]),
+                " / ".join(str(v) for v in x["above_50pct_per_run"]),
+                ", ".join("%s (%d of %d)" % c for c in x["wrong_side_cases"]) or "none",
+                ", ".join("%s (%d of %d)" % c for c in x["above_50pct_cases"]) or "none")
     firsts = [r["online_first_estimate_s"] for r in rs if r["online_first_estimate_s"] is not None]
     if mode == "overlay":
         md += "- online: first estimate within 10 s of the start in %d/%d cases (max %s s).\n" % (
@@ -201,6 +238,16 @@ for mode in [m for m in ("direct", "overlay") if any(r["mode"] == m for r in row
         md += "- online polls that failed (`wrenvnet paths`): %s.\n" % (
             ", ".join("%s@%g/%g: %d of %d" % (r["app"], r["capacity_mbps"], r["cross_mbps"], n,
                                                 len(r["online_polls"])) for r, n in failed) or "none")
+    late = [(r, r["delay_line_worst_late_us"]) for r in rs if r.get("delay_line_worst_late_us") is not None]
+    if late:
+        # The truth A = C - X holds only while the delay line keeps time: a frame it
+        # releases late was held by the host, and the path was slower than C then.
+        worst = ", ".join("%s@%g/%g %s RTT %g: %.1f" % (r["app"], r["capacity_mbps"], r["cross_mbps"], r["cc"],
+                                                     r["rtt_ms"], v / 1e3) for r, v in late if v > 10_000)
+        md += ("- the delay line's worst lateness per case (the host holding frames past their time): "
+               "median %.1f ms, worst %.1f ms; over 1 ms in %d of %d cases; over 10 ms: %s.\n") % (
+            statistics.median(v for _, v in late) / 1e3, max(v for _, v in late) / 1e3,
+            sum(v > 1000 for _, v in late), len(late), worst or "none")
     ping_ok = [within(r["rtt_min_us"], r["ping_min_us"], 0.05, 200) for r in rs]
     tt_min = [within(r["plain_rtt_min_us"], r["tcptrace_rtt_min_us"], 0.05) for r in rs]
     tt_avg = [within(r["plain_rtt_mean_us"], r["tcptrace_rtt_avg_us"], 0.05) for r in rs]
