@@ -109,23 +109,20 @@ set_delay() { # rtt_ms: restart the delay line with rtt/2 each way, re-bridge it
   for _ in $(seq 50); do ip -n "$R" link show dtb >/dev/null 2>&1 && break; sleep 0.1; done
   ip -n "$R" link set dta master bra; ip -n "$R" link set dtb master brb
 }
-# The online view of vA -> vB (o.json) is: "estimate", its first estimate; "moved", an
-# answer (estimate or upper bound) within 1.3x of A (after the throttle, the new A).
-online_is() { python3 -c '
-import json,sys
-d=json.load(open(sys.argv[1])); what=sys.argv[2]; a=float(sys.argv[3])
-ps=[p for h in d["hosts"] for p in h["paths"] if p["src"]=="198.19.0.1"]
-if what=="estimate": sys.exit(0 if any(p["avail_bw_kind"]=="estimate" for p in ps) else 1)
-top=[p["avail_bw_high_mbps"] if p["avail_bw_kind"]=="upper_bound" else p["avail_bw_mbps"] for p in ps
-     if p["avail_bw_kind"] in ("estimate","upper_bound")]
-sys.exit(0 if top and min(top) <= 1.3*a else 1)' "$work/o.json" "$1" "$AVAIL"; }
-# One line of the online series (polls.txt): the poll's time and vA -> vB's answer.
+# One line of the online series (polls.txt) per poll of vA -> vB (o.json): the poll's
+# time, the answer of its busiest path (kind, value, high side), whether any of its
+# paths has an estimate, and whether one has "moved": an answer (estimate or upper
+# bound) within 1.3x of A (after the throttle, the new A). One interpreter per poll, so
+# the polls after a throttle come about as often as asked.
 online_note() { python3 -c '
 import json,sys
-d=json.load(open(sys.argv[1]))
+d=json.load(open(sys.argv[1])); a=float(sys.argv[3])
 ps=[p for h in d["hosts"] for p in h["paths"] if p["src"]=="198.19.0.1"]
-p=max(ps, key=lambda p: p["bytes"]) if ps else None
-print(sys.argv[2], p["avail_bw_kind"] if p else "none", (p or {}).get("avail_bw_mbps"), (p or {}).get("avail_bw_high_mbps"))' "$work/o.json" "$1"; }
+p=max(ps, key=lambda p: p["bytes"]) if ps else {}
+top=[p["avail_bw_high_mbps"] if p["avail_bw_kind"]=="upper_bound" else p["avail_bw_mbps"] for p in ps
+     if p["avail_bw_kind"] in ("estimate","upper_bound")]
+print(sys.argv[2], p.get("avail_bw_kind", "none"), p.get("avail_bw_mbps"), p.get("avail_bw_high_mbps"),
+      int(any(p["avail_bw_kind"]=="estimate" for p in ps)), int(bool(top) and min(top) <= 1.3*a))' "$work/o.json" "$1" "$AVAIL"; }
 min_ping() { ip netns exec "$1" ping -c 20 -i 0.1 -q "$2" | sed -n 's/.*= \([0-9.]*\)\/.*/\1/p'; }
 wait_ping() { for _ in $(seq 40); do ip netns exec "$1" ping -c 1 -W 1 "$2" >/dev/null 2>&1 && return; done; say "no ping $1 -> $2"; exit 1; }
 
@@ -177,7 +174,7 @@ for case in $CASES; do
       short) ip netns exec "$SRC" python3 "$SHORT" client "$DIP" 5203 100000 "$SECS" "$CC" > "$work/app.txt" & ap=$! ;;
       *) say "unknown application $APP"; exit 2 ;;
     esac
-    first_est=""; t_throttle=""; reaction=""; poll=1; : > "$work/polls.txt"; : > "$work/polls.err"
+    t_throttle=""; poll=1; : > "$work/polls.txt"; : > "$work/polls.err"
     if [ "$APP" = throttle ]; then
       # Half way, C drops to THROTTLE x C; the online view is read every 0.2 s from then on.
       sleep "$(python3 -c "print($SECS/2)")"
@@ -191,13 +188,8 @@ for case in $CASES; do
         if ! "$BIN" paths --api "$work/a.sock" --json > "$work/o.json" 2>>"$work/polls.err"; then
           echo "$(date +%s.%N) fail" >> "$work/polls.txt"; continue
         fi
-        now=$(date +%s.%N)
-        online_note "$now" >> "$work/polls.txt"
+        online_note "$(date +%s.%N)" >> "$work/polls.txt"
         cp "$work/o.json" "$work/online-last.json"
-        if [ -z "$first_est" ] && [ -z "$t_throttle" ] && online_is estimate; then first_est=$(python3 -c "print(round($now-$t0,1))"); fi
-        if [ -n "$t_throttle" ] && [ -z "$reaction" ] && online_is moved; then
-          reaction=$(python3 -c "print(round($now-$t_throttle,2))")
-        fi
       fi
     done
     wait "$ap" || true
@@ -221,15 +213,21 @@ for case in $CASES; do
     fi
     [ "$MODE" = overlay ] || echo '{"hosts":[]}' > "$work/online-last.json"
     [ $first = 1 ] || echo ',' >> "$work/rows.json"; first=0
-    python3 - "$MODE" "$C" "$XW" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "${first_est:-}" "$work" "$AVAIL" "${reaction:-}" "$t0" "${t_throttle:-}" "$run" "${late:-}" >> "$work/rows.json" <<'PY'
+    python3 - "$MODE" "$C" "$XW" "$CC" "$RTT" "$APP" "$ping_min" "${ping_vm:-}" "$goodput" "$work" "$AVAIL" "$t0" "${t_throttle:-}" "$run" "${late:-}" >> "$work/rows.json" <<'PY'
 import json, re, sys
-mode, c, x, cc, rtt, app, ping_min, ping_vm, goodput, first_est, work, avail, reaction, t0, t_thr, run, late = sys.argv[1:]
+mode, c, x, cc, rtt, app, ping_min, ping_vm, goodput, work, avail, t0, t_thr, run, late = sys.argv[1:]
 # The online series: each poll's time from the start, and its answer (kind, value,
 # high side), or a failed poll.
 num = lambda v: None if v == "None" else float(v)
 polls = [l.split() for l in open(work + "/polls.txt") if l.strip()]
 series = [[round(float(p[0]) - float(t0), 2)] + ([p[1], num(p[2]), num(p[3])] if p[1] != "fail" else ["fail", None, None])
           for p in polls]
+# The first estimate (before any throttle) from the start; the first answer within 1.3x
+# of the new A after the throttle, from it.
+ok = [p for p in polls if p[1] != "fail"]
+thr = float(t_thr) if t_thr else None
+first_est = next((float(p[0]) - float(t0) for p in ok if p[4] == "1" and (thr is None or float(p[0]) < thr)), None)
+reaction = next((float(p[0]) - thr for p in ok if thr is not None and float(p[0]) >= thr and p[5] == "1"), None)
 c, x = float(c), float(x)
 truth = float(avail)
 src = "198.18.20.11" if mode == "overlay" else "198.18.20.1"
@@ -262,8 +260,8 @@ for block in txt.split("TCP connection ")[1:]:
     v = float(m["min"].group(1)); tmin = v if tmin is None else min(tmin, v)
 row = {"run": int(run), "mode": mode, "capacity_mbps": c, "cross_mbps": x, "truth_avail_mbps": truth, "cc": cc, "rtt_ms": float(rtt), "app": app,
        "offline": est(off), "online": est(onl) if mode == "overlay" else None,
-       "online_first_estimate_s": float(first_est) if first_est else None,
-       "online_reaction_s": float(reaction) if reaction else None,
+       "online_first_estimate_s": round(first_est, 1) if first_est is not None else None,
+       "online_reaction_s": round(reaction, 2) if reaction is not None else None,
        "online_throttle_s": round(float(t_thr) - float(t0), 2) if t_thr else None,
        "online_polls": series if mode == "overlay" else None,
        "app_goodput_mbps": float(goodput),
