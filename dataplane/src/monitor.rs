@@ -1,7 +1,6 @@
 //! The free measurement path on a worker: for every packet of a burst, a 64-byte
 //! record (parsed headers, the burst's TSC stamp, direction, port; the switch stamps
-//! each burst with the TSC read after receiving it, so no packet is stamped before it
-//! arrived),
+//! every burst of a loop iteration with the TSC it read at the iteration's start),
 //! streamed in one batch onto the worker's SPSC ring (see `stream`),
 //! published once per loop. A full ring drops records and counts them; the packets
 //! themselves are never delayed or dropped for measurement.

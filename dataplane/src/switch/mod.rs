@@ -11,8 +11,7 @@
 //! mailbox's port changes, receive a burst from the NIC and from each VM port, decide
 //! each frame's fate (`forward::decide`) and queue it to a per-destination burst,
 //! run the timers, transmit those bursts; every mbuf is sent or freed and counted. The
-//! TSC is read once per loop, and once more per burst the measurement path records,
-//! after receiving it (more only with the benchmark `instruments` on). Frames
+//! TSC is read once per loop (more only with the benchmark `instruments` on). Frames
 //! from local VMs to the overlay are policed by class when the snapshot's shaping
 //! policy is active (`qos`). A VM's announcement (RARP or gratuitous ARP after a live
 //! migration) that contradicts the rules is handed to the control path through a
@@ -151,14 +150,8 @@ struct Iteration {
 impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
     /// Runs the switch on this lcore until `quit` is set.
     ///
-    /// Each iteration reads the TSC once (`now`): it drives the timers and the A/B
-    /// halves, and ends the previous iteration. A burst the measurement path records is
-    /// stamped with a TSC read after it was received, never before: a worker held
-    /// between the loop's read and the receive (preempted on a busy host) would
-    /// otherwise stamp packets that arrived meanwhile before they arrived, and an ACK
-    /// stamped early makes an RTT shorter than the path's (a 20-ms path's minimum read
-    /// 8 ms online in the Wren lab, 20.2 ms from a capture of the same daemon's port).
-    /// Stamps taken late only lengthen an RTT, by at most one loop.
+    /// Each iteration reads the TSC once (`now`): it stamps every burst the iteration
+    /// records, drives the timers and the A/B halves, and ends the previous iteration.
     /// An iteration that moved packets is charged as busy from its start to the next
     /// one's: all the loop's work for those packets (snapshot, mailbox, rx, records,
     /// forwarding, tx, and publishing their records at the top of the next iteration)
@@ -314,7 +307,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
         let mut whole_vxlan = WholeVxlan::default();
         if let Some(mon) = tick.recorder.as_deref_mut() {
             let port = self.nic_rx.port().0 as u8;
-            whole_vxlan = mon.record_burst(&local.rx, tsc::now(), Direction::FromNic, port);
+            whole_vxlan = mon.record_burst(&local.rx, tick.now, Direction::FromNic, port);
         }
         local.instruments.lap(Stage::Record);
         for (i, m) in local.rx.drain().enumerate() {
@@ -353,7 +346,7 @@ impl<'p, 'c, 'e> Switch<'p, 'c, 'e> {
                 }
             }
             if let Some(mon) = tick.recorder.as_deref_mut() {
-                mon.record_burst(&local.rx, tsc::now(), Direction::ToNic, port);
+                mon.record_burst(&local.rx, tick.now, Direction::ToNic, port);
             }
             local.instruments.lap(Stage::Record);
             moved += n;
